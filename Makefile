@@ -1,0 +1,85 @@
+# mtad build. `make` builds build/mtad (and mtactl, sendmail once they exist);
+# `make test` builds the release and the ASan+UBSan variants, runs the cmocka
+# unit tests under both and the pytest black-box tests against both daemons.
+# `make fuzz-NAME FUZZ_SECONDS=60` runs one libFuzzer harness (not in CI).
+
+CC      ?= cc
+PKGS    := libevent libevent_openssl libevent_pthreads libunbound openssl
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS = $(WARN) -D_GNU_SOURCE -Isrc $(PKG_CFLAGS) $(CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS  = $(PKG_LIBS) -lpthread $(EXTRA_LDFLAGS)
+
+# B is the output directory: build/ for release, build/asan/ for sanitizers.
+B       ?= build
+LIB_SRC := $(sort $(wildcard src/lib/*.c src/mail/*.c src/net/*.c src/dns/*.c \
+             src/smtpd/*.c src/smtpc/*.c src/queue/*.c src/sched/*.c \
+             src/http/*.c src/metrics/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
+CMD_SRC := $(wildcard src/cmd/*.c)
+PROGS   := $(CMD_SRC:src/cmd/%.c=$(B)/%)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNITS   := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+
+.PHONY: all clean test test-unit test-e2e asan fuzz-build deps run
+all: $(PROGS)
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/libmtad.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/%: $(B)/obj/src/cmd/%.o $(B)/libmtad.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/tests/%: $(B)/obj/tests/unit/%.o $(B)/libmtad.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+asan:
+	$(MAKE) B=build/asan EXTRA_CFLAGS="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	    EXTRA_LDFLAGS="-fsanitize=address,undefined" all units
+
+.PHONY: units
+units: $(UNITS)
+
+deps:
+	@sh .ci/deps.sh
+
+# Unit tests: every tests/unit/test_*.c, release and sanitizer builds.
+test-unit: all units asan
+	@sh tests/run_units.sh build/tests build/asan/tests
+
+# Black-box tests: the real daemon on loopback, release build then ASan build.
+test-e2e: all asan
+	python3 -m pytest -q -p no:cacheprovider tests/e2e
+
+test: deps
+	$(MAKE) test-unit
+	$(MAKE) test-e2e
+
+run: deps all
+	sh etc/run-default.sh
+
+# libFuzzer harnesses (clang); `make fuzz-NAME FUZZ_SECONDS=N`.
+FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
+FUZZERS  := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
+FUZZ_SECONDS ?= 60
+build/fuzz/%: fuzz/%.c $(LIB_SRC)
+	@mkdir -p build/fuzz
+	clang $(WARN) -D_GNU_SOURCE -Isrc $(PKG_CFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -o $@ $< $(LIB_SRC) $(PKG_LIBS) -lpthread
+fuzz-build: $(FUZZERS)
+fuzz-%: build/fuzz/fuzz_%
+	@mkdir -p build/fuzz/corpus-$*
+	$< -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=512 -timeout=5 build/fuzz/corpus-$* $(wildcard fuzz/corpus/$*)
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJ:.o=.d) $(B)/obj/src/cmd/*.d $(B)/obj/tests/unit/*.d

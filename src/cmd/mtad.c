@@ -1,0 +1,320 @@
+/*
+ * mtad.c - main() of the daemon: configuration, start-up checks, privileges,
+ * the event loop and the signals that stop and reload it
+ *
+ * Owns:     the event base, the current configuration and every component.
+ * Lifetime: the process.
+ * Errors:   start-up failures print the SPEC §3 text on stderr and exit 1.
+ * Context:  the event-loop thread (the queue starts its own fsync thread).
+ */
+#include "http/http.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "lib/cidr.h"
+#include "mail/config.h"
+#include "mail/maillog.h"
+#include "metrics/metrics.h"
+#include "queue/queue.h"
+#include "sched/sched.h"
+#include "smtpd/smtpd.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#define MTAD_VERSION "0.1.0"
+
+extern char **environ;
+
+struct mtad {
+	struct event_base *base;
+	struct config *cfg;
+	struct config *old_cfg;        /* kept until the next reload: borrowed by sessions */
+	struct maillog *ml;
+	struct queue *q;
+	struct smtpd *smtpd;
+	struct sched *sched;
+	struct http *http;
+	struct metrics metrics;
+	struct event *ev_term, *ev_int, *ev_hup, *ev_pipe;
+	int stopping;
+	int smtpd_done, sched_done;
+};
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: mtad -c FILE [-t [--print]] [-d]\n       mtad -V\n");
+	exit(2);
+}
+
+/* startup_error - the SPEC §3 text on stderr and exit non-zero */
+static _Noreturn void
+startup_error(const char *text)
+{
+	fprintf(stderr, "%s\n", text);
+	exit(1);
+}
+
+static void
+maillog_path(const struct config *cfg, char *buf, size_t size)
+{
+	buf[0] = '\0';
+	if (!cfg->logs_enabled || cfg->maillog_filename[0] == '\0')
+		return;
+	const char *name = cfg->maillog_filename;
+	while (*name == '/')
+		name++;
+	if (util_bsnprintf(buf, size, "%s/%s", cfg->log_dir, name) < 0)
+		buf[0] = '\0';
+}
+
+static uid_t chown_uid;
+static gid_t chown_gid;
+
+static int
+chown_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st; (void)flag; (void)ftw;
+	if (lchown(path, chown_uid, chown_gid) < 0)
+		log_warn("chown %s", path);
+	return 0;
+}
+
+/*
+ * drop_privileges - when root: give data_dir (and the mail log) to
+ * mail_owner, then setgid/setuid to it. Sockets and keys are already open.
+ */
+static void
+drop_privileges(struct mtad *d)
+{
+	struct passwd *pw;
+	char path[4096];
+
+	if (geteuid() != 0)
+		return;
+	pw = getpwnam(d->cfg->mail_owner);
+	if (pw == NULL && strcmp(d->cfg->mail_owner, "mtad") == 0)
+		pw = getpwnam("nobody");
+	if (pw == NULL)
+		startup_error("Error: failed to pre-configure MTA: mail_owner: no such user");
+	chown_uid = pw->pw_uid;
+	chown_gid = pw->pw_gid;
+	if (nftw(d->cfg->data_dir, chown_one, 16, FTW_PHYS) < 0)
+		log_warn("cannot hand %s to %s", d->cfg->data_dir, pw->pw_name);
+	maillog_path(d->cfg, path, sizeof(path));
+	if (path[0] != '\0' && lchown(path, pw->pw_uid, pw->pw_gid) < 0)
+		log_warn("chown %s", path);
+	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
+		fatal("cannot drop privileges to %s", pw->pw_name);
+	if (setuid(0) == 0)
+		fatalx("privileges were not dropped");
+	log_info("running as %s (uid %u)", pw->pw_name, (unsigned)pw->pw_uid);
+}
+
+static void
+apply_timezone(const struct config *cfg)
+{
+	if (cfg->timezone[0] == '\0')
+		return;
+	setenv("TZ", cfg->timezone, 1);
+	tzset();
+}
+
+static void
+maybe_exit(struct mtad *d)
+{
+	if (d->smtpd_done && d->sched_done)
+		event_base_loopexit(d->base, NULL);
+}
+
+static void smtpd_stopped(void *arg) { struct mtad *d = arg; d->smtpd_done = 1; maybe_exit(d); }
+static void sched_stopped(void *arg) { struct mtad *d = arg; d->sched_done = 1; maybe_exit(d); }
+
+static void
+on_stop(evutil_socket_t sig, short what, void *arg)
+{
+	struct mtad *d = arg;
+
+	(void)what;
+	if (d->stopping)
+		return;
+	d->stopping = 1;
+	log_info("signal %d: stopping", (int)sig);
+	smtpd_shutdown(d->smtpd, smtpd_stopped, d);
+	sched_shutdown(d->sched, sched_stopped, d);
+}
+
+/* on_hup - re-read the configuration; what needs a restart (listeners, data_dir) is kept */
+static void
+on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	struct mtad *d = arg;
+	char err[1024];
+	struct config *ncfg;
+
+	(void)sig; (void)what;
+	ncfg = config_load(d->cfg->path, environ, err, sizeof(err));
+	if (ncfg == NULL || config_check_environment(ncfg, err, sizeof(err)) < 0) {
+		log_warnx("reload failed, keeping the running configuration: %s", err);
+		config_free(ncfg);
+		return;
+	}
+	if (strcmp(ncfg->data_dir, d->cfg->data_dir) != 0)
+		log_warnx("data_dir changes need a restart; keeping %s", d->cfg->data_dir);
+	apply_timezone(ncfg);
+	smtpd_set_config(d->smtpd, ncfg);
+	sched_set_config(d->sched, ncfg);
+	http_set_config(d->http, ncfg);
+	if (maillog_reopen(d->ml) < 0)
+		log_warn("cannot reopen the mail log");
+	config_free(d->old_cfg);
+	d->old_cfg = d->cfg;
+	d->cfg = ncfg;
+	log_info("configuration reloaded from %s", ncfg->path);
+}
+
+static void
+on_recovered(void *arg, struct queue_msg *m)
+{
+	struct mtad *d = arg;
+
+	sched_add(d->sched, m);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct mtad d;
+	const char *conf = NULL;
+	int check = 0, print = 0, debug = 0;
+	char err[2048], path[4096];
+
+	memset(&d, 0, sizeof(d));
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+			conf = argv[++i];
+		else if (strcmp(argv[i], "-t") == 0)
+			check = 1;
+		else if (strcmp(argv[i], "--print") == 0)
+			print = 1;
+		else if (strcmp(argv[i], "-d") == 0)
+			debug = 1;
+		else if (strcmp(argv[i], "-V") == 0 || strcmp(argv[i], "--version") == 0) {
+			printf("mtad %s\n", MTAD_VERSION);
+			return 0;
+		} else
+			usage();
+	}
+	if (conf == NULL)
+		usage();
+	log_init("mtad", debug ? ~0u : 0);
+
+	d.cfg = config_load(conf, environ, err, sizeof(err));
+	if (d.cfg == NULL)
+		startup_error(err);
+	if (config_check_environment(d.cfg, err, sizeof(err)) < 0)
+		startup_error(err);
+	if (check) {
+		if (print)
+			config_print(d.cfg, STDOUT_FILENO);
+		config_free(d.cfg);
+		return 0;
+	}
+	apply_timezone(d.cfg);
+	if (cidr_list_is_open(d.cfg->smtpd_trusted_networks))
+		log_warnx("smtpd_trusted_networks contains 0.0.0.0/0 or ::/0: "
+		    "THIS IS AN OPEN RELAY, anyone can send mail anywhere through it");
+	if (d.cfg->cc_mta.set && d.cfg->smart_relay.set)
+		log_warnx("cc_mta has no effect when smart_relay is set; ignoring it");
+
+	signal(SIGPIPE, SIG_IGN);
+	if (evthread_use_pthreads() < 0)
+		fatalx("libevent has no thread support");
+	if ((d.base = event_base_new()) == NULL)
+		fatalx("cannot create the event loop");
+	d.metrics.start_us = util_now_us();
+
+	maillog_path(d.cfg, path, sizeof(path));
+	d.ml = maillog_open(path, d.cfg->hostname, err, sizeof(err));
+	if (d.ml == NULL) {
+		char msg[2400];
+		util_bsnprintf(msg, sizeof(msg), "Error: failed to mount log share. (%s)", err);
+		startup_error(msg);
+	}
+	if (mkdir(d.cfg->data_dir, 0700) < 0 && errno != EEXIST) {
+		char msg[4400];
+		util_bsnprintf(msg, sizeof(msg), "Error: failed to pre-configure MTA: "
+		    "data_dir %s: %s", d.cfg->data_dir, strerror(errno));
+		startup_error(msg);
+	}
+	d.q = queue_open(d.base, d.cfg->data_dir, err, sizeof(err));
+	if (d.q == NULL) {
+		char msg[2400];
+		util_bsnprintf(msg, sizeof(msg), "Error: failed to pre-configure MTA: "
+		    "data_dir: %s", err);
+		startup_error(msg);
+	}
+	d.smtpd = smtpd_new(d.base, d.cfg, d.q, d.ml, &d.metrics, err, sizeof(err));
+	if (d.smtpd == NULL) {
+		char msg[2400];
+		util_bsnprintf(msg, sizeof(msg), "Error: failed to start MTA server: %s", err);
+		startup_error(msg);
+	}
+	d.http = http_new(d.base, d.cfg, d.q, &d.metrics, err, sizeof(err));
+	if (d.http == NULL) {
+		char msg[2400];
+		util_bsnprintf(msg, sizeof(msg), "Error: failed to initialize UI backend: %s", err);
+		startup_error(msg);
+	}
+	drop_privileges(&d);
+
+	d.sched = sched_new(d.base, d.cfg, d.q, d.ml, &d.metrics, err, sizeof(err));
+	if (d.sched == NULL) {
+		char msg[2400];
+		util_bsnprintf(msg, sizeof(msg), "Error: failed to pre-configure MTA: %s", err);
+		startup_error(msg);
+	}
+	http_set_sched(d.http, d.sched);
+	if (queue_recover(d.q, on_recovered, &d) < 0)
+		fatal("queue recovery in %s failed", d.cfg->data_dir);
+	queue_set_listener(d.q, on_recovered, &d);
+
+	d.ev_term = evsignal_new(d.base, SIGTERM, on_stop, &d);
+	d.ev_int = evsignal_new(d.base, SIGINT, on_stop, &d);
+	d.ev_hup = evsignal_new(d.base, SIGHUP, on_hup, &d);
+	if (d.ev_term == NULL || d.ev_int == NULL || d.ev_hup == NULL ||
+	    evsignal_add(d.ev_term, NULL) < 0 || evsignal_add(d.ev_int, NULL) < 0 ||
+	    evsignal_add(d.ev_hup, NULL) < 0)
+		fatalx("cannot install signal handlers");
+
+	log_info("mtad %s started: %llu message(s) in the queue", MTAD_VERSION,
+	    (unsigned long long)queue_count(d.q));
+	event_base_dispatch(d.base);
+
+	/* Stopped: every acknowledged message is on disk; nothing else to save. */
+	d.http = http_free(d.http);
+	d.smtpd = smtpd_free(d.smtpd);
+	d.sched = sched_free(d.sched);
+	d.q = queue_close(d.q);
+	d.ml = maillog_close(d.ml);
+	event_free(d.ev_term);
+	event_free(d.ev_int);
+	event_free(d.ev_hup);
+	event_base_free(d.base);
+	config_free(d.old_cfg);
+	config_free(d.cfg);
+	log_info("stopped");
+	return 0;
+}

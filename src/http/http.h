@@ -1,0 +1,30 @@
+/*
+ * http.h - the web UI, HTTP/JSON API and /metrics (public interface of src/http/)
+ *
+ * Owns:     the UI listener and every HTTP connection.
+ * Lifetime: http_new() to http_free(); the socket is bound in http_new()
+ *           (before privileges are dropped).
+ * Errors:   http_new() returns NULL with a reason in err (main prints
+ *           "Error: failed to initialize UI backend: <reason>").
+ * Context:  event-loop thread.
+ */
+#ifndef MTAD_HTTP_H
+#define MTAD_HTTP_H
+
+#include <stddef.h>
+
+struct event_base;
+struct config;
+struct queue;
+struct metrics;
+struct sched;
+struct http;
+
+struct http *http_new(struct event_base *base, const struct config *cfg,
+    struct queue *q, struct metrics *m, char *err, size_t errlen);
+/* http_set_sched - the scheduler, for actions (flush); borrowed */
+void http_set_sched(struct http *h, struct sched *s);
+void http_set_config(struct http *h, const struct config *cfg);
+struct http *http_free(struct http *h);
+
+#endif

@@ -1,0 +1,115 @@
+/*
+ * config.h - the configuration file (SPEC §2): parse, validate, print
+ *
+ * Owns:     struct config and every string and list hanging off it.
+ * Lifetime: config_load() to config_free(); read-only once loaded; SIGHUP
+ *           builds a new one and swaps it whole.
+ * Errors:   config_load() returns NULL and writes the complete user-facing
+ *           error text of SPEC §3 ("Error: ...") into err.
+ * Context:  event-loop thread (start-up and SIGHUP).
+ */
+#ifndef MTAD_CONFIG_H
+#define MTAD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct cidr_list;
+
+#define CONFIG_MAX_LISTEN 16
+#define CONFIG_MAX_DNS    8
+
+/* A next hop: "host", "host:port", "[host]", "[host]:port", "[2001:db8::1]:587". */
+struct relay_target {
+	int    set;          /* 0 = property empty */
+	char   host[256];    /* host name or IP literal, brackets removed */
+	int    port;         /* 0 = not given (use relay_smtp_port / 25) */
+	int    no_mx;        /* brackets given: no MX lookup */
+};
+
+struct listen_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char   text[64];     /* as written, for messages */
+};
+
+struct config {
+	char  *path;                       /* the file read */
+
+	/* SPEC §2.1 */
+	char  *hostname;                   /* resolved: never empty after load */
+	int    logs_enabled;
+	char  *maillog_filename;           /* "" = none */
+	struct cidr_list *smtpd_trusted_networks;
+	struct relay_target smart_relay;
+	struct relay_target cc_mta;
+	char  *username;                   /* "" = no HTTP auth */
+	char  *password;
+	int    ui_port;
+	int    ssl_disabled;
+	char  *ssl_key_file;               /* relative to key store root */
+	char  *ssl_cert_file;
+	char  *timezone;                   /* "" = unchanged */
+
+	/* SPEC §2.2 */
+	char  *data_dir;
+	char  *key_dir;                    /* "" = unset */
+	char  *fs_dir;
+	char  *log_dir;
+	struct listen_addr smtp_listen[CONFIG_MAX_LISTEN];
+	size_t n_smtp_listen;
+	struct listen_addr smtps_listen[CONFIG_MAX_LISTEN];
+	size_t n_smtps_listen;
+	char  *ui_address;
+	int    relay_smtp_port;
+	struct listen_addr dns_servers[CONFIG_MAX_DNS];  /* port 53 when not given */
+	size_t n_dns_servers;              /* 0 = use /etc/resolv.conf */
+	char  *metrics_push;               /* "" or udp://host:port */
+
+	/* SPEC §2.3 (durations in seconds) */
+	uint64_t message_size_limit;
+	unsigned smtpd_recipient_limit;
+	unsigned smtpd_client_connection_limit;
+	unsigned smtpd_max_sessions;
+	unsigned smtpd_timeout;
+	unsigned retry_min_backoff;
+	unsigned retry_max_backoff;
+	unsigned queue_lifetime;
+	unsigned delay_warning_time;
+	unsigned destination_concurrency;
+	unsigned smtp_connect_timeout;
+
+	/* beyond the appliance (documented in docs/configuration.md) */
+	int    smtpd_proxy_protocol;       /* 0 = none, 1 = haproxy */
+	char  *mail_owner;                 /* user to run as when started as root; default "mtad", falling back to "nobody" */
+	char  *smart_relay_tls;            /* "may" (default) or "encrypt" */
+};
+
+/*
+ * config_load - read FILE, apply MTA_* overrides from envp, validate
+ * everything that needs no file-system access. NULL on error with the SPEC
+ * §3 text in err (e.g. "Error: failed to pre-configure MTA: /etc/mtad.conf
+ * line 7: unknown property 'foo'").
+ */
+struct config *config_load(const char *path, char *const *envp, char *err, size_t errlen);
+
+/*
+ * config_check_environment - the start-up checks that touch the file
+ * system: key_dir/fs_dir readable, log_dir writable (when logs are
+ * enabled), TLS key and certificate loadable and matching (when
+ * ssl_disabled = no), data_dir creatable. 0 or -1 with the SPEC §3 text.
+ */
+int config_check_environment(const struct config *cfg, char *err, size_t errlen);
+
+/* config_print - the effective configuration, one "name = value" a line, passwords masked */
+void config_print(const struct config *cfg, int fd);
+
+struct config *config_free(struct config *cfg);
+
+/* config_parse_duration - "300", "300s", "5m", "4h", "5d" -> seconds; -1 on error */
+int config_parse_duration(const char *text, unsigned *out);
+/* config_parse_relay - SPEC's smart_relay/cc_mta forms; -1 on error */
+int config_parse_relay(const char *text, struct relay_target *out);
+
+#endif

@@ -1,0 +1,52 @@
+/*
+ * maillog.h - the Postfix-format mail log (SPEC §9): every line type is built here
+ *
+ * Owns:     the mail log file descriptor and the time zone used for it.
+ * Lifetime: maillog_open() to maillog_close(); maillog_reopen() on SIGHUP.
+ * Errors:   a failed write is reported once on stderr and then ignored:
+ *           the log never stops mail.
+ * Context:  event-loop thread.
+ *
+ * Line format: "Mon DD HH:MM:SS host mtad/PROC[PID]: TEXT\n", where PROC is
+ * smtpd, smtp, qmgr, cleanup or bounce, as in Postfix, so pflogsumm and
+ * fail2ban read it. When no log file is configured every call is cheap.
+ */
+#ifndef MTAD_MAILLOG_H
+#define MTAD_MAILLOG_H
+
+#include <stdint.h>
+
+struct maillog;
+
+/* maillog_open - path NULL or "" = disabled (calls become no-ops); creates parent dirs */
+struct maillog *maillog_open(const char *path, const char *hostname, char *err, size_t errlen);
+struct maillog *maillog_close(struct maillog *ml);
+int maillog_reopen(struct maillog *ml);
+int maillog_enabled(const struct maillog *ml);
+
+/* maillog_printf - one raw line for PROC (the helpers below build the fixed ones) */
+void maillog_printf(struct maillog *ml, const char *proc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* receive side (smtpd, cleanup, qmgr) */
+void maillog_connect(struct maillog *ml, const char *name, const char *addr);
+void maillog_disconnect(struct maillog *ml, const char *name, const char *addr,
+    const char *counts);     /* "ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5" */
+void maillog_client(struct maillog *ml, const char *qid, const char *name, const char *addr);
+void maillog_message_id(struct maillog *ml, const char *qid, const char *msgid);
+void maillog_from(struct maillog *ml, const char *qid, const char *sender,
+    uint64_t size, unsigned nrcpt);
+/* "NOQUEUE: reject: RCPT from name[addr]: 554 5.7.1 <x>: Relay access denied; from=<s> to=<r> proto=ESMTP helo=<h>" */
+void maillog_reject(struct maillog *ml, const char *stage, const char *name,
+    const char *addr, const char *reply, const char *sender, const char *rcpt,
+    const char *proto, const char *helo);
+
+/* delivery side (smtp, qmgr, bounce) */
+void maillog_delivery(struct maillog *ml, const char *qid, const char *rcpt,
+    const char *relay, double delay, const double delays[4], const char *dsn,
+    const char *status, const char *reply);
+void maillog_removed(struct maillog *ml, const char *qid);
+void maillog_bounce_notice(struct maillog *ml, const char *qid, const char *bounce_qid);
+void maillog_expired(struct maillog *ml, const char *qid, const char *sender);
+
+#endif

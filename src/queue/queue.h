@@ -1,0 +1,150 @@
+/*
+ * queue.h - the durable on-disk mail queue (public interface of src/queue/)
+ *
+ * Owns:     everything under <data_dir>: the message files, the group-commit
+ *           (fsync) worker thread, the live counters of queued messages and
+ *           bytes, and the in-memory struct queue_msg of each message.
+ * Lifetime: struct queue from queue_open() to queue_close().
+ *           struct queue_file from queue_file_create() until it is handed to
+ *           queue_file_commit() (which takes it) or queue_file_abort().
+ *           struct queue_msg is owned by the queue: created on commit or by
+ *           queue_recover(), freed by queue_remove(); callers borrow it.
+ * Errors:   I/O failures return -1 (or NULL) with errno set and leave the
+ *           queue consistent; a corrupt file found on recovery is moved
+ *           to <data_dir>/corrupt/ and logged, never fatal.
+ * Context:  event-loop thread, except the fsync work, which runs on the
+ *           queue's own worker thread; completions come back on the loop.
+ *
+ * Durability contract (SPEC §4): the commit callback reports ok only when
+ * the message file and its directory entry are on stable storage. One
+ * sync covers every message committed while the previous sync ran.
+ */
+#ifndef MTAD_QUEUE_H
+#define MTAD_QUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct event_base;
+struct queue;
+struct queue_file;
+
+#define QUEUE_ID_LEN 16          /* hex characters, upper case */
+#define QUEUE_ID_SIZE (QUEUE_ID_LEN + 1)
+
+/* Message flags (bit set in queue_envelope.flags / queue_msg.flags). */
+enum {
+	QUEUE_F_8BITMIME = 1u << 0,  /* BODY=8BITMIME given */
+	QUEUE_F_SMTPUTF8 = 1u << 1,  /* SMTPUTF8 given */
+	QUEUE_F_BOUNCE   = 1u << 2,  /* a DSN we generated: never bounce it */
+	QUEUE_F_CC       = 1u << 3,  /* the cc_mta copy is still owed */
+};
+
+enum queue_rcpt_state {
+	QUEUE_RCPT_PENDING = 0,      /* not tried yet, or deferred until next_try */
+	QUEUE_RCPT_DELIVERED,
+	QUEUE_RCPT_BOUNCED,          /* failed for good; the DSN is queued */
+};
+
+/* What the SMTP server (or sendmail, or the bounce builder) hands over. */
+struct queue_envelope {
+	const char  *sender;         /* "" = null sender <> */
+	const char *const *rcpts;    /* nrcpt addresses, no angle brackets */
+	size_t       nrcpt;
+	const char  *client_addr;    /* "127.0.0.1" or "local"; may be NULL */
+	const char  *client_name;    /* reverse name or "unknown"; may be NULL */
+	const char  *helo;           /* may be NULL */
+	unsigned     flags;          /* QUEUE_F_* */
+};
+
+struct queue_rcpt {
+	char        *addr;
+	enum queue_rcpt_state state;
+	unsigned     attempts;
+	uint64_t     next_try_us;    /* wall clock; 0 = now */
+	char        *last_reply;     /* last reply or error text; NULL if none */
+	char         dsn[12];        /* last enhanced status "4.4.1"; "" if none */
+};
+
+struct queue_msg {
+	char         id[QUEUE_ID_SIZE];
+	char        *sender;
+	struct queue_rcpt *rcpt;
+	size_t       nrcpt;
+	unsigned     flags;
+	int          held;
+	uint64_t     arrival_us;     /* wall clock at end of data */
+	uint64_t     size;           /* bytes of content as delivered (prepend + data) */
+	char        *client_addr;
+	char        *client_name;
+	char        *helo;
+	void        *sched;          /* the scheduler's own per-message state */
+};
+
+/* queue_open - create <data_dir> layout if missing, start the commit thread */
+struct queue *queue_open(struct event_base *base, const char *data_dir,
+    char *err, size_t errlen);
+/* queue_close - wait for pending commits (their callbacks run), stop the thread, free */
+struct queue *queue_close(struct queue *q);
+
+/*
+ * queue_recover - load every committed message (calling cb for each), remove
+ * files that were never committed, quarantine corrupt ones. Run once at start.
+ */
+int queue_recover(struct queue *q, void (*cb)(void *arg, struct queue_msg *m), void *arg);
+
+/* queue_set_listener - cb(arg, m) runs on the loop after each successful commit */
+void queue_set_listener(struct queue *q, void (*cb)(void *arg, struct queue_msg *m), void *arg);
+
+/* --- writing a message ------------------------------------------------ */
+
+/* queue_file_create - new file with a fresh queue id and the envelope records; env copied */
+struct queue_file *queue_file_create(struct queue *q, const struct queue_envelope *env);
+const char *queue_file_id(const struct queue_file *qf);
+/* queue_file_write - append message content (CRLF line ends, already un-dot-stuffed) */
+int queue_file_write(struct queue_file *qf, const void *data, size_t len);
+/* queue_file_size - content bytes written so far */
+uint64_t queue_file_size(const struct queue_file *qf);
+/*
+ * queue_file_commit - write the headers to prepend at delivery (Received:,
+ * and Message-ID:/Date: when missing; copied), the end record, and queue the
+ * file for the next group sync. Takes qf. cb(arg, ok, id) runs later on the
+ * loop: ok = 1 only when durable; on failure the file is gone.
+ */
+void queue_file_commit(struct queue_file *qf, const char *prepend, size_t prepend_len,
+    void (*cb)(void *arg, int ok, const char *id), void *arg);
+/* queue_file_abort - unlink and free an uncommitted file; returns NULL */
+struct queue_file *queue_file_abort(struct queue_file *qf);
+
+/* --- reading and updating (scheduler, UI, mtactl) -------------------- */
+
+struct queue_msg *queue_lookup(struct queue *q, const char *id);
+/* queue_foreach - every message in the queue, in arrival order */
+void queue_foreach(struct queue *q, void (*cb)(void *arg, struct queue_msg *m), void *arg);
+
+struct queue_reader;
+/* queue_reader_open - the content as delivered: the prepended headers, then the data */
+struct queue_reader *queue_reader_open(struct queue *q, const struct queue_msg *m);
+/* queue_reader_read - up to len bytes; 0 at end; -1 on error */
+ssize_t queue_reader_read(struct queue_reader *r, void *buf, size_t len);
+struct queue_reader *queue_reader_close(struct queue_reader *r);
+
+/*
+ * queue_update_rcpt - record a recipient's new state (appended to the file,
+ * not synced: after a crash the worst case is a repeated attempt).
+ */
+int queue_update_rcpt(struct queue *q, struct queue_msg *m, size_t idx,
+    enum queue_rcpt_state state, uint64_t next_try_us, const char *dsn, const char *reply);
+int queue_set_held(struct queue *q, struct queue_msg *m, int held);
+/* queue_update_flags - record new flags (e.g. QUEUE_F_CC cleared) */
+int queue_update_flags(struct queue *q, struct queue_msg *m, unsigned flags);
+/* queue_remove - unlink the file, free m, update counters */
+int queue_remove(struct queue *q, struct queue_msg *m);
+
+/* Live counters (SPEC §7 Mqueue-Messages, Mqueue-Kilobytes). */
+uint64_t queue_count(const struct queue *q);
+uint64_t queue_bytes(const struct queue *q);
+const char *queue_data_dir(const struct queue *q);
+
+#endif

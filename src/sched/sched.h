@@ -1,0 +1,35 @@
+/*
+ * sched.h - the delivery scheduler (public interface of src/sched/)
+ *
+ * Owns:     destinations, the retry timers, outbound connections (through
+ *           src/smtpc/), DNS look-ups (through src/dns/) and bounce creation.
+ * Lifetime: sched_new() to sched_free().
+ * Errors:   sched_new() returns NULL with a reason in err.
+ * Context:  event-loop thread.
+ */
+#ifndef MTAD_SCHED_H
+#define MTAD_SCHED_H
+
+#include <stddef.h>
+
+struct event_base;
+struct config;
+struct queue;
+struct queue_msg;
+struct maillog;
+struct metrics;
+struct sched;
+
+struct sched *sched_new(struct event_base *base, const struct config *cfg,
+    struct queue *q, struct maillog *ml, struct metrics *m, char *err, size_t errlen);
+/* sched_add - a message to deliver (from queue_recover() or the commit listener); m borrowed from the queue */
+void sched_add(struct sched *s, struct queue_msg *m);
+/* sched_flush - retry every deferred message now (mtactl flush, UI "retry all") */
+void sched_flush(struct sched *s);
+/* sched_set_config - SIGHUP; cfg borrowed */
+void sched_set_config(struct sched *s, const struct config *cfg);
+/* sched_shutdown - stop starting deliveries; abandon running ones safely; done(arg) when idle */
+void sched_shutdown(struct sched *s, void (*done)(void *arg), void *arg);
+struct sched *sched_free(struct sched *s);
+
+#endif

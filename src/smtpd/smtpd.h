@@ -1,0 +1,36 @@
+/*
+ * smtpd.h - the inbound SMTP server (public interface of src/smtpd/)
+ *
+ * Owns:     the SMTP listeners, every inbound session, the per-client-IP
+ *           session table and the disk-space guard.
+ * Lifetime: smtpd_new() to smtpd_free(). Listening sockets are bound in
+ *           smtpd_new() (before privileges are dropped).
+ * Errors:   smtpd_new() returns NULL with "reason" text in err (main turns
+ *           it into "Error: failed to start MTA server: <reason>").
+ * Context:  event-loop thread.
+ */
+#ifndef MTAD_SMTPD_H
+#define MTAD_SMTPD_H
+
+#include <stddef.h>
+
+struct event_base;
+struct config;
+struct queue;
+struct maillog;
+struct metrics;
+struct smtpd;
+
+struct smtpd *smtpd_new(struct event_base *base, const struct config *cfg,
+    struct queue *q, struct maillog *ml, struct metrics *m, char *err, size_t errlen);
+/* smtpd_set_config - SIGHUP: new sessions use cfg (listeners are not rebound); cfg borrowed */
+void smtpd_set_config(struct smtpd *s, const struct config *cfg);
+/*
+ * smtpd_shutdown - stop accepting; idle sessions get "421 4.3.2 Service
+ * shutting down" and close; sessions mid-transaction finish their current
+ * commit first. done(arg) runs once no session is left.
+ */
+void smtpd_shutdown(struct smtpd *s, void (*done)(void *arg), void *arg);
+struct smtpd *smtpd_free(struct smtpd *s);
+
+#endif
