@@ -1,0 +1,89 @@
+/*
+ * smtpc.h - the outbound SMTP client (public interface of src/smtpc/)
+ *
+ * Owns:     one outbound connection, its bufferevent and its timers.
+ * Lifetime: smtpc_connect() to smtpc_free(). A connection can carry many
+ *           transactions one after another (connection reuse).
+ * Errors:   everything the peer or the network does is reported through
+ *           the callbacks; nothing is fatal.
+ * Context:  event-loop thread. Callbacks run from the loop, never from
+ *           inside the smtpc_*() call that caused them; a callback may call
+ *           smtpc_send(), smtpc_quit() or smtpc_free() on its connection.
+ *
+ * RFC 5321 client: greeting, EHLO (HELO when EHLO is refused), then for
+ * each transaction MAIL FROM (SIZE=, BODY=8BITMIME when the peer has it),
+ * RCPT TO for each recipient, DATA with dot-stuffing — MAIL/RCPT/DATA sent
+ * as one group when the peer offers PIPELINING (RFC 2920). STARTTLS is a
+ * later step: smtpc keeps the peer's EHLO keywords so it can be added.
+ */
+#ifndef MTAD_SMTPC_H
+#define MTAD_SMTPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct event_base;
+struct queue_reader;
+struct smtpc;
+
+#define SMTPC_REPLY_MAX 512
+
+struct smtpc_params {
+	const char *helo_name;                  /* copied */
+	struct sockaddr_storage addr;           /* with port set */
+	socklen_t   addrlen;
+	const char *peer_name;                  /* host name for logs; copied */
+	unsigned    connect_timeout;            /* seconds */
+	unsigned    cmd_timeout;                /* per reply; 300 as Postfix */
+	unsigned    data_timeout;               /* whole content transfer; 600 */
+};
+
+/* A reply: its code, enhanced status ("" when the peer gave none) and text. */
+struct smtpc_reply {
+	int  code;                               /* 0 = no reply (network error, timeout) */
+	char dsn[12];                            /* "2.0.0"; for code 0 a local one, "4.4.1"/"4.4.2" */
+	char text[SMTPC_REPLY_MAX];              /* "250 2.0.0 Ok: queued as X" (one line, multi-line joined) */
+};
+
+struct smtpc_txn {
+	const char *sender;                      /* "" for <> */
+	const char *const *rcpts;
+	size_t      nrcpt;
+	uint64_t    size;                        /* for SIZE= */
+	int         need_8bit;                   /* BODY=8BITMIME required */
+	int         smtputf8;                    /* SMTPUTF8 required */
+	struct queue_reader *content;            /* borrowed until done(); content as stored (CRLF) */
+};
+
+struct smtpc_result {
+	struct smtpc_reply mail;                 /* MAIL FROM reply (or the failure) */
+	struct smtpc_reply *rcpt;                /* nrcpt replies, owned by smtpc until the next txn */
+	size_t      nrcpt;
+	struct smtpc_reply data;                 /* end-of-data reply (code 0 if not reached) */
+};
+
+struct smtpc_cb {
+	/* ready - connected, greeted and EHLO/HELO done: call smtpc_send() or smtpc_quit() */
+	void (*ready)(void *arg, struct smtpc *c);
+	/* done - a transaction finished (per-recipient results in r); connection usable again */
+	void (*done)(void *arg, struct smtpc *c, const struct smtpc_result *r);
+	/* failed - the session is unusable (connect error, greeting/EHLO refused, timeout,
+	 * dropped, 421): r is the reason; a transaction in progress is failed with it too */
+	void (*failed)(void *arg, struct smtpc *c, const struct smtpc_reply *r);
+};
+
+struct smtpc *smtpc_connect(struct event_base *base, const struct smtpc_params *p,
+    const struct smtpc_cb *cb, void *arg);
+/* smtpc_send - start a transaction (only between ready/done and the next send); 0 or -1 */
+int smtpc_send(struct smtpc *c, const struct smtpc_txn *t);
+/* smtpc_quit - send QUIT and close; no callback follows; c is freed by smtpc itself */
+void smtpc_quit(struct smtpc *c);
+/* smtpc_free - close at once without QUIT; no callback follows */
+struct smtpc *smtpc_free(struct smtpc *c);
+/* smtpc_has_ext - 1 when the peer's EHLO listed keyword (e.g. "8BITMIME") */
+int smtpc_has_ext(const struct smtpc *c, const char *keyword);
+/* smtpc_peer - "host[addr]:port" for logs */
+const char *smtpc_peer(const struct smtpc *c);
+
+#endif
