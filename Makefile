@@ -4,7 +4,7 @@
 # `make fuzz-NAME FUZZ_SECONDS=60` runs one libFuzzer harness (not in CI).
 
 CC      ?= cc
-PKGS    := libevent libevent_openssl libevent_pthreads libunbound openssl
+PKGS    := libevent libevent_openssl libevent_pthreads libunbound openssl jansson
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla

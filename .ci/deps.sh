@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages the build and the tests need, when missing.
 set -e
-pkgs="make gcc clang pkg-config libevent-dev libssl-dev libunbound-dev libcmocka-dev
+pkgs="make gcc clang pkg-config libevent-dev libssl-dev libunbound-dev libcmocka-dev libjansson-dev
       python3 python3-pytest python3-aiosmtpd python3-dnslib swaks postfix pflogsumm openssl"
 missing=""
 for p in $pkgs; do
