@@ -32,13 +32,20 @@ struct addr {
 	const char *domain;         /* points into text after '@'; "" for <> */
 	int    had_route;           /* a source route was given (and dropped) */
 	int    utf8;                /* non-ASCII octets present */
+	const char *why;            /* ADDR_INVALID: static text saying what was wrong (for logs, not a reply) */
 };
 
 /*
  * addr_parse_path - parse "<...>" at p (len bytes, no CRLF); on success
- * *consumed is the bytes used (parameters follow). allow_null: accept "<>".
- * allow_utf8: SMTPUTF8 was given. Lenient like Postfix about a missing
- * pair of angle brackets? No: brackets are required (RFC 5321).
+ * *consumed is the bytes used, through the '>' (parameters may follow).
+ * allow_null: accept "<>" (text "" and domain ""). allow_utf8: SMTPUTF8
+ * was given, so well-formed UTF-8 is accepted in both parts. Brackets are
+ * required (RFC 5321); spaces before '<' are the caller's business; no
+ * space, control character or NUL is accepted inside the brackets except
+ * a space inside a quoted local part. On ADDR_INVALID out->text is "",
+ * out->why says why and *consumed is 0. The caller picks the reply, e.g.
+ * "501 5.1.7 Bad sender address syntax" / "501 5.1.3 Bad recipient
+ * address syntax".
  */
 enum addr_result addr_parse_path(const char *p, size_t len, int allow_null,
     int allow_utf8, struct addr *out, size_t *consumed);
@@ -52,5 +59,13 @@ int addr_is_routing_trick(const struct addr *a);
 
 /* addr_domain_valid - a dot-atom domain or an address literal [1.2.3.4] / [IPv6:...] */
 int addr_domain_valid(const char *d, size_t len, int allow_utf8);
+
+/*
+ * addr_utf8_len - octets (2..4) of the well-formed UTF-8 sequence at p
+ * (len bytes available), or 0: RFC 3629 ranges (no overlong forms, no
+ * surrogates, nothing above U+10FFFF) and no C1 control (U+0080..U+009F).
+ * Also used by the mail log to keep valid UTF-8 and mask everything else.
+ */
+size_t addr_utf8_len(const char *p, size_t len);
 
 #endif

@@ -14,11 +14,20 @@
 #ifndef MTAD_MAILLOG_H
 #define MTAD_MAILLOG_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 struct maillog;
 
-/* maillog_open - path NULL or "" = disabled (calls become no-ops); creates parent dirs */
+/*
+ * maillog_open - path NULL or "" = disabled (calls become cheap no-ops, the
+ * result is still non-NULL); creates missing parent dirs, opens the file
+ * O_APPEND (mode 0640). hostname (copied) is the host field of each line.
+ * NULL with a message in err[errlen] when the file cannot be opened.
+ * maillog_reopen - reopen the path (SIGHUP, log rotation); on failure the
+ * old file stays in use and -1 is returned with errno set.
+ */
 struct maillog *maillog_open(const char *path, const char *hostname, char *err, size_t errlen);
 struct maillog *maillog_close(struct maillog *ml);
 int maillog_reopen(struct maillog *ml);
@@ -48,5 +57,21 @@ void maillog_delivery(struct maillog *ml, const char *qid, const char *rcpt,
 void maillog_removed(struct maillog *ml, const char *qid);
 void maillog_bounce_notice(struct maillog *ml, const char *qid, const char *bounce_qid);
 void maillog_expired(struct maillog *ml, const char *qid, const char *sender);
+
+/* --- added with the implementation ------------------------------------ */
+
+/* maillog_delay_notice - bounce "QID: sender delay notification: NOTICEQID" */
+void maillog_delay_notice(struct maillog *ml, const char *qid, const char *notice_qid);
+
+/* maillog_stamp - "Mon DD HH:MM:SS" (day space-padded) in local time; length or -1 */
+int maillog_stamp(char *buf, size_t size, time_t t);
+/* maillog_format_delay - seconds as Postfix shows delays: "0", "0.01", "0.5", "1.2", "12" */
+int maillog_format_delay(char *buf, size_t size, double sec);
+/*
+ * maillog_sanitize - copy len octets of src into dst (size >= 1, always
+ * NUL-terminated), controls, DEL and invalid UTF-8 replaced by '?';
+ * returns the octets written. Every log line's text goes through it.
+ */
+size_t maillog_sanitize(char *dst, size_t size, const char *src, size_t len);
 
 #endif

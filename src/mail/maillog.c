@@ -1,0 +1,562 @@
+/*
+ * maillog.c - the Postfix-format mail log (SPEC §9): every line type is built here
+ *
+ * Owns:     the mail log file descriptor, its path and host name copies.
+ * Lifetime: struct maillog from maillog_open() to maillog_close(); strings
+ *           passed to the line functions are borrowed for the call only.
+ * Errors:   open failures are returned (maillog_open with a message,
+ *           maillog_reopen with -1 and errno); a failed write is reported
+ *           once on stderr and then ignored: the log never stops mail.
+ * Context:  event-loop thread (each line is one write(2), so lines written
+ *           from elsewhere would still not mix).
+ *
+ * Line format, as syslog writes Postfix's lines, so that pflogsumm
+ * (--syslog-name=mtad) and fail2ban's postfix filters read it:
+ *
+ *   "Mon DD HH:MM:SS host mtad/PROC[PID]: TEXT\n"
+ *
+ * DD is space-padded ("Nov  3"), the time is local (main sets TZ from
+ * `timezone`). TEXT is bounded (a line is at most ML_LINE_MAX octets) and
+ * made printable after formatting: control characters, DEL and bytes that
+ * are not well-formed UTF-8 become '?', so a peer can never start a new
+ * line or forge a field with a CR or LF. docs/maillog.md lists every line.
+ */
+#include "mail/maillog.h"
+#include "mail/addr.h"
+#include "lib/log.h"
+#include "lib/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ML_LINE_MAX  2048       /* one log line, newline included */
+#define ML_HOST_MAX  255
+#define ML_PATH_MAX  4096
+
+/* Bounds on single fields, so one long peer string cannot crowd out the rest. */
+#define ML_NAME_MAX  255        /* client or relay host names, HELO */
+#define ML_ADDR_MAX  64         /* IP address text */
+#define ML_MAIL_MAX  ADDR_MAX   /* envelope addresses */
+#define ML_REPLY_MAX 1000       /* SMTP replies and reasons */
+
+struct maillog {
+	int   fd;                   /* -1: disabled (path NULL) or not open */
+	char *path;                 /* NULL: disabled */
+	char  host[ML_HOST_MAX + 1];
+	int   warned;               /* a write failure was already reported */
+};
+
+static const char *const ml_months[12] = {
+	"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+	"Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+};
+
+/* ml_s - a printable stand-in for a NULL string */
+static const char *
+ml_s(const char *s, const char *dflt)
+{
+	return s != NULL ? s : dflt;
+}
+
+/*
+ * ml_mkparents - create the missing parent directories of path (0755),
+ * like "mkdir -p $(dirname path)"; SPEC §2.1 maillog_filename may contain
+ * directories. Returns 0 or -1 with errno set.
+ */
+static int
+ml_mkparents(const char *path)
+{
+	char buf[ML_PATH_MAX];
+	size_t i, len = strlen(path);
+	struct stat st;
+
+	if (len >= sizeof(buf)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(buf, path, len + 1);
+	for (i = 1; i < len; i++) {
+		if (buf[i] != '/')
+			continue;
+		buf[i] = '\0';
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST) {
+			buf[i] = '/';
+			return -1;
+		}
+		if (stat(buf, &st) < 0)
+			return -1;
+		if (!S_ISDIR(st.st_mode)) {
+			errno = ENOTDIR;
+			return -1;
+		}
+		buf[i] = '/';
+	}
+	return 0;
+}
+
+/* ml_open_fd - open the log for appending, creating it (0640) and its parents */
+static int
+ml_open_fd(const char *path)
+{
+	if (ml_mkparents(path) < 0)
+		return -1;
+	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+}
+
+/*
+ * maillog_open - a logger appending to path; path NULL or "" gives a
+ * disabled logger (never NULL for that). hostname is copied (empty or NULL:
+ * the system's host name). NULL with a message in err on failure.
+ */
+struct maillog *
+maillog_open(const char *path, const char *hostname, char *err, size_t errlen)
+{
+	struct maillog *ml;
+
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	if ((ml = calloc(1, sizeof(*ml))) == NULL) {
+		if (err != NULL)
+			util_bsnprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	ml->fd = -1;
+	if (hostname == NULL || hostname[0] == '\0') {
+		if (gethostname(ml->host, sizeof(ml->host)) < 0)
+			util_strlcpy(ml->host, "localhost", sizeof(ml->host));
+		ml->host[sizeof(ml->host) - 1] = '\0';
+	} else
+		util_strlcpy(ml->host, hostname, sizeof(ml->host));
+	/* the host is a syslog token: no spaces or controls */
+	for (char *h = ml->host; *h != '\0'; h++)
+		if ((unsigned char)*h <= ' ' || (unsigned char)*h >= 0x7f)
+			*h = '?';
+	if (path == NULL || path[0] == '\0')
+		return ml;
+	if ((ml->path = strdup(path)) == NULL) {
+		if (err != NULL)
+			util_bsnprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	tzset();
+	if ((ml->fd = ml_open_fd(path)) < 0) {
+		if (err != NULL && util_bsnprintf(err, errlen, "%s: %s", path,
+		    strerror(errno)) < 0 && errlen > 0)
+			util_strlcpy(err, strerror(errno), errlen);
+		goto fail;
+	}
+	return ml;
+fail:
+	free(ml->path);
+	free(ml);
+	return NULL;
+}
+
+/* maillog_close - close the file and free; takes NULL, returns NULL */
+struct maillog *
+maillog_close(struct maillog *ml)
+{
+	if (ml == NULL)
+		return NULL;
+	if (ml->fd >= 0)
+		close(ml->fd);
+	free(ml->path);
+	free(ml);
+	return NULL;
+}
+
+/*
+ * maillog_reopen - open the path again (after log rotation, on SIGHUP) and
+ * switch to the new file; on failure the old descriptor stays in use and
+ * -1 is returned with errno set. A disabled logger stays disabled.
+ */
+int
+maillog_reopen(struct maillog *ml)
+{
+	int fd;
+
+	if (ml == NULL || ml->path == NULL)
+		return 0;
+	tzset();
+	if ((fd = ml_open_fd(ml->path)) < 0)
+		return -1;
+	if (ml->fd >= 0)
+		close(ml->fd);
+	ml->fd = fd;
+	ml->warned = 0;
+	return 0;
+}
+
+/* maillog_enabled - 1 when lines are written somewhere */
+int
+maillog_enabled(const struct maillog *ml)
+{
+	return ml != NULL && ml->fd >= 0;
+}
+
+/*
+ * maillog_stamp - "Mon DD HH:MM:SS" for t in local time, the day padded
+ * with a space like syslog's ("Nov  3 09:04:05"). Returns the length or -1.
+ */
+int
+maillog_stamp(char *buf, size_t size, time_t t)
+{
+	struct tm tm;
+
+	if (localtime_r(&t, &tm) == NULL || tm.tm_mon < 0 || tm.tm_mon > 11)
+		return -1;
+	return util_bsnprintf(buf, size, "%s %2d %02d:%02d:%02d",
+	    ml_months[tm.tm_mon], tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/*
+ * maillog_sanitize - copy src (len octets) to dst (size >= 1), replacing
+ * control characters, DEL and anything not well-formed UTF-8 by '?';
+ * never splits a UTF-8 sequence. Returns the octets written (NUL not counted).
+ */
+size_t
+maillog_sanitize(char *dst, size_t size, const char *src, size_t len)
+{
+	size_t i = 0, o = 0, n;
+	unsigned char c;
+
+	if (size == 0)
+		return 0;
+	while (i < len && o + 1 < size) {
+		c = (unsigned char)src[i];
+		if (c >= 0x20 && c < 0x7f) {
+			dst[o++] = (char)c;
+			i++;
+			continue;
+		}
+		if (c >= 0x80 && (n = addr_utf8_len(src + i, len - i)) != 0) {
+			if (o + n >= size)
+				break;
+			memcpy(dst + o, src + i, n);
+			o += n;
+			i += n;
+			continue;
+		}
+		dst[o++] = '?';
+		i++;
+	}
+	dst[o] = '\0';
+	return o;
+}
+
+/*
+ * maillog_format_delay - a delay in seconds as Postfix's format_tv() shows
+ * it with two significant digits and 10 ms resolution: "0", "0.01",
+ * "0.5", "1.2", "12", "4321"; trailing zeros are trimmed.
+ */
+int
+maillog_format_delay(char *buf, size_t size, double sec)
+{
+	uint64_t us, res, q;
+	char *dot, *end;
+	int n;
+
+	if (!(sec > 0))             /* also NaN */
+		sec = 0;
+	if (sec > 1e12)
+		sec = 1e12;
+	us = (uint64_t)(sec * 1e6 + 0.5);
+	if (us >= 10000000)
+		res = 1000000;      /* >= 10 s: whole seconds */
+	else if (us >= 1000000)
+		res = 100000;       /* 1..10 s: tenths */
+	else
+		res = 10000;        /* < 1 s: hundredths, Postfix's delay resolution */
+	q = (us + res / 2) / res * res;
+	n = util_bsnprintf(buf, size, "%llu.%02llu", (unsigned long long)(q / 1000000),
+	    (unsigned long long)(q % 1000000 / 10000));
+	if (n < 0)
+		return -1;
+	dot = strchr(buf, '.');
+	end = buf + n;
+	while (end > dot + 1 && end[-1] == '0')
+		end--;
+	if (end == dot + 1)
+		end = dot;
+	*end = '\0';
+	return (int)(end - buf);
+}
+
+/*
+ * ml_emit - build "stamp host mtad/proc[pid]: " plus the sanitised text
+ * and write it with one write(2); a failure is reported once.
+ */
+static void
+ml_emit(struct maillog *ml, const char *proc, const char *text, size_t tlen)
+{
+	char line[ML_LINE_MAX];
+	char stamp[32];
+	int n;
+	size_t off;
+	ssize_t w;
+
+	if (maillog_stamp(stamp, sizeof(stamp), time(NULL)) < 0)
+		util_strlcpy(stamp, "Jan  1 00:00:00", sizeof(stamp));
+	n = util_bsnprintf(line, sizeof(line), "%s %s mtad/%s[%ld]: ", stamp,
+	    ml->host, proc, (long)getpid());
+	if (n < 0)
+		return;             /* cannot happen: host <= 255, proc is ours */
+	off = (size_t)n;
+	/* leave one octet for '\n'; maillog_sanitize NUL-terminates in it */
+	off += maillog_sanitize(line + off, sizeof(line) - off, text, tlen);
+	line[off++] = '\n';
+	for (int tries = 0; tries < 3; tries++) {
+		w = write(ml->fd, line, off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w == (ssize_t)off)
+			return;
+		break;
+	}
+	if (!ml->warned) {
+		ml->warned = 1;
+		if (w >= 0)
+			errno = ENOSPC;
+		log_warn("mail log %s: write failed; further failures are not reported",
+		    ml->path);
+	}
+}
+
+/* ml_vlog - format TEXT and emit it; truncation at ML_LINE_MAX is accepted */
+static void __attribute__((format(printf, 3, 0)))
+ml_vlog(struct maillog *ml, const char *proc, const char *fmt, va_list ap)
+{
+	char text[ML_LINE_MAX];
+	int n;
+
+	n = vsnprintf(text, sizeof(text), fmt, ap);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(text))
+		n = (int)sizeof(text) - 1;  /* XXX truncated: the line is bounded */
+	ml_emit(ml, proc, text, (size_t)n);
+}
+
+static void __attribute__((format(printf, 3, 4)))
+ml_log(struct maillog *ml, const char *proc, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	ml_vlog(ml, proc, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * ml_append - append to buf at *off, truncating at the end of buf (the
+ * line is bounded; a cut field is acceptable, an overflow is not)
+ */
+static void __attribute__((format(printf, 4, 5)))
+ml_append(char *buf, size_t size, size_t *off, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (*off >= size - 1)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(buf + *off, size - *off, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		buf[*off] = '\0';
+		return;
+	}
+	*off += (size_t)n < size - *off ? (size_t)n : size - *off - 1;
+}
+
+/* ml_on - one test when the log is off */
+static int
+ml_on(const struct maillog *ml)
+{
+	return ml != NULL && ml->fd >= 0;
+}
+
+/* maillog_printf - one raw line for proc; the text is sanitised like all others */
+void
+maillog_printf(struct maillog *ml, const char *proc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!ml_on(ml))
+		return;
+	va_start(ap, fmt);
+	ml_vlog(ml, proc, fmt, ap);
+	va_end(ap);
+}
+
+/* maillog_connect - smtpd "connect from name[addr]" */
+void
+maillog_connect(struct maillog *ml, const char *name, const char *addr)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "smtpd", "connect from %.*s[%.*s]", ML_NAME_MAX,
+	    ml_s(name, "unknown"), ML_ADDR_MAX, ml_s(addr, "unknown"));
+}
+
+/* maillog_disconnect - smtpd "disconnect from name[addr] ehlo=1 ... commands=N" */
+void
+maillog_disconnect(struct maillog *ml, const char *name, const char *addr,
+    const char *counts)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "smtpd", "disconnect from %.*s[%.*s] %.*s", ML_NAME_MAX,
+	    ml_s(name, "unknown"), ML_ADDR_MAX, ml_s(addr, "unknown"),
+	    ML_REPLY_MAX, counts != NULL && counts[0] != '\0' ? counts : "commands=0");
+}
+
+/* maillog_client - smtpd "QID: client=name[addr]" (pflogsumm counts it as received) */
+void
+maillog_client(struct maillog *ml, const char *qid, const char *name, const char *addr)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "smtpd", "%.*s: client=%.*s[%.*s]", ML_NAME_MAX, ml_s(qid, "NOQUEUE"),
+	    ML_NAME_MAX, ml_s(name, "unknown"), ML_ADDR_MAX, ml_s(addr, "unknown"));
+}
+
+/*
+ * maillog_message_id - cleanup "QID: message-id=<...>"; msgid is the
+ * header's value, shown as is when it has its angle brackets.
+ */
+void
+maillog_message_id(struct maillog *ml, const char *qid, const char *msgid)
+{
+	const char *m = ml_s(msgid, "");
+	int bracketed = m[0] == '<';
+
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "cleanup", "%.*s: message-id=%s%.*s%s", ML_NAME_MAX, ml_s(qid, "NOQUEUE"),
+	    bracketed ? "" : "<", ML_REPLY_MAX, m, bracketed ? "" : ">");
+}
+
+/* maillog_from - qmgr "QID: from=<sender>, size=N, nrcpt=N (queue active)" */
+void
+maillog_from(struct maillog *ml, const char *qid, const char *sender,
+    uint64_t size, unsigned nrcpt)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "qmgr", "%.*s: from=<%.*s>, size=%llu, nrcpt=%u (queue active)",
+	    ML_NAME_MAX, ml_s(qid, "NOQUEUE"), ML_MAIL_MAX, ml_s(sender, ""),
+	    (unsigned long long)size, nrcpt);
+}
+
+/*
+ * maillog_reject - smtpd "NOQUEUE: reject: STAGE from name[addr]: REPLY;
+ * from=<s> to=<r> proto=P helo=<h>", as Postfix's log_whatsup() writes it:
+ * each of from/to/proto/helo only when given (non-NULL).
+ */
+void
+maillog_reject(struct maillog *ml, const char *stage, const char *name,
+    const char *addr, const char *reply, const char *sender, const char *rcpt,
+    const char *proto, const char *helo)
+{
+	char text[ML_LINE_MAX];
+	size_t off;
+
+	if (!ml_on(ml))
+		return;
+	text[0] = '\0';
+	off = 0;
+	ml_append(text, sizeof(text), &off, "NOQUEUE: reject: %.*s from %.*s[%.*s]: %.*s;",
+	    ML_NAME_MAX, ml_s(stage, "CONNECT"), ML_NAME_MAX, ml_s(name, "unknown"),
+	    ML_ADDR_MAX, ml_s(addr, "unknown"), ML_REPLY_MAX, ml_s(reply, ""));
+	if (sender != NULL)
+		ml_append(text, sizeof(text), &off, " from=<%.*s>", ML_MAIL_MAX, sender);
+	if (rcpt != NULL)
+		ml_append(text, sizeof(text), &off, " to=<%.*s>", ML_MAIL_MAX, rcpt);
+	if (proto != NULL)
+		ml_append(text, sizeof(text), &off, " proto=%.*s", ML_NAME_MAX, proto);
+	if (helo != NULL)
+		ml_append(text, sizeof(text), &off, " helo=<%.*s>", ML_NAME_MAX, helo);
+	ml_emit(ml, "smtpd", text, off);
+}
+
+/*
+ * maillog_delivery - smtp "QID: to=<rcpt>, relay=R, delay=D,
+ * delays=a/b/c/d, dsn=X.Y.Z, status=S (reply)" as Postfix's log_adhoc()
+ * writes it. relay NULL or "" is "none" (no connection was made); delays
+ * NULL is 0/0/0/0; dsn NULL or "" defaults from status (2.0.0 for sent,
+ * 4.0.0 for deferred, else 5.0.0); reply NULL leaves out the parentheses.
+ */
+void
+maillog_delivery(struct maillog *ml, const char *qid, const char *rcpt,
+    const char *relay, double delay, const double delays[4], const char *dsn,
+    const char *status, const char *reply)
+{
+	char d[5][32];
+	const char *st = ml_s(status, "deferred");
+	int i;
+
+	if (!ml_on(ml))
+		return;
+	if (maillog_format_delay(d[0], sizeof(d[0]), delay) < 0)
+		util_strlcpy(d[0], "0", sizeof(d[0]));
+	for (i = 0; i < 4; i++)
+		if (maillog_format_delay(d[i + 1], sizeof(d[i + 1]),
+		    delays != NULL ? delays[i] : 0) < 0)
+			util_strlcpy(d[i + 1], "0", sizeof(d[i + 1]));
+	if (dsn == NULL || dsn[0] == '\0')
+		dsn = strcmp(st, "sent") == 0 ? "2.0.0" :
+		    strcmp(st, "deferred") == 0 ? "4.0.0" : "5.0.0";
+	ml_log(ml, "smtp", "%.*s: to=<%.*s>, relay=%.*s, delay=%s, delays=%s/%s/%s/%s, "
+	    "dsn=%.*s, status=%.*s%s%.*s%s",
+	    ML_NAME_MAX, ml_s(qid, "NOQUEUE"), ML_MAIL_MAX, ml_s(rcpt, ""),
+	    ML_NAME_MAX + ML_ADDR_MAX + 8, relay != NULL && relay[0] != '\0' ? relay : "none",
+	    d[0], d[1], d[2], d[3], d[4], 16, dsn, 32, st,
+	    reply != NULL ? " (" : "", ML_REPLY_MAX, ml_s(reply, ""), reply != NULL ? ")" : "");
+}
+
+/* maillog_removed - qmgr "QID: removed" (the message left the queue) */
+void
+maillog_removed(struct maillog *ml, const char *qid)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "qmgr", "%.*s: removed", ML_NAME_MAX, ml_s(qid, "NOQUEUE"));
+}
+
+/* maillog_bounce_notice - bounce "QID: sender non-delivery notification: BQID" */
+void
+maillog_bounce_notice(struct maillog *ml, const char *qid, const char *bounce_qid)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "bounce", "%.*s: sender non-delivery notification: %.*s", ML_NAME_MAX,
+	    ml_s(qid, "NOQUEUE"), ML_NAME_MAX, ml_s(bounce_qid, "NOQUEUE"));
+}
+
+/* maillog_delay_notice - bounce "QID: sender delay notification: BQID" */
+void
+maillog_delay_notice(struct maillog *ml, const char *qid, const char *notice_qid)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "bounce", "%.*s: sender delay notification: %.*s", ML_NAME_MAX,
+	    ml_s(qid, "NOQUEUE"), ML_NAME_MAX, ml_s(notice_qid, "NOQUEUE"));
+}
+
+/* maillog_expired - qmgr "QID: from=<sender>, status=expired, returned to sender" */
+void
+maillog_expired(struct maillog *ml, const char *qid, const char *sender)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "qmgr", "%.*s: from=<%.*s>, status=expired, returned to sender",
+	    ML_NAME_MAX, ml_s(qid, "NOQUEUE"), ML_MAIL_MAX, ml_s(sender, ""));
+}
