@@ -16,7 +16,7 @@ LDLIBS  = $(PKG_LIBS) -lpthread $(EXTRA_LDFLAGS)
 B       ?= build
 LIB_SRC := $(sort $(wildcard src/lib/*.c src/mail/*.c src/net/*.c src/dns/*.c \
              src/smtpd/*.c src/smtpc/*.c src/queue/*.c src/sched/*.c \
-             src/http/*.c src/metrics/*.c))
+             src/http/*.c src/metrics/*.c src/ctl/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
 CMD_SRC := $(wildcard src/cmd/*.c)
 PROGS   := $(CMD_SRC:src/cmd/%.c=$(B)/%)
