@@ -112,4 +112,12 @@ int config_parse_duration(const char *text, unsigned *out);
 /* config_parse_relay - SPEC's smart_relay/cc_mta forms; -1 on error */
 int config_parse_relay(const char *text, struct relay_target *out);
 
+/*
+ * config_parse_buffer - config_load() without the file: parse buf[0..len)
+ * (not necessarily NUL-terminated; path names it in messages), apply the
+ * MTA_* overrides of envp (may be NULL), validate. For tests and fuzzing.
+ */
+struct config *config_parse_buffer(const char *path, const char *buf, size_t len,
+    char *const *envp, char *err, size_t errlen);
+
 #endif
