@@ -1,0 +1,411 @@
+/*
+ * queue.c - the queue: directories, the in-memory index of queued messages,
+ *           state updates, removal and the live counters
+ *
+ * Owns:     struct queue, every struct queue_ent (and so struct queue_msg)
+ *           in the index, the directory fds of <data_dir>/queue and
+ *           <data_dir>/corrupt.
+ * Lifetime: queue_open() to queue_close(); an entry from its commit (or
+ *           recovery) to queue_remove() or queue_close().
+ * Errors:   I/O failures return -1 (or NULL) with errno set; the in-memory
+ *           state is updated even when appending a state record fails, so
+ *           the running daemon stays right (the file at worst repeats an
+ *           attempt after a restart, as after a crash).
+ * Context:  event-loop thread.
+ *
+ * Index: a chained hash table keyed by the queue id read as a 64-bit
+ * number (queue_lookup is O(1); it doubles as the queue grows), and a
+ * doubly linked list in commit order for queue_foreach().
+ */
+#include "queue/queue_int.h"
+#include "queue/queue_rec.h"
+#include "lib/log.h"
+#include "lib/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#define QUEUE_NBUCKET_MIN 1024
+
+struct queue_ent *
+queue_ent_new(void)
+{
+	return calloc(1, sizeof(struct queue_ent));
+}
+
+struct queue_ent *
+queue_ent_free(struct queue_ent *e)
+{
+	if (e == NULL)
+		return NULL;
+	queue_msg_free_fields(&e->m);
+	free(e);
+	return NULL;
+}
+
+/* queue_id_key - "0123456789ABCDEF" as a number; 0 if not a queue id */
+uint64_t
+queue_id_key(const char *id)
+{
+	uint64_t k = 0;
+
+	if (id == NULL)
+		return 0;
+	for (int i = 0; i < QUEUE_ID_LEN; i++) {
+		unsigned char c = (unsigned char)id[i];
+
+		if (c >= '0' && c <= '9')
+			k = k << 4 | (uint64_t)(c - '0');
+		else if (c >= 'A' && c <= 'F')
+			k = k << 4 | (uint64_t)(c - 'A' + 10);
+		else
+			return 0;
+	}
+	return id[QUEUE_ID_LEN] == '\0' ? k : 0;
+}
+
+/* queue_id_format - the 16 upper-case hex digits of key, NUL-terminated */
+void
+queue_id_format(uint64_t key, char *out)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (int i = QUEUE_ID_LEN - 1; i >= 0; i--) {
+		out[i] = hex[key & 0xf];
+		key >>= 4;
+	}
+	out[QUEUE_ID_LEN] = '\0';
+}
+
+/* queue_hash - spread the time-ordered ids over the buckets */
+static size_t
+queue_hash(const struct queue *q, uint64_t key)
+{
+	key ^= key >> 33;
+	key *= 0xff51afd7ed558ccdULL;
+	key ^= key >> 33;
+	key *= 0xc4ceb9fe1a85ec53ULL;
+	key ^= key >> 33;
+	return (size_t)key & (q->nbucket - 1);
+}
+
+/* queue_index_grow - double the buckets; on allocation failure chains just get longer */
+static void
+queue_index_grow(struct queue *q)
+{
+	size_t n = q->nbucket * 2, old = q->nbucket;
+	struct queue_ent **nb = calloc(n, sizeof(*nb)), **ob = q->bucket;
+
+	if (nb == NULL)
+		return;
+	q->bucket = nb;
+	q->nbucket = n;
+	for (size_t i = 0; i < old; i++) {
+		struct queue_ent *e, *next;
+
+		for (e = ob[i]; e != NULL; e = next) {
+			size_t h = queue_hash(q, e->key);
+
+			next = e->hnext;
+			e->hnext = nb[h];
+			nb[h] = e;
+		}
+	}
+	free(ob);
+}
+
+/* queue_index_insert - add a durable message: hash, arrival list, counters */
+void
+queue_index_insert(struct queue *q, struct queue_ent *e)
+{
+	size_t h;
+
+	if (q->count >= q->nbucket)
+		queue_index_grow(q);
+	h = queue_hash(q, e->key);
+	e->hnext = q->bucket[h];
+	q->bucket[h] = e;
+	e->next = NULL;
+	e->prev = q->tail;
+	if (q->tail != NULL)
+		q->tail->next = e;
+	else
+		q->head = e;
+	q->tail = e;
+	q->count++;
+	q->bytes += e->m.size;
+}
+
+/* queue_index_unlink - take a message out of the index and the counters */
+void
+queue_index_unlink(struct queue *q, struct queue_ent *e)
+{
+	struct queue_ent **pp = &q->bucket[queue_hash(q, e->key)];
+
+	while (*pp != NULL && *pp != e)
+		pp = &(*pp)->hnext;
+	if (*pp == NULL)
+		panic("%s: queue entry not in the index", e->m.id);
+	*pp = e->hnext;
+	if (e->prev != NULL)
+		e->prev->next = e->next;
+	else
+		q->head = e->next;
+	if (e->next != NULL)
+		e->next->prev = e->prev;
+	else
+		q->tail = e->prev;
+	e->prev = e->next = e->hnext = NULL;
+	q->count--;
+	q->bytes -= e->m.size;
+}
+
+/* queue_open_dir - mkdir (mode 0700) if missing, then open it as a directory fd */
+static int
+queue_open_dir(int at, const char *name)
+{
+	if (mkdirat(at, name, 0700) < 0 && errno != EEXIST)
+		return -1;
+	return openat(at, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+struct queue *
+queue_open(struct event_base *base, const char *data_dir, char *err, size_t errlen)
+{
+	struct queue *q;
+	int dfd = -1;
+
+	if ((q = calloc(1, sizeof(*q))) == NULL) {
+		(void)util_bsnprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	q->base = base;
+	q->qdirfd = q->cdirfd = q->efd = -1;
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_cond_init(&q->cv, NULL);
+	q->nbucket = QUEUE_NBUCKET_MIN;
+	if ((q->data_dir = strdup(data_dir)) == NULL ||
+	    (q->bucket = calloc(q->nbucket, sizeof(*q->bucket))) == NULL) {
+		(void)util_bsnprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (mkdir(data_dir, 0700) < 0 && errno != EEXIST) {
+		(void)util_bsnprintf(err, errlen, "%s: %s", data_dir, strerror(errno));
+		goto fail;
+	}
+	if ((dfd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		(void)util_bsnprintf(err, errlen, "%s: %s", data_dir, strerror(errno));
+		goto fail;
+	}
+	if ((q->qdirfd = queue_open_dir(dfd, "queue")) < 0) {
+		(void)util_bsnprintf(err, errlen, "%s/queue: %s", data_dir, strerror(errno));
+		goto fail;
+	}
+	if ((q->cdirfd = queue_open_dir(dfd, "corrupt")) < 0) {
+		(void)util_bsnprintf(err, errlen, "%s/corrupt: %s", data_dir, strerror(errno));
+		goto fail;
+	}
+	close(dfd);
+	dfd = -1;
+	if (queue_worker_start(q, err, errlen) < 0)
+		goto fail;
+	return q;
+fail:
+	if (dfd >= 0)
+		close(dfd);
+	queue_close(q);
+	return NULL;
+}
+
+struct queue *
+queue_close(struct queue *q)
+{
+	struct queue_ent *e, *next;
+
+	if (q == NULL)
+		return NULL;
+	q->closing = 1;
+	queue_worker_stop(q);
+	for (e = q->head; e != NULL; e = next) {
+		next = e->next;
+		queue_ent_free(e);
+	}
+	free(q->bucket);
+	if (q->qdirfd >= 0)
+		close(q->qdirfd);
+	if (q->cdirfd >= 0)
+		close(q->cdirfd);
+	pthread_cond_destroy(&q->cv);
+	pthread_mutex_destroy(&q->mu);
+	log_trace(TRACE_QUEUE, "queue closed: %llu syncs for %llu messages",
+	    (unsigned long long)q->stat_syncs, (unsigned long long)q->stat_synced);
+	free(q->data_dir);
+	free(q);
+	return NULL;
+}
+
+void
+queue_set_listener(struct queue *q, void (*cb)(void *arg, struct queue_msg *m), void *arg)
+{
+	q->listener = cb;
+	q->listener_arg = arg;
+}
+
+struct queue_msg *
+queue_lookup(struct queue *q, const char *id)
+{
+	uint64_t key = queue_id_key(id);
+	struct queue_ent *e;
+
+	if (key == 0)
+		return NULL;
+	for (e = q->bucket[queue_hash(q, key)]; e != NULL; e = e->hnext)
+		if (e->key == key)
+			return &e->m;
+	return NULL;
+}
+
+/* queue_foreach - arrival order; cb may queue_remove() the message it was given */
+void
+queue_foreach(struct queue *q, void (*cb)(void *arg, struct queue_msg *m), void *arg)
+{
+	struct queue_ent *e, *next;
+
+	for (e = q->head; e != NULL; e = next) {
+		next = e->next;
+		cb(arg, &e->m);
+	}
+}
+
+/*
+ * queue_append_state - append one state record to a message file. No
+ * sync: losing it in a crash repeats an attempt at worst. A short write
+ * is cut off again so the next record starts on a record boundary.
+ */
+static int
+queue_append_state(struct queue *q, const char *id, const unsigned char *rec, size_t len)
+{
+	int fd, saved;
+	off_t end;
+	ssize_t n;
+
+	if ((fd = openat(q->qdirfd, id, O_WRONLY | O_APPEND | O_CLOEXEC)) < 0)
+		goto fail;
+	if ((end = lseek(fd, 0, SEEK_END)) < 0)
+		goto fail_close;
+	do
+		n = write(fd, rec, len);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)len) {
+		if (n >= 0)
+			errno = ENOSPC;
+		saved = errno;
+		(void)!ftruncate(fd, end);
+		errno = saved;
+		goto fail_close;
+	}
+	close(fd);
+	return 0;
+fail_close:
+	saved = errno;
+	close(fd);
+	errno = saved;
+fail:
+	log_warn("%s: cannot record state in queue file", id);
+	return -1;
+}
+
+int
+queue_update_rcpt(struct queue *q, struct queue_msg *m, size_t idx,
+    enum queue_rcpt_state state, uint64_t next_try_us, const char *dsn, const char *reply)
+{
+	unsigned char rec[QUEUE_REC_ST_MAXLEN];
+	struct queue_rcpt *r;
+	size_t len;
+
+	if (idx >= m->nrcpt || (unsigned)state > QUEUE_RCPT_BOUNCED) {
+		errno = EINVAL;
+		return -1;
+	}
+	r = &m->rcpt[idx];
+	r->state = state;
+	r->attempts++;
+	r->next_try_us = next_try_us;
+	if (dsn != NULL)
+		(void)util_strlcpy(r->dsn, dsn, sizeof(r->dsn));
+	else
+		r->dsn[0] = '\0';
+	free(r->last_reply);
+	r->last_reply = NULL;
+	if (reply != NULL && reply[0] != '\0') {
+		/* the stored copy is cut like the record, so a restart shows the same */
+		size_t rl = strnlen(reply, QUEUE_REC_REPLY_MAX);
+
+		if ((r->last_reply = malloc(rl + 1)) != NULL) {
+			memcpy(r->last_reply, reply, rl);
+			r->last_reply[rl] = '\0';
+		}
+	}
+	len = queue_rec_state_rcpt(rec, (uint32_t)idx, (unsigned)state, r->attempts,
+	    next_try_us, r->dsn, r->last_reply);
+	return queue_append_state(q, m->id, rec, len);
+}
+
+int
+queue_set_held(struct queue *q, struct queue_msg *m, int held)
+{
+	unsigned char rec[QUEUE_REC_ST_MAXLEN];
+
+	m->held = held ? 1 : 0;
+	return queue_append_state(q, m->id, rec, queue_rec_state_held(rec, m->held));
+}
+
+int
+queue_update_flags(struct queue *q, struct queue_msg *m, unsigned flags)
+{
+	unsigned char rec[QUEUE_REC_ST_MAXLEN];
+
+	m->flags = flags;
+	return queue_append_state(q, m->id, rec, queue_rec_state_flags(rec, flags));
+}
+
+/* queue_remove - unlink, then forget; m is freed even if the unlink fails */
+int
+queue_remove(struct queue *q, struct queue_msg *m)
+{
+	struct queue_ent *e = QUEUE_ENT(m);
+	int rc = 0;
+
+	if (unlinkat(q->qdirfd, m->id, 0) < 0 && errno != ENOENT) {
+		log_warn("%s: cannot remove queue file", m->id);
+		rc = -1;
+	}
+	log_trace(TRACE_QUEUE, "%s: removed", m->id);
+	queue_index_unlink(q, e);
+	queue_ent_free(e);
+	return rc;
+}
+
+uint64_t
+queue_count(const struct queue *q)
+{
+	return q->count;
+}
+
+uint64_t
+queue_bytes(const struct queue *q)
+{
+	return q->bytes;
+}
+
+const char *
+queue_data_dir(const struct queue *q)
+{
+	return q->data_dir;
+}

@@ -1,0 +1,98 @@
+/*
+ * queue_int.h - the queue's internal structures, shared by the files of
+ *               src/queue/ (private: no other component includes it)
+ *
+ * Owns:     nothing itself; documents who owns what below.
+ * Lifetime: see struct queue and struct queue_ent.
+ * Errors:   n/a.
+ * Context:  fields under "worker" are shared with the commit thread and
+ *           guarded by queue.mu; everything else is event-loop only.
+ */
+#ifndef MTAD_QUEUE_INT_H
+#define MTAD_QUEUE_INT_H
+
+#include "queue/queue.h"
+
+#include <pthread.h>
+#include <stdint.h>
+
+struct event;
+
+/* A queued message: the public struct plus index links and file offsets. */
+struct queue_ent {
+	struct queue_msg m;          /* first member: container of &m */
+	uint64_t key;                /* the queue id as a number */
+	struct queue_ent *hnext;     /* hash chain */
+	struct queue_ent *prev, *next; /* arrival order */
+	uint64_t data_off;           /* first content record */
+	uint64_t prepend_off;        /* the prepend record header */
+	uint32_t prepend_len;
+};
+
+#define QUEUE_ENT(mp) ((struct queue_ent *)(void *)(mp))
+
+/* An open, not yet durable message file. */
+struct queue_file {
+	struct queue *q;
+	struct queue_ent *ent;       /* built at create; inserted when durable */
+	char id[QUEUE_ID_SIZE];
+	int fd;
+	unsigned char *buf;          /* QUEUE_WBUF_SIZE; freed at commit */
+	size_t used;
+	size_t drec;                 /* offset in buf of the open 'D' header, or SIZE_MAX */
+	uint64_t off;                /* bytes written to the file so far */
+	uint64_t data_size;
+	uint32_t crc;                /* CRC-32C of the bytes written so far */
+	int err;                     /* first write errno; 0 if none */
+	int ok;                      /* set by the worker */
+	void (*cb)(void *, int, const char *);
+	void *cb_arg;
+	struct queue_file *next;     /* pending / done lists */
+};
+
+#define QUEUE_WBUF_SIZE (16 * 1024)
+
+struct queue {
+	struct event_base *base;
+	char *data_dir;
+	int qdirfd;                  /* <data_dir>/queue */
+	int cdirfd;                  /* <data_dir>/corrupt */
+	uint64_t last_id;
+
+	/* index: hash id -> entry, and a list in arrival order */
+	struct queue_ent **bucket;
+	size_t nbucket;              /* power of two */
+	struct queue_ent *head, *tail;
+	uint64_t count, bytes;
+
+	void (*listener)(void *, struct queue_msg *);
+	void *listener_arg;
+
+	/* worker */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_t thread;
+	int thread_started;
+	int stop;
+	struct queue_file *pend_head, *pend_tail;   /* waiting for the next sync */
+	struct queue_file *done_head, *done_tail;   /* synced, for the loop */
+	uint64_t stat_syncs, stat_synced;            /* batches, messages */
+	int efd;                     /* eventfd: worker -> loop */
+	struct event *ev_done;
+	int closing;
+};
+
+/* queue.c */
+void queue_index_insert(struct queue *q, struct queue_ent *e);
+void queue_index_unlink(struct queue *q, struct queue_ent *e);
+struct queue_ent *queue_ent_new(void);
+struct queue_ent *queue_ent_free(struct queue_ent *e);
+uint64_t queue_id_key(const char *id);
+void queue_id_format(uint64_t key, char *out);
+
+/* queue_file.c: the commit worker */
+int queue_worker_start(struct queue *q, char *err, size_t errlen);
+void queue_worker_stop(struct queue *q);
+void queue_worker_done(struct queue *q, int run_listener);
+
+#endif

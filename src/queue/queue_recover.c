@@ -1,0 +1,268 @@
+/*
+ * queue_recover.c - load the queue at start-up: committed messages back
+ *                   into the index, uncommitted files removed, corrupt
+ *                   ones quarantined
+ *
+ * Owns:     nothing beyond the call (a read buffer and the parser state).
+ * Lifetime: queue_recover() runs once, before the loop accepts mail.
+ * Errors:   a bad file is never fatal: it is logged and removed (if it was
+ *           never committed) or moved to <data_dir>/corrupt/. Only a
+ *           queue directory that cannot be listed, or running out of
+ *           memory, fails the whole recovery (-1).
+ * Context:  event-loop thread, before event_base_dispatch(): the files are
+ *           read with blocking I/O, which is fine while nothing else runs.
+ */
+#include "queue/queue_int.h"
+#include "queue/queue_rec.h"
+#include "lib/log.h"
+#include "lib/util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define QUEUE_READ_BUF (64 * 1024)
+
+enum { RECOVER_KEPT, RECOVER_DONE, RECOVER_SKIPPED, RECOVER_NOMEM };
+
+/* queue_quarantine - move a bad file to corrupt/ under a name not yet taken there */
+static void
+queue_quarantine(struct queue *q, const char *id)
+{
+	char name[QUEUE_ID_SIZE + 8];
+
+	for (int i = 0; i < 100; i++) {
+		if (i == 0)
+			(void)util_strlcpy(name, id, sizeof(name));
+		else if (util_bsnprintf(name, sizeof(name), "%s.%d", id, i) < 0)
+			break;
+		if (faccessat(q->cdirfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+			continue;
+		if (renameat(q->qdirfd, id, q->cdirfd, name) == 0) {
+			log_warnx("%s: moved to %s/corrupt/%s", id, q->data_dir, name);
+			return;
+		}
+		break;
+	}
+	log_warn("%s: cannot move corrupt queue file to corrupt/; leaving it", id);
+}
+
+/* queue_pending - does any recipient still wait for delivery? */
+static int
+queue_pending(const struct queue_msg *m)
+{
+	for (size_t i = 0; i < m->nrcpt; i++)
+		if (m->rcpt[i].state == QUEUE_RCPT_PENDING)
+			return 1;
+	return 0;
+}
+
+/* queue_recover_cut - drop a torn or unreadable tail of state records */
+static void
+queue_recover_cut(struct queue *q, const char *id, uint64_t good_len, uint64_t file_len)
+{
+	int fd;
+
+	log_warnx("%s: ignoring a torn or damaged state record at offset %llu "
+	    "(file length %llu)", id, (unsigned long long)good_len,
+	    (unsigned long long)file_len);
+	if ((fd = openat(q->qdirfd, id, O_WRONLY | O_CLOEXEC)) < 0 ||
+	    ftruncate(fd, (off_t)good_len) < 0)
+		log_warn("%s: cannot cut the queue file back to %llu bytes", id,
+		    (unsigned long long)good_len);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* queue_recover_one - parse one file and act on the verdict */
+static int
+queue_recover_one(struct queue *q, uint64_t key, struct queue_parse *p,
+    unsigned char *buf, void (*cb)(void *, struct queue_msg *), void *arg)
+{
+	char id[QUEUE_ID_SIZE];
+	struct queue_ent *e;
+	enum queue_parse_status st;
+	int fd;
+	ssize_t n;
+
+	queue_id_format(key, id);
+	if ((fd = openat(q->qdirfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+		log_warn("%s: cannot open queue file", id);
+		return RECOVER_SKIPPED;
+	}
+	queue_parse_init(p);
+	for (;;) {
+		n = read(fd, buf, QUEUE_READ_BUF);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (queue_parse_feed(p, buf, (size_t)n) < 0)
+			break;
+	}
+	if (n < 0) {
+		log_warn("%s: cannot read queue file; leaving it", id);
+		close(fd);
+		queue_parse_free(p);
+		return RECOVER_SKIPPED;
+	}
+	close(fd);
+	st = queue_parse_finish(p);
+	switch (st) {
+	case QUEUE_PARSE_NOMEM:
+		queue_parse_free(p);
+		errno = ENOMEM;
+		return RECOVER_NOMEM;
+	case QUEUE_PARSE_UNCOMMITTED:
+		log_info("%s: removing uncommitted queue file (%llu bytes)", id,
+		    (unsigned long long)p->off);
+		if (unlinkat(q->qdirfd, id, 0) < 0)
+			log_warn("%s: cannot remove uncommitted queue file", id);
+		queue_parse_free(p);
+		return RECOVER_DONE;
+	case QUEUE_PARSE_CORRUPT:
+		log_warnx("%s: corrupt queue file: %s at offset %llu", id,
+		    p->reason != NULL ? p->reason : "?", (unsigned long long)p->bad_off);
+		queue_quarantine(q, id);
+		queue_parse_free(p);
+		return RECOVER_SKIPPED;
+	case QUEUE_PARSE_OK:
+		break;
+	}
+	if (!queue_pending(&p->msg)) {
+		log_trace(TRACE_QUEUE, "%s: every recipient done; removing", id);
+		if (unlinkat(q->qdirfd, id, 0) < 0)
+			log_warn("%s: cannot remove finished queue file", id);
+		queue_parse_free(p);
+		return RECOVER_DONE;
+	}
+	if ((e = queue_ent_new()) == NULL) {
+		queue_parse_free(p);
+		errno = ENOMEM;
+		return RECOVER_NOMEM;
+	}
+	if (p->loc.state_cut || p->loc.good_len < p->off)
+		queue_recover_cut(q, id, p->loc.good_len, p->off);
+	queue_parse_take(p, &e->m);
+	memcpy(e->m.id, id, QUEUE_ID_SIZE);
+	e->key = key;
+	e->data_off = p->loc.data_off;
+	e->prepend_off = p->loc.prepend_off;
+	e->prepend_len = p->loc.prepend_len;
+	queue_index_insert(q, e);
+	if (cb != NULL)
+		cb(arg, &e->m);
+	return RECOVER_KEPT;
+}
+
+static int
+queue_key_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* queue_list - the queue ids in queue/, sorted (= arrival order); other names are logged */
+static int
+queue_list(struct queue *q, uint64_t **keys_out, size_t *n_out)
+{
+	uint64_t *keys = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	DIR *d;
+	int fd;
+
+	if ((fd = openat(q->qdirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -1;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return -1;
+	}
+	while ((errno = 0, de = readdir(d)) != NULL) {
+		uint64_t key;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if ((key = queue_id_key(de->d_name)) == 0) {
+			log_warnx("%s/queue/%s: not a queue file name; ignoring it",
+			    q->data_dir, de->d_name);
+			continue;
+		}
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 256;
+			uint64_t *nk = realloc(keys, ncap * sizeof(*nk));
+
+			if (nk == NULL)
+				goto fail;
+			keys = nk;
+			cap = ncap;
+		}
+		keys[n++] = key;
+	}
+	if (errno != 0)
+		goto fail;
+	closedir(d);
+	if (n > 1)
+		qsort(keys, n, sizeof(*keys), queue_key_cmp);
+	*keys_out = keys;
+	*n_out = n;
+	return 0;
+fail:
+	{
+		int saved = errno;
+
+		closedir(d);
+		free(keys);
+		errno = saved;
+	}
+	return -1;
+}
+
+int
+queue_recover(struct queue *q, void (*cb)(void *arg, struct queue_msg *m), void *arg)
+{
+	uint64_t *keys = NULL;
+	size_t n = 0, kept = 0, dropped = 0, skipped = 0;
+	struct queue_parse *p = NULL;
+	unsigned char *buf = NULL;
+	int rc = -1;
+
+	if (queue_list(q, &keys, &n) < 0) {
+		log_warn("%s/queue: cannot list the queue", q->data_dir);
+		return -1;
+	}
+	if ((p = malloc(sizeof(*p))) == NULL || (buf = malloc(QUEUE_READ_BUF)) == NULL)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		if (keys[i] > q->last_id)
+			q->last_id = keys[i];
+		{
+			char id[QUEUE_ID_SIZE];
+
+			queue_id_format(keys[i], id);
+			if (queue_lookup(q, id) != NULL)
+				continue;       /* already loaded (a second call) */
+		}
+		switch (queue_recover_one(q, keys[i], p, buf, cb, arg)) {
+		case RECOVER_KEPT:    kept++; break;
+		case RECOVER_DONE:    dropped++; break;
+		case RECOVER_SKIPPED: skipped++; break;
+		case RECOVER_NOMEM:   goto out;
+		}
+	}
+	rc = 0;
+	if (n > 0)
+		log_info("queue recovered: %zu message(s) kept, %zu file(s) removed, "
+		    "%zu left aside", kept, dropped, skipped);
+out:
+	free(buf);
+	free(p);
+	free(keys);
+	return rc;
+}
