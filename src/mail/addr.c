@@ -346,8 +346,6 @@ addr_parse_path(const char *p, size_t len, int allow_null, int allow_utf8,
 			n = addr_scan_domain(p + i, len - i);
 			if (!addr_domain_valid(p + i, n, allow_utf8))
 				return addr_fail(out, "bad domain in source route");
-			if (addr_has_nonascii(p + i, n))
-				utf8 = 1;
 			i += n;
 			if (i < len && p[i] == ',' && i + 1 < len && p[i + 1] == '@') {
 				i++;

@@ -31,7 +31,7 @@ struct addr {
 	size_t local_len;           /* bytes of the local part in text */
 	const char *domain;         /* points into text after '@'; "" for <> */
 	int    had_route;           /* a source route was given (and dropped) */
-	int    utf8;                /* non-ASCII octets present */
+	int    utf8;                /* non-ASCII octets in text (a dropped route does not count) */
 	const char *why;            /* ADDR_INVALID: static text saying what was wrong (for logs, not a reply) */
 };
 
