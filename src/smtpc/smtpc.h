@@ -86,4 +86,15 @@ int smtpc_has_ext(const struct smtpc *c, const char *keyword);
 /* smtpc_peer - "host[addr]:port" for logs */
 const char *smtpc_peer(const struct smtpc *c);
 
+/*
+ * Added: another content source. smtpc_set_reader - read the content of
+ * this connection's later transactions with fn(t->content, buf, len)
+ * (same contract as queue_reader_read: bytes, 0 at the end, -1 on error)
+ * instead of queue_reader_read(); NULL restores the default. For tools
+ * (mtad-probe) and tests that send content without a queue.
+ */
+#include <sys/types.h>
+typedef ssize_t smtpc_read_fn(void *src, void *buf, size_t len);
+void smtpc_set_reader(struct smtpc *c, smtpc_read_fn *fn);
+
 #endif

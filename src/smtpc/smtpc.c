@@ -1,0 +1,1028 @@
+/*
+ * smtpc.c - the outbound SMTP client session (RFC 5321 client side)
+ *
+ * Owns:     the connection's bufferevent and socket, its timer, its notify
+ *           event, copies of the parameters, of the current transaction's
+ *           sender and recipients, and the result's reply array.
+ * Lifetime: smtpc_connect() to smtpc_free() (or smtpc_quit(), which frees
+ *           itself once QUIT was answered or timed out). The result given to
+ *           done() lives until the next smtpc_send() or smtpc_free(). The
+ *           transaction's content reader is borrowed until done()/failed().
+ * Errors:   the peer's and the network's failures are callbacks: failed()
+ *           with code 0 and dsn 4.4.1 (connect) or 4.4.2 (lost, timed out),
+ *           or with the peer's reply (greeting/EHLO refused, 421). Local
+ *           refusals (SIZE, 8BITMIME, SMTPUTF8) are a done() whose replies
+ *           were made here. Nothing is fatal.
+ * Context:  event-loop thread. Every user callback runs from the notify
+ *           event (never from inside smtpc_*() nor from a bufferevent
+ *           callback), and nothing touches the session after the user's
+ *           callback returns, so the callback may free the session.
+ *
+ * State machine (one transition function, smtpc_enter(), traces it):
+ *   CONNECTING -> GREETING -> EHLO [-> HELO] [-> STARTTLS -> EHLO, later]
+ *   -> READY -> TXN (MAIL, RCPT..., DATA replies) -> CONTENT -> TXN (the
+ *   end-of-data reply) -> READY ... -> QUIT; any -> DEAD on failure.
+ * A transaction is an ordered list of steps (MAIL, RCPT i, DATA, then DOT
+ * or RSET) with a send position and a receive position, as Postfix's
+ * smtp_loop() does (RFC 2920 §3.1): with PIPELINING everything up to DATA
+ * goes out in one write, otherwise the send position waits for the
+ * receive position.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "lib/log.h"
+#include "lib/util.h"
+#include "queue/queue.h"
+#include "smtpc/smtpc.h"
+#include "smtpc/smtpc_int.h"
+
+#define SMTPC_QUIT_WAIT   10           /* seconds at most for the reply to QUIT */
+#define SMTPC_CHUNK       16384        /* content read from the queue at a time */
+#define SMTPC_OUT_HIGH    (128 * 1024) /* fill the output buffer up to this */
+#define SMTPC_OUT_LOW     (32 * 1024)  /* write callback when drained below this */
+
+enum smtpc_state {
+	SMTPC_S_CONNECTING,
+	SMTPC_S_GREETING,
+	SMTPC_S_EHLO,
+	SMTPC_S_HELO,
+	SMTPC_S_STARTTLS,              /* reserved for the TLS step */
+	SMTPC_S_READY,
+	SMTPC_S_TXN,
+	SMTPC_S_CONTENT,
+	SMTPC_S_QUIT,
+	SMTPC_S_DEAD,
+};
+
+static const char *const smtpc_state_names[] = {
+	"CONNECTING", "GREETING", "EHLO", "HELO", "STARTTLS", "READY", "TXN", "CONTENT",
+	"QUIT", "DEAD",
+};
+
+/* EHLO keywords we act on (RFC 5321 §4.1.1.1, RFC 2920, 1870, 6152, 6531, 3207, 3030) */
+enum {
+	SMTPC_EXT_PIPELINING = 1u << 0,
+	SMTPC_EXT_SIZE       = 1u << 1,
+	SMTPC_EXT_8BITMIME   = 1u << 2,
+	SMTPC_EXT_SMTPUTF8   = 1u << 3,
+	SMTPC_EXT_STARTTLS   = 1u << 4,
+	SMTPC_EXT_CHUNKING   = 1u << 5,
+	SMTPC_EXT_ENHANCED   = 1u << 6,
+	SMTPC_EXT_DSN        = 1u << 7,
+};
+
+static const struct {
+	const char *name;
+	unsigned    bit;
+} smtpc_exts[] = {
+	{ "PIPELINING", SMTPC_EXT_PIPELINING },
+	{ "SIZE", SMTPC_EXT_SIZE },
+	{ "8BITMIME", SMTPC_EXT_8BITMIME },
+	{ "SMTPUTF8", SMTPC_EXT_SMTPUTF8 },
+	{ "STARTTLS", SMTPC_EXT_STARTTLS },
+	{ "CHUNKING", SMTPC_EXT_CHUNKING },
+	{ "ENHANCEDSTATUSCODES", SMTPC_EXT_ENHANCED },
+	{ "DSN", SMTPC_EXT_DSN },
+};
+
+enum smtpc_step_kind {
+	SMTPC_STEP_MAIL,
+	SMTPC_STEP_RCPT,
+	SMTPC_STEP_DATA,
+	SMTPC_STEP_DOT,                /* end of data: the reply is the result */
+	SMTPC_STEP_DOT_IGNORE,         /* "." after a 354 with no recipient: reply ignored */
+	SMTPC_STEP_RSET,               /* instead of DATA when no recipient was accepted */
+};
+
+struct smtpc_step {
+	enum smtpc_step_kind kind;
+	size_t rcpt;                   /* SMTPC_STEP_RCPT: index */
+};
+
+enum smtpc_notify {
+	SMTPC_N_NONE,
+	SMTPC_N_READY,
+	SMTPC_N_DONE,
+	SMTPC_N_FAILED,
+	SMTPC_N_FREE,
+};
+
+struct smtpc {
+	struct event_base  *base;
+	struct bufferevent *bev;
+	struct event       *ev_timer;
+	struct event       *ev_notify;
+	enum smtpc_notify   notify;
+	enum smtpc_state    state;
+	struct smtpc_cb     cb;
+	void               *arg;
+	int                 quitting;          /* smtpc_quit() called: no callbacks */
+
+	char               *helo_name;
+	char                peer[320];          /* "host[addr]:port" */
+	struct sockaddr_storage addr;
+	socklen_t           addrlen;
+	unsigned            connect_timeout, cmd_timeout, data_timeout;
+
+	struct smtpc_rparser rp;
+	unsigned            exts;
+	uint64_t            size_limit;         /* SIZE n; 0 = none given */
+	struct smtpc_reply  fail;               /* for SMTPC_N_FAILED */
+
+	/* the transaction */
+	char               *sender;
+	char              **rcpts;
+	size_t              nrcpt;
+	int                 need_8bit, smtputf8;
+	uint64_t            size;
+	void               *content;
+	smtpc_read_fn      *read_fn;
+	struct smtpc_step  *steps;
+	size_t              nsteps, send_pos, recv_pos;
+	int                 mail_ok;
+	size_t              naccepted;
+	struct smtpc_result res;
+	/* content streaming state: dot-stuffing across chunks */
+	int                 at_bol;
+	char                last2[2];
+	int                 content_eof;
+};
+
+static void smtpc_on_read(struct bufferevent *bev, void *arg);
+static void smtpc_on_write(struct bufferevent *bev, void *arg);
+static void smtpc_on_event(struct bufferevent *bev, short what, void *arg);
+static void smtpc_fail(struct smtpc *c, int code, const char *dsn, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void smtpc_fail_reply(struct smtpc *c, const struct smtpc_reply *r);
+
+/* smtpc_enter - the one state transition, traced "old -> new" */
+static void
+smtpc_enter(struct smtpc *c, enum smtpc_state st)
+{
+	log_trace(TRACE_SMTPC, "smtpc %s: %s -> %s", c->peer, smtpc_state_names[c->state],
+	    smtpc_state_names[st]);
+	c->state = st;
+}
+
+/* smtpc_read_queue - default content source: the queue's reader */
+static ssize_t
+smtpc_read_queue(void *src, void *buf, size_t len)
+{
+	return queue_reader_read(src, buf, len);
+}
+
+/* smtpc_set_reader - see smtpc_int.h */
+void
+smtpc_set_reader(struct smtpc *c, smtpc_read_fn *fn)
+{
+	c->read_fn = fn != NULL ? fn : smtpc_read_queue;
+}
+
+/* smtpc_timer - (re)arm the one timer for secs seconds */
+static void
+smtpc_timer(struct smtpc *c, unsigned secs)
+{
+	struct timeval tv = { (time_t)secs, 0 };
+
+	if (event_add(c->ev_timer, &tv) == -1)
+		log_warnx("smtpc %s: cannot arm timer", c->peer);
+}
+
+/* smtpc_post - run a user callback (or the deferred free) from the loop */
+static void
+smtpc_post(struct smtpc *c, enum smtpc_notify n)
+{
+	c->notify = n;
+	event_active(c->ev_notify, EV_TIMEOUT, 0);
+}
+
+/* smtpc_txn_clear - forget the transaction's copies (not the result) */
+static void
+smtpc_txn_clear(struct smtpc *c)
+{
+	free(c->sender);
+	c->sender = NULL;
+	for (size_t i = 0; i < c->nrcpt && c->rcpts != NULL; i++)
+		free(c->rcpts[i]);
+	free(c->rcpts);
+	c->rcpts = NULL;
+	c->nrcpt = 0;
+	free(c->steps);
+	c->steps = NULL;
+	c->nsteps = c->send_pos = c->recv_pos = 0;
+	c->content = NULL;
+}
+
+/* smtpc_on_notify - deliver the pending callback; c may be gone afterwards */
+static void
+smtpc_on_notify(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtpc *c = arg;
+	enum smtpc_notify n = c->notify;
+
+	(void)fd;
+	(void)what;
+	c->notify = SMTPC_N_NONE;
+	if (n == SMTPC_N_FREE) {
+		smtpc_free(c);
+		return;
+	}
+	if (c->quitting)
+		return;
+	switch (n) {
+	case SMTPC_N_READY:
+		c->cb.ready(c->arg, c);
+		return;
+	case SMTPC_N_DONE:
+		c->cb.done(c->arg, c, &c->res);
+		return;
+	case SMTPC_N_FAILED:
+		c->cb.failed(c->arg, c, &c->fail);
+		return;
+	default:
+		return;
+	}
+}
+
+/* smtpc_on_timer - the peer did not answer (or connect) in time */
+static void
+smtpc_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtpc *c = arg;
+
+	(void)fd;
+	(void)what;
+	switch (c->state) {
+	case SMTPC_S_CONNECTING:
+		smtpc_fail(c, 0, "4.4.1", "connect to %s: Connection timed out", c->peer);
+		return;
+	case SMTPC_S_QUIT:
+		smtpc_enter(c, SMTPC_S_DEAD);
+		smtpc_post(c, SMTPC_N_FREE);
+		return;
+	case SMTPC_S_GREETING:
+		smtpc_fail(c, 0, "4.4.2", "conversation with %s timed out while receiving the "
+		    "initial server greeting", c->peer);
+		return;
+	case SMTPC_S_CONTENT:
+		smtpc_fail(c, 0, "4.4.2", "conversation with %s timed out while sending "
+		    "message content", c->peer);
+		return;
+	case SMTPC_S_DEAD:
+		return;
+	default:
+		smtpc_fail(c, 0, "4.4.2", "conversation with %s timed out while waiting for a "
+		    "reply (%s)", c->peer, smtpc_state_names[c->state]);
+		return;
+	}
+}
+
+/* smtpc_fmt_peer - "host[addr]:port" */
+static void
+smtpc_fmt_peer(struct smtpc *c, const char *name)
+{
+	char a[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+
+	if (c->addr.ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)&c->addr;
+
+		(void)inet_ntop(AF_INET, &sin->sin_addr, a, sizeof(a));
+		port = ntohs(sin->sin_port);
+	} else if (c->addr.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&c->addr;
+
+		(void)inet_ntop(AF_INET6, &sin6->sin6_addr, a, sizeof(a));
+		port = ntohs(sin6->sin6_port);
+	}
+	if (util_bsnprintf(c->peer, sizeof(c->peer), "%s[%s]:%d",
+	    name != NULL && name[0] != '\0' ? name : a, a, port) == -1)
+		(void)util_bsnprintf(c->peer, sizeof(c->peer), "[%s]:%d", a, port);
+}
+
+/*
+ * smtpc_connect - start a non-blocking connect to p->addr; every outcome
+ * is a callback. p and its strings are copied; cb is copied; arg borrowed.
+ * NULL only when out of memory.
+ */
+struct smtpc *
+smtpc_connect(struct event_base *base, const struct smtpc_params *p,
+    const struct smtpc_cb *cb, void *arg)
+{
+	struct smtpc *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	c->base = base;
+	c->cb = *cb;
+	c->arg = arg;
+	c->read_fn = smtpc_read_queue;
+	c->state = SMTPC_S_CONNECTING;
+	c->connect_timeout = p->connect_timeout > 0 ? p->connect_timeout : 30;
+	c->cmd_timeout = p->cmd_timeout > 0 ? p->cmd_timeout : 300;
+	c->data_timeout = p->data_timeout > 0 ? p->data_timeout : 600;
+	if (p->addrlen > sizeof(c->addr))
+		goto fail;
+	memcpy(&c->addr, &p->addr, p->addrlen);
+	c->addrlen = p->addrlen;
+	smtpc_fmt_peer(c, p->peer_name);
+	c->helo_name = strdup(p->helo_name != NULL && p->helo_name[0] != '\0' ?
+	    p->helo_name : "localhost");
+	if (c->helo_name == NULL)
+		goto fail;
+	smtpc_reply_init(&c->rp);
+	c->ev_timer = evtimer_new(base, smtpc_on_timer, c);
+	c->ev_notify = event_new(base, -1, 0, smtpc_on_notify, c);
+	c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (c->ev_timer == NULL || c->ev_notify == NULL || c->bev == NULL)
+		goto fail;
+	bufferevent_setcb(c->bev, smtpc_on_read, smtpc_on_write, smtpc_on_event, c);
+	bufferevent_setwatermark(c->bev, EV_WRITE, SMTPC_OUT_LOW, 0);
+	log_trace(TRACE_SMTPC, "smtpc %s: connecting", c->peer);
+	smtpc_timer(c, c->connect_timeout);
+	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&c->addr,
+	    (int)c->addrlen) == -1) {
+		int e = EVUTIL_SOCKET_ERROR();
+
+		smtpc_fail(c, 0, "4.4.1", "connect to %s: %s", c->peer,
+		    e != 0 ? strerror(e) : "cannot connect");
+	}
+	return c;
+fail:
+	if (c->bev != NULL)
+		bufferevent_free(c->bev);
+	if (c->ev_notify != NULL)
+		event_free(c->ev_notify);
+	if (c->ev_timer != NULL)
+		event_free(c->ev_timer);
+	free(c->helo_name);
+	free(c);
+	return NULL;
+}
+
+/* smtpc_free - close at once, no QUIT, no callback; takes NULL */
+struct smtpc *
+smtpc_free(struct smtpc *c)
+{
+	if (c == NULL)
+		return NULL;
+	log_trace(TRACE_SMTPC, "smtpc %s: closed", c->peer);
+	if (c->bev != NULL)
+		bufferevent_free(c->bev);
+	if (c->ev_notify != NULL)
+		event_free(c->ev_notify);
+	if (c->ev_timer != NULL)
+		event_free(c->ev_timer);
+	smtpc_txn_clear(c);
+	free(c->res.rcpt);
+	free(c->helo_name);
+	free(c);
+	return NULL;
+}
+
+/* smtpc_fail_reply - the session is over: tell failed() with r (from the loop) */
+static void
+smtpc_fail_reply(struct smtpc *c, const struct smtpc_reply *r)
+{
+	if (c->state == SMTPC_S_DEAD)
+		return;
+	if (c->state == SMTPC_S_QUIT) {
+		smtpc_enter(c, SMTPC_S_DEAD);
+		smtpc_post(c, SMTPC_N_FREE);
+		return;
+	}
+	log_trace(TRACE_SMTPC, "smtpc %s: failed: %s", c->peer, r->text);
+	c->fail = *r;
+	smtpc_enter(c, SMTPC_S_DEAD);
+	(void)event_del(c->ev_timer);
+	if (c->bev != NULL)
+		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	c->content = NULL;
+	smtpc_post(c, SMTPC_N_FAILED);
+}
+
+/* smtpc_fail - fail with a locally made reply */
+static void
+smtpc_fail(struct smtpc *c, int code, const char *dsn, const char *fmt, ...)
+{
+	struct smtpc_reply r;
+	char text[SMTPC_REPLY_MAX];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		(void)util_strlcpy(text, "local error", sizeof(text));
+	/* n >= size: truncated text is still the right reason */
+	smtpc_reply_local(&r, code, dsn, text);
+	smtpc_fail_reply(c, &r);
+}
+
+/* smtpc_write - queue a command line (with CRLF) */
+static int
+smtpc_write(struct smtpc *c, const char *fmt, ...)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = evbuffer_add_vprintf(out, fmt, ap);
+	va_end(ap);
+	if (n < 0 || evbuffer_add(out, "\r\n", 2) == -1) {
+		smtpc_fail(c, 0, "4.3.0", "out of memory writing to %s", c->peer);
+		return -1;
+	}
+	return 0;
+}
+
+/* smtpc_ehlo_keyword - note one EHLO line's keyword ("SIZE 10240000") */
+static void
+smtpc_ehlo_keyword(struct smtpc *c, const char *s, size_t len)
+{
+	size_t kl = 0;
+
+	while (kl < len && s[kl] != ' ' && s[kl] != '=')
+		kl++;
+	for (size_t i = 0; i < sizeof(smtpc_exts) / sizeof(smtpc_exts[0]); i++) {
+		if (strlen(smtpc_exts[i].name) != kl || !util_ncaseeq(s, kl, smtpc_exts[i].name))
+			continue;
+		c->exts |= smtpc_exts[i].bit;
+		if (smtpc_exts[i].bit == SMTPC_EXT_SIZE) {
+			/* RFC 1870 §4: "SIZE" alone or "SIZE 0" means no fixed limit */
+			uint64_t v = 0;
+			size_t j = kl;
+
+			while (j < len && s[j] == ' ')
+				j++;
+			for (; j < len && s[j] >= '0' && s[j] <= '9'; j++) {
+				if (v > (UINT64_MAX - 9) / 10) {
+					v = 0;
+					break;
+				}
+				v = v * 10 + (uint64_t)(s[j] - '0');
+			}
+			c->size_limit = v;
+		}
+		return;
+	}
+}
+
+/* smtpc_has_ext - see smtpc.h */
+int
+smtpc_has_ext(const struct smtpc *c, const char *keyword)
+{
+	for (size_t i = 0; i < sizeof(smtpc_exts) / sizeof(smtpc_exts[0]); i++)
+		if (util_ncaseeq(keyword, strlen(keyword), smtpc_exts[i].name))
+			return (c->exts & smtpc_exts[i].bit) != 0;
+	return 0;
+}
+
+/* smtpc_peer - see smtpc.h */
+const char *
+smtpc_peer(const struct smtpc *c)
+{
+	return c->peer;
+}
+
+/* smtpc_send_ehlo - EHLO (or HELO) and wait for the reply */
+static void
+smtpc_send_hello(struct smtpc *c, enum smtpc_state st)
+{
+	c->exts = 0;
+	c->size_limit = 0;
+	smtpc_enter(c, st);
+	if (smtpc_write(c, "%s %s", st == SMTPC_S_EHLO ? "EHLO" : "HELO", c->helo_name) == 0)
+		smtpc_timer(c, c->cmd_timeout);
+}
+
+/* smtpc_ready - greeted and introduced: the user may send */
+static void
+smtpc_ready(struct smtpc *c)
+{
+	/*
+	 * XXX STARTTLS goes here: when (c->exts & SMTPC_EXT_STARTTLS) and TLS is
+	 * wanted, enter SMTPC_S_STARTTLS, send "STARTTLS", and on 220 put a
+	 * bufferevent_openssl_filter_new() over c->bev, drop whatever was read
+	 * before the handshake, and send EHLO again (RFC 3207 §4.2).
+	 */
+	(void)event_del(c->ev_timer);
+	smtpc_enter(c, SMTPC_S_READY);
+	log_trace(TRACE_SMTPC, "smtpc %s: ready (extensions 0x%x, size %llu)", c->peer, c->exts,
+	    (unsigned long long)c->size_limit);
+	smtpc_post(c, SMTPC_N_READY);
+}
+
+/* smtpc_txn_done - the transaction is over: back to READY, tell done() */
+static void
+smtpc_txn_done(struct smtpc *c)
+{
+	(void)event_del(c->ev_timer);
+	smtpc_txn_clear(c);
+	smtpc_enter(c, SMTPC_S_READY);
+	smtpc_post(c, SMTPC_N_DONE);
+}
+
+/* smtpc_send_step - write the command of one step */
+static int
+smtpc_send_step(struct smtpc *c, const struct smtpc_step *s)
+{
+	switch (s->kind) {
+	case SMTPC_STEP_MAIL: {
+		char size[40] = "";
+
+		if ((c->exts & SMTPC_EXT_SIZE) &&
+		    util_bsnprintf(size, sizeof(size), " SIZE=%llu",
+		    (unsigned long long)c->size) == -1)
+			size[0] = '\0';
+		return smtpc_write(c, "MAIL FROM:<%s>%s%s%s", c->sender, size,
+		    c->need_8bit && (c->exts & SMTPC_EXT_8BITMIME) ? " BODY=8BITMIME" : "",
+		    c->smtputf8 && (c->exts & SMTPC_EXT_SMTPUTF8) ? " SMTPUTF8" : "");
+	}
+	case SMTPC_STEP_RCPT:
+		return smtpc_write(c, "RCPT TO:<%s>", c->rcpts[s->rcpt]);
+	case SMTPC_STEP_DATA:
+		return smtpc_write(c, "DATA");
+	case SMTPC_STEP_RSET:
+		return smtpc_write(c, "RSET");
+	case SMTPC_STEP_DOT:
+	case SMTPC_STEP_DOT_IGNORE:
+		return 0;                       /* written by the content code */
+	}
+	return 0;
+}
+
+/*
+ * smtpc_send_more - advance the send position: with PIPELINING up to and
+ * including DATA (RFC 2920 §3.1: DATA ends a group), otherwise one command
+ * when the receive position has caught up.
+ */
+static void
+smtpc_send_more(struct smtpc *c)
+{
+	int sent = 0;
+
+	while (c->send_pos < c->nsteps && c->state == SMTPC_S_TXN) {
+		const struct smtpc_step *s = &c->steps[c->send_pos];
+
+		if (s->kind == SMTPC_STEP_DOT || s->kind == SMTPC_STEP_DOT_IGNORE)
+			break;
+		if (!(c->exts & SMTPC_EXT_PIPELINING) && c->send_pos > c->recv_pos)
+			break;
+		if (c->send_pos > c->recv_pos && c->steps[c->send_pos - 1].kind == SMTPC_STEP_DATA)
+			break;
+		if (smtpc_send_step(c, s) == -1)
+			return;
+		c->send_pos++;
+		sent = 1;
+		if (s->kind == SMTPC_STEP_DATA || s->kind == SMTPC_STEP_RSET)
+			break;
+	}
+	if (sent)
+		smtpc_timer(c, c->cmd_timeout);
+}
+
+/* smtpc_local_txn - refuse the transaction here: every reply is r */
+static void
+smtpc_local_txn(struct smtpc *c, int code, const char *dsn, const char *text)
+{
+	smtpc_reply_local(&c->res.mail, code, dsn, text);
+	for (size_t i = 0; i < c->res.nrcpt; i++)
+		c->res.rcpt[i] = c->res.mail;
+	c->res.data = c->res.mail;
+	log_trace(TRACE_SMTPC, "smtpc %s: refused locally: %s", c->peer, c->res.mail.text);
+	smtpc_txn_clear(c);
+	smtpc_post(c, SMTPC_N_DONE);
+}
+
+/* smtpc_addr_ok - no CR, LF or angle brackets that would break the command */
+static int
+smtpc_addr_ok(const char *s)
+{
+	return s != NULL && strpbrk(s, "\r\n<>") == NULL && strlen(s) <= 1000;
+}
+
+/*
+ * smtpc_send - start a transaction (in READY only): checks the peer's SIZE,
+ * 8BITMIME and SMTPUTF8 first and refuses locally (a done() with 552 5.3.4,
+ * 554 5.6.3 or 553 5.6.7) rather than sending what the peer cannot take.
+ * t's strings are copied; t->content is borrowed until done()/failed().
+ */
+int
+smtpc_send(struct smtpc *c, const struct smtpc_txn *t)
+{
+	size_t nsteps;
+
+	if (c->state != SMTPC_S_READY || c->notify != SMTPC_N_NONE || t == NULL ||
+	    t->nrcpt == 0 || t->rcpts == NULL || t->sender == NULL)
+		return -1;
+	if (t->nrcpt > SIZE_MAX / sizeof(struct smtpc_step) - 4)
+		return -1;
+	free(c->res.rcpt);
+	memset(&c->res, 0, sizeof(c->res));
+	if ((c->res.rcpt = calloc(t->nrcpt, sizeof(*c->res.rcpt))) == NULL)
+		return -1;
+	c->res.nrcpt = t->nrcpt;
+	if ((c->rcpts = calloc(t->nrcpt, sizeof(*c->rcpts))) == NULL)
+		goto fail;
+	if ((c->sender = strdup(t->sender)) == NULL)
+		goto fail;
+	for (c->nrcpt = 0; c->nrcpt < t->nrcpt; c->nrcpt++)
+		if ((c->rcpts[c->nrcpt] = strdup(t->rcpts[c->nrcpt] != NULL ?
+		    t->rcpts[c->nrcpt] : "")) == NULL)
+			goto fail;
+	c->size = t->size;
+	c->need_8bit = t->need_8bit;
+	c->smtputf8 = t->smtputf8;
+	c->content = t->content;
+	c->mail_ok = 0;
+	c->naccepted = 0;
+
+	if (!smtpc_addr_ok(c->sender)) {
+		smtpc_local_txn(c, 501, "5.1.7", "bad sender address syntax");
+		return 0;
+	}
+	for (size_t i = 0; i < c->nrcpt; i++) {
+		if (!smtpc_addr_ok(c->rcpts[i])) {
+			smtpc_local_txn(c, 501, "5.1.3", "bad recipient address syntax");
+			return 0;
+		}
+	}
+	if ((c->exts & SMTPC_EXT_SIZE) && c->size_limit > 0 && c->size > c->size_limit) {
+		char text[160];
+
+		if (util_bsnprintf(text, sizeof(text), "message size %llu exceeds size limit "
+		    "%llu of %s", (unsigned long long)c->size, (unsigned long long)c->size_limit,
+		    c->peer) == -1)
+			(void)util_strlcpy(text, "message size exceeds the next hop's limit",
+			    sizeof(text));
+		smtpc_local_txn(c, 552, "5.3.4", text);
+		return 0;
+	}
+	if (c->need_8bit && !(c->exts & SMTPC_EXT_8BITMIME)) {
+		smtpc_local_txn(c, 554, "5.6.3", "message has 8-bit content, but the next hop "
+		    "does not support 8BITMIME");
+		return 0;
+	}
+	if (c->smtputf8 && !(c->exts & SMTPC_EXT_SMTPUTF8)) {
+		smtpc_local_txn(c, 553, "5.6.7", "message needs SMTPUTF8, but the next hop "
+		    "does not support SMTPUTF8");
+		return 0;
+	}
+
+	nsteps = c->nrcpt + 3;
+	if ((c->steps = calloc(nsteps, sizeof(*c->steps))) == NULL)
+		goto fail;
+	c->steps[c->nsteps++].kind = SMTPC_STEP_MAIL;
+	for (size_t i = 0; i < c->nrcpt; i++) {
+		c->steps[c->nsteps].kind = SMTPC_STEP_RCPT;
+		c->steps[c->nsteps++].rcpt = i;
+	}
+	c->steps[c->nsteps++].kind = SMTPC_STEP_DATA;
+	/* the last slot: DOT, DOT_IGNORE or RSET, decided by the replies */
+	smtpc_enter(c, SMTPC_S_TXN);
+	smtpc_send_more(c);
+	return 0;
+fail:
+	smtpc_txn_clear(c);
+	free(c->res.rcpt);
+	memset(&c->res, 0, sizeof(c->res));
+	return -1;
+}
+
+/* smtpc_content_fill - move content into the output, dot-stuffed, up to HIGH */
+static void
+smtpc_content_fill(struct smtpc *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	char buf[SMTPC_CHUNK];
+
+	while (!c->content_eof && evbuffer_get_length(out) < SMTPC_OUT_HIGH) {
+		ssize_t n = c->read_fn(c->content, buf, sizeof(buf));
+		size_t i = 0;
+
+		if (n < 0) {
+			smtpc_fail(c, 0, "4.3.0", "error reading the queue file while sending to %s",
+			    c->peer);
+			return;
+		}
+		if (n == 0) {
+			c->content_eof = 1;
+			break;
+		}
+		/* RFC 5321 §4.5.2: a line starting with "." gets one more "." */
+		while (i < (size_t)n) {
+			const char *nl;
+			size_t run;
+
+			if (c->at_bol && buf[i] == '.' && evbuffer_add(out, ".", 1) == -1)
+				goto nomem;
+			nl = memchr(buf + i, '\n', (size_t)n - i);
+			run = nl != NULL ? (size_t)(nl - (buf + i)) + 1 : (size_t)n - i;
+			if (evbuffer_add(out, buf + i, run) == -1)
+				goto nomem;
+			c->at_bol = nl != NULL;
+			i += run;
+		}
+		if (n >= 2) {
+			c->last2[0] = buf[n - 2];
+			c->last2[1] = buf[n - 1];
+		} else {
+			c->last2[0] = c->last2[1];
+			c->last2[1] = buf[0];
+		}
+	}
+	if (!c->content_eof)
+		return;
+	/* The end: CRLF unless the content ended with one, then ".". */
+	if (!(c->last2[0] == '\r' && c->last2[1] == '\n') && !(c->at_bol && c->last2[1] == 0)) {
+		if (evbuffer_add(out, "\r\n", 2) == -1)
+			goto nomem;
+	}
+	if (evbuffer_add(out, ".\r\n", 3) == -1)
+		goto nomem;
+	c->content = NULL;
+	smtpc_enter(c, SMTPC_S_TXN);
+	smtpc_timer(c, c->data_timeout);
+	return;
+nomem:
+	smtpc_fail(c, 0, "4.3.0", "out of memory sending to %s", c->peer);
+}
+
+/* smtpc_content_start - the 354: stream the message */
+static void
+smtpc_content_start(struct smtpc *c)
+{
+	c->steps[c->nsteps++].kind = SMTPC_STEP_DOT;
+	c->send_pos = c->nsteps;
+	c->at_bol = 1;
+	c->last2[0] = c->last2[1] = 0;
+	c->content_eof = 0;
+	smtpc_enter(c, SMTPC_S_CONTENT);
+	smtpc_timer(c, c->data_timeout);
+	smtpc_content_fill(c);
+}
+
+/* smtpc_txn_reply - a reply for the step at the receive position */
+static void
+smtpc_txn_reply(struct smtpc *c, const struct smtpc_reply *r)
+{
+	struct smtpc_step *s;
+	int ok = r->code >= 200 && r->code < 300;
+
+	if (c->recv_pos >= c->send_pos) {
+		smtpc_fail(c, 0, "4.4.2", "protocol error: unexpected reply from %s: %s",
+		    c->peer, r->text);
+		return;
+	}
+	s = &c->steps[c->recv_pos++];
+	switch (s->kind) {
+	case SMTPC_STEP_MAIL:
+		c->res.mail = *r;
+		c->mail_ok = ok;
+		if (!ok && !(c->exts & SMTPC_EXT_PIPELINING)) {
+			/* Lock-step: nothing else was sent, nothing more to do. */
+			for (size_t i = 0; i < c->res.nrcpt; i++)
+				c->res.rcpt[i] = *r;
+			c->res.data = *r;
+			smtpc_txn_done(c);
+			return;
+		}
+		break;
+	case SMTPC_STEP_RCPT:
+		/* After a refused MAIL the RCPT replies are 503s: the MAIL reply says why. */
+		c->res.rcpt[s->rcpt] = c->mail_ok ? *r : c->res.mail;
+		if (ok && c->mail_ok)
+			c->naccepted++;
+		if (!(c->exts & SMTPC_EXT_PIPELINING) && s->rcpt + 1 == c->nrcpt &&
+		    c->naccepted == 0) {
+			/* RFC 5321 §3.3: no recipient, no DATA; RSET ends the transaction. */
+			c->steps[c->recv_pos].kind = SMTPC_STEP_RSET;
+		}
+		break;
+	case SMTPC_STEP_DATA:
+		if (r->code == 354 && c->mail_ok && c->naccepted > 0) {
+			smtpc_content_start(c);
+			return;
+		}
+		if (r->code == 354) {
+			/* RFC 2920 §3.1: DATA accepted though no RCPT was: send an empty message */
+			c->steps[c->nsteps++].kind = SMTPC_STEP_DOT_IGNORE;
+			c->send_pos = c->nsteps;
+			if (evbuffer_add(bufferevent_get_output(c->bev), ".\r\n", 3) == -1) {
+				smtpc_fail(c, 0, "4.3.0", "out of memory sending to %s", c->peer);
+				return;
+			}
+			smtpc_timer(c, c->cmd_timeout);
+			return;
+		}
+		if (c->mail_ok && c->naccepted > 0)
+			c->res.data = *r;
+		smtpc_txn_done(c);
+		return;
+	case SMTPC_STEP_DOT:
+		c->res.data = *r;
+		smtpc_txn_done(c);
+		return;
+	case SMTPC_STEP_DOT_IGNORE:
+	case SMTPC_STEP_RSET:
+		smtpc_txn_done(c);
+		return;
+	}
+	smtpc_send_more(c);
+}
+
+/*
+ * smtpc_reply - one complete reply from the peer, by state. A 421 (RFC 5321
+ * §3.8: the server is closing) fails the session wherever it comes.
+ */
+static void
+smtpc_reply(struct smtpc *c, const struct smtpc_reply *r)
+{
+	log_trace(TRACE_SMTPC, "smtpc %s: <- %s", c->peer, r->text);
+	if (c->state == SMTPC_S_QUIT) {
+		smtpc_enter(c, SMTPC_S_DEAD);
+		smtpc_post(c, SMTPC_N_FREE);
+		return;
+	}
+	if (r->code == 421) {
+		smtpc_fail_reply(c, r);
+		return;
+	}
+	switch (c->state) {
+	case SMTPC_S_GREETING:
+		if (r->code != 220) {
+			smtpc_fail_reply(c, r);
+			return;
+		}
+		smtpc_send_hello(c, SMTPC_S_EHLO);
+		return;
+	case SMTPC_S_EHLO:
+		if (r->code >= 200 && r->code < 300) {
+			smtpc_ready(c);
+			return;
+		}
+		if (r->code >= 500) {
+			smtpc_send_hello(c, SMTPC_S_HELO);
+			return;
+		}
+		smtpc_fail_reply(c, r);
+		return;
+	case SMTPC_S_HELO:
+		if (r->code >= 200 && r->code < 300) {
+			smtpc_ready(c);
+			return;
+		}
+		smtpc_fail_reply(c, r);
+		return;
+	case SMTPC_S_TXN:
+		smtpc_txn_reply(c, r);
+		return;
+	default:
+		/* READY, CONTENT: nothing was asked; the stream is out of step. */
+		smtpc_fail(c, 0, "4.4.2", "protocol error: unexpected reply from %s in state %s: "
+		    "%s", c->peer, smtpc_state_names[c->state], r->text);
+		return;
+	}
+}
+
+/* smtpc_on_read - parse what arrived, one reply at a time */
+static void
+smtpc_on_read(struct bufferevent *bev, void *arg)
+{
+	struct smtpc *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	char buf[4096];
+
+	while (c->state != SMTPC_S_DEAD && evbuffer_get_length(in) > 0) {
+		ev_ssize_t n = evbuffer_copyout(in, buf, sizeof(buf));
+		size_t used = 0;
+		enum smtpc_rstatus st;
+
+		if (n <= 0)
+			break;
+		st = smtpc_reply_feed(&c->rp, buf, (size_t)n, &used);
+		(void)evbuffer_drain(in, used);
+		if (st == SMTPC_R_INVALID) {
+			smtpc_fail(c, 0, "4.4.2", "protocol error: malformed or oversized reply "
+			    "from %s", c->peer);
+			return;
+		}
+		if ((st == SMTPC_R_LINE || st == SMTPC_R_DONE) && c->state == SMTPC_S_EHLO &&
+		    c->rp.lineno > 1 && c->rp.code / 100 == 2)
+			smtpc_ehlo_keyword(c, c->rp.ltext, c->rp.ltextlen);
+		if (st == SMTPC_R_DONE)
+			smtpc_reply(c, &c->rp.reply);
+	}
+}
+
+/* smtpc_on_write - the output drained below the low-water mark: more content */
+static void
+smtpc_on_write(struct bufferevent *bev, void *arg)
+{
+	struct smtpc *c = arg;
+
+	(void)bev;
+	if (c->state == SMTPC_S_CONTENT)
+		smtpc_content_fill(c);
+}
+
+/* smtpc_state_doing - what the session was doing, for "lost connection ... while" */
+static const char *
+smtpc_state_doing(const struct smtpc *c)
+{
+	switch (c->state) {
+	case SMTPC_S_GREETING:  return "receiving the initial server greeting";
+	case SMTPC_S_EHLO:      return "performing the EHLO handshake";
+	case SMTPC_S_HELO:      return "performing the HELO handshake";
+	case SMTPC_S_STARTTLS:  return "performing the STARTTLS handshake";
+	case SMTPC_S_CONTENT:   return "sending message content";
+	case SMTPC_S_TXN:
+		if (c->recv_pos < c->nsteps) {
+			switch (c->steps[c->recv_pos].kind) {
+			case SMTPC_STEP_MAIL: return "sending MAIL FROM";
+			case SMTPC_STEP_RCPT: return "sending RCPT TO";
+			case SMTPC_STEP_DATA: return "sending DATA command";
+			case SMTPC_STEP_DOT:  return "sending end of data -- message may be sent more than once";
+			default:              return "finishing the transaction";
+			}
+		}
+		return "in a transaction";
+	default:                return "idle";
+	}
+}
+
+/* smtpc_on_event - connected, or the connection broke */
+static void
+smtpc_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct smtpc *c = arg;
+	int e = EVUTIL_SOCKET_ERROR();
+
+	(void)bev;
+	if (what & BEV_EVENT_CONNECTED) {
+		smtpc_enter(c, SMTPC_S_GREETING);
+		/* the greeting gets the command timeout (Postfix's smtp_helo_timeout) */
+		smtpc_timer(c, c->cmd_timeout);
+		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+		return;
+	}
+	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+		return;
+	if (c->state == SMTPC_S_QUIT || c->state == SMTPC_S_DEAD) {
+		if (c->state == SMTPC_S_QUIT) {
+			smtpc_enter(c, SMTPC_S_DEAD);
+			smtpc_post(c, SMTPC_N_FREE);
+		}
+		return;
+	}
+	if (c->state == SMTPC_S_CONNECTING) {
+		smtpc_fail(c, 0, "4.4.1", "connect to %s: %s", c->peer,
+		    (what & BEV_EVENT_ERROR) && e != 0 ? strerror(e) : "Connection closed");
+		return;
+	}
+	if ((what & BEV_EVENT_ERROR) && e != 0)
+		smtpc_fail(c, 0, "4.4.2", "lost connection with %s while %s: %s", c->peer,
+		    smtpc_state_doing(c), strerror(e));
+	else
+		smtpc_fail(c, 0, "4.4.2", "lost connection with %s while %s", c->peer,
+		    smtpc_state_doing(c));
+}
+
+/*
+ * smtpc_quit - say QUIT when idle and free the session once the peer
+ * answered, closed, or SMTPC_QUIT_WAIT seconds passed; in any other state
+ * close at once. No callback runs after this call.
+ */
+void
+smtpc_quit(struct smtpc *c)
+{
+	unsigned wait;
+
+	if (c == NULL)
+		return;
+	c->quitting = 1;
+	if (c->state != SMTPC_S_READY) {
+		smtpc_enter(c, SMTPC_S_DEAD);
+		(void)event_del(c->ev_timer);
+		smtpc_post(c, SMTPC_N_FREE);
+		return;
+	}
+	smtpc_enter(c, SMTPC_S_QUIT);
+	if (smtpc_write(c, "QUIT") == -1)
+		return;                         /* smtpc_fail() in QUIT posted the free */
+	wait = c->cmd_timeout < SMTPC_QUIT_WAIT ? c->cmd_timeout : SMTPC_QUIT_WAIT;
+	smtpc_timer(c, wait);
+}
