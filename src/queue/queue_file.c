@@ -357,6 +357,7 @@ queue_file_write(struct queue_file *qf, const void *data, size_t len)
 			    queue_file_flush(qf) < 0)
 				goto fail;
 			qf->drec = qf->used;
+			qf->buf[qf->used] = QUEUE_REC_DATA;
 			qf->used += QUEUE_REC_HDR;
 		}
 		room = QUEUE_WBUF_SIZE - qf->used;
