@@ -166,6 +166,13 @@ dns_new(struct event_base *base, const struct config *cfg, char *err, size_t err
 		(void)util_bsnprintf(err, errlen, "dns: do-not-query-localhost: %s", ub_strerror(r));
 		goto fail;
 	}
+	/*
+	 * unbound answers the RFC 6761 names itself (test., invalid., onion.
+	 * ...: NXDOMAIN); a relay asks its resolvers instead, as the system
+	 * resolver would, so test setups and private zones under test. work.
+	 */
+	if ((r = ub_ctx_set_option(d->ub, "local-zone:", "test. transparent")) != 0)
+		log_trace(TRACE_DNS, "dns: local-zone test.: %s", ub_strerror(r));
 	/* Give up on a silent server sooner than unbound's 120 s default. */
 	if ((r = ub_ctx_set_option(d->ub, "infra-cache-max-rtt:", "5000")) != 0)
 		log_trace(TRACE_DNS, "dns: infra-cache-max-rtt: %s", ub_strerror(r));
