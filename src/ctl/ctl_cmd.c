@@ -1,0 +1,1252 @@
+/*
+ * ctl_cmd.c - mtactl's commands: queue (mailq), show, flush, delete, hold,
+ *             release, stats, check-config
+ *
+ * Owns:     one command's configuration, API replies and JSON documents,
+ *           all released before ctl_main() returns.
+ * Lifetime: ctl_main() runs one command line.
+ * Errors:   the exit statuses of ctl.h, with "mtactl: ..." on stderr.
+ * Context:  a command-line process; blocking I/O with deadlines.
+ *
+ * A running mtad is asked through its HTTP/JSON API on ui_address:ui_port
+ * (docs/web-ui.md), with the configuration's basic-auth credentials and the
+ * X-Requested-With header its cross-site check wants. When nothing answers
+ * there, the read-only commands (queue, show, stats) read <data_dir>
+ * directly (ctl_queue.c); the others fail with CTL_EX_NODAEMON, because
+ * only the daemon changes its queue.
+ *
+ * Both sources are turned into one JSON shape, the API's message detail
+ * ({"id", "sender", "arrival", "size", "state", "held", "recipients":
+ * [{"address", "state", "attempts", "next_try", "last_reply", "dsn"}], ...}),
+ * and everything is printed from that.
+ */
+#include "ctl/ctl.h"
+#include "ctl/ctl_int.h"
+#include "lib/util.h"
+#include "mail/config.h"
+#include "queue/queue.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+extern char **environ;
+
+#define CTL_PAGE        500        /* the API's largest page (HTTP_MAX_PER_PAGE) */
+#define CTL_LIST_RCPTS  3          /* recipients in an /api/queue row */
+#define CTL_HEAD_MAX    65536      /* header bytes shown from a file */
+
+struct ctl {
+	const char *prog;              /* "mtactl" or "mailq" */
+	const char *conf_path;
+	struct config *cfg;
+	struct ctl_http http;
+	int json, body;
+	int direct;                    /* reading data_dir: mtad is not running */
+};
+
+/* What a mailq listing adds up. */
+struct ctl_mailq {
+	struct ctl *c;
+	uint64_t count, bytes;
+	int header_done;
+};
+
+const char *
+ctl_config_path(const char *opt)
+{
+	const char *env;
+
+	if (opt != NULL)
+		return opt;
+	if ((env = getenv("MTAD_CONFIG")) != NULL && env[0] != '\0')
+		return env;
+	return CTL_DEFAULT_CONFIG;
+}
+
+static void
+ctl_usage(const char *prog)
+{
+	if (strcmp(prog, "mailq") == 0) {
+		fprintf(stderr, "usage: mailq [-c FILE] [--json]\n");
+		return;
+	}
+	fprintf(stderr,
+	    "usage: mtactl [-c FILE] COMMAND [ARGS]\n"
+	    "commands:\n"
+	    "  queue [--json]          list the queue (also: mailq)\n"
+	    "  show ID [--body] [--json]  one message: envelope, recipients, headers\n"
+	    "  flush [ID ...]          retry deferred messages now\n"
+	    "  delete ID ... | ALL     remove messages from the queue\n"
+	    "  hold ID ... | ALL       put messages on hold\n"
+	    "  release ID ... | ALL    release held messages\n"
+	    "  stats [--json]          counters and queue totals\n"
+	    "  check-config            check the configuration like mtad -t\n");
+}
+
+static void __attribute__((format(printf, 2, 3)))
+ctl_err(const struct ctl *c, const char *fmt, ...)
+{
+	va_list ap;
+	char buf[4096];
+
+	va_start(ap, fmt);
+	if (vsnprintf(buf, sizeof(buf), fmt, ap) < 0)
+		buf[0] = '\0';
+	va_end(ap);
+	fprintf(stderr, "%s: %s\n", c->prog, buf);
+}
+
+/* ctl_load_config - the configuration; a permission problem is CTL_EX_PERM */
+static int
+ctl_load_config(struct ctl *c)
+{
+	char err[2048];
+	int fd;
+
+	if ((fd = open(c->conf_path, O_RDONLY | O_CLOEXEC)) < 0) {
+		int e = errno;
+
+		ctl_err(c, "%s: %s", c->conf_path, strerror(e));
+		return e == EACCES || e == EPERM ? CTL_EX_PERM : CTL_EX_USAGE;
+	}
+	close(fd);
+	if ((c->cfg = config_load(c->conf_path, environ, err, sizeof(err))) == NULL) {
+		ctl_err(c, "%s", err);
+		return CTL_EX_USAGE;
+	}
+	if (ctl_http_init(&c->http, c->cfg) < 0) {
+		ctl_err(c, "%s: cannot use ui_address/credentials: %s", c->conf_path,
+		    strerror(errno));
+		return CTL_EX_USAGE;
+	}
+	if (!c->cfg->ssl_disabled)
+		c->http.tls = 1;
+	return CTL_EX_OK;
+}
+
+/* --- talking to the API -------------------------------------------------- */
+
+/*
+ * ctl_api - one request; on success *out holds the parsed JSON reply (or
+ * NULL for a non-JSON body) and *status the HTTP status. Returns CTL_EX_OK,
+ * CTL_EX_NODAEMON (nothing listens), CTL_EX_PERM (401/403) or CTL_EX_FAIL.
+ */
+static int
+ctl_api(struct ctl *c, const char *method, const char *path, json_t *body,
+    json_t **out, int *status)
+{
+	struct ctl_http_resp r;
+	char err[512], *text = NULL;
+	json_error_t jerr;
+	int rc;
+
+	*out = NULL;
+	*status = 0;
+	if (body != NULL && (text = json_dumps(body, JSON_COMPACT)) == NULL) {
+		ctl_err(c, "out of memory");
+		return CTL_EX_FAIL;
+	}
+	rc = ctl_http_request(&c->http, method, path, text, text ? strlen(text) : 0,
+	    &r, err, sizeof(err));
+	free(text);
+	if (rc == CTL_HTTP_ECONNECT) {
+		c->direct = 1;
+		return CTL_EX_NODAEMON;
+	}
+	if (rc != CTL_HTTP_OK) {
+		ctl_err(c, "mtad API at %s port %d: %s", c->http.host, c->http.port, err);
+		return CTL_EX_FAIL;
+	}
+	*status = r.status;
+	if (r.len > 0)
+		*out = json_loadb(r.body, r.len, 0, &jerr);
+	ctl_http_resp_free(&r);
+	if (*status == 401 || *status == 403) {
+		const char *e = json_string_value(json_object_get(*out, "error"));
+
+		ctl_err(c, "mtad refused the request (%d%s%s): check username and password in %s",
+		    *status, e ? ": " : "", e ? e : "", c->conf_path);
+		json_decref(*out);
+		*out = NULL;
+		return CTL_EX_PERM;
+	}
+	return CTL_EX_OK;
+}
+
+/* ctl_api_error - the {"error": ...} text of a reply, or a fallback */
+static const char *
+ctl_api_error(json_t *j, const char *fallback)
+{
+	const char *e = json_string_value(json_object_get(j, "error"));
+
+	return e != NULL ? e : fallback;
+}
+
+static void
+ctl_no_daemon(const struct ctl *c)
+{
+	ctl_err(c, "mtad is not running (nothing answers on %s port %d)", c->http.host,
+	    c->http.port);
+}
+
+/* --- the common message shape ---------------------------------------------- */
+
+static json_t *
+ctl_str(const char *s)
+{
+	return s != NULL ? json_string(s) : json_null();
+}
+
+/* ctl_jset - set key to a new value; -1 when val is NULL or the set fails */
+static int
+ctl_jset(json_t *o, const char *key, json_t *val)
+{
+	if (val == NULL)
+		return -1;
+	return json_object_set_new(o, key, val);
+}
+
+static const char *
+ctl_rcpt_state(const struct queue_rcpt *r)
+{
+	switch (r->state) {
+	case QUEUE_RCPT_DELIVERED: return "delivered";
+	case QUEUE_RCPT_BOUNCED:   return "bounced";
+	default:                   return r->attempts > 0 ? "deferred" : "pending";
+	}
+}
+
+/* ctl_msg_detail - a message read from data_dir in the API's detail shape */
+static json_t *
+ctl_msg_detail(const struct queue_msg *m)
+{
+	json_t *o = json_object(), *rc, *client, *flags;
+	const char *state = "active";
+	size_t pending = 0;
+	unsigned attempts = 0;
+
+	if (o == NULL)
+		return NULL;
+	for (size_t i = 0; i < m->nrcpt; i++) {
+		if (m->rcpt[i].attempts > attempts)
+			attempts = m->rcpt[i].attempts;
+		if (m->rcpt[i].state != QUEUE_RCPT_PENDING)
+			continue;
+		pending++;
+		if (m->rcpt[i].attempts > 0)
+			state = "deferred";
+	}
+	if (m->held)
+		state = "held";
+	if (ctl_jset(o, "id", json_string(m->id)) < 0 ||
+	    ctl_jset(o, "sender", json_string(m->sender != NULL ? m->sender : "")) < 0 ||
+	    ctl_jset(o, "nrcpt", json_integer((json_int_t)m->nrcpt)) < 0 ||
+	    ctl_jset(o, "pending", json_integer((json_int_t)pending)) < 0 ||
+	    ctl_jset(o, "arrival", m->arrival_us ?
+	    json_integer((json_int_t)(m->arrival_us / 1000000)) : json_null()) < 0 ||
+	    ctl_jset(o, "size", json_integer((json_int_t)m->size)) < 0 ||
+	    ctl_jset(o, "state", json_string(state)) < 0 ||
+	    ctl_jset(o, "held", json_boolean(m->held)) < 0 ||
+	    ctl_jset(o, "attempts", json_integer(attempts)) < 0)
+		goto fail;
+	if ((client = json_object()) == NULL || ctl_jset(o, "client", client) < 0 ||
+	    ctl_jset(client, "addr", ctl_str(m->client_addr)) < 0 ||
+	    ctl_jset(client, "name", ctl_str(m->client_name)) < 0 ||
+	    ctl_jset(client, "helo", ctl_str(m->helo)) < 0)
+		goto fail;
+	if ((flags = json_array()) == NULL || ctl_jset(o, "flags", flags) < 0 ||
+	    ((m->flags & QUEUE_F_8BITMIME) && json_array_append_new(flags, json_string("8BITMIME")) < 0) ||
+	    ((m->flags & QUEUE_F_SMTPUTF8) && json_array_append_new(flags, json_string("SMTPUTF8")) < 0) ||
+	    ((m->flags & QUEUE_F_BOUNCE) && json_array_append_new(flags, json_string("BOUNCE")) < 0) ||
+	    ((m->flags & QUEUE_F_CC) && json_array_append_new(flags, json_string("CC_PENDING")) < 0))
+		goto fail;
+	if ((rc = json_array()) == NULL || ctl_jset(o, "recipients", rc) < 0)
+		goto fail;
+	for (size_t i = 0; i < m->nrcpt; i++) {
+		const struct queue_rcpt *r = &m->rcpt[i];
+		json_t *x = json_object();
+
+		if (x == NULL || json_array_append_new(rc, x) < 0 ||
+		    ctl_jset(x, "address", json_string(r->addr)) < 0 ||
+		    ctl_jset(x, "state", json_string(ctl_rcpt_state(r))) < 0 ||
+		    ctl_jset(x, "attempts", json_integer(r->attempts)) < 0 ||
+		    ctl_jset(x, "next_try", r->state == QUEUE_RCPT_PENDING && r->next_try_us ?
+		    json_integer((json_int_t)(r->next_try_us / 1000000)) : json_null()) < 0 ||
+		    ctl_jset(x, "last_reply", ctl_str(r->last_reply)) < 0 ||
+		    ctl_jset(x, "dsn", r->dsn[0] ? json_stringn(r->dsn,
+		    strnlen(r->dsn, sizeof(r->dsn))) : json_null()) < 0)
+			goto fail;
+	}
+	return o;
+fail:
+	json_decref(o);
+	return NULL;
+}
+
+/*
+ * ctl_row_detail - an /api/queue row in the detail shape: its recipients
+ * (all of them when nrcpt <= CTL_LIST_RCPTS) become objects that carry the
+ * message's state and last reply. Only used when that is exact: every
+ * recipient listed and pending, and one recipient when deferred.
+ */
+static json_t *
+ctl_row_detail(json_t *row)
+{
+	json_t *o = json_deep_copy(row), *arr, *out;
+	const char *state = json_string_value(json_object_get(row, "state"));
+	json_t *reply = json_object_get(row, "last_reply");
+	size_t i;
+	json_t *v;
+
+	if (o == NULL || (out = json_array()) == NULL)
+		goto fail;
+	if (json_object_set_new(o, "recipients", out) < 0)
+		goto fail;
+	arr = json_object_get(row, "recipients");
+	json_array_foreach(arr, i, v) {
+		json_t *x = json_object();
+
+		if (x == NULL || json_array_append_new(out, x) < 0 ||
+		    json_object_set(x, "address", v) < 0 ||
+		    ctl_jset(x, "state", json_string(state != NULL && strcmp(state, "deferred") == 0 ?
+		    "deferred" : "pending")) < 0 ||
+		    json_object_set(x, "last_reply", reply != NULL ? reply : json_null()) < 0)
+			goto fail;
+	}
+	return o;
+fail:
+	json_decref(o);
+	return NULL;
+}
+
+/* ctl_row_exact - the row says everything mailq prints (no detail request needed) */
+static int
+ctl_row_exact(json_t *row)
+{
+	json_int_t nrcpt = json_integer_value(json_object_get(row, "nrcpt"));
+	json_int_t pending = json_integer_value(json_object_get(row, "pending"));
+	const char *state = json_string_value(json_object_get(row, "state"));
+
+	if (nrcpt > CTL_LIST_RCPTS || pending != nrcpt)
+		return 0;
+	if (state != NULL && strcmp(state, "deferred") == 0 && nrcpt > 1)
+		return 0;
+	return 1;
+}
+
+/* --- printing -------------------------------------------------------------- */
+
+/* ctl_time - "Mon Jan  1 12:00:00" (local time), like mailq */
+static void
+ctl_time(json_t *t, char *buf, size_t size, int with_year)
+{
+	struct tm tm;
+	time_t secs;
+
+	if (!json_is_integer(t)) {
+		util_strlcpy(buf, "?", size);
+		return;
+	}
+	secs = (time_t)json_integer_value(t);
+	if (localtime_r(&secs, &tm) == NULL ||
+	    strftime(buf, size, with_year ? "%a %b %e %H:%M:%S %Y" : "%a %b %e %H:%M:%S",
+	    &tm) == 0)
+		util_strlcpy(buf, "?", size);
+}
+
+/* ctl_print_clean - a string from a peer or a file, without control characters */
+static void
+ctl_print_clean(FILE *f, const char *s)
+{
+	for (; s != NULL && *s != '\0'; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		fputc(ch < 0x20 || ch == 0x7f ? '?' : ch, f);
+	}
+}
+
+/*
+ * ctl_mailq_one - one message the way Postfix's mailq prints it: id (with
+ * '!' when held), size, arrival and sender; then each pending recipient,
+ * under its last reply in parentheses when it has been deferred.
+ */
+static void
+ctl_mailq_one(struct ctl_mailq *q, json_t *m)
+{
+	const char *id = json_string_value(json_object_get(m, "id"));
+	const char *sender = json_string_value(json_object_get(m, "sender"));
+	json_int_t size = json_integer_value(json_object_get(m, "size"));
+	int held = json_is_true(json_object_get(m, "held"));
+	json_t *rcpts = json_object_get(m, "recipients"), *r;
+	const char *last = NULL;
+	char when[64];
+	int indent;
+	size_t i;
+
+	if (!q->header_done) {
+		printf("-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
+		q->header_done = 1;
+	}
+	q->count++;
+	q->bytes += size > 0 ? (uint64_t)size : 0;
+	ctl_time(json_object_get(m, "arrival"), when, sizeof(when), 0);
+	indent = printf("%-10s%c %8lld %s  ", id != NULL ? id : "?", held ? '!' : ' ',
+	    (long long)size, when);
+	if (indent < 0)
+		indent = 0;
+	ctl_print_clean(stdout, sender == NULL || sender[0] == '\0' ? "MAILER-DAEMON" : sender);
+	putchar('\n');
+	json_array_foreach(rcpts, i, r) {
+		const char *st = json_string_value(json_object_get(r, "state"));
+		const char *reply = json_string_value(json_object_get(r, "last_reply"));
+
+		if (st != NULL && strcmp(st, "pending") != 0 && strcmp(st, "deferred") != 0)
+			continue;       /* delivered or bounced: no longer queued for it */
+		if (reply != NULL && reply[0] != '\0' && (last == NULL || strcmp(last, reply) != 0)) {
+			printf("%*s(", indent > 8 ? indent - 8 : 0, "");
+			ctl_print_clean(stdout, reply);
+			printf(")\n");
+			last = reply;
+		}
+		printf("%*s", indent, "");
+		ctl_print_clean(stdout, json_string_value(json_object_get(r, "address")));
+		putchar('\n');
+	}
+	putchar('\n');
+}
+
+/* ctl_postqueue_json - one message as one line of postqueue -j */
+static int
+ctl_postqueue_json(json_t *m)
+{
+	const char *state = json_string_value(json_object_get(m, "state"));
+	json_t *o, *rc, *r;
+	char *line;
+	size_t i;
+
+	o = json_pack("{s:s,s:O,s:O,s:O,s:b,s:O}",
+	    "queue_name", state == NULL ? "active" : strcmp(state, "held") == 0 ? "hold" :
+	    strcmp(state, "deferred") == 0 ? "deferred" : "active",
+	    "queue_id", json_object_get(m, "id"),
+	    "arrival_time", json_object_get(m, "arrival") ? json_object_get(m, "arrival") : json_null(),
+	    "message_size", json_object_get(m, "size") ? json_object_get(m, "size") : json_null(),
+	    "forced_expire", 0,
+	    "sender", json_object_get(m, "sender") ? json_object_get(m, "sender") : json_null());
+	if (o == NULL || (rc = json_array()) == NULL || ctl_jset(o, "recipients", rc) < 0) {
+		json_decref(o);
+		return -1;
+	}
+	json_array_foreach(json_object_get(m, "recipients"), i, r) {
+		const char *st = json_string_value(json_object_get(r, "state"));
+		json_t *reply = json_object_get(r, "last_reply");
+		json_t *x;
+
+		if (st != NULL && strcmp(st, "pending") != 0 && strcmp(st, "deferred") != 0)
+			continue;
+		x = json_pack("{s:O}", "address", json_object_get(r, "address"));
+		if (x == NULL || json_array_append_new(rc, x) < 0 ||
+		    (json_is_string(reply) && json_object_set(x, "delay_reason", reply) < 0)) {
+			json_decref(o);
+			return -1;
+		}
+	}
+	line = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+	json_decref(o);
+	if (line == NULL)
+		return -1;
+	puts(line);
+	free(line);
+	return 0;
+}
+
+static void
+ctl_mailq_emit(struct ctl_mailq *q, json_t *m)
+{
+	if (q->c->json) {
+		if (ctl_postqueue_json(m) < 0)
+			ctl_err(q->c, "out of memory");
+		q->count++;
+		return;
+	}
+	ctl_mailq_one(q, m);
+}
+
+static void
+ctl_mailq_end(struct ctl_mailq *q)
+{
+	if (q->c->json)
+		return;
+	if (q->count == 0) {
+		printf("Mail queue is empty\n");
+		return;
+	}
+	printf("-- %llu Kbytes in %llu Request%s.\n", (unsigned long long)((q->bytes + 1023) / 1024),
+	    (unsigned long long)q->count, q->count == 1 ? "" : "s");
+}
+
+/* --- queue ------------------------------------------------------------------- */
+
+static void
+ctl_direct_cb(void *arg, struct queue_msg *m)
+{
+	struct ctl_mailq *q = arg;
+	json_t *j = ctl_msg_detail(m);
+
+	if (j == NULL) {
+		ctl_err(q->c, "out of memory");
+		return;
+	}
+	ctl_mailq_emit(q, j);
+	json_decref(j);
+}
+
+/* ctl_direct_error - data_dir could not be read */
+static int
+ctl_direct_error(struct ctl *c, int e, const char *err)
+{
+	if (e == EACCES || e == EPERM) {
+		ctl_err(c, "mtad is not running and %s (reading the queue directly needs "
+		    "root or the mail_owner user)", err);
+		return CTL_EX_PERM;
+	}
+	ctl_err(c, "mtad is not running and %s", err);
+	return CTL_EX_FAIL;
+}
+
+/* ctl_queue_direct - mailq from data_dir */
+static int
+ctl_queue_direct(struct ctl *c, struct ctl_mailq *q)
+{
+	char err[1024];
+
+	if (ctl_queue_scan(c->cfg->data_dir, ctl_direct_cb, q, err, sizeof(err)) < 0)
+		return ctl_direct_error(c, errno, err);
+	ctl_mailq_end(q);
+	return CTL_EX_OK;
+}
+
+/*
+ * ctl_cmd_queue - mailq through the API, a page of CTL_PAGE rows at a time
+ * in arrival order; a row that does not tell every pending recipient and
+ * its reply is completed from /api/queue/ID. Ids only grow, so a message
+ * seen on an earlier page (the queue shifted as others left) is skipped.
+ */
+static int
+ctl_cmd_queue(struct ctl *c)
+{
+	struct ctl_mailq q;
+	char path[256], last[QUEUE_ID_SIZE + 48] = "";
+	long long off = 0;
+	int rc, status;
+
+	memset(&q, 0, sizeof(q));
+	q.c = c;
+	for (;;) {
+		json_t *page, *items, *row;
+		size_t i, n;
+
+		if (util_bsnprintf(path, sizeof(path), "/api/queue?offset=%lld&limit=%d&order=asc",
+		    off, CTL_PAGE) < 0)
+			return CTL_EX_FAIL;
+		rc = ctl_api(c, "GET", path, NULL, &page, &status);
+		if (rc == CTL_EX_NODAEMON && off == 0)
+			return ctl_queue_direct(c, &q);
+		if (rc != CTL_EX_OK)
+			return rc;
+		if (status != 200 || !json_is_array(items = json_object_get(page, "items"))) {
+			ctl_err(c, "GET %s: HTTP %d: %s", path, status, ctl_api_error(page, "bad reply"));
+			json_decref(page);
+			return CTL_EX_FAIL;
+		}
+		n = json_array_size(items);
+		json_array_foreach(items, i, row) {
+			const char *id = json_string_value(json_object_get(row, "id"));
+			json_t *m = NULL;
+
+			if (id == NULL || strcmp(id, last) <= 0)
+				continue;
+			util_strlcpy(last, id, sizeof(last));
+			if (ctl_row_exact(row)) {
+				m = ctl_row_detail(row);
+			} else if (ctl_queue_id_valid(id)) {
+				char dpath[128];
+
+				if (util_bsnprintf(dpath, sizeof(dpath), "/api/queue/%s", id) < 0)
+					continue;
+				rc = ctl_api(c, "GET", dpath, NULL, &m, &status);
+				if (rc != CTL_EX_OK) {
+					json_decref(page);
+					return rc;
+				}
+				if (status == 404) {
+					json_decref(m);
+					continue;           /* delivered meanwhile */
+				}
+				if (status != 200) {
+					json_decref(m);
+					m = ctl_row_detail(row);
+				}
+			}
+			if (m == NULL) {
+				ctl_err(c, "out of memory");
+				json_decref(page);
+				return CTL_EX_FAIL;
+			}
+			ctl_mailq_emit(&q, m);
+			json_decref(m);
+		}
+		json_decref(page);
+		if (n < CTL_PAGE)
+			break;
+		off += (long long)n;
+	}
+	ctl_mailq_end(&q);
+	fflush(stdout);
+	return CTL_EX_OK;
+}
+
+/* --- show ------------------------------------------------------------------- */
+
+/* ctl_headers_parse - a raw header section into [{"name","value"}] (unfolded) */
+static json_t *
+ctl_headers_parse(const char *buf, size_t len)
+{
+	json_t *arr = json_array(), *cur = NULL;
+	size_t i = 0;
+
+	if (arr == NULL)
+		return NULL;
+	while (i < len) {
+		size_t j = i, ll;
+
+		while (j < len && buf[j] != '\n')
+			j++;
+		ll = j - i;
+		if (ll > 0 && buf[i + ll - 1] == '\r')
+			ll--;
+		if (ll == 0)
+			break;
+		if ((buf[i] == ' ' || buf[i] == '\t') && cur != NULL) {
+			json_t *v = json_object_get(cur, "value");
+			size_t pl = json_string_length(v), k = i;
+			char *cat;
+
+			while (k < i + ll && (buf[k] == ' ' || buf[k] == '\t'))
+				k++;
+			if ((cat = malloc(pl + 1 + (i + ll - k))) == NULL)
+				goto fail;
+			memcpy(cat, json_string_value(v), pl);
+			cat[pl] = ' ';
+			memcpy(cat + pl + 1, buf + k, i + ll - k);
+			if (ctl_jset(cur, "value", json_stringn_nocheck(cat, pl + 1 + (i + ll - k))) < 0) {
+				free(cat);
+				goto fail;
+			}
+			free(cat);
+		} else {
+			const char *colon = memchr(buf + i, ':', ll);
+			size_t nl = colon != NULL ? (size_t)(colon - (buf + i)) : ll;
+			size_t vs = colon != NULL ? nl + 1 : ll;
+
+			while (vs < ll && (buf[i + vs] == ' ' || buf[i + vs] == '\t'))
+				vs++;
+			if ((cur = json_object()) == NULL || json_array_append_new(arr, cur) < 0 ||
+			    ctl_jset(cur, "name", json_stringn_nocheck(buf + i, nl)) < 0 ||
+			    ctl_jset(cur, "value", json_stringn_nocheck(buf + i + vs, ll - vs)) < 0)
+				goto fail;
+		}
+		i = j + 1;
+	}
+	return arr;
+fail:
+	json_decref(arr);
+	return NULL;
+}
+
+/* A bounded in-memory sink for ctl_queue_content(). */
+struct ctl_sink {
+	char  *buf;
+	size_t len, cap;
+};
+
+static int
+ctl_sink_write(void *arg, const void *p, size_t n)
+{
+	struct ctl_sink *k = arg;
+
+	if (n > k->cap - k->len)
+		n = k->cap - k->len;        /* past CTL_HEAD_MAX: cut, like the API */
+	memcpy(k->buf + k->len, p, n);
+	k->len += n;
+	return 0;
+}
+
+static int
+ctl_fd_write(void *arg, const void *p, size_t n)
+{
+	return ctl_net_write_all(*(int *)arg, p, n, 60000);
+}
+
+/* ctl_file_headers - the header section of a queued message, read from data_dir */
+static json_t *
+ctl_file_headers(struct ctl *c, const char *id)
+{
+	struct ctl_sink k;
+	char err[512];
+	json_t *arr = NULL;
+
+	k.len = 0;
+	k.cap = CTL_HEAD_MAX;
+	if ((k.buf = malloc(k.cap)) == NULL)
+		return NULL;
+	if (ctl_queue_content(c->cfg->data_dir, id, 1, ctl_sink_write, &k, err, sizeof(err)) == 0)
+		arr = ctl_headers_parse(k.buf, k.len);
+	else
+		arr = json_array();
+	free(k.buf);
+	return arr;
+}
+
+static void
+ctl_show_print(struct ctl *c, json_t *m)
+{
+	json_t *client = json_object_get(m, "client"), *flags = json_object_get(m, "flags");
+	json_t *r, *h;
+	const char *sender = json_string_value(json_object_get(m, "sender"));
+	char when[64];
+	size_t i;
+
+	(void)c;
+	ctl_time(json_object_get(m, "arrival"), when, sizeof(when), 1);
+	printf("Queue ID:   ");
+	ctl_print_clean(stdout, json_string_value(json_object_get(m, "id")));
+	printf("\nState:      ");
+	ctl_print_clean(stdout, json_string_value(json_object_get(m, "state")));
+	printf("\nArrival:    %s\nSize:       %lld bytes\nSender:     <", when,
+	    (long long)json_integer_value(json_object_get(m, "size")));
+	ctl_print_clean(stdout, sender);
+	printf(">\n");
+	if (json_is_object(client) && json_is_string(json_object_get(client, "addr"))) {
+		printf("Client:     ");
+		ctl_print_clean(stdout, json_string_value(json_object_get(client, "name")));
+		printf("[");
+		ctl_print_clean(stdout, json_string_value(json_object_get(client, "addr")));
+		printf("]");
+		if (json_is_string(json_object_get(client, "helo"))) {
+			printf(" helo=");
+			ctl_print_clean(stdout, json_string_value(json_object_get(client, "helo")));
+		}
+		printf("\n");
+	}
+	if (json_array_size(flags) > 0) {
+		printf("Flags:     ");
+		json_array_foreach(flags, i, r) {
+			putchar(' ');
+			ctl_print_clean(stdout, json_string_value(r));
+		}
+		printf("\n");
+	}
+	printf("Recipients:\n");
+	json_array_foreach(json_object_get(m, "recipients"), i, r) {
+		json_int_t att = json_integer_value(json_object_get(r, "attempts"));
+		const char *dsn = json_string_value(json_object_get(r, "dsn"));
+		const char *reply = json_string_value(json_object_get(r, "last_reply"));
+
+		printf("  <");
+		ctl_print_clean(stdout, json_string_value(json_object_get(r, "address")));
+		printf(">  ");
+		ctl_print_clean(stdout, json_string_value(json_object_get(r, "state")));
+		printf(", %lld attempt%s", (long long)att, att == 1 ? "" : "s");
+		if (json_is_integer(json_object_get(r, "next_try"))) {
+			ctl_time(json_object_get(r, "next_try"), when, sizeof(when), 0);
+			printf(", next try %s", when);
+		}
+		if (dsn != NULL) {
+			printf(", dsn=");
+			ctl_print_clean(stdout, dsn);
+		}
+		printf("\n");
+		if (reply != NULL) {
+			printf("      last reply: ");
+			ctl_print_clean(stdout, reply);
+			printf("\n");
+		}
+	}
+	if (c->body)
+		return;     /* the content follows, headers included */
+	if (json_is_array(h = json_object_get(m, "headers"))) {
+		printf("Headers:\n");
+		json_array_foreach(h, i, r) {
+			printf("  ");
+			ctl_print_clean(stdout, json_string_value(json_object_get(r, "name")));
+			printf(": ");
+			ctl_print_clean(stdout, json_string_value(json_object_get(r, "value")));
+			printf("\n");
+		}
+		if (json_is_true(json_object_get(m, "headers_truncated")))
+			printf("  [...]\n");
+	}
+}
+
+/* ctl_show_body - the content as delivered, raw (CRLF), from data_dir */
+static int
+ctl_show_body(struct ctl *c, const char *id)
+{
+	char err[1024];
+	int out = STDOUT_FILENO;
+
+	fflush(stdout);
+	if (ctl_queue_content(c->cfg->data_dir, id, 0, ctl_fd_write, &out, err, sizeof(err)) < 0) {
+		int e = errno;
+
+		if (e == EACCES || e == EPERM) {
+			ctl_err(c, "%s (the message content is read from data_dir: run as root "
+			    "or the mail_owner user)", err);
+			return CTL_EX_PERM;
+		}
+		ctl_err(c, "%s", err);
+		return e == ENOENT ? CTL_EX_NOTFOUND : CTL_EX_FAIL;
+	}
+	return CTL_EX_OK;
+}
+
+static int
+ctl_cmd_show(struct ctl *c, const char *id)
+{
+	char path[128], err[1024];
+	json_t *m = NULL;
+	int rc, status;
+
+	if (!ctl_queue_id_valid(id)) {
+		ctl_err(c, "%s: no such message", id);
+		return CTL_EX_NOTFOUND;
+	}
+	if (util_bsnprintf(path, sizeof(path), "/api/queue/%s", id) < 0)
+		return CTL_EX_FAIL;
+	rc = ctl_api(c, "GET", path, NULL, &m, &status);
+	if (rc == CTL_EX_NODAEMON) {
+		struct queue_msg qm;
+
+		if (ctl_queue_load(c->cfg->data_dir, id, &qm, err, sizeof(err)) < 0) {
+			if (errno == ENOENT) {
+				ctl_err(c, "%s: no such message", id);
+				return CTL_EX_NOTFOUND;
+			}
+			return ctl_direct_error(c, errno, err);
+		}
+		m = ctl_msg_detail(&qm);
+		ctl_queue_msg_free(&qm);
+		if (m == NULL || (!c->body && ctl_jset(m, "headers", ctl_file_headers(c, id)) < 0)) {
+			json_decref(m);
+			ctl_err(c, "out of memory");
+			return CTL_EX_FAIL;
+		}
+	} else if (rc != CTL_EX_OK) {
+		return rc;
+	} else if (status == 404) {
+		json_decref(m);
+		ctl_err(c, "%s: no such message", id);
+		return CTL_EX_NOTFOUND;
+	} else if (status != 200 || !json_is_object(m)) {
+		ctl_err(c, "GET %s: HTTP %d: %s", path, status, ctl_api_error(m, "bad reply"));
+		json_decref(m);
+		return CTL_EX_FAIL;
+	}
+	if (c->json) {
+		char *s = json_dumps(m, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+
+		json_decref(m);
+		if (s == NULL)
+			return CTL_EX_FAIL;
+		puts(s);
+		free(s);
+		return CTL_EX_OK;
+	}
+	ctl_show_print(c, m);
+	json_decref(m);
+	if (c->body) {
+		printf("\n");
+		return ctl_show_body(c, id);
+	}
+	return CTL_EX_OK;
+}
+
+/* --- actions ------------------------------------------------------------------ */
+
+struct ctl_action {
+	const char *cmd;               /* command line */
+	const char *api;               /* /api/queue/ID/<api> and /api/queue/<api> */
+	const char *done;              /* "placed on hold" */
+	const char *unchanged;         /* "already on hold" */
+	const char *bulk;              /* "Placed on hold" (Postfix's postsuper wording) */
+};
+
+static const struct ctl_action ctl_actions[] = {
+	{ "delete",  "delete",  "deleted",           "not deleted",     "Deleted" },
+	{ "hold",    "hold",    "placed on hold",    "already on hold", "Placed on hold" },
+	{ "release", "release", "released",          "not on hold",     "Released from hold" },
+	{ "flush",   "retry",   "scheduled for delivery now", "not deferred", "Scheduled" },
+};
+
+/* ctl_act_all - one bulk request for every message */
+static int
+ctl_act_all(struct ctl *c, const struct ctl_action *a)
+{
+	char path[64];
+	json_t *body, *res = NULL;
+	int rc, status;
+
+	if (util_bsnprintf(path, sizeof(path), "/api/queue/%s", a->api) < 0)
+		return CTL_EX_FAIL;
+	if ((body = json_pack("{s:b}", "all", 1)) == NULL)
+		return CTL_EX_FAIL;
+	rc = ctl_api(c, "POST", path, body, &res, &status);
+	json_decref(body);
+	if (rc == CTL_EX_NODAEMON)
+		ctl_no_daemon(c);
+	if (rc != CTL_EX_OK)
+		return rc;
+	if (status != 200) {
+		ctl_err(c, "%s: HTTP %d: %s", a->cmd, status, ctl_api_error(res, "failed"));
+		json_decref(res);
+		return CTL_EX_FAIL;
+	}
+	if (strcmp(a->cmd, "flush") == 0) {
+		printf("%s: every deferred message is being retried now\n", c->prog);
+	} else {
+		json_int_t changed = json_integer_value(json_object_get(res, "changed"));
+		json_int_t failed = json_integer_value(json_object_get(res, "failed"));
+
+		printf("%s: %s: %lld message%s\n", c->prog, a->bulk, (long long)changed,
+		    changed == 1 ? "" : "s");
+		if (failed > 0) {
+			ctl_err(c, "%s: %lld message%s could not be changed (see mtad's log)",
+			    a->cmd, (long long)failed, failed == 1 ? "" : "s");
+			json_decref(res);
+			return CTL_EX_FAIL;
+		}
+	}
+	json_decref(res);
+	return CTL_EX_OK;
+}
+
+/* ctl_act_one - the action on one message; a CTL_EX_* status */
+static int
+ctl_act_one(struct ctl *c, const struct ctl_action *a, const char *id)
+{
+	char path[128], uid[72];
+	json_t *res = NULL;
+	int rc, status;
+	size_t i;
+
+	if (!ctl_queue_id_valid(id)) {
+		ctl_err(c, "%s: no such message", id);
+		return CTL_EX_NOTFOUND;
+	}
+	for (i = 0; id[i] != '\0' && i + 1 < sizeof(uid); i++)
+		uid[i] = (id[i] >= 'a' && id[i] <= 'z') ? (char)(id[i] - 'a' + 'A') : id[i];
+	uid[i] = '\0';
+	if (util_bsnprintf(path, sizeof(path), "/api/queue/%s/%s", uid, a->api) < 0)
+		return CTL_EX_FAIL;
+	rc = ctl_api(c, "POST", path, NULL, &res, &status);
+	if (rc != CTL_EX_OK)
+		return rc;
+	if (status == 404) {
+		ctl_err(c, "%s: no such message", id);
+		rc = CTL_EX_NOTFOUND;
+	} else if (status == 409) {
+		ctl_err(c, "%s: %s", uid, ctl_api_error(res, "conflict"));
+		rc = CTL_EX_FAIL;
+	} else if (status != 200) {
+		ctl_err(c, "%s: %s: HTTP %d: %s", uid, a->cmd, status, ctl_api_error(res, "failed"));
+		rc = CTL_EX_FAIL;
+	} else {
+		printf("%s: %s\n", uid, json_is_false(json_object_get(res, "changed")) ?
+		    a->unchanged : a->done);
+	}
+	json_decref(res);
+	return rc;
+}
+
+/*
+ * ctl_cmd_action - delete/hold/release/flush over ids or ALL. Every id is
+ * tried; the status is the worst: permission and no daemon stop at once,
+ * an unknown id (2) is reported after the others are done.
+ */
+static int
+ctl_cmd_action(struct ctl *c, const struct ctl_action *a, int argc, char **argv)
+{
+	int worst = CTL_EX_OK, all = 0;
+
+	for (int i = 0; i < argc; i++)
+		if (strcmp(argv[i], "ALL") == 0)
+			all = 1;
+	if (all && argc != 1) {
+		ctl_err(c, "%s: ALL stands alone", a->cmd);
+		return CTL_EX_USAGE;
+	}
+	if (argc == 0 && strcmp(a->cmd, "flush") != 0) {
+		ctl_err(c, "%s: give queue IDs or ALL", a->cmd);
+		return CTL_EX_USAGE;
+	}
+	if (all || argc == 0)
+		return ctl_act_all(c, a);
+	for (int i = 0; i < argc; i++) {
+		int rc = ctl_act_one(c, a, argv[i]);
+
+		if (rc == CTL_EX_NODAEMON) {
+			ctl_no_daemon(c);
+			ctl_err(c, "%s needs the running daemon: nothing was changed", a->cmd);
+			return rc;
+		}
+		if (rc == CTL_EX_PERM)
+			return rc;
+		if (rc == CTL_EX_FAIL || (rc == CTL_EX_NOTFOUND && worst == CTL_EX_OK))
+			worst = rc;
+	}
+	return worst;
+}
+
+/* --- stats ------------------------------------------------------------------ */
+
+struct ctl_count {
+	uint64_t messages, bytes, rcpts, active, deferred, held, oldest_us;
+};
+
+static void
+ctl_count_cb(void *arg, struct queue_msg *m)
+{
+	struct ctl_count *n = arg;
+	int deferred = 0;
+
+	n->messages++;
+	n->bytes += m->size;
+	for (size_t i = 0; i < m->nrcpt; i++) {
+		if (m->rcpt[i].state != QUEUE_RCPT_PENDING)
+			continue;
+		n->rcpts++;
+		if (m->rcpt[i].attempts > 0)
+			deferred = 1;
+	}
+	if (m->held)
+		n->held++;
+	else if (deferred)
+		n->deferred++;
+	else
+		n->active++;
+	if (m->arrival_us != 0 && (n->oldest_us == 0 || m->arrival_us < n->oldest_us))
+		n->oldest_us = m->arrival_us;
+}
+
+/* ctl_stats_direct - the queue totals from data_dir (the counters need the daemon) */
+static int
+ctl_stats_direct(struct ctl *c)
+{
+	struct ctl_count n;
+	char err[1024];
+	json_t *o;
+	uint64_t now = util_now_us();
+	uint64_t oldest = 0;
+
+	memset(&n, 0, sizeof(n));
+	if (ctl_queue_scan(c->cfg->data_dir, ctl_count_cb, &n, err, sizeof(err)) < 0)
+		return ctl_direct_error(c, errno, err);
+	if (n.oldest_us != 0 && now > n.oldest_us)
+		oldest = (now - n.oldest_us) / 1000000;
+	o = json_pack("{s:b,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}}", "running", 0, "queue",
+	    "messages", (json_int_t)n.messages, "kilobytes", (json_int_t)((n.bytes + 1023) / 1024),
+	    "bytes", (json_int_t)n.bytes, "recipients", (json_int_t)n.rcpts,
+	    "active", (json_int_t)n.active, "deferred", (json_int_t)n.deferred,
+	    "held", (json_int_t)n.held, "oldest_age", (json_int_t)oldest);
+	if (o == NULL)
+		return CTL_EX_FAIL;
+	if (c->json) {
+		char *s = json_dumps(o, JSON_INDENT(2));
+
+		if (s != NULL)
+			puts(s);
+		free(s);
+	} else {
+		printf("mtad:                 not running (queue read from %s)\n", c->cfg->data_dir);
+		printf("Mqueue-Messages:      %llu\nMqueue-Kilobytes:     %llu\n",
+		    (unsigned long long)n.messages, (unsigned long long)((n.bytes + 1023) / 1024));
+		printf("queue recipients:     %llu\nqueue active:         %llu\n"
+		    "queue deferred:       %llu\nqueue held:           %llu\n"
+		    "oldest message age:   %llus\n",
+		    (unsigned long long)n.rcpts, (unsigned long long)n.active,
+		    (unsigned long long)n.deferred, (unsigned long long)n.held,
+		    (unsigned long long)oldest);
+	}
+	json_decref(o);
+	return CTL_EX_OK;
+}
+
+static long long
+ctl_jint(json_t *o, const char *a, const char *b)
+{
+	return (long long)json_integer_value(json_object_get(json_object_get(o, a), b));
+}
+
+static int
+ctl_cmd_stats(struct ctl *c)
+{
+	json_t *s = NULL;
+	int rc, status;
+
+	rc = ctl_api(c, "GET", "/api/stats", NULL, &s, &status);
+	if (rc == CTL_EX_NODAEMON)
+		return ctl_stats_direct(c);
+	if (rc != CTL_EX_OK)
+		return rc;
+	if (status != 200 || !json_is_object(s)) {
+		ctl_err(c, "GET /api/stats: HTTP %d: %s", status, ctl_api_error(s, "bad reply"));
+		json_decref(s);
+		return CTL_EX_FAIL;
+	}
+	if (c->json) {
+		char *t;
+
+		json_object_set_new(s, "running", json_true());
+		if ((t = json_dumps(s, JSON_INDENT(2))) != NULL)
+			puts(t);
+		free(t);
+	} else {
+		const char *disk = json_string_value(json_object_get(json_object_get(s, "disk"),
+		    "message"));
+		json_t *started = json_object_get(s, "started"), *now = json_object_get(s, "now");
+
+		printf("mtad:                 running on ");
+		ctl_print_clean(stdout, json_string_value(json_object_get(s, "hostname")));
+		if (json_is_integer(started) && json_is_integer(now))
+			printf(", up %llds", (long long)(json_integer_value(now) -
+			    json_integer_value(started)));
+		printf("\nMqueue-Messages:      %lld\nMqueue-Kilobytes:     %lld\n",
+		    ctl_jint(s, "queue", "messages"), ctl_jint(s, "queue", "kilobytes"));
+		printf("queue recipients:     %lld\nqueue active:         %lld\n"
+		    "queue deferred:       %lld\nqueue held:           %lld\n"
+		    "oldest message age:   %llds\n",
+		    ctl_jint(s, "queue", "recipients"), ctl_jint(s, "queue", "active"),
+		    ctl_jint(s, "queue", "deferred"), ctl_jint(s, "queue", "held"),
+		    ctl_jint(s, "queue", "oldest_age"));
+		printf("Active SMTP sessions: %lld\nSMTP sessions total:  %lld\n",
+		    ctl_jint(s, "sessions", "active"), ctl_jint(s, "sessions", "total"));
+		printf("accepted:             %lld\nrejected:             %lld\n"
+		    "delivered:            %lld\ndeferred:             %lld\n"
+		    "bounced:              %lld\n",
+		    ctl_jint(s, "totals", "accepted"), ctl_jint(s, "totals", "rejected"),
+		    ctl_jint(s, "totals", "delivered"), ctl_jint(s, "totals", "deferred"),
+		    ctl_jint(s, "totals", "bounced"));
+		if (disk != NULL)
+			printf("disk:                 %s\n", disk);
+	}
+	json_decref(s);
+	return CTL_EX_OK;
+}
+
+/* --- check-config --------------------------------------------------------------- */
+
+/* ctl_cmd_check - what mtad -t checks: the file, the values, the file system */
+static int
+ctl_cmd_check(struct ctl *c)
+{
+	char err[2048];
+
+	if (config_check_environment(c->cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return CTL_EX_USAGE;
+	}
+	printf("%s: configuration OK\n", c->conf_path);
+	return CTL_EX_OK;
+}
+
+/* --- main ----------------------------------------------------------------------- */
+
+int
+ctl_main(int argc, char **argv)
+{
+	struct ctl c;
+	const char *base = strrchr(argv[0], '/') != NULL ? strrchr(argv[0], '/') + 1 : argv[0];
+	const char *conf = NULL, *cmd = NULL;
+	char **args;
+	int nargs = 0, rc;
+
+	memset(&c, 0, sizeof(c));
+	c.prog = strcmp(base, "mailq") == 0 ? "mailq" : "mtactl";
+	if ((args = calloc((size_t)argc + 1, sizeof(*args))) == NULL) {
+		fprintf(stderr, "%s: out of memory\n", c.prog);
+		return CTL_EX_FAIL;
+	}
+	if (strcmp(c.prog, "mailq") == 0)
+		cmd = "queue";
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "-c") == 0 && i + 1 < argc) {
+			conf = argv[++i];
+		} else if (strcmp(a, "--json") == 0 || strcmp(a, "-j") == 0) {
+			c.json = 1;
+		} else if (strcmp(a, "--body") == 0) {
+			c.body = 1;
+		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			ctl_usage(c.prog);
+			free(args);
+			return CTL_EX_OK;
+		} else if (a[0] == '-' && a[1] != '\0') {
+			fprintf(stderr, "%s: unknown option %s\n", c.prog, a);
+			ctl_usage(c.prog);
+			free(args);
+			return CTL_EX_USAGE;
+		} else if (cmd == NULL) {
+			cmd = a;
+		} else {
+			args[nargs++] = argv[i];
+		}
+	}
+	if (cmd == NULL) {
+		ctl_usage(c.prog);
+		free(args);
+		return CTL_EX_USAGE;
+	}
+	c.conf_path = ctl_config_path(conf);
+	if ((rc = ctl_load_config(&c)) != CTL_EX_OK)
+		goto done;
+	if (strcmp(cmd, "queue") == 0 || strcmp(cmd, "mailq") == 0 || strcmp(cmd, "list") == 0) {
+		rc = nargs == 0 ? ctl_cmd_queue(&c) : CTL_EX_USAGE;
+	} else if (strcmp(cmd, "show") == 0) {
+		rc = nargs == 1 ? ctl_cmd_show(&c, args[0]) : CTL_EX_USAGE;
+	} else if (strcmp(cmd, "stats") == 0) {
+		rc = nargs == 0 ? ctl_cmd_stats(&c) : CTL_EX_USAGE;
+	} else if (strcmp(cmd, "check-config") == 0) {
+		rc = nargs == 0 ? ctl_cmd_check(&c) : CTL_EX_USAGE;
+	} else {
+		rc = -1;
+		for (size_t i = 0; i < sizeof(ctl_actions) / sizeof(ctl_actions[0]); i++)
+			if (strcmp(cmd, ctl_actions[i].cmd) == 0)
+				rc = ctl_cmd_action(&c, &ctl_actions[i], nargs, args);
+		if (rc == -1) {
+			fprintf(stderr, "%s: unknown command '%s'\n", c.prog, cmd);
+			ctl_usage(c.prog);
+			rc = CTL_EX_USAGE;
+		}
+	}
+	if (rc == CTL_EX_USAGE && nargs > 0 && strcmp(cmd, "check-config") != 0 &&
+	    (strcmp(cmd, "queue") == 0 || strcmp(cmd, "stats") == 0 || strcmp(cmd, "show") == 0))
+		ctl_usage(c.prog);
+	if (rc == CTL_EX_NODAEMON && (strcmp(cmd, "queue") == 0 || strcmp(cmd, "show") == 0 ||
+	    strcmp(cmd, "stats") == 0))
+		ctl_no_daemon(&c);
+done:
+	fflush(stdout);
+	config_free(c.cfg);
+	explicit_bzero(&c.http, sizeof(c.http));
+	free(args);
+	return rc;
+}
