@@ -1,117 +1,495 @@
 /*
- * http.c - the HTTP service on ui_address:ui_port (libevent evhttp)
+ * http.c - the HTTP service on ui_address:ui_port (libevent evhttp): limits,
+ * routing, authentication, security headers and delayed replies
  *
- * Owns:     the evhttp instance and its bound socket.
- * Lifetime: http_new() to http_free().
- * Errors:   bind failures are returned as text; request errors are replies.
- * Context:  event-loop thread.
+ * Owns:     the evhttp instance and its bound socket, the 10 s timer that
+ *           feeds the history and the StatsD push, and the pending replies.
+ * Lifetime: http_new() to http_free(); the socket is bound in http_new(),
+ *           before privileges are dropped.
+ * Errors:   bind failures are returned as text for SPEC §3's "Error: failed
+ *           to initialize UI backend: <reason>"; a request's errors are
+ *           replies (400, 401, 403, 404, 405, 413, 431, 500, 503).
+ * Context:  event-loop thread: every handler answers from memory (the queue's
+ *           in-memory envelopes); the one file read is a message's headers
+ *           for /api/queue/ID, bounded to 64 KiB.
  *
- * For now it serves /healthz and /metrics; the dashboard and the JSON API
- * are the web UI's work.
+ * HTTP/1.0 and 1.1 with keep-alive are libevent's; it bounds the request line
+ * plus headers (HTTP_MAX_HEADERS_SIZE: 431/400 past it) and the body
+ * (HTTP_MAX_BODY: 413) and closes idle connections after HTTP_TIMEOUT_SECS.
+ *
+ * HTTPS: http_set_tls() installs a bufferevent callback that wraps each new
+ * connection in OpenSSL (the SMTP certificate, from the TLS code, when
+ * ssl_disabled = no). Until main() calls it the service is plain HTTP.
  */
 #include "http/http.h"
+#include "http/http_int.h"
+#include "lib/log.h"
 #include "lib/util.h"
 #include "mail/config.h"
 #include "metrics/metrics.h"
+#include "metrics/metrics_push.h"
 #include "queue/queue.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
-struct http {
-	struct evhttp *evh;
-	const struct config *cfg;
-	struct queue *q;
-	struct metrics *m;
-	struct sched *sched;
+#include <openssl/crypto.h>
+#include <openssl/ssl.h>
+
+/*
+ * Content-Security-Policy: scripts, styles and data from this origin only;
+ * no inline script or style attribute, no framing, no plugins.
+ */
+#define HTTP_CSP "default-src 'none'; script-src 'self'; style-src 'self'; " \
+	"img-src 'self' data:; connect-src 'self'; font-src 'self'; " \
+	"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+enum {
+	R_GET = 1, R_POST = 2, R_DELETE = 4,
+	R_PREFIX = 8,            /* path starts with the pattern */
+	R_OPEN = 16,             /* no authentication (health checks) */
 };
 
-static void
-http_reply_text(struct evhttp_request *req, int code, const char *reason,
-    const char *ctype, struct evbuffer *body)
+struct http_route {
+	const char *path;
+	unsigned flags;
+	http_handler_fn *fn;
+};
+
+static http_handler_fn http_healthz;
+
+/* The first row that matches the path wins; a wrong method is 405. */
+static const struct http_route http_routes[] = {
+	{ "/healthz",           R_GET | R_OPEN,             http_healthz },
+	{ "/metrics",           R_GET,                      http_api_metrics },
+	{ "/api/stats",         R_GET,                      http_api_stats },
+	{ "/api/history",       R_GET,                      http_api_history },
+	{ "/api/queue",         R_GET,                      http_api_queue },
+	{ "/api/queue/retry",   R_POST,                     http_api_bulk },
+	{ "/api/queue/flush",   R_POST,                     http_api_bulk },
+	{ "/api/queue/hold",    R_POST,                     http_api_bulk },
+	{ "/api/queue/release", R_POST,                     http_api_bulk },
+	{ "/api/queue/delete",  R_POST,                     http_api_bulk },
+	{ "/api/queue/",        R_GET | R_POST | R_DELETE | R_PREFIX, http_api_message },
+	{ "/",                  R_GET,                      http_ui_index },
+	{ "/index.html",        R_GET,                      http_ui_index },
+	{ "/assets/",           R_GET | R_PREFIX,           http_ui_asset },
+};
+
+int
+http_is_head(struct evhttp_request *req)
 {
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
+	return evhttp_request_get_command(req) == EVHTTP_REQ_HEAD;
+}
+
+/*
+ * http_reply - send body (may be NULL); for HEAD the length is announced
+ * and the body left out (RFC 9110 §9.3.2).
+ */
+void
+http_reply(struct evhttp_request *req, int code, const char *ctype, struct evbuffer *body)
+{
+	struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+	const char *reason;
+
+	if (ctype != NULL)
+		evhttp_add_header(oh, "Content-Type", ctype);
+	switch (code) {
+	case 200: reason = "OK"; break;
+	case 202: reason = "Accepted"; break;
+	case 304: reason = "Not Modified"; break;
+	case 400: reason = "Bad Request"; break;
+	case 401: reason = "Unauthorized"; break;
+	case 403: reason = "Forbidden"; break;
+	case 404: reason = "Not Found"; break;
+	case 405: reason = "Method Not Allowed"; break;
+	case 409: reason = "Conflict"; break;
+	case 413: reason = "Content Too Large"; break;
+	case 431: reason = "Request Header Fields Too Large"; break;
+	case 503: reason = "Service Unavailable"; break;
+	default:  reason = code < 400 ? "OK" : "Internal Server Error"; break;
+	}
+	if (http_is_head(req) && body != NULL) {
+		char len[24];
+		if (util_bsnprintf(len, sizeof(len), "%zu", evbuffer_get_length(body)) >= 0) {
+			evhttp_remove_header(oh, "Content-Length");
+			evhttp_add_header(oh, "Content-Length", len);
+		}
+		evbuffer_drain(body, evbuffer_get_length(body));
+	}
 	evhttp_send_reply(req, code, reason, body);
 }
 
-static void
-http_healthz(struct evhttp_request *req, void *arg)
+void
+http_reply_json(struct evhttp_request *req, int code, json_t *j)
 {
 	struct evbuffer *b = evbuffer_new();
 
-	(void)arg;
-	if (b == NULL) {
-		evhttp_send_error(req, 500, "out of memory");
+	if (b == NULL || j == NULL || http_json_dump(j, b) < 0) {
+		if (b != NULL)
+			evbuffer_free(b);
+		json_decref(j);
+		evhttp_send_error(req, 500, "Internal Server Error");
 		return;
 	}
-	evbuffer_add_printf(b, "ok\n");
-	http_reply_text(req, 200, "OK", "text/plain; charset=utf-8", b);
+	json_decref(j);
+	http_reply(req, code, "application/json", b);
 	evbuffer_free(b);
 }
 
-/* http_metrics - Prometheus text exposition format 0.0.4 */
+void
+http_error(struct evhttp_request *req, int code, const char *msg)
+{
+	const char *uri = evhttp_request_get_uri(req);
+	struct evbuffer *b;
+
+	if (uri != NULL && strncmp(uri, "/api/", 5) == 0) {
+		json_t *j = json_object();
+		if (j != NULL && http_json_set(j, "error", http_json_str(msg)) == 0) {
+			http_reply_json(req, code, j);
+			return;
+		}
+		json_decref(j);
+	}
+	if ((b = evbuffer_new()) == NULL) {
+		evhttp_send_error(req, 500, "Internal Server Error");
+		return;
+	}
+	evbuffer_add_printf(b, "%s\n", msg);
+	http_reply(req, code, "text/plain; charset=utf-8", b);
+	evbuffer_free(b);
+}
+
 static void
-http_metrics(struct evhttp_request *req, void *arg)
+http_healthz(struct http *h, struct evhttp_request *req, const char *path,
+    struct evkeyvalq *query)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	(void)h; (void)path; (void)query;
+	if (b == NULL) {
+		evhttp_send_error(req, 500, "Internal Server Error");
+		return;
+	}
+	evbuffer_add(b, "ok\n", 3);
+	http_reply(req, 200, "text/plain; charset=utf-8", b);
+	evbuffer_free(b);
+}
+
+/* --- pending replies --------------------------------------------------- */
+
+static void
+http_pending_fire(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_pending *p = arg;
+
+	(void)fd; (void)what;
+	p->run(p);
+}
+
+struct http_pending *
+http_pending_new(struct http *h, struct evhttp_request *req, unsigned ms,
+    void (*run)(struct http_pending *), void (*drop)(struct http_pending *), void *job)
+{
+	struct http_pending *p;
+
+	if (h->npending >= HTTP_MAX_PENDING || (p = calloc(1, sizeof(*p))) == NULL)
+		return NULL;
+	p->h = h;
+	p->req = req;
+	p->run = run;
+	p->drop = drop;
+	p->job = job;
+	if ((p->ev = evtimer_new(h->base, http_pending_fire, p)) == NULL) {
+		free(p);
+		return NULL;
+	}
+	if (http_pending_again(p, ms) < 0) {
+		event_free(p->ev);
+		free(p);
+		return NULL;
+	}
+	p->next = h->pending;
+	if (h->pending != NULL)
+		h->pending->prev = p;
+	h->pending = p;
+	h->npending++;
+	return p;
+}
+
+int
+http_pending_again(struct http_pending *p, unsigned ms)
+{
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000) };
+
+	return evtimer_add(p->ev, &tv);
+}
+
+void
+http_pending_done(struct http_pending *p)
+{
+	struct http *h = p->h;
+
+	if (p->prev != NULL)
+		p->prev->next = p->next;
+	else
+		h->pending = p->next;
+	if (p->next != NULL)
+		p->next->prev = p->prev;
+	h->npending--;
+	if (p->drop != NULL)
+		p->drop(p);
+	event_free(p->ev);
+	free(p);
+}
+
+/* --- authentication ------------------------------------------------------ */
+
+static void
+http_unauthorized(struct evhttp_request *req)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+	    "Basic realm=\"mtad\", charset=\"UTF-8\"");
+	http_error(req, 401, "authentication required");
+}
+
+static void
+http_auth_delayed(struct http_pending *p)
+{
+	struct evhttp_request *req = p->req;
+
+	http_pending_done(p);
+	http_unauthorized(req);
+}
+
+static void
+http_peer(struct evhttp_request *req, char *buf, size_t size)
+{
+	struct evhttp_connection *c = evhttp_request_get_connection(req);
+	char *addr = NULL;
+	ev_uint16_t port = 0;
+
+	buf[0] = '\0';
+	if (c != NULL)
+		evhttp_connection_get_peer(c, &addr, &port);
+	if (addr != NULL)
+		util_strlcpy(buf, addr, size);
+}
+
+/*
+ * http_authorize - 1 when the request may go on; 0 when a 401 was (or will
+ * be, after the delay) sent. The delay runs on a timer: the loop never waits.
+ */
+static int
+http_authorize(struct http *h, struct evhttp_request *req)
+{
+	struct evkeyvalq *ih = evhttp_request_get_input_headers(req);
+	const char *auth = evhttp_find_header(ih, "Authorization");
+	char peer[64];
+	unsigned ms;
+
+	if (!h->auth_on)
+		return 1;
+	if (auth != NULL && strlen(auth) > HTTP_MAX_AUTH_LEN)
+		auth = NULL;
+	http_peer(req, peer, sizeof(peer));
+	switch (http_auth_check(auth, h->auth_want)) {
+	case HTTP_AUTH_OK:
+		http_auth_success(&h->fails, peer);
+		return 1;
+	case HTTP_AUTH_MISSING:
+		http_unauthorized(req);
+		return 0;
+	case HTTP_AUTH_BAD:
+		break;
+	}
+	ms = http_auth_fail(&h->fails, peer, util_mono_us());
+	log_warnx("http: %s: authentication failed; answering in %u ms", peer, ms);
+	if (http_pending_new(h, req, ms, http_auth_delayed, NULL, NULL) == NULL) {
+		/* Too many waiting already: refuse without saying whether it matched. */
+		http_error(req, 503, "too many failed logins, try again later");
+		return 0;
+	}
+	return 0;
+}
+
+/* --- dispatch ------------------------------------------------------------- */
+
+static void
+http_security_headers(struct evhttp_request *req)
+{
+	struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+
+	evhttp_add_header(oh, "Content-Security-Policy", HTTP_CSP);
+	evhttp_add_header(oh, "X-Content-Type-Options", "nosniff");
+	evhttp_add_header(oh, "X-Frame-Options", "DENY");
+	evhttp_add_header(oh, "Referrer-Policy", "same-origin");
+	evhttp_add_header(oh, "Cross-Origin-Opener-Policy", "same-origin");
+	evhttp_add_header(oh, "Cross-Origin-Resource-Policy", "same-origin");
+	evhttp_add_header(oh, "Permissions-Policy", "camera=(), microphone=(), geolocation=()");
+}
+
+static int
+http_route_match(const struct http_route *r, const char *path)
+{
+	if (r->flags & R_PREFIX)
+		return strncmp(path, r->path, strlen(r->path)) == 0;
+	return strcmp(path, r->path) == 0;
+}
+
+static void
+http_dispatch(struct evhttp_request *req, void *arg)
 {
 	struct http *h = arg;
-	struct metrics *m = h->m;
-	struct evbuffer *b = evbuffer_new();
-	uint64_t cum = 0;
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	struct evkeyvalq *ih = evhttp_request_get_input_headers(req);
+	struct evkeyvalq query;
+	const struct http_route *r = NULL;
+	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+	const char *qs = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
+	const struct evkeyval *kv;
+	unsigned method, nhdr = 0;
+	const char *why;
 
-	if (b == NULL) {
-		evhttp_send_error(req, 500, "out of memory");
+	TAILQ_INIT(&query);
+	http_security_headers(req);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
+	TAILQ_FOREACH(kv, ih, next)
+		nhdr++;
+	if (nhdr > HTTP_MAX_HEADER_COUNT) {
+		http_error(req, 431, "too many header fields");
 		return;
 	}
-	evbuffer_add_printf(b,
-	    "# HELP mta_queue_messages Messages in the queue.\n"
-	    "# TYPE mta_queue_messages gauge\nmta_queue_messages %llu\n"
-	    "# HELP mta_queue_kilobytes Size of the queue in kilobytes.\n"
-	    "# TYPE mta_queue_kilobytes gauge\nmta_queue_kilobytes %llu\n"
-	    "# HELP mta_smtp_sessions_active Active inbound SMTP sessions.\n"
-	    "# TYPE mta_smtp_sessions_active gauge\nmta_smtp_sessions_active %llu\n"
-	    "# TYPE mta_messages_accepted_total counter\nmta_messages_accepted_total %llu\n"
-	    "# TYPE mta_messages_rejected_total counter\nmta_messages_rejected_total %llu\n"
-	    "# TYPE mta_recipients_delivered_total counter\nmta_recipients_delivered_total %llu\n"
-	    "# TYPE mta_recipients_deferred_total counter\nmta_recipients_deferred_total %llu\n"
-	    "# TYPE mta_recipients_bounced_total counter\nmta_recipients_bounced_total %llu\n"
-	    "# TYPE mta_smtp_sessions_total counter\nmta_smtp_sessions_total %llu\n"
-	    "# TYPE mta_tls_sessions_total counter\nmta_tls_sessions_total %llu\n",
-	    (unsigned long long)queue_count(h->q),
-	    (unsigned long long)((queue_bytes(h->q) + 1023) / 1024),
-	    (unsigned long long)m->sessions_active,
-	    (unsigned long long)m->accepted, (unsigned long long)m->rejected,
-	    (unsigned long long)m->delivered, (unsigned long long)m->deferred,
-	    (unsigned long long)m->bounced, (unsigned long long)m->sessions_total,
-	    (unsigned long long)m->tls_sessions);
-	evbuffer_add_printf(b, "# TYPE mta_delivery_latency_seconds histogram\n");
-	for (int i = 0; i < METRICS_LATENCY_BUCKETS; i++) {
-		cum += m->latency_bucket[i];
-		if (i == METRICS_LATENCY_BUCKETS - 1)
-			evbuffer_add_printf(b, "mta_delivery_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
-			    (unsigned long long)cum);
-		else
-			evbuffer_add_printf(b, "mta_delivery_latency_seconds_bucket{le=\"%g\"} %llu\n",
-			    metrics_latency_bounds[i], (unsigned long long)cum);
+	if (path == NULL || path[0] != '/') {
+		http_error(req, 400, "bad request target");
+		return;
 	}
-	evbuffer_add_printf(b, "mta_delivery_latency_seconds_sum %.6f\n"
-	    "mta_delivery_latency_seconds_count %llu\n",
-	    m->latency_sum, (unsigned long long)m->latency_count);
-	http_reply_text(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
-	evbuffer_free(b);
+	switch (cmd) {
+	case EVHTTP_REQ_GET:
+	case EVHTTP_REQ_HEAD:   method = R_GET; break;
+	case EVHTTP_REQ_POST:   method = R_POST; break;
+	case EVHTTP_REQ_DELETE: method = R_DELETE; break;
+	default:
+		http_error(req, 405, "method not allowed");
+		return;
+	}
+	for (size_t i = 0; i < sizeof(http_routes) / sizeof(http_routes[0]); i++)
+		if (http_route_match(&http_routes[i], path)) {
+			r = &http_routes[i];
+			break;
+		}
+	log_trace(TRACE_HTTP, "http: %s %s", method == R_GET ? "GET" :
+	    method == R_POST ? "POST" : "DELETE", path);
+	if (r == NULL || !(r->flags & R_OPEN)) {
+		/* Authentication first: an unknown path says nothing to a stranger. */
+		if (!http_authorize(h, req))
+			return;
+	}
+	if (r == NULL) {
+		http_error(req, 404, "not found");
+		return;
+	}
+	if (!(r->flags & method)) {
+		char allow[40];
+		util_bsnprintf(allow, sizeof(allow), "%s%s%s",
+		    r->flags & R_GET ? "GET, HEAD" : "",
+		    r->flags & R_POST ? (r->flags & R_GET ? ", POST" : "POST") : "",
+		    r->flags & R_DELETE ? ", DELETE" : "");
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+		http_error(req, 405, "method not allowed");
+		return;
+	}
+	if (method != R_GET && http_csrf_check(evhttp_find_header(ih, "X-Requested-With"),
+	    evhttp_find_header(ih, "Origin"), evhttp_find_header(ih, "Referer"),
+	    evhttp_find_header(ih, "Host"), h->tls != NULL, &why) < 0) {
+		char peer[64];
+		http_peer(req, peer, sizeof(peer));
+		log_warnx("http: %s: refused cross-site request for %s: %s", peer, path, why);
+		http_error(req, 403, why);
+		return;
+	}
+	if (qs != NULL && evhttp_parse_query_str(qs, &query) < 0) {
+		http_error(req, 400, "malformed query string");
+		return;
+	}
+	r->fn(h, req, path, &query);
+	evhttp_clear_headers(&query);
+}
+
+/* --- the 10 s tick: history and StatsD -------------------------------------- */
+
+static void
+http_push_now(struct http *h)
+{
+	if (h->push != NULL)
+		metrics_push_send(h->push, h->m, queue_count(h->q),
+		    (queue_bytes(h->q) + 1023) / 1024);
 }
 
 static void
-http_notfound(struct evhttp_request *req, void *arg)
+http_tick(evutil_socket_t fd, short what, void *arg)
 {
-	(void)arg;
-	evhttp_send_error(req, 404, "Not Found");
+	struct http *h = arg;
+
+	(void)fd; (void)what;
+	http_tick_sample(h);
+	http_push_now(h);
+}
+
+static void
+http_push_first(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd; (void)what;
+	http_push_now(arg);
+}
+
+/* http_apply_config - what depends on the configuration: credentials, StatsD */
+static int
+http_apply_config(struct http *h, const struct config *cfg, int startup,
+    char *err, size_t errlen)
+{
+	struct metrics_push *np = NULL;
+	const char *url = cfg->metrics_push != NULL ? cfg->metrics_push : "";
+
+	if (url[0] != '\0' && (h->push_url == NULL || strcmp(url, h->push_url) != 0)) {
+		if ((np = metrics_push_new(url, startup, err, errlen)) == NULL)
+			return -1;
+	}
+	h->auth_on = cfg->username != NULL && cfg->username[0] != '\0';
+	if (h->auth_on && http_auth_digest(cfg->username,
+	    cfg->password != NULL ? cfg->password : "", h->auth_want) < 0) {
+		util_bsnprintf(err, errlen, "cannot compute the credentials' digest");
+		metrics_push_free(np);
+		return -1;
+	}
+	if (url[0] == '\0') {
+		h->push = metrics_push_free(h->push);
+		free(h->push_url);
+		h->push_url = NULL;
+	} else if (np != NULL) {
+		char *u = strdup(url);
+		if (u == NULL) {
+			util_bsnprintf(err, errlen, "out of memory");
+			metrics_push_free(np);
+			return -1;
+		}
+		metrics_push_free(h->push);
+		free(h->push_url);
+		h->push = np;
+		h->push_url = u;
+	}
+	h->cfg = cfg;
+	return 0;
 }
 
 struct http *
@@ -119,26 +497,32 @@ http_new(struct event_base *base, const struct config *cfg, struct queue *q,
     struct metrics *m, char *err, size_t errlen)
 {
 	struct http *h = calloc(1, sizeof(*h));
+	struct timeval tick = { HTTP_FINE_SECS, 0 }, soon = { 1, 0 };
 
 	if (h == NULL) {
 		util_bsnprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	h->cfg = cfg;
+	h->base = base;
 	h->q = q;
 	h->m = m;
-	if ((h->evh = evhttp_new(base)) == NULL) {
-		util_bsnprintf(err, errlen, "cannot create HTTP server");
+	if (http_history_init(&h->hist) < 0) {
+		util_bsnprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	evhttp_set_max_headers_size(h->evh, 16384);
-	evhttp_set_max_body_size(h->evh, 65536);
-	evhttp_set_timeout(h->evh, 30);
+	if (http_apply_config(h, cfg, 1, err, errlen) < 0)
+		goto fail;
+	if ((h->evh = evhttp_new(base)) == NULL) {
+		util_bsnprintf(err, errlen, "cannot create the HTTP server");
+		goto fail;
+	}
+	evhttp_set_max_headers_size(h->evh, HTTP_MAX_HEADERS_SIZE);
+	evhttp_set_max_body_size(h->evh, HTTP_MAX_BODY);
+	evhttp_set_timeout(h->evh, HTTP_TIMEOUT_SECS);
 	evhttp_set_allowed_methods(h->evh, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
 	    EVHTTP_REQ_POST | EVHTTP_REQ_DELETE);
-	evhttp_set_cb(h->evh, "/healthz", http_healthz, h);
-	evhttp_set_cb(h->evh, "/metrics", http_metrics, h);
-	evhttp_set_gencb(h->evh, http_notfound, h);
+	evhttp_set_default_content_type(h->evh, "text/plain; charset=utf-8");
+	evhttp_set_gencb(h->evh, http_dispatch, h);
 	errno = 0;
 	if (evhttp_bind_socket_with_handle(h->evh, cfg->ui_address,
 	    (ev_uint16_t)cfg->ui_port) == NULL) {
@@ -147,22 +531,82 @@ http_new(struct event_base *base, const struct config *cfg, struct queue *q,
 		    errno ? strerror(errno) : "bind failed");
 		goto fail;
 	}
+	if ((h->tick = event_new(base, -1, EV_PERSIST, http_tick, h)) == NULL ||
+	    event_add(h->tick, &tick) < 0 ||
+	    (h->push_soon = evtimer_new(base, http_push_first, h)) == NULL ||
+	    evtimer_add(h->push_soon, &soon) < 0) {
+		util_bsnprintf(err, errlen, "cannot start the statistics timer");
+		goto fail;
+	}
 	return h;
 fail:
 	http_free(h);
 	return NULL;
 }
 
-void http_set_sched(struct http *h, struct sched *s) { h->sched = s; }
-void http_set_config(struct http *h, const struct config *cfg) { h->cfg = cfg; }
+void
+http_set_sched(struct http *h, struct sched *s)
+{
+	h->sched = s;
+}
+
+/* http_set_config - SIGHUP: new credentials and StatsD target; the listener stays */
+void
+http_set_config(struct http *h, const struct config *cfg)
+{
+	char err[512];
+
+	if (http_apply_config(h, cfg, 0, err, sizeof(err)) < 0) {
+		log_warnx("http: keeping the previous settings: %s", err);
+		h->cfg = cfg;
+	}
+}
+
+/*
+ * http_tls_bev - evhttp's bufferevent factory for HTTPS: each connection gets
+ * its own SSL from the shared context. evhttp sets the fd later, so the
+ * bufferevent is made without one (libevent's rule for this callback).
+ */
+static struct bufferevent *
+http_tls_bev(struct event_base *base, void *arg)
+{
+	struct http *h = arg;
+	SSL *ssl = SSL_new((SSL_CTX *)h->tls);
+
+	if (ssl == NULL)
+		return NULL;
+	return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+}
+
+void
+http_set_tls(struct http *h, struct ssl_ctx_st *ctx)
+{
+	h->tls = ctx;
+	evhttp_set_bevcb(h->evh, ctx != NULL ? http_tls_bev : NULL, h);
+}
 
 struct http *
 http_free(struct http *h)
 {
 	if (h == NULL)
 		return NULL;
+	/* Answer what still waits while the connections exist. */
+	while (h->pending != NULL) {
+		struct evhttp_request *req = h->pending->req;
+		http_pending_done(h->pending);
+		http_error(req, 503, "shutting down");
+	}
 	if (h->evh != NULL)
 		evhttp_free(h->evh);
+	if (h->tick != NULL)
+		event_free(h->tick);
+	if (h->push_soon != NULL)
+		event_free(h->push_soon);
+	metrics_push_free(h->push);
+	free(h->push_url);
+	http_history_free(&h->hist);
+	OPENSSL_cleanse(h->auth_want, sizeof(h->auth_want));
 	free(h);
 	return NULL;
 }

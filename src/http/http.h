@@ -24,7 +24,15 @@ struct http *http_new(struct event_base *base, const struct config *cfg,
     struct queue *q, struct metrics *m, char *err, size_t errlen);
 /* http_set_sched - the scheduler, for actions (flush); borrowed */
 void http_set_sched(struct http *h, struct sched *s);
+/* http_set_config - SIGHUP: credentials and metrics_push; cfg borrowed */
 void http_set_config(struct http *h, const struct config *cfg);
+/*
+ * http_set_tls - serve HTTPS with this context (the SMTP certificate) from
+ * now on; NULL = plain HTTP. ctx borrowed: it must outlive h. The TLS code
+ * calls it when ssl_disabled = no.
+ */
+struct ssl_ctx_st;
+void http_set_tls(struct http *h, struct ssl_ctx_st *ctx);
 struct http *http_free(struct http *h);
 
 #endif

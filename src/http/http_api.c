@@ -1,0 +1,954 @@
+/*
+ * http_api.c - the JSON API: /api/stats, /api/history, /api/queue,
+ * /api/queue/ID and the queue actions, and /metrics
+ *
+ * Owns:     nothing beyond one request: the JSON it builds, the list of
+ *           matching messages, the ids of a bulk action being carried out.
+ * Lifetime: per request; a bulk action over more than HTTP_BATCH messages
+ *           keeps its ids (copies) until it is done.
+ * Errors:   bad parameters 400, unknown id 404, a held message asked to
+ *           retry 409, memory 503; every error body is {"error": "..."}.
+ * Context:  event-loop thread. A listing walks the in-memory queue once
+ *           (queue_foreach) and reads no file; only /api/queue/ID reads the
+ *           message's header section, at most HTTP_MAX_DETAIL_HEAD bytes.
+ *
+ * The actions are Postfix's postqueue -f / -i ID (retry), postsuper -h
+ * (hold), -H (release) and -d (delete).
+ */
+#include "http/http_int.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "mail/config.h"
+#include "metrics/metrics.h"
+#include "queue/queue.h"
+#include "sched/sched.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <sys/statvfs.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+/* --- snapshot ------------------------------------------------------------- */
+
+static void
+http_snap_walk(void *arg, struct queue_msg *m)
+{
+	struct http_snap *s = arg;
+
+	switch (http_msg_state(m)) {
+	case HTTP_STATE_HELD:     s->n_held++; break;
+	case HTTP_STATE_DEFERRED: s->n_deferred++; break;
+	default:                  s->n_active++; break;
+	}
+	for (size_t i = 0; i < m->nrcpt; i++)
+		if (m->rcpt[i].state == QUEUE_RCPT_PENDING)
+			s->queue_rcpts++;
+	if (s->oldest_arrival_us == 0 || (m->arrival_us != 0 && m->arrival_us < s->oldest_arrival_us))
+		s->oldest_arrival_us = m->arrival_us;
+}
+
+/* http_snap_disk - free space of data_dir's file system for an unprivileged user */
+static void
+http_snap_disk(struct http *h, struct http_snap *s)
+{
+	struct statvfs sv;
+
+	if (statvfs(queue_data_dir(h->q), &sv) < 0 || sv.f_blocks == 0)
+		return;
+	s->disk_known = 1;
+	s->disk_total_bytes = (uint64_t)sv.f_blocks * sv.f_frsize;
+	s->disk_free_bytes = (uint64_t)sv.f_bavail * sv.f_frsize;
+	s->disk_free_pct = 100.0 * (double)sv.f_bavail / (double)sv.f_blocks;
+}
+
+void
+http_snap_take(struct http *h, struct http_snap *s)
+{
+	const struct metrics *m = h->m;
+	double rates[HTTP_H_COUNTERS];
+
+	memset(s, 0, sizeof(*s));
+	s->now_us = util_now_us();
+	s->start_us = m->start_us;
+	s->queue_messages = queue_count(h->q);
+	s->queue_bytes = queue_bytes(h->q);
+	queue_foreach(h->q, http_snap_walk, s);
+	s->sessions_active = m->sessions_active;
+	s->sessions_total = m->sessions_total;
+	s->tls_sessions = m->tls_sessions;
+	s->accepted = m->accepted;
+	s->accepted_bytes = m->accepted_bytes;
+	s->rejected = m->rejected;
+	s->delivered = m->delivered;
+	s->deferred = m->deferred;
+	s->bounced = m->bounced;
+	s->latency_buckets = METRICS_LATENCY_BUCKETS;
+	for (int i = 0; i < METRICS_LATENCY_BUCKETS && i < 16; i++)
+		s->latency_bucket[i] = m->latency_bucket[i];
+	s->latency_sum = m->latency_sum;
+	s->latency_count = m->latency_count;
+	http_snap_disk(h, s);
+	/* The SMTP server's state decides 452s; our own reading may be fresher. */
+	s->disk_state = m->disk_state;
+	if (s->disk_known && http_disk_state_of(s->disk_free_pct) > s->disk_state)
+		s->disk_state = http_disk_state_of(s->disk_free_pct);
+	http_history_rates(&h->hist, rates);
+	s->rate_accepted = rates[HTTP_H_ACCEPTED];
+	s->rate_delivered = rates[HTTP_H_DELIVERED];
+	s->rate_deferred = rates[HTTP_H_DEFERRED];
+	s->rate_bounced = rates[HTTP_H_BOUNCED];
+	s->rate_rejected = rates[HTTP_H_REJECTED];
+	s->hostname = h->cfg->hostname;
+}
+
+void
+http_tick_sample(struct http *h)
+{
+	const struct metrics *m = h->m;
+	uint64_t cum[HTTP_H_COUNTERS], g[HTTP_H_FIELDS - HTTP_H_COUNTERS];
+
+	cum[HTTP_H_ACCEPTED] = m->accepted;
+	cum[HTTP_H_DELIVERED] = m->delivered;
+	cum[HTTP_H_DEFERRED] = m->deferred;
+	cum[HTTP_H_BOUNCED] = m->bounced;
+	cum[HTTP_H_REJECTED] = m->rejected;
+	g[HTTP_H_SESSIONS - HTTP_H_COUNTERS] = m->sessions_active;
+	g[HTTP_H_QUEUE - HTTP_H_COUNTERS] = queue_count(h->q);
+	g[HTTP_H_QUEUE_KB - HTTP_H_COUNTERS] = (queue_bytes(h->q) + 1023) / 1024;
+	http_history_tick(&h->hist, util_now_us() / 1000000, cum, g);
+}
+
+/* --- /api/stats, /api/history, /metrics ------------------------------------ */
+
+void
+http_api_stats(struct http *h, struct evhttp_request *req, const char *path,
+    struct evkeyvalq *query)
+{
+	struct http_snap s;
+
+	(void)path; (void)query;
+	http_snap_take(h, &s);
+	http_reply_json(req, 200, http_stats_json(&s));
+}
+
+void
+http_api_history(struct http *h, struct evhttp_request *req, const char *path,
+    struct evkeyvalq *query)
+{
+	const char *range = evhttp_find_header(query, "range");
+	const struct http_ring *r = &h->hist.fine;
+	json_t *j;
+
+	(void)path;
+	if (range != NULL && (strcmp(range, "24h") == 0 || strcmp(range, "day") == 0))
+		r = &h->hist.coarse;
+	else if (range != NULL && strcmp(range, "1h") != 0 && strcmp(range, "hour") != 0) {
+		http_error(req, 400, "range: want 1h or 24h");
+		return;
+	}
+	j = http_history_json(r);
+	if (j != NULL && http_json_set(j, "now",
+	    json_integer((json_int_t)(util_now_us() / 1000000))) < 0) {
+		json_decref(j);
+		j = NULL;
+	}
+	http_reply_json(req, 200, j);
+}
+
+void
+http_api_metrics(struct http *h, struct evhttp_request *req, const char *path,
+    struct evkeyvalq *query)
+{
+	struct http_snap s;
+	struct evbuffer *b = evbuffer_new();
+
+	(void)path; (void)query;
+	http_snap_take(h, &s);
+	if (b == NULL || http_metrics_format(&s, metrics_latency_bounds, b) < 0) {
+		if (b != NULL)
+			evbuffer_free(b);
+		http_error(req, 503, "out of memory");
+		return;
+	}
+	http_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", b);
+	evbuffer_free(b);
+}
+
+/* --- message JSON ----------------------------------------------------------- */
+
+static json_t *
+http_time_or_null(uint64_t us)
+{
+	return us == 0 ? json_null() : json_integer((json_int_t)(us / 1000000));
+}
+
+static const char *
+http_rcpt_state(const struct queue_rcpt *r)
+{
+	switch (r->state) {
+	case QUEUE_RCPT_DELIVERED: return "delivered";
+	case QUEUE_RCPT_BOUNCED:   return "bounced";
+	default:                   return r->attempts > 0 ? "deferred" : "pending";
+	}
+}
+
+/* http_msg_summary - one row of /api/queue: envelope only, no file access */
+static json_t *
+http_msg_summary(const struct queue_msg *m, uint64_t now)
+{
+	json_t *o = json_object(), *rc;
+	unsigned attempts = 0;
+	uint64_t next = 0;
+	const char *reply = NULL;
+	size_t pending = 0;
+
+	if (o == NULL)
+		return NULL;
+	for (size_t i = 0; i < m->nrcpt; i++) {
+		const struct queue_rcpt *r = &m->rcpt[i];
+		if (r->attempts > attempts)
+			attempts = r->attempts;
+		if (r->state != QUEUE_RCPT_PENDING)
+			continue;
+		pending++;
+		if (r->next_try_us != 0 && (next == 0 || r->next_try_us < next))
+			next = r->next_try_us;
+		if (reply == NULL && r->last_reply != NULL)
+			reply = r->last_reply;
+	}
+	if ((rc = json_array()) == NULL || http_json_set(o, "recipients", rc) < 0)
+		goto fail;
+	for (size_t i = 0; i < m->nrcpt && i < HTTP_LIST_RCPTS; i++)
+		if (json_array_append_new(rc, http_json_str(m->rcpt[i].addr)) < 0)
+			goto fail;
+	if (http_json_set(o, "id", http_json_str(m->id)) < 0 ||
+	    http_json_set(o, "sender", http_json_str(m->sender != NULL ? m->sender : "")) < 0 ||
+	    http_json_set(o, "nrcpt", json_integer((json_int_t)m->nrcpt)) < 0 ||
+	    http_json_set(o, "pending", json_integer((json_int_t)pending)) < 0 ||
+	    http_json_set(o, "arrival", http_time_or_null(m->arrival_us)) < 0 ||
+	    http_json_set(o, "age", json_integer((json_int_t)(now > m->arrival_us ?
+	    (now - m->arrival_us) / 1000000 : 0))) < 0 ||
+	    http_json_set(o, "size", json_integer((json_int_t)m->size)) < 0 ||
+	    http_json_set(o, "state", json_string(http_state_name(http_msg_state(m)))) < 0 ||
+	    http_json_set(o, "held", json_boolean(m->held)) < 0 ||
+	    http_json_set(o, "attempts", json_integer(attempts)) < 0 ||
+	    http_json_set(o, "next_try", http_time_or_null(next)) < 0 ||
+	    http_json_set(o, "last_reply", http_json_str(reply)) < 0)
+		goto fail;
+	return o;
+fail:
+	json_decref(o);
+	return NULL;
+}
+
+/* http_head_end - offset just past the header section (its blank line excluded); 0 if not seen */
+static size_t
+http_head_end(const char *buf, size_t len)
+{
+	if (len >= 1 && buf[0] == '\n')
+		return 0;
+	for (size_t i = 0; i + 1 < len; i++) {
+		if (buf[i] != '\n')
+			continue;
+		if (buf[i + 1] == '\n' || (buf[i + 1] == '\r' && i + 2 < len && buf[i + 2] == '\n'))
+			return i + 1;
+	}
+	return 0;
+}
+
+/* http_msg_field - append a continuation line to the last field's value */
+static int
+http_msg_unfold(json_t *cur, const char *line, size_t ll)
+{
+	json_t *v = json_object_get(cur, "value");
+	const char *pv = json_string_value(v);
+	size_t pl = json_string_length(v), k = 0;
+	char *cat;
+	json_t *nv;
+
+	while (k < ll && (line[k] == ' ' || line[k] == '\t'))
+		k++;
+	if (pv == NULL || (cat = malloc(pl + 1 + ll - k + 1)) == NULL)
+		return -1;
+	memcpy(cat, pv, pl);
+	cat[pl] = ' ';
+	memcpy(cat + pl + 1, line + k, ll - k);
+	nv = http_json_strn(cat, pl + 1 + ll - k);
+	free(cat);
+	return http_json_set(cur, "value", nv);
+}
+
+/*
+ * http_msg_headers - the header section as [{"name","value"}], read through
+ * the queue reader, at most HTTP_MAX_DETAIL_HEAD bytes and
+ * HTTP_MAX_DETAIL_LINES fields; folded lines are unfolded (RFC 5322 §2.2.3).
+ * The first Subject is also given as "subject".
+ */
+static int
+http_msg_headers(struct http *h, const struct queue_msg *m, json_t *o)
+{
+	struct queue_reader *r = NULL;
+	char *buf = NULL;
+	size_t len = 0, hend = 0, nfields = 0;
+	int truncated = 0, rc = -1;
+	json_t *arr = json_array(), *cur = NULL;
+
+	if (arr == NULL || http_json_set(o, "headers", arr) < 0)
+		goto out;
+	if ((r = queue_reader_open(h->q, m)) == NULL) {
+		rc = http_json_set(o, "headers_error", json_string("cannot read the message file"));
+		goto out;
+	}
+	if ((buf = malloc(HTTP_MAX_DETAIL_HEAD)) == NULL)
+		goto out;
+	while (len < HTTP_MAX_DETAIL_HEAD) {
+		ssize_t n = queue_reader_read(r, buf + len, HTTP_MAX_DETAIL_HEAD - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		if ((hend = http_head_end(buf, len)) > 0)
+			break;
+	}
+	if (hend == 0 && !(len > 0 && (buf[0] == '\n' || (len > 1 && buf[0] == '\r' && buf[1] == '\n')))) {
+		/* No blank line seen: the whole read is headers (message without a body, or cut). */
+		truncated = len >= HTTP_MAX_DETAIL_HEAD;
+		hend = len;
+	}
+	for (size_t i = 0; i < hend; ) {
+		const char *nl = memchr(buf + i, '\n', hend - i);
+		size_t j = nl != NULL ? (size_t)(nl - buf) : hend, ll = j - i;
+		if (ll > 0 && buf[i + ll - 1] == '\r')
+			ll--;
+		if (ll == 0)
+			break;
+		if (buf[i] == ' ' || buf[i] == '\t') {
+			if (cur != NULL && http_msg_unfold(cur, buf + i, ll) < 0)
+				goto out;
+		} else {
+			const char *colon = memchr(buf + i, ':', ll);
+			size_t nl_len = colon != NULL ? (size_t)(colon - (buf + i)) : ll;
+			size_t vs = i + nl_len + 1;
+			if (nfields >= HTTP_MAX_DETAIL_LINES) {
+				truncated = 1;
+				break;
+			}
+			while (vs < i + ll && (buf[vs] == ' ' || buf[vs] == '\t'))
+				vs++;
+			if ((cur = json_object()) == NULL || json_array_append_new(arr, cur) < 0 ||
+			    http_json_set(cur, "name", http_json_strn(buf + i, nl_len)) < 0 ||
+			    http_json_set(cur, "value", http_json_strn(buf + (vs < i + ll ? vs : i + ll),
+			    vs < i + ll ? i + ll - vs : 0)) < 0)
+				goto out;
+			nfields++;
+		}
+		i = j + 1;
+	}
+	for (size_t k = 0; k < json_array_size(arr); k++) {
+		json_t *fld = json_array_get(arr, k);
+		const char *nm = json_string_value(json_object_get(fld, "name"));
+		if (nm != NULL && strcasecmp(nm, "Subject") == 0) {
+			if (json_object_set(o, "subject", json_object_get(fld, "value")) < 0)
+				goto out;
+			break;
+		}
+	}
+	rc = http_json_set(o, "headers_truncated", json_boolean(truncated));
+out:
+	free(buf);
+	queue_reader_close(r);
+	return rc;
+}
+
+static json_t *
+http_msg_detail(struct http *h, const struct queue_msg *m)
+{
+	uint64_t now = util_now_us();
+	json_t *o = http_msg_summary(m, now), *rc, *client, *flags;
+
+	if (o == NULL)
+		return NULL;
+	if ((client = json_object()) == NULL || http_json_set(o, "client", client) < 0 ||
+	    http_json_set(client, "addr", http_json_str(m->client_addr)) < 0 ||
+	    http_json_set(client, "name", http_json_str(m->client_name)) < 0 ||
+	    http_json_set(client, "helo", http_json_str(m->helo)) < 0)
+		goto fail;
+	if ((flags = json_array()) == NULL || http_json_set(o, "flags", flags) < 0 ||
+	    ((m->flags & QUEUE_F_8BITMIME) && json_array_append_new(flags, json_string("8BITMIME")) < 0) ||
+	    ((m->flags & QUEUE_F_SMTPUTF8) && json_array_append_new(flags, json_string("SMTPUTF8")) < 0) ||
+	    ((m->flags & QUEUE_F_BOUNCE) && json_array_append_new(flags, json_string("BOUNCE")) < 0) ||
+	    ((m->flags & QUEUE_F_CC) && json_array_append_new(flags, json_string("CC_PENDING")) < 0))
+		goto fail;
+	if ((rc = json_array()) == NULL || http_json_set(o, "recipients", rc) < 0)
+		goto fail;
+	for (size_t i = 0; i < m->nrcpt; i++) {
+		const struct queue_rcpt *r = &m->rcpt[i];
+		json_t *x = json_object();
+		if (x == NULL || json_array_append_new(rc, x) < 0 ||
+		    http_json_set(x, "address", http_json_str(r->addr)) < 0 ||
+		    http_json_set(x, "state", json_string(http_rcpt_state(r))) < 0 ||
+		    http_json_set(x, "attempts", json_integer(r->attempts)) < 0 ||
+		    http_json_set(x, "next_try", r->state == QUEUE_RCPT_PENDING ?
+		    http_time_or_null(r->next_try_us) : json_null()) < 0 ||
+		    http_json_set(x, "last_reply", http_json_str(r->last_reply)) < 0 ||
+		    http_json_set(x, "dsn", r->dsn[0] ? http_json_strn(r->dsn,
+		    strnlen(r->dsn, sizeof(r->dsn))) : json_null()) < 0)
+			goto fail;
+	}
+	if (http_msg_headers(h, m, o) < 0)
+		goto fail;
+	return o;
+fail:
+	json_decref(o);
+	return NULL;
+}
+
+/* --- the actions ------------------------------------------------------------- */
+
+enum http_action { HTTP_ACT_RETRY, HTTP_ACT_HOLD, HTTP_ACT_RELEASE, HTTP_ACT_DELETE };
+
+static const char *const http_action_names[] = { "retry", "hold", "release", "delete" };
+
+static int
+http_action_of(const char *name, enum http_action *out)
+{
+	for (int i = 0; i < 4; i++)
+		if (strcmp(name, http_action_names[i]) == 0) {
+			*out = (enum http_action)i;
+			return 0;
+		}
+	if (strcmp(name, "flush") == 0) {
+		*out = HTTP_ACT_RETRY;
+		return 0;
+	}
+	return -1;
+}
+
+/*
+ * http_act - one action on one message: 1 changed, 0 nothing to do, -1 failed.
+ *
+ * XXX The scheduler has no per-message calls yet: "retry" runs sched_flush()
+ * (every deferred message now, as postqueue -f), "release" relies on the
+ * scheduler skipping held messages and finding them again on its next run,
+ * and "delete" removes the file while the scheduler may still know the
+ * message. These want sched_retry(s, m) and sched_remove(s, m).
+ */
+static int
+http_act(struct http *h, struct queue_msg *m, enum http_action a, const char *peer)
+{
+	char id[QUEUE_ID_SIZE];
+
+	switch (a) {
+	case HTTP_ACT_RETRY:
+		if (m->held)
+			return 0;
+		return 1;                    /* the caller flushes once */
+	case HTTP_ACT_HOLD:
+		if (m->held)
+			return 0;
+		if (queue_set_held(h->q, m, 1) < 0)
+			return -1;
+		log_info("%s: placed on hold (web UI, %s)", m->id, peer);
+		return 1;
+	case HTTP_ACT_RELEASE:
+		if (!m->held)
+			return 0;
+		if (queue_set_held(h->q, m, 0) < 0)
+			return -1;
+		log_info("%s: released from hold (web UI, %s)", m->id, peer);
+		return 1;
+	case HTTP_ACT_DELETE:
+		util_strlcpy(id, m->id, sizeof(id));
+		if (queue_remove(h->q, m) < 0)
+			return -1;
+		log_info("%s: removed (web UI, %s)", id, peer);
+		return 1;
+	}
+	return -1;
+}
+
+static void
+http_act_finish(struct http *h, enum http_action a, size_t changed)
+{
+	if (changed > 0 && h->sched != NULL &&
+	    (a == HTTP_ACT_RETRY || a == HTTP_ACT_RELEASE))
+		sched_flush(h->sched);
+}
+
+static void
+http_req_peer(struct evhttp_request *req, char *buf, size_t size)
+{
+	struct evhttp_connection *c = evhttp_request_get_connection(req);
+	char *addr = NULL;
+	ev_uint16_t port = 0;
+
+	buf[0] = '\0';
+	if (c != NULL)
+		evhttp_connection_get_peer(c, &addr, &port);
+	util_strlcpy(buf, addr != NULL ? addr : "?", size);
+}
+
+/* http_id_ok - queue ids are QUEUE_ID_LEN hex characters; normalize to upper case */
+static int
+http_id_norm(const char *in, size_t len, char out[QUEUE_ID_SIZE])
+{
+	if (len != QUEUE_ID_LEN)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		if (!isxdigit((unsigned char)in[i]))
+			return -1;
+		out[i] = (char)toupper((unsigned char)in[i]);
+	}
+	out[len] = '\0';
+	return 0;
+}
+
+/* /api/queue/ID, /api/queue/ID/ACTION */
+void
+http_api_message(struct http *h, struct evhttp_request *req, const char *path,
+    struct evkeyvalq *query)
+{
+	const char *p = path + strlen("/api/queue/");
+	const char *slash = strchr(p, '/');
+	size_t idlen = slash != NULL ? (size_t)(slash - p) : strlen(p);
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	char id[QUEUE_ID_SIZE], peer[64];
+	struct queue_msg *m;
+	enum http_action a;
+	int rc;
+
+	(void)query;
+	if (http_id_norm(p, idlen, id) < 0) {
+		http_error(req, 404, "no such message");
+		return;
+	}
+	if (slash == NULL || slash[1] == '\0') {
+		if (cmd == EVHTTP_REQ_DELETE)
+			a = HTTP_ACT_DELETE;
+		else if (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD) {
+			if ((m = queue_lookup(h->q, id)) == NULL) {
+				http_error(req, 404, "no such message");
+				return;
+			}
+			http_reply_json(req, 200, http_msg_detail(h, m));
+			return;
+		} else {
+			evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+			    "GET, HEAD, DELETE");
+			http_error(req, 405, "method not allowed");
+			return;
+		}
+	} else if (http_action_of(slash + 1, &a) < 0) {
+		http_error(req, 404, "unknown action");
+		return;
+	} else if (cmd != EVHTTP_REQ_POST) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
+		http_error(req, 405, "method not allowed");
+		return;
+	}
+	if ((m = queue_lookup(h->q, id)) == NULL) {
+		http_error(req, 404, "no such message");
+		return;
+	}
+	if (a == HTTP_ACT_RETRY && m->held) {
+		http_error(req, 409, "the message is on hold: release it first");
+		return;
+	}
+	http_req_peer(req, peer, sizeof(peer));
+	if ((rc = http_act(h, m, a, peer)) < 0) {
+		http_error(req, 500, "the queue could not be updated (see the log)");
+		return;
+	}
+	http_act_finish(h, a, (size_t)rc);
+	http_reply_json(req, 200, json_pack("{s:s,s:s,s:b}", "id", id, "action",
+	    http_action_names[a], "changed", rc > 0));
+}
+
+/* --- /api/queue --------------------------------------------------------------- */
+
+struct http_walk {
+	const struct http_filter *f;
+	struct queue_msg **v;
+	size_t n, cap;
+	int oom;
+	uint64_t counts[4];            /* by enum http_state, over the whole queue */
+};
+
+static void
+http_walk_cb(void *arg, struct queue_msg *m)
+{
+	struct http_walk *w = arg;
+
+	w->counts[http_msg_state(m)]++;
+	if (w->oom || !http_filter_match(w->f, m))
+		return;
+	if (w->n == w->cap) {
+		size_t ncap = w->cap ? w->cap * 2 : 256;
+		struct queue_msg **nv = realloc(w->v, ncap * sizeof(*nv));
+		if (nv == NULL) {
+			w->oom = 1;
+			return;
+		}
+		w->v = nv;
+		w->cap = ncap;
+	}
+	w->v[w->n++] = m;
+}
+
+/* http_query_filter - apply every filter key in the query; the others go to other */
+static int
+http_query_filter(struct evkeyvalq *query, struct http_filter *f,
+    const char *const *known, char *err, size_t errlen)
+{
+	const struct evkeyval *kv;
+
+	TAILQ_FOREACH(kv, query, next) {
+		int rc = http_filter_set(f, kv->key, kv->value, err, errlen);
+		if (rc < 0)
+			return -1;
+		if (rc == 0)
+			continue;
+		for (size_t i = 0; known[i] != NULL; i++)
+			if (strcmp(kv->key, known[i]) == 0)
+				goto next;
+		util_bsnprintf(err, errlen, "unknown parameter '%.40s'", kv->key);
+		return -1;
+next:		;
+	}
+	return 0;
+}
+
+static int
+http_query_num(struct evkeyvalq *query, const char *key, long long min, long long max,
+    long long *out, char *err, size_t errlen)
+{
+	const char *v = evhttp_find_header(query, key);
+
+	if (v == NULL || v[0] == '\0')
+		return 0;
+	if (util_strtonum(v, min, max, out) < 0) {
+		util_bsnprintf(err, errlen, "%s: want a number from %lld to %lld", key, min, max);
+		return -1;
+	}
+	return 1;
+}
+
+void
+http_api_queue(struct http *h, struct evhttp_request *req, const char *path,
+    struct evkeyvalq *query)
+{
+	static const char *const known[] = {
+		"page", "per_page", "offset", "limit", "order", NULL,
+	};
+	struct http_filter f;
+	struct http_walk w;
+	char err[256];
+	long long page = 1, per = HTTP_DEF_PER_PAGE, off = -1, lim = -1;
+	const char *order = evhttp_find_header(query, "order");
+	int desc = 0, have_page;
+	uint64_t now = util_now_us();
+	json_t *o = NULL, *items, *counts;
+
+	(void)path;
+	http_filter_init(&f, now);
+	memset(&w, 0, sizeof(w));
+	w.f = &f;
+	if (http_query_filter(query, &f, known, err, sizeof(err)) < 0 ||
+	    (have_page = http_query_num(query, "page", 1, 1000000000, &page, err, sizeof(err))) < 0 ||
+	    http_query_num(query, "per_page", 1, HTTP_MAX_PER_PAGE, &per, err, sizeof(err)) < 0 ||
+	    http_query_num(query, "offset", 0, 1000000000, &off, err, sizeof(err)) < 0 ||
+	    http_query_num(query, "limit", 1, HTTP_MAX_PER_PAGE, &lim, err, sizeof(err)) < 0) {
+		http_error(req, 400, err);
+		return;
+	}
+	if (order != NULL && strcmp(order, "desc") == 0)
+		desc = 1;
+	else if (order != NULL && order[0] != '\0' && strcmp(order, "asc") != 0) {
+		http_error(req, 400, "order: want asc or desc");
+		return;
+	}
+	if (lim > 0)
+		per = lim;
+	if (off < 0)
+		off = (page - 1) * per;
+	else
+		page = off / per + 1;
+
+	queue_foreach(h->q, http_walk_cb, &w);
+	if (w.oom) {
+		free(w.v);
+		http_error(req, 503, "out of memory");
+		return;
+	}
+	if ((o = json_object()) == NULL || (items = json_array()) == NULL ||
+	    http_json_set(o, "items", items) < 0)
+		goto oom;
+	for (size_t i = (size_t)off; i < w.n && i < (size_t)(off + per); i++) {
+		const struct queue_msg *m = desc ? w.v[w.n - 1 - i] : w.v[i];
+		if (json_array_append_new(items, http_msg_summary(m, now)) < 0)
+			goto oom;
+	}
+	if ((counts = json_pack("{s:I,s:I,s:I,s:I}",
+	    "all", (json_int_t)(w.counts[HTTP_STATE_ACTIVE] + w.counts[HTTP_STATE_DEFERRED] +
+	    w.counts[HTTP_STATE_HELD]),
+	    "active", (json_int_t)w.counts[HTTP_STATE_ACTIVE],
+	    "deferred", (json_int_t)w.counts[HTTP_STATE_DEFERRED],
+	    "held", (json_int_t)w.counts[HTTP_STATE_HELD])) == NULL ||
+	    http_json_set(o, "counts", counts) < 0 ||
+	    http_json_set(o, "total", json_integer((json_int_t)w.n)) < 0 ||
+	    http_json_set(o, "offset", json_integer(off)) < 0 ||
+	    http_json_set(o, "limit", json_integer(per)) < 0 ||
+	    http_json_set(o, "page", json_integer(page)) < 0 ||
+	    http_json_set(o, "per_page", json_integer(per)) < 0 ||
+	    http_json_set(o, "pages", json_integer((json_int_t)((w.n + (size_t)per - 1) / (size_t)per))) < 0 ||
+	    http_json_set(o, "order", json_string(desc ? "desc" : "asc")) < 0 ||
+	    http_json_set(o, "now", json_integer((json_int_t)(now / 1000000))) < 0)
+		goto oom;
+	free(w.v);
+	http_reply_json(req, 200, o);
+	return;
+oom:
+	free(w.v);
+	json_decref(o);
+	http_error(req, 503, "out of memory");
+}
+
+/* --- bulk actions: POST /api/queue/{retry,flush,hold,release,delete} ---------- */
+
+struct http_bulk {
+	enum http_action a;
+	char (*ids)[QUEUE_ID_SIZE];
+	size_t n, i, changed, failed;
+	char peer[64];
+};
+
+static json_t *
+http_bulk_result(const struct http_bulk *b)
+{
+	return json_pack("{s:s,s:I,s:I,s:I}", "action", http_action_names[b->a],
+	    "matched", (json_int_t)b->n, "changed", (json_int_t)b->changed,
+	    "failed", (json_int_t)b->failed);
+}
+
+/* http_bulk_step - up to HTTP_BATCH messages; 1 when all are done */
+static int
+http_bulk_step(struct http *h, struct http_bulk *b)
+{
+	size_t stop = b->i + HTTP_BATCH;
+
+	for (; b->i < b->n && b->i < stop; b->i++) {
+		struct queue_msg *m = queue_lookup(h->q, b->ids[b->i]);
+		int rc;
+		if (m == NULL)
+			continue;                /* gone meanwhile: delivered or removed */
+		if ((rc = http_act(h, m, b->a, b->peer)) < 0)
+			b->failed++;
+		else
+			b->changed += (size_t)rc;
+	}
+	return b->i >= b->n;
+}
+
+static void
+http_bulk_free(struct http_bulk *b)
+{
+	if (b != NULL)
+		free(b->ids);
+	free(b);
+}
+
+static void
+http_bulk_drop(struct http_pending *p)
+{
+	http_bulk_free(p->job);
+	p->job = NULL;
+}
+
+static void
+http_bulk_run(struct http_pending *p)
+{
+	struct http *h = p->h;
+	struct http_bulk *b = p->job;
+	struct evhttp_request *req = p->req;
+
+	if (!http_bulk_step(h, b)) {
+		if (http_pending_again(p, 0) == 0)
+			return;
+		b->failed += b->n - b->i;    /* cannot continue: report the rest */
+	}
+	log_info("web UI (%s): %s: %zu matched, %zu changed", b->peer,
+	    http_action_names[b->a], b->n, b->changed);
+	http_act_finish(h, b->a, b->changed);
+	json_t *res = http_bulk_result(b);
+	http_pending_done(p);
+	http_reply_json(req, 200, res);
+}
+
+/*
+ * http_body_params - a JSON object body's string, number and boolean members
+ * as extra query parameters ({"state": "deferred", "all": true}); an "ids"
+ * array is returned in *ids (borrowed from *doc). Form bodies are parsed as
+ * a query string.
+ */
+static int
+http_body_params(struct evhttp_request *req, struct evkeyvalq *query, json_t **doc,
+    json_t **ids, char *err, size_t errlen)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+	const unsigned char *body;
+	json_error_t jerr;
+	const char *k;
+	json_t *v;
+
+	*doc = NULL;
+	*ids = NULL;
+	if (len == 0)
+		return 0;
+	if ((body = evbuffer_pullup(in, (ev_ssize_t)len)) == NULL) {
+		util_bsnprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (ct != NULL && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0) {
+		char *s = malloc(len + 1);
+		int rc;
+		if (s == NULL) {
+			util_bsnprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		memcpy(s, body, len);
+		s[len] = '\0';
+		rc = evhttp_parse_query_str(s, query);
+		free(s);
+		if (rc < 0)
+			util_bsnprintf(err, errlen, "malformed form body");
+		return rc;
+	}
+	if ((*doc = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &jerr)) == NULL ||
+	    !json_is_object(*doc)) {
+		util_bsnprintf(err, errlen, "the body must be a JSON object");
+		return -1;
+	}
+	json_object_foreach(*doc, k, v) {
+		char num[32];
+		if (strcmp(k, "ids") == 0) {
+			if (!json_is_array(v)) {
+				util_bsnprintf(err, errlen, "ids: want an array of queue ids");
+				return -1;
+			}
+			*ids = v;
+			continue;
+		}
+		if (json_is_string(v))
+			evhttp_add_header(query, k, json_string_value(v));
+		else if (json_is_integer(v) && util_bsnprintf(num, sizeof(num), "%lld",
+		    (long long)json_integer_value(v)) >= 0)
+			evhttp_add_header(query, k, num);
+		else if (json_is_boolean(v))
+			evhttp_add_header(query, k, json_is_true(v) ? "1" : "0");
+		else if (!json_is_null(v)) {
+			util_bsnprintf(err, errlen, "%.40s: want a string, number or boolean", k);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void
+http_api_bulk(struct http *h, struct evhttp_request *req, const char *path,
+    struct evkeyvalq *query)
+{
+	static const char *const known[] = { "all", NULL };
+	struct http_filter f;
+	struct http_walk w;
+	struct http_bulk *b = NULL;
+	json_t *doc = NULL, *ids = NULL;
+	const char *all;
+	char err[256];
+	enum http_action a;
+
+	memset(&w, 0, sizeof(w));
+	if (http_action_of(path + strlen("/api/queue/"), &a) < 0) {
+		http_error(req, 404, "unknown action");
+		return;
+	}
+	http_filter_init(&f, util_now_us());
+	if (http_body_params(req, query, &doc, &ids, err, sizeof(err)) < 0 ||
+	    http_query_filter(query, &f, known, err, sizeof(err)) < 0) {
+		json_decref(doc);
+		http_error(req, 400, err);
+		return;
+	}
+	all = evhttp_find_header(query, "all");
+	if (all != NULL && strcmp(all, "1") != 0 && strcmp(all, "true") != 0 &&
+	    strcmp(all, "yes") != 0)
+		all = NULL;
+	if (ids == NULL && !f.any && all == NULL && a != HTTP_ACT_RETRY) {
+		json_decref(doc);
+		http_error(req, 400, "give a filter, ids, or all=1 to act on every message");
+		return;
+	}
+	if ((b = calloc(1, sizeof(*b))) == NULL)
+		goto oom;
+	b->a = a;
+	http_req_peer(req, b->peer, sizeof(b->peer));
+	if (ids != NULL) {
+		size_t n = json_array_size(ids);
+		if (n > 0 && (b->ids = calloc(n, sizeof(*b->ids))) == NULL)
+			goto oom;
+		for (size_t i = 0; i < n; i++) {
+			const char *s = json_string_value(json_array_get(ids, i));
+			if (s == NULL || http_id_norm(s, strlen(s), b->ids[b->n]) < 0)
+				continue;            /* not an id: it matches nothing */
+			b->n++;
+		}
+	} else if (a == HTTP_ACT_RETRY && !f.any) {
+		/* postqueue -f: everything deferred, now. */
+		http_bulk_free(b);
+		json_decref(doc);
+		if (h->sched != NULL)
+			sched_flush(h->sched);
+		log_info("web UI: flush: retry every deferred message now");
+		http_reply_json(req, 200, json_pack("{s:s,s:b}", "action", "retry", "all", 1));
+		return;
+	} else {
+		w.f = &f;
+		queue_foreach(h->q, http_walk_cb, &w);
+		if (w.oom)
+			goto oom;
+		if (w.n > 0 && (b->ids = calloc(w.n, sizeof(*b->ids))) == NULL)
+			goto oom;
+		/* Copy the ids: messages may go away between slices. */
+		for (size_t i = 0; i < w.n; i++)
+			util_strlcpy(b->ids[i], w.v[i]->id, QUEUE_ID_SIZE);
+		b->n = w.n;
+		free(w.v);
+		w.v = NULL;
+	}
+	json_decref(doc);
+	doc = NULL;
+	if (b->n <= HTTP_BATCH) {
+		http_bulk_step(h, b);
+		log_info("web UI (%s): %s: %zu matched, %zu changed", b->peer,
+		    http_action_names[b->a], b->n, b->changed);
+		http_act_finish(h, a, b->changed);
+		http_reply_json(req, 200, http_bulk_result(b));
+		http_bulk_free(b);
+		return;
+	}
+	/* Many: a slice per loop turn so SMTP sessions keep being served. */
+	if (http_pending_new(h, req, 0, http_bulk_run, http_bulk_drop, b) == NULL)
+		goto oom;
+	return;
+oom:
+	free(w.v);
+	http_bulk_free(b);
+	json_decref(doc);
+	http_error(req, 503, "out of memory or too many requests in progress");
+}

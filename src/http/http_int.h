@@ -1,0 +1,336 @@
+/*
+ * http_int.h - private to src/http/: the pieces the HTTP files share
+ *
+ * Owns:     struct http (the service), the request helpers, the queue
+ *           filter, the history rings, the snapshot of counters and the
+ *           embedded asset table.
+ * Lifetime: struct http from http_new() to http_free(); everything a
+ *           request handler builds lives until its reply is sent.
+ * Errors:   helpers return -1 (or NULL) and the caller answers 500/503;
+ *           nothing a client sends is fatal.
+ * Context:  event-loop thread only.
+ *
+ * Only the files in src/http/ include this header; the rest of mtad sees
+ * http.h. The filter, history, JSON and Prometheus formatters take plain
+ * values (no queue calls) so the unit tests link them alone.
+ */
+#ifndef MTAD_HTTP_INT_H
+#define MTAD_HTTP_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+struct evbuffer;
+struct evhttp_request;
+struct event;
+struct queue_msg;
+
+/* --- limits ------------------------------------------------------------ */
+
+#define HTTP_MAX_HEADERS_SIZE  16384   /* request line + headers */
+#define HTTP_MAX_HEADER_COUNT  64
+#define HTTP_MAX_BODY          65536
+#define HTTP_TIMEOUT_SECS      30      /* read, write and keep-alive idle */
+#define HTTP_MAX_AUTH_LEN      1024    /* Authorization header value */
+#define HTTP_MAX_PER_PAGE      500
+#define HTTP_DEF_PER_PAGE      50
+#define HTTP_MAX_DETAIL_HEAD   65536   /* header bytes read for /api/queue/ID */
+#define HTTP_MAX_DETAIL_LINES  500     /* header fields returned */
+#define HTTP_LIST_RCPTS        3       /* recipients shown per row of /api/queue */
+#define HTTP_MAX_PENDING       1024    /* delayed replies (auth failures) at once */
+#define HTTP_AUTH_CLIENTS      128     /* clients remembered for the failure delay */
+#define HTTP_BATCH             1000    /* messages per loop turn in bulk actions */
+
+/* --- message state as the UI names it ------------------------------------ */
+
+enum http_state {
+	HTTP_STATE_ANY = 0,
+	HTTP_STATE_ACTIVE,     /* waiting for its first attempt or being delivered */
+	HTTP_STATE_DEFERRED,   /* at least one recipient failed temporarily */
+	HTTP_STATE_HELD,       /* put on hold by the operator */
+};
+
+const char *http_state_name(enum http_state st);
+enum http_state http_msg_state(const struct queue_msg *m);
+
+/* --- queue filter (http_filter.c) ---------------------------------------- */
+
+/*
+ * A filter over the in-memory queue. Strings are borrowed from the request
+ * (its parsed query) and must outlive the filter.
+ */
+struct http_filter {
+	const char *q;          /* free text: id, sender or recipient contains */
+	const char *sender;     /* sender contains (case-insensitive) */
+	const char *rcpt;       /* some recipient contains */
+	const char *domain;     /* some recipient's domain is or ends in .domain */
+	const char *id;         /* exact queue id */
+	enum http_state state;
+	int64_t min_age;        /* seconds; -1 = none */
+	int64_t max_age;
+	uint64_t now_us;        /* wall clock the ages are measured against */
+	int any;                /* some criterion was given */
+};
+
+void http_filter_init(struct http_filter *f, uint64_t now_us);
+/*
+ * http_filter_set - apply one query parameter: 0 used, 1 not a filter key
+ * (the caller may know it), -1 bad value (reason in err).
+ */
+int http_filter_set(struct http_filter *f, const char *key, const char *value,
+    char *err, size_t errlen);
+int http_filter_match(const struct http_filter *f, const struct queue_msg *m);
+/* http_parse_age - "90", "90s", "15m", "2h", "3d" -> seconds; -1 on error */
+int64_t http_parse_age(const char *s);
+
+/* --- JSON (http_json.c) --------------------------------------------------- */
+
+/* http_json_str - a JSON string from untrusted bytes: bad UTF-8 becomes U+FFFD */
+json_t *http_json_strn(const char *s, size_t len);
+json_t *http_json_str(const char *s);            /* NULL s -> JSON null */
+/*
+ * http_json_dump - compact JSON into b, with <, > and & written as \u003c,
+ * \u003e, \u0026 so no byte of it can be read as markup. 0 or -1.
+ */
+int http_json_dump(const json_t *j, struct evbuffer *b);
+/* http_json_set - json_object_set_new that tolerates a NULL value (-1) */
+int http_json_set(json_t *obj, const char *key, json_t *val);
+
+/* --- counters snapshot (http_stats.c takes it, formatters read it) ------- */
+
+struct http_snap {
+	uint64_t now_us;
+	uint64_t start_us;
+	/* the queue, walked once */
+	uint64_t queue_messages;
+	uint64_t queue_bytes;
+	uint64_t queue_rcpts;
+	uint64_t n_active, n_deferred, n_held;
+	uint64_t oldest_arrival_us;    /* 0 = queue empty */
+	/* struct metrics, copied */
+	uint64_t sessions_active, sessions_total, tls_sessions;
+	uint64_t accepted, accepted_bytes, rejected;
+	uint64_t delivered, deferred, bounced;
+	uint64_t latency_bucket[16];
+	int      latency_buckets;
+	double   latency_sum;
+	uint64_t latency_count;
+	/* data_dir's file system */
+	int      disk_known;
+	double   disk_free_pct;
+	uint64_t disk_free_bytes, disk_total_bytes;
+	int      disk_state;           /* 0 ok, 1 below 5 %, 2 below 1 % */
+	/* per-minute rates over the last minute (from the 10 s ring) */
+	double   rate_accepted, rate_delivered, rate_deferred, rate_bounced, rate_rejected;
+	const char *hostname;
+};
+
+/* http_disk_message - SPEC §8 banner text for a state; NULL when ok */
+const char *http_disk_message(int state);
+/* http_disk_state_of - 0/1/2 from a free percentage (SPEC §8: 5 %, 1 %) */
+int http_disk_state_of(double free_pct);
+/* http_metrics_format - Prometheus text exposition format 0.0.4 */
+int http_metrics_format(const struct http_snap *s, const double *bounds,
+    struct evbuffer *b);
+/* http_stats_json - the body of /api/stats */
+json_t *http_stats_json(const struct http_snap *s);
+
+/* --- history rings (http_history.c) ---------------------------------------- */
+
+enum {
+	HTTP_H_ACCEPTED, HTTP_H_DELIVERED, HTTP_H_DEFERRED, HTTP_H_BOUNCED,
+	HTTP_H_REJECTED,
+	HTTP_H_COUNTERS,                   /* the above are per-interval deltas */
+	HTTP_H_SESSIONS = HTTP_H_COUNTERS, /* the rest are gauges at sample time */
+	HTTP_H_QUEUE,
+	HTTP_H_QUEUE_KB,
+	HTTP_H_FIELDS,
+};
+
+extern const char *const http_history_names[HTTP_H_FIELDS];
+
+struct http_sample {
+	uint64_t t;                        /* unix seconds at the end of the interval */
+	uint64_t v[HTTP_H_FIELDS];
+};
+
+struct http_ring {
+	struct http_sample *s;
+	size_t cap, len, head;             /* head = index of the next write */
+	unsigned interval;                 /* seconds per sample */
+};
+
+#define HTTP_FINE_SECS     10
+#define HTTP_FINE_LEN      360         /* one hour of 10 s samples */
+#define HTTP_COARSE_SECS   60
+#define HTTP_COARSE_LEN    1440        /* 24 hours of one-minute samples */
+
+struct http_history {
+	struct http_ring fine, coarse;
+	uint64_t last[HTTP_H_COUNTERS];    /* cumulative counters at the previous tick */
+	int      have_last;
+	struct http_sample acc;            /* coarse sample being summed */
+	unsigned acc_n;
+};
+
+int http_history_init(struct http_history *hi);
+void http_history_free(struct http_history *hi);
+/*
+ * http_history_tick - one fine sample: cum[] are the cumulative counters,
+ * gauges[] the gauges (HTTP_H_SESSIONS..), t the wall clock in seconds.
+ * Every HTTP_COARSE_SECS / HTTP_FINE_SECS ticks a coarse sample follows.
+ */
+void http_history_tick(struct http_history *hi, uint64_t t,
+    const uint64_t cum[HTTP_H_COUNTERS], const uint64_t gauges[HTTP_H_FIELDS - HTTP_H_COUNTERS]);
+/* http_ring_get - i-th oldest sample (0 <= i < len) */
+const struct http_sample *http_ring_get(const struct http_ring *r, size_t i);
+/* http_history_json - columns for uPlot: {"interval":..,"t":[..],"accepted":[..],..} */
+json_t *http_history_json(const struct http_ring *r);
+/* http_history_rates - per-minute rates over the last minute of the fine ring */
+void http_history_rates(const struct http_history *hi, double out[HTTP_H_COUNTERS]);
+
+/* --- embedded assets (http_assets.c, generated by tools/embed_assets.py) -- */
+
+struct http_asset {
+	const char *path;                  /* "/assets/app.js" */
+	const char *ctype;
+	const char *etag;                  /* quoted, from the content's SHA-256 */
+	const unsigned char *data;
+	size_t len;
+	const unsigned char *gz;           /* gzip of data, or NULL */
+	size_t gzlen;
+};
+
+extern const struct http_asset http_assets[];
+extern const size_t http_assets_count;
+
+const struct http_asset *http_asset_find(const char *path);
+
+/* --- basic auth and cross-site checks (http_auth.c) ----------------------- */
+
+#define HTTP_DIGEST_LEN 32
+
+/* http_auth_digest - SHA-256 of "user:password" into out; 0 or -1 */
+int http_auth_digest(const char *user, const char *pass, unsigned char out[HTTP_DIGEST_LEN]);
+
+enum http_auth_result {
+	HTTP_AUTH_OK,
+	HTTP_AUTH_MISSING,                 /* no or malformed credentials: 401 at once */
+	HTTP_AUTH_BAD,                     /* wrong credentials: 401 after a delay */
+};
+
+/*
+ * http_auth_check - compare an Authorization header value with the expected
+ * digest in constant time (the supplied credentials are hashed first, so the
+ * comparison always runs over HTTP_DIGEST_LEN bytes).
+ */
+enum http_auth_result http_auth_check(const char *header,
+    const unsigned char want[HTTP_DIGEST_LEN]);
+
+/*
+ * http_csrf_check - may this state-changing request come from our own page?
+ * It needs a non-empty X-Requested-With header (a cross-site form cannot
+ * send one, a cross-site script cannot without a CORS preflight we never
+ * grant), and Origin, or else Referer, when present, must name host.
+ * 0 = allowed; -1 = refuse (reason, for the log and the 403 body, in why).
+ */
+int http_csrf_check(const char *xrw, const char *origin, const char *referer,
+    const char *host, int https, const char **why);
+
+/* Failures remembered per client address, for the growing delay. */
+struct http_auth_client {
+	char     addr[64];
+	unsigned fails;
+	uint64_t last_us;
+};
+
+struct http_auth_table {
+	struct http_auth_client c[HTTP_AUTH_CLIENTS];
+};
+
+/* http_auth_fail - record a failure; returns the delay in ms before the 401 */
+unsigned http_auth_fail(struct http_auth_table *t, const char *addr, uint64_t now_mono_us);
+void http_auth_success(struct http_auth_table *t, const char *addr);
+
+/* --- the service (http.c) ------------------------------------------------- */
+
+struct config;
+struct queue;
+struct metrics;
+struct sched;
+struct evhttp;
+struct event_base;
+struct evkeyvalq;
+struct metrics_push;
+struct ssl_ctx_st;
+struct http_pending;
+
+struct http {
+	struct event_base *base;
+	struct evhttp *evh;
+	const struct config *cfg;          /* borrowed; replaced on SIGHUP */
+	struct queue *q;                   /* borrowed */
+	struct metrics *m;                 /* borrowed */
+	struct sched *sched;               /* borrowed; NULL until http_set_sched() */
+	struct ssl_ctx_st *tls;            /* borrowed; NULL = plain HTTP */
+	int auth_on;
+	unsigned char auth_want[HTTP_DIGEST_LEN];
+	struct http_auth_table fails;
+	struct http_history hist;
+	struct event *tick;                /* every HTTP_FINE_SECS: history, StatsD */
+	struct event *push_soon;           /* the first StatsD push, soon after start */
+	struct metrics_push *push;
+	char *push_url;                    /* what push was made from */
+	struct http_pending *pending;      /* replies waiting on a timer or a job */
+	size_t npending;
+	unsigned ticks;
+};
+
+/*
+ * A request whose reply comes later, from a timer: a failed login's 401,
+ * or a bulk action done in slices. libevent keeps the request alive until
+ * it is answered, even if the client has gone (the reply then frees it);
+ * http_free() answers whatever is still pending.
+ */
+struct http_pending {
+	struct http *h;
+	struct evhttp_request *req;
+	struct event *ev;
+	void (*run)(struct http_pending *p);   /* the timer fired */
+	void (*drop)(struct http_pending *p);  /* free job state (may be NULL) */
+	void *job;
+	struct http_pending *next, *prev;
+};
+
+/* http_pending_new - run(p) after ms milliseconds; NULL when at the limit or out of memory */
+struct http_pending *http_pending_new(struct http *h, struct evhttp_request *req,
+    unsigned ms, void (*run)(struct http_pending *), void (*drop)(struct http_pending *),
+    void *job);
+/* http_pending_again - run again after ms */
+int http_pending_again(struct http_pending *p, unsigned ms);
+/* http_pending_done - unlink and free (after the reply was sent) */
+void http_pending_done(struct http_pending *p);
+
+/* Replies. Every one carries the security headers set in http_dispatch(). */
+void http_reply(struct evhttp_request *req, int code, const char *ctype,
+    struct evbuffer *body);
+/* http_reply_json - j taken (decref'd); a NULL j answers 500 */
+void http_reply_json(struct evhttp_request *req, int code, json_t *j);
+/* http_error - {"error": msg} for /api/, text otherwise */
+void http_error(struct evhttp_request *req, int code, const char *msg);
+int http_is_head(struct evhttp_request *req);
+
+/* Route handlers (http_api.c, http_ui.c). */
+typedef void http_handler_fn(struct http *h, struct evhttp_request *req,
+    const char *path, struct evkeyvalq *query);
+http_handler_fn http_api_stats, http_api_history, http_api_queue, http_api_message,
+    http_api_bulk, http_api_metrics, http_ui_index, http_ui_asset;
+
+/* http_snap_take - counters, one queue walk and statvfs of data_dir */
+void http_snap_take(struct http *h, struct http_snap *s);
+/* http_tick_sample - add the 10 s sample to the history */
+void http_tick_sample(struct http *h);
+
+#endif
