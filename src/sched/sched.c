@@ -1,42 +1,1267 @@
 /*
- * sched.c - the delivery scheduler (placeholder until delivery lands:
- * accepted mail stays queued)
+ * sched.c - the delivery scheduler: which message goes when, per-recipient
+ * results, retries with backoff, expiry, bounces (DSNs) and cc_mta copies
  *
- * Owns:     nothing yet.
- * Lifetime: sched_new() to sched_free().
- * Errors:   none.
+ * Owns:     struct sched, a struct sched_msg per queued message (hung on
+ *           queue_msg.sched), the wake-up heap with its single timer, the
+ *           DNS resolver and cache, and the DSN commits in flight.
+ * Lifetime: sched_new() to sched_free(). A sched_msg from sched_add() until
+ *           the message leaves the queue (or sched_free()).
+ * Errors:   sched_new() fails with a reason; everything later is logged and
+ *           becomes a retry, never fatal.
  * Context:  event-loop thread.
+ *
+ * Every message waiting for a time sits in one min-heap keyed by its
+ * earliest due recipient (or cc copy), with one timer for the top, so
+ * 100,000 deferred messages cost one event. Due messages are dispatched in
+ * batches from an activated event: their due recipients are grouped by
+ * destination, one job (= one SMTP transaction) per destination, and the
+ * jobs wait at their destinations (sched_dest.c) for a connection. When the
+ * last job of a message has come back, the message is finished: a DSN for
+ * what failed for good, then removal or the next wake-up.
+ *
+ * Retry: after the n-th temporary failure a recipient waits
+ * min(retry_max_backoff, retry_min_backoff * 2^(n-1)) (sched_policy.c);
+ * past queue_lifetime it bounces. Postfix's delays=a/b/c/d: a = arrival to
+ * this attempt's dispatch, b = waiting for a connection, c = connection
+ * set-up incl. DNS (first transaction of a connection only), d = transfer.
  */
-#include "sched/sched.h"
+#include "sched/sched_int.h"
+#include "sched/bounce.h"
+#include "sched/sched_map.h"
+#include "dns/dns.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "mail/config.h"
+#include "mail/maillog.h"
+#include "metrics/metrics.h"
+#include "queue/queue.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
-struct sched {
-	int stopping;
+#include <event2/event.h>
+
+#define US_PER_S 1000000ull
+
+/* A DSN being committed; outlives sched_free() if the queue still holds it (s = NULL). */
+struct sched_bounce {
+	LIST_ENTRY(sched_bounce) entry;
+	struct sched *s;
+	char     id[QUEUE_ID_SIZE];     /* the original message */
+	char     bid[QUEUE_ID_SIZE];    /* the DSN */
+	enum bounce_kind kind;
+	int      expired;
+	size_t   n;
+	size_t   idx[];
 };
+
+static void msg_finish(struct sched *s, struct sched_msg *sm);
+static void sched_rearm(struct sched *s);
+
+static struct sched_msg *
+msg_of(struct sched_heap_node *hn)
+{
+	return (struct sched_msg *)(void *)((char *)hn - offsetof(struct sched_msg, hn));
+}
+
+/* sched_kick - dispatch on the next loop pass */
+static void
+sched_kick(struct sched *s)
+{
+	if (!s->stopping)
+		event_active(s->kick, EV_TIMEOUT, 0);
+}
+
+static void
+msg_activate(struct sched *s, struct sched_msg *sm)
+{
+	if (!sm->active) {
+		sm->active = 1;
+		s->nactive++;
+	}
+}
+
+static void
+msg_deactivate(struct sched *s, struct sched_msg *sm)
+{
+	if (sm->active) {
+		sm->active = 0;
+		s->nactive--;
+	}
+}
+
+/* msg_cc_wanted - cc_mta applies: set, no smart relay, and not for our own DSNs */
+static int
+msg_cc_wanted(const struct sched *s, const struct queue_msg *m)
+{
+	return s->cfg->cc_mta.set && !s->cfg->smart_relay.set && !(m->flags & QUEUE_F_BOUNCE);
+}
+
+/*
+ * msg_is_new - the message came after we started, or nothing was ever
+ * tried for it. smtpd does not set QUEUE_F_CC, so the scheduler does, once;
+ * a recovered message that was already worked on keeps what is on disk (a
+ * cleared flag means the cc copy went).
+ */
+static int
+msg_is_new(const struct sched *s, const struct queue_msg *m)
+{
+	if (m->arrival_us >= s->start_us)
+		return 1;
+	for (size_t i = 0; i < m->nrcpt; i++)
+		if (m->rcpt[i].state != QUEUE_RCPT_PENDING || m->rcpt[i].attempts > 0)
+			return 0;
+	return 1;
+}
+
+/* msg_final - nothing left to do but remove it */
+static int
+msg_final(const struct sched_msg *sm)
+{
+	const struct queue_msg *m = sm->m;
+
+	if (sm->cc_owed)
+		return 0;
+	if (sm->all_done)
+		return 1;
+	for (size_t i = 0; i < m->nrcpt; i++)
+		if (m->rcpt[i].state == QUEUE_RCPT_PENDING)
+			return 0;
+	return 1;
+}
+
+/* msg_wake - when the message next has something due (UINT64_MAX: nothing) */
+static uint64_t
+msg_wake(const struct sched_msg *sm)
+{
+	const struct queue_msg *m = sm->m;
+	uint64_t w = UINT64_MAX;
+
+	for (size_t i = 0; i < m->nrcpt; i++) {
+		const struct queue_rcpt *r = &m->rcpt[i];
+		if (r->state != QUEUE_RCPT_PENDING)
+			continue;
+		if (sm->force)
+			return 0;
+		if (r->next_try_us < w)
+			w = r->next_try_us;
+	}
+	if (sm->cc_owed) {
+		if (sm->force)
+			return 0;
+		if (sm->cc_next_us < w)
+			w = sm->cc_next_us;
+	}
+	return w;
+}
+
+/* msg_free - forget the scheduler's state of a message */
+static void
+msg_free(struct sched *s, struct sched_msg *sm)
+{
+	sched_heap_remove(&s->heap, &sm->hn);
+	msg_deactivate(s, sm);
+	sm->m->sched = NULL;
+	free(sm->fail);
+	free(sm);
+}
+
+/* msg_remove - the message is done (or deleted): "removed", out of the queue */
+static void
+msg_remove(struct sched *s, struct sched_msg *sm)
+{
+	struct queue_msg *m = sm->m;
+	char id[QUEUE_ID_SIZE];
+
+	util_strlcpy(id, m->id, sizeof(id));
+	msg_free(s, sm);
+	maillog_removed(s->ml, id);
+	if (queue_remove(s->q, m) < 0)
+		log_warn("%s: cannot remove the queue file", id);
+	sched_rearm(s);
+}
+
+/*
+ * msg_schedule - a message with no job out: remove it when it is done,
+ * park it when held, else (re)insert it into the heap at its wake-up time.
+ */
+static void
+msg_schedule(struct sched *s, struct sched_msg *sm)
+{
+	uint64_t w;
+
+	if (sm->deleted || msg_final(sm)) {
+		msg_remove(s, sm);
+		return;
+	}
+	msg_deactivate(s, sm);
+	if (sm->m->held) {
+		sched_heap_remove(&s->heap, &sm->hn);
+		sched_rearm(s);
+		return;
+	}
+	w = msg_wake(sm);
+	if (sm->hn.idx != SCHED_HEAP_NONE)
+		sched_heap_update(&s->heap, &sm->hn, w);
+	else if (sched_heap_push(&s->heap, &sm->hn, w) < 0)
+		log_warnx("%s: out of memory: not scheduled until a flush or restart", sm->m->id);
+	sched_rearm(s);
+}
+
+/* sched_rearm - the timer for the heap's top, or a kick when it is due */
+static void
+sched_rearm(struct sched *s)
+{
+	struct sched_heap_node *top;
+	uint64_t now;
+
+	if (s->stopping)
+		return;
+	if ((top = sched_heap_top(&s->heap)) == NULL) {
+		if (s->timer_at != 0) {
+			evtimer_del(s->timer);
+			s->timer_at = 0;
+		}
+		return;
+	}
+	now = util_now_us();
+	if (top->key <= now) {
+		if (s->nactive < SCHED_ACTIVE_MAX)
+			sched_kick(s);
+		return;
+	}
+	if (s->timer_at != top->key) {
+		uint64_t d = top->key - now;
+		struct timeval tv;
+
+		if (d > 86400ull * US_PER_S)
+			d = 86400ull * US_PER_S;    /* re-check daily; keeps timeval in range */
+		tv.tv_sec = (time_t)(d / US_PER_S);
+		tv.tv_usec = (suseconds_t)(d % US_PER_S);
+		evtimer_add(s->timer, &tv);
+		s->timer_at = top->key;
+	}
+}
+
+/* fail_add - recipient idx failed for good: a DSN is owed */
+static int
+fail_add(struct sched_msg *sm, size_t idx)
+{
+	if (sm->nfail == sm->failcap) {
+		size_t ncap = sm->failcap ? sm->failcap * 2 : 4;
+		size_t *nv = realloc(sm->fail, ncap * sizeof(*nv));
+
+		if (nv == NULL)
+			return -1;
+		sm->fail = nv;
+		sm->failcap = ncap;
+	}
+	sm->fail[sm->nfail++] = idx;
+	return 0;
+}
+
+/* relay_host - "host[addr]" of "host[addr]:port" for "host X said:" */
+static void
+relay_host(const char *relay, char *buf, size_t size)
+{
+	const char *b = strrchr(relay, ']');
+	size_t n = b != NULL ? (size_t)(b - relay) + 1 : strlen(relay);
+
+	if (n >= size)
+		n = size - 1;
+	memcpy(buf, relay, n);
+	buf[n] = '\0';
+}
+
+/* reply_dsn - the reply's enhanced code, or one made from its class */
+static const char *
+reply_dsn(const struct smtpc_reply *rp, enum sched_class cls)
+{
+	if (rp->dsn[0] != '\0')
+		return rp->dsn;
+	return cls == SCHED_OK ? "2.0.0" : cls == SCHED_PERM ? "5.0.0" : "4.0.0";
+}
+
+/*
+ * log_text - the reason as the mail log shows it: a peer's refusal as
+ * Postfix words it ("host mx[1.2.3.4] said: 550 5.1.1 ... (in reply to
+ * RCPT TO command)"), anything else (success, our own reasons) as is.
+ */
+static const char *
+log_text(const struct smtpc_reply *rp, enum sched_class cls, const char *relay,
+    const char *stage, char *buf, size_t size)
+{
+	char host[300];
+
+	if (cls == SCHED_OK || rp->code == 0 || relay == NULL || stage == NULL ||
+	    strstr(rp->text, " said: ") != NULL)
+		return rp->text;
+	relay_host(relay, host, sizeof(host));
+	if (util_bsnprintf(buf, size, "host %s said: %s (in reply to %s command)", host,
+	    rp->text, stage) < 0)
+		return rp->text;
+	return buf;
+}
+
+/* attempt_delays - delay and delays=a/b/c/d of an attempt finishing now */
+static double
+attempt_delays(const struct sched_msg *sm, const struct sched_attempt *a, uint64_t now,
+    double delays[4])
+{
+	uint64_t arrival = sm->m->arrival_us;
+	uint64_t disp = sm->dispatch_us > arrival ? sm->dispatch_us : arrival;
+	uint64_t start = a->start_us != 0 ? a->start_us : now;
+	double total = now > arrival ? (double)(now - arrival) / 1e6 : 0;
+	double b;
+
+	if (start < disp)
+		start = disp;
+	delays[0] = (double)(disp - arrival) / 1e6;
+	delays[2] = a->setup_s;
+	delays[3] = a->xfer_s;
+	b = (double)(start - disp) / 1e6 - a->setup_s;
+	delays[1] = b > 0 ? b : 0;
+	return total;
+}
+
+/* rcpt_write - record a recipient's state; a failed write is logged, the worst case a repeat */
+static void
+rcpt_write(struct sched *s, struct queue_msg *m, size_t i, enum queue_rcpt_state st,
+    uint64_t next, const char *dsn, const char *reply)
+{
+	if (queue_update_rcpt(s->q, m, i, st, next, dsn, reply) < 0)
+		log_warn("%s: cannot record the state of <%s>", m->id, m->rcpt[i].addr);
+}
+
+/*
+ * rcpt_outcome - one recipient's result: the mail-log line, the counters,
+ * and its new state (unless write is 0: the message is done and goes).
+ * Temporary failures wait their backoff or, past queue_lifetime, join the
+ * DSN; permanent ones join the DSN (they stay pending on disk until it is
+ * queued, so a crash before that repeats the attempt instead of losing it).
+ */
+static void
+rcpt_outcome(struct sched *s, struct sched_msg *sm, size_t i, enum sched_class cls,
+    const struct smtpc_reply *rp, const char *stage, const struct sched_attempt *a, int write)
+{
+	struct queue_msg *m = sm->m;
+	struct queue_rcpt *r = &m->rcpt[i];
+	const struct config *cfg = s->cfg;
+	uint64_t now = util_now_us(), next;
+	double delays[4], total;
+	const char *dsn = reply_dsn(rp, cls), *text;
+	char buf[SMTPC_REPLY_MAX + 400];
+	unsigned attempts = r->attempts + 1;
+
+	total = attempt_delays(sm, a, now, delays);
+	text = log_text(rp, cls, a->relay, stage, buf, sizeof(buf));
+	switch (cls) {
+	case SCHED_OK:
+		maillog_delivery(s->ml, m->id, r->addr, a->relay, total, delays, dsn, "sent", text);
+		s->mt->delivered++;
+		metrics_observe_latency(s->mt, total);
+		if (write)
+			rcpt_write(s, m, i, QUEUE_RCPT_DELIVERED, 0, dsn, rp->text);
+		return;
+	case SCHED_TEMP:
+		maillog_delivery(s->ml, m->id, r->addr, a->relay, total, delays, dsn, "deferred",
+		    text);
+		s->mt->deferred++;
+		if (!sched_defer(now, m->arrival_us, cfg->queue_lifetime, attempts,
+		    cfg->retry_min_backoff, cfg->retry_max_backoff, &next)) {
+			rcpt_write(s, m, i, QUEUE_RCPT_PENDING, next, dsn, rp->text);
+			return;
+		}
+		sm->expired = 1;
+		break;
+	case SCHED_PERM:
+		maillog_delivery(s->ml, m->id, r->addr, a->relay, total, delays, dsn, "bounced",
+		    text);
+		break;
+	}
+	/* failed for good: keep the reason for the DSN, retry later should it not be queued */
+	next = now + (uint64_t)sched_backoff(attempts, cfg->retry_min_backoff,
+	    cfg->retry_max_backoff) * US_PER_S;
+	rcpt_write(s, m, i, QUEUE_RCPT_PENDING, next, dsn, rp->text);
+	if (fail_add(sm, i) < 0)
+		log_warnx("%s: out of memory: <%s> will be tried again", m->id, r->addr);
+}
+
+/* cc_outcome - the cc_mta copy: done, or retried with the same backoff; never a DSN */
+static void
+cc_outcome(struct sched *s, struct sched_msg *sm, enum sched_class cls,
+    const struct smtpc_reply *rp, const struct sched_attempt *a, size_t nrcpt)
+{
+	struct queue_msg *m = sm->m;
+	const struct config *cfg = s->cfg;
+	uint64_t now = util_now_us(), next = 0;
+	double delays[4], total;
+	char d[5][32];
+	const char *status = "sent";
+	int gone = 0;
+
+	total = attempt_delays(sm, a, now, delays);
+	if (maillog_format_delay(d[0], sizeof(d[0]), total) < 0)
+		util_strlcpy(d[0], "0", sizeof(d[0]));
+	for (int i = 0; i < 4; i++)
+		if (maillog_format_delay(d[i + 1], sizeof(d[i + 1]), delays[i]) < 0)
+			util_strlcpy(d[i + 1], "0", sizeof(d[i + 1]));
+	if (cls == SCHED_OK)
+		gone = 1;
+	else {
+		sm->cc_attempts++;
+		if (sched_defer(now, m->arrival_us, cfg->queue_lifetime, sm->cc_attempts,
+		    cfg->retry_min_backoff, cfg->retry_max_backoff, &next)) {
+			status = "expired";
+			gone = 1;
+		} else {
+			status = "deferred";
+			sm->cc_next_us = next;
+		}
+	}
+	/* no "to=<...>": pflogsumm must not count the copy as a delivery */
+	maillog_printf(s->ml, "smtp", "%s: cc_mta copy, nrcpt=%zu, relay=%s, delay=%s, "
+	    "delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)%s", m->id, nrcpt,
+	    a->relay != NULL ? a->relay : "none", d[0], d[1], d[2], d[3], d[4],
+	    reply_dsn(rp, cls), status, rp->text,
+	    cls != SCHED_OK && gone ? ", cc copy dropped" : "");
+	if (gone) {
+		sm->cc_owed = 0;
+		if (queue_update_flags(s->q, m, m->flags & ~(unsigned)QUEUE_F_CC) < 0)
+			log_warn("%s: cannot record the cc copy as done", m->id);
+	}
+}
+
+/* job_free - the job is back: unlink, free, and finish the message after its last */
+static void
+job_free(struct sched *s, struct sched_job *job)
+{
+	struct sched_msg *sm = job->sm;
+
+	TAILQ_REMOVE(&sm->jobs, job, mentry);
+	free(job);
+	if (--sm->njobs == 0)
+		msg_finish(s, sm);
+}
+
+/* job_last_and_clean - the job's recipients are all that is left and all succeeded */
+static int
+job_last_and_clean(const struct sched_msg *sm, const struct sched_job *job,
+    const struct smtpc_result *r)
+{
+	size_t pending = 0;
+
+	if (sm->njobs != 1 || sm->cc_owed || sm->nfail > 0 || sm->deleted)
+		return 0;
+	for (size_t i = 0; i < job->n; i++)
+		if (sched_classify(sched_rcpt_reply(r, i)->code) != SCHED_OK)
+			return 0;
+	for (size_t i = 0; i < sm->m->nrcpt; i++)
+		if (sm->m->rcpt[i].state == QUEUE_RCPT_PENDING)
+			pending++;
+	return pending == job->n;
+}
+
+/*
+ * sched_job_result - a transaction finished: each recipient's reply (see
+ * sched_rcpt_reply()). When it completes the message, no state is written:
+ * the file is removed right after (a crash in between repeats a delivery).
+ */
+void
+sched_job_result(struct sched *s, struct sched_job *job, const struct sched_attempt *a,
+    const struct smtpc_result *r)
+{
+	struct sched_msg *sm = job->sm;
+
+	if (job->cc) {
+		const struct smtpc_reply *rp = sched_classify(r->mail.code) != SCHED_OK ?
+		    &r->mail : &r->data;
+		if (rp == &r->data && r->data.code == 0 && r->nrcpt > 0)
+			rp = &r->rcpt[0];   /* no recipient accepted: say why */
+		cc_outcome(s, sm, sched_classify(rp->code), rp, a, job->n);
+	} else {
+		int write = 1;
+
+		if (job_last_and_clean(sm, job, r)) {
+			sm->all_done = 1;
+			write = 0;
+		}
+		for (size_t i = 0; i < job->n; i++) {
+			const struct smtpc_reply *rp = sched_rcpt_reply(r, i);
+			rcpt_outcome(s, sm, job->idx[i], sched_classify(rp->code), rp,
+			    sched_reply_stage(r, rp), a, write);
+		}
+	}
+	job_free(s, job);
+}
+
+/* sched_job_fail - the same reason for every recipient of the job (connection, DNS) */
+void
+sched_job_fail(struct sched *s, struct sched_job *job, const struct sched_attempt *a,
+    const struct smtpc_reply *why, enum sched_class cls)
+{
+	struct sched_msg *sm = job->sm;
+
+	if (cls == SCHED_OK)
+		cls = SCHED_TEMP;
+	if (job->cc)
+		cc_outcome(s, sm, cls, why, a, job->n);
+	else
+		for (size_t i = 0; i < job->n; i++)
+			rcpt_outcome(s, sm, job->idx[i], cls, why, NULL, a, 1);
+	job_free(s, job);
+}
+
+/* sched_job_abandon - shutdown or delete: the job goes, its recipients untouched */
+void
+sched_job_abandon(struct sched *s, struct sched_job *job)
+{
+	job_free(s, job);
+}
+
+/* job_new - a job for n recipients of sm (idx copied); counted in sm->njobs */
+static struct sched_job *
+job_new(struct sched_msg *sm, const size_t *idx, size_t n, int cc)
+{
+	struct sched_job *job;
+	size_t sz = sizeof(*job);
+
+	if (n > (SIZE_MAX - sz) / (sizeof(size_t) + sizeof(char *)))
+		return NULL;
+	sz += n * (sizeof(size_t) + sizeof(char *));
+	if ((job = calloc(1, sz)) == NULL)
+		return NULL;
+	job->sm = sm;
+	job->cc = cc;
+	job->n = n;
+	job->rcpts = (const char **)(void *)(job + 1);
+	job->idx = (size_t *)(void *)(job->rcpts + n);
+	for (size_t i = 0; i < n; i++) {
+		job->idx[i] = idx[i];
+		job->rcpts[i] = sm->m->rcpt[idx[i]].addr;
+	}
+	job->queued_us = util_now_us();
+	TAILQ_INSERT_TAIL(&sm->jobs, job, mentry);
+	sm->njobs++;
+	return job;
+}
+
+/* dispatch_fail_now - recipients that cannot even be queued at a destination */
+static void
+dispatch_fail_now(struct sched *s, struct sched_msg *sm, const size_t *idx, size_t n,
+    enum sched_class cls, const char *dsn, const char *text)
+{
+	struct smtpc_reply why;
+	struct sched_attempt a;
+
+	memset(&why, 0, sizeof(why));
+	memset(&a, 0, sizeof(a));
+	why.code = cls == SCHED_PERM ? 550 : 0;
+	util_strlcpy(why.dsn, dsn, sizeof(why.dsn));
+	util_strlcpy(why.text, text, sizeof(why.text));
+	for (size_t i = 0; i < n; i++)
+		rcpt_outcome(s, sm, idx[i], cls, &why, NULL, &a, 1);
+}
+
+/* dispatch_group - one job for recipients idx[0..n) that share next hop nh */
+static void
+dispatch_group(struct sched *s, struct sched_msg *sm, const struct sched_nexthop *nh,
+    const char *key, const size_t *idx, size_t n, int cc)
+{
+	struct sched_dest *d;
+	struct sched_job *job;
+
+	if ((d = sched_dest_get(s, nh, key)) == NULL || (job = job_new(sm, idx, n, cc)) == NULL) {
+		log_warnx("%s: out of memory: deferring delivery to %s", sm->m->id, nh->name);
+		if (cc)
+			sm->cc_next_us = util_now_us() + (uint64_t)s->cfg->retry_min_backoff * US_PER_S;
+		else
+			dispatch_fail_now(s, sm, idx, n, SCHED_TEMP, "4.3.0",
+			    "Insufficient system resources");
+		return;
+	}
+	sched_dest_enqueue(d, job);
+}
+
+/*
+ * dispatch_rcpts - the due recipients idx[0..n) grouped by destination:
+ * one transaction per destination. Unroutable recipients bounce.
+ */
+static void
+dispatch_rcpts(struct sched *s, struct sched_msg *sm, size_t *idx, size_t n)
+{
+	const struct config *cfg = s->cfg;
+	struct queue_msg *m = sm->m;
+	struct sched_grp *grp = NULL;
+	char *keys = NULL;
+	size_t *run = NULL, k = 0;
+	struct sched_nexthop nh;
+
+	if ((grp = calloc(n, sizeof(*grp))) == NULL || (keys = calloc(n, SCHED_KEY_MAX)) == NULL ||
+	    (run = calloc(n, sizeof(*run))) == NULL) {
+		log_warnx("%s: out of memory: deferring", m->id);
+		dispatch_fail_now(s, sm, idx, n, SCHED_TEMP, "4.3.0", "Insufficient system resources");
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char *key = keys + i * SCHED_KEY_MAX;
+		if (sched_nexthop_rcpt(m->rcpt[idx[i]].addr, &cfg->smart_relay,
+		    cfg->relay_smtp_port, &nh) < 0 ||
+		    sched_nexthop_key(&nh, key, SCHED_KEY_MAX) < 0) {
+			dispatch_fail_now(s, sm, &idx[i], 1, SCHED_PERM, "5.1.3",
+			    "Bad recipient address syntax: no routable domain");
+			continue;
+		}
+		grp[k].key = key;
+		grp[k].idx = idx[i];
+		k++;
+	}
+	sched_group(grp, k);
+	for (size_t i = 0; i < k;) {
+		size_t j = i, nrun = 0;
+
+		while (j < k && strcmp(grp[j].key, grp[i].key) == 0)
+			run[nrun++] = grp[j++].idx;
+		if (sched_nexthop_rcpt(m->rcpt[run[0]].addr, &cfg->smart_relay,
+		    cfg->relay_smtp_port, &nh) == 0)
+			dispatch_group(s, sm, &nh, grp[i].key, run, nrun, 0);
+		i = j;
+	}
+done:
+	free(run);
+	free(keys);
+	free(grp);
+}
+
+/* dispatch_cc - the cc_mta copy: every envelope recipient, to the cc host */
+static void
+dispatch_cc(struct sched *s, struct sched_msg *sm)
+{
+	const struct config *cfg = s->cfg;
+	struct sched_nexthop nh;
+	char key[SCHED_KEY_MAX];
+	size_t *all;
+
+	if (sched_nexthop_relay(&cfg->cc_mta, SCHED_KIND_CC, cfg->relay_smtp_port, &nh) < 0 ||
+	    sched_nexthop_key(&nh, key, sizeof(key)) < 0) {
+		log_warnx("%s: cc_mta %s cannot be used: dropping the cc copy", sm->m->id,
+		    cfg->cc_mta.host);
+		sm->cc_owed = 0;
+		(void)queue_update_flags(s->q, sm->m, sm->m->flags & ~(unsigned)QUEUE_F_CC);
+		return;
+	}
+	if ((all = calloc(sm->m->nrcpt ? sm->m->nrcpt : 1, sizeof(*all))) == NULL) {
+		sm->cc_next_us = util_now_us() + (uint64_t)cfg->retry_min_backoff * US_PER_S;
+		return;
+	}
+	for (size_t i = 0; i < sm->m->nrcpt; i++)
+		all[i] = i;
+	dispatch_group(s, sm, &nh, key, all, sm->m->nrcpt, 1);
+	free(all);
+}
+
+/*
+ * msg_dispatch - start an attempt: due recipients to their destinations,
+ * and the cc copy when due. A guard count keeps sm alive until the end.
+ */
+static void
+msg_dispatch(struct sched *s, struct sched_msg *sm, uint64_t now)
+{
+	struct queue_msg *m = sm->m;
+	size_t *due = NULL, n = 0;
+	int force = sm->force;
+
+	if (m->held)
+		return;     /* parked until released */
+	msg_activate(s, sm);
+	sm->dispatch_us = now;
+	sm->force = 0;
+	sm->njobs++;
+	if (m->nrcpt > 0 && (due = calloc(m->nrcpt, sizeof(*due))) == NULL) {
+		log_warnx("%s: out of memory: retrying later", m->id);
+		sm->cc_next_us = now + (uint64_t)s->cfg->retry_min_backoff * US_PER_S;
+		for (size_t i = 0; i < m->nrcpt; i++)
+			if (m->rcpt[i].state == QUEUE_RCPT_PENDING)
+				m->rcpt[i].next_try_us = sm->cc_next_us;
+	}
+	for (size_t i = 0; due != NULL && i < m->nrcpt; i++) {
+		const struct queue_rcpt *r = &m->rcpt[i];
+		if (r->state == QUEUE_RCPT_PENDING && (force || r->next_try_us <= now))
+			due[n++] = i;
+	}
+	log_trace(TRACE_SCHED, "%s: dispatch: %zu of %zu recipient(s) due%s", m->id, n,
+	    m->nrcpt, sm->cc_owed ? ", cc copy owed" : "");
+	if (n > 0)
+		dispatch_rcpts(s, sm, due, n);
+	free(due);
+	if (sm->cc_owed && (force || sm->cc_next_us <= now))
+		dispatch_cc(s, sm);
+	if (--sm->njobs == 0)
+		msg_finish(s, sm);
+}
+
+/* read_headers - the original header section (up to the first empty line), bounded */
+static char *
+read_headers(struct sched *s, const struct queue_msg *m, size_t *len)
+{
+	struct queue_reader *rd;
+	char *buf;
+	size_t n = 0;
+	ssize_t got;
+
+	*len = 0;
+	if ((buf = malloc(SCHED_HEADERS_MAX)) == NULL)
+		return NULL;
+	if ((rd = queue_reader_open(s->q, m)) == NULL) {
+		free(buf);
+		return NULL;
+	}
+	while (n < SCHED_HEADERS_MAX &&
+	    (got = queue_reader_read(rd, buf + n, SCHED_HEADERS_MAX - n)) > 0) {
+		n += (size_t)got;
+		if (n >= 4 && memmem(buf, n, "\r\n\r\n", 4) != NULL)
+			break;
+	}
+	queue_reader_close(rd);
+	if (n >= 2 && buf[0] == '\r' && buf[1] == '\n')
+		n = 0;      /* no header section at all */
+	else {
+		const char *end = memmem(buf, n, "\r\n\r\n", 4);
+		if (end != NULL)
+			n = (size_t)(end - buf) + 2;
+	}
+	*len = n;
+	return buf;
+}
+
+/*
+ * bounce_start - build the DSN for recipients idx[0..n) and queue it as a
+ * new message from <> to the sender (QUEUE_F_BOUNCE: it never bounces
+ * itself). The recipients are marked bounced only when the commit says it
+ * is durable (bounce_on_commit). 0 when under way, -1 when it could not
+ * start (the recipients then stay pending and are tried again).
+ */
+static void bounce_on_commit(void *arg, int ok, const char *id);
+
+static int
+bounce_start(struct sched *s, struct sched_msg *sm, const size_t *idx, size_t n,
+    enum bounce_kind kind)
+{
+	struct queue_msg *m = sm->m;
+	struct queue_envelope env;
+	struct queue_file *qf = NULL;
+	struct sched_bounce *op = NULL;
+	const char *rcpts[1];
+	char *hdr = NULL, *text = NULL;
+	size_t hlen = 0, tlen = 0;
+
+	if ((hdr = read_headers(s, m, &hlen)) == NULL)
+		log_warn("%s: cannot read the original headers for the DSN", m->id);
+	text = bounce_build(s->cfg->hostname, m, idx, n, kind, hdr != NULL ? hdr : "", hlen,
+	    util_now_us(), &tlen);
+	free(hdr);
+	if (text == NULL) {
+		log_warnx("%s: cannot build the DSN", m->id);
+		goto fail;
+	}
+	if ((op = calloc(1, sizeof(*op) + n * sizeof(op->idx[0]))) == NULL)
+		goto fail;
+	memset(&env, 0, sizeof(env));
+	rcpts[0] = m->sender;
+	env.sender = "";
+	env.rcpts = rcpts;
+	env.nrcpt = 1;
+	env.client_addr = "127.0.0.1";
+	env.client_name = "localhost";
+	env.helo = s->cfg->hostname;
+	env.flags = QUEUE_F_BOUNCE | (m->flags & (QUEUE_F_8BITMIME | QUEUE_F_SMTPUTF8));
+	if ((qf = queue_file_create(s->q, &env)) == NULL) {
+		log_warn("%s: cannot create the DSN", m->id);
+		goto fail;
+	}
+	if (queue_file_write(qf, text, tlen) < 0) {
+		log_warn("%s: cannot write the DSN", m->id);
+		goto fail;
+	}
+	op->s = s;
+	util_strlcpy(op->id, m->id, sizeof(op->id));
+	util_strlcpy(op->bid, queue_file_id(qf), sizeof(op->bid));
+	op->kind = kind;
+	op->expired = kind == BOUNCE_FAILED && sm->expired;
+	op->n = n;
+	memcpy(op->idx, idx, n * sizeof(op->idx[0]));
+	LIST_INSERT_HEAD(&s->bounces, op, entry);
+	s->nbounces++;
+	sm->njobs++;
+	free(text);
+	queue_file_commit(qf, "", 0, bounce_on_commit, op);
+	return 0;
+fail:
+	if (qf != NULL)
+		queue_file_abort(qf);
+	free(op);
+	free(text);
+	return -1;
+}
+
+/* bounce_on_commit - the DSN is durable (or lost): now the recipients are bounced */
+static void
+bounce_on_commit(void *arg, int ok, const char *id)
+{
+	struct sched_bounce *op = arg;
+	struct sched *s = op->s;
+	struct queue_msg *m;
+	struct sched_msg *sm;
+
+	(void)id;
+	if (s == NULL) {
+		free(op);
+		return;
+	}
+	LIST_REMOVE(op, entry);
+	s->nbounces--;
+	if ((m = queue_lookup(s->q, op->id)) == NULL || (sm = m->sched) == NULL) {
+		log_warnx("%s: gone before its DSN %s was queued", op->id, op->bid);
+		free(op);
+		sched_check_done(s);
+		return;
+	}
+	if (!ok)
+		log_warnx("%s: cannot queue the DSN; the recipients will be tried again", m->id);
+	else if (op->kind == BOUNCE_DELAYED)
+		maillog_delay_notice(s->ml, m->id, op->bid);
+	else {
+		for (size_t i = 0; i < op->n; i++) {
+			struct queue_rcpt *r = &m->rcpt[op->idx[i]];
+			char dsn[sizeof(r->dsn)];
+			char *reply = r->last_reply != NULL ? strdup(r->last_reply) : NULL;
+
+			util_strlcpy(dsn, r->dsn, sizeof(dsn));
+			rcpt_write(s, m, op->idx[i], QUEUE_RCPT_BOUNCED, 0, dsn, reply);
+			free(reply);
+			s->mt->bounced++;
+		}
+		if (op->expired)
+			maillog_expired(s->ml, m->id, m->sender);
+		maillog_bounce_notice(s->ml, m->id, op->bid);
+	}
+	if (op->kind == BOUNCE_DELAYED)
+		sm->warned = 1;
+	else {
+		sm->nfail = 0;
+		sm->expired = 0;
+	}
+	free(op);
+	if (--sm->njobs == 0)
+		msg_finish(s, sm);
+	sched_check_done(s);
+}
+
+/*
+ * bounce_none - failed recipients of a message that gets no DSN (the null
+ * sender, or a DSN of ours): logged and dropped, never a bounce loop.
+ */
+static void
+bounce_none(struct sched *s, struct sched_msg *sm)
+{
+	struct queue_msg *m = sm->m;
+
+	for (size_t i = 0; i < sm->nfail; i++) {
+		struct queue_rcpt *r = &m->rcpt[sm->fail[i]];
+		char dsn[sizeof(r->dsn)];
+		char *reply = r->last_reply != NULL ? strdup(r->last_reply) : NULL;
+
+		util_strlcpy(dsn, r->dsn, sizeof(dsn));
+		rcpt_write(s, m, sm->fail[i], QUEUE_RCPT_BOUNCED, 0, dsn, reply);
+		free(reply);
+		s->mt->bounced++;
+	}
+	if (sm->expired)
+		maillog_expired(s->ml, m->id, m->sender);
+	maillog_printf(s->ml, "bounce", "%s: undeliverable %s to <%s> discarded: no "
+	    "notification is sent for %s", m->id,
+	    (m->flags & QUEUE_F_BOUNCE) ? "delivery status notification" : "message",
+	    m->rcpt[sm->fail[0]].addr,
+	    (m->flags & QUEUE_F_BOUNCE) ? "a bounce" : "the null sender");
+	sm->nfail = 0;
+	sm->expired = 0;
+}
+
+/* delay_warning_due - delay_warning_time has passed with recipients still deferred */
+static size_t
+delay_warning_due(struct sched *s, struct sched_msg *sm, size_t *idx)
+{
+	const struct queue_msg *m = sm->m;
+	size_t n = 0;
+
+	if (s->cfg->delay_warning_time == 0 || sm->warned || m->sender[0] == '\0' ||
+	    (m->flags & QUEUE_F_BOUNCE) || sm->all_done ||
+	    !sched_expired(util_now_us(), m->arrival_us, s->cfg->delay_warning_time))
+		return 0;
+	for (size_t i = 0; i < m->nrcpt; i++)
+		if (m->rcpt[i].state == QUEUE_RCPT_PENDING && m->rcpt[i].attempts > 0)
+			idx[n++] = i;
+	return n;
+}
+
+/*
+ * msg_finish - every job of the attempt is back: send the DSN for what
+ * failed (then come back here), the delay warning when due, then remove
+ * the message or schedule its next wake-up.
+ */
+static void
+msg_finish(struct sched *s, struct sched_msg *sm)
+{
+	struct queue_msg *m = sm->m;
+
+	if (s->freeing)
+		return;
+	if (!sm->deleted && sm->nfail > 0) {
+		if (m->sender[0] == '\0' || (m->flags & QUEUE_F_BOUNCE))
+			bounce_none(s, sm);
+		else if (bounce_start(s, sm, sm->fail, sm->nfail, BOUNCE_FAILED) == 0)
+			return;
+		else {
+			sm->nfail = 0;  /* they stay pending with their retry time */
+			sm->expired = 0;
+		}
+	}
+	if (!sm->deleted && s->cfg->delay_warning_time > 0 && !sm->warned && m->nrcpt > 0) {
+		size_t *idx = calloc(m->nrcpt, sizeof(*idx)), n;
+
+		if (idx != NULL && (n = delay_warning_due(s, sm, idx)) > 0 &&
+		    bounce_start(s, sm, idx, n, BOUNCE_DELAYED) == 0) {
+			free(idx);
+			return;
+		}
+		free(idx);
+	}
+	msg_schedule(s, sm);
+}
+
+/* sched_run - the kick event and the timer: dispatch what is due, a batch per pass */
+static void
+sched_run(struct sched *s)
+{
+	struct sched_heap_node *top;
+	uint64_t now = util_now_us();
+	unsigned n = 0;
+
+	if (s->stopping)
+		return;
+	while ((top = sched_heap_top(&s->heap)) != NULL && top->key <= now &&
+	    n < SCHED_BATCH && s->nactive < SCHED_ACTIVE_MAX) {
+		struct sched_msg *sm = msg_of(top);
+
+		sched_heap_remove(&s->heap, top);
+		msg_dispatch(s, sm, now);
+		n++;
+	}
+	sched_rearm(s);
+}
+
+static void
+sched_on_kick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	sched_run(arg);
+}
+
+static void
+sched_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched *s = arg;
+
+	(void)fd;
+	(void)what;
+	s->timer_at = 0;
+	sched_run(s);
+}
 
 struct sched *
 sched_new(struct event_base *base, const struct config *cfg, struct queue *q,
     struct maillog *ml, struct metrics *m, char *err, size_t errlen)
 {
-	(void)base; (void)cfg; (void)q; (void)ml; (void)m; (void)err; (void)errlen;
-	return calloc(1, sizeof(struct sched));
+	struct sched *s;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		util_bsnprintf(err, errlen, "scheduler: out of memory");
+		return NULL;
+	}
+	s->base = base;
+	s->cfg = cfg;
+	s->q = q;
+	s->ml = ml;
+	s->mt = m;
+	s->start_us = util_now_us();
+	sched_heap_init(&s->heap);
+	LIST_INIT(&s->bounces);
+	if ((s->dns = dns_new(base, cfg, err, errlen)) == NULL)
+		goto fail;
+	if ((s->dnsc = sched_dnsc_new(s->dns)) == NULL || (s->dests = sched_map_new()) == NULL ||
+	    (s->timer = evtimer_new(base, sched_on_timer, s)) == NULL ||
+	    (s->kick = event_new(base, -1, 0, sched_on_kick, s)) == NULL) {
+		util_bsnprintf(err, errlen, "scheduler: out of memory");
+		goto fail;
+	}
+	if (cfg->cc_mta.set && !cfg->smart_relay.set)
+		log_info("cc_mta: a copy of every relayed message goes to %s", cfg->cc_mta.host);
+	return s;
+fail:
+	return sched_free(s);
 }
 
-void sched_add(struct sched *s, struct queue_msg *m) { (void)s; (void)m; }
-void sched_flush(struct sched *s) { (void)s; }
-void sched_set_config(struct sched *s, const struct config *cfg) { (void)s; (void)cfg; }
+/*
+ * sched_add - take on a message (recovered, or just committed). Known
+ * messages are looked at again (released from hold, changed by the UI).
+ */
+void
+sched_add(struct sched *s, struct queue_msg *m)
+{
+	struct sched_msg *sm;
 
+	if (s == NULL || m == NULL)
+		return;
+	if ((sm = m->sched) != NULL) {
+		if (sm->njobs == 0)
+			msg_schedule(s, sm);
+		return;
+	}
+	if ((sm = calloc(1, sizeof(*sm))) == NULL) {
+		log_warn("%s: not scheduled until a flush or restart", m->id);
+		return;
+	}
+	sched_heap_node_init(&sm->hn);
+	sm->m = m;
+	TAILQ_INIT(&sm->jobs);
+	m->sched = sm;
+	if (msg_cc_wanted(s, m) && !(m->flags & QUEUE_F_CC) && msg_is_new(s, m) &&
+	    queue_update_flags(s->q, m, m->flags | QUEUE_F_CC) < 0)
+		log_warn("%s: cannot record the cc copy; sending it anyway", m->id);
+	if (msg_cc_wanted(s, m))
+		sm->cc_owed = (m->flags & QUEUE_F_CC) != 0 || msg_is_new(s, m);
+	else if (m->flags & QUEUE_F_CC) {
+		log_warnx("%s: cc_mta is no longer configured: dropping its cc copy", m->id);
+		(void)queue_update_flags(s->q, m, m->flags & ~(unsigned)QUEUE_F_CC);
+	}
+	log_trace(TRACE_SCHED, "%s: added: %zu recipient(s)%s", m->id, m->nrcpt,
+	    sm->cc_owed ? " + cc copy" : "");
+	msg_schedule(s, sm);
+}
+
+/* msg_retry_now - everything pending is due at once (flush, retry) */
+static void
+msg_retry_now(struct sched *s, struct queue_msg *m)
+{
+	struct sched_msg *sm = m->sched;
+
+	if (sm == NULL) {
+		sched_add(s, m);
+		if ((sm = m->sched) == NULL)
+			return;
+	}
+	sm->force = 1;
+	sm->cc_next_us = 0;
+	if (sm->njobs == 0)
+		msg_schedule(s, sm);
+}
+
+static void
+flush_one(void *arg, struct queue_msg *m)
+{
+	msg_retry_now(arg, m);
+}
+
+/* sched_flush - every deferred recipient is due now (kept in memory: no disk writes) */
+void
+sched_flush(struct sched *s)
+{
+	if (s == NULL || s->stopping)
+		return;
+	queue_foreach(s->q, flush_one, s);
+	sched_rearm(s);
+}
+
+/* sched_retry - one message now */
+void
+sched_retry(struct sched *s, struct queue_msg *m)
+{
+	if (s == NULL || m == NULL || s->stopping)
+		return;
+	msg_retry_now(s, m);
+}
+
+/* sched_hold - hold or release; a transaction already running finishes */
+int
+sched_hold(struct sched *s, struct queue_msg *m, int held)
+{
+	struct sched_msg *sm = m->sched;
+
+	if (queue_set_held(s->q, m, held) < 0)
+		return -1;
+	if (sm == NULL)
+		sched_add(s, m);
+	else if (sm->njobs == 0)
+		msg_schedule(s, sm);
+	return 0;
+}
+
+/* sched_delete - the operator removes a message; after a running transaction when there is one */
+int
+sched_delete(struct sched *s, struct queue_msg *m)
+{
+	struct sched_msg *sm = m->sched;
+
+	if (sm == NULL) {
+		maillog_removed(s->ml, m->id);
+		return queue_remove(s->q, m);
+	}
+	sm->deleted = 1;
+	sched_heap_remove(&s->heap, &sm->hn);
+	sm->njobs++;
+	sched_dest_unqueue_msg(s, sm);
+	if (--sm->njobs == 0)
+		msg_finish(s, sm);
+	return 0;
+}
+
+/* dns_changed - whether dns_servers differ between two configurations */
+static int
+dns_changed(const struct config *a, const struct config *b)
+{
+	if (a->n_dns_servers != b->n_dns_servers)
+		return 1;
+	for (size_t i = 0; i < a->n_dns_servers; i++)
+		if (strcmp(a->dns_servers[i].text, b->dns_servers[i].text) != 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * sched_set_config - SIGHUP: limits, timers, relays and cc_mta apply to
+ * what is dispatched from now on; new dns_servers get a new resolver.
+ */
+void
+sched_set_config(struct sched *s, const struct config *cfg)
+{
+	char err[256];
+	struct dns *nd;
+
+	if (s == NULL || cfg == NULL)
+		return;
+	if (dns_changed(s->cfg, cfg)) {
+		if ((nd = dns_new(s->base, cfg, err, sizeof(err))) == NULL)
+			log_warnx("dns_servers: %s; keeping the old resolvers", err);
+		else if (sched_dnsc_set_dns(s->dnsc, nd) < 0) {
+			log_warnx("dns_servers: out of memory; keeping the old resolvers");
+			dns_free(nd);
+		} else {
+			dns_free(s->dns);
+			s->dns = nd;
+		}
+	}
+	s->cfg = cfg;
+	sched_rearm(s);
+}
+
+/* sched_check_done - shutdown: done() once no connection and no DSN commit is left */
+void
+sched_check_done(struct sched *s)
+{
+	if (!s->stopping || s->done_called || s->nconns > 0 || s->nbounces > 0)
+		return;
+	s->done_called = 1;
+	if (s->grace != NULL)
+		evtimer_del(s->grace);
+	log_trace(TRACE_SCHED, "sched: stopped");
+	if (s->done != NULL)
+		s->done(s->done_arg);
+}
+
+static void
+sched_on_grace(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched *s = arg;
+
+	(void)fd;
+	(void)what;
+	log_info("sched: abandoning %u connection(s) still delivering", s->nconns);
+	sched_dest_abandon_all(s);
+	sched_check_done(s);
+}
+
+/*
+ * sched_shutdown - no new deliveries; waiting jobs are abandoned (their
+ * recipients stay pending on disk), idle connections QUIT, running
+ * transactions get SCHED_STOP_GRACE seconds to finish before they are
+ * dropped too (a repeat after the restart at worst). done() when idle.
+ */
 void
 sched_shutdown(struct sched *s, void (*done)(void *arg), void *arg)
 {
+	struct timeval tv = { SCHED_STOP_GRACE, 0 };
+
 	s->stopping = 1;
-	done(arg);
+	s->done = done;
+	s->done_arg = arg;
+	evtimer_del(s->timer);
+	s->timer_at = 0;
+	event_del(s->kick);
+	sched_dest_stop_all(s);
+	if (s->nconns > 0 && (s->grace = evtimer_new(s->base, sched_on_grace, s)) != NULL)
+		evtimer_add(s->grace, &tv);
+	else if (s->nconns > 0)
+		sched_dest_abandon_all(s);
+	sched_check_done(s);
 }
 
+static void
+free_msg_cb(void *arg, struct queue_msg *m)
+{
+	struct sched_msg *sm = m->sched;
+
+	(void)arg;
+	if (sm == NULL)
+		return;
+	m->sched = NULL;
+	free(sm->fail);
+	free(sm);
+}
+
+/* sched_free - everything; DSN commits still in the queue find s gone and just free themselves */
 struct sched *
 sched_free(struct sched *s)
 {
+	struct sched_bounce *op;
+
+	if (s == NULL)
+		return NULL;
+	s->freeing = 1;
+	s->stopping = 1;
+	s->done_called = 1;
+	if (s->dests != NULL) {
+		sched_dest_abandon_all(s);
+		sched_dest_free_all(s);
+		s->dests = sched_map_free(s->dests);
+	}
+	while ((op = LIST_FIRST(&s->bounces)) != NULL) {
+		LIST_REMOVE(op, entry);
+		op->s = NULL;
+	}
+	if (s->q != NULL)
+		queue_foreach(s->q, free_msg_cb, s);
+	sched_heap_clear(&s->heap);
+	if (s->timer != NULL)
+		event_free(s->timer);
+	if (s->kick != NULL)
+		event_free(s->kick);
+	if (s->grace != NULL)
+		event_free(s->grace);
+	s->dnsc = sched_dnsc_free(s->dnsc);
+	s->dns = dns_free(s->dns);
 	free(s);
 	return NULL;
 }

@@ -32,4 +32,17 @@ void sched_set_config(struct sched *s, const struct config *cfg);
 void sched_shutdown(struct sched *s, void (*done)(void *arg), void *arg);
 struct sched *sched_free(struct sched *s);
 
+/*
+ * --- operator actions (added with the scheduler; UI, API, mtactl) ---------
+ * For a message the scheduler knows (m->sched set), use these instead of
+ * queue_set_held()/queue_remove(): the scheduler may have a transaction
+ * running for it. A transaction already running is not interrupted.
+ */
+/* sched_retry - deliver one message now (its deferred recipients and cc copy) */
+void sched_retry(struct sched *s, struct queue_msg *m);
+/* sched_hold - hold (1) or release (0); held messages are not delivered; 0 or -1 */
+int sched_hold(struct sched *s, struct queue_msg *m, int held);
+/* sched_delete - remove from the queue ("removed" in the mail log), now or when the running transaction ends; 0 or -1 */
+int sched_delete(struct sched *s, struct queue_msg *m);
+
 #endif

@@ -1,0 +1,189 @@
+/*
+ * sched_int.h - the scheduler's shared structures (private to src/sched/)
+ *
+ * Owns:     the declarations shared by sched.c (messages, retries,
+ *           bounces) and sched_dest.c (destinations and their connections).
+ * Lifetime: struct sched from sched_new() to sched_free(); a sched_msg
+ *           from sched_add() until its queue_msg is removed; a job from
+ *           dispatch until its result is recorded (or it is abandoned); a
+ *           destination while it has jobs or connections; a connection
+ *           from its first look-up until it is closed.
+ * Errors:   see each function.
+ * Context:  event-loop thread.
+ *
+ * Ownership: s owns the destinations (s->dests), a destination owns its
+ * queued jobs and its connections, a connection owns the job it is
+ * sending. A sched_msg counts its jobs out (njobs) and is never freed
+ * while one is out. Work that could re-enter (starting connections,
+ * dispatching messages) runs from an event activated by *_kick(), never
+ * from inside the call that asked for it.
+ */
+#ifndef MTAD_SCHED_INT_H
+#define MTAD_SCHED_INT_H
+
+#include "sched/sched.h"
+#include "sched/sched_dnsc.h"
+#include "sched/sched_heap.h"
+#include "sched/sched_policy.h"
+#include "smtpc/smtpc.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+struct dns;
+struct event;
+struct sched_map;
+
+#define SCHED_IDLE_SECONDS     3      /* an idle connection is closed after this */
+#define SCHED_REUSE_MAX        1000   /* transactions per connection, then a fresh one */
+#define SCHED_REUSE_SECONDS    300    /* and no older connections than this (Postfix) */
+#define SCHED_BATCH            256    /* messages dispatched per loop pass */
+#define SCHED_ACTIVE_MAX       20000  /* messages in delivery at once (Postfix's qmgr_message_active_limit) */
+#define SCHED_INIT_CONCURRENCY 5      /* connections to a destination before one has worked */
+#define SCHED_MAX_ADDRS        10     /* addresses tried per connection attempt */
+#define SCHED_HEADERS_MAX      65536  /* original headers copied into a DSN */
+#define SCHED_STOP_GRACE       3      /* seconds running transactions get at shutdown */
+
+struct sched_job;
+struct sched_conn;
+struct sched_bounce;
+TAILQ_HEAD(sched_jobq, sched_job);
+
+struct sched_msg {
+	struct sched_heap_node hn;      /* in s->heap while waiting for a time */
+	struct queue_msg *m;
+	unsigned njobs;                 /* jobs out, a DSN being committed, or a dispatch guard */
+	int      active;                /* counted in s->nactive */
+	int      force;                 /* flush: everything pending is due now */
+	int      deleted;               /* operator delete: remove once njobs is 0 */
+	int      all_done;              /* every recipient final (state not written) */
+	int      warned;                /* delay warning sent (in memory only) */
+	int      cc_owed;               /* QUEUE_F_CC: the cc_mta copy is still to go */
+	unsigned cc_attempts;
+	uint64_t cc_next_us;
+	uint64_t dispatch_us;           /* when the current attempt began */
+	size_t  *fail;                  /* recipients failed for good this pass: DSN owed */
+	size_t   nfail, failcap;
+	int      expired;               /* some of fail[] outlived queue_lifetime */
+	struct sched_jobq jobs;         /* its jobs out (queued or running) */
+};
+
+struct sched_job {
+	TAILQ_ENTRY(sched_job) entry;   /* in d->jobs while queued */
+	TAILQ_ENTRY(sched_job) mentry;  /* in sm->jobs */
+	int      queued;                /* in d->jobs (not yet taken by a connection) */
+	struct sched_msg *sm;
+	struct sched_dest *d;
+	int      cc;                    /* the cc_mta copy: every recipient */
+	size_t   n;
+	size_t  *idx;                   /* recipient indices (in the same allocation) */
+	const char **rcpts;             /* their addresses, borrowed from the queue_msg */
+	uint64_t queued_us;
+};
+
+enum sched_conn_state {
+	SC_MX = 0,       /* waiting for the MX answer */
+	SC_ADDR,         /* waiting for a host's addresses */
+	SC_CONNECT,      /* smtpc connecting, greeting, EHLO */
+	SC_IDLE,         /* connected, no job: reusable */
+	SC_BUSY,         /* a transaction is running */
+};
+
+struct sched_conn {
+	TAILQ_ENTRY(sched_conn) entry;  /* in d->conns */
+	struct sched_dest *d;
+	enum sched_conn_state st;
+	struct sched_dnsc_wait wait;
+	struct sched_dnsc_ent *mxe;     /* the MX answer; NULL: the only host is nh.name */
+	struct sched_dnsc_ent *ae;      /* addresses of host hi */
+	size_t   nhosts, hi, ai;
+	unsigned tries;                 /* addresses tried */
+	int      dns_perm;              /* every host so far failed with a permanent DNS error */
+	int      err_dns;               /* err came from DNS, not from a peer */
+	int      in_setup;              /* counted in d->nsetup */
+	struct smtpc *c;
+	struct sched_job *job;
+	struct queue_reader *rd;
+	struct event *idle;
+	uint64_t setup_start_us;        /* monotonic */
+	uint64_t setup_us;              /* c: reported with the first transaction only */
+	uint64_t opened_us;             /* monotonic: connected at */
+	uint64_t txn_start_us;          /* monotonic */
+	uint64_t job_start_us;          /* wall clock: the job left the queue */
+	unsigned ntxn;
+	struct smtpc_reply err;         /* the last reason for a failed setup */
+	char     relay[320];            /* "host[addr]:port" */
+};
+TAILQ_HEAD(sched_connq, sched_conn);
+
+struct sched_dest {
+	struct sched *s;
+	char     key[SCHED_KEY_MAX];
+	struct sched_nexthop nh;
+	struct sched_jobq jobs;
+	size_t   njobs;
+	struct sched_connq conns;
+	unsigned nconns;
+	unsigned nsetup;                /* connections not yet ready (will take jobs) */
+	unsigned cap;                   /* connections allowed now: grows with each that works */
+	struct event *kick;
+};
+
+struct sched {
+	struct event_base *base;
+	const struct config *cfg;
+	struct queue *q;
+	struct maillog *ml;
+	struct metrics *mt;
+	struct dns *dns;
+	struct sched_dnsc *dnsc;
+	struct sched_map *dests;        /* key -> struct sched_dest */
+	struct sched_heap heap;
+	struct event *timer;            /* the heap's earliest wake-up */
+	uint64_t timer_at;              /* wall-clock µs it is armed for; 0 = not armed */
+	struct event *kick;             /* dispatch on the next loop pass */
+	struct event *grace;            /* shutdown: abandon what still runs */
+	uint64_t start_us;
+	size_t   nactive;               /* messages with jobs out */
+	unsigned nconns;                /* connections, all destinations */
+	LIST_HEAD(, sched_bounce) bounces;  /* DSN commits in flight */
+	unsigned nbounces;
+	int      stopping;
+	int      freeing;                /* sched_free(): results change nothing */
+	int      done_called;
+	void   (*done)(void *arg);
+	void    *done_arg;
+};
+
+/* An attempt's facts for the mail log. */
+struct sched_attempt {
+	const char *relay;              /* "host[addr]:port"; NULL = "none" */
+	uint64_t start_us;              /* wall clock: the job left the queue (0 = now) */
+	double   setup_s;               /* c: connection set-up incl. DNS */
+	double   xfer_s;                /* d: transmission */
+};
+
+/* sched.c: results come back here; each frees the job */
+void sched_job_result(struct sched *s, struct sched_job *job, const struct sched_attempt *a,
+    const struct smtpc_result *r);
+void sched_job_fail(struct sched *s, struct sched_job *job, const struct sched_attempt *a,
+    const struct smtpc_reply *why, enum sched_class cls);
+void sched_job_abandon(struct sched *s, struct sched_job *job);
+/* sched_check_done - shutdown: call done() once nothing runs */
+void sched_check_done(struct sched *s);
+
+/* sched_dest.c */
+struct sched_dest *sched_dest_get(struct sched *s, const struct sched_nexthop *nh,
+    const char *key);
+void sched_dest_enqueue(struct sched_dest *d, struct sched_job *job);
+/* sched_dest_stop - shutdown: close idle connections, abandon set-ups and queued jobs */
+void sched_dest_stop_all(struct sched *s);
+/* sched_dest_abandon_all - shutdown grace over, or sched_free: drop every connection */
+void sched_dest_abandon_all(struct sched *s);
+/* sched_dest_free_all - sched_free: everything (after sched_dest_abandon_all) */
+void sched_dest_free_all(struct sched *s);
+/* sched_dest_unqueue_msg - operator delete: take sm's queued (not running) jobs back */
+void sched_dest_unqueue_msg(struct sched *s, struct sched_msg *sm);
+
+#endif
