@@ -1,0 +1,537 @@
+/*
+ * smtpd.c - the inbound SMTP server: listeners, session limits, the
+ *           per-client table, the disk-space guard, reload and shutdown
+ *
+ * Owns:     struct smtpd: the listening sockets, every session (through
+ *           smtpd_sess.c), the pending commit handles, the per-client-IP
+ *           counts, the cached greeting and EHLO replies.
+ * Lifetime: smtpd_new() to smtpd_free(). The configuration is borrowed and
+ *           replaced whole by smtpd_set_config(); sessions always read the
+ *           current one through srv->cfg and keep no pointer into it.
+ * Errors:   smtpd_new() fails with "cannot listen on ADDR: REASON" in err.
+ *           accept(2) running out of descriptors pauses the listeners for
+ *           a second instead of spinning.
+ * Context:  event-loop thread.
+ *
+ * Limits (SPEC §2.3, §4): smtpd_max_sessions counts every session;
+ * smtpd_client_connection_limit counts the sessions of one client IP, and
+ * like Postfix (smtpd_client_event_limit_exceptions = $mynetworks) it does
+ * not apply to clients inside smtpd_trusted_networks, the relay's own
+ * applications, which may open many connections at once.
+ *
+ * Disk guard (SPEC §8): statvfs(data_dir) every 2 s (and at MAIL when the
+ * last look is older); metrics->disk_state 1 below 5 % free, 2 below 1 %,
+ * where MAIL gets 452 4.3.1. For tests only, the environment variable
+ * MTAD_TEST_DISK_FREE_PCT (a number of percent) replaces the statvfs
+ * result; it is read once at start.
+ */
+#include "smtpd/smtpd_int.h"
+#include "lib/cidr.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "mail/maillog.h"
+#include "metrics/metrics.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#define SMTPD_BACKLOG 4096
+
+/* --- per-client session counts ------------------------------------------ */
+
+static void
+ip_key(const union smtpd_sockaddr *p, unsigned char key[17])
+{
+	memset(key, 0, 17);
+	if (p->sa.sa_family == AF_INET) {
+		key[0] = 4;
+		memcpy(key + 1, &p->sin.sin_addr, 4);
+	} else if (p->sa.sa_family == AF_INET6) {
+		key[0] = 6;
+		memcpy(key + 1, &p->sin6.sin6_addr, 16);
+	}
+}
+
+static size_t
+ip_hash(const unsigned char key[17], size_t size)
+{
+	uint32_t h = 2166136261u;            /* FNV-1a */
+
+	for (int i = 0; i < 17; i++)
+		h = (h ^ key[i]) * 16777619u;
+	return h & (size - 1);
+}
+
+/* ip_grow - double the bucket array; on failure the table stays as it is */
+static void
+ip_grow(struct smtpd *srv)
+{
+	size_t nsize = srv->ipt_size ? srv->ipt_size * 2 : SMTPD_IPT_MIN;
+	struct smtpd_ipent **nt = calloc(nsize, sizeof(*nt));
+
+	if (nt == NULL)
+		return;
+	for (size_t i = 0; i < srv->ipt_size; i++) {
+		struct smtpd_ipent *e = srv->ipt[i], *next;
+		for (; e != NULL; e = next) {
+			size_t b = ip_hash(e->key, nsize);
+			next = e->next;
+			e->next = nt[b];
+			nt[b] = e;
+		}
+	}
+	free(srv->ipt);
+	srv->ipt = nt;
+	srv->ipt_size = nsize;
+}
+
+/* smtpd_ip_acquire - count one more session of this client; -1 over the limit (or no memory) */
+int
+smtpd_ip_acquire(struct smtpd *srv, const union smtpd_sockaddr *peer)
+{
+	unsigned limit = srv->cfg->smtpd_client_connection_limit;
+	unsigned char key[17];
+	struct smtpd_ipent *e;
+	size_t b;
+
+	if (srv->ipt_count >= srv->ipt_size)
+		ip_grow(srv);
+	if (srv->ipt_size == 0)
+		return -1;
+	ip_key(peer, key);
+	b = ip_hash(key, srv->ipt_size);
+	for (e = srv->ipt[b]; e != NULL; e = e->next)
+		if (memcmp(e->key, key, sizeof(key)) == 0)
+			break;
+	if (e == NULL) {
+		if ((e = calloc(1, sizeof(*e))) == NULL)
+			return -1;
+		memcpy(e->key, key, sizeof(key));
+		e->next = srv->ipt[b];
+		srv->ipt[b] = e;
+		srv->ipt_count++;
+	}
+	if (limit != 0 && e->count >= limit) {
+		if (e->count == 0) {         /* cannot happen with limit != 0, but stay tidy */
+			srv->ipt[b] = e->next;
+			free(e);
+			srv->ipt_count--;
+		}
+		return -1;
+	}
+	e->count++;
+	return 0;
+}
+
+/* smtpd_ip_release - one session of this client ended */
+void
+smtpd_ip_release(struct smtpd *srv, const union smtpd_sockaddr *peer)
+{
+	unsigned char key[17];
+	struct smtpd_ipent **pp, *e;
+
+	if (srv->ipt_size == 0)
+		return;
+	ip_key(peer, key);
+	for (pp = &srv->ipt[ip_hash(key, srv->ipt_size)]; (e = *pp) != NULL; pp = &e->next) {
+		if (memcmp(e->key, key, sizeof(key)) != 0)
+			continue;
+		if (--e->count == 0) {
+			*pp = e->next;
+			free(e);
+			srv->ipt_count--;
+		}
+		return;
+	}
+}
+
+/* smtpd_trusted - the client may relay (smtpd_trusted_networks, current configuration) */
+int
+smtpd_trusted(const struct smtpd *srv, const union smtpd_sockaddr *peer)
+{
+	const struct cidr_list *l = srv->cfg->smtpd_trusted_networks;
+
+	return l != NULL && (peer->sa.sa_family == AF_INET || peer->sa.sa_family == AF_INET6) &&
+	    cidr_list_match(l, &peer->sa) == 1;
+}
+
+/* --- disk guard ------------------------------------------------------------ */
+
+/* smtpd_disk_check - SPEC §8; force = the timer (else only when the last look is stale) */
+void
+smtpd_disk_check(struct smtpd *srv, int force)
+{
+	uint64_t now = util_mono_us();
+	struct statvfs st;
+	double pct;
+	int state;
+
+	if (!force && now - srv->disk_checked_us < SMTPD_DISK_PERIOD_US + SMTPD_DISK_PERIOD_US / 2)
+		return;
+	srv->disk_checked_us = now;
+	if (srv->disk_fake_pct >= 0) {
+		pct = srv->disk_fake_pct;
+	} else {
+		if (statvfs(srv->cfg->data_dir, &st) < 0) {
+			log_warn("smtpd: statvfs %s", srv->cfg->data_dir);
+			return;
+		}
+		pct = st.f_blocks == 0 ? 100.0 : 100.0 * (double)st.f_bavail / (double)st.f_blocks;
+	}
+	state = pct < 1.0 ? 2 : pct < 5.0 ? 1 : 0;
+	if (state == srv->m->disk_state)
+		return;
+	srv->m->disk_state = state;
+	if (state == 2) {
+		log_warnx("Data volume has less than 1%% free disk space");
+		maillog_printf(srv->ml, "smtpd", "warning: Data volume has less than 1%% free disk space");
+	} else if (state == 1) {
+		log_warnx("Data volume has less than 5%% free disk space");
+		maillog_printf(srv->ml, "smtpd", "warning: Data volume has less than 5%% free disk space");
+	} else {
+		log_info("Data volume has 5%% or more free disk space again");
+		maillog_printf(srv->ml, "smtpd", "Data volume has 5%% or more free disk space again");
+	}
+}
+
+static void
+disk_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	smtpd_disk_check(arg, 1);
+}
+
+/* --- sessions come and go ------------------------------------------------ */
+
+/* smtpd_maybe_done - shutting down and nothing left: tell main */
+void
+smtpd_maybe_done(struct smtpd *srv)
+{
+	void (*done)(void *);
+
+	if (!srv->stopping || srv->nsess != 0 || srv->ncommits != 0 || srv->done == NULL)
+		return;
+	done = srv->done;
+	srv->done = NULL;
+	done(srv->done_arg);
+}
+
+/* reap_cb - free the sessions killed since the last loop turn (STYLE §6) */
+static void
+reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtpd *srv = arg;
+	struct smtpd_sess *s;
+
+	(void)fd;
+	(void)what;
+	while ((s = TAILQ_FIRST(&srv->reap)) != NULL)
+		smtpd_sess_free(s);
+	smtpd_maybe_done(srv);
+}
+
+/* refuse - a connection over the total limit: one reply, no session */
+static void
+refuse(struct smtpd *srv, int fd, const char *text, size_t len)
+{
+	ssize_t n = send(fd, text, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+	(void)n;
+	srv->m->rejected++;
+	close(fd);
+}
+
+static void
+accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen,
+    void *arg)
+{
+	struct smtpd *srv = arg;
+	const struct config *cfg = srv->cfg;
+	struct smtpd_sess *s;
+	int one = 1;
+
+	(void)lev;
+	if (srv->stopping) {
+		close(fd);
+		return;
+	}
+	if (cfg->smtpd_max_sessions != 0 && srv->nsess >= cfg->smtpd_max_sessions) {
+		char text[512];
+		int n = util_bsnprintf(text, sizeof(text),
+		    "421 4.7.0 %s Error: too many connections\r\n", cfg->hostname);
+		maillog_printf(srv->ml, "smtpd", "warning: too many sessions (%zu): "
+		    "connection refused", srv->nsess);
+		refuse(srv, fd, text, n < 0 ? 0 : (size_t)n);
+		return;
+	}
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if ((s = smtpd_sess_new(srv, fd, sa, (socklen_t)salen)) == NULL) {
+		log_warnx("smtpd: out of memory for a new session");
+		refuse(srv, fd, "421 4.3.2 Error: out of memory\r\n", 32);
+		return;
+	}
+	smtpd_sess_start(s);
+}
+
+static void
+relisten_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtpd *srv = arg;
+
+	(void)fd;
+	(void)what;
+	for (size_t i = 0; i < srv->nlev; i++)
+		evconnlistener_enable(srv->lev[i]);
+}
+
+/* accept_error_cb - out of descriptors or memory: pause accepting for a second */
+static void
+accept_error_cb(struct evconnlistener *lev, void *arg)
+{
+	struct smtpd *srv = arg;
+	int e = EVUTIL_SOCKET_ERROR();
+	struct timeval tv = { 1, 0 };
+
+	(void)lev;
+	log_warnx("smtpd: accept: %s", strerror(e));
+	if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM)
+		return;
+	for (size_t i = 0; i < srv->nlev; i++)
+		evconnlistener_disable(srv->lev[i]);
+	evtimer_add(srv->ev_relisten, &tv);
+}
+
+/* listen_socket - bind and listen (IPv6 sockets are v6-only: [::] and 0.0.0.0 can coexist) */
+static int
+listen_socket(const struct listen_addr *la, char *err, size_t errlen)
+{
+	int fd, one = 1, saved;
+
+	fd = socket(la->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+		goto fail;
+	if (la->ss.ss_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+		goto fail;
+	if (bind(fd, (const struct sockaddr *)&la->ss, la->len) < 0)
+		goto fail;
+	if (listen(fd, SMTPD_BACKLOG) < 0)
+		goto fail;
+	return fd;
+fail:
+	saved = errno;
+	if (fd >= 0)
+		close(fd);
+	if (util_bsnprintf(err, errlen, "cannot listen on %s: %s", la->text, strerror(saved)) < 0)
+		util_strlcpy(err, "cannot listen", errlen);
+	return -1;
+}
+
+/* build_replies - the greeting, the EHLO keywords and the timeout of a configuration */
+static int
+build_replies(struct smtpd *srv, const struct config *cfg)
+{
+	char buf[1024];
+	char *greeting, *ehlo;
+	int gn, en;
+	struct timeval tv = { cfg->smtpd_timeout ? (time_t)cfg->smtpd_timeout : 300, 0 };
+	const struct timeval *ct;
+
+	gn = util_bsnprintf(buf, sizeof(buf), "220 %s ESMTP mtad\r\n", cfg->hostname);
+	if (gn < 0 || (greeting = strdup(buf)) == NULL)
+		return -1;
+	/*
+	 * RFC 5321 §4.1.1.1; TLS hook: "250-STARTTLS" goes before CHUNKING
+	 * when TLS is configured and not yet active (then per session).
+	 */
+	en = util_bsnprintf(buf, sizeof(buf), "250-%s\r\n250-PIPELINING\r\n250-SIZE %llu\r\n"
+	    "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n",
+	    cfg->hostname, (unsigned long long)cfg->message_size_limit);
+	if (en < 0 || (ehlo = strdup(buf)) == NULL) {
+		free(greeting);
+		return -1;
+	}
+	free(srv->greeting);
+	free(srv->ehlo);
+	srv->greeting = greeting;
+	srv->greeting_len = (size_t)gn;
+	srv->ehlo = ehlo;
+	srv->ehlo_len = (size_t)en;
+	ct = event_base_init_common_timeout(srv->base, &tv);
+	srv->timeout = ct != NULL ? *ct : tv;
+	return 0;
+}
+
+/* raise_nofile - every session is a descriptor: use the hard limit */
+static void
+raise_nofile(const struct config *cfg)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		log_warn("smtpd: cannot raise the descriptor limit");
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)cfg->smtpd_max_sessions + 64)
+		log_warnx("smtpd: descriptor limit %llu is below smtpd_max_sessions %u",
+		    (unsigned long long)rl.rlim_cur, cfg->smtpd_max_sessions);
+}
+
+struct smtpd *
+smtpd_new(struct event_base *base, const struct config *cfg, struct queue *q,
+    struct maillog *ml, struct metrics *m, char *err, size_t errlen)
+{
+	struct smtpd *srv;
+	struct timeval period = { SMTPD_DISK_PERIOD_US / 1000000, 0 };
+	const char *fake;
+
+	if ((srv = calloc(1, sizeof(*srv))) == NULL) {
+		util_strlcpy(err, "out of memory", errlen);
+		return NULL;
+	}
+	srv->base = base;
+	srv->cfg = cfg;
+	srv->q = q;
+	srv->ml = ml;
+	srv->m = m;
+	TAILQ_INIT(&srv->sessions);
+	TAILQ_INIT(&srv->reap);
+	LIST_INIT(&srv->commits);
+	srv->disk_fake_pct = -1;
+	if ((fake = getenv("MTAD_TEST_DISK_FREE_PCT")) != NULL && fake[0] != '\0') {
+		char *end;
+		double v;
+		errno = 0;
+		v = strtod(fake, &end);
+		if (errno == 0 && *end == '\0' && v >= 0) {
+			srv->disk_fake_pct = v;
+			log_warnx("smtpd: MTAD_TEST_DISK_FREE_PCT=%g replaces the disk check (tests only)", v);
+		}
+	}
+	srv->ev_reap = event_new(base, -1, 0, reap_cb, srv);
+	srv->ev_disk = event_new(base, -1, EV_PERSIST, disk_cb, srv);
+	srv->ev_relisten = evtimer_new(base, relisten_cb, srv);
+	if (srv->ev_reap == NULL || srv->ev_disk == NULL || srv->ev_relisten == NULL ||
+	    build_replies(srv, cfg) < 0) {
+		util_strlcpy(err, "out of memory", errlen);
+		goto fail;
+	}
+	raise_nofile(cfg);
+	for (size_t i = 0; i < cfg->n_smtp_listen; i++) {
+		int fd = listen_socket(&cfg->smtp_listen[i], err, errlen);
+		if (fd < 0)
+			goto fail;
+		srv->lev[srv->nlev] = evconnlistener_new(base, accept_cb, srv,
+		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE, 0, fd);
+		if (srv->lev[srv->nlev] == NULL) {
+			close(fd);
+			if (util_bsnprintf(err, errlen, "cannot listen on %s: out of memory",
+			    cfg->smtp_listen[i].text) < 0)
+				util_strlcpy(err, "cannot listen", errlen);
+			goto fail;
+		}
+		evconnlistener_set_error_cb(srv->lev[srv->nlev], accept_error_cb);
+		srv->nlev++;
+	}
+	/*
+	 * TLS hook: smtps_listen (implicit TLS, RFC 8314) is bound here when
+	 * ssl_disabled = no; its sessions start with SMTPD_F_TLS after the
+	 * handshake. Until the TLS issue it is not bound at all.
+	 */
+	smtpd_disk_check(srv, 1);
+	event_add(srv->ev_disk, &period);
+	return srv;
+fail:
+	smtpd_free(srv);
+	return NULL;
+}
+
+/* smtpd_set_config - SIGHUP: replies and limits of cfg from now on; listeners stay */
+void
+smtpd_set_config(struct smtpd *srv, const struct config *cfg)
+{
+	if (build_replies(srv, cfg) < 0)
+		log_warnx("smtpd: out of memory: keeping the old greeting and EHLO reply");
+	srv->cfg = cfg;
+}
+
+/*
+ * smtpd_shutdown - close the listeners; sessions get 421 4.3.2 and close,
+ * except those waiting for a commit, which get their 250 first.
+ */
+void
+smtpd_shutdown(struct smtpd *srv, void (*done)(void *arg), void *arg)
+{
+	struct smtpd_sess *s, *next;
+
+	srv->stopping = 1;
+	srv->done = done;
+	srv->done_arg = arg;
+	for (size_t i = 0; i < srv->nlev; i++)
+		evconnlistener_free(srv->lev[i]);
+	srv->nlev = 0;
+	event_del(srv->ev_relisten);
+	for (s = TAILQ_FIRST(&srv->sessions); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, entry);
+		smtpd_sess_shutdown(s);
+	}
+	smtpd_maybe_done(srv);
+}
+
+struct smtpd *
+smtpd_free(struct smtpd *srv)
+{
+	struct smtpd_sess *s;
+	struct smtpd_commit *h;
+
+	if (srv == NULL)
+		return NULL;
+	for (size_t i = 0; i < srv->nlev; i++)
+		evconnlistener_free(srv->lev[i]);
+	while ((s = TAILQ_FIRST(&srv->sessions)) != NULL)
+		smtpd_sess_free(s);
+	while ((s = TAILQ_FIRST(&srv->reap)) != NULL)
+		smtpd_sess_free(s);
+	while ((h = LIST_FIRST(&srv->commits)) != NULL) {
+		/* the queue still calls back (queue_close): the handle frees itself then */
+		LIST_REMOVE(h, entry);
+		h->srv = NULL;
+		h->sess = NULL;
+	}
+	for (size_t i = 0; i < srv->ipt_size; i++) {
+		struct smtpd_ipent *e, *next;
+		for (e = srv->ipt[i]; e != NULL; e = next) {
+			next = e->next;
+			free(e);
+		}
+	}
+	free(srv->ipt);
+	if (srv->ev_reap != NULL)
+		event_free(srv->ev_reap);
+	if (srv->ev_disk != NULL)
+		event_free(srv->ev_disk);
+	if (srv->ev_relisten != NULL)
+		event_free(srv->ev_relisten);
+	free(srv->greeting);
+	free(srv->ehlo);
+	free(srv);
+	return NULL;
+}

@@ -1,0 +1,222 @@
+/*
+ * smtpd_int.h - the SMTP server's internal structures (private to src/smtpd/)
+ *
+ * Owns:     declares struct smtpd (the server), struct smtpd_sess (one
+ *           inbound connection), struct smtpd_txn (one mail transaction)
+ *           and struct smtpd_commit (a pending queue commit).
+ * Lifetime: smtpd from smtpd_new() to smtpd_free(); a session from accept
+ *           to its deferred free (smtpd_sess_kill() then the reap event);
+ *           a transaction from MAIL to its commit, RSET or the session's
+ *           end; a commit handle from queue_file_commit() to its callback.
+ * Errors:   see the functions.
+ * Context:  event-loop thread.
+ *
+ * Files: smtpd.c (listeners, limits, disk guard, shutdown), smtpd_sess.c
+ * (socket I/O seam, states, input loop, DATA/BDAT content, commit),
+ * smtpd_cmd.c (the command table and handlers), smtpd_line.c,
+ * smtpd_data.c and smtpd_proxy.c (the parsers of smtpd_proto.h).
+ */
+#ifndef MTAD_SMTPD_INT_H
+#define MTAD_SMTPD_INT_H
+
+#include <netinet/in.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "mail/config.h"
+#include "smtpd/smtpd.h"
+#include "smtpd/smtpd_proto.h"
+
+struct bufferevent;
+struct evbuffer;
+struct evconnlistener;
+struct event;
+struct queue_file;
+
+#define SMTPD_ERROR_LIMIT   20       /* Postfix's smtpd_hard_error_limit */
+#define SMTPD_HOP_LIMIT     50       /* Postfix's hopcount_limit: Received: headers */
+#define SMTPD_OUT_MAX       16384    /* stop reading commands while this much output is unsent */
+#define SMTPD_SCRATCH       16384    /* DATA content is un-stuffed through this buffer */
+#define SMTPD_DISK_PERIOD_US 2000000 /* disk guard: statvfs every 2 s */
+#define SMTPD_LINGER_SEC    2        /* after a 421: read and drop input this long before close */
+#define SMTPD_IPT_MIN       64       /* per-client table: initial buckets */
+
+/* Session states; every change goes through smtpd_sess_enter(). */
+enum smtpd_state {
+	SMTPD_S_PROXY = 0,           /* reading the PROXY header, before the greeting */
+	SMTPD_S_CMD,                 /* reading commands */
+	SMTPD_S_DATA,                /* reading DATA content up to <CRLF>.<CRLF> */
+	SMTPD_S_BDAT,                /* reading a BDAT chunk (or discarding one) */
+	SMTPD_S_COMMIT,              /* waiting for the queue's sync: input is not read */
+	SMTPD_S_CLOSING,             /* sending the last replies, then close */
+	SMTPD_S_LINGER,              /* write side shut; dropping input until EOF */
+	SMTPD_S_DEAD,                /* on the reap list */
+};
+
+/* Commands, in the order of the disconnect line's counts (Postfix's order). */
+enum smtpd_cmd_id {
+	SMTPD_C_HELO = 0, SMTPD_C_EHLO, SMTPD_C_STARTTLS, SMTPD_C_MAIL, SMTPD_C_RCPT,
+	SMTPD_C_DATA, SMTPD_C_BDAT, SMTPD_C_RSET, SMTPD_C_NOOP, SMTPD_C_VRFY,
+	SMTPD_C_HELP, SMTPD_C_QUIT, SMTPD_C_UNKNOWN,
+	SMTPD_NCMD,
+};
+
+/* struct smtpd_sess flags */
+enum {
+	SMTPD_F_HELO      = 1u << 0,  /* HELO or EHLO accepted */
+	SMTPD_F_ESMTP     = 1u << 1,  /* it was EHLO */
+	SMTPD_F_DIRECT_IO = 1u << 2,  /* plain socket: replies are written at once (see smtpd_sess_flush) */
+	SMTPD_F_WRITING   = 1u << 3,  /* EV_WRITE enabled: libevent sends the rest */
+	SMTPD_F_OUT_FULL  = 1u << 4,  /* input paused until the output drains */
+	SMTPD_F_IPCOUNT   = 1u << 5,  /* counted in the per-client table */
+	SMTPD_F_QUIT      = 1u << 6,  /* QUIT received */
+	SMTPD_F_BYE       = 1u << 7,  /* shutdown: close once the pending commit is answered */
+	SMTPD_F_TLS       = 1u << 8,  /* TLS active (the TLS issue sets it) */
+	SMTPD_F_LOGGED    = 1u << 9,  /* "connect from" logged: log the disconnect too */
+};
+
+/* struct smtpd_txn reject reasons, found while reading content */
+enum {
+	SMTPD_R_SIZE = 1u << 0,      /* over message_size_limit */
+	SMTPD_R_IO   = 1u << 1,      /* queue file create or write failed */
+};
+
+struct smtpd_txn {
+	char    *sender;             /* "" for <> */
+	unsigned qflags;             /* QUEUE_F_8BITMIME, QUEUE_F_SMTPUTF8 */
+	char    *rbuf;               /* recipients, each NUL-terminated, back to back */
+	size_t   rlen, rcap;
+	unsigned nrcpt;
+	struct queue_file *qf;       /* from DATA / first BDAT until commit or abort */
+	uint64_t size;               /* content bytes received */
+	unsigned reject;             /* SMTPD_R_* */
+	int      bdat;               /* a BDAT sequence has started */
+	struct smtpd_data data;      /* DATA: end-of-data and dot state */
+	struct smtpd_hdr hdr;        /* header section watch */
+};
+
+struct smtpd_commit {
+	LIST_ENTRY(smtpd_commit) entry;
+	struct smtpd *srv;           /* NULL once the server is freed */
+	struct smtpd_sess *sess;     /* NULL once the session is gone */
+	uint64_t size;
+	unsigned nrcpt;
+	char     sender[];           /* for the mail log's from= line */
+};
+
+union smtpd_sockaddr {
+	struct sockaddr sa;
+	struct sockaddr_in sin;
+	struct sockaddr_in6 sin6;
+};
+
+struct smtpd_sess {
+	TAILQ_ENTRY(smtpd_sess) entry;   /* srv->sessions, then srv->reap */
+	struct smtpd *srv;
+	struct bufferevent *bev;
+	uint64_t id;
+	enum smtpd_state state;
+	unsigned flags;              /* SMTPD_F_* */
+	unsigned nerrors;            /* 4xx/5xx replies since the last accepted message */
+	unsigned last_code;          /* the code of the last reply (for command counts) */
+	uint64_t bdat_left;          /* bytes of the current BDAT chunk still to read */
+	uint64_t bdat_size;          /* the chunk's size, for its reply */
+	const char *bdat_reply;      /* non-NULL: the chunk is discarded and this is the reply */
+	int      bdat_last;
+	enum smtpd_cmd_id last_cmd;  /* SMTPD_NCMD before the first command */
+	struct smtpd_txn *txn;
+	struct smtpd_commit *commit;
+	char    *helo;               /* the HELO/EHLO argument, copied */
+	struct smtpd_line line;
+	union smtpd_sockaddr peer;   /* the client (after PROXY: the real one) */
+	char     addr[INET6_ADDRSTRLEN];
+	uint16_t counts[SMTPD_NCMD][2];  /* [ok, total] per command */
+};
+
+struct smtpd_ipent {
+	struct smtpd_ipent *next;
+	unsigned count;
+	unsigned char key[17];       /* family byte + 16 address bytes */
+};
+
+struct smtpd {
+	struct event_base *base;
+	const struct config *cfg;    /* borrowed; replaced whole on SIGHUP */
+	struct queue *q;
+	struct maillog *ml;
+	struct metrics *m;
+	struct evconnlistener *lev[CONFIG_MAX_LISTEN];
+	size_t nlev;
+	struct event *ev_reap;
+	struct event *ev_disk;
+	struct event *ev_relisten;
+	TAILQ_HEAD(, smtpd_sess) sessions;
+	TAILQ_HEAD(, smtpd_sess) reap;
+	LIST_HEAD(, smtpd_commit) commits;
+	size_t   nsess;              /* allocated sessions (live + on the reap list) */
+	size_t   ncommits;
+	uint64_t next_id;
+
+	struct smtpd_ipent **ipt;    /* per-client session counts (untrusted clients) */
+	size_t   ipt_size, ipt_count;
+
+	/* replies built from the configuration */
+	char    *greeting;
+	size_t   greeting_len;
+	char    *ehlo;               /* the whole multi-line EHLO reply */
+	size_t   ehlo_len;
+	struct timeval timeout;      /* smtpd_timeout, as a libevent common timeout */
+
+	/* disk guard (SPEC §8) */
+	uint64_t disk_checked_us;    /* monotonic */
+	double   disk_fake_pct;      /* < 0: real statvfs; see smtpd_disk_check() */
+
+	/* shutdown */
+	int      stopping;
+	void   (*done)(void *arg);
+	void    *done_arg;
+
+	time_t   date_sec;           /* the cached RFC 5322 date below is for this second */
+	char     date[64];
+	char     scratch[SMTPD_SCRATCH + 2];
+};
+
+/* smtpd.c */
+void smtpd_disk_check(struct smtpd *srv, int force);
+void smtpd_ip_release(struct smtpd *srv, const union smtpd_sockaddr *peer);
+int smtpd_ip_acquire(struct smtpd *srv, const union smtpd_sockaddr *peer);
+int smtpd_trusted(const struct smtpd *srv, const union smtpd_sockaddr *peer);
+void smtpd_maybe_done(struct smtpd *srv);
+const char *smtpd_date(struct smtpd *srv);
+
+/* smtpd_sess.c */
+struct smtpd_sess *smtpd_sess_new(struct smtpd *srv, int fd, const struct sockaddr *sa,
+    socklen_t salen);
+void smtpd_sess_enter(struct smtpd_sess *s, enum smtpd_state st);
+void smtpd_sess_reply(struct smtpd_sess *s, const char *text, size_t len);
+void smtpd_sess_replyf(struct smtpd_sess *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void smtpd_sess_flush(struct smtpd_sess *s);
+void smtpd_sess_close(struct smtpd_sess *s);
+void smtpd_sess_kill(struct smtpd_sess *s);
+struct smtpd_sess *smtpd_sess_free(struct smtpd_sess *s);
+void smtpd_sess_shutdown(struct smtpd_sess *s);
+void smtpd_sess_start(struct smtpd_sess *s);
+void smtpd_sess_set_addr(struct smtpd_sess *s, const struct sockaddr *sa, socklen_t salen);
+int smtpd_sess_begin_content(struct smtpd_sess *s);
+void smtpd_sess_start_bdat(struct smtpd_sess *s, uint64_t size, int last, const char *reject);
+struct smtpd_txn *smtpd_txn_free(struct smtpd_txn *t);
+const char *smtpd_sess_proto(const struct smtpd_sess *s);
+
+/* smtpd_cmd.c */
+void smtpd_cmd_line(struct smtpd_sess *s, struct str line);
+void smtpd_cmd_after(struct smtpd_sess *s);
+const char *smtpd_cmd_name(enum smtpd_cmd_id id);
+const char *smtpd_cmd_label(const struct smtpd_sess *s);
+
+#define SMTPD_REPLY(s, lit) smtpd_sess_reply((s), lit, sizeof(lit) - 1)
+
+#endif
