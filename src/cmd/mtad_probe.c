@@ -9,8 +9,8 @@
  *           null MX), 75 temporary (4xx, SERVFAIL, timeout, network).
  * Context:  single-threaded event loop (libunbound has its own thread).
  *
- *   mtad_probe [-v] [-s DNS]... mx DOMAIN
- *   mtad_probe [-v] [-s DNS]... addr HOST
+ *   mtad_probe [-v] [-s DNS]... mx DOMAIN...
+ *   mtad_probe [-v] [-s DNS]... addr HOST...
  *   mtad_probe [-v] [-s DNS]... [-p PORT] [-H HELO] [-f SENDER] [-m FILE]
  *              [-8] [-u] [-T SECS] send TARGET RCPT...
  *
@@ -60,6 +60,8 @@ struct probe {
 	int            need_8bit, smtputf8;
 	unsigned       timeout;
 	char           host[256];       /* the host whose address is looked up */
+	char         **names;           /* mx/addr: the names still to look up */
+	int            nnames;
 	int            status;          /* exit status */
 };
 
@@ -75,6 +77,8 @@ probe_status_name(enum dns_status st)
 	}
 	return "?";
 }
+
+static void probe_next(struct probe *p);
 
 static int
 probe_exit_for(enum dns_status st)
@@ -184,9 +188,11 @@ probe_addr_cb(void *arg, enum dns_status st, const struct sockaddr_storage *a, s
 			printf(" %s", text);
 	}
 	printf("\n");
+	fflush(stdout);
 	if (strcmp(p->mode, "send") != 0 || st != DNS_OK) {
-		p->status = probe_exit_for(st);
-		event_base_loopbreak(p->base);
+		if (p->names == NULL || p->status == EX_OK_ || p->status == -1)
+			p->status = probe_exit_for(st);
+		probe_next(p);
 		return;
 	}
 	memset(&sp, 0, sizeof(sp));
@@ -218,14 +224,51 @@ probe_mx_cb(void *arg, enum dns_status st, const struct dns_mx *mx, size_t n)
 	printf("mx %s: %s\n", p->target.host, probe_status_name(st));
 	for (size_t i = 0; i < n; i++)
 		printf("  %u %s\n", mx[i].pref, mx[i].host);
+	fflush(stdout);
 	if (strcmp(p->mode, "send") != 0 || (st != DNS_OK && st != DNS_NODATA)) {
-		p->status = probe_exit_for(st);
-		event_base_loopbreak(p->base);
+		if (p->names == NULL || p->status == EX_OK_ || p->status == -1)
+			p->status = probe_exit_for(st);
+		probe_next(p);
 		return;
 	}
 	/* RFC 5321 §5.1: no MX, the domain itself is the host */
 	(void)util_strlcpy(p->host, st == DNS_OK ? mx[0].host : p->target.host, sizeof(p->host));
 	if (dns_query_addr(p->dns, p->host, probe_addr_cb, p) == 0) {
+		p->status = EX_TEMPFAIL_;
+		event_base_loopbreak(p->base);
+	}
+}
+
+/*
+ * probe_next - start the look-up of the next name (mx/addr take several,
+ * one after the other on one resolver); ends the loop after the last.
+ * The exit status is that of the first name that did not resolve.
+ */
+static void
+probe_next(struct probe *p)
+{
+	uint64_t id;
+
+	if (p->nnames == 0) {
+		event_base_loopbreak(p->base);
+		return;
+	}
+	if (util_strlcpy(p->target.host, p->names[0], sizeof(p->target.host)) >=
+	    sizeof(p->target.host)) {
+		printf("%s: name too long\n", p->names[0]);
+		p->status = EX_USAGE_;
+		event_base_loopbreak(p->base);
+		return;
+	}
+	p->names++;
+	p->nnames--;
+	(void)util_strlcpy(p->host, p->target.host, sizeof(p->host));
+	if (p->target.no_mx)
+		id = dns_query_addr(p->dns, p->host, probe_addr_cb, p);
+	else
+		id = dns_query_mx(p->dns, p->target.host, probe_mx_cb, p);
+	if (id == 0) {
+		printf("%s: cannot start the look-up\n", p->host);
 		p->status = EX_TEMPFAIL_;
 		event_base_loopbreak(p->base);
 	}
@@ -298,8 +341,8 @@ static void
 probe_usage(void)
 {
 	fprintf(stderr,
-	    "usage: mtad_probe [-v] [-s DNS]... mx DOMAIN\n"
-	    "       mtad_probe [-v] [-s DNS]... addr HOST\n"
+	    "usage: mtad_probe [-v] [-s DNS]... mx DOMAIN...\n"
+	    "       mtad_probe [-v] [-s DNS]... addr HOST...\n"
 	    "       mtad_probe [-v] [-s DNS]... [-p PORT] [-H HELO] [-f SENDER] [-m FILE]\n"
 	    "                  [-8] [-u] [-T SECS] send TARGET RCPT...\n");
 	exit(EX_USAGE_);
@@ -382,11 +425,11 @@ main(int argc, char *argv[])
 		if (fd != 0)
 			close(fd);
 	} else if (strcmp(p.mode, "mx") == 0 || strcmp(p.mode, "addr") == 0) {
-		if (argc != 2 || util_strlcpy(p.target.host, argv[1], sizeof(p.target.host)) >=
-		    sizeof(p.target.host))
-			probe_usage();
+		p.names = argv + 1;
+		p.nnames = argc - 1;
 		p.target.set = 1;
 		p.target.no_mx = strcmp(p.mode, "addr") == 0;
+		p.status = -1;
 	} else {
 		probe_usage();
 	}
@@ -394,16 +437,22 @@ main(int argc, char *argv[])
 		fatalx("mtad_probe: event_base_new failed");
 	if ((p.dns = dns_new(p.base, &cfg, err, sizeof(err))) == NULL)
 		fatalx("%s", err);
-	(void)util_strlcpy(p.host, p.target.host, sizeof(p.host));
-	if (p.target.no_mx)
-		rc = dns_query_addr(p.dns, p.host, probe_addr_cb, &p) == 0;
-	else
-		rc = dns_query_mx(p.dns, p.target.host, probe_mx_cb, &p) == 0;
-	if (rc) {
-		fprintf(stderr, "mtad_probe: cannot start the look-up\n");
-		return EX_TEMPFAIL_;
+	if (p.names != NULL) {
+		probe_next(&p);
+	} else {
+		(void)util_strlcpy(p.host, p.target.host, sizeof(p.host));
+		if (p.target.no_mx)
+			rc = dns_query_addr(p.dns, p.host, probe_addr_cb, &p) == 0;
+		else
+			rc = dns_query_mx(p.dns, p.target.host, probe_mx_cb, &p) == 0;
+		if (rc) {
+			fprintf(stderr, "mtad_probe: cannot start the look-up\n");
+			return EX_TEMPFAIL_;
+		}
 	}
 	event_base_dispatch(p.base);
+	if (p.status == -1)
+		p.status = EX_OK_;
 	p.smtpc = smtpc_free(p.smtpc);
 	p.dns = dns_free(p.dns);
 	event_base_free(p.base);

@@ -173,9 +173,15 @@ dns_new(struct event_base *base, const struct config *cfg, char *err, size_t err
 	 */
 	if ((r = ub_ctx_set_option(d->ub, "local-zone:", "test. transparent")) != 0)
 		log_trace(TRACE_DNS, "dns: local-zone test.: %s", ub_strerror(r));
-	/* Give up on a silent server sooner than unbound's 120 s default. */
-	if ((r = ub_ctx_set_option(d->ub, "infra-cache-max-rtt:", "5000")) != 0)
-		log_trace(TRACE_DNS, "dns: infra-cache-max-rtt: %s", ub_strerror(r));
+	/*
+	 * A forwarder that let one query time out must not be shunned for the
+	 * infra cache's 15 minutes (every look-up would fail at once): keep
+	 * probing it, and forget its timings sooner.
+	 */
+	if ((r = ub_ctx_set_option(d->ub, "infra-keep-probing:", "yes")) != 0)
+		log_trace(TRACE_DNS, "dns: infra-keep-probing: %s", ub_strerror(r));
+	if ((r = ub_ctx_set_option(d->ub, "infra-host-ttl:", "60")) != 0)
+		log_trace(TRACE_DNS, "dns: infra-host-ttl: %s", ub_strerror(r));
 	if (cfg != NULL && cfg->n_dns_servers > 0) {
 		for (size_t i = 0; i < cfg->n_dns_servers && i < CONFIG_MAX_DNS; i++) {
 			char fwd[INET6_ADDRSTRLEN + 8];
