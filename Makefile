@@ -83,3 +83,54 @@ clean:
 	rm -rf build
 
 -include $(LIB_OBJ:.o=.d) $(B)/obj/src/cmd/*.d $(B)/obj/tests/unit/*.d
+
+# --- install ------------------------------------------------------------------
+# make install [PREFIX=/usr/local] [DESTDIR=/tmp/pkg] [INSTALL_SENDMAIL=yes]
+# mtad -> sbin, mtactl -> bin (+ mailq link), man pages, the systemd unit,
+# docs and the example configuration. sendmail goes to libexec/mtad/; only
+# with INSTALL_SENDMAIL=yes is it also linked as sbin/sendmail, because that
+# name usually belongs to the system's MTA package (see sendmail(1)).
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+SBINDIR    := $(PREFIX)/sbin
+BINDIR     := $(PREFIX)/bin
+LIBEXECDIR := $(PREFIX)/libexec/mtad
+MANDIR     := $(PREFIX)/share/man
+DOCDIR     := $(PREFIX)/share/doc/mtad
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+INSTALL_SENDMAIL ?= no
+
+.PHONY: install uninstall
+install: build/mtad build/mtactl build/sendmail
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) \
+	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+	    $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR)
+	install -m 0755 build/mtad $(DESTDIR)$(SBINDIR)/mtad
+	install -m 0755 build/mtactl $(DESTDIR)$(BINDIR)/mtactl
+	ln -sf mtactl $(DESTDIR)$(BINDIR)/mailq
+	install -m 0755 build/sendmail $(DESTDIR)$(LIBEXECDIR)/sendmail
+	@if [ "$(INSTALL_SENDMAIL)" = yes ]; then \
+	    t=$(DESTDIR)$(SBINDIR)/sendmail; \
+	    if [ -e "$$t" ] && [ ! -L "$$t" ]; then \
+	        echo "refusing to replace $$t (not a link): remove it first" >&2; exit 1; fi; \
+	    echo "ln -sf $(LIBEXECDIR)/sendmail $$t"; ln -sf $(LIBEXECDIR)/sendmail "$$t"; fi
+	install -m 0644 man/mtactl.1 man/sendmail.1 $(DESTDIR)$(MANDIR)/man1/
+	ln -sf mtactl.1 $(DESTDIR)$(MANDIR)/man1/mailq.1
+	install -m 0644 man/mtad.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 man/mtad.8 $(DESTDIR)$(MANDIR)/man8/
+	sed 's|/usr/local/sbin/|$(SBINDIR)/|g' etc/mtad.service > $(DESTDIR)$(UNITDIR)/mtad.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/mtad.service
+	install -m 0644 README.md $(wildcard docs/*.md) $(wildcard etc/mtad.conf.example) \
+	    $(DESTDIR)$(DOCDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/mtad $(DESTDIR)$(BINDIR)/mtactl $(DESTDIR)$(BINDIR)/mailq \
+	    $(DESTDIR)$(LIBEXECDIR)/sendmail $(DESTDIR)$(MANDIR)/man1/mtactl.1 \
+	    $(DESTDIR)$(MANDIR)/man1/mailq.1 $(DESTDIR)$(MANDIR)/man1/sendmail.1 \
+	    $(DESTDIR)$(MANDIR)/man5/mtad.conf.5 $(DESTDIR)$(MANDIR)/man8/mtad.8 \
+	    $(DESTDIR)$(UNITDIR)/mtad.service
+	@t=$(DESTDIR)$(SBINDIR)/sendmail; if [ -L "$$t" ] && \
+	    [ "$$(readlink "$$t")" = "$(LIBEXECDIR)/sendmail" ]; then rm -f "$$t"; fi
+	rm -rf $(DESTDIR)$(DOCDIR)
+	-rmdir $(DESTDIR)$(LIBEXECDIR) 2>/dev/null
+# --- end of install -------------------------------------------------------------
