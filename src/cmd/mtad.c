@@ -113,9 +113,22 @@ drop_privileges(struct mtad *d)
 	chown_gid = pw->pw_gid;
 	if (nftw(d->cfg->data_dir, chown_one, 16, FTW_PHYS) < 0)
 		log_warn("cannot hand %s to %s", d->cfg->data_dir, pw->pw_name);
+	/* The mail log file and the directories mtad made for it, so that a
+	 * reopen after rotation (SIGHUP) can create the file again. */
 	maillog_path(d->cfg, path, sizeof(path));
-	if (path[0] != '\0' && lchown(path, pw->pw_uid, pw->pw_gid) < 0)
-		log_warn("chown %s", path);
+	if (path[0] != '\0') {
+		size_t root = strlen(d->cfg->log_dir);
+		char *slash;
+
+		if (lchown(path, pw->pw_uid, pw->pw_gid) < 0)
+			log_warn("chown %s", path);
+		while ((slash = strrchr(path, '/')) != NULL &&
+		    (size_t)(slash - path) >= root) {
+			*slash = '\0';
+			if (lchown(path, pw->pw_uid, pw->pw_gid) < 0)
+				log_warn("chown %s", path);
+		}
+	}
 	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
 		fatal("cannot drop privileges to %s", pw->pw_name);
 	if (setuid(0) == 0)

@@ -27,7 +27,7 @@ log_init(const char *progname, unsigned trace_mask)
 }
 
 /* log_emit - format "prog: level: text[: errno text]\n" and write it once */
-static void
+static void __attribute__((format(printf, 4, 0)))
 log_emit(const char *level, int with_errno, int saved_errno, const char *fmt,
     va_list ap)
 {
