@@ -27,6 +27,12 @@
  * smtp_loop() does (RFC 2920 §3.1): with PIPELINING everything up to DATA
  * goes out in one write, otherwise the send position waits for the
  * receive position.
+ *
+ * The result of a transaction, per recipient: rcpt[i] when it is not 2xx
+ * (after a refused MAIL every rcpt[i] is the MAIL reply), otherwise data,
+ * the reply to the end of data or the refusal of the DATA command. data is
+ * code 0 when no recipient was accepted. A local refusal puts the same
+ * reply in mail, every rcpt[i] and data.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -796,7 +802,6 @@ smtpc_txn_reply(struct smtpc *c, const struct smtpc_reply *r)
 			/* Lock-step: nothing else was sent, nothing more to do. */
 			for (size_t i = 0; i < c->res.nrcpt; i++)
 				c->res.rcpt[i] = *r;
-			c->res.data = *r;
 			smtpc_txn_done(c);
 			return;
 		}
@@ -841,6 +846,9 @@ smtpc_txn_reply(struct smtpc *c, const struct smtpc_reply *r)
 		smtpc_txn_done(c);
 		return;
 	}
+	/* the command timeout runs per reply */
+	if (c->recv_pos < c->send_pos)
+		smtpc_timer(c, c->cmd_timeout);
 	smtpc_send_more(c);
 }
 
