@@ -197,6 +197,20 @@ ctl_no_daemon(const struct ctl *c)
 	    c->http.port);
 }
 
+/* ctl_id_norm - a queue id from the command line, upper-cased; -1 if it cannot be one */
+static int
+ctl_id_norm(const char *in, char *out, size_t size)
+{
+	size_t i;
+
+	if (!ctl_queue_id_valid(in))
+		return -1;
+	for (i = 0; in[i] != '\0' && i + 1 < size; i++)
+		out[i] = (in[i] >= 'a' && in[i] <= 'z') ? (char)(in[i] - 'a' + 'A') : in[i];
+	out[i] = '\0';
+	return in[i] == '\0' ? 0 : -1;
+}
+
 /* --- the common message shape ---------------------------------------------- */
 
 static json_t *
@@ -819,14 +833,14 @@ ctl_show_body(struct ctl *c, const char *id)
 }
 
 static int
-ctl_cmd_show(struct ctl *c, const char *id)
+ctl_cmd_show(struct ctl *c, const char *arg)
 {
-	char path[128], err[1024];
+	char path[128], err[1024], id[72];
 	json_t *m = NULL;
 	int rc, status;
 
-	if (!ctl_queue_id_valid(id)) {
-		ctl_err(c, "%s: no such message", id);
+	if (ctl_id_norm(arg, id, sizeof(id)) < 0) {
+		ctl_err(c, "%s: no such message", arg);
 		return CTL_EX_NOTFOUND;
 	}
 	if (util_bsnprintf(path, sizeof(path), "/api/queue/%s", id) < 0)
@@ -910,8 +924,10 @@ ctl_act_all(struct ctl *c, const struct ctl_action *a)
 		return CTL_EX_FAIL;
 	rc = ctl_api(c, "POST", path, body, &res, &status);
 	json_decref(body);
-	if (rc == CTL_EX_NODAEMON)
+	if (rc == CTL_EX_NODAEMON) {
 		ctl_no_daemon(c);
+		ctl_err(c, "%s needs the running daemon: nothing was changed", a->cmd);
+	}
 	if (rc != CTL_EX_OK)
 		return rc;
 	if (status != 200) {
@@ -945,15 +961,11 @@ ctl_act_one(struct ctl *c, const struct ctl_action *a, const char *id)
 	char path[128], uid[72];
 	json_t *res = NULL;
 	int rc, status;
-	size_t i;
 
-	if (!ctl_queue_id_valid(id)) {
+	if (ctl_id_norm(id, uid, sizeof(uid)) < 0) {
 		ctl_err(c, "%s: no such message", id);
 		return CTL_EX_NOTFOUND;
 	}
-	for (i = 0; id[i] != '\0' && i + 1 < sizeof(uid); i++)
-		uid[i] = (id[i] >= 'a' && id[i] <= 'z') ? (char)(id[i] - 'a' + 'A') : id[i];
-	uid[i] = '\0';
 	if (util_bsnprintf(path, sizeof(path), "/api/queue/%s/%s", uid, a->api) < 0)
 		return CTL_EX_FAIL;
 	rc = ctl_api(c, "POST", path, NULL, &res, &status);
@@ -1218,14 +1230,22 @@ ctl_main(int argc, char **argv)
 	c.conf_path = ctl_config_path(conf);
 	if ((rc = ctl_load_config(&c)) != CTL_EX_OK)
 		goto done;
-	if (strcmp(cmd, "queue") == 0 || strcmp(cmd, "mailq") == 0 || strcmp(cmd, "list") == 0) {
-		rc = nargs == 0 ? ctl_cmd_queue(&c) : CTL_EX_USAGE;
+	if (strcmp(cmd, "mailq") == 0 || strcmp(cmd, "list") == 0)
+		cmd = "queue";
+	if (((strcmp(cmd, "queue") == 0 || strcmp(cmd, "stats") == 0 ||
+	    strcmp(cmd, "check-config") == 0) && nargs != 0) ||
+	    (strcmp(cmd, "show") == 0 && nargs != 1)) {
+		fprintf(stderr, "%s: %s: wrong number of arguments\n", c.prog, cmd);
+		ctl_usage(c.prog);
+		rc = CTL_EX_USAGE;
+	} else if (strcmp(cmd, "queue") == 0) {
+		rc = ctl_cmd_queue(&c);
 	} else if (strcmp(cmd, "show") == 0) {
-		rc = nargs == 1 ? ctl_cmd_show(&c, args[0]) : CTL_EX_USAGE;
+		rc = ctl_cmd_show(&c, args[0]);
 	} else if (strcmp(cmd, "stats") == 0) {
-		rc = nargs == 0 ? ctl_cmd_stats(&c) : CTL_EX_USAGE;
+		rc = ctl_cmd_stats(&c);
 	} else if (strcmp(cmd, "check-config") == 0) {
-		rc = nargs == 0 ? ctl_cmd_check(&c) : CTL_EX_USAGE;
+		rc = ctl_cmd_check(&c);
 	} else {
 		rc = -1;
 		for (size_t i = 0; i < sizeof(ctl_actions) / sizeof(ctl_actions[0]); i++)
@@ -1237,12 +1257,6 @@ ctl_main(int argc, char **argv)
 			rc = CTL_EX_USAGE;
 		}
 	}
-	if (rc == CTL_EX_USAGE && nargs > 0 && strcmp(cmd, "check-config") != 0 &&
-	    (strcmp(cmd, "queue") == 0 || strcmp(cmd, "stats") == 0 || strcmp(cmd, "show") == 0))
-		ctl_usage(c.prog);
-	if (rc == CTL_EX_NODAEMON && (strcmp(cmd, "queue") == 0 || strcmp(cmd, "show") == 0 ||
-	    strcmp(cmd, "stats") == 0))
-		ctl_no_daemon(&c);
 done:
 	fflush(stdout);
 	config_free(c.cfg);
