@@ -150,3 +150,38 @@ def test_version_needs_no_configuration(tmp_path):
     p = subprocess.run([MTAD_BIN, "-V"], capture_output=True, text=True, timeout=30,
                        cwd=str(tmp_path), env={"PATH": "/usr/bin:/bin"})
     assert p.returncode == 0 and p.stdout.startswith("mtad ")
+
+
+EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                       "etc", "mtad.conf.example")
+
+
+def run_print(path, env):
+    p = subprocess.run([MTAD_BIN, "-c", path, "-t", "--print"], env=env, capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def test_example_configuration_lists_every_default(tmp_path):
+    """etc/mtad.conf.example is valid, names every property once, and the
+    commented values are the defaults: uncommenting them all changes nothing."""
+    env = dict(os.environ)
+    env["MTA_DATA_DIR"] = str(tmp_path / "data")
+    text = open(EXAMPLE).read()
+    as_is = run_print(EXAMPLE, env)
+
+    names = []
+    out = []
+    for line in text.splitlines():
+        mo = re.fullmatch(r"# ?([a-z_]+) =(.*)", line)
+        if mo and mo.group(1) in PROPERTIES:
+            names.append(mo.group(1))
+            line = line.lstrip("# ")
+        elif re.fullmatch(r"([a-z_]+) =(.*)", line):
+            names.append(line.split()[0])
+        out.append(line)
+    assert sorted(names) == sorted(PROPERTIES), "the example must name every property once"
+    uncommented = tmp_path / "uncommented.conf"
+    uncommented.write_text("\n".join(out) + "\n")
+    assert run_print(str(uncommented), env) == as_is
