@@ -275,7 +275,9 @@ chk_tls_files(const struct config *cfg, char *err, size_t errlen)
 		chk_err(err, errlen, CHK_SSL_ERR, cfg->ssl_key_file, why);
 		goto fail;
 	}
-	if (chk_bio_contains(kbio, "ENCRYPTED")) {
+	/* PKCS#8 "BEGIN ENCRYPTED PRIVATE KEY" or traditional "Proc-Type: 4,ENCRYPTED" */
+	if (chk_bio_contains(kbio, "-----BEGIN ENCRYPTED PRIVATE KEY-----") ||
+	    chk_bio_contains(kbio, "Proc-Type: 4,ENCRYPTED")) {
 		chk_err(err, errlen, CHK_SSL_ERR, cfg->ssl_key_file,
 		    "the private key is protected by a passphrase");
 		goto fail;

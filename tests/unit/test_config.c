@@ -1403,6 +1403,12 @@ test_environment(void **state)
 	write_key("keys/locked.pem", key, "passphrase");
 	write_file("keys/garbage.pem", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", 58);
 	write_file("keys/empty.pem", "", 0);
+	{
+		static const char trad[] = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n"
+		    "DEK-Info: AES-128-CBC,8F8549AD6354BF8F484E4DA583DC9F4B\n\nAAAA\n"
+		    "-----END RSA PRIVATE KEY-----\n";
+		write_file("keys/trad.pem", trad, sizeof(trad) - 1);
+	}
 	tpath(p, sizeof(p), "keys/out.pem");
 	tpath(q, sizeof(q), "secret.pem");
 	assert_int_equal(symlink(q, p), 0);
@@ -1448,6 +1454,9 @@ test_environment(void **state)
 		    "Error: SSL keys could not be found on key volume! (missing.pem: No such file or directory)" },
 		{ "ssl_disabled = no\nkey_dir = %K\nssl_key_file = locked.pem\nssl_cert_file = cert.pem\n",
 		    "Error: SSL keys could not be found on key volume! (locked.pem: the private key is "
+		    "protected by a passphrase)" },
+		{ "ssl_disabled = no\nkey_dir = %K\nssl_key_file = trad.pem\nssl_cert_file = cert.pem\n",
+		    "Error: SSL keys could not be found on key volume! (trad.pem: the private key is "
 		    "protected by a passphrase)" },
 		{ "ssl_disabled = no\nkey_dir = %K\nssl_key_file = garbage.pem\nssl_cert_file = cert.pem\n",
 		    "Error: SSL keys could not be found on key volume! (garbage.pem: not a PEM private key "
