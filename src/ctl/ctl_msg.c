@@ -265,7 +265,7 @@ ctl_msg_addr_list(const char *value, size_t len, char ***list, size_t *n)
 {
 	char cur[CTL_MSG_ADDR_MAX + 1], ang[CTL_MSG_ADDR_MAX + 1];
 	size_t clen = 0, alen = 0, i = 0;
-	int in_angle = 0, have_angle = 0, overflow = 0;
+	int in_angle = 0, have_angle = 0, overflow = 0, gap = 0, spaced = 0;
 
 	for (i = 0; i <= len; i++) {
 		int c = i < len ? (unsigned char)value[i] : -1;
@@ -328,6 +328,7 @@ ctl_msg_addr_list(const char *value, size_t len, char ***list, size_t *n)
 		}
 		if (c == ':' && !have_angle && memchr(cur, '@', clen) == NULL) {
 			clen = 0;                   /* a group's display name */
+			gap = spaced = 0;
 			continue;
 		}
 		if (c == ',' || c == ';' || c == -1) {
@@ -338,16 +339,25 @@ ctl_msg_addr_list(const char *value, size_t len, char ***list, size_t *n)
 			if (have_angle) {
 				if (ctl_msg_push(list, n, ang, alen) < 0)
 					return -1;
+			} else if (spaced) {
+				errno = EINVAL;     /* "john doe" or "a b@c": words, no address */
+				return -1;
 			} else if (ctl_msg_push(list, n, cur, clen) < 0)
 				return -1;
 			clen = alen = 0;
-			have_angle = 0;
+			have_angle = gap = spaced = 0;
 			continue;
 		}
-		if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+		if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+			gap = clen > 0;
 			continue;
+		}
 		if (have_angle)
 			continue;                   /* text after <...>: ignored */
+		/* white space inside an addr-spec is only allowed around '.' and '@' (obs-local-part) */
+		if (gap && c != '.' && c != '@' && cur[clen - 1] != '.' && cur[clen - 1] != '@')
+			spaced = 1;
+		gap = 0;
 		if (clen < CTL_MSG_ADDR_MAX)
 			cur[clen++] = (char)c;
 		else
