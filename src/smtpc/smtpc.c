@@ -170,6 +170,8 @@ static void smtpc_on_event(struct bufferevent *bev, short what, void *arg);
 static void smtpc_fail(struct smtpc *c, int code, const char *dsn, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static void smtpc_fail_reply(struct smtpc *c, const struct smtpc_reply *r);
+static int smtpc_write(struct smtpc *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* smtpc_enter - the one state transition, traced "old -> new" */
 static void
