@@ -31,9 +31,11 @@
 #include "queue/queue.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -446,10 +448,12 @@ http_tick(evutil_socket_t fd, short what, void *arg)
 	http_push_now(h);
 }
 
+/* http_push_first - a sample and a push soon after start, so graphs and StatsD do not wait 10 s */
 static void
 http_push_first(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd; (void)what;
+	http_tick_sample(arg);
 	http_push_now(arg);
 }
 
@@ -506,6 +510,11 @@ http_new(struct event_base *base, const struct config *cfg, struct queue *q,
 	h->base = base;
 	h->q = q;
 	h->m = m;
+	/*
+	 * For statvfs of data_dir after privileges are dropped: the path's
+	 * parents may not be searchable by mail_owner, an open descriptor is.
+	 */
+	h->data_fd = open(cfg->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (http_history_init(&h->hist) < 0) {
 		util_bsnprintf(err, errlen, "out of memory");
 		goto fail;
@@ -519,8 +528,10 @@ http_new(struct event_base *base, const struct config *cfg, struct queue *q,
 	evhttp_set_max_headers_size(h->evh, HTTP_MAX_HEADERS_SIZE);
 	evhttp_set_max_body_size(h->evh, HTTP_MAX_BODY);
 	evhttp_set_timeout(h->evh, HTTP_TIMEOUT_SECS);
+	/* Others get libevent's 501; these reach http_dispatch() (405 for the last three). */
 	evhttp_set_allowed_methods(h->evh, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
-	    EVHTTP_REQ_POST | EVHTTP_REQ_DELETE);
+	    EVHTTP_REQ_POST | EVHTTP_REQ_DELETE | EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH |
+	    EVHTTP_REQ_OPTIONS);
 	evhttp_set_default_content_type(h->evh, "text/plain; charset=utf-8");
 	evhttp_set_gencb(h->evh, http_dispatch, h);
 	errno = 0;
@@ -607,6 +618,8 @@ http_free(struct http *h)
 	free(h->push_url);
 	http_history_free(&h->hist);
 	OPENSSL_cleanse(h->auth_want, sizeof(h->auth_want));
+	if (h->data_fd >= 0)
+		close(h->data_fd);
 	free(h);
 	return NULL;
 }

@@ -13,7 +13,9 @@
  *           message's header section, at most HTTP_MAX_DETAIL_HEAD bytes.
  *
  * The actions are Postfix's postqueue -f / -i ID (retry), postsuper -h
- * (hold), -H (release) and -d (delete).
+ * (hold), -H (release) and -d (delete), carried out through the scheduler
+ * (sched_retry, sched_hold, sched_delete), which knows whether a delivery
+ * is running for the message.
  */
 #include "http/http_int.h"
 #include "lib/log.h"
@@ -59,7 +61,10 @@ http_snap_disk(struct http *h, struct http_snap *s)
 {
 	struct statvfs sv;
 
-	if (statvfs(queue_data_dir(h->q), &sv) < 0 || sv.f_blocks == 0)
+	if (h->data_fd >= 0 ? fstatvfs(h->data_fd, &sv) < 0 :
+	    statvfs(queue_data_dir(h->q), &sv) < 0)
+		return;
+	if (sv.f_blocks == 0)
 		return;
 	s->disk_known = 1;
 	s->disk_total_bytes = (uint64_t)sv.f_blocks * sv.f_frsize;
@@ -431,53 +436,44 @@ http_action_of(const char *name, enum http_action *out)
 
 /*
  * http_act - one action on one message: 1 changed, 0 nothing to do, -1 failed.
- *
- * XXX The scheduler has no per-message calls yet: "retry" runs sched_flush()
- * (every deferred message now, as postqueue -f), "release" relies on the
- * scheduler skipping held messages and finding them again on its next run,
- * and "delete" removes the file while the scheduler may still know the
- * message. These want sched_retry(s, m) and sched_remove(s, m).
+ * The scheduler's calls are used (it may have a transaction running for the
+ * message); the queue's directly only before the scheduler exists.
+ * A deleted message may already be freed when this returns.
  */
 static int
 http_act(struct http *h, struct queue_msg *m, enum http_action a, const char *peer)
 {
 	char id[QUEUE_ID_SIZE];
+	int rc;
 
+	util_strlcpy(id, m->id, sizeof(id));
 	switch (a) {
 	case HTTP_ACT_RETRY:
 		if (m->held)
 			return 0;
-		return 1;                    /* the caller flushes once */
-	case HTTP_ACT_HOLD:
-		if (m->held)
-			return 0;
-		if (queue_set_held(h->q, m, 1) < 0)
-			return -1;
-		log_info("%s: placed on hold (web UI, %s)", m->id, peer);
+		if (h->sched != NULL)
+			sched_retry(h->sched, m);
 		return 1;
+	case HTTP_ACT_HOLD:
 	case HTTP_ACT_RELEASE:
-		if (!m->held)
+		if (m->held == (a == HTTP_ACT_HOLD))
 			return 0;
-		if (queue_set_held(h->q, m, 0) < 0)
+		rc = h->sched != NULL ? sched_hold(h->sched, m, a == HTTP_ACT_HOLD) :
+		    queue_set_held(h->q, m, a == HTTP_ACT_HOLD);
+		if (rc < 0)
 			return -1;
-		log_info("%s: released from hold (web UI, %s)", m->id, peer);
+		log_info("%s: %s (web UI/API, %s)", id,
+		    a == HTTP_ACT_HOLD ? "placed on hold" : "released from hold", peer);
 		return 1;
 	case HTTP_ACT_DELETE:
-		util_strlcpy(id, m->id, sizeof(id));
-		if (queue_remove(h->q, m) < 0)
+		/* sched_delete() writes "removed" to the mail log, as postsuper -d does. */
+		rc = h->sched != NULL ? sched_delete(h->sched, m) : queue_remove(h->q, m);
+		if (rc < 0)
 			return -1;
-		log_info("%s: removed (web UI, %s)", id, peer);
+		log_info("%s: removed (web UI/API, %s)", id, peer);
 		return 1;
 	}
 	return -1;
-}
-
-static void
-http_act_finish(struct http *h, enum http_action a, size_t changed)
-{
-	if (changed > 0 && h->sched != NULL &&
-	    (a == HTTP_ACT_RETRY || a == HTTP_ACT_RELEASE))
-		sched_flush(h->sched);
 }
 
 static void
@@ -564,7 +560,6 @@ http_api_message(struct http *h, struct evhttp_request *req, const char *path,
 		http_error(req, 500, "the queue could not be updated (see the log)");
 		return;
 	}
-	http_act_finish(h, a, (size_t)rc);
 	http_reply_json(req, 200, json_pack("{s:s,s:s,s:b}", "id", id, "action",
 	    http_action_names[a], "changed", rc > 0));
 }
@@ -783,7 +778,6 @@ http_bulk_run(struct http_pending *p)
 	}
 	log_info("web UI (%s): %s: %zu matched, %zu changed", b->peer,
 	    http_action_names[b->a], b->n, b->changed);
-	http_act_finish(h, b->a, b->changed);
 	json_t *res = http_bulk_result(b);
 	http_pending_done(p);
 	http_reply_json(req, 200, res);
@@ -937,7 +931,6 @@ http_api_bulk(struct http *h, struct evhttp_request *req, const char *path,
 		http_bulk_step(h, b);
 		log_info("web UI (%s): %s: %zu matched, %zu changed", b->peer,
 		    http_action_names[b->a], b->n, b->changed);
-		http_act_finish(h, a, b->changed);
 		http_reply_json(req, 200, http_bulk_result(b));
 		http_bulk_free(b);
 		return;

@@ -275,6 +275,7 @@ struct http {
 	struct metrics *m;                 /* borrowed */
 	struct sched *sched;               /* borrowed; NULL until http_set_sched() */
 	struct ssl_ctx_st *tls;            /* borrowed; NULL = plain HTTP */
+	int data_fd;                       /* data_dir, for fstatvfs; -1 if it could not be opened */
 	int auth_on;
 	unsigned char auth_want[HTTP_DIGEST_LEN];
 	struct http_auth_table fails;
