@@ -76,6 +76,7 @@ enum {
 	SMTPD_F_BYE       = 1u << 7,  /* shutdown: close once the pending commit is answered */
 	SMTPD_F_TLS       = 1u << 8,  /* TLS active (the TLS issue sets it) */
 	SMTPD_F_LOGGED    = 1u << 9,  /* "connect from" logged: log the disconnect too */
+	SMTPD_F_BUSY      = 1u << 10, /* inside sess_process(): closing waits for its end */
 };
 
 /* struct smtpd_txn reject reasons, found while reading content */

@@ -220,7 +220,13 @@ smtpd_sess_flush(struct smtpd_sess *s)
 	if (evbuffer_get_length(out) == 0)
 		return;
 	if (s->flags & SMTPD_F_DIRECT_IO) {
-		int n = evbuffer_write(out, bufferevent_getfd(s->bev));
+		int n;
+		/* a socket bufferevent keeps its output frozen at the front
+		 * except while it writes itself; do what bufferevent_writecb does */
+		evbuffer_unfreeze(out, 1);
+		errno = 0;
+		n = evbuffer_write(out, bufferevent_getfd(s->bev));
+		evbuffer_freeze(out, 1);
 		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 			log_trace(TRACE_SMTPD, "smtpd %llu: write: %s", (unsigned long long)s->id,
 			    strerror(errno));
@@ -356,9 +362,20 @@ sess_output_done(struct smtpd_sess *s)
 	sess_input_update(s);
 }
 
+/* sess_close_finish - CLOSING: send what is queued; close once it is out */
+static void
+sess_close_finish(struct smtpd_sess *s)
+{
+	smtpd_sess_flush(s);
+	if (s->state == SMTPD_S_CLOSING && !(s->flags & SMTPD_F_WRITING))
+		sess_output_done(s);
+}
+
 /*
  * smtpd_sess_close - end the session after the replies already queued:
- * the transaction is dropped (an uncommitted file removed).
+ * the transaction is dropped (an uncommitted file removed). Inside the
+ * input loop the rest happens when the loop ends (the command line that
+ * asked for it is still in the input buffer until then).
  */
 void
 smtpd_sess_close(struct smtpd_sess *s)
@@ -368,9 +385,8 @@ smtpd_sess_close(struct smtpd_sess *s)
 	s->txn = smtpd_txn_free(s->txn);
 	smtpd_sess_enter(s, SMTPD_S_CLOSING);
 	sess_input_update(s);
-	smtpd_sess_flush(s);
-	if (s->state == SMTPD_S_CLOSING && !(s->flags & SMTPD_F_WRITING))
-		sess_output_done(s);
+	if (!(s->flags & SMTPD_F_BUSY))
+		sess_close_finish(s);
 }
 
 /* smtpd_sess_shutdown - the server stops: 421 to sessions not waiting for a commit */
@@ -881,8 +897,10 @@ sess_process(struct smtpd_sess *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	struct evbuffer *out = bufferevent_get_output(s->bev);
+	unsigned busy = s->flags & SMTPD_F_BUSY;
 	size_t len;
 
+	s->flags |= SMTPD_F_BUSY;
 	while ((len = evbuffer_get_length(in)) > 0) {
 		if (evbuffer_get_length(out) >= SMTPD_OUT_MAX && s->state < SMTPD_S_CLOSING) {
 			s->flags |= SMTPD_F_OUT_FULL;
@@ -904,17 +922,22 @@ sess_process(struct smtpd_sess *s)
 			sess_bdat_input(s, in);
 			break;
 		case SMTPD_S_COMMIT:
+		case SMTPD_S_CLOSING:        /* sess_output_done() decides about the rest */
 		case SMTPD_S_DEAD:
 			goto done;
-		case SMTPD_S_CLOSING:
 		case SMTPD_S_LINGER:
 			evbuffer_drain(in, len);
 			goto done;
 		}
 	}
 done:
-	if (s->state == SMTPD_S_DEAD)
+	s->flags = (s->flags & ~SMTPD_F_BUSY) | busy;
+	if (s->state == SMTPD_S_DEAD || busy)
 		return;
+	if (s->state == SMTPD_S_CLOSING) {
+		sess_close_finish(s);
+		return;
+	}
 	sess_input_update(s);
 	smtpd_sess_flush(s);
 }

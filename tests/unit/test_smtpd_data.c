@@ -1,0 +1,335 @@
+/*
+ * test_smtpd_data.c - table-driven tests for src/smtpd/smtpd_data.c: the
+ *                     DATA end-of-data machine and the header watch
+ *
+ * Owns:     nothing.
+ * Lifetime: one run.
+ * Errors:   each failing row prints "got X, want Y" and fails its test.
+ * Context:  single thread.
+ *
+ * Every row is fed whole, byte by byte, split at every position into two
+ * pieces, and in pseudo-random chunks: a resumable parser must give the
+ * same answer for every split of its input.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "smtpd/smtpd_proto.h"
+
+#define MAXBUF 8192
+
+struct data_row {
+	const char *name;
+	const char *in;
+	size_t inlen;                /* 0 = strlen(in) */
+	const char *want_out;        /* the content, un-stuffed */
+	size_t want_outlen;          /* 0 = strlen(want_out) */
+	int want_end;                /* end of data seen */
+	int want_bare;               /* a bare CR or LF was seen */
+	const char *want_rest;       /* bytes after the end, left for the command reader */
+};
+
+static const struct data_row data_rows[] = {
+	{ "simple", "Hello\r\n.\r\n", 0, "Hello\r\n", 0, 1, 0, "" },
+	{ "empty message", ".\r\n", 0, "", 0, 1, 0, "" },
+	{ "only an empty line", "\r\n.\r\n", 0, "\r\n", 0, 1, 0, "" },
+	{ "headers and body", "Subject: x\r\n\r\nbody\r\n.\r\n", 0,
+	  "Subject: x\r\n\r\nbody\r\n", 0, 1, 0, "" },
+	{ "dot-stuffed line", "a\r\n..b\r\n.\r\n", 0, "a\r\n.b\r\n", 0, 1, 0, "" },
+	{ "dot-stuffed dot line", "..\r\n.\r\n", 0, ".\r\n", 0, 1, 0, "" },
+	{ "dot-stuffed double", "...\r\n.\r\n", 0, "..\r\n", 0, 1, 0, "" },
+	{ "dot not at line start", "a.b\r\nc.\r\n.\r\n", 0, "a.b\r\nc.\r\n", 0, 1, 0, "" },
+	{ "dot then text", ".x\r\n.\r\n", 0, "x\r\n", 0, 1, 0, "" },
+	{ "pipelined after end", "a\r\n.\r\nQUIT\r\n", 0, "a\r\n", 0, 1, 0, "QUIT\r\n" },
+	{ "two ends", "a\r\n.\r\n.\r\n", 0, "a\r\n", 0, 1, 0, ".\r\n" },
+	{ "8-bit and NUL are data", "\xff\x00z\r\n.\r\n", 8, "\xff\x00z\r\n", 5, 1, 0, "" },
+	{ "not ended", "a\r\nb\r\n", 0, "a\r\nb\r\n", 0, 0, 0, "" },
+	{ "not ended, dot held", "a\r\n.", 0, "a\r\n", 0, 0, 0, "" },
+	{ "not ended, dot CR held", "a\r\n.\r", 0, "a\r\n", 0, 0, 0, "" },
+	{ "not ended, CR held", "a\r", 0, "a", 0, 0, 0, "" },
+	/* SMTP smuggling: none of these ends the message; all mark it bare */
+	{ "LF.LF", "a\n.\nMAIL FROM:<x>\r\n.\r\n", 0, "a\n.\nMAIL FROM:<x>\r\n", 0, 1, 1, "" },
+	{ "CR.CR", "a\r.\rMAIL FROM:<x>\r\n.\r\n", 0, "a\r.\rMAIL FROM:<x>\r\n", 0, 1, 1, "" },
+	{ "CRLF.LF", "a\r\n.\nMAIL FROM:<x>\r\n.\r\n", 0, "a\r\n\nMAIL FROM:<x>\r\n", 0, 1, 1, "" },
+	{ "LF.CRLF", "a\n.\r\nMAIL FROM:<x>\r\n.\r\n", 0, "a\n.\r\nMAIL FROM:<x>\r\n", 0, 1, 1, "" },
+	{ "CRLF.CR", "a\r\n.\rMAIL FROM:<x>\r\n.\r\n", 0, "a\r\n\rMAIL FROM:<x>\r\n", 0, 1, 1, "" },
+	{ "CRLF.CRCRLF", "a\r\n.\r\r\n.\r\n", 0, "a\r\n\r\r\n", 0, 1, 1, "" },
+	{ "CR.LF", "a\r.\nb\r\n.\r\n", 0, "a\r.\nb\r\n", 0, 1, 1, "" },
+	{ "LF at start", "\n.\r\n.\r\n", 0, "\n.\r\n", 0, 1, 1, "" },
+	{ "bare LF mid-line", "a\nb\r\n.\r\n", 0, "a\nb\r\n", 0, 1, 1, "" },
+	{ "bare CR mid-line", "a\rb\r\n.\r\n", 0, "a\rb\r\n", 0, 1, 1, "" },
+	{ "CRCRLF", "a\r\r\n.\r\n", 0, "a\r\r\n", 0, 1, 1, "" },
+	{ "LF then end", "a\n\r\n.\r\n", 0, "a\n\r\n", 0, 1, 1, "" },
+	{ "bare LF not ended", "a\n.\n", 0, "a\n.\n", 0, 0, 1, "" },
+};
+
+/* feed_data - run one row through smtpd_data_feed in the given chunk sizes */
+static int
+feed_data(const struct data_row *r, const size_t *chunks, size_t nchunks, const char *how)
+{
+	const char *in = r->in;
+	size_t inlen = r->inlen ? r->inlen : strlen(r->in);
+	const char *want_out = r->want_out;
+	size_t want_outlen = r->want_outlen ? r->want_outlen : strlen(r->want_out);
+	static char out[MAXBUF], tmp[MAXBUF];
+	size_t outlen = 0, pos = 0, ci = 0;
+	struct smtpd_data d;
+	int end = 0;
+
+	smtpd_data_init(&d);
+	while (pos < inlen && !end) {
+		size_t n = nchunks ? chunks[ci++ % nchunks] : inlen;
+		size_t used = 0, olen = 0, off = 0;
+
+		if (n > inlen - pos)
+			n = inlen - pos;
+		/* resumable: the caller may offer the same unconsumed bytes again */
+		while (off < n && !end) {
+			size_t avail = n - off;
+			enum smtpd_data_result res = smtpd_data_feed(&d, in + pos + off, avail,
+			    &used, tmp, &olen);
+			if (olen > avail + 2) {
+				print_error("%s [%s]: wrote %zu bytes for %zu input\n", r->name, how,
+				    olen, avail);
+				return 1;
+			}
+			memcpy(out + outlen, tmp, olen);
+			outlen += olen;
+			off += used;
+			if (res == SMTPD_DATA_END) {
+				end = 1;
+			} else if (used != avail) {
+				print_error("%s [%s]: MORE but consumed %zu of %zu\n", r->name, how,
+				    used, avail);
+				return 1;
+			}
+		}
+		pos += off;
+	}
+	if (end != r->want_end) {
+		print_error("%s [%s]: end got %d, want %d\n", r->name, how, end, r->want_end);
+		return 1;
+	}
+	if (d.bare != r->want_bare) {
+		print_error("%s [%s]: bare got %d, want %d\n", r->name, how, d.bare, r->want_bare);
+		return 1;
+	}
+	if (outlen != want_outlen || memcmp(out, want_out, outlen) != 0) {
+		print_error("%s [%s]: content got \"%.*s\" (%zu), want \"%.*s\" (%zu)\n", r->name,
+		    how, (int)outlen, out, outlen, (int)want_outlen, want_out, want_outlen);
+		return 1;
+	}
+	if (end && (inlen - pos != strlen(r->want_rest) ||
+	    memcmp(in + pos, r->want_rest, inlen - pos) != 0)) {
+		print_error("%s [%s]: rest got \"%.*s\", want \"%s\"\n", r->name, how,
+		    (int)(inlen - pos), in + pos, r->want_rest);
+		return 1;
+	}
+	return 0;
+}
+
+static uint32_t
+prng(uint32_t *s)
+{
+	*s = *s * 1103515245u + 12345u;
+	return (*s >> 16) & 0x7fff;
+}
+
+static void
+test_data_rows(void **state)
+{
+	int failed = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(data_rows) / sizeof(data_rows[0]); i++) {
+		const struct data_row *r = &data_rows[i];
+		size_t inlen = r->inlen ? r->inlen : strlen(r->in);
+		size_t one = 1, two[2];
+		uint32_t seed = (uint32_t)i + 1;
+
+		failed |= feed_data(r, NULL, 0, "whole");
+		failed |= feed_data(r, &one, 1, "bytewise");
+		for (size_t k = 1; k < inlen; k++) {
+			two[0] = k;
+			two[1] = inlen;
+			failed |= feed_data(r, two, 2, "split");
+		}
+		for (int rep = 0; rep < 50; rep++) {
+			size_t chunks[16];
+			for (int c = 0; c < 16; c++)
+				chunks[c] = 1 + prng(&seed) % 7;
+			failed |= feed_data(r, chunks, 16, "random");
+		}
+	}
+	assert_int_equal(failed, 0);
+}
+
+/* A large message in a few big chunks: the output bound holds and the content survives. */
+static void
+test_data_large(void **state)
+{
+	static char in[70000], want[70000], out[70000 + 2];
+	size_t inlen = 0, wantlen = 0, pos = 0, got = 0;
+	struct smtpd_data d;
+	int end = 0;
+
+	(void)state;
+	for (int line = 0; line < 1000; line++) {
+		int dot = line % 10 == 0;
+		if (dot)
+			in[inlen++] = '.';
+		for (int k = 0; k < 60; k++) {
+			in[inlen++] = (char)('a' + (line + k) % 26);
+			want[wantlen++] = (char)('a' + (line + k) % 26);
+		}
+		memcpy(in + inlen, "\r\n", 2);
+		memcpy(want + wantlen, "\r\n", 2);
+		inlen += 2;
+		wantlen += 2;
+	}
+	memcpy(in + inlen, ".\r\n", 3);
+	inlen += 3;
+	smtpd_data_init(&d);
+	while (pos < inlen && !end) {
+		size_t n = inlen - pos < 16384 ? inlen - pos : 16384, used, olen;
+		end = smtpd_data_feed(&d, in + pos, n, &used, out + got, &olen) == SMTPD_DATA_END;
+		assert_true(olen <= n + 2);
+		got += olen;
+		pos += used;
+	}
+	assert_true(end);
+	assert_int_equal(pos, inlen);
+	assert_int_equal(d.bare, 0);
+	assert_int_equal(got, wantlen);
+	assert_memory_equal(out, want, wantlen);
+}
+
+/* --- header watch --------------------------------------------------------------- */
+
+struct hdr_row {
+	const char *name;
+	const char *in;
+	unsigned want_found;
+	const char *want_msgid;
+	unsigned want_received;
+	int want_body;
+};
+
+#define H_ID   SMTPD_HDR_MESSAGE_ID
+#define H_DATE SMTPD_HDR_DATE
+#define H_FROM SMTPD_HDR_FROM
+
+static const struct hdr_row hdr_rows[] = {
+	{ "all three", "From: a@b\r\nDate: Mon, 1 Jan 2024\r\nMessage-ID: <a@b>\r\n\r\nbody\r\n",
+	  H_ID | H_DATE | H_FROM, "<a@b>", 0, 1 },
+	{ "none", "Subject: hi\r\n\r\nMessage-ID: <no@x>\r\nDate: no\r\n", 0, "", 0, 1 },
+	{ "case and blanks", "mEsSaGe-Id:    <x@y>   \r\ndate:x\r\n\r\n", H_ID | H_DATE, "<x@y>", 0, 1 },
+	{ "folded message-id", "Message-ID:\r\n <fold@x>\r\n\r\n", H_ID, "<fold@x>", 0, 1 },
+	{ "continuation kept", "Subject: a\r\n b\r\nDate: d\r\n\r\n", H_DATE, "", 0, 1 },
+	{ "obsolete blank before colon", "DATE : x\r\nFrom\t: y\r\n\r\n", H_DATE | H_FROM, "", 0, 1 },
+	{ "similar names", "Message-IDX: y\r\nX-Date: z\r\nFromage: q\r\n\r\n", 0, "", 0, 1 },
+	{ "long name", "X-A-Very-Long-Header-Name-Indeed: v\r\nDate: d\r\n\r\n", H_DATE, "", 0, 1 },
+	{ "non-header line ends headers", "X: y\r\nnot a header\r\nDate: z\r\n\r\n", 0, "", 0, 1 },
+	{ "leading blank line is body", " x\r\nDate: d\r\n\r\n", 0, "", 0, 1 },
+	{ "empty first line", "\r\nDate: d\r\n", 0, "", 0, 1 },
+	{ "bare LF lines", "Date: d\nFrom: f\n\nbody", H_DATE | H_FROM, "", 0, 1 },
+	{ "received count", "Received: a\r\nReceived: b\r\n c\r\nreceived: d\r\n\r\n", 0, "", 3, 1 },
+	{ "first message-id wins", "Message-ID: <1@x>\r\nMessage-ID: <2@x>\r\n\r\n", H_ID, "<1@x>", 0, 1 },
+	{ "still in headers", "Date: d\r\nFrom: f", H_DATE | H_FROM, "", 0, 0 },
+	{ "name without colon at end", "Date", 0, "", 0, 0 },
+};
+
+static int
+feed_hdr(const struct hdr_row *r, const size_t *chunks, size_t nchunks, const char *how)
+{
+	size_t len = strlen(r->in), pos = 0, ci = 0;
+	struct smtpd_hdr h;
+
+	smtpd_hdr_init(&h);
+	while (pos < len) {
+		size_t n = nchunks ? chunks[ci++ % nchunks] : len;
+		if (n > len - pos)
+			n = len - pos;
+		smtpd_hdr_feed(&h, r->in + pos, n);
+		pos += n;
+	}
+	if (h.found != r->want_found || strcmp(h.msgid, r->want_msgid) != 0 ||
+	    h.received != r->want_received || smtpd_hdr_in_body(&h) != r->want_body) {
+		print_error("%s [%s]: got found=%#x msgid=\"%s\" received=%u body=%d, "
+		    "want found=%#x msgid=\"%s\" received=%u body=%d\n", r->name, how, h.found,
+		    h.msgid, h.received, smtpd_hdr_in_body(&h), r->want_found, r->want_msgid,
+		    r->want_received, r->want_body);
+		return 1;
+	}
+	return 0;
+}
+
+static void
+test_hdr_rows(void **state)
+{
+	int failed = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(hdr_rows) / sizeof(hdr_rows[0]); i++) {
+		const struct hdr_row *r = &hdr_rows[i];
+		size_t len = strlen(r->in), one = 1, two[2];
+		uint32_t seed = (uint32_t)i + 7;
+
+		failed |= feed_hdr(r, NULL, 0, "whole");
+		failed |= feed_hdr(r, &one, 1, "bytewise");
+		for (size_t k = 1; k < len; k++) {
+			two[0] = k;
+			two[1] = len;
+			failed |= feed_hdr(r, two, 2, "split");
+		}
+		for (int rep = 0; rep < 20; rep++) {
+			size_t chunks[8];
+			for (int c = 0; c < 8; c++)
+				chunks[c] = 1 + prng(&seed) % 5;
+			failed |= feed_hdr(r, chunks, 8, "random");
+		}
+	}
+	assert_int_equal(failed, 0);
+}
+
+/* The Message-ID kept for the log is bounded, however long the header. */
+static void
+test_hdr_long_msgid(void **state)
+{
+	static char in[4096];
+	struct smtpd_hdr h;
+	size_t n;
+
+	(void)state;
+	n = (size_t)snprintf(in, sizeof(in), "Message-ID: <");
+	memset(in + n, 'x', 2000);
+	n += 2000;
+	memcpy(in + n, ">\r\nDate: d\r\n\r\n", 14);
+	n += 14;
+	smtpd_hdr_init(&h);
+	smtpd_hdr_feed(&h, in, n);
+	assert_int_equal(h.idlen, SMTPD_HDR_ID_MAX);
+	assert_int_equal(strlen(h.msgid), SMTPD_HDR_ID_MAX);
+	assert_int_equal(h.found, SMTPD_HDR_MESSAGE_ID | SMTPD_HDR_DATE);
+	assert_true(smtpd_hdr_in_body(&h));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_data_rows),
+		cmocka_unit_test(test_data_large),
+		cmocka_unit_test(test_hdr_rows),
+		cmocka_unit_test(test_hdr_long_msgid),
+	};
+
+	return cmocka_run_group_tests_name("smtpd_data", tests, NULL, NULL);
+}
