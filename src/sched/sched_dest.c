@@ -565,6 +565,7 @@ conn_on_done(void *arg, struct smtpc *c, const struct smtpc_result *r)
 	struct sched_conn *cn = arg;
 	struct sched_job *job = cn->job;
 	struct sched_attempt a;
+	int clean;
 
 	(void)c;
 	cn->job = NULL;
@@ -572,8 +573,19 @@ conn_on_done(void *arg, struct smtpc *c, const struct smtpc_result *r)
 		cn->rd = queue_reader_close(cn->rd);
 	conn_attempt(cn, &a);
 	cn->ntxn++;
+	clean = sched_classify(r->mail.code) == SCHED_OK &&
+	    sched_classify(r->data.code) == SCHED_OK;
 	if (job != NULL)
 		sched_job_result(cn->d->s, job, &a, r);
+	/*
+	 * XXX after a refused transaction a peer may still hold its MAIL state
+	 * (a refused DATA does not end it, and smtpc does not send RSET then):
+	 * such a connection is closed rather than reused.
+	 */
+	if (!clean) {
+		conn_quit(cn);
+		return;
+	}
 	conn_next(cn);
 }
 
