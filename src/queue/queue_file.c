@@ -482,12 +482,14 @@ queue_worker_sync(struct queue *q, struct queue_file *batch)
 	struct queue_file *qf;
 	int dir_ok;
 
-	if (syncfs(q->qdirfd) == 0) {
-		for (qf = batch; qf != NULL; qf = qf->next)
-			qf->ok = 1;
-		return;
+	if (!q->sync_files) {
+		if (syncfs(q->qdirfd) == 0) {
+			for (qf = batch; qf != NULL; qf = qf->next)
+				qf->ok = 1;
+			return;
+		}
+		log_warn("syncfs on the queue directory failed; syncing file by file");
 	}
-	log_warn("syncfs on the queue directory failed; syncing file by file");
 	for (qf = batch; qf != NULL; qf = qf->next)
 		qf->ok = fdatasync(qf->fd) == 0;
 	dir_ok = fsync(q->qdirfd) == 0;

@@ -77,6 +77,7 @@ struct queue {
 	struct queue_file *pend_head, *pend_tail;   /* waiting for the next sync */
 	struct queue_file *done_head, *done_tail;   /* synced, for the loop */
 	uint64_t stat_syncs, stat_synced;            /* batches, messages */
+	int sync_files;              /* 1: fdatasync each file + fsync dir (tests, fallback) */
 	int efd;                     /* eventfd: worker -> loop */
 	struct event *ev_done;
 	int closing;

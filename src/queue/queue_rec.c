@@ -446,6 +446,7 @@ queue_parse_feed(struct queue_parse *p, const void *data, size_t len)
 	while (len > 0) {
 		switch (p->phase) {
 		case PH_STOP:
+		default:
 			return -1;
 		case PH_CUT:
 			p->off += len;
@@ -532,6 +533,7 @@ queue_parse_finish(struct queue_parse *p)
 enum queue_parse_status
 queue_parse_buffer(struct queue_parse *p, const void *data, size_t len)
 {
+	queue_parse_init(p);
 	(void)queue_parse_feed(p, data, len);
 	return queue_parse_finish(p);
 }

@@ -124,7 +124,7 @@ enum queue_parse_status queue_parse_finish(struct queue_parse *p);
 /* queue_parse_take - move the parsed strings into *m (p keeps nothing) */
 void queue_parse_take(struct queue_parse *p, struct queue_msg *m);
 void queue_parse_free(struct queue_parse *p);
-/* queue_parse_buffer - the whole file in one buffer (tests, fuzzing) */
+/* queue_parse_buffer - init p and parse a whole file held in one buffer (tests, fuzzing) */
 enum queue_parse_status queue_parse_buffer(struct queue_parse *p, const void *data, size_t len);
 
 /* queue_msg_free_fields - free the strings and recipients of m (not m) */
