@@ -12,7 +12,7 @@ import socket
 from email import policy
 from email.message import EmailMessage
 
-from conftest import wait_until
+from conftest import port_open, wait_until
 
 QUEUED_CONF = {"smart_relay": "[127.0.0.1]:1"}
 
@@ -41,6 +41,9 @@ class Api:
         self.port = m.ui_port
         self.user = user
         self.password = password
+        # The harness waits for the SMTP port; the UI port is bound just after it.
+        if getattr(m, "proc", None) is not None and m.proc.poll() is None:
+            wait_until(lambda: port_open(host, self.port), 10, what="the UI port")
 
     def auth_header(self, user=None, password=None):
         user = self.user if user is None else user
