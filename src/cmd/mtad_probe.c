@@ -150,8 +150,17 @@ probe_done(void *arg, struct smtpc *c, const struct smtpc_result *r)
 		printf("data: %s (dsn %s)\n", r->data.text, r->data.dsn);
 	else
 		printf("data: not sent\n");
-	p->status = probe_exit_for_code(r->data.code != 0 ? r->data.code :
-	    r->mail.code / 100 != 2 ? r->mail.code : 500);
+	if (r->data.code != 0) {
+		p->status = probe_exit_for_code(r->data.code);
+	} else {
+		/* nothing sent: temporary when any refusal was */
+		int code = r->mail.code / 100 != 2 ? r->mail.code : 500;
+
+		for (size_t i = 0; i < r->nrcpt; i++)
+			if (r->rcpt[i].code / 100 == 4)
+				code = r->rcpt[i].code;
+		p->status = probe_exit_for_code(code);
+	}
 	/* Without the resolver's event the loop ends once QUIT is through. */
 	p->dns = dns_free(p->dns);
 	p->smtpc = NULL;

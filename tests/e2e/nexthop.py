@@ -13,6 +13,7 @@ Postfix's smtp-sink:
         nh.hang_at("RCPT")                     # never reply (client must time out)
         nh.refuse_ehlo = True                  # 502 to EHLO, so the client uses HELO
         nh.no_pipelining = True; nh.no_8bitmime = True; nh.size_limit = 1000
+        nh.no_size = True                      # no SIZE keyword at all
         msgs = nh.wait_for(1, timeout=10)      # polls with a deadline
         msgs[0].sender, msgs[0].rcpts, msgs[0].data   # data: bytes, CRLF, un-dot-stuffed
 
@@ -147,8 +148,8 @@ class _Session:
         ext = []
         if not self.nh.no_pipelining:
             ext.append("PIPELINING")
-        if self.nh.size_limit is not None:
-            ext.append("SIZE %d" % self.nh.size_limit)
+        if not self.nh.no_size:
+            ext.append("SIZE %d" % self.nh.size_limit if self.nh.size_limit else "SIZE")
         if not self.nh.no_8bitmime:
             ext.append("8BITMIME")
         if self.nh.smtputf8:
@@ -334,7 +335,8 @@ class NextHop:
             self.no_pipelining = False
             self.no_8bitmime = False
             self.smtputf8 = True
-            self.size_limit = None
+            self.size_limit = None      # advertised as "SIZE n"; None: "SIZE" (no limit)
+            self.no_size = False        # True: no SIZE in the EHLO reply
             self.messages = []          # accepted messages (250 after the dot)
             self.rejected = []          # messages refused after the dot
             self.commands = []          # (conn_id, line) for every command line
