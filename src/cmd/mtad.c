@@ -258,6 +258,15 @@ main(int argc, char **argv)
 	if ((d.base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
 	d.metrics.start_us = util_now_us();
+	/* Before any socket is bound: a SIGTERM that arrives once clients can
+	 * connect is held by libevent until the loop runs, never fatal. */
+	d.ev_term = evsignal_new(d.base, SIGTERM, on_stop, &d);
+	d.ev_int = evsignal_new(d.base, SIGINT, on_stop, &d);
+	d.ev_hup = evsignal_new(d.base, SIGHUP, on_hup, &d);
+	if (d.ev_term == NULL || d.ev_int == NULL || d.ev_hup == NULL ||
+	    evsignal_add(d.ev_term, NULL) < 0 || evsignal_add(d.ev_int, NULL) < 0 ||
+	    evsignal_add(d.ev_hup, NULL) < 0)
+		fatalx("cannot install signal handlers");
 
 	maillog_path(d.cfg, path, sizeof(path));
 	d.ml = maillog_open(path, d.cfg->hostname, err, sizeof(err));
@@ -304,13 +313,6 @@ main(int argc, char **argv)
 		fatal("queue recovery in %s failed", d.cfg->data_dir);
 	queue_set_listener(d.q, on_recovered, &d);
 
-	d.ev_term = evsignal_new(d.base, SIGTERM, on_stop, &d);
-	d.ev_int = evsignal_new(d.base, SIGINT, on_stop, &d);
-	d.ev_hup = evsignal_new(d.base, SIGHUP, on_hup, &d);
-	if (d.ev_term == NULL || d.ev_int == NULL || d.ev_hup == NULL ||
-	    evsignal_add(d.ev_term, NULL) < 0 || evsignal_add(d.ev_int, NULL) < 0 ||
-	    evsignal_add(d.ev_hup, NULL) < 0)
-		fatalx("cannot install signal handlers");
 
 	log_info("mtad %s started: %llu message(s) in the queue", MTAD_VERSION,
 	    (unsigned long long)queue_count(d.q));
