@@ -252,121 +252,38 @@ fail:
 	return NULL;
 }
 
-/* http_head_end - offset just past the header section (its blank line excluded); 0 if not seen */
-static size_t
-http_head_end(const char *buf, size_t len)
-{
-	if (len >= 1 && buf[0] == '\n')
-		return 0;
-	for (size_t i = 0; i + 1 < len; i++) {
-		if (buf[i] != '\n')
-			continue;
-		if (buf[i + 1] == '\n' || (buf[i + 1] == '\r' && i + 2 < len && buf[i + 2] == '\n'))
-			return i + 1;
-	}
-	return 0;
-}
-
-/* http_msg_field - append a continuation line to the last field's value */
-static int
-http_msg_unfold(json_t *cur, const char *line, size_t ll)
-{
-	json_t *v = json_object_get(cur, "value");
-	const char *pv = json_string_value(v);
-	size_t pl = json_string_length(v), k = 0;
-	char *cat;
-	json_t *nv;
-
-	while (k < ll && (line[k] == ' ' || line[k] == '\t'))
-		k++;
-	if (pv == NULL || (cat = malloc(pl + 1 + ll - k + 1)) == NULL)
-		return -1;
-	memcpy(cat, pv, pl);
-	cat[pl] = ' ';
-	memcpy(cat + pl + 1, line + k, ll - k);
-	nv = http_json_strn(cat, pl + 1 + ll - k);
-	free(cat);
-	return http_json_set(cur, "value", nv);
-}
-
 /*
- * http_msg_headers - the header section as [{"name","value"}], read through
- * the queue reader, at most HTTP_MAX_DETAIL_HEAD bytes and
- * HTTP_MAX_DETAIL_LINES fields; folded lines are unfolded (RFC 5322 §2.2.3).
- * The first Subject is also given as "subject".
+ * http_msg_headers - the header section of m, read through the queue reader
+ * (at most HTTP_MAX_DETAIL_HEAD bytes), into o (see http_headers_json()).
  */
 static int
 http_msg_headers(struct http *h, const struct queue_msg *m, json_t *o)
 {
-	struct queue_reader *r = NULL;
-	char *buf = NULL;
-	size_t len = 0, hend = 0, nfields = 0;
-	int truncated = 0, rc = -1;
-	json_t *arr = json_array(), *cur = NULL;
+	struct queue_reader *r;
+	char *buf;
+	size_t len = 0;
+	int rc;
 
-	if (arr == NULL || http_json_set(o, "headers", arr) < 0)
-		goto out;
 	if ((r = queue_reader_open(h->q, m)) == NULL) {
-		rc = http_json_set(o, "headers_error", json_string("cannot read the message file"));
-		goto out;
+		if (http_json_set(o, "headers", json_array()) < 0)
+			return -1;
+		return http_json_set(o, "headers_error", json_string("cannot read the message file"));
 	}
-	if ((buf = malloc(HTTP_MAX_DETAIL_HEAD)) == NULL)
-		goto out;
+	if ((buf = malloc(HTTP_MAX_DETAIL_HEAD)) == NULL) {
+		queue_reader_close(r);
+		return -1;
+	}
 	while (len < HTTP_MAX_DETAIL_HEAD) {
 		ssize_t n = queue_reader_read(r, buf + len, HTTP_MAX_DETAIL_HEAD - len);
 		if (n <= 0)
 			break;
 		len += (size_t)n;
-		if ((hend = http_head_end(buf, len)) > 0)
+		if (http_headers_end(buf, len) > 0)
 			break;
 	}
-	if (hend == 0 && !(len > 0 && (buf[0] == '\n' || (len > 1 && buf[0] == '\r' && buf[1] == '\n')))) {
-		/* No blank line seen: the whole read is headers (message without a body, or cut). */
-		truncated = len >= HTTP_MAX_DETAIL_HEAD;
-		hend = len;
-	}
-	for (size_t i = 0; i < hend; ) {
-		const char *nl = memchr(buf + i, '\n', hend - i);
-		size_t j = nl != NULL ? (size_t)(nl - buf) : hend, ll = j - i;
-		if (ll > 0 && buf[i + ll - 1] == '\r')
-			ll--;
-		if (ll == 0)
-			break;
-		if (buf[i] == ' ' || buf[i] == '\t') {
-			if (cur != NULL && http_msg_unfold(cur, buf + i, ll) < 0)
-				goto out;
-		} else {
-			const char *colon = memchr(buf + i, ':', ll);
-			size_t nl_len = colon != NULL ? (size_t)(colon - (buf + i)) : ll;
-			size_t vs = i + nl_len + 1;
-			if (nfields >= HTTP_MAX_DETAIL_LINES) {
-				truncated = 1;
-				break;
-			}
-			while (vs < i + ll && (buf[vs] == ' ' || buf[vs] == '\t'))
-				vs++;
-			if ((cur = json_object()) == NULL || json_array_append_new(arr, cur) < 0 ||
-			    http_json_set(cur, "name", http_json_strn(buf + i, nl_len)) < 0 ||
-			    http_json_set(cur, "value", http_json_strn(buf + (vs < i + ll ? vs : i + ll),
-			    vs < i + ll ? i + ll - vs : 0)) < 0)
-				goto out;
-			nfields++;
-		}
-		i = j + 1;
-	}
-	for (size_t k = 0; k < json_array_size(arr); k++) {
-		json_t *fld = json_array_get(arr, k);
-		const char *nm = json_string_value(json_object_get(fld, "name"));
-		if (nm != NULL && strcasecmp(nm, "Subject") == 0) {
-			if (json_object_set(o, "subject", json_object_get(fld, "value")) < 0)
-				goto out;
-			break;
-		}
-	}
-	rc = http_json_set(o, "headers_truncated", json_boolean(truncated));
-out:
-	free(buf);
 	queue_reader_close(r);
+	rc = http_headers_json(buf, len, len >= HTTP_MAX_DETAIL_HEAD, o);
+	free(buf);
 	return rc;
 }
 

@@ -98,6 +98,12 @@ int http_json_dump(const json_t *j, struct evbuffer *b);
 /* http_json_set - json_object_set_new that tolerates a NULL value (-1) */
 int http_json_set(json_t *obj, const char *key, json_t *val);
 
+/* --- a message's header section (http_headers.c) -------------------------- */
+
+/* http_headers_end - offset just past the header section (before its blank line); 0 if not seen */
+size_t http_headers_end(const char *buf, size_t len);
+int http_headers_json(const char *buf, size_t len, int cut, json_t *o);
+
 /* --- counters snapshot (http_stats.c takes it, formatters read it) ------- */
 
 struct http_snap {

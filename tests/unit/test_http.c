@@ -578,6 +578,104 @@ test_stats_json(void **state)
 	json_decref(j);
 }
 
+/* --- header section ------------------------------------------------------------ */
+
+static void
+test_headers(void **state)
+{
+	static const struct {
+		const char *in;
+		int cut;
+		const char *want;      /* "name=value|..." then " T" if truncated, " S=subject" */
+	} rows[] = {
+		{ "From: a@b\r\nSubject: hi\r\n\r\nbody", 0, "From=a@b|Subject=hi| S=hi" },
+		{ "From: a@b\nSubject:  hi there \n\nbody", 0, "From=a@b|Subject=hi there | S=hi there " },
+		{ "Subject: one\r\n two\r\n\tthree\r\nX: y\r\n\r\n", 0,
+		  "Subject=one two three|X=y| S=one two three" },
+		{ "NoColon\r\nA:b\r\n\r\n", 0, "NoColon=|A=b|" },
+		{ " leading\r\nA: b\r\n\r\n", 0, "A=b|" },
+		{ "\r\nbody: not a header\r\n", 0, "" },
+		{ "\nbody: not a header\n", 0, "" },
+		{ "A: 1\r\nB: 2", 0, "A=1|B=2|" },            /* no body */
+		{ "A: 1\r\nB: 2", 1, "A=1|B=2| T" },          /* cut at the limit */
+		{ "subject: lower\r\nSubject: second\r\n\r\n", 0,
+		  "subject=lower|Subject=second| S=lower" },
+		{ "A:\r\n\r\n", 0, "A=|" },
+		{ "", 0, "" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		json_t *o = json_object(), *arr, *f;
+		char got[512] = "";
+		size_t off = 0, k;
+		int n;
+
+		assert_int_equal(http_headers_json(rows[i].in, strlen(rows[i].in), rows[i].cut, o), 0);
+		arr = json_object_get(o, "headers");
+		json_array_foreach(arr, k, f) {
+			n = util_bsnprintf(got + off, sizeof(got) - off, "%s=%s|",
+			    json_string_value(json_object_get(f, "name")),
+			    json_string_value(json_object_get(f, "value")));
+			assert_true(n >= 0);
+			off += (size_t)n;
+		}
+		if (json_is_true(json_object_get(o, "headers_truncated"))) {
+			n = util_bsnprintf(got + off, sizeof(got) - off, " T");
+			assert_true(n >= 0);
+			off += (size_t)n;
+		}
+		if (json_object_get(o, "subject") != NULL) {
+			n = util_bsnprintf(got + off, sizeof(got) - off, " S=%s",
+			    json_string_value(json_object_get(o, "subject")));
+			assert_true(n >= 0);
+		}
+		if (strcmp(got, rows[i].want) != 0)
+			fail_msg("row %zu: got \"%s\", want \"%s\"", i, got, rows[i].want);
+		json_decref(o);
+	}
+}
+
+static void
+test_headers_limits(void **state)
+{
+	/* 600 fields: only HTTP_MAX_DETAIL_LINES kept, and marked truncated. */
+	size_t cap = 600 * 16 + 8, len = 0;
+	char *buf = malloc(cap);
+	json_t *o = json_object();
+
+	(void)state;
+	assert_non_null(buf);
+	for (int i = 0; i < 600; i++) {
+		int n = util_bsnprintf(buf + len, cap - len, "X-%d: v\r\n", i);
+		assert_true(n >= 0);
+		len += (size_t)n;
+	}
+	memcpy(buf + len, "\r\n", 2);
+	len += 2;
+	assert_int_equal(http_headers_json(buf, len, 0, o), 0);
+	assert_int_equal(json_array_size(json_object_get(o, "headers")), HTTP_MAX_DETAIL_LINES);
+	assert_true(json_is_true(json_object_get(o, "headers_truncated")));
+	json_decref(o);
+	/* One field folded 20,000 times stays linear and whole. */
+	free(buf);
+	cap = 8 + 20000 * 4;
+	buf = malloc(cap);
+	assert_non_null(buf);
+	memcpy(buf, "X: a", 4);
+	len = 4;
+	for (int i = 0; i < 20000; i++) {
+		memcpy(buf + len, "\r\n b", 4);
+		len += 4;
+	}
+	o = json_object();
+	assert_int_equal(http_headers_json(buf, len, 1, o), 0);
+	assert_int_equal(json_string_length(json_object_get(json_array_get(
+	    json_object_get(o, "headers"), 0), "value")), 1 + 20000 * 2);
+	json_decref(o);
+	free(buf);
+}
+
 /* --- assets ------------------------------------------------------------------------- */
 
 static void
@@ -719,6 +817,8 @@ main(void)
 		cmocka_unit_test(test_history),
 		cmocka_unit_test(test_prometheus),
 		cmocka_unit_test(test_stats_json),
+		cmocka_unit_test(test_headers),
+		cmocka_unit_test(test_headers_limits),
 		cmocka_unit_test(test_assets),
 		cmocka_unit_test(test_push_name),
 		cmocka_unit_test(test_push_format),
