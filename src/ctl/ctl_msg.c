@@ -194,12 +194,12 @@ ctl_msg_read_headers(struct ctl_msg_reader *r)
 			r->body_follows = 1;
 			break;
 		}
-		if ((line[0] == ' ' || line[0] == '\t') && !first) {
+		if ((line[0] == ' ' || line[0] == '\t') && !first && memchr(line, '\0', len) == NULL) {
 			if (ctl_msg_keep(r, line, len) < 0)
 				goto done;
 			continue;
 		}
-		if (!ctl_msg_is_header(line, len)) {
+		if (!ctl_msg_is_header(line, len) || memchr(line, '\0', len) != NULL) {
 			/* Not a header: the body starts here, after a blank line we add. */
 			if ((r->first_body_line = malloc(len + 1)) == NULL)
 				goto done;
@@ -270,6 +270,12 @@ ctl_msg_addr_list(const char *value, size_t len, char ***list, size_t *n)
 	for (i = 0; i <= len; i++) {
 		int c = i < len ? (unsigned char)value[i] : -1;
 
+		if ((c >= 0 && c < 0x20 && c != ' ' && c != '\t' && c != '\r' && c != '\n') ||
+		    c == 0x7f) {
+			errno = EINVAL;     /* control characters never belong in an address */
+			return -1;
+		}
+
 		if (c == '(') {                     /* comment, may nest */
 			int depth = 1;
 
@@ -293,6 +299,10 @@ ctl_msg_addr_list(const char *value, size_t len, char ***list, size_t *n)
 			if (i >= len)
 				i = len - 1;
 			for (size_t k = start; k <= i; k++) {
+				if ((unsigned char)value[k] < 0x20 || value[k] == 0x7f) {
+					errno = EINVAL;
+					return -1;
+				}
 				if (in_angle) {
 					if (alen < CTL_MSG_ADDR_MAX)
 						ang[alen++] = value[k];
