@@ -287,6 +287,21 @@ sm_getline(struct sm *s, char *line, size_t size, int timeout_ms)
 	}
 }
 
+/* sm_append - add text to a reply summary; what does not fit is cut (it is only shown) */
+static void
+sm_append(char *buf, size_t size, size_t *used, const char *text)
+{
+	size_t n = strlen(text);
+
+	if (*used + 1 >= size)
+		return;
+	if (n > size - 1 - *used)
+		n = size - 1 - *used;
+	memcpy(buf + *used, text, n);
+	*used += n;
+	buf[*used] = '\0';
+}
+
 /*
  * sm_reply - read one (multi-line) reply: s->code and s->reply; 0, or -1
  * (I/O error, timeout or malformed: code 0). With ehlo, note extensions.
@@ -324,11 +339,9 @@ sm_reply(struct sm *s, int timeout_ms, int ehlo)
 		    (l == 12 || line[12] == ' '))
 			s->smtputf8 = 1;
 		if (!ehlo || i == 0) {
-			int n = snprintf(s->reply + used, sizeof(s->reply) - used, "%s%s",
-			    used > 0 ? "; " : "", line);
-
-			if (n > 0)
-				used = (size_t)n >= sizeof(s->reply) - used ? sizeof(s->reply) - 1 : used + (size_t)n;
+			if (used > 0)
+				sm_append(s->reply, sizeof(s->reply), &used, "; ");
+			sm_append(s->reply, sizeof(s->reply), &used, line);
 		}
 		if (l == 3 || line[3] == ' ')
 			return 0;

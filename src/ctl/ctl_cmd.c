@@ -98,8 +98,9 @@ ctl_err(const struct ctl *c, const char *fmt, ...)
 	char buf[4096];
 
 	va_start(ap, fmt);
+	/* a message cut at 4 KiB is still worth showing: truncation is accepted */
 	if (vsnprintf(buf, sizeof(buf), fmt, ap) < 0)
-		buf[0] = '\0';
+		util_strlcpy(buf, "(unprintable message)", sizeof(buf));
 	va_end(ap);
 	fprintf(stderr, "%s: %s\n", c->prog, buf);
 }

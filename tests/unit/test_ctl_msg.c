@@ -22,6 +22,16 @@
 
 #include "ctl/ctl_int.h"
 
+/* join - append "|" (unless first) and s to buf */
+static void
+join(char *buf, size_t size, int first, const char *s)
+{
+	size_t used = strlen(buf);
+	int n = snprintf(buf + used, size - used, "%s%s", first ? "" : "|", s);
+
+	assert_true(n >= 0 && (size_t)n < size - used);
+}
+
 /* --- address lists ------------------------------------------------------- */
 
 static const struct {
@@ -50,6 +60,9 @@ static const struct {
 	{ "John Doe", NULL },                                         /* words, no address */
 	{ "bad address@example.com", NULL },
 	{ "a@example.com, John Doe", NULL },
+	{ "a\x01b@example.com", NULL },                              /* control characters */
+	{ "\"a\nb\"@example.com", NULL },
+	{ "a@example.com\x7f", NULL },
 };
 
 static void
@@ -64,9 +77,7 @@ test_addr_list(void **state)
 		int rc = ctl_msg_addr_list(addr_rows[i].in, strlen(addr_rows[i].in), &list, &n);
 
 		for (size_t k = 0; k < n; k++) {
-			if (k > 0)
-				strncat(got, "|", sizeof(got) - strlen(got) - 1);
-			strncat(got, list[k], sizeof(got) - strlen(got) - 1);
+			join(got, sizeof(got), k == 0, list[k]);
 			free(list[k]);
 		}
 		free(list);
@@ -233,9 +244,7 @@ test_stream(void **state)
 		if (stream_rows[i].t)
 			assert_int_equal(ctl_msg_extract_rcpts(&r, 1, &list, &n), 0);
 		for (size_t k = 0; k < n; k++) {
-			if (k > 0)
-				strncat(rc_s, "|", sizeof(rc_s) - strlen(rc_s) - 1);
-			strncat(rc_s, list[k], sizeof(rc_s) - strlen(rc_s) - 1);
+			join(rc_s, sizeof(rc_s), k == 0, list[k]);
 			free(list[k]);
 		}
 		free(list);
