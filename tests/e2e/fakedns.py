@@ -151,8 +151,10 @@ class FakeDNS:
                 udp.server.server_close()
                 continue
             self._udp, self._tcp, self.port = udp, tcp, port
-            udp.start_thread()
-            tcp.start_thread()
+            for srv in (udp, tcp):  # poll often: stop() returns at once
+                t = threading.Thread(target=srv.server.serve_forever,
+                                     kwargs={"poll_interval": 0.05}, daemon=True)
+                t.start()
             return self
         raise RuntimeError("fakedns: no free port: %s" % last)
 
