@@ -1251,9 +1251,9 @@ sched_free(struct sched *s)
 		LIST_REMOVE(op, entry);
 		op->s = NULL;
 	}
+	sched_heap_clear(&s->heap);     /* touches the nodes: before they go */
 	if (s->q != NULL)
 		queue_foreach(s->q, free_msg_cb, s);
-	sched_heap_clear(&s->heap);
 	if (s->timer != NULL)
 		event_free(s->timer);
 	if (s->kick != NULL)

@@ -601,18 +601,19 @@ conn_on_failed(void *arg, struct smtpc *c, const struct smtpc_reply *r)
 	struct sched *s = cn->d->s;
 	struct sched_job *job;
 	struct sched_attempt a;
+	struct smtpc_reply why = *r;    /* r lives in the session freed next */
 
 	(void)c;
 	cn->c = smtpc_free(cn->c);
 	switch (cn->st) {
 	case SC_CONNECT:
-		log_trace(TRACE_SCHED, "sched: %s: %s: %s", cn->d->key, cn->relay, r->text);
-		cn->err = *r;
+		log_trace(TRACE_SCHED, "sched: %s: %s: %s", cn->d->key, cn->relay, why.text);
+		cn->err = why;
 		cn->err_dns = 0;
-		if (r->code != 0 && strstr(r->text, " said: ") == NULL &&
+		if (why.code != 0 && strstr(why.text, " said: ") == NULL &&
 		    util_bsnprintf(cn->err.text, sizeof(cn->err.text), "host %s said: %s",
-		    cn->relay, r->text) < 0)
-			cn->err = *r;
+		    cn->relay, why.text) < 0)
+			cn->err = why;
 		conn_route(cn);
 		return;
 	case SC_BUSY:
@@ -622,7 +623,7 @@ conn_on_failed(void *arg, struct smtpc *c, const struct smtpc_reply *r)
 			cn->rd = queue_reader_close(cn->rd);
 		conn_attempt(cn, &a);
 		if (job != NULL)
-			sched_job_fail(s, job, &a, r, sched_classify(r->code) == SCHED_PERM ?
+			sched_job_fail(s, job, &a, &why, sched_classify(why.code) == SCHED_PERM ?
 			    SCHED_PERM : SCHED_TEMP);
 		conn_free(cn);
 		return;
