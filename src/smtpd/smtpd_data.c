@@ -257,8 +257,8 @@ smtpd_hdr_feed(struct smtpd_hdr *h, const char *p, size_t len)
 			}
 			if (c == '\n')
 				h->state = HS_BOL;
-			else if (c != '\r' && c != ' ' && c != '\t' && h->idlen < SMTPD_HDR_ID_MAX)
-				h->msgid[h->idlen++] = (char)c;
+			else if (c > ' ' && c != 0x7f && h->idlen < SMTPD_HDR_ID_MAX)
+				h->msgid[h->idlen++] = (char)c;  /* no blanks, controls or NUL */
 			break;
 		}
 	}

@@ -137,10 +137,11 @@ v2_parse(const unsigned char *p, size_t len, size_t *consumed, struct smtpd_prox
 		return SMTPD_PROXY_INVALID;
 	if (len < total)
 		return SMTPD_PROXY_MORE;
-	*consumed = total;
 	out->have_src = 0;
-	if ((ver_cmd & 0x0f) == 0)           /* LOCAL: health check by the proxy itself */
+	if ((ver_cmd & 0x0f) == 0) {         /* LOCAL: health check by the proxy itself */
+		*consumed = total;
 		return SMTPD_PROXY_OK;
+	}
 	memset(&out->src, 0, sizeof(out->src));
 	switch (fam) {
 	case 0x11: {                         /* TCP over IPv4 */
@@ -170,6 +171,7 @@ v2_parse(const unsigned char *p, size_t len, size_t *consumed, struct smtpd_prox
 	default:                             /* UDP, unix sockets: not for SMTP */
 		return SMTPD_PROXY_INVALID;
 	}
+	*consumed = total;
 	return SMTPD_PROXY_OK;
 }
 
