@@ -550,15 +550,17 @@ ctl_queue_direct(struct ctl *c, struct ctl_mailq *q)
 
 /*
  * ctl_cmd_queue - mailq through the API, a page of CTL_PAGE rows at a time
- * in arrival order; a row that does not tell every pending recipient and
- * its reply is completed from /api/queue/ID. Ids only grow, so a message
- * seen on an earlier page (the queue shifted as others left) is skipped.
+ * in arrival (commit) order; a row that does not tell every pending
+ * recipient and its reply is completed from /api/queue/ID. New messages
+ * join the end of that order, so paging never shows one twice; a message
+ * that leaves meanwhile moves the later ones up, and one of them may be
+ * missed, as with a Postfix mailq taken while the queue changes.
  */
 static int
 ctl_cmd_queue(struct ctl *c)
 {
 	struct ctl_mailq q;
-	char path[256], last[QUEUE_ID_SIZE + 48] = "";
+	char path[256];
 	long long off = 0;
 	int rc, status;
 
@@ -586,9 +588,8 @@ ctl_cmd_queue(struct ctl *c)
 			const char *id = json_string_value(json_object_get(row, "id"));
 			json_t *m = NULL;
 
-			if (id == NULL || strcmp(id, last) <= 0)
+			if (id == NULL)
 				continue;
-			util_strlcpy(last, id, sizeof(last));
 			if (ctl_row_exact(row)) {
 				m = ctl_row_detail(row);
 			} else if (ctl_queue_id_valid(id)) {
