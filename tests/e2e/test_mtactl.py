@@ -361,3 +361,35 @@ def test_permissions(mtad_factory, tmp_path):
         assert p.returncode == 4, (args, p.returncode, p.stderr)
         assert "Permission denied" in p.stderr
     assert ctl(m, "queue", conf=str(conf)).returncode == 0
+
+
+def test_queue_many_pages(mtad_factory):
+    """More messages than one API page, committed by parallel sessions (so
+    commit order is not id order): each is listed once, running or stopped."""
+    import threading
+    m = mtad_factory(conf=DEFER)
+    errors = []
+
+    def worker(k):
+        try:
+            with smtplib.SMTP("127.0.0.1", m.smtp_port, timeout=60) as s:
+                for i in range(110):
+                    s.sendmail("w%d@example.org" % k, ["r%d@example.net" % i], "Subject: %d\r\n\r\nx\r\n" % i)
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    files = sorted(m.queue_files())
+    assert len(files) == 660
+    ids = [r["queue_id"] for r in queue_json(m)]
+    assert sorted(ids) == files
+    msgs, footer = parse_mailq(ctl(m, "queue").stdout)
+    assert sorted(x["id"] for x in msgs) == files
+    assert footer.endswith("in 660 Requests.")
+    m.stop()
+    assert sorted(r["queue_id"] for r in queue_json(m)) == files
