@@ -128,6 +128,7 @@
 
   // ---- graphs ---------------------------------------------------------------
   let range = "1h";
+  let xRange = null;
   const charts = {};
   const css = getComputedStyle(document.documentElement);
   const color = (name) => css.getPropertyValue(name).trim() || "#888";
@@ -142,11 +143,13 @@
     const axis = { stroke: color("--muted"), grid: { stroke: color("--line"), width: 1 }, ticks: { stroke: color("--line") } };
     const opts = Object.assign(chartSize(div), {
       cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
+      // The x axis always spans the chosen range, however few samples there are yet.
+      scales: { x: { time: true, range: (u, min, max) => xRange || [min, max] },
+                y: { range: (u, min, max) => [0, Math.max(1, (max || 0) * 1.1)] } },
       axes: [Object.assign({}, axis), Object.assign({ size: 50 }, axis)],
       series: [{}].concat(series.map((s) => ({
         label: s.label, stroke: s.color, width: 2, fill: s.fill || undefined,
-        points: { show: false }, value: (u, v) => (v == null ? "–" : (Number.isInteger(v) ? fmtNum(v) : v.toFixed(1))),
+        value: (u, v) => (v == null ? "–" : (Number.isInteger(v) ? fmtNum(v) : v.toFixed(1))),
       }))),
       legend: { live: true },
     });
@@ -164,6 +167,9 @@
     let h;
     try { h = await api("/api/history?range=" + range); } catch (e) { return; }
     const per = 60 / h.interval;             // samples to per-minute rates
+    xRange = [h.now - h.interval * h.capacity, h.now];
+    // Just started: the first sample comes a second after start.
+    if (h.t.length < 2) setTimeout(refreshHistory, 3000);
     const scale = (a) => a.map((v) => v * per);
     const t = h.t;
     setChart("tp", "chart-throughput", [
