@@ -19,7 +19,7 @@
  * not apply to clients inside smtpd_trusted_networks, the relay's own
  * applications, which may open many connections at once.
  *
- * Disk guard (SPEC §8): statvfs(data_dir) every 2 s (and at MAIL when the
+ * Disk guard (SPEC §8): fstatvfs(data_dir) every 2 s (and at MAIL when the
  * last look is older); metrics->disk_state 1 below 5 % free, 2 below 1 %,
  * where MAIL gets 452 4.3.1. For tests only, the environment variable
  * MTAD_TEST_DISK_FREE_PCT (a number of percent) replaces the statvfs
@@ -186,7 +186,7 @@ smtpd_disk_check(struct smtpd *srv, int force)
 	if (srv->disk_fake_pct >= 0) {
 		pct = srv->disk_fake_pct;
 	} else {
-		if (statvfs(srv->cfg->data_dir, &st) < 0) {
+		if (srv->data_fd < 0 || fstatvfs(srv->data_fd, &st) < 0) {
 			log_warn("smtpd: statvfs %s", srv->cfg->data_dir);
 			return;
 		}
@@ -282,7 +282,8 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, i
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if ((s = smtpd_sess_new(srv, fd, sa, (socklen_t)salen)) == NULL) {
 		log_warnx("smtpd: out of memory for a new session");
-		refuse(srv, fd, "421 4.3.2 Error: out of memory\r\n", 32);
+		static const char oom[] = "421 4.3.2 Error: out of memory\r\n";
+		refuse(srv, fd, oom, sizeof(oom) - 1);
 		return;
 	}
 	smtpd_sess_start(s);
@@ -416,6 +417,10 @@ smtpd_new(struct event_base *base, const struct config *cfg, struct queue *q,
 	TAILQ_INIT(&srv->reap);
 	LIST_INIT(&srv->commits);
 	srv->disk_fake_pct = -1;
+	/* an fd: data_dir's parents may not be searchable once we run as mail_owner */
+	srv->data_fd = open(cfg->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (srv->data_fd < 0)
+		log_warn("smtpd: %s: cannot watch its free space", cfg->data_dir);
 	if ((fake = getenv("MTAD_TEST_DISK_FREE_PCT")) != NULL && fake[0] != '\0') {
 		char *end;
 		double v;
@@ -530,6 +535,8 @@ smtpd_free(struct smtpd *srv)
 		event_free(srv->ev_disk);
 	if (srv->ev_relisten != NULL)
 		event_free(srv->ev_relisten);
+	if (srv->data_fd >= 0)
+		close(srv->data_fd);
 	free(srv->greeting);
 	free(srv->ehlo);
 	free(srv);

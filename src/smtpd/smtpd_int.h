@@ -173,6 +173,7 @@ struct smtpd {
 
 	/* disk guard (SPEC §8) */
 	uint64_t disk_checked_us;    /* monotonic */
+	int      data_fd;            /* data_dir, opened before privileges are dropped */
 	double   disk_fake_pct;      /* < 0: real statvfs; see smtpd_disk_check() */
 
 	/* shutdown */

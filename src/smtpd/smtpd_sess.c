@@ -469,7 +469,8 @@ sess_proxy_input(struct smtpd_sess *s, struct evbuffer *in, size_t len)
 		return 0;
 	if (r != SMTPD_PROXY_OK) {
 		char peer[INET6_ADDRSTRLEN];
-		smtpd_sess_set_addr(s, &s->peer.sa, sizeof(s->peer));
+		union smtpd_sockaddr self = s->peer;
+		smtpd_sess_set_addr(s, &self.sa, sizeof(self));
 		util_strlcpy(peer, s->addr, sizeof(peer));
 		log_warnx("smtpd: %s: malformed PROXY protocol header, closing", peer);
 		maillog_printf(s->srv->ml, "smtpd", "warning: haproxy read: bad or "
@@ -479,10 +480,12 @@ sess_proxy_input(struct smtpd_sess *s, struct evbuffer *in, size_t len)
 		return 0;
 	}
 	evbuffer_drain(in, used);
-	if (pa.have_src)
+	if (pa.have_src) {
 		smtpd_sess_set_addr(s, (const struct sockaddr *)&pa.src, pa.srclen);
-	else
-		smtpd_sess_set_addr(s, &s->peer.sa, sizeof(s->peer));
+	} else {
+		union smtpd_sockaddr self = s->peer;   /* set_addr clears s->peer first */
+		smtpd_sess_set_addr(s, &self.sa, sizeof(self));
+	}
 	sess_greet(s);
 	return 1;
 }
@@ -676,6 +679,8 @@ commit_done(void *arg, int ok, const char *id)
 	smtpd_maybe_done(srv);
 }
 
+#define TXN_REJECT(s, lit) txn_reject((s), lit, sizeof(lit) - 1)
+
 /* txn_reject - end of content, the message is refused: reply, log, drop it */
 static void
 txn_reject(struct smtpd_sess *s, const char *reply, size_t len)
@@ -712,19 +717,19 @@ txn_finish(struct smtpd_sess *s, int is_data)
 
 	smtpd_sess_enter(s, SMTPD_S_CMD);
 	if (is_data && t->data.bare) {
-		txn_reject(s, "550 5.5.2 Error: bare <CR> or <LF> received\r\n", 46);
+		TXN_REJECT(s, "550 5.5.2 Error: bare <CR> or <LF> received\r\n");
 		return;
 	}
 	if (t->reject & SMTPD_R_SIZE) {
-		txn_reject(s, "552 5.3.4 Message size exceeds fixed limit\r\n", 44);
+		TXN_REJECT(s, "552 5.3.4 Message size exceeds fixed limit\r\n");
 		return;
 	}
 	if ((t->reject & SMTPD_R_IO) || t->qf == NULL) {
-		txn_reject(s, "451 4.3.0 Error: queue file write error\r\n", 41);
+		TXN_REJECT(s, "451 4.3.0 Error: queue file write error\r\n");
 		return;
 	}
 	if (t->hdr.received > SMTPD_HOP_LIMIT) {
-		txn_reject(s, "554 5.4.0 Error: too many hops\r\n", 32);
+		TXN_REJECT(s, "554 5.4.0 Error: too many hops\r\n");
 		return;
 	}
 	util_strlcpy(qid, queue_file_id(t->qf), sizeof(qid));
@@ -733,7 +738,7 @@ txn_finish(struct smtpd_sess *s, int is_data)
 	h = malloc(sizeof(*h) + slen + 1);
 	if (plen == 0 || h == NULL) {
 		free(h);
-		txn_reject(s, "451 4.3.0 Error: queue file write error\r\n", 41);
+		TXN_REJECT(s, "451 4.3.0 Error: queue file write error\r\n");
 		return;
 	}
 	h->srv = srv;
@@ -802,11 +807,11 @@ bdat_chunk_done(struct smtpd_sess *s)
 	}
 	smtpd_sess_enter(s, SMTPD_S_CMD);
 	if (t->reject & SMTPD_R_SIZE) {
-		txn_reject(s, "552 5.3.4 Message size exceeds fixed limit\r\n", 44);
+		TXN_REJECT(s, "552 5.3.4 Message size exceeds fixed limit\r\n");
 		return;
 	}
 	if (t->reject & SMTPD_R_IO) {
-		txn_reject(s, "451 4.3.0 Error: queue file write error\r\n", 41);
+		TXN_REJECT(s, "451 4.3.0 Error: queue file write error\r\n");
 		return;
 	}
 	s->counts[SMTPD_C_BDAT][0]++;

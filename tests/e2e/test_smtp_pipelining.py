@@ -6,7 +6,7 @@ byte for byte and a refused BDAT's chunk is never read as commands.
 """
 import re
 
-from test_smtp_lib import Client, queue_file, queued_id
+from test_smtp_lib import Client, queue_file, queued_id, committed
 
 
 def test_whole_session_in_one_packet(mtad):
@@ -21,7 +21,7 @@ def test_whole_session_in_one_packet(mtad):
     qid = queued_id(c.reply())
     assert c.reply() == (221, ["2.0.0 Bye"])
     assert c.closed()
-    assert qid in mtad.queue_files()
+    assert qid in committed(mtad)
 
 
 def test_replies_stay_in_order_across_commits(mtad):
@@ -41,7 +41,7 @@ def test_replies_stay_in_order_across_commits(mtad):
     assert c.reply() == (250, ["2.0.0 Ok"])
     assert c.reply()[0] == 221
     assert len(set(ids)) == 6
-    files = mtad.queue_files()
+    files = committed(mtad)
     for q in ids:
         assert q in files
 
@@ -140,7 +140,7 @@ def test_data_after_bdat_is_refused(mtad):
     assert c.cmd("DATA") == (503, ["5.5.1 Error: DATA after BDAT"])
     assert c.cmd("RCPT TO:<c@example.com>")[0] == 503
     c.expect("RSET", 250)
-    assert mtad.queue_files() == []
+    assert committed(mtad) == []
 
 
 def test_bdat_too_big_is_discarded(mtad_factory):
@@ -153,4 +153,4 @@ def test_bdat_too_big_is_discarded(mtad_factory):
     assert c.reply() == (552, ["5.3.4 Message size exceeds fixed limit"])
     assert c.reply() == (503, ["5.5.1 Error: need MAIL command"])
     assert c.cmd("NOOP")[0] == 250
-    assert m.queue_files() == []
+    assert committed(m) == []
