@@ -189,6 +189,8 @@ queue_open(struct event_base *base, const char *data_dir, char *err, size_t errl
 	q->qdirfd = q->cdirfd = q->efd = -1;
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_cond_init(&q->cv, NULL);
+	pthread_cond_init(&q->spare_cv, NULL);
+	q->spare_floor = UINT64_MAX;
 	q->nbucket = QUEUE_NBUCKET_MIN;
 	if ((q->data_dir = strdup(data_dir)) == NULL ||
 	    (q->bucket = calloc(q->nbucket, sizeof(*q->bucket))) == NULL) {
@@ -242,6 +244,7 @@ queue_close(struct queue *q)
 	if (q->cdirfd >= 0)
 		close(q->cdirfd);
 	pthread_cond_destroy(&q->cv);
+	pthread_cond_destroy(&q->spare_cv);
 	pthread_mutex_destroy(&q->mu);
 	log_trace(TRACE_QUEUE, "queue closed: %llu syncs for %llu messages",
 	    (unsigned long long)q->stat_syncs, (unsigned long long)q->stat_synced);

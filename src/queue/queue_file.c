@@ -3,7 +3,8 @@
  *                other sessions' messages in one group sync
  *
  * Owns:     open struct queue_file (fd, one write buffer), the commit
- *           worker thread and its pending/done lists.
+ *           worker thread and its pending/done lists, the spare-file
+ *           thread and its pool of created, empty files.
  * Lifetime: struct queue_file from queue_file_create() until
  *           queue_file_commit() (then the worker, then the loop frees it)
  *           or queue_file_abort(). The envelope is copied at create.
@@ -11,7 +12,9 @@
  *           callback (ok = 0); the file is then unlinked.
  * Context:  event-loop thread, except queue_worker_main() which runs on the
  *           commit thread and touches only the lists under q->mu, the
- *           fds of the batch it took, and its counters.
+ *           fds of the batch it took, and its counters; and
+ *           queue_spare_main(), which creates files and fills q->spare
+ *           under q->mu.
  *
  * A file is written in the order of queue_rec.h: header and envelope at
  * create, 'D' records as content arrives (through one QUEUE_WBUF_SIZE
@@ -40,6 +43,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -228,25 +232,134 @@ fail:
 	return NULL;
 }
 
-/* queue_file_open_new - a fresh, time-ordered queue id and its file, O_EXCL */
-static int
-queue_file_open_new(struct queue *q, char *id)
+/* queue_next_key - a fresh queue id: microseconds << 12, above every id used or seen */
+uint64_t
+queue_next_key(struct queue *q)
 {
 	uint64_t key = util_now_us() << 12;
 
+	pthread_mutex_lock(&q->mu);
 	if (key <= q->last_id)
 		key = q->last_id + 1;
-	for (int i = 0; i < QUEUE_ID_TRIES; i++, key++) {
+	q->last_id = key;
+	pthread_mutex_unlock(&q->mu);
+	return key;
+}
+
+/* queue_create_file - create the file for a new id, O_EXCL; on a collision take the next id */
+static int
+queue_create_file(struct queue *q, uint64_t *keyp)
+{
+	char id[QUEUE_ID_SIZE];
+
+	for (int i = 0; i < QUEUE_ID_TRIES; i++) {
+		uint64_t key = queue_next_key(q);
 		int fd;
 
-		q->last_id = key;
 		queue_id_format(key, id);
 		fd = openat(q->qdirfd, id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd >= 0 || errno != EEXIST)
+		if (fd >= 0 || errno != EEXIST) {
+			*keyp = key;
 			return fd;
+		}
 	}
 	errno = EEXIST;
 	return -1;
+}
+
+/*
+ * queue_spare_main - the spare-file thread: keep QUEUE_SPARE_MAX empty
+ * files created and open. Creating a file on ext4 waits for a running
+ * journal commit (our own syncfs), so it is done here rather than on the
+ * loop. A spare left over by a crash is an empty file: recovery removes it.
+ */
+static void *
+queue_spare_main(void *arg)
+{
+	struct queue *q = arg;
+	int warned = 0;
+
+	pthread_mutex_lock(&q->mu);
+	while (!q->stop) {
+		uint64_t key;
+		int fd;
+
+		if (q->spare_n == QUEUE_SPARE_MAX) {
+			pthread_cond_wait(&q->spare_cv, &q->mu);
+			continue;
+		}
+		pthread_mutex_unlock(&q->mu);
+		fd = queue_create_file(q, &key);
+		pthread_mutex_lock(&q->mu);
+		if (fd < 0) {
+			struct timespec ts;
+
+			/* out of space or fds: the loop falls back to creating its own; retry in 1s */
+			if (!warned)
+				log_warn("cannot create a spare queue file");
+			warned = 1;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += 1;
+			if (!q->stop)
+				(void)pthread_cond_timedwait(&q->spare_cv, &q->mu, &ts);
+			continue;
+		}
+		warned = 0;
+		q->spare[(q->spare_head + q->spare_n) % QUEUE_SPARE_MAX].fd = fd;
+		q->spare[(q->spare_head + q->spare_n) % QUEUE_SPARE_MAX].key = key;
+		q->spare_n++;
+	}
+	pthread_mutex_unlock(&q->mu);
+	return NULL;
+}
+
+/* queue_spare_start - start the spare-file thread (after recovery: at the first create) */
+static void
+queue_spare_start(struct queue *q)
+{
+	int rc;
+
+	pthread_mutex_lock(&q->mu);
+	q->spare_floor = q->last_id + 1;
+	pthread_mutex_unlock(&q->mu);
+	if ((rc = pthread_create(&q->spare_thread, NULL, queue_spare_main, q)) != 0) {
+		log_warnx("cannot start the spare queue file thread: %s", strerror(rc));
+		q->spare_started = -1;
+		return;
+	}
+	q->spare_started = 1;
+}
+
+/* queue_file_open_new - an open, empty file with a fresh id: a spare, or made now */
+static int
+queue_file_open_new(struct queue *q, char *id, uint64_t *keyp)
+{
+	int fd;
+
+	pthread_mutex_lock(&q->mu);
+	if (q->spare_n > 0) {
+		struct queue_spare sp = q->spare[q->spare_head];
+
+		q->spare_head = (q->spare_head + 1) % QUEUE_SPARE_MAX;
+		q->spare_n--;
+		pthread_cond_signal(&q->spare_cv);
+		pthread_mutex_unlock(&q->mu);
+		queue_id_format(sp.key, id);
+		*keyp = sp.key;
+		return sp.fd;
+	}
+	pthread_mutex_unlock(&q->mu);
+	/*
+	 * XXX a file made here while the spare thread is making one can get a
+	 * higher id than that spare, which is handed out next: ids are unique
+	 * and follow time only to within one file creation.
+	 */
+	fd = queue_create_file(q, keyp);
+	if (fd >= 0)
+		queue_id_format(*keyp, id);
+	if (q->spare_started == 0)
+		queue_spare_start(q);
+	return fd;
 }
 
 struct queue_file *
@@ -271,10 +384,9 @@ queue_file_create(struct queue *q, const struct queue_envelope *env)
 	if ((qf->buf = malloc(QUEUE_WBUF_SIZE)) == NULL ||
 	    (qf->ent = queue_ent_from_env(env)) == NULL)
 		goto fail;
-	if ((qf->fd = queue_file_open_new(q, qf->id)) < 0)
+	if ((qf->fd = queue_file_open_new(q, qf->id, &qf->ent->key)) < 0)
 		goto fail;
 	memcpy(qf->ent->m.id, qf->id, QUEUE_ID_SIZE);
-	qf->ent->key = q->last_id;
 
 	queue_rec_filehdr(qf->buf);
 	qf->used = QUEUE_REC_FILEHDR;
@@ -618,13 +730,28 @@ queue_worker_start(struct queue *q, char *err, size_t errlen)
 void
 queue_worker_stop(struct queue *q)
 {
+	pthread_mutex_lock(&q->mu);
+	q->stop = 1;
+	pthread_cond_signal(&q->cv);
+	pthread_cond_signal(&q->spare_cv);
+	pthread_mutex_unlock(&q->mu);
 	if (q->thread_started) {
-		pthread_mutex_lock(&q->mu);
-		q->stop = 1;
-		pthread_cond_signal(&q->cv);
-		pthread_mutex_unlock(&q->mu);
 		pthread_join(q->thread, NULL);
 		q->thread_started = 0;
+	}
+	if (q->spare_started == 1) {
+		pthread_join(q->spare_thread, NULL);
+		q->spare_started = 0;
+	}
+	/* unused spares: nobody will write them */
+	for (; q->spare_n > 0; q->spare_n--) {
+		struct queue_spare *sp = &q->spare[q->spare_head];
+		char id[QUEUE_ID_SIZE];
+
+		queue_id_format(sp->key, id);
+		(void)unlinkat(q->qdirfd, id, 0);
+		close(sp->fd);
+		q->spare_head = (q->spare_head + 1) % QUEUE_SPARE_MAX;
 	}
 	if (q->efd >= 0)
 		queue_worker_done(q, 0);

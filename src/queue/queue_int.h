@@ -51,13 +51,14 @@ struct queue_file {
 };
 
 #define QUEUE_WBUF_SIZE (16 * 1024)
+#define QUEUE_SPARE_MAX 64
 
 struct queue {
 	struct event_base *base;
 	char *data_dir;
 	int qdirfd;                  /* <data_dir>/queue */
 	int cdirfd;                  /* <data_dir>/corrupt */
-	uint64_t last_id;
+	uint64_t last_id;            /* under mu once the spare thread runs */
 
 	/* index: hash id -> entry, and a list in arrival order */
 	struct queue_ent **bucket;
@@ -78,6 +79,14 @@ struct queue {
 	struct queue_file *done_head, *done_tail;   /* synced, for the loop */
 	uint64_t stat_syncs, stat_synced;            /* batches, messages */
 	int sync_files;              /* 1: fdatasync each file + fsync dir (tests, fallback) */
+	/* spare files: created ahead by their own thread, so that the loop never
+	 * waits in openat(O_CREAT) behind a journal commit */
+	pthread_cond_t spare_cv;
+	pthread_t spare_thread;
+	int spare_started;           /* 0 not yet, 1 running, -1 could not start */
+	struct queue_spare { int fd; uint64_t key; } spare[QUEUE_SPARE_MAX];
+	size_t spare_head, spare_n;  /* ring */
+	uint64_t spare_floor;        /* first key the spare thread may use */
 	int efd;                     /* eventfd: worker -> loop */
 	struct event *ev_done;
 	int closing;
@@ -91,7 +100,8 @@ struct queue_ent *queue_ent_free(struct queue_ent *e);
 uint64_t queue_id_key(const char *id);
 void queue_id_format(uint64_t key, char *out);
 
-/* queue_file.c: the commit worker */
+/* queue_file.c: the commit worker and the spare-file thread */
+uint64_t queue_next_key(struct queue *q);
 int queue_worker_start(struct queue *q, char *err, size_t errlen);
 void queue_worker_stop(struct queue *q);
 void queue_worker_done(struct queue *q, int run_listener);

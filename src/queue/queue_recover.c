@@ -119,8 +119,11 @@ queue_recover_one(struct queue *q, uint64_t key, struct queue_parse *p,
 		errno = ENOMEM;
 		return RECOVER_NOMEM;
 	case QUEUE_PARSE_UNCOMMITTED:
-		log_info("%s: removing uncommitted queue file (%llu bytes)", id,
-		    (unsigned long long)p->off);
+		if (p->off > 0)
+			log_info("%s: removing uncommitted queue file (%llu bytes)", id,
+			    (unsigned long long)p->off);
+		else
+			log_trace(TRACE_QUEUE, "%s: removing empty queue file", id);
 		if (unlinkat(q->qdirfd, id, 0) < 0)
 			log_warn("%s: cannot remove uncommitted queue file", id);
 		queue_parse_free(p);
@@ -240,8 +243,12 @@ queue_recover(struct queue *q, void (*cb)(void *arg, struct queue_msg *m), void 
 	if ((p = malloc(sizeof(*p))) == NULL || (buf = malloc(QUEUE_READ_BUF)) == NULL)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
+		if (keys[i] >= q->spare_floor)
+			continue;       /* a spare made after start (recovery ran late) */
+		pthread_mutex_lock(&q->mu);
 		if (keys[i] > q->last_id)
 			q->last_id = keys[i];
+		pthread_mutex_unlock(&q->mu);
 		{
 			char id[QUEUE_ID_SIZE];
 

@@ -196,8 +196,9 @@ file_exists(const char *path)
 	return stat(path, &st) == 0;
 }
 
+/* count_dir - files in data_dir/sub; nonempty = 1: only those with content (not spares) */
 static size_t
-count_dir(struct fx *f, const char *sub)
+count_dir_if(struct fx *f, const char *sub, int nonempty)
 {
 	char path[400];
 	struct dirent *de;
@@ -208,11 +209,23 @@ count_dir(struct fx *f, const char *sub)
 		return 0;
 	if ((d = opendir(path)) == NULL)
 		return 0;
-	while ((de = readdir(d)) != NULL)
-		if (de->d_name[0] != '.')
-			n++;
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+
+		if (de->d_name[0] == '.')
+			continue;
+		if (nonempty && (fstatat(dirfd(d), de->d_name, &st, 0) < 0 || st.st_size == 0))
+			continue;
+		n++;
+	}
 	closedir(d);
 	return n;
+}
+
+static size_t
+count_dir(struct fx *f, const char *sub)
+{
+	return count_dir_if(f, sub, 0);
 }
 
 /* content - deterministic message bytes */
@@ -384,9 +397,9 @@ test_roundtrip(void **state)
 		if (f->nlisten != nl + 1 || f->last_listened != m)
 			fail_msg("%s: listener not called with the message", rt_rows[i].name);
 		memcpy(ids[i], m->id, QUEUE_ID_SIZE);
-		if (i > 0 && strcmp(ids[i - 1], ids[i]) >= 0)
-			fail_msg("%s: ids not increasing: %s then %s", rt_rows[i].name,
-			    ids[i - 1], ids[i]);
+		for (size_t k = 0; k < i; k++)
+			if (strcmp(ids[k], ids[i]) == 0)
+				fail_msg("%s: id %s used twice", rt_rows[i].name, ids[i]);
 		assert_int_equal(m->size, rt_rows[i].len + rt_rows[i].plen);
 		check_reader(f->q, m, prepend, rt_rows[i].plen, data, rt_rows[i].len, 4096,
 		    rt_rows[i].name);
@@ -529,7 +542,7 @@ test_abort_and_failures(void **state)
 			fail_msg("bad envelope %zu: got a queue file, want NULL", i);
 		assert_int_equal(errno, EINVAL);
 	}
-	assert_int_equal(count_dir(f, "queue"), 0);
+	assert_int_equal(count_dir_if(f, "queue", 1), 0);
 
 	/* a prepend over the format's limit: the callback says no, the file is gone */
 	big = calloc(1, QUEUE_REC_PREPEND_MAX + 2);
@@ -569,6 +582,40 @@ test_close_finishes_pending(void **state)
 	assert_int_equal(queue_recover(f->q, on_recovered, f), 0);
 	assert_int_equal(f->nrecovered, 20);
 	assert_int_equal(queue_count(f->q), 20);
+}
+
+/* Spare files are made ahead by their own thread; they never outlive a clean close. */
+static void
+test_spares(void **state)
+{
+	struct fx *f = *state;
+	struct queue_envelope env = { .sender = "s@x.org", .rcpts = rcpts3, .nrcpt = 1 };
+	char first[QUEUE_ID_SIZE], prev[QUEUE_ID_SIZE];
+	size_t n = 0;
+
+	assert_non_null(commit_msg(f, &env, (const unsigned char *)"x", 1, 1, "", 0));
+	(void)util_strlcpy(first, f->last_id, sizeof(first));
+	for (int i = 0; i < 5000 && (n = count_dir(f, "queue")) < 1 + QUEUE_SPARE_MAX; i++)
+		usleep(1000);
+	if (n != 1 + QUEUE_SPARE_MAX)
+		fail_msg("files in queue/ with spares: got %zu, want %d", n, 1 + QUEUE_SPARE_MAX);
+	/* ids handed out from a full pool keep increasing (it is a FIFO refilled at the tail) */
+	(void)util_strlcpy(prev, first, sizeof(prev));
+	for (int i = 0; i < 2 * QUEUE_SPARE_MAX; i++) {
+		struct queue_msg *m = commit_msg(f, &env, (const unsigned char *)"y", 1, 1, "", 0);
+
+		assert_non_null(m);
+		if (i < QUEUE_SPARE_MAX && strcmp(m->id, prev) <= 0)
+			fail_msg("id %d: got %s after %s, want increasing", i, m->id, prev);
+		(void)util_strlcpy(prev, m->id, sizeof(prev));
+	}
+	assert_int_equal(queue_count(f->q), 1 + 2 * QUEUE_SPARE_MAX);
+	f->q = queue_close(f->q);
+	n = count_dir(f, "queue");
+	if (n != 1 + 2 * QUEUE_SPARE_MAX)
+		fail_msg("files after close: got %zu, want %d (no spare left)", n,
+		    1 + 2 * QUEUE_SPARE_MAX);
+	fx_open(f);
 }
 
 /* ---------------------------------------------------------------- state records */
@@ -1377,6 +1424,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_foreach_remove_counters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort_and_failures, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_finishes_pending, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spares, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recover_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many, setup, teardown),
