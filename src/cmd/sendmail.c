@@ -655,7 +655,7 @@ main(int argc, char **argv)
 	 * matter here are handled, the rest accepted and ignored so that no
 	 * caller fails over a flag (-odi, -oem, -v ...).
 	 */
-	while ((c = getopt(argc, argv, "+A:B:b:C:d:e:F:f:h:iL:mN:no:p:q::R:r:tUV:vX:")) != -1) {
+	while ((c = getopt(argc, argv, "A:B:b:C:d:e:F:f:Gh:iL:mN:nO:o:p:q::R:r:tUV:vX:")) != -1) {
 		switch (c) {
 		case 'b':
 			mode = optarg;
@@ -687,8 +687,9 @@ main(int argc, char **argv)
 		case 'v':
 			s.verbose = 1;
 			break;
-		case 'A': case 'B': case 'd': case 'e': case 'h': case 'L': case 'm':
-		case 'N': case 'n': case 'p': case 'R': case 'U': case 'V': case 'X':
+		case 'A': case 'B': case 'd': case 'e': case 'G': case 'h': case 'L':
+		case 'm': case 'N': case 'n': case 'O': case 'p': case 'R': case 'U':
+		case 'V': case 'X':
 			break;
 		default:
 			fprintf(stderr, "%s: unknown option -%c\n", s.prog, optopt);

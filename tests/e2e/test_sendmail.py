@@ -295,3 +295,12 @@ def test_large_message_streams(mtad_factory):
     env = json.loads(ctl(m, "show", queued_ids(m)[0], "--json"))
     # CRLF: one more byte per line, plus mtad's own headers
     assert env["size"] > chunks * (len(chunk) + len(chunk) // len(line))
+
+
+def test_options_after_recipients(m):
+    p = sendmail(m, ["x@example.net", "-oi", "-f", "late@example.org", "-G", "-O", "Foo=bar"],
+                 "Subject: late options\n\na\n.\nb\n")
+    assert p.returncode == 0, p.stderr
+    env, content = only(m)
+    assert env["sender"] == "late@example.org" and rcpts(env) == ["x@example.net"]
+    assert content.endswith(b"\r\n\r\na\r\n.\r\nb\r\n")
