@@ -14,6 +14,8 @@ LDLIBS  = $(PKG_LIBS) -lpthread $(EXTRA_LDFLAGS)
 
 # B is the output directory: build/ for release, build/asan/ for sanitizers.
 B       ?= build
+# The Debian interpreter, which has python3-pytest (a pyenv python3 may be first on PATH).
+PYTHON  ?= /usr/bin/python3
 LIB_SRC := $(sort $(wildcard src/lib/*.c src/mail/*.c src/net/*.c src/dns/*.c \
              src/smtpd/*.c src/smtpc/*.c src/queue/*.c src/sched/*.c \
              src/http/*.c src/metrics/*.c src/ctl/*.c))
@@ -57,7 +59,7 @@ test-unit: all units asan
 
 # Black-box tests: the real daemon on loopback, release build then ASan build.
 test-e2e: all asan
-	python3 -m pytest -q -p no:cacheprovider tests/e2e
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
 
 test: deps
 	$(MAKE) test-unit
