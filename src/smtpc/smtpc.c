@@ -133,6 +133,7 @@ struct smtpc {
 	struct smtpc_cb     cb;
 	void               *arg;
 	int                 quitting;          /* smtpc_quit() called: no callbacks */
+	int                 fail_after;        /* failed() is due after the pending done() */
 
 	char               *helo_name;
 	char                peer[320];          /* "host[addr]:port" */
@@ -241,6 +242,11 @@ smtpc_on_notify(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	c->notify = SMTPC_N_NONE;
+	if (c->fail_after && n == SMTPC_N_DONE) {
+		/* the result stands; failed() follows from the loop */
+		c->fail_after = 0;
+		smtpc_post(c, SMTPC_N_FAILED);
+	}
 	if (n == SMTPC_N_FREE) {
 		smtpc_free(c);
 		return;
@@ -416,7 +422,14 @@ smtpc_fail_reply(struct smtpc *c, const struct smtpc_reply *r)
 	if (c->bev != NULL)
 		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 	c->content = NULL;
-	smtpc_post(c, SMTPC_N_FAILED);
+	/*
+	 * A transaction that finished just before (its 250 and a 421 in one
+	 * read) keeps its done(): losing it would send the message twice.
+	 */
+	if (c->notify == SMTPC_N_DONE)
+		c->fail_after = 1;
+	else
+		smtpc_post(c, SMTPC_N_FAILED);
 }
 
 /* smtpc_fail - fail with a locally made reply */
@@ -634,7 +647,7 @@ smtpc_send(struct smtpc *c, const struct smtpc_txn *t)
 	size_t nsteps;
 
 	if (c->state != SMTPC_S_READY || c->notify != SMTPC_N_NONE || t == NULL ||
-	    t->nrcpt == 0 || t->rcpts == NULL || t->sender == NULL)
+	    t->nrcpt == 0 || t->rcpts == NULL || t->sender == NULL || t->content == NULL)
 		return -1;
 	if (t->nrcpt > SIZE_MAX / sizeof(struct smtpc_step) - 4)
 		return -1;

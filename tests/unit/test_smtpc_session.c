@@ -97,6 +97,8 @@ struct h {
 	uint64_t gen_bytes, gen_pos;
 	uint64_t max_ahead;        /* most content read beyond what the server got */
 	int free_in_failed;
+	int keep_after_done;       /* neither quit nor free after the last done() */
+	int order[8], norder;      /* 1 = done, 2 = failed, in the order they came */
 	int timed_out;
 	char got[8192];            /* the start of h->data, kept after run() */
 	size_t gotlen;
@@ -325,6 +327,8 @@ h_done(void *arg, struct smtpc *c, const struct smtpc_result *r)
 	struct result *res = &h->res[h->txpos];
 
 	h->ndone++;
+	if (h->norder < 8)
+		h->order[h->norder++] = 1;
 	res->mail = r->mail.code;
 	(void)snprintf(res->mail_dsn, sizeof(res->mail_dsn), "%s", r->mail.dsn);
 	for (size_t i = 0; i < r->nrcpt && i < 4; i++) {
@@ -336,6 +340,13 @@ h_done(void *arg, struct smtpc *c, const struct smtpc_result *r)
 	(void)snprintf(res->data_text, sizeof(res->data_text), "%s", r->data.text);
 	if (++h->txpos < h->ntxn) {
 		h_send_next(h, c);
+		return;
+	}
+	if (h->keep_after_done) {
+		/* a second send on a dead session is refused */
+		if (smtpc_send(c, &(struct smtpc_txn){ "a", (const char *const[]){ "b" }, 1, 1, 0, 0,
+		    (struct queue_reader *)(void *)h }) != -1)
+			fail_msg("smtpc_send on a dead session accepted");
 		return;
 	}
 	h->c = NULL;
@@ -351,6 +362,8 @@ h_failed(void *arg, struct smtpc *c, const struct smtpc_reply *r)
 	struct h *h = arg;
 
 	h->nfailed++;
+	if (h->norder < 8)
+		h->order[h->norder++] = 2;
 	h->fail = *r;
 	if (h->free_in_failed) {
 		h->c = NULL;
@@ -763,6 +776,39 @@ test_failures(void **state)
 	}
 }
 
+/*
+ * The 250 after the dot and a 421 in one read: the transaction's done()
+ * still comes (else the message would be sent twice), then failed().
+ */
+static void
+test_done_then_421(void **state)
+{
+	static const struct srv_step script[] = {
+		{ "<CONNECT>", SRV_REPLY, "220 mx.test\r\n" },
+		{ "EHLO", SRV_REPLY, EHLO_FULL },
+		{ "MAIL", SRV_REPLY, "250 ok\r\n" },
+		{ "RCPT", SRV_REPLY, "250 ok\r\n" },
+		{ "DATA", SRV_DATA, "354 go\r\n" },
+		{ "<DATA>", SRV_REPLY, "250 2.0.0 queued\r\n421 4.3.2 closing\r\n" },
+	};
+	static const struct txn_spec txn[] = {
+		{ "a@b", { "x@y" }, 1, 5, 0, 0, "body\r\n", 10 },
+	};
+	struct h h;
+
+	(void)state;
+	memset(&h, 0, sizeof(h));
+	h.keep_after_done = 1;
+	h.free_in_failed = 1;
+	run(&h, script, N(script), txn, 1, 5, 0);
+	assert_int_equal(h.script_errors, 0);
+	assert_int_equal(h.norder, 2);
+	assert_int_equal(h.order[0], 1);
+	assert_int_equal(h.order[1], 2);
+	assert_int_equal(h.res[0].data, 250);
+	assert_int_equal(h.fail.code, 421);
+}
+
 /* Nothing listens: connect fails with 4.4.1. */
 static void
 test_connect_refused(void **state)
@@ -878,6 +924,7 @@ main(void)
 		cmocka_unit_test(test_no_recipient),
 		cmocka_unit_test(test_mail_refused),
 		cmocka_unit_test(test_failures),
+		cmocka_unit_test(test_done_then_421),
 		cmocka_unit_test(test_connect_refused),
 		cmocka_unit_test(test_reuse),
 		cmocka_unit_test(test_large_bounded),
