@@ -33,12 +33,14 @@
 
 #define QUEUE_NBUCKET_MIN 1024
 
+/* queue_ent_new - an empty entry (NULL when out of memory) */
 struct queue_ent *
 queue_ent_new(void)
 {
 	return calloc(1, sizeof(struct queue_ent));
 }
 
+/* queue_ent_free - free an entry and its strings (not its sched state); returns NULL */
 struct queue_ent *
 queue_ent_free(struct queue_ent *e)
 {
@@ -175,6 +177,7 @@ queue_open_dir(int at, const char *name)
 	return openat(at, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
+/* queue_open - make queue/ and corrupt/ under data_dir, open them, start the commit thread */
 struct queue *
 queue_open(struct event_base *base, const char *data_dir, char *err, size_t errlen)
 {
@@ -225,6 +228,10 @@ fail:
 	return NULL;
 }
 
+/*
+ * queue_close - finish pending commits (callbacks run, the listener does not:
+ * its owner is gone at exit), stop the threads, free every entry
+ */
 struct queue *
 queue_close(struct queue *q)
 {
@@ -253,6 +260,7 @@ queue_close(struct queue *q)
 	return NULL;
 }
 
+/* queue_set_listener - who hears of each newly committed message */
 void
 queue_set_listener(struct queue *q, void (*cb)(void *arg, struct queue_msg *m), void *arg)
 {
@@ -260,6 +268,7 @@ queue_set_listener(struct queue *q, void (*cb)(void *arg, struct queue_msg *m), 
 	q->listener_arg = arg;
 }
 
+/* queue_lookup - O(1) by id; NULL for anything that is not a queued id */
 struct queue_msg *
 queue_lookup(struct queue *q, const char *id)
 {
@@ -324,6 +333,7 @@ fail:
 	return -1;
 }
 
+/* queue_update_rcpt - new state of one recipient; every call counts as an attempt */
 int
 queue_update_rcpt(struct queue *q, struct queue_msg *m, size_t idx,
     enum queue_rcpt_state state, uint64_t next_try_us, const char *dsn, const char *reply)
@@ -360,6 +370,7 @@ queue_update_rcpt(struct queue *q, struct queue_msg *m, size_t idx,
 	return queue_append_state(q, m->id, rec, len);
 }
 
+/* queue_set_held - hold (1) or release (0) */
 int
 queue_set_held(struct queue *q, struct queue_msg *m, int held)
 {
@@ -369,6 +380,7 @@ queue_set_held(struct queue *q, struct queue_msg *m, int held)
 	return queue_append_state(q, m->id, rec, queue_rec_state_held(rec, m->held));
 }
 
+/* queue_update_flags - replace the message flags (e.g. QUEUE_F_CC done) */
 int
 queue_update_flags(struct queue *q, struct queue_msg *m, unsigned flags)
 {
@@ -395,18 +407,21 @@ queue_remove(struct queue *q, struct queue_msg *m)
 	return rc;
 }
 
+/* queue_count - messages in the queue (SPEC §7 Mqueue-Messages) */
 uint64_t
 queue_count(const struct queue *q)
 {
 	return q->count;
 }
 
+/* queue_bytes - their size as delivered, in bytes (the caller makes kilobytes) */
 uint64_t
 queue_bytes(const struct queue *q)
 {
 	return q->bytes;
 }
 
+/* queue_data_dir - the data_dir given to queue_open (borrowed) */
 const char *
 queue_data_dir(const struct queue *q)
 {

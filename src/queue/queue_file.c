@@ -167,6 +167,7 @@ queue_file_put(struct queue_file *qf, unsigned type, const void *data, size_t le
 	return 0;
 }
 
+/* queue_file_put_str - a string record */
 static int
 queue_file_put_str(struct queue_file *qf, unsigned type, const char *s)
 {
@@ -362,6 +363,7 @@ queue_file_open_new(struct queue *q, char *id, uint64_t *keyp)
 	return fd;
 }
 
+/* queue_file_create - take a fresh file, buffer the header and envelope records */
 struct queue_file *
 queue_file_create(struct queue *q, const struct queue_envelope *env)
 {
@@ -425,12 +427,14 @@ fail:
 	return NULL;
 }
 
+/* queue_file_id - the queue id (valid until the file is committed or aborted) */
 const char *
 queue_file_id(const struct queue_file *qf)
 {
 	return qf->id;
 }
 
+/* queue_file_size - content bytes written so far */
 uint64_t
 queue_file_size(const struct queue_file *qf)
 {
@@ -498,6 +502,7 @@ queue_file_free(struct queue_file *qf)
 	free(qf);
 }
 
+/* queue_file_abort - unlink and free a file that will not be committed */
 struct queue_file *
 queue_file_abort(struct queue_file *qf)
 {
@@ -520,6 +525,11 @@ queue_worker_wake(struct queue *q)
 		;
 }
 
+/*
+ * queue_file_commit - write the prepend and end records, queue the file for
+ * the next group sync; the callback runs on the loop once it is durable
+ * (or failed: then the file is gone)
+ */
 void
 queue_file_commit(struct queue_file *qf, const char *prepend, size_t prepend_len,
     void (*cb)(void *arg, int ok, const char *id), void *arg)
@@ -703,6 +713,7 @@ queue_worker_event(evutil_socket_t fd, short what, void *arg)
 	queue_worker_done(arg, 1);
 }
 
+/* queue_worker_start - the eventfd, its event, and the commit thread */
 int
 queue_worker_start(struct queue *q, char *err, size_t errlen)
 {

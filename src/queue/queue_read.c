@@ -31,6 +31,7 @@ struct queue_reader {
 	uint32_t rrem;               /* bytes left in the current 'D' record */
 };
 
+/* queue_reader_open - open a queued message for streaming (offsets from its entry) */
 struct queue_reader *
 queue_reader_open(struct queue *q, const struct queue_msg *m)
 {
@@ -77,6 +78,10 @@ queue_pread_full(int fd, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+/*
+ * queue_reader_read - the prepend payload, then each content record's payload;
+ * 0 at the end
+ */
 ssize_t
 queue_reader_read(struct queue_reader *r, void *buf, size_t len)
 {
@@ -132,6 +137,7 @@ bad:
 	return -1;
 }
 
+/* queue_reader_close - close and free; returns NULL */
 struct queue_reader *
 queue_reader_close(struct queue_reader *r)
 {

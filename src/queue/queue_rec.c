@@ -51,6 +51,7 @@ queue_rec_get64(const unsigned char *p)
 	return (uint64_t)queue_rec_get32(p) | (uint64_t)queue_rec_get32(p + 4) << 32;
 }
 
+/* queue_rec_hdr - type and little-endian length */
 void
 queue_rec_hdr(unsigned char *out, unsigned type, uint32_t len)
 {
@@ -58,6 +59,7 @@ queue_rec_hdr(unsigned char *out, unsigned type, uint32_t len)
 	queue_rec_put32(out + 1, len);
 }
 
+/* queue_rec_filehdr - magic, version, three zero bytes */
 void
 queue_rec_filehdr(unsigned char *out)
 {
@@ -78,6 +80,7 @@ queue_rec_state_close(unsigned char *out, unsigned type, size_t body)
 	return QUEUE_REC_HDR + body + 4;
 }
 
+/* queue_rec_state_rcpt - an 'r' record: a recipient's state after an attempt */
 size_t
 queue_rec_state_rcpt(unsigned char *out, uint32_t idx, unsigned state,
     uint32_t attempts, uint64_t next_try_us, const char *dsn, const char *reply)
@@ -97,6 +100,7 @@ queue_rec_state_rcpt(unsigned char *out, uint32_t idx, unsigned state,
 	return queue_rec_state_close(out, QUEUE_REC_ST_RCPT, 18 + dl + rl);
 }
 
+/* queue_rec_state_held - an 'h' record */
 size_t
 queue_rec_state_held(unsigned char *out, int held)
 {
@@ -104,6 +108,7 @@ queue_rec_state_held(unsigned char *out, int held)
 	return queue_rec_state_close(out, QUEUE_REC_ST_HELD, 1);
 }
 
+/* queue_rec_state_flags - an 'f' record */
 size_t
 queue_rec_state_flags(unsigned char *out, uint32_t flags)
 {
@@ -111,6 +116,7 @@ queue_rec_state_flags(unsigned char *out, uint32_t flags)
 	return queue_rec_state_close(out, QUEUE_REC_ST_FLAGS, 4);
 }
 
+/* queue_msg_free_fields - free what a queue_msg points to, leave it empty */
 void
 queue_msg_free_fields(struct queue_msg *m)
 {
@@ -130,6 +136,7 @@ queue_msg_free_fields(struct queue_msg *m)
 	m->nrcpt = 0;
 }
 
+/* queue_parse_init - ready to read a file from its first byte */
 void
 queue_parse_init(struct queue_parse *p)
 {
@@ -139,6 +146,7 @@ queue_parse_init(struct queue_parse *p)
 	p->status = QUEUE_PARSE_UNCOMMITTED;
 }
 
+/* queue_parse_free - drop whatever was collected and not taken */
 void
 queue_parse_free(struct queue_parse *p)
 {
@@ -146,6 +154,7 @@ queue_parse_free(struct queue_parse *p)
 	p->rcpt_cap = 0;
 }
 
+/* queue_parse_take - hand the collected message to the caller */
 void
 queue_parse_take(struct queue_parse *p, struct queue_msg *m)
 {
@@ -165,6 +174,7 @@ queue_parse_bad(struct queue_parse *p, const char *reason)
 	return -1;
 }
 
+/* queue_parse_nomem - out of memory: stop, the verdict is NOMEM (not the file's fault) */
 static int
 queue_parse_nomem(struct queue_parse *p)
 {
@@ -435,6 +445,10 @@ queue_parse_rec_done(struct queue_parse *p)
 	return 0;
 }
 
+/*
+ * queue_parse_feed - consume bytes in any chunking: file header, then record
+ * headers and payloads; checks run as each record completes
+ */
 int
 queue_parse_feed(struct queue_parse *p, const void *data, size_t len)
 {
@@ -517,6 +531,7 @@ queue_parse_feed(struct queue_parse *p, const void *data, size_t len)
 	return p->phase == PH_STOP ? -1 : 0;
 }
 
+/* queue_parse_finish - end of file: committed, uncommitted or corrupt */
 enum queue_parse_status
 queue_parse_finish(struct queue_parse *p)
 {
@@ -530,6 +545,7 @@ queue_parse_finish(struct queue_parse *p)
 	return p->status = QUEUE_PARSE_OK;
 }
 
+/* queue_parse_buffer - a whole file at once (tests and the fuzz harness) */
 enum queue_parse_status
 queue_parse_buffer(struct queue_parse *p, const void *data, size_t len)
 {

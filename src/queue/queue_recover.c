@@ -163,6 +163,7 @@ queue_recover_one(struct queue *q, uint64_t key, struct queue_parse *p,
 	return RECOVER_KEPT;
 }
 
+/* queue_key_cmp - qsort order of ids (= arrival order) */
 static int
 queue_key_cmp(const void *a, const void *b)
 {
@@ -227,6 +228,7 @@ fail:
 	return -1;
 }
 
+/* queue_recover - load the queue in id order; see the table in docs/queue.md */
 int
 queue_recover(struct queue *q, void (*cb)(void *arg, struct queue_msg *m), void *arg)
 {
