@@ -22,6 +22,12 @@ from http_helpers import QUEUED_CONF, Api, raw_http, send_mail, wait_queue_total
 ID_RE = re.compile(r"^[0-9A-F]{16}$")
 
 
+def message_files(m):
+    """Committed message files (the queue also keeps empty spare files ready)."""
+    qdir = os.path.join(m.data_dir, "queue")
+    return sorted(n for n in os.listdir(qdir) if os.path.getsize(os.path.join(qdir, n)) > 0)
+
+
 @pytest.fixture
 def queued(mtad_factory):
     m = mtad_factory(conf=dict(QUEUED_CONF))
@@ -67,7 +73,7 @@ def test_stats_shape(queued):
     s = api.json("/api/stats")
     assert s["hostname"] == "mx.test.example"
     assert isinstance(s["uptime"], int) and s["uptime"] >= 0
-    assert s["now"] - s["started"] == s["uptime"]
+    assert abs(s["now"] - s["started"] - s["uptime"]) <= 1
     q = s["queue"]
     assert q["messages"] == 1 and q["kilobytes"] >= 1 and q["bytes"] > 0
     assert q["recipients"] == 1
@@ -320,7 +326,7 @@ def test_hold_release_retry_delete(queued):
     r = api.delete("/api/queue/" + qid)
     assert r.status == 200 and r.json() == {"id": qid, "action": "delete", "changed": True}
     wait_until(lambda: api.get("/api/queue/" + qid).status == 404, 10, what="deletion")
-    assert qid not in m.queue_files()
+    assert qid not in message_files(m) and len(message_files(m)) == 1
     assert api.json("/api/queue")["total"] == 1
     assert api.get("/api/queue/" + other).status == 200
     assert "%s: removed" % qid in m.read_stderr()
@@ -370,7 +376,7 @@ def test_bulk_actions(queued):
     r = api.post("/api/queue/delete", body={"all": True})
     assert r.json()["changed"] == 4
     wait_until(lambda: api.json("/api/queue")["total"] == 0, 10, what="delete all")
-    wait_until(lambda: m.queue_files() == [], 10, what="queue files gone")
+    wait_until(lambda: message_files(m) == [], 10, what="queue files gone")
     # Malformed bodies.
     assert api.post("/api/queue/hold", raw_body=b"{not json",
                     headers={"Content-Type": "application/json"}).status == 400
