@@ -850,6 +850,16 @@ smtpc_txn_reply(struct smtpc *c, const struct smtpc_reply *r)
 		}
 		if (c->mail_ok && c->naccepted > 0)
 			c->res.data = *r;
+		if (c->mail_ok) {
+			/*
+			 * DATA refused after an accepted MAIL: the peer may still hold
+			 * the transaction (RFC 5321 §4.1.1.5); RSET so that the
+			 * connection can carry the next one.
+			 */
+			c->steps[c->nsteps++].kind = SMTPC_STEP_RSET;
+			smtpc_send_more(c);
+			return;
+		}
 		smtpc_txn_done(c);
 		return;
 	case SMTPC_STEP_DOT:

@@ -596,7 +596,11 @@ test_local_refusals(void **state)
 	}
 }
 
-/* No recipient accepted: pipelined gets "." after a 354; lock-step sends RSET. */
+/*
+ * No recipient accepted: pipelined gets "." after a 354, or RSET after a
+ * refused DATA (the peer may still hold the MAIL); lock-step sends RSET
+ * instead of DATA.
+ */
 static void
 test_no_recipient(void **state)
 {
@@ -610,6 +614,7 @@ test_no_recipient(void **state)
 		{ "MAIL", SRV_REPLY, "250 ok\r\n" },
 		{ "RCPT", SRV_REPLY, "451 4.3.0 later\r\n" },
 		{ "DATA", SRV_REPLY, "554 5.5.1 no valid recipients\r\n" },
+		{ "RSET", SRV_REPLY, "250 ok\r\n" },
 	};
 	static const struct srv_step lock[] = {
 		{ "<CONNECT>", SRV_REPLY, "220 mx.test\r\n" },
