@@ -38,7 +38,8 @@ struct queue_file;
 
 #define SMTPD_ERROR_LIMIT   20       /* Postfix's smtpd_hard_error_limit */
 #define SMTPD_HOP_LIMIT     50       /* Postfix's hopcount_limit: Received: headers */
-#define SMTPD_OUT_MAX       16384    /* stop reading commands while this much output is unsent */
+#define SMTPD_OUT_MAX       16384    /* stop running commands while this much output is unsent */
+#define SMTPD_IN_MAX        65536    /* read high-water mark: input kept while commands wait */
 #define SMTPD_SCRATCH       16384    /* DATA content is un-stuffed through this buffer */
 #define SMTPD_DISK_PERIOD_US 2000000 /* disk guard: statvfs every 2 s */
 #define SMTPD_LINGER_SEC    2        /* after a 421: read and drop input this long before close */

@@ -117,6 +117,7 @@ smtpd_sess_new(struct smtpd *srv, int fd, const struct sockaddr *sa, socklen_t s
 	smtpd_sess_set_addr(s, sa, salen);
 	bufferevent_setcb(s->bev, sess_readcb, sess_writecb, sess_eventcb, s);
 	bufferevent_set_timeouts(s->bev, &srv->timeout, &srv->timeout);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTPD_IN_MAX);
 	bufferevent_disable(s->bev, EV_WRITE);
 	bufferevent_enable(s->bev, EV_READ);
 	TAILQ_INSERT_TAIL(&srv->sessions, s, entry);
@@ -178,27 +179,20 @@ smtpd_sess_replyf(struct smtpd_sess *s, const char *fmt, ...)
 	smtpd_sess_reply(s, buf, (size_t)n);
 }
 
-/* sess_input_update - read from the socket only in the states that consume input */
+/*
+ * sess_input_update - read from the socket except while closing. Input
+ * that the state cannot take yet (a commit waiting for its sync, unsent
+ * replies over SMTPD_OUT_MAX) stays in the input buffer, which the read
+ * high-water mark (SMTPD_IN_MAX) bounds: libevent stops reading at it and
+ * goes on by itself once sess_process() has drained the buffer. So the
+ * common path costs no epoll_ctl() per message.
+ */
 static void
 sess_input_update(struct smtpd_sess *s)
 {
-	int want, have;
+	int want = s->state < SMTPD_S_CLOSING || s->state == SMTPD_S_LINGER;
+	int have = (bufferevent_get_enabled(s->bev) & EV_READ) != 0;
 
-	switch (s->state) {
-	case SMTPD_S_PROXY:
-	case SMTPD_S_CMD:
-	case SMTPD_S_DATA:
-	case SMTPD_S_BDAT:
-		want = !(s->flags & SMTPD_F_OUT_FULL);
-		break;
-	case SMTPD_S_LINGER:
-		want = 1;
-		break;
-	default:
-		want = 0;
-		break;
-	}
-	have = (bufferevent_get_enabled(s->bev) & EV_READ) != 0;
 	if (want && !have)
 		bufferevent_enable(s->bev, EV_READ);
 	else if (!want && have)
@@ -896,7 +890,11 @@ smtpd_sess_begin_content(struct smtpd_sess *s)
 	return 0;
 }
 
-/* sess_process - run everything buffered that the current state can take, then send the replies */
+/*
+ * sess_process - run everything buffered that the current state can take,
+ * then send the replies; when the replies filled SMTPD_OUT_MAX and the
+ * kernel took them all, go on with the rest of the input.
+ */
 static void
 sess_process(struct smtpd_sess *s)
 {
@@ -906,6 +904,8 @@ sess_process(struct smtpd_sess *s)
 	size_t len;
 
 	s->flags |= SMTPD_F_BUSY;
+again:
+	s->flags &= ~SMTPD_F_OUT_FULL;
 	while ((len = evbuffer_get_length(in)) > 0) {
 		if (evbuffer_get_length(out) >= SMTPD_OUT_MAX && s->state < SMTPD_S_CLOSING) {
 			s->flags |= SMTPD_F_OUT_FULL;
@@ -936,15 +936,22 @@ sess_process(struct smtpd_sess *s)
 		}
 	}
 done:
-	s->flags = (s->flags & ~SMTPD_F_BUSY) | busy;
-	if (s->state == SMTPD_S_DEAD || busy)
+	if (s->state == SMTPD_S_DEAD || busy) {
+		s->flags = (s->flags & ~SMTPD_F_BUSY) | busy;
 		return;
+	}
 	if (s->state == SMTPD_S_CLOSING) {
+		s->flags &= ~SMTPD_F_BUSY;
 		sess_close_finish(s);
 		return;
 	}
-	sess_input_update(s);
 	smtpd_sess_flush(s);
+	if ((s->flags & SMTPD_F_OUT_FULL) && !(s->flags & SMTPD_F_WRITING) &&
+	    s->state < SMTPD_S_CLOSING)
+		goto again;                  /* all sent: the rest of the input */
+	s->flags &= ~SMTPD_F_BUSY;
+	if (s->state != SMTPD_S_DEAD)
+		sess_input_update(s);
 }
 
 static void

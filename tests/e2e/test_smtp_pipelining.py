@@ -57,6 +57,18 @@ def test_many_commands_in_one_write(mtad):
     assert c.reply()[0] == 252
 
 
+def test_more_replies_than_the_output_bound_then_wait(mtad):
+    # 30 KB of replies to one write, and the client reads only after sending
+    # everything: the server must go on by itself once its replies are out.
+    c = Client(mtad.smtp_port)
+    c.expect("EHLO x", 250)
+    n = 2500
+    c.send(b"NOOP\r\n" * n + b"QUIT\r\n")
+    for i in range(n):
+        assert c.reply() == (250, ["2.0.0 Ok"]), i
+    assert c.reply()[0] == 221
+
+
 def test_client_that_does_not_read_is_bounded(mtad):
     # 2 MB of NOOPs without reading a reply: the server must neither die nor
     # buffer without bound; once we read, every reply arrives in order.
