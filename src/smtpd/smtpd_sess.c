@@ -262,6 +262,10 @@ smtpd_sess_kill(struct smtpd_sess *s)
 	smtpd_sess_enter(s, SMTPD_S_DEAD);
 	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 	s->txn = smtpd_txn_free(s->txn);
+	if (s->commit != NULL) {             /* its answer may come before the reap event */
+		s->commit->sess = NULL;
+		s->commit = NULL;
+	}
 	TAILQ_REMOVE(&srv->sessions, s, entry);
 	TAILQ_INSERT_TAIL(&srv->reap, s, entry);
 	event_active(srv->ev_reap, EV_TIMEOUT, 0);

@@ -237,3 +237,34 @@ def test_sigterm_after_pipelined_end_of_data(mtad):
     assert c.reply()[0] == 421
     assert mtad.proc.wait(20) == 0
     assert qid in committed(mtad)
+
+
+def test_client_gone_before_the_250_keeps_the_message(mtad):
+    for i in range(10):
+        c = Client(mtad.smtp_port)
+        c.expect("EHLO x", 250)
+        c.expect("MAIL FROM:<gone@example.org>", 250)
+        c.expect("RCPT TO:<r@example.com>", 250)
+        c.expect("DATA", 354)
+        c.send("Subject: gone %d\r\n\r\nbye\r\n.\r\n" % i)
+        c.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()                         # reset at once: the reply has nowhere to go
+    wait_until(lambda: mtad.maillog().count("from=<gone@example.org>") == 10, 20,
+               what="ten committed messages")
+    assert len(committed(mtad)) == 10
+    d = Client(mtad.smtp_port)           # and the server is fine
+    d.expect("EHLO x", 250)
+    queued_id(transaction(d))
+
+
+def test_load_with_smtp_source(mtad):
+    import shutil
+    import subprocess
+    src = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+    if not os.path.exists(src):
+        pytest.skip("smtp-source not installed")
+    for args in (["-s", "20", "-m", "200"], ["-d", "-s", "10", "-m", "200"]):
+        p = subprocess.run([src, *args, "-l", "3000", "127.0.0.1:%d" % mtad.smtp_port],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+    wait_until(lambda: len(committed(mtad)) >= 400, 20, what="400 queued messages")
