@@ -32,6 +32,7 @@
 #include "mail/maillog.h"
 #include "metrics/metrics.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -53,6 +54,7 @@
 
 /* --- per-client session counts ------------------------------------------ */
 
+/* ip_key - the table key: family byte and address (port ignored) */
 static void
 ip_key(const union smtpd_sockaddr *p, unsigned char key[17])
 {
@@ -66,6 +68,7 @@ ip_key(const union smtpd_sockaddr *p, unsigned char key[17])
 	}
 }
 
+/* ip_hash - FNV-1a of the key, masked to the (power of two) bucket count */
 static size_t
 ip_hash(const unsigned char key[17], size_t size)
 {
@@ -208,6 +211,7 @@ smtpd_disk_check(struct smtpd *srv, int force)
 	}
 }
 
+/* disk_cb - the 2 s disk guard timer */
 static void
 disk_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -256,6 +260,7 @@ refuse(struct smtpd *srv, int fd, const char *text, size_t len)
 	close(fd);
 }
 
+/* accept_cb - a new connection: total limit, TCP_NODELAY (replies go out per batch), session */
 static void
 accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen,
     void *arg)
@@ -274,8 +279,13 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, i
 		char text[512];
 		int n = util_bsnprintf(text, sizeof(text),
 		    "421 4.7.0 %s Error: too many connections\r\n", cfg->hostname);
+		char addr[INET6_ADDRSTRLEN] = "unknown";
+		if (sa->sa_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, addr, sizeof(addr));
+		else if (sa->sa_family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, addr, sizeof(addr));
 		maillog_printf(srv->ml, "smtpd", "warning: too many sessions (%zu): "
-		    "connection refused", srv->nsess);
+		    "connection from unknown[%s] refused", srv->nsess, addr);
 		refuse(srv, fd, text, n < 0 ? 0 : (size_t)n);
 		return;
 	}
@@ -289,6 +299,7 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, i
 	smtpd_sess_start(s);
 }
 
+/* relisten_cb - accept again after a pause for lack of descriptors */
 static void
 relisten_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -396,6 +407,7 @@ raise_nofile(const struct config *cfg)
 		    (unsigned long long)rl.rlim_cur, cfg->smtpd_max_sessions);
 }
 
+/* smtpd_new - bind every smtp_listen address, start the disk guard; cfg borrowed */
 struct smtpd *
 smtpd_new(struct event_base *base, const struct config *cfg, struct queue *q,
     struct maillog *ml, struct metrics *m, char *err, size_t errlen)
@@ -501,6 +513,7 @@ smtpd_shutdown(struct smtpd *srv, void (*done)(void *arg), void *arg)
 	smtpd_maybe_done(srv);
 }
 
+/* smtpd_free - close everything now (after smtpd_shutdown() normally); takes NULL */
 struct smtpd *
 smtpd_free(struct smtpd *srv)
 {

@@ -111,6 +111,7 @@ smtpd_cmd_label(const struct smtpd_sess *s)
 	return cmd_labels[s->last_cmd];
 }
 
+/* is_blank - SP or HTAB */
 static int
 is_blank(char c)
 {
@@ -424,6 +425,7 @@ cmd_bdat(struct smtpd_sess *s, struct str arg)
 	smtpd_sess_start_bdat(s, size, last, reject);
 }
 
+/* cmd_rset - RFC 5321 §4.1.1.5: drop the transaction */
 static void
 cmd_rset(struct smtpd_sess *s, struct str arg)
 {
@@ -435,6 +437,7 @@ cmd_rset(struct smtpd_sess *s, struct str arg)
 	SMTPD_REPLY(s, "250 2.0.0 Ok\r\n");
 }
 
+/* cmd_noop - RFC 5321 §4.1.1.9 (an argument is allowed and ignored) */
 static void
 cmd_noop(struct smtpd_sess *s, struct str arg)
 {
@@ -453,6 +456,7 @@ cmd_vrfy(struct smtpd_sess *s, struct str arg)
 	SMTPD_REPLY(s, "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery\r\n");
 }
 
+/* cmd_help - RFC 5321 §4.1.1.8 */
 static void
 cmd_help(struct smtpd_sess *s, struct str arg)
 {
@@ -460,6 +464,7 @@ cmd_help(struct smtpd_sess *s, struct str arg)
 	SMTPD_REPLY(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP\r\n");
 }
 
+/* cmd_quit - RFC 5321 §4.1.1.10: 221, then close once it is sent */
 static void
 cmd_quit(struct smtpd_sess *s, struct str arg)
 {

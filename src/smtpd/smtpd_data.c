@@ -27,6 +27,7 @@ enum data_state {
 	DS_DOT_CR,                   /* ".\r" at the start of a line is held back */
 };
 
+/* smtpd_data_init - at the start of DATA content (just after the DATA line's CRLF) */
 void
 smtpd_data_init(struct smtpd_data *d)
 {
@@ -148,6 +149,7 @@ enum hdr_state {
 
 #define HDR_NAME_LONG    0xff
 
+/* smtpd_hdr_init - before the first byte of a message */
 void
 smtpd_hdr_init(struct smtpd_hdr *h)
 {
@@ -155,6 +157,7 @@ smtpd_hdr_init(struct smtpd_hdr *h)
 	h->state = HS_BOL;
 }
 
+/* smtpd_hdr_in_body - the header section has ended */
 int
 smtpd_hdr_in_body(const struct smtpd_hdr *h)
 {

@@ -11,6 +11,7 @@
 
 #include <string.h>
 
+/* smtpd_line_init - a new session (or after STARTTLS) */
 void
 smtpd_line_init(struct smtpd_line *st)
 {
@@ -62,6 +63,7 @@ smtpd_line_next(struct smtpd_line *st, const char *p, size_t len, struct str *li
 	return SMTPD_LINE_OK;
 }
 
+/* is_blank - SP or HTAB */
 static int
 is_blank(unsigned char c)
 {
@@ -170,6 +172,7 @@ smtpd_param_next(struct str *s, struct str *key, struct str *val)
 	return 1;
 }
 
+/* smtpd_parse_u64 - 1 to 19 decimal digits (fits in 64 bits), nothing else */
 int
 smtpd_parse_u64(struct str s, uint64_t *out)
 {

@@ -39,6 +39,7 @@ v1_token(const char **pos, const char *end, size_t *tlen)
 	return s;
 }
 
+/* v1_port - a decimal port 0..65535 */
 static int
 v1_port(const char *s, size_t len)
 {
@@ -175,6 +176,7 @@ v2_parse(const unsigned char *p, size_t len, size_t *consumed, struct smtpd_prox
 	return SMTPD_PROXY_OK;
 }
 
+/* smtpd_proxy_parse - v2 when it starts with the binary signature, else v1 text */
 enum smtpd_proxy_result
 smtpd_proxy_parse(const unsigned char *p, size_t len, size_t *consumed,
     struct smtpd_proxy_addr *out)

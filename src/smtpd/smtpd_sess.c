@@ -958,6 +958,7 @@ done:
 		sess_input_update(s);
 }
 
+/* sess_readcb - input arrived */
 static void
 sess_readcb(struct bufferevent *bev, void *arg)
 {
