@@ -77,13 +77,35 @@ http_snap_take(struct http *h, struct http_snap *s)
 {
 	const struct metrics *m = h->m;
 	double rates[HTTP_H_COUNTERS];
+	uint64_t now;
 
 	memset(s, 0, sizeof(*s));
 	s->now_us = util_now_us();
 	s->start_us = m->start_us;
 	s->queue_messages = queue_count(h->q);
 	s->queue_bytes = queue_bytes(h->q);
-	queue_foreach(h->q, http_snap_walk, s);
+	now = util_mono_us();
+	if (h->walk.valid && now - h->walk.at_us < HTTP_WALK_CACHE_US &&
+	    h->walk.count == s->queue_messages && h->walk.bytes == s->queue_bytes &&
+	    h->walk.gen == h->action_gen) {
+		s->queue_rcpts = h->walk.rcpts;
+		s->n_active = h->walk.n_active;
+		s->n_deferred = h->walk.n_deferred;
+		s->n_held = h->walk.n_held;
+		s->oldest_arrival_us = h->walk.oldest_us;
+	} else {
+		queue_foreach(h->q, http_snap_walk, s);
+		h->walk.valid = 1;
+		h->walk.at_us = now;
+		h->walk.count = s->queue_messages;
+		h->walk.bytes = s->queue_bytes;
+		h->walk.gen = h->action_gen;
+		h->walk.rcpts = s->queue_rcpts;
+		h->walk.n_active = s->n_active;
+		h->walk.n_deferred = s->n_deferred;
+		h->walk.n_held = s->n_held;
+		h->walk.oldest_us = s->oldest_arrival_us;
+	}
 	s->sessions_active = m->sessions_active;
 	s->sessions_total = m->sessions_total;
 	s->tls_sessions = m->tls_sessions;
@@ -364,6 +386,7 @@ http_act(struct http *h, struct queue_msg *m, enum http_action a, const char *pe
 	int rc;
 
 	util_strlcpy(id, m->id, sizeof(id));
+	h->action_gen++;
 	switch (a) {
 	case HTTP_ACT_RETRY:
 		if (m->held)
@@ -591,6 +614,12 @@ http_api_queue(struct http *h, struct evhttp_request *req, const char *path,
 	else
 		page = off / per + 1;
 
+	/* One block for every message: no regrowth during the walk. */
+	w.cap = (size_t)queue_count(h->q) + 1;
+	if ((w.v = malloc(w.cap * sizeof(*w.v))) == NULL) {
+		http_error(req, 503, "out of memory");
+		return;
+	}
 	queue_foreach(h->q, http_walk_cb, &w);
 	if (w.oom) {
 		free(w.v);

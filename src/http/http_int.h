@@ -42,6 +42,7 @@ struct queue_msg;
 #define HTTP_MAX_PENDING       1024    /* delayed replies (auth failures) at once */
 #define HTTP_AUTH_CLIENTS      128     /* clients remembered for the failure delay */
 #define HTTP_BATCH             1000    /* messages per loop turn in bulk actions */
+#define HTTP_WALK_CACHE_US     1000000 /* see struct http, walk */
 
 /* --- message state as the UI names it ------------------------------------ */
 
@@ -290,6 +291,19 @@ struct http {
 	struct event *push_soon;           /* the first StatsD push, soon after start */
 	struct metrics_push *push;
 	char *push_url;                    /* what push was made from */
+	/*
+	 * The queue walk behind /api/stats and /metrics (state counts, oldest
+	 * message), reused for up to HTTP_WALK_CACHE_US while the queue's count
+	 * and size are unchanged and no action ran: pollers then cost almost
+	 * nothing however long the queue.
+	 */
+	struct {
+		uint64_t at_us, count, bytes;
+		unsigned gen;
+		int valid;
+		uint64_t rcpts, n_active, n_deferred, n_held, oldest_us;
+	} walk;
+	unsigned action_gen;               /* bumped by every action on the queue */
 	struct http_pending *pending;      /* replies waiting on a timer or a job */
 	size_t npending;
 	unsigned ticks;
