@@ -457,42 +457,50 @@ http_push_first(evutil_socket_t fd, short what, void *arg)
 	http_push_now(arg);
 }
 
-/* http_apply_config - what depends on the configuration: credentials, StatsD */
+/*
+ * http_apply_config - what depends on the configuration. The credentials
+ * must apply (-1 otherwise: the caller keeps the old ones). A StatsD target
+ * that cannot be used is a warning: monitoring never stops the relay, and
+ * the previous target (if any) is kept.
+ */
 static int
 http_apply_config(struct http *h, const struct config *cfg, int startup,
     char *err, size_t errlen)
 {
-	struct metrics_push *np = NULL;
 	const char *url = cfg->metrics_push != NULL ? cfg->metrics_push : "";
+	unsigned char want[HTTP_DIGEST_LEN] = { 0 };
+	int on = cfg->username != NULL && cfg->username[0] != '\0';
+	char perr[512];
 
-	if (url[0] != '\0' && (h->push_url == NULL || strcmp(url, h->push_url) != 0)) {
-		if ((np = metrics_push_new(url, startup, err, errlen)) == NULL)
-			return -1;
-	}
-	h->auth_on = cfg->username != NULL && cfg->username[0] != '\0';
-	if (h->auth_on && http_auth_digest(cfg->username,
-	    cfg->password != NULL ? cfg->password : "", h->auth_want) < 0) {
+	if (on && http_auth_digest(cfg->username, cfg->password != NULL ? cfg->password : "",
+	    want) < 0) {
 		util_bsnprintf(err, errlen, "cannot compute the credentials' digest");
-		metrics_push_free(np);
 		return -1;
 	}
+	h->auth_on = on;
+	memcpy(h->auth_want, want, sizeof(want));
+	OPENSSL_cleanse(want, sizeof(want));
+	h->cfg = cfg;
+
 	if (url[0] == '\0') {
 		h->push = metrics_push_free(h->push);
 		free(h->push_url);
 		h->push_url = NULL;
-	} else if (np != NULL) {
-		char *u = strdup(url);
-		if (u == NULL) {
-			util_bsnprintf(err, errlen, "out of memory");
+	} else if (h->push_url == NULL || strcmp(url, h->push_url) != 0) {
+		struct metrics_push *np = metrics_push_new(url, startup, perr, sizeof(perr));
+		char *u = np != NULL ? strdup(url) : NULL;
+		if (np == NULL || u == NULL) {
+			log_warnx("%s; %s", np == NULL ? perr : "metrics_push: out of memory",
+			    h->push != NULL ? "still pushing to the previous target" :
+			    "not pushing metrics");
 			metrics_push_free(np);
-			return -1;
+			return 0;
 		}
 		metrics_push_free(h->push);
 		free(h->push_url);
 		h->push = np;
 		h->push_url = u;
 	}
-	h->cfg = cfg;
 	return 0;
 }
 
@@ -568,7 +576,7 @@ http_set_config(struct http *h, const struct config *cfg)
 	char err[512];
 
 	if (http_apply_config(h, cfg, 0, err, sizeof(err)) < 0) {
-		log_warnx("http: keeping the previous settings: %s", err);
+		log_warnx("http: keeping the previous credentials: %s", err);
 		h->cfg = cfg;
 	}
 }

@@ -536,6 +536,32 @@ def test_statsd_push(mtad_factory):
     assert m.proc.poll() is None
 
 
+def test_statsd_push_localhost_and_reload(mtad_factory):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(8)
+    try:
+        port = sock.getsockname()[1]
+        m = mtad_factory(conf={"metrics_push": "udp://localhost:%d" % port, "logs_enabled": "no",
+                               "log_dir": None, "maillog_filename": None}, start=False)
+        p = os.path.dirname(m.conf_path)
+        while p not in ("/", "/tmp"):
+            os.chmod(p, os.stat(p).st_mode | 0o011)
+            p = os.path.dirname(p)
+        os.chmod(m.conf_path, 0o644)
+        m.start()
+        assert b"Mqueue-Messages:" in sock.recv(2000)
+        # A reload to a name that would need a DNS look-up keeps the old target.
+        m.conf["metrics_push"] = "udp://statsd.invalid:%d" % port
+        m.write_conf()
+        m.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "still pushing to the previous target" in m.read_stderr(), 10,
+                   what="the warning")
+        assert m.proc.poll() is None
+    finally:
+        sock.close()
+
+
 def test_statsd_push_nobody_listening(mtad_factory):
     # ECONNREFUSED on a connected UDP socket must not hurt.
     port = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
