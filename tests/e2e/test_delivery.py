@@ -692,3 +692,27 @@ def test_sighup_keeps_delivering(mtad_factory, world_factory):
         w.hop(3).wait_for(1, DEADLINE)
     finally:
         dns2.stop()
+
+
+def test_delay_warning(mtad_factory, world_factory):
+    """delay_warning_time: one 'delayed' DSN per message while it is still retried."""
+    w = world_factory(dns_with({
+        "dst.test": {"MX": [(10, "mx.dst.test")]},
+        "mx.dst.test": {"A": ["127.0.0.2"]},
+    }))
+    w.hop(2).tempfail("RCPT", reply="452 4.2.2 Mailbox full")
+    m = mtad_factory(w.conf(delay_warning_time="1s", queue_lifetime="1h"))
+    send(m, "alice@src.test", ["bob@dst.test"], tag="dw")
+    dsn = wait_dsn(w)
+    p, _, blocks, _ = parse_dsn(dsn)
+    assert "Delayed" in p["Subject"], p["Subject"]
+    assert blocks[1]["Action"] == "delayed"
+    assert blocks[1]["Status"].startswith("4."), blocks[1]["Status"]
+    wait_log(m, "sender delay notification")
+    # retried on, but warned only once
+    wait_log(m, "status=deferred", 4)
+    assert len(log_lines(m, "sender delay notification")) == 1
+    assert len(m.queue_files()) == 1
+    w.hop(2).accept()
+    w.hop(2).wait_for(1, DEADLINE)
+    queue_empty(m)
