@@ -20,6 +20,7 @@
 #include "mail/config.h"
 #include "mail/config_priv.h"
 #include "lib/util.h"
+#include "net/tls.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -31,16 +32,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/bio.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 
 #define CHK_KEYVOL_ERR "Error: failed to load key volume."
 #define CHK_LOGSHARE_ERR "Error: failed to mount log share."
-#define CHK_SSL_ERR "Error: SSL keys could not be found on key volume!"
-#define CHK_PEM_MAX (1024 * 1024)
 
 /* chk_err - "TEXT (detail)" into err */
 static void
@@ -118,200 +112,19 @@ chk_log_share(const char *dir, char *err, size_t errlen)
 	return 0;
 }
 
-/* chk_no_password - pem_password_cb that refuses: a key with a passphrase fails */
-static int
-chk_no_password(char *buf, int size, int rwflag, void *u)
-{
-	(void)buf; (void)size; (void)rwflag; (void)u;
-	return -1;
-}
-
-/*
- * chk_resolve - root + "/" + rel into out, and make sure the real path
- * stays inside the real root (no "..", no symlink out of the store).
- * 0, or -1 with why.
- */
-static int
-chk_resolve(const char *root, const char *rel, char *out, size_t outlen, const char **why)
-{
-	char rroot[PATH_MAX], joined[PATH_MAX], real[PATH_MAX];
-	size_t rl;
-
-	while (*rel == '/')
-		rel++;
-	if (*rel == '\0') {
-		*why = "empty file name";
-		return -1;
-	}
-	for (const char *c = rel; c != NULL; c = strchr(c, '/')) {
-		while (*c == '/')
-			c++;
-		if (c[0] == '.' && c[1] == '.' && (c[2] == '/' || c[2] == '\0')) {
-			*why = "'..' leaves the key store";
-			return -1;
-		}
-	}
-	if (realpath(root, rroot) == NULL) {
-		*why = strerror(errno);
-		return -1;
-	}
-	if (util_bsnprintf(joined, sizeof(joined), "%s/%s", rroot, rel) < 0) {
-		*why = "path too long";
-		return -1;
-	}
-	if (realpath(joined, real) == NULL) {
-		*why = strerror(errno);
-		return -1;
-	}
-	rl = strlen(rroot);
-	if (!(strcmp(rroot, "/") == 0 ||
-	    (strncmp(real, rroot, rl) == 0 && real[rl] == '/'))) {
-		*why = "the file is outside the key store";
-		return -1;
-	}
-	if (util_strlcpy(out, real, outlen) >= outlen) {
-		*why = "path too long";
-		return -1;
-	}
-	return 0;
-}
-
-/* chk_read_file - a regular file of at most CHK_PEM_MAX bytes into a BIO; NULL + why */
-static BIO *
-chk_read_file(const char *path, const char **why)
-{
-	struct stat st;
-	char *buf = NULL;
-	size_t len = 0;
-	BIO *bio = NULL;
-	int fd;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0) {
-		*why = strerror(errno);
-		return NULL;
-	}
-	if (fstat(fd, &st) < 0) {
-		*why = strerror(errno);
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		*why = "not a regular file";
-		goto fail;
-	}
-	if (st.st_size > CHK_PEM_MAX) {
-		*why = "file too large for a PEM key or certificate";
-		goto fail;
-	}
-	if ((buf = malloc(CHK_PEM_MAX + 1)) == NULL) {
-		*why = "out of memory";
-		goto fail;
-	}
-	for (;;) {
-		ssize_t r = read(fd, buf + len, CHK_PEM_MAX + 1 - len);
-
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			*why = strerror(errno);
-			goto fail;
-		}
-		if (r == 0)
-			break;
-		len += (size_t)r;
-		if (len > CHK_PEM_MAX) {
-			*why = "file too large for a PEM key or certificate";
-			goto fail;
-		}
-	}
-	/* BIO_new_mem_buf does not copy: BIO_write into a memory BIO does. */
-	if ((bio = BIO_new(BIO_s_mem())) == NULL ||
-	    (len > 0 && BIO_write(bio, buf, (int)len) != (int)len)) {
-		BIO_free(bio);
-		bio = NULL;
-		*why = "out of memory";
-		goto fail;
-	}
-
-fail:
-	free(buf);
-	close(fd);
-	return bio;
-}
-
-/* chk_bio_contains - 1 when the memory BIO's text contains needle */
-static int
-chk_bio_contains(BIO *bio, const char *needle)
-{
-	char *data;
-	long n = BIO_get_mem_data(bio, &data);
-
-	if (n <= 0)
-		return 0;
-	return memmem(data, (size_t)n, needle, strlen(needle)) != NULL;
-}
-
 /*
  * chk_tls_files - SPEC §3: the key and certificate must be on the key
  * store, readable, valid PEM, the key without passphrase, and matching.
+ * One implementation for start-up, SIGHUP and the TLS code: src/net/tls_keys.c
+ * (which reads through the privileged key-store reader once mtad runs as
+ * mail_owner).
  */
 static int
 chk_tls_files(const struct config *cfg, char *err, size_t errlen)
 {
 	const char *root = cfg->key_dir[0] != '\0' ? cfg->key_dir : cfg->fs_dir;
-	char kpath[PATH_MAX], cpath[PATH_MAX];
-	const char *why = NULL;
-	BIO *kbio = NULL, *cbio = NULL;
-	EVP_PKEY *key = NULL;
-	X509 *cert = NULL;
-	int ret = -1;
 
-	if (root[0] == '\0') {
-		chk_err(err, errlen, CHK_SSL_ERR, cfg->ssl_key_file,
-		    "no key store is configured (set key_dir or fs_dir)");
-		return -1;
-	}
-	if (chk_resolve(root, cfg->ssl_key_file, kpath, sizeof(kpath), &why) < 0 ||
-	    (kbio = chk_read_file(kpath, &why)) == NULL) {
-		chk_err(err, errlen, CHK_SSL_ERR, cfg->ssl_key_file, why);
-		goto fail;
-	}
-	/* PKCS#8 "BEGIN ENCRYPTED PRIVATE KEY" or traditional "Proc-Type: 4,ENCRYPTED" */
-	if (chk_bio_contains(kbio, "-----BEGIN ENCRYPTED PRIVATE KEY-----") ||
-	    chk_bio_contains(kbio, "Proc-Type: 4,ENCRYPTED")) {
-		chk_err(err, errlen, CHK_SSL_ERR, cfg->ssl_key_file,
-		    "the private key is protected by a passphrase");
-		goto fail;
-	}
-	ERR_clear_error();
-	if ((key = PEM_read_bio_PrivateKey(kbio, NULL, chk_no_password, NULL)) == NULL) {
-		chk_err(err, errlen, CHK_SSL_ERR, cfg->ssl_key_file,
-		    "not a PEM private key (or protected by a passphrase)");
-		goto fail;
-	}
-	if (chk_resolve(root, cfg->ssl_cert_file, cpath, sizeof(cpath), &why) < 0 ||
-	    (cbio = chk_read_file(cpath, &why)) == NULL) {
-		chk_err(err, errlen, CHK_SSL_ERR, cfg->ssl_cert_file, why);
-		goto fail;
-	}
-	ERR_clear_error();
-	if ((cert = PEM_read_bio_X509(cbio, NULL, chk_no_password, NULL)) == NULL) {
-		chk_err(err, errlen, CHK_SSL_ERR, cfg->ssl_cert_file, "not a PEM certificate");
-		goto fail;
-	}
-	if (X509_check_private_key(cert, key) != 1) {
-		chk_err(err, errlen, CHK_SSL_ERR, cfg->ssl_cert_file,
-		    "the certificate does not match the private key");
-		goto fail;
-	}
-	ret = 0;
-
-fail:
-	ERR_clear_error();
-	X509_free(cert);
-	EVP_PKEY_free(key);
-	BIO_free(cbio);
-	BIO_free(kbio);
-	return ret;
+	return tls_keys_check(root, cfg->ssl_key_file, cfg->ssl_cert_file, err, errlen);
 }
 
 /*

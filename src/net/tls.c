@@ -1,0 +1,222 @@
+/*
+ * tls.c - TLS contexts for the SMTP/HTTPS server and the SMTP client, and
+ *         what a session negotiated, in the words of Postfix's log lines
+ *
+ * Owns:     the SSL_CTX objects it creates (one reference each, given to
+ *           the caller).
+ * Lifetime: tls_server_new()/tls_client_new() to tls_ctx_free(); sessions
+ *           (SSL) made from a context keep it alive (OpenSSL counts them).
+ * Errors:   NULL with a reason in err; nothing here is fatal.
+ * Context:  event-loop thread.
+ *
+ * Server policy (SPEC §10, docs/tls.md), the "best-configured Postfix":
+ * TLS 1.2 and 1.3 only; TLS 1.2 ciphers are ECDHE (forward secrecy) with
+ * AES-GCM or ChaCha20-Poly1305 (AEAD), no RSA key exchange, no CBC, no SHA-1
+ * MACs; the TLS 1.3 suites are OpenSSL's three; the server picks (cipher
+ * server preference); key exchange groups X25519, P-256, P-384; no
+ * renegotiation, no compression. Resumption: one TLS 1.3 ticket per
+ * handshake (OpenSSL sends two by default; one is enough for a client that
+ * makes one connection at a time and costs one encryption less), TLS 1.2
+ * tickets, and a server-side session cache for clients without tickets.
+ * SSL_MODE_RELEASE_BUFFERS lets an idle session give its 34 KB of record
+ * buffers back.
+ */
+#include "net/tls.h"
+#include "net/tls_int.h"
+#include "lib/util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#define TLS12_CIPHERS \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:" \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
+#define TLS13_SUITES \
+	"TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"
+#define TLS_GROUPS          "X25519:P-256:P-384"
+#define TLS_SESS_TIMEOUT    3600      /* Postfix's smtpd_tls_session_cache_timeout */
+#define TLS_SESS_CACHE_MAX  20480     /* sessions kept for clients without tickets */
+#define TLS_TICKET_KEYS_LEN 80        /* name 16 + HMAC 32 + AES 32 (OpenSSL 3) */
+
+/* tls_error_text - see tls.h */
+void
+tls_error_text(char *buf, size_t size, const char *dflt)
+{
+	unsigned long e = ERR_peek_last_error();
+
+	if (e == 0) {
+		util_strlcpy(buf, dflt, size);
+	} else {
+		ERR_error_string_n(e, buf, size);
+	}
+	ERR_clear_error();
+}
+
+/* ctx_fail - "what: OpenSSL's reason" into err */
+static void
+ctx_fail(char *err, size_t errlen, const char *what)
+{
+	char why[256];
+
+	tls_error_text(why, sizeof(why), "unknown error");
+	if (util_bsnprintf(err, errlen, "%s: %s", what, why) < 0)
+		util_strlcpy(err, what, errlen);
+}
+
+/* ctx_common - the settings both sides share: versions, no renegotiation, buffers */
+static int
+ctx_common(SSL_CTX *ctx)
+{
+	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+	    SSL_CTX_set_max_proto_version(ctx, 0) != 1)
+		return -1;
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	return 0;
+}
+
+/* tls_server_new - see tls.h */
+SSL_CTX *
+tls_server_new(const char *root, const char *key_file, const char *cert_file,
+    SSL_CTX *prev, char *err, size_t errlen)
+{
+	static const unsigned char sid_ctx[] = "mtad";
+	unsigned char tk[TLS_TICKET_KEYS_LEN];
+	struct tls_keys k;
+	SSL_CTX *ctx;
+
+	if (tls_keys_load(root, key_file, cert_file, &k, err, errlen) < 0)
+		return NULL;
+	ERR_clear_error();
+	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
+		ctx_fail(err, errlen, "cannot create a TLS context");
+		goto fail;
+	}
+	if (ctx_common(ctx) < 0 ||
+	    SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1 ||
+	    SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES) != 1 ||
+	    SSL_CTX_set1_groups_list(ctx, TLS_GROUPS) != 1) {
+		ctx_fail(err, errlen, "TLS policy refused");
+		goto fail;
+	}
+	SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+	if (SSL_CTX_use_cert_and_key(ctx, k.cert, k.key, k.chain, 1) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		ctx_fail(err, errlen, "cannot use the key and certificate");
+		goto fail;
+	}
+	/* resumption: tickets (TLS 1.2 and 1.3) and a session cache */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+	SSL_CTX_sess_set_cache_size(ctx, TLS_SESS_CACHE_MAX);
+	SSL_CTX_set_timeout(ctx, TLS_SESS_TIMEOUT);
+	if (SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1) != 1 ||
+	    SSL_CTX_set_num_tickets(ctx, 1) != 1) {
+		ctx_fail(err, errlen, "cannot set up session resumption");
+		goto fail;
+	}
+	/* a reload keeps the ticket keys: tickets issued before it still resume */
+	if (prev != NULL &&
+	    SSL_CTX_get_tlsext_ticket_keys(prev, tk, sizeof(tk)) == 1 &&
+	    SSL_CTX_set_tlsext_ticket_keys(ctx, tk, sizeof(tk)) != 1)
+		ERR_clear_error();
+	OPENSSL_cleanse(tk, sizeof(tk));
+	tls_keys_free(&k);
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	tls_keys_free(&k);
+	return NULL;
+}
+
+/* tls_client_new - see tls.h */
+SSL_CTX *
+tls_client_new(char *err, size_t errlen)
+{
+	SSL_CTX *ctx;
+
+	ERR_clear_error();
+	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
+		ctx_fail(err, errlen, "cannot create a TLS client context");
+		return NULL;
+	}
+	if (ctx_common(ctx) < 0) {
+		ctx_fail(err, errlen, "TLS client policy refused");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	/*
+	 * Opportunistic (Postfix's "may"): the handshake never fails on the
+	 * peer's certificate; the verification result is read afterwards and
+	 * logged. An unusable CA store is only a warning's worth: every peer
+	 * is then "Untrusted".
+	 */
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	if (SSL_CTX_set_default_verify_paths(ctx) != 1)
+		ERR_clear_error();
+	return ctx;
+}
+
+/* tls_ctx_free - see tls.h */
+SSL_CTX *
+tls_ctx_free(SSL_CTX *ctx)
+{
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+/* tls_cert_describe - see tls.h */
+void
+tls_cert_describe(SSL_CTX *ctx, char *buf, size_t size)
+{
+	X509 *x = ctx != NULL ? SSL_CTX_get0_certificate(ctx) : NULL;
+	char subj[256];
+	char *serial = NULL;
+	BIGNUM *bn = NULL;
+
+	buf[0] = '\0';
+	if (x == NULL)
+		return;
+	if (X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj)) == NULL)
+		util_strlcpy(subj, "?", sizeof(subj));
+	if ((bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL)) != NULL)
+		serial = BN_bn2hex(bn);
+	if (util_bsnprintf(buf, size, "subject %s, serial %s", subj,
+	    serial != NULL ? serial : "?") < 0)
+		util_strlcpy(buf, subj, size);
+	OPENSSL_free(serial);
+	BN_free(bn);
+}
+
+/* tls_info_get - see tls.h */
+void
+tls_info_get(const SSL *ssl, struct tls_info *ti)
+{
+	const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
+
+	memset(ti, 0, sizeof(*ti));
+	util_strlcpy(ti->protocol, SSL_get_version(ssl), sizeof(ti->protocol));
+	if (c != NULL) {
+		util_strlcpy(ti->cipher, SSL_CIPHER_get_name(c), sizeof(ti->cipher));
+		ti->bits = SSL_CIPHER_get_bits(c, &ti->alg_bits);
+	} else {
+		util_strlcpy(ti->cipher, "unknown", sizeof(ti->cipher));
+	}
+	ti->reused = SSL_session_reused(ssl);
+	ti->verified = SSL_get0_peer_certificate(ssl) != NULL &&
+	    SSL_get_verify_result(ssl) == X509_V_OK;
+}
+
+/* tls_info_text - see tls.h */
+int
+tls_info_text(const struct tls_info *ti, char *buf, size_t size)
+{
+	return util_bsnprintf(buf, size, "%s with cipher %s (%d/%d bits)", ti->protocol,
+	    ti->cipher, ti->bits, ti->alg_bits);
+}

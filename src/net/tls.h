@@ -1,0 +1,102 @@
+/*
+ * tls.h - TLS for mtad (public interface of src/net/tls*.c): the key store,
+ *         server and client contexts, and what a session negotiated
+ *
+ * Owns:     OpenSSL contexts (SSL_CTX) made here; the key-store reader
+ *           process started by tls_keys_helper_start().
+ * Lifetime: a context from tls_server_new()/tls_client_new() to
+ *           tls_ctx_free(). SSL_CTX is reference-counted by OpenSSL: every
+ *           SSL made from it holds a reference, so a context replaced on
+ *           SIGHUP lives on until the last session that uses it ends.
+ * Errors:   the key store functions write the SPEC §3 text into err ("Error:
+ *           SSL keys could not be found on key volume! (FILE: why)");
+ *           context creation failures say what OpenSSL refused.
+ * Context:  event-loop thread (start-up and SIGHUP for the loaders, which
+ *           read small files with blocking I/O, like the configuration).
+ *
+ * Policy (docs/tls.md): TLS 1.2 and 1.3 only; forward-secret AEAD ciphers
+ * only (ECDHE with AES-GCM or ChaCha20-Poly1305 for TLS 1.2, the TLS 1.3
+ * suites), the server's order; session tickets and a session cache so that
+ * repeat clients resume; renegotiation off. The client side (outbound
+ * STARTTLS) uses TLS 1.2+ with the system CA store (OpenSSL's default
+ * paths, so SSL_CERT_FILE / SSL_CERT_DIR in the environment change it) and
+ * reports whether the peer's chain verified.
+ */
+#ifndef MTAD_TLS_H
+#define MTAD_TLS_H
+
+#include <stddef.h>
+
+struct ssl_ctx_st;
+struct ssl_st;
+
+#define TLS_KEYS_ERR "Error: SSL keys could not be found on key volume!"
+
+/* --- key store ------------------------------------------------------------- */
+
+/*
+ * tls_keys_check - SPEC §3: key_file and cert_file, relative to the key
+ * store root, exist inside it, are readable regular PEM files, the key has
+ * no passphrase and the certificate matches it. root "" = no key store.
+ * 0, or -1 with the SPEC text and "(FILE: why)" in err.
+ */
+int tls_keys_check(const char *root, const char *key_file, const char *cert_file,
+    char *err, size_t errlen);
+
+/*
+ * tls_keys_helper_start - when running as root, before privileges are
+ * dropped: fork a small process that stays root and only reads files under
+ * root for this one (so SIGHUP can re-read a key only root may read). From
+ * then on the key store functions read through it. A no-op (0) when not
+ * root. -1 with a reason in err when the process cannot be started.
+ * Call it before any thread exists.
+ */
+int tls_keys_helper_start(const char *root, char *err, size_t errlen);
+
+/* --- contexts ---------------------------------------------------------------- */
+
+/*
+ * tls_server_new - a server context with the key pair from the key store
+ * (as tls_keys_check). prev (may be NULL): the context it replaces, whose
+ * session-ticket keys are carried over so that tickets issued before a
+ * reload still resume. NULL with err on failure.
+ */
+struct ssl_ctx_st *tls_server_new(const char *root, const char *key_file,
+    const char *cert_file, struct ssl_ctx_st *prev, char *err, size_t errlen);
+
+/* tls_client_new - the outbound context (opportunistic STARTTLS); NULL with err */
+struct ssl_ctx_st *tls_client_new(char *err, size_t errlen);
+
+/* tls_ctx_free - drop our reference; takes NULL, returns NULL */
+struct ssl_ctx_st *tls_ctx_free(struct ssl_ctx_st *ctx);
+
+/* tls_cert_subject - the leaf certificate's subject and serial, for logs; "" if none */
+void tls_cert_describe(struct ssl_ctx_st *ctx, char *buf, size_t size);
+
+/* --- sessions ----------------------------------------------------------------- */
+
+/* What a finished handshake negotiated. */
+struct tls_info {
+	char protocol[16];          /* "TLSv1.3" */
+	char cipher[64];            /* "TLS_AES_256_GCM_SHA384" */
+	int  bits, alg_bits;        /* 256, 256 */
+	int  reused;                /* the session was resumed */
+	int  verified;              /* client side: the peer's chain verified */
+};
+
+/* tls_info_get - fill ti from a connected SSL */
+void tls_info_get(const struct ssl_st *ssl, struct tls_info *ti);
+
+/*
+ * tls_info_text - Postfix's "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384
+ * (256/256 bits)"; length, or -1 when it did not fit.
+ */
+int tls_info_text(const struct tls_info *ti, char *buf, size_t size);
+
+/*
+ * tls_error_text - the reason of the last failure in this thread's OpenSSL
+ * error queue (emptied), or dflt when there is none.
+ */
+void tls_error_text(char *buf, size_t size, const char *dflt);
+
+#endif
