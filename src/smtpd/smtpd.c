@@ -50,6 +50,8 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include <openssl/ssl.h>
+
 #define SMTPD_BACKLOG 4096
 
 /* --- per-client session counts ------------------------------------------ */
@@ -260,18 +262,18 @@ refuse(struct smtpd *srv, int fd, const char *text, size_t len)
 	close(fd);
 }
 
-/* accept_cb - a new connection: total limit, TCP_NODELAY (replies go out per batch), session */
+/*
+ * accept_common - a new connection: total limit, TCP_NODELAY (replies go
+ * out per batch), session; smtps: TLS from the first byte (RFC 8314 §3.3).
+ */
 static void
-accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen,
-    void *arg)
+accept_common(struct smtpd *srv, evutil_socket_t fd, struct sockaddr *sa, int salen, int smtps)
 {
-	struct smtpd *srv = arg;
 	const struct config *cfg = srv->cfg;
 	struct smtpd_sess *s;
 	int one = 1;
 
-	(void)lev;
-	if (srv->stopping) {
+	if (srv->stopping || (smtps && srv->tls == NULL)) {
 		close(fd);
 		return;
 	}
@@ -296,7 +298,33 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, i
 		refuse(srv, fd, oom, sizeof(oom) - 1);
 		return;
 	}
+	if (smtps) {
+		s->flags |= SMTPD_F_SMTPS;
+		if (smtpd_tls_start(s) < 0) {
+			log_warnx("smtpd: %s: cannot start TLS", s->addr);
+			smtpd_sess_kill(s);
+			return;
+		}
+	}
 	smtpd_sess_start(s);
+}
+
+/* accept_cb - a connection on smtp_listen */
+static void
+accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen,
+    void *arg)
+{
+	(void)lev;
+	accept_common(arg, fd, sa, salen, 0);
+}
+
+/* accept_smtps_cb - a connection on smtps_listen (implicit TLS) */
+static void
+accept_smtps_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen,
+    void *arg)
+{
+	(void)lev;
+	accept_common(arg, fd, sa, salen, 1);
 }
 
 /* relisten_cb - accept again after a pause for lack of descriptors */
@@ -361,34 +389,43 @@ static int
 build_replies(struct smtpd *srv, const struct config *cfg)
 {
 	char buf[1024];
-	char *greeting, *ehlo;
-	int gn, en;
+	char *greeting = NULL, *ehlo = NULL, *ehlo_tls = NULL;
+	int gn, en, tn;
 	struct timeval tv = { cfg->smtpd_timeout ? (time_t)cfg->smtpd_timeout : 300, 0 };
 	const struct timeval *ct;
 
 	gn = util_bsnprintf(buf, sizeof(buf), "220 %s ESMTP mtad\r\n", cfg->hostname);
 	if (gn < 0 || (greeting = strdup(buf)) == NULL)
-		return -1;
-	/*
-	 * RFC 5321 §4.1.1.1; TLS hook: "250-STARTTLS" goes before CHUNKING
-	 * when TLS is configured and not yet active (then per session).
-	 */
+		goto fail;
+	/* RFC 5321 §4.1.1.1 */
 	en = util_bsnprintf(buf, sizeof(buf), "250-%s\r\n250-PIPELINING\r\n250-SIZE %llu\r\n"
 	    "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n",
 	    cfg->hostname, (unsigned long long)cfg->message_size_limit);
-	if (en < 0 || (ehlo = strdup(buf)) == NULL) {
-		free(greeting);
-		return -1;
-	}
+	if (en < 0 || (ehlo = strdup(buf)) == NULL)
+		goto fail;
+	/* RFC 3207 §4: STARTTLS while TLS is configured and not yet active */
+	tn = util_bsnprintf(buf, sizeof(buf), "250-%s\r\n250-PIPELINING\r\n250-SIZE %llu\r\n"
+	    "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250-STARTTLS\r\n"
+	    "250 CHUNKING\r\n", cfg->hostname, (unsigned long long)cfg->message_size_limit);
+	if (tn < 0 || (ehlo_tls = strdup(buf)) == NULL)
+		goto fail;
 	free(srv->greeting);
 	free(srv->ehlo);
+	free(srv->ehlo_starttls);
 	srv->greeting = greeting;
 	srv->greeting_len = (size_t)gn;
 	srv->ehlo = ehlo;
 	srv->ehlo_len = (size_t)en;
+	srv->ehlo_starttls = ehlo_tls;
+	srv->ehlo_starttls_len = (size_t)tn;
 	ct = event_base_init_common_timeout(srv->base, &tv);
 	srv->timeout = ct != NULL ? *ct : tv;
 	return 0;
+fail:
+	free(greeting);
+	free(ehlo);
+	free(ehlo_tls);
+	return -1;
 }
 
 /* raise_nofile - every session is a descriptor: use the hard limit */
@@ -405,6 +442,32 @@ raise_nofile(const struct config *cfg)
 	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)cfg->smtpd_max_sessions + 64)
 		log_warnx("smtpd: descriptor limit %llu is below smtpd_max_sessions %u",
 		    (unsigned long long)rl.rlim_cur, cfg->smtpd_max_sessions);
+}
+
+/* add_listener - bind one address and accept on it with cb */
+static int
+add_listener(struct smtpd *srv, const struct listen_addr *la, evconnlistener_cb cb, char *err,
+    size_t errlen)
+{
+	int fd;
+
+	if (srv->nlev >= sizeof(srv->lev) / sizeof(srv->lev[0])) {
+		util_strlcpy(err, "too many listeners", errlen);
+		return -1;
+	}
+	if ((fd = listen_socket(la, err, errlen)) < 0)
+		return -1;
+	srv->lev[srv->nlev] = evconnlistener_new(srv->base, cb, srv,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE, 0, fd);
+	if (srv->lev[srv->nlev] == NULL) {
+		close(fd);
+		if (util_bsnprintf(err, errlen, "cannot listen on %s: out of memory", la->text) < 0)
+			util_strlcpy(err, "cannot listen", errlen);
+		return -1;
+	}
+	evconnlistener_set_error_cb(srv->lev[srv->nlev], accept_error_cb);
+	srv->nlev++;
+	return 0;
 }
 
 /* smtpd_new - bind every smtp_listen address, start the disk guard; cfg borrowed */
@@ -452,27 +515,16 @@ smtpd_new(struct event_base *base, const struct config *cfg, struct queue *q,
 		goto fail;
 	}
 	raise_nofile(cfg);
-	for (size_t i = 0; i < cfg->n_smtp_listen; i++) {
-		int fd = listen_socket(&cfg->smtp_listen[i], err, errlen);
-		if (fd < 0)
+	for (size_t i = 0; i < cfg->n_smtp_listen; i++)
+		if (add_listener(srv, &cfg->smtp_listen[i], accept_cb, err, errlen) < 0)
 			goto fail;
-		srv->lev[srv->nlev] = evconnlistener_new(base, accept_cb, srv,
-		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE, 0, fd);
-		if (srv->lev[srv->nlev] == NULL) {
-			close(fd);
-			if (util_bsnprintf(err, errlen, "cannot listen on %s: out of memory",
-			    cfg->smtp_listen[i].text) < 0)
-				util_strlcpy(err, "cannot listen", errlen);
+	/* SMTPS (RFC 8314 implicit TLS) only when TLS is on (SPEC §2.2) */
+	for (size_t i = 0; !cfg->ssl_disabled && i < cfg->n_smtps_listen; i++)
+		if (add_listener(srv, &cfg->smtps_listen[i], accept_smtps_cb, err, errlen) < 0)
 			goto fail;
-		}
-		evconnlistener_set_error_cb(srv->lev[srv->nlev], accept_error_cb);
-		srv->nlev++;
-	}
-	/*
-	 * TLS hook: smtps_listen (implicit TLS, RFC 8314) is bound here when
-	 * ssl_disabled = no; its sessions start with SMTPD_F_TLS after the
-	 * handshake. Until the TLS issue it is not bound at all.
-	 */
+	if (!cfg->ssl_disabled && cfg->smtpd_proxy_protocol && cfg->n_smtps_listen > 0)
+		log_warnx("smtpd: smtpd_proxy_protocol applies to smtp_listen only; "
+		    "SMTPS sessions see the proxy's address");
 	smtpd_disk_check(srv, 1);
 	event_add(srv->ev_disk, &period);
 	return srv;
@@ -488,6 +540,18 @@ smtpd_set_config(struct smtpd *srv, const struct config *cfg)
 	if (build_replies(srv, cfg) < 0)
 		log_warnx("smtpd: out of memory: keeping the old greeting and EHLO reply");
 	srv->cfg = cfg;
+}
+
+/* smtpd_set_tls - see smtpd.h */
+void
+smtpd_set_tls(struct smtpd *srv, struct ssl_ctx_st *ctx)
+{
+	if (ctx != NULL && SSL_CTX_up_ref(ctx) != 1) {
+		log_warnx("smtpd: cannot take a reference to the new TLS context; keeping the old one");
+		return;
+	}
+	SSL_CTX_free(srv->tls);
+	srv->tls = ctx;
 }
 
 /*
@@ -552,6 +616,8 @@ smtpd_free(struct smtpd *srv)
 		close(srv->data_fd);
 	free(srv->greeting);
 	free(srv->ehlo);
+	free(srv->ehlo_starttls);
+	SSL_CTX_free(srv->tls);
 	free(srv);
 	return NULL;
 }

@@ -33,4 +33,15 @@ void smtpd_set_config(struct smtpd *s, const struct config *cfg);
 void smtpd_shutdown(struct smtpd *s, void (*done)(void *arg), void *arg);
 struct smtpd *smtpd_free(struct smtpd *s);
 
+/*
+ * --- added with TLS (issue 4) ----------------------------------------------
+ * smtpd_set_tls - STARTTLS and SMTPS use ctx for new sessions from now on
+ * (a reference is taken; the previous context is released, and sessions
+ * already running keep theirs). NULL = no TLS: STARTTLS is not offered
+ * and SMTPS connections are closed. SMTPS listeners (smtps_listen) are
+ * bound by smtpd_new() when cfg->ssl_disabled is no.
+ */
+struct ssl_ctx_st;
+void smtpd_set_tls(struct smtpd *s, struct ssl_ctx_st *ctx);
+
 #endif

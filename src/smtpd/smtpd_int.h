@@ -13,7 +13,8 @@
  *
  * Files: smtpd.c (listeners, limits, disk guard, shutdown), smtpd_sess.c
  * (socket I/O seam, states, input loop, DATA/BDAT content, commit),
- * smtpd_cmd.c (the command table and handlers), smtpd_line.c,
+ * smtpd_cmd.c (the command table and handlers), smtpd_tls.c (STARTTLS,
+ * SMTPS, what a TLS session logs and records), smtpd_line.c,
  * smtpd_data.c and smtpd_proxy.c (the parsers of smtpd_proto.h).
  */
 #ifndef MTAD_SMTPD_INT_H
@@ -75,9 +76,10 @@ enum {
 	SMTPD_F_IPCOUNT   = 1u << 5,  /* counted in the per-client table */
 	SMTPD_F_QUIT      = 1u << 6,  /* QUIT received */
 	SMTPD_F_BYE       = 1u << 7,  /* shutdown: close once the pending commit is answered */
-	SMTPD_F_TLS       = 1u << 8,  /* TLS active (the TLS issue sets it) */
+	SMTPD_F_TLS       = 1u << 8,  /* TLS active: the handshake is done */
 	SMTPD_F_LOGGED    = 1u << 9,  /* "connect from" logged: log the disconnect too */
 	SMTPD_F_BUSY      = 1u << 10, /* inside sess_process(): closing waits for its end */
+	SMTPD_F_EOF       = 1u << 11, /* the client shut its side: answer what came, then close */
 };
 
 /* struct smtpd_txn reject reasons, found while reading content */
@@ -150,8 +152,9 @@ struct smtpd {
 	struct queue *q;
 	struct maillog *ml;
 	struct metrics *m;
-	struct evconnlistener *lev[CONFIG_MAX_LISTEN];
+	struct evconnlistener *lev[2 * CONFIG_MAX_LISTEN];  /* smtp_listen, then smtps_listen */
 	size_t nlev;
+	struct ssl_ctx_st *tls;      /* one reference; NULL = no TLS (smtpd_set_tls) */
 	struct event *ev_reap;
 	struct event *ev_disk;
 	struct event *ev_relisten;
@@ -170,6 +173,8 @@ struct smtpd {
 	size_t   greeting_len;
 	char    *ehlo;               /* the whole multi-line EHLO reply */
 	size_t   ehlo_len;
+	char    *ehlo_starttls;      /* the same with STARTTLS: TLS on, not yet active */
+	size_t   ehlo_starttls_len;
 	struct timeval timeout;      /* smtpd_timeout, as a libevent common timeout */
 
 	/* disk guard (SPEC §8) */
@@ -213,6 +218,15 @@ int smtpd_sess_begin_content(struct smtpd_sess *s);
 void smtpd_sess_start_bdat(struct smtpd_sess *s, uint64_t size, int last, const char *reject);
 struct smtpd_txn *smtpd_txn_free(struct smtpd_txn *t);
 const char *smtpd_sess_proto(const struct smtpd_sess *s);
+
+/* smtpd_sess.c: the I/O seam for smtpd_tls.c */
+void smtpd_sess_set_bev(struct smtpd_sess *s, struct bufferevent *bev);
+
+/* smtpd_tls.c */
+int smtpd_tls_start(struct smtpd_sess *s);
+void smtpd_tls_done(struct smtpd_sess *s);
+void smtpd_tls_failed(struct smtpd_sess *s);
+size_t smtpd_tls_received(const struct smtpd_sess *s, char *buf, size_t size);
 
 /* smtpd_cmd.c */
 void smtpd_cmd_line(struct smtpd_sess *s, struct str line);

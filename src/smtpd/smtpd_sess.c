@@ -190,7 +190,8 @@ smtpd_sess_replyf(struct smtpd_sess *s, const char *fmt, ...)
 static void
 sess_input_update(struct smtpd_sess *s)
 {
-	int want = s->state < SMTPD_S_CLOSING || s->state == SMTPD_S_LINGER;
+	int want = !(s->flags & SMTPD_F_EOF) &&
+	    (s->state < SMTPD_S_CLOSING || s->state == SMTPD_S_LINGER);
 	int have = (bufferevent_get_enabled(s->bev) & EV_READ) != 0;
 
 	if (want && !have)
@@ -345,7 +346,7 @@ sess_output_done(struct smtpd_sess *s)
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	struct timeval tv = { SMTPD_LINGER_SEC, 0 };
 
-	if (s->srv->stopping ||
+	if (s->srv->stopping || (s->flags & SMTPD_F_EOF) ||
 	    ((s->flags & SMTPD_F_QUIT) && evbuffer_get_length(in) == 0)) {
 		smtpd_sess_kill(s);
 		return;
@@ -954,6 +955,15 @@ done:
 	    s->state < SMTPD_S_CLOSING)
 		goto again;                  /* all sent: the rest of the input */
 	s->flags &= ~SMTPD_F_BUSY;
+	if ((s->flags & SMTPD_F_EOF) && s->state < SMTPD_S_COMMIT &&
+	    s->state != SMTPD_S_DEAD && !(s->flags & SMTPD_F_OUT_FULL)) {
+		/* the client shut its side and every command it sent is answered */
+		if (s->flags & SMTPD_F_LOGGED)
+			maillog_printf(s->srv->ml, "smtpd", "lost connection after %s from "
+			    "unknown[%s]", smtpd_cmd_label(s), s->addr);
+		smtpd_sess_close(s);
+		return;
+	}
 	if (s->state != SMTPD_S_DEAD)
 		sess_input_update(s);
 }
@@ -1008,6 +1018,17 @@ sess_eventcb(struct bufferevent *bev, short what, void *arg)
 		}
 		smtpd_sess_replyf(s, "421 4.4.2 %s Error: timeout exceeded\r\n", srv->cfg->hostname);
 		smtpd_sess_close(s);
+		return;
+	}
+	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+		/*
+		 * A half-close: the client still reads. Answer what it sent
+		 * (a commit may be waiting, QUIT may be buffered behind it),
+		 * then close; libevent has stopped reading.
+		 */
+		s->flags |= SMTPD_F_EOF;
+		if (s->state != SMTPD_S_COMMIT)
+			sess_process(s);
 		return;
 	}
 	if (s->state != SMTPD_S_PROXY && !(s->flags & SMTPD_F_QUIT))

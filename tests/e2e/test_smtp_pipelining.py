@@ -166,3 +166,36 @@ def test_bdat_too_big_is_discarded(mtad_factory):
     assert c.reply() == (503, ["5.5.1 Error: need MAIL command"])
     assert c.cmd("NOOP")[0] == 250
     assert committed(m) == []
+
+
+def test_half_closed_client_gets_every_reply(mtad):
+    import socket
+    c = Client(mtad.smtp_port)
+    c.send("EHLO half.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.com>\r\n"
+           "DATA\r\nSubject: half\r\n\r\nbody\r\n.\r\nNOOP\r\nQUIT\r\n")
+    c.s.shutdown(socket.SHUT_WR)
+    assert [c.reply()[0] for _ in range(4)] == [250, 250, 250, 354]
+    qid = queued_id(c.reply())
+    assert c.reply()[0] == 250
+    assert c.reply() == (221, ["2.0.0 Bye"])
+    assert c.closed()
+    assert qid in committed(mtad)
+
+
+def test_half_closed_without_quit(mtad):
+    import socket
+    c = Client(mtad.smtp_port)
+    c.send("EHLO half.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.com>\r\n"
+           "DATA\r\nSubject: half\r\n\r\nbody\r\n.\r\n")
+    c.s.shutdown(socket.SHUT_WR)
+    assert [c.reply()[0] for _ in range(4)] == [250, 250, 250, 354]
+    qid = queued_id(c.reply())
+    assert c.closed()
+    assert qid in committed(mtad)
+    # and an unfinished message is dropped
+    d = Client(mtad.smtp_port)
+    d.send("EHLO x\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.com>\r\nDATA\r\npart")
+    d.s.shutdown(socket.SHUT_WR)
+    assert [d.reply()[0] for _ in range(4)] == [250, 250, 250, 354]
+    assert d.closed()
+    assert committed(mtad) == [qid]
