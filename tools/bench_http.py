@@ -16,6 +16,7 @@ needs smtp-source and smtp-sink (Debian's postfix package). Traffic stays
 on 127.0.0.1; every loop is bounded.
 """
 import argparse
+import http.client
 import json
 import os
 import shutil
@@ -99,14 +100,21 @@ class Poller(threading.Thread):
         self.lat = []
 
     def run(self):
+        # One keep-alive connection, as a dashboard or Prometheus would use.
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         while not self.stop_ev.is_set():
             t = time.monotonic()
             for path in ("/api/queue?per_page=50", "/metrics"):
                 try:
-                    self.lat.append(get(self.port, path)[0])
-                except OSError:
-                    pass
+                    t0 = time.perf_counter()
+                    conn.request("GET", path)
+                    conn.getresponse().read()
+                    self.lat.append(time.perf_counter() - t0)
+                except (OSError, http.client.HTTPException):
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
             self.stop_ev.wait(max(0, 0.1 - (time.monotonic() - t)))
+        conn.close()
 
 
 def cmd_accept(args):
@@ -115,6 +123,7 @@ def cmd_accept(args):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(sink_port)
     results = {"off": [], "on": []}
+    cpu = {"off": [], "on": []}
     polls = []
     try:
         for run in range(args.runs):
@@ -124,22 +133,28 @@ def cmd_accept(args):
                 poller = Poller(d.ui) if mode == "on" else None
                 if poller:
                     poller.start()
+                c0 = cpu_seconds(d.proc.pid)
                 secs = smtp_source(d.smtp, args.messages, 5120)
+                used = cpu_seconds(d.proc.pid) - c0
                 if poller:
                     poller.stop_ev.set()
                     poller.join(5)
                     polls.extend(poller.lat)
                 d.stop()
+                cpu[mode].append(used)
                 shutil.rmtree(tmp, ignore_errors=True)
                 rate = args.messages / secs
                 results[mode].append(rate)
-                print("run %d polling %-3s %6.0f msg/s (%.1f s)" % (run + 1, mode, rate, secs), flush=True)
+                print("run %d polling %-3s %6.0f msg/s (%.1f s, mtad CPU %.2f s)"
+                      % (run + 1, mode, rate, secs, used), flush=True)
     finally:
         sink.terminate()
         sink.wait(10)
-    off, on = statistics.mean(results["off"]), statistics.mean(results["on"])
-    print("mean accept rate: without polling %.0f msg/s, with polling %.0f msg/s (%+.1f %%)"
+    off, on = statistics.median(results["off"]), statistics.median(results["on"])
+    print("median accept rate: without polling %.0f msg/s, with polling %.0f msg/s (%+.1f %%)"
           % (off, on, 100.0 * (on - off) / off))
+    print("median mtad CPU per run: without polling %.2f s, with polling %.2f s"
+          % (statistics.median(cpu["off"]), statistics.median(cpu["on"])))
     if polls:
         polls.sort()
         print("poll latency during the load: median %.1f ms, p95 %.1f ms, max %.1f ms (%d requests)"
@@ -147,14 +162,23 @@ def cmd_accept(args):
                  1000 * polls[-1], len(polls)))
 
 
-def timed(port, path, n=30):
+def cpu_seconds(pid):
+    """utime + stime of a process, in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(port, path, pid, n=40):
     lat = []
     body = b""
+    c0 = cpu_seconds(pid)
     for _ in range(n):
         t, body = get(port, path)
         lat.append(t)
+    cpu = (cpu_seconds(pid) - c0) / n
     lat.sort()
-    return statistics.median(lat) * 1000, lat[int(len(lat) * 0.95) - 1] * 1000, len(body)
+    return statistics.median(lat) * 1000, lat[int(len(lat) * 0.95) - 1] * 1000, len(body), cpu * 1000
 
 
 def cmd_queue(args):
@@ -185,10 +209,10 @@ def cmd_queue(args):
             ("/api/stats", "/api/stats"),
             ("/metrics", "/metrics"),
         ]
-        print("%-36s %10s %10s %10s" % ("request", "median ms", "p95 ms", "bytes"))
+        print("%-36s %10s %10s %12s %10s" % ("request", "median ms", "p95 ms", "mtad CPU ms", "bytes"))
         for name, path in rows:
-            med, p95, size = timed(d.ui, path)
-            print("%-36s %10.1f %10.1f %10d" % (name, med, p95, size), flush=True)
+            med, p95, size, cpu = timed(d.ui, path, d.proc.pid)
+            print("%-36s %10.1f %10.1f %12.1f %10d" % (name, med, p95, cpu, size), flush=True)
         rss = 0
         with open("/proc/%d/status" % d.proc.pid) as f:
             for line in f:

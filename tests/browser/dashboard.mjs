@@ -4,6 +4,7 @@
 //   node dashboard.mjs '{"mode":"flow","url":"http://127.0.0.1:PORT/","user":"u","password":"p",
 //                        "qid":"ID","subject":"...","artifacts":"DIR"}'
 //   node dashboard.mjs '{"mode":"banner","url":...,"want":"Data volume has less than 5% free disk space"}'
+//   node dashboard.mjs '{"mode":"shot","url":...,"shot":"name.png"}'   (just a screenshot)
 //
 // Prints one JSON line with what it saw; exits 1 (with {"error": ...}) when a step fails.
 import { chromium } from "playwright-core";
@@ -89,6 +90,14 @@ async function flow(page) {
   await shot(page, "dashboard-narrow.png");
 }
 
+async function snapshot(page) {
+  await page.waitForSelector('#status[data-state="live"]', { timeout: STEP });
+  await page.waitForFunction(() => document.querySelectorAll(".plot .uplot canvas").length === 3,
+    null, { timeout: STEP });
+  await page.waitForTimeout(500);
+  await shot(page, opt.shot || "dashboard-snapshot.png", false);
+}
+
 async function banner(page) {
   await page.waitForSelector("#disk-banner", { timeout: STEP });
   out.banner = await page.textContent("#disk-banner");
@@ -119,6 +128,7 @@ try {
   out.status = resp.status();
   out.csp = resp.headers()["content-security-policy"];
   if (opt.mode === "banner") await banner(page);
+  else if (opt.mode === "shot") await snapshot(page);
   else await flow(page);
   out.cspViolations = await page.evaluate(() => window.__csp || []);
   console.log(JSON.stringify(out));

@@ -25,6 +25,7 @@
     return e;
   }
   const nf = new Intl.NumberFormat();
+  const cf = new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 1 });
   const fmtNum = (n) => (n == null ? "–" : nf.format(n));
   function fmtBytes(b) {
     if (b == null) return "–";
@@ -43,7 +44,7 @@
   }
   const dtf = new Intl.DateTimeFormat(undefined, { dateStyle: "short", timeStyle: "medium" });
   const fmtTime = (t) => (t == null ? "–" : dtf.format(new Date(t * 1000)));
-  const rate = (r) => (r == null ? "" : (r >= 10 ? Math.round(r) : r.toFixed(1)) + " / min");
+  const rate = (r) => (r == null ? "" : (r >= 10 ? nf.format(Math.round(r)) : r.toFixed(1)) + " / min");
 
   let toastTimer = 0;
   function toast(msg, bad) {
@@ -146,7 +147,8 @@
       // The x axis always spans the chosen range, however few samples there are yet.
       scales: { x: { time: true, range: (u, min, max) => xRange || [min, max] },
                 y: { range: (u, min, max) => [0, Math.max(1, (max || 0) * 1.1)] } },
-      axes: [Object.assign({}, axis), Object.assign({ size: 50 }, axis)],
+      axes: [Object.assign({}, axis),
+             Object.assign({ size: 56, values: (u, splits) => splits.map((v) => cf.format(v)) }, axis)],
       series: [{}].concat(series.map((s) => ({
         label: s.label, stroke: s.color, width: 2, fill: s.fill || undefined,
         value: (u, v) => (v == null ? "–" : (Number.isInteger(v) ? fmtNum(v) : v.toFixed(1))),
