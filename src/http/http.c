@@ -87,6 +87,7 @@ static const struct http_route http_routes[] = {
 	{ "/assets/",           R_GET | R_PREFIX,           http_ui_asset },
 };
 
+/* http_is_head - whether the request is HEAD (answered like GET, without the body) */
 int
 http_is_head(struct evhttp_request *req)
 {
@@ -131,6 +132,7 @@ http_reply(struct evhttp_request *req, int code, const char *ctype, struct evbuf
 	evhttp_send_reply(req, code, reason, body);
 }
 
+/* http_reply_json - send j (taken) as the JSON body; 500 when it cannot be written */
 void
 http_reply_json(struct evhttp_request *req, int code, json_t *j)
 {
@@ -148,6 +150,7 @@ http_reply_json(struct evhttp_request *req, int code, json_t *j)
 	evbuffer_free(b);
 }
 
+/* http_error - an error reply: {"error": msg} under /api/, plain text elsewhere */
 void
 http_error(struct evhttp_request *req, int code, const char *msg)
 {
@@ -171,6 +174,7 @@ http_error(struct evhttp_request *req, int code, const char *msg)
 	evbuffer_free(b);
 }
 
+/* http_healthz - GET /healthz: "ok", without authentication, for health checks */
 static void
 http_healthz(struct http *h, struct evhttp_request *req, const char *path,
     struct evkeyvalq *query)
@@ -189,6 +193,7 @@ http_healthz(struct http *h, struct evhttp_request *req, const char *path,
 
 /* --- pending replies --------------------------------------------------- */
 
+/* http_pending_fire - the timer of a pending reply fired: run its step */
 static void
 http_pending_fire(evutil_socket_t fd, short what, void *arg)
 {
@@ -198,6 +203,7 @@ http_pending_fire(evutil_socket_t fd, short what, void *arg)
 	p->run(p);
 }
 
+/* http_pending_new - keep req unanswered and run run(p) after ms (see struct http_pending) */
 struct http_pending *
 http_pending_new(struct http *h, struct evhttp_request *req, unsigned ms,
     void (*run)(struct http_pending *), void (*drop)(struct http_pending *), void *job)
@@ -228,6 +234,7 @@ http_pending_new(struct http *h, struct evhttp_request *req, unsigned ms,
 	return p;
 }
 
+/* http_pending_again - run the pending step again after ms */
 int
 http_pending_again(struct http_pending *p, unsigned ms)
 {
@@ -236,6 +243,7 @@ http_pending_again(struct http_pending *p, unsigned ms)
 	return evtimer_add(p->ev, &tv);
 }
 
+/* http_pending_done - unlink p from the service and free it (the caller answers p->req) */
 void
 http_pending_done(struct http_pending *p)
 {
@@ -256,6 +264,7 @@ http_pending_done(struct http_pending *p)
 
 /* --- authentication ------------------------------------------------------ */
 
+/* http_unauthorized - 401 with the Basic realm (RFC 7617 §2) */
 static void
 http_unauthorized(struct evhttp_request *req)
 {
@@ -264,6 +273,7 @@ http_unauthorized(struct evhttp_request *req)
 	http_error(req, 401, "authentication required");
 }
 
+/* http_auth_delayed - the failure delay is over: answer 401 */
 static void
 http_auth_delayed(struct http_pending *p)
 {
@@ -273,6 +283,7 @@ http_auth_delayed(struct http_pending *p)
 	http_unauthorized(req);
 }
 
+/* http_peer - the client's address as text, for the log and the failure table */
 static void
 http_peer(struct evhttp_request *req, char *buf, size_t size)
 {
@@ -326,6 +337,7 @@ http_authorize(struct http *h, struct evhttp_request *req)
 
 /* --- dispatch ------------------------------------------------------------- */
 
+/* http_security_headers - the headers every response carries (CSP, nosniff, framing, referrer) */
 static void
 http_security_headers(struct evhttp_request *req)
 {
@@ -340,6 +352,7 @@ http_security_headers(struct evhttp_request *req)
 	evhttp_add_header(oh, "Permissions-Policy", "camera=(), microphone=(), geolocation=()");
 }
 
+/* http_route_match - does path match the route (exact, or as a prefix)? */
 static int
 http_route_match(const struct http_route *r, const char *path)
 {
@@ -348,6 +361,7 @@ http_route_match(const struct http_route *r, const char *path)
 	return strcmp(path, r->path) == 0;
 }
 
+/* http_dispatch - every request: limits, route, authentication, method, cross-site check, handler */
 static void
 http_dispatch(struct evhttp_request *req, void *arg)
 {
@@ -430,6 +444,7 @@ http_dispatch(struct evhttp_request *req, void *arg)
 
 /* --- the 10 s tick: history and StatsD -------------------------------------- */
 
+/* http_push_now - one StatsD datagram, when metrics_push is set */
 static void
 http_push_now(struct http *h)
 {
@@ -438,6 +453,7 @@ http_push_now(struct http *h)
 		    (queue_bytes(h->q) + 1023) / 1024);
 }
 
+/* http_tick - every HTTP_FINE_SECS: a history sample and a StatsD push */
 static void
 http_tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -504,6 +520,7 @@ http_apply_config(struct http *h, const struct config *cfg, int startup,
 	return 0;
 }
 
+/* http_new - bind ui_address:ui_port and start the service (before privileges are dropped) */
 struct http *
 http_new(struct event_base *base, const struct config *cfg, struct queue *q,
     struct metrics *m, char *err, size_t errlen)
@@ -563,6 +580,7 @@ fail:
 	return NULL;
 }
 
+/* http_set_sched - the scheduler, for the actions (borrowed; set once it exists) */
 void
 http_set_sched(struct http *h, struct sched *s)
 {
@@ -598,6 +616,7 @@ http_tls_bev(struct event_base *base, void *arg)
 	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 }
 
+/* http_set_tls - serve HTTPS from now on through evhttp's bufferevent factory (NULL: plain) */
 void
 http_set_tls(struct http *h, struct ssl_ctx_st *ctx)
 {
@@ -605,6 +624,7 @@ http_set_tls(struct http *h, struct ssl_ctx_st *ctx)
 	evhttp_set_bevcb(h->evh, ctx != NULL ? http_tls_bev : NULL, h);
 }
 
+/* http_free - answer what is pending, close every connection and the listener, free */
 struct http *
 http_free(struct http *h)
 {

@@ -38,6 +38,7 @@
 
 /* --- snapshot ------------------------------------------------------------- */
 
+/* http_snap_walk - queue_foreach callback: count states and recipients, find the oldest */
 static void
 http_snap_walk(void *arg, struct queue_msg *m)
 {
@@ -72,6 +73,7 @@ http_snap_disk(struct http *h, struct http_snap *s)
 	s->disk_free_pct = 100.0 * (double)sv.f_bavail / (double)sv.f_blocks;
 }
 
+/* http_snap_take - fill s from the counters, the queue (walked, or the recent walk reused) and the disk */
 void
 http_snap_take(struct http *h, struct http_snap *s)
 {
@@ -134,6 +136,7 @@ http_snap_take(struct http *h, struct http_snap *s)
 	s->hostname = h->cfg->hostname;
 }
 
+/* http_tick_sample - the history's sample: cumulative counters and the gauges now */
 void
 http_tick_sample(struct http *h)
 {
@@ -153,6 +156,7 @@ http_tick_sample(struct http *h)
 
 /* --- /api/stats, /api/history, /metrics ------------------------------------ */
 
+/* http_api_stats - GET /api/stats */
 void
 http_api_stats(struct http *h, struct evhttp_request *req, const char *path,
     struct evkeyvalq *query)
@@ -164,6 +168,7 @@ http_api_stats(struct http *h, struct evhttp_request *req, const char *path,
 	http_reply_json(req, 200, http_stats_json(&s));
 }
 
+/* http_api_history - GET /api/history?range=1h|24h */
 void
 http_api_history(struct http *h, struct evhttp_request *req, const char *path,
     struct evkeyvalq *query)
@@ -188,6 +193,7 @@ http_api_history(struct http *h, struct evhttp_request *req, const char *path,
 	http_reply_json(req, 200, j);
 }
 
+/* http_api_metrics - GET /metrics */
 void
 http_api_metrics(struct http *h, struct evhttp_request *req, const char *path,
     struct evkeyvalq *query)
@@ -209,12 +215,14 @@ http_api_metrics(struct http *h, struct evhttp_request *req, const char *path,
 
 /* --- message JSON ----------------------------------------------------------- */
 
+/* http_time_or_null - microseconds to Unix seconds; 0 (unset) to null */
 static json_t *
 http_time_or_null(uint64_t us)
 {
 	return us == 0 ? json_null() : json_integer((json_int_t)(us / 1000000));
 }
 
+/* http_rcpt_state - a recipient's state as the API names it */
 static const char *
 http_rcpt_state(const struct queue_rcpt *r)
 {
@@ -309,6 +317,7 @@ http_msg_headers(struct http *h, const struct queue_msg *m, json_t *o)
 	return rc;
 }
 
+/* http_msg_detail - the body of /api/queue/ID: the row, client, flags, recipients, headers */
 static json_t *
 http_msg_detail(struct http *h, const struct queue_msg *m)
 {
@@ -358,6 +367,7 @@ enum http_action { HTTP_ACT_RETRY, HTTP_ACT_HOLD, HTTP_ACT_RELEASE, HTTP_ACT_DEL
 
 static const char *const http_action_names[] = { "retry", "hold", "release", "delete" };
 
+/* http_action_of - an action's name ("flush" is "retry") to its enum; -1 if unknown */
 static int
 http_action_of(const char *name, enum http_action *out)
 {
@@ -416,6 +426,7 @@ http_act(struct http *h, struct queue_msg *m, enum http_action a, const char *pe
 	return -1;
 }
 
+/* http_req_peer - the client's address for the log lines of actions */
 static void
 http_req_peer(struct evhttp_request *req, char *buf, size_t size)
 {
@@ -514,6 +525,7 @@ struct http_walk {
 	uint64_t counts[4];            /* by enum http_state, over the whole queue */
 };
 
+/* http_walk_cb - queue_foreach callback of a listing: count by state, keep the matches */
 static void
 http_walk_cb(void *arg, struct queue_msg *m)
 {
@@ -558,6 +570,7 @@ next:		;
 	return 0;
 }
 
+/* http_query_num - an optional numeric parameter in [min, max]: 1 given, 0 absent, -1 bad */
 static int
 http_query_num(struct evkeyvalq *query, const char *key, long long min, long long max,
     long long *out, char *err, size_t errlen)
@@ -573,6 +586,7 @@ http_query_num(struct evkeyvalq *query, const char *key, long long min, long lon
 	return 1;
 }
 
+/* http_api_queue - GET /api/queue: one walk, the filter, one page of rows */
 void
 http_api_queue(struct http *h, struct evhttp_request *req, const char *path,
     struct evkeyvalq *query)
@@ -668,6 +682,7 @@ struct http_bulk {
 	char peer[64];
 };
 
+/* http_bulk_result - the answer of a bulk action */
 static json_t *
 http_bulk_result(const struct http_bulk *b)
 {
@@ -695,6 +710,7 @@ http_bulk_step(struct http *h, struct http_bulk *b)
 	return b->i >= b->n;
 }
 
+/* http_bulk_free - free a bulk action's state (NULL is fine) */
 static void
 http_bulk_free(struct http_bulk *b)
 {
@@ -703,6 +719,7 @@ http_bulk_free(struct http_bulk *b)
 	free(b);
 }
 
+/* http_bulk_drop - struct http_pending's drop: free the bulk action it carries */
 static void
 http_bulk_drop(struct http_pending *p)
 {
@@ -710,6 +727,7 @@ http_bulk_drop(struct http_pending *p)
 	p->job = NULL;
 }
 
+/* http_bulk_run - the next slice of a bulk action; answer when all are done */
 static void
 http_bulk_run(struct http_pending *p)
 {
@@ -800,6 +818,7 @@ http_body_params(struct evhttp_request *req, struct evkeyvalq *query, json_t **d
 	return 0;
 }
 
+/* http_api_bulk - POST /api/queue/{retry,flush,hold,release,delete} over a filter, ids or all */
 void
 http_api_bulk(struct http *h, struct evhttp_request *req, const char *path,
     struct evkeyvalq *query)

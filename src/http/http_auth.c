@@ -22,6 +22,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+/* http_auth_digest - the SHA-256 that credentials are compared by */
 int
 http_auth_digest(const char *user, const char *pass, unsigned char out[HTTP_DIGEST_LEN])
 {
@@ -110,6 +111,7 @@ http_origin_is(const char *url, const char *host, int https)
 	return *url == '\0' || *url == '/' || *url == '?' || *url == '#';
 }
 
+/* http_csrf_check - see http_int.h: X-Requested-With, then Origin or Referer against Host */
 int
 http_csrf_check(const char *xrw, const char *origin, const char *referer,
     const char *host, int https, const char **why)
@@ -174,6 +176,7 @@ http_auth_fail(struct http_auth_table *t, const char *addr, uint64_t now)
 	return delay > 16000 ? 16000 : delay;
 }
 
+/* http_auth_success - a client logged in: forget its failures */
 void
 http_auth_success(struct http_auth_table *t, const char *addr)
 {

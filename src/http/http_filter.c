@@ -43,6 +43,7 @@ http_msg_state(const struct queue_msg *m)
 	return HTTP_STATE_ACTIVE;
 }
 
+/* http_filter_init - an empty filter (matches everything) measuring ages from now_us */
 void
 http_filter_init(struct http_filter *f, uint64_t now_us)
 {
@@ -78,6 +79,7 @@ http_parse_age(const char *s)
 	return (int64_t)(v * mult);
 }
 
+/* http_filter_text - a text criterion; empty means none; bounded length */
 static int
 http_filter_text(const char **slot, const char *value, const char *what,
     char *err, size_t errlen)
@@ -90,6 +92,7 @@ http_filter_text(const char **slot, const char *value, const char *what,
 	return 0;
 }
 
+/* http_filter_set - one parameter into the filter (see http_int.h for the results) */
 int
 http_filter_set(struct http_filter *f, const char *key, const char *value,
     char *err, size_t errlen)
@@ -164,6 +167,7 @@ http_domain_match(const char *addr, const char *dom)
 	return 0;
 }
 
+/* http_contains - case-insensitive substring test; NULL hay never matches */
 static int
 http_contains(const char *hay, const char *needle)
 {

@@ -23,6 +23,7 @@ const char *const http_history_names[HTTP_H_FIELDS] = {
 	"sessions", "queue", "queue_kb",
 };
 
+/* http_ring_init - an empty ring of cap samples, interval seconds apart */
 static int
 http_ring_init(struct http_ring *r, size_t cap, unsigned interval)
 {
@@ -34,6 +35,7 @@ http_ring_init(struct http_ring *r, size_t cap, unsigned interval)
 	return r->s == NULL ? -1 : 0;
 }
 
+/* http_ring_push - append, dropping the oldest when full */
 static void
 http_ring_push(struct http_ring *r, const struct http_sample *s)
 {
@@ -43,6 +45,7 @@ http_ring_push(struct http_ring *r, const struct http_sample *s)
 		r->len++;
 }
 
+/* http_ring_get - the i-th oldest sample */
 const struct http_sample *
 http_ring_get(const struct http_ring *r, size_t i)
 {
@@ -51,6 +54,7 @@ http_ring_get(const struct http_ring *r, size_t i)
 	return &r->s[(first + i) % r->cap];
 }
 
+/* http_history_init - both rings, empty; -1 when memory is short */
 int
 http_history_init(struct http_history *hi)
 {
@@ -63,6 +67,7 @@ http_history_init(struct http_history *hi)
 	return 0;
 }
 
+/* http_history_free - release the rings (the struct itself is the caller's) */
 void
 http_history_free(struct http_history *hi)
 {
@@ -71,6 +76,7 @@ http_history_free(struct http_history *hi)
 	hi->fine.s = hi->coarse.s = NULL;
 }
 
+/* http_history_tick - one fine sample, and a coarse one every HTTP_COARSE_SECS */
 void
 http_history_tick(struct http_history *hi, uint64_t t,
     const uint64_t cum[HTTP_H_COUNTERS], const uint64_t gauges[HTTP_H_FIELDS - HTTP_H_COUNTERS])

@@ -57,6 +57,7 @@ http_utf8_seq(const unsigned char *p, size_t n)
 	return 0;
 }
 
+/* http_json_strn - a JSON string from len untrusted bytes (ill-formed UTF-8 and NUL to U+FFFD) */
 json_t *
 http_json_strn(const char *s, size_t len)
 {
@@ -91,6 +92,7 @@ http_json_strn(const char *s, size_t len)
 	return j;
 }
 
+/* http_json_str - the same for a C string; NULL gives JSON null */
 json_t *
 http_json_str(const char *s)
 {
@@ -99,6 +101,7 @@ http_json_str(const char *s)
 	return http_json_strn(s, strlen(s));
 }
 
+/* http_json_set - json_object_set_new that fails (-1) on a NULL value instead of crashing */
 int
 http_json_set(json_t *obj, const char *key, json_t *val)
 {
@@ -131,6 +134,7 @@ http_json_out(const char *buf, size_t size, void *data)
 	return evbuffer_add(b, buf + start, size - start) < 0 ? -1 : 0;
 }
 
+/* http_json_dump - compact JSON into b with <, > and & escaped; 0 or -1 */
 int
 http_json_dump(const json_t *j, struct evbuffer *b)
 {

@@ -17,6 +17,7 @@ struct http_prom {
 	const char *help;
 };
 
+/* http_prom_u - HELP, TYPE and the sample of one unsigned metric */
 static int
 http_prom_u(struct evbuffer *b, const struct http_prom *p, uint64_t v)
 {
@@ -24,6 +25,7 @@ http_prom_u(struct evbuffer *b, const struct http_prom *p, uint64_t v)
 	    p->name, p->help, p->name, p->type, p->name, (unsigned long long)v) < 0 ? -1 : 0;
 }
 
+/* http_prom_d - HELP, TYPE and the sample of one floating-point metric */
 static int
 http_prom_d(struct evbuffer *b, const struct http_prom *p, double v)
 {
@@ -31,6 +33,7 @@ http_prom_d(struct evbuffer *b, const struct http_prom *p, double v)
 	    p->name, p->help, p->name, p->type, p->name, v) < 0 ? -1 : 0;
 }
 
+/* http_metrics_format - every metric of /metrics into b; -1 when b cannot grow */
 int
 http_metrics_format(const struct http_snap *s, const double *bounds, struct evbuffer *b)
 {

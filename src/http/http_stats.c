@@ -8,6 +8,7 @@
  */
 #include "http/http_int.h"
 
+/* http_disk_message - SPEC §8's text for a disk state; NULL when there is nothing to say */
 const char *
 http_disk_message(int state)
 {
@@ -18,6 +19,7 @@ http_disk_message(int state)
 	}
 }
 
+/* http_disk_state_of - SPEC §8's thresholds: below 1 % free is 2, below 5 % is 1 */
 int
 http_disk_state_of(double free_pct)
 {
@@ -28,6 +30,7 @@ http_disk_state_of(double free_pct)
 	return 0;
 }
 
+/* http_disk_state_name - the state's name in /api/stats */
 static const char *
 http_disk_state_name(int state)
 {
@@ -50,6 +53,7 @@ http_obj_u(const char *const *names, const uint64_t *vals, size_t n)
 	return o;
 }
 
+/* http_stats_json - the body of /api/stats from a snapshot */
 json_t *
 http_stats_json(const struct http_snap *s)
 {

@@ -19,6 +19,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+/* http_asset_find - the embedded file served at path, or NULL */
 const struct http_asset *
 http_asset_find(const char *path)
 {
@@ -63,6 +64,7 @@ http_etag_match(const char *inm, const char *etag)
 	return strcmp(inm, "*") == 0 || strstr(inm, etag) != NULL;
 }
 
+/* http_send_asset - an embedded file, gzip when accepted, 304 when the ETag matches */
 static void
 http_send_asset(struct evhttp_request *req, const struct http_asset *a)
 {
@@ -96,6 +98,7 @@ http_send_asset(struct evhttp_request *req, const struct http_asset *a)
 	evbuffer_free(b);
 }
 
+/* http_ui_index - GET / (and /index.html): the dashboard page */
 void
 http_ui_index(struct http *h, struct evhttp_request *req, const char *path,
     struct evkeyvalq *query)
@@ -110,6 +113,7 @@ http_ui_index(struct http *h, struct evhttp_request *req, const char *path,
 	http_send_asset(req, a);
 }
 
+/* http_ui_asset - GET /assets/...: one of the dashboard's files */
 void
 http_ui_asset(struct http *h, struct evhttp_request *req, const char *path,
     struct evkeyvalq *query)

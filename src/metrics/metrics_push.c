@@ -54,6 +54,7 @@ struct metrics_push {
 	uint64_t sent, failed;
 };
 
+/* metrics_push_name - make a name StatsD-safe (see the file comment); -1 if out does not fit */
 int
 metrics_push_name(const char *in, char *out, size_t outlen)
 {
@@ -112,6 +113,7 @@ bad:
 	return -1;
 }
 
+/* metrics_push_new - a connected non-blocking UDP socket to the URL's address */
 struct metrics_push *
 metrics_push_new(const char *url, int resolve, char *err, size_t errlen)
 {
@@ -159,6 +161,7 @@ fail:
 	return NULL;
 }
 
+/* metrics_push_format - the datagram's lines; remembers the counters for the next increase */
 int
 metrics_push_format(struct metrics_push *p, const struct metrics *m,
     uint64_t queue_messages, uint64_t queue_kb, char *buf, size_t size)
@@ -195,6 +198,7 @@ metrics_push_format(struct metrics_push *p, const struct metrics *m,
 	return (int)off;
 }
 
+/* metrics_push_send - format and send one datagram; never waits */
 int
 metrics_push_send(struct metrics_push *p, const struct metrics *m,
     uint64_t queue_messages, uint64_t queue_kb)
@@ -216,6 +220,7 @@ metrics_push_send(struct metrics_push *p, const struct metrics *m,
 	return 0;
 }
 
+/* metrics_push_free - close and free; NULL is fine */
 struct metrics_push *
 metrics_push_free(struct metrics_push *p)
 {
