@@ -179,20 +179,42 @@ cmd_ehlo(struct smtpd_sess *s, struct str arg)
 		return;
 	}
 	s->flags |= SMTPD_F_ESMTP;
-	smtpd_sess_reply(s, s->srv->ehlo, s->srv->ehlo_len);
+	if (s->srv->tls != NULL && !(s->flags & SMTPD_F_TLS))
+		smtpd_sess_reply(s, s->srv->ehlo_starttls, s->srv->ehlo_starttls_len);
+	else
+		smtpd_sess_reply(s, s->srv->ehlo, s->srv->ehlo_len);
 }
 
 /*
- * cmd_starttls - RFC 3207. TLS hook: the TLS issue answers 220 here when
- * TLS is configured and not active, wraps the bufferevent
- * (bufferevent_openssl_filter_new), drops the input buffered so far, clears
- * SMTPD_F_DIRECT_IO, sets SMTPD_F_TLS and forgets HELO and the transaction.
+ * cmd_starttls - RFC 3207 §4: 220, then TLS. Everything known from before
+ * (HELO name, transaction) is forgotten now (§4.2); what the client
+ * pipelined behind the command is dropped unread when TLS starts
+ * (smtpd_tls_start, after the 220 is sent: the CVE-2011-0411 class).
  */
 static void
 cmd_starttls(struct smtpd_sess *s, struct str arg)
 {
-	(void)arg;
-	SMTPD_REPLY(s, "502 5.5.1 Error: command not implemented\r\n");
+	if (s->srv->tls == NULL) {
+		SMTPD_REPLY(s, "502 5.5.1 Error: command not implemented\r\n");
+		return;
+	}
+	if (s->flags & SMTPD_F_TLS) {
+		SMTPD_REPLY(s, "554 5.5.1 Error: TLS already active\r\n");
+		return;
+	}
+	if (arg.len != 0) {
+		SMTPD_REPLY(s, "501 5.5.4 Syntax: STARTTLS\r\n");
+		return;
+	}
+	if (s->txn != NULL) {
+		SMTPD_REPLY(s, "503 5.5.1 Error: MAIL transaction in progress\r\n");
+		return;
+	}
+	SMTPD_REPLY(s, "220 2.0.0 Ready to start TLS\r\n");
+	free(s->helo);
+	s->helo = NULL;
+	s->flags &= ~(SMTPD_F_HELO | SMTPD_F_ESMTP);
+	s->flags |= SMTPD_F_STARTTLS;
 }
 
 /* cmd_mail - RFC 5321 §4.1.1.2 with SIZE (RFC 1870), BODY (RFC 6152), SMTPUTF8 (RFC 6531) */

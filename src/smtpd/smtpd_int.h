@@ -80,6 +80,9 @@ enum {
 	SMTPD_F_LOGGED    = 1u << 9,  /* "connect from" logged: log the disconnect too */
 	SMTPD_F_BUSY      = 1u << 10, /* inside sess_process(): closing waits for its end */
 	SMTPD_F_EOF       = 1u << 11, /* the client shut its side: answer what came, then close */
+	SMTPD_F_STARTTLS  = 1u << 12, /* 220 to STARTTLS queued: TLS starts once it is sent */
+	SMTPD_F_HANDSHAKE = 1u << 13, /* TLS handshake in progress (STARTTLS or SMTPS) */
+	SMTPD_F_SMTPS     = 1u << 14, /* accepted on smtps_listen: TLS from the first byte */
 };
 
 /* struct smtpd_txn reject reasons, found while reading content */
@@ -225,7 +228,7 @@ void smtpd_sess_set_bev(struct smtpd_sess *s, struct bufferevent *bev);
 /* smtpd_tls.c */
 int smtpd_tls_start(struct smtpd_sess *s);
 void smtpd_tls_done(struct smtpd_sess *s);
-void smtpd_tls_failed(struct smtpd_sess *s);
+void smtpd_tls_failed(struct smtpd_sess *s, short what);
 size_t smtpd_tls_received(const struct smtpd_sess *s, char *buf, size_t size);
 
 /* smtpd_cmd.c */

@@ -18,10 +18,11 @@
  * (SMTPD_F_DIRECT_IO) replies collected while a batch of input is processed
  * are written with one write(2) at the end of the batch, and EV_WRITE is
  * enabled only when the kernel did not take everything: one syscall per
- * batch instead of an epoll round trip per reply. The TLS issue replaces
- * s->bev with a bufferevent_openssl filter over it (STARTTLS: drain the
- * input buffered before the handshake first, RFC 3207 §4.2) and clears
- * SMTPD_F_DIRECT_IO, so smtpd_sess_flush() leaves writing to libevent.
+ * batch instead of an epoll round trip per reply. TLS (smtpd_tls.c)
+ * replaces s->bev with an OpenSSL bufferevent on the same socket (STARTTLS:
+ * once the 220 is sent, dropping the input buffered before the handshake,
+ * RFC 3207 §4.2) and clears SMTPD_F_DIRECT_IO, so smtpd_sess_flush() leaves
+ * writing to libevent.
  *
  * PIPELINING (RFC 2920): every complete command already buffered is run
  * and its reply appended in order; input is not read while a commit waits
@@ -95,6 +96,22 @@ smtpd_sess_set_addr(struct smtpd_sess *s, const struct sockaddr *sa, socklen_t s
 		inet_ntop(AF_INET6, &s->peer.sin6.sin6_addr, s->addr, sizeof(s->addr));
 }
 
+/*
+ * smtpd_sess_set_bev - the session's callbacks, timeouts and read limit on
+ * bev, which becomes s->bev (at accept, and when TLS replaces the plain
+ * bufferevent: smtpd_tls_start). Reading on, writing when there is output.
+ */
+void
+smtpd_sess_set_bev(struct smtpd_sess *s, struct bufferevent *bev)
+{
+	s->bev = bev;
+	bufferevent_setcb(bev, sess_readcb, sess_writecb, sess_eventcb, s);
+	bufferevent_set_timeouts(bev, &s->srv->timeout, &s->srv->timeout);
+	bufferevent_setwatermark(bev, EV_READ, 0, SMTPD_IN_MAX);
+	bufferevent_disable(bev, EV_WRITE);
+	bufferevent_enable(bev, EV_READ);
+}
+
 /* smtpd_sess_new - a session around an accepted socket (taken: closed by the bufferevent) */
 struct smtpd_sess *
 smtpd_sess_new(struct smtpd *srv, int fd, const struct sockaddr *sa, socklen_t salen)
@@ -115,11 +132,7 @@ smtpd_sess_new(struct smtpd *srv, int fd, const struct sockaddr *sa, socklen_t s
 	s->last_cmd = SMTPD_NCMD;
 	smtpd_line_init(&s->line);
 	smtpd_sess_set_addr(s, sa, salen);
-	bufferevent_setcb(s->bev, sess_readcb, sess_writecb, sess_eventcb, s);
-	bufferevent_set_timeouts(s->bev, &srv->timeout, &srv->timeout);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTPD_IN_MAX);
-	bufferevent_disable(s->bev, EV_WRITE);
-	bufferevent_enable(s->bev, EV_READ);
+	smtpd_sess_set_bev(s, s->bev);
 	TAILQ_INSERT_TAIL(&srv->sessions, s, entry);
 	srv->nsess++;
 	srv->m->sessions_active++;
@@ -604,17 +617,22 @@ build_prepend(struct smtpd_sess *s, const char *qid, char *buf, size_t size)
 	int n;
 	size_t off;
 
-	if (t->nrcpt == 1)
-		n = util_bsnprintf(buf, size, "Received: from %.510s (unknown [%s%s])\r\n"
-		    "\tby %.255s (mtad) with %s id %s\r\n\tfor <%.330s>; %s\r\n",
-		    helo, v6, s->addr, host, smtpd_sess_proto(s), qid, t->rbuf, date);
-	else
-		n = util_bsnprintf(buf, size, "Received: from %.510s (unknown [%s%s])\r\n"
-		    "\tby %.255s (mtad) with %s id %s; %s\r\n",
-		    helo, v6, s->addr, host, smtpd_sess_proto(s), qid, date);
+	n = util_bsnprintf(buf, size, "Received: from %.510s (unknown [%s%s])\r\n",
+	    helo, v6, s->addr);
 	if (n < 0)
 		return 0;
 	off = (size_t)n;
+	if (s->flags & SMTPD_F_TLS)          /* "\t(using TLSv1.3 with cipher ...)\r\n" */
+		off += smtpd_tls_received(s, buf + off, size - off);
+	if (t->nrcpt == 1)
+		n = util_bsnprintf(buf + off, size - off, "\tby %.255s (mtad) with %s id %s\r\n"
+		    "\tfor <%.330s>; %s\r\n", host, smtpd_sess_proto(s), qid, t->rbuf, date);
+	else
+		n = util_bsnprintf(buf + off, size - off, "\tby %.255s (mtad) with %s id %s; %s\r\n",
+		    host, smtpd_sess_proto(s), qid, date);
+	if (n < 0)
+		return 0;
+	off += (size_t)n;
 	if (!(t->hdr.found & SMTPD_HDR_MESSAGE_ID)) {
 		n = util_bsnprintf(buf + off, size - off, "Message-ID: <%s@%.255s>\r\n", qid, host);
 		if (n < 0)
@@ -922,6 +940,8 @@ again:
 				goto done;
 			break;
 		case SMTPD_S_CMD:
+			if (s->flags & SMTPD_F_STARTTLS)
+				goto done;           /* RFC 3207 §4.2: nothing more before TLS */
 			if (!sess_cmd_input(s, in, len))
 				goto done;
 			break;
@@ -951,6 +971,13 @@ done:
 		return;
 	}
 	smtpd_sess_flush(s);
+	if ((s->flags & SMTPD_F_STARTTLS) && !(s->flags & SMTPD_F_WRITING)) {
+		/* the 220 is out: drop what was pipelined behind STARTTLS, start TLS */
+		s->flags &= ~SMTPD_F_BUSY;
+		if (smtpd_tls_start(s) < 0)
+			smtpd_sess_kill(s);
+		return;
+	}
 	if ((s->flags & SMTPD_F_OUT_FULL) && !(s->flags & SMTPD_F_WRITING) &&
 	    s->state < SMTPD_S_CLOSING)
 		goto again;                  /* all sent: the rest of the input */
@@ -990,6 +1017,11 @@ sess_writecb(struct bufferevent *bev, void *arg)
 		sess_output_done(s);
 		return;
 	}
+	if (s->flags & SMTPD_F_STARTTLS) {   /* the 220 to STARTTLS is out at last */
+		if (smtpd_tls_start(s) < 0)
+			smtpd_sess_kill(s);
+		return;
+	}
 	if (s->flags & SMTPD_F_OUT_FULL) {
 		s->flags &= ~SMTPD_F_OUT_FULL;
 		sess_process(s);
@@ -1004,6 +1036,14 @@ sess_eventcb(struct bufferevent *bev, short what, void *arg)
 	struct smtpd *srv = s->srv;
 
 	(void)bev;
+	if (what & BEV_EVENT_CONNECTED) {    /* the TLS handshake is done */
+		smtpd_tls_done(s);
+		return;
+	}
+	if ((s->flags & SMTPD_F_HANDSHAKE) && s->state < SMTPD_S_CLOSING) {
+		smtpd_tls_failed(s, what);
+		return;
+	}
 	if (s->state == SMTPD_S_LINGER || s->state == SMTPD_S_CLOSING ||
 	    s->state == SMTPD_S_DEAD) {
 		smtpd_sess_kill(s);
