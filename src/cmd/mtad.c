@@ -14,6 +14,7 @@
 #include "mail/config.h"
 #include "mail/maillog.h"
 #include "metrics/metrics.h"
+#include "net/tls.h"
 #include "queue/queue.h"
 #include "sched/sched.h"
 #include "smtpd/smtpd.h"
@@ -46,6 +47,8 @@ struct mtad {
 	struct smtpd *smtpd;
 	struct sched *sched;
 	struct http *http;
+	struct ssl_ctx_st *tls;        /* server context (SMTP, SMTPS, HTTPS); NULL = TLS off */
+	struct ssl_ctx_st *tls_client; /* outbound STARTTLS */
 	struct metrics metrics;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_pipe;
 	int stopping;
@@ -169,6 +172,46 @@ on_stop(evutil_socket_t sig, short what, void *arg)
 	sched_shutdown(d->sched, sched_stopped, d);
 }
 
+/* key_store - the TLS key store root of cfg ("" = none) */
+static const char *
+key_store(const struct config *cfg)
+{
+	return cfg->key_dir[0] != '\0' ? cfg->key_dir : cfg->fs_dir;
+}
+
+/*
+ * tls_reload - SIGHUP: a new server context from the key store for new
+ * sessions (SMTP, SMTPS, HTTPS); sessions running keep theirs (each SSL
+ * holds its context). A pair that cannot be used keeps the old one.
+ * Switching TLS on or off needs a restart (the SMTPS listeners).
+ */
+static void
+tls_reload(struct mtad *d, const struct config *ncfg)
+{
+	char err[1024], desc[512];
+	struct ssl_ctx_st *ctx;
+
+	if (ncfg->ssl_disabled != d->cfg->ssl_disabled) {
+		log_warnx("ssl_disabled changes need a restart; TLS stays %s",
+		    d->tls != NULL ? "on" : "off");
+		return;
+	}
+	if (d->tls == NULL)
+		return;
+	ctx = tls_server_new(key_store(ncfg), ncfg->ssl_key_file, ncfg->ssl_cert_file, d->tls,
+	    err, sizeof(err));
+	if (ctx == NULL) {
+		log_warnx("TLS: keeping the current key and certificate: %s", err);
+		return;
+	}
+	smtpd_set_tls(d->smtpd, ctx);
+	http_set_tls(d->http, ctx);
+	tls_ctx_free(d->tls);        /* sessions still using it hold their own reference */
+	d->tls = ctx;
+	tls_cert_describe(ctx, desc, sizeof(desc));
+	log_info("TLS: key and certificate reloaded (%s)", desc);
+}
+
 /* on_hup - re-read the configuration; what needs a restart (listeners, data_dir) is kept */
 static void
 on_hup(evutil_socket_t sig, short what, void *arg)
@@ -187,6 +230,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	if (strcmp(ncfg->data_dir, d->cfg->data_dir) != 0)
 		log_warnx("data_dir changes need a restart; keeping %s", d->cfg->data_dir);
 	apply_timezone(ncfg);
+	tls_reload(d, ncfg);
 	smtpd_set_config(d->smtpd, ncfg);
 	sched_set_config(d->sched, ncfg);
 	http_set_config(d->http, ncfg);
@@ -245,6 +289,24 @@ main(int argc, char **argv)
 		config_free(d.cfg);
 		return 0;
 	}
+	/*
+	 * TLS: the key store reader keeps root's access to the key for
+	 * SIGHUP (before any thread exists); the server context is made now,
+	 * as root, and handed to smtpd and http once they exist.
+	 */
+	if (!d.cfg->ssl_disabled) {
+		char desc[512];
+		if (tls_keys_helper_start(key_store(d.cfg), err, sizeof(err)) < 0)
+			startup_error(err);
+		d.tls = tls_server_new(key_store(d.cfg), d.cfg->ssl_key_file, d.cfg->ssl_cert_file,
+		    NULL, err, sizeof(err));
+		if (d.tls == NULL)
+			startup_error(err);
+		tls_cert_describe(d.tls, desc, sizeof(desc));
+		log_info("TLS: STARTTLS and SMTPS with %s", desc);
+	}
+	if ((d.tls_client = tls_client_new(err, sizeof(err))) == NULL)
+		log_warnx("TLS: no outbound STARTTLS: %s", err);
 	apply_timezone(d.cfg);
 	if (cidr_list_is_open(d.cfg->smtpd_trusted_networks))
 		log_warnx("smtpd_trusted_networks contains 0.0.0.0/0 or ::/0: "
@@ -294,12 +356,15 @@ main(int argc, char **argv)
 		util_bsnprintf(msg, sizeof(msg), "Error: failed to start MTA server: %s", err);
 		startup_error(msg);
 	}
+	smtpd_set_tls(d.smtpd, d.tls);
 	d.http = http_new(d.base, d.cfg, d.q, &d.metrics, err, sizeof(err));
 	if (d.http == NULL) {
 		char msg[2400];
 		util_bsnprintf(msg, sizeof(msg), "Error: failed to initialize UI backend: %s", err);
 		startup_error(msg);
 	}
+	if (d.tls != NULL)
+		http_set_tls(d.http, d.tls);     /* SPEC §6: HTTPS when TLS is on */
 	drop_privileges(&d);
 
 	d.sched = sched_new(d.base, d.cfg, d.q, d.ml, &d.metrics, err, sizeof(err));
@@ -322,6 +387,8 @@ main(int argc, char **argv)
 	d.http = http_free(d.http);
 	d.smtpd = smtpd_free(d.smtpd);
 	d.sched = sched_free(d.sched);
+	d.tls = tls_ctx_free(d.tls);
+	d.tls_client = tls_ctx_free(d.tls_client);
 	d.q = queue_close(d.q);
 	d.ml = maillog_close(d.ml);
 	event_free(d.ev_term);

@@ -19,7 +19,7 @@
  *           callback returns, so the callback may free the session.
  *
  * State machine (one transition function, smtpc_enter(), traces it):
- *   CONNECTING -> GREETING -> EHLO [-> HELO] [-> STARTTLS -> EHLO, later]
+ *   CONNECTING -> GREETING -> EHLO [-> HELO] [-> STARTTLS -> TLS -> EHLO]
  *   -> READY -> TXN (MAIL, RCPT..., DATA replies) -> CONTENT -> TXN (the
  *   end-of-data reply) -> READY ... -> QUIT; any -> DEAD on failure.
  * A transaction is an ordered list of steps (MAIL, RCPT i, DATA, then DOT
@@ -44,10 +44,16 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "lib/log.h"
 #include "lib/util.h"
+#include "mail/maillog.h"
+#include "net/tls.h"
 #include "queue/queue.h"
 #include "smtpc/smtpc.h"
 #include "smtpc/smtpc_int.h"
@@ -62,7 +68,8 @@ enum smtpc_state {
 	SMTPC_S_GREETING,
 	SMTPC_S_EHLO,
 	SMTPC_S_HELO,
-	SMTPC_S_STARTTLS,              /* reserved for the TLS step */
+	SMTPC_S_STARTTLS,              /* waiting for the 220 to STARTTLS */
+	SMTPC_S_TLS,                   /* TLS handshake (RFC 3207 §4) */
 	SMTPC_S_READY,
 	SMTPC_S_TXN,
 	SMTPC_S_CONTENT,
@@ -71,7 +78,7 @@ enum smtpc_state {
 };
 
 static const char *const smtpc_state_names[] = {
-	"CONNECTING", "GREETING", "EHLO", "HELO", "STARTTLS", "READY", "TXN", "CONTENT",
+	"CONNECTING", "GREETING", "EHLO", "HELO", "STARTTLS", "TLS", "READY", "TXN", "CONTENT",
 	"QUIT", "DEAD",
 };
 
@@ -141,6 +148,13 @@ struct smtpc {
 	socklen_t           addrlen;
 	unsigned            connect_timeout, cmd_timeout, data_timeout;
 
+	/* TLS */
+	struct ssl_ctx_st  *tls_ctx;            /* borrowed; NULL = no STARTTLS */
+	int                 tls_required;
+	int                 tls;                /* SMTPC_TLS_* */
+	char               *sni;                /* host name for SNI; NULL for an address */
+	struct maillog     *ml;
+
 	struct smtpc_rparser rp;
 	unsigned            exts;
 	uint64_t            size_limit;         /* SIZE n; 0 = none given */
@@ -171,6 +185,8 @@ static void smtpc_on_event(struct bufferevent *bev, short what, void *arg);
 static void smtpc_fail(struct smtpc *c, int code, const char *dsn, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static void smtpc_fail_reply(struct smtpc *c, const struct smtpc_reply *r);
+static void smtpc_tls_start(struct smtpc *c);
+static void smtpc_tls_event(struct smtpc *c, short what);
 static int smtpc_write(struct smtpc *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -294,6 +310,10 @@ smtpc_on_timer(evutil_socket_t fd, short what, void *arg)
 		return;
 	case SMTPC_S_DEAD:
 		return;
+	case SMTPC_S_TLS:
+		c->tls = SMTPC_TLS_FAILED;
+		smtpc_fail(c, 0, "4.7.5", "Cannot start TLS: handshake with %s timed out", c->peer);
+		return;
 	default:
 		smtpc_fail(c, 0, "4.4.2", "conversation with %s timed out while waiting for a "
 		    "reply (%s)", c->peer, smtpc_state_names[c->state]);
@@ -324,6 +344,19 @@ smtpc_fmt_peer(struct smtpc *c, const char *name)
 		(void)util_bsnprintf(c->peer, sizeof(c->peer), "[%s]:%d", a, port);
 }
 
+/* smtpc_is_hostname - a name for SNI (RFC 6066 §3: no IP literals, no trailing dot) */
+static int
+smtpc_is_hostname(const char *name)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+	size_t n = strlen(name);
+
+	if (n == 0 || n > 253 || name[n - 1] == '.' || strchr(name, '.') == NULL)
+		return 0;
+	return inet_pton(AF_INET, name, &a4) != 1 && inet_pton(AF_INET6, name, &a6) != 1;
+}
+
 /*
  * smtpc_connect - start a non-blocking connect to p->addr; every outcome
  * is a callback. p and its strings are copied; cb is copied; arg borrowed.
@@ -350,6 +383,12 @@ smtpc_connect(struct event_base *base, const struct smtpc_params *p,
 	memcpy(&c->addr, &p->addr, p->addrlen);
 	c->addrlen = p->addrlen;
 	smtpc_fmt_peer(c, p->peer_name);
+	c->tls_ctx = p->tls_ctx;
+	c->tls_required = p->tls_required;
+	c->ml = p->ml;
+	if (p->peer_name != NULL && p->peer_name[0] != '\0' && smtpc_is_hostname(p->peer_name) &&
+	    (c->sni = strdup(p->peer_name)) == NULL)
+		goto fail;
 	c->helo_name = strdup(p->helo_name != NULL && p->helo_name[0] != '\0' ?
 	    p->helo_name : "localhost");
 	if (c->helo_name == NULL)
@@ -380,6 +419,7 @@ fail:
 	if (c->ev_timer != NULL)
 		event_free(c->ev_timer);
 	free(c->helo_name);
+	free(c->sni);
 	free(c);
 	return NULL;
 }
@@ -400,6 +440,7 @@ smtpc_free(struct smtpc *c)
 	smtpc_txn_clear(c);
 	free(c->res.rcpt);
 	free(c->helo_name);
+	free(c->sni);
 	free(c);
 	return NULL;
 }
@@ -529,16 +570,25 @@ smtpc_send_hello(struct smtpc *c, enum smtpc_state st)
 		smtpc_timer(c, c->cmd_timeout);
 }
 
-/* smtpc_ready - greeted and introduced: the user may send */
+/*
+ * smtpc_ready - greeted and introduced: STARTTLS first when the peer offers
+ * it and we have a context (opportunistic, SPEC §5); a peer that must use
+ * TLS and does not offer it fails the session. Otherwise the user may send.
+ */
 static void
 smtpc_ready(struct smtpc *c)
 {
-	/*
-	 * XXX STARTTLS goes here: when (c->exts & SMTPC_EXT_STARTTLS) and TLS is
-	 * wanted, enter SMTPC_S_STARTTLS, send "STARTTLS", and on 220 put a
-	 * bufferevent_openssl_filter_new() over c->bev, drop whatever was read
-	 * before the handshake, and send EHLO again (RFC 3207 §4.2).
-	 */
+	if (c->tls == SMTPC_TLS_NONE && c->tls_ctx != NULL && (c->exts & SMTPC_EXT_STARTTLS)) {
+		smtpc_enter(c, SMTPC_S_STARTTLS);
+		if (smtpc_write(c, "STARTTLS") == 0)
+			smtpc_timer(c, c->cmd_timeout);
+		return;
+	}
+	if (c->tls != SMTPC_TLS_ON && c->tls_required) {
+		smtpc_fail(c, 0, "4.7.4", "TLS is required, but was not offered by host %s",
+		    c->peer);
+		return;
+	}
 	(void)event_del(c->ev_timer);
 	smtpc_enter(c, SMTPC_S_READY);
 	log_trace(TRACE_SMTPC, "smtpc %s: ready (extensions 0x%x, size %llu)", c->peer, c->exts,
@@ -920,6 +970,22 @@ smtpc_reply(struct smtpc *c, const struct smtpc_reply *r)
 		}
 		smtpc_fail_reply(c, r);
 		return;
+	case SMTPC_S_STARTTLS:
+		if (r->code == 220) {
+			smtpc_tls_start(c);
+			return;
+		}
+		if (c->tls_required) {
+			smtpc_fail(c, 0, "4.7.4", "TLS is required, but host %s refused to start "
+			    "TLS: %s", c->peer, r->text);
+			return;
+		}
+		/* opportunistic: go on in the clear, as Postfix's "may" does */
+		maillog_printf(c->ml, "smtp", "warning: host %s refused to start TLS: %s; "
+		    "continuing without TLS", c->peer, r->text);
+		c->tls_ctx = NULL;
+		smtpc_ready(c);
+		return;
 	case SMTPC_S_TXN:
 		smtpc_txn_reply(c, r);
 		return;
@@ -939,7 +1005,8 @@ smtpc_on_read(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	char buf[4096];
 
-	while (c->state != SMTPC_S_DEAD && evbuffer_get_length(in) > 0) {
+	while (c->state != SMTPC_S_DEAD && c->state != SMTPC_S_TLS && c->bev == bev &&
+	    evbuffer_get_length(in) > 0) {
 		ev_ssize_t n = evbuffer_copyout(in, buf, sizeof(buf));
 		size_t used = 0;
 		enum smtpc_rstatus st;
@@ -980,7 +1047,8 @@ smtpc_state_doing(const struct smtpc *c)
 	case SMTPC_S_GREETING:  return "receiving the initial server greeting";
 	case SMTPC_S_EHLO:      return "performing the EHLO handshake";
 	case SMTPC_S_HELO:      return "performing the HELO handshake";
-	case SMTPC_S_STARTTLS:  return "performing the STARTTLS handshake";
+	case SMTPC_S_STARTTLS:  return "sending STARTTLS";
+	case SMTPC_S_TLS:       return "performing the TLS handshake";
 	case SMTPC_S_CONTENT:   return "sending message content";
 	case SMTPC_S_TXN:
 		if (c->recv_pos < c->nsteps) {
@@ -997,6 +1065,88 @@ smtpc_state_doing(const struct smtpc *c)
 	}
 }
 
+/*
+ * smtpc_tls_start - the 220 to STARTTLS: everything the server sent after
+ * it is dropped unread (CVE-2021-38371 class: a reply injected before the
+ * handshake must never count as a reply over TLS), and an OpenSSL
+ * bufferevent takes over the socket, with SNI for a host name.
+ */
+static void
+smtpc_tls_start(struct smtpc *c)
+{
+	struct bufferevent *old = c->bev, *nb;
+	evutil_socket_t fd = bufferevent_getfd(old);
+	SSL *ssl;
+
+	smtpc_enter(c, SMTPC_S_TLS);
+	smtpc_reply_init(&c->rp);
+	ERR_clear_error();
+	if (fd < 0 || (ssl = SSL_new(c->tls_ctx)) == NULL) {
+		ERR_clear_error();
+		smtpc_fail(c, 0, "4.3.0", "cannot start TLS with %s: out of resources", c->peer);
+		return;
+	}
+	if (c->sni != NULL && SSL_set_tlsext_host_name(ssl, c->sni) != 1)
+		ERR_clear_error();
+	/* XXX on failure libevent may or may not have freed ssl: a rare leak beats a double free */
+	nb = bufferevent_openssl_socket_new(c->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
+	    BEV_OPT_CLOSE_ON_FREE);
+	if (nb == NULL) {
+		smtpc_fail(c, 0, "4.3.0", "cannot start TLS with %s: out of resources", c->peer);
+		return;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(nb, 1);
+	bufferevent_disable(old, EV_READ | EV_WRITE);
+	bufferevent_setfd(old, -1);         /* the plain one lets go of the socket ... */
+	bufferevent_free(old);              /* ... and drops what it had read */
+	c->bev = nb;
+	bufferevent_setcb(nb, smtpc_on_read, smtpc_on_write, smtpc_on_event, c);
+	bufferevent_setwatermark(nb, EV_WRITE, SMTPC_OUT_LOW, 0);
+	bufferevent_enable(nb, EV_READ | EV_WRITE);
+	smtpc_timer(c, c->cmd_timeout);
+}
+
+/*
+ * smtpc_tls_event - the handshake's outcome: EHLO again over TLS (RFC 3207
+ * §4.2: forget the plain EHLO answer), or SMTPC_TLS_FAILED and failed().
+ */
+static void
+smtpc_tls_event(struct smtpc *c, short what)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+	struct tls_info ti;
+	char text[160], why[256] = "";
+	unsigned long e;
+
+	if ((what & BEV_EVENT_CONNECTED) && ssl != NULL) {
+		c->tls = SMTPC_TLS_ON;
+		tls_info_get(ssl, &ti);
+		if (tls_info_text(&ti, text, sizeof(text)) < 0)
+			util_strlcpy(text, ti.protocol, sizeof(text));
+		maillog_printf(c->ml, "smtp", "%s TLS connection established to %s: %s",
+		    ti.verified ? "Trusted" : "Untrusted", c->peer, text);
+		log_trace(TRACE_SMTPC, "smtpc %s: TLS: %s%s", c->peer, text,
+		    ti.reused ? " (resumed)" : "");
+		smtpc_send_hello(c, SMTPC_S_EHLO);
+		return;
+	}
+	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+		return;
+	while ((e = bufferevent_get_openssl_error(c->bev)) != 0)
+		ERR_error_string_n(e, why, sizeof(why));
+	ERR_clear_error();
+	c->tls = SMTPC_TLS_FAILED;
+	smtpc_fail(c, 0, "4.7.5", "Cannot start TLS: handshake failure with %s%s%s", c->peer,
+	    why[0] != '\0' ? ": " : "", why);
+}
+
+/* smtpc_tls - see smtpc.h */
+int
+smtpc_tls(const struct smtpc *c)
+{
+	return c->tls;
+}
+
 /* smtpc_on_event - connected, or the connection broke */
 static void
 smtpc_on_event(struct bufferevent *bev, short what, void *arg)
@@ -1005,6 +1155,10 @@ smtpc_on_event(struct bufferevent *bev, short what, void *arg)
 	int e = EVUTIL_SOCKET_ERROR();
 
 	(void)bev;
+	if (c->state == SMTPC_S_TLS) {
+		smtpc_tls_event(c, what);
+		return;
+	}
 	if (what & BEV_EVENT_CONNECTED) {
 		smtpc_enter(c, SMTPC_S_GREETING);
 		/* the greeting gets the command timeout (Postfix's smtp_helo_timeout) */

@@ -13,8 +13,9 @@
  * RFC 5321 client: greeting, EHLO (HELO when EHLO is refused), then for
  * each transaction MAIL FROM (SIZE=, BODY=8BITMIME when the peer has it),
  * RCPT TO for each recipient, DATA with dot-stuffing — MAIL/RCPT/DATA sent
- * as one group when the peer offers PIPELINING (RFC 2920). STARTTLS is a
- * later step: smtpc keeps the peer's EHLO keywords so it can be added.
+ * as one group when the peer offers PIPELINING (RFC 2920). STARTTLS (RFC
+ * 3207) whenever the peer offers it and a TLS context is given, then EHLO
+ * again; see smtpc_tls() for how a failed handshake is reported.
  */
 #ifndef MTAD_SMTPC_H
 #define MTAD_SMTPC_H
@@ -24,8 +25,10 @@
 #include <sys/socket.h>
 
 struct event_base;
+struct maillog;
 struct queue_reader;
 struct smtpc;
+struct ssl_ctx_st;
 
 #define SMTPC_REPLY_MAX 512
 
@@ -37,6 +40,10 @@ struct smtpc_params {
 	unsigned    connect_timeout;            /* seconds */
 	unsigned    cmd_timeout;                /* per reply; 300 as Postfix */
 	unsigned    data_timeout;               /* whole content transfer; 600 */
+	/* TLS (issue 4; all zero = plain SMTP, as before) */
+	struct ssl_ctx_st *tls_ctx;             /* borrowed: STARTTLS whenever offered; NULL = never */
+	int         tls_required;               /* no STARTTLS, refused or failed = failure, never plain */
+	struct maillog *ml;                     /* "... TLS connection established to ..."; may be NULL */
 };
 
 /* A reply: its code, enhanced status ("" when the peer gave none) and text. */
@@ -96,5 +103,15 @@ const char *smtpc_peer(const struct smtpc *c);
 #include <sys/types.h>
 typedef ssize_t smtpc_read_fn(void *src, void *buf, size_t len);
 void smtpc_set_reader(struct smtpc *c, smtpc_read_fn *fn);
+
+/*
+ * --- added with TLS (issue 4) -------------------------------------------------
+ * smtpc_tls - SMTPC_TLS_NONE (plain so far), SMTPC_TLS_ON (the session is
+ * encrypted), or SMTPC_TLS_FAILED: the STARTTLS handshake failed, and the
+ * failed() that follows says why (dsn 4.7.5). Nothing was sent in the clear
+ * beyond EHLO and STARTTLS, so the caller may try the host again without TLS.
+ */
+enum { SMTPC_TLS_NONE = 0, SMTPC_TLS_ON, SMTPC_TLS_FAILED };
+int smtpc_tls(const struct smtpc *c);
 
 #endif
