@@ -374,6 +374,7 @@ main(int argc, char **argv)
 		startup_error(msg);
 	}
 	http_set_sched(d.http, d.sched);
+	sched_set_tls(d.sched, d.tls_client);    /* SPEC §5: STARTTLS whenever offered */
 	if (queue_recover(d.q, on_recovered, &d) < 0)
 		fatal("queue recovery in %s failed", d.cfg->data_dir);
 	queue_set_listener(d.q, on_recovered, &d);

@@ -45,4 +45,14 @@ int sched_hold(struct sched *s, struct queue_msg *m, int held);
 /* sched_delete - remove from the queue ("removed" in the mail log), now or when the running transaction ends; 0 or -1 */
 int sched_delete(struct sched *s, struct queue_msg *m);
 
+/*
+ * --- added with TLS (issue 4) -------------------------------------------------
+ * sched_set_tls - outbound connections use STARTTLS with ctx whenever the
+ * next hop offers it (a reference is taken; NULL = never). With
+ * smart_relay_tls = encrypt the smart relay must do TLS: otherwise its
+ * mail is deferred.
+ */
+struct ssl_ctx_st;
+void sched_set_tls(struct sched *s, struct ssl_ctx_st *ctx);
+
 #endif

@@ -254,6 +254,9 @@ conn_connect(struct sched_conn *cn, const struct sockaddr_storage *ss, const cha
 	p.connect_timeout = s->cfg->smtp_connect_timeout > 0 ? s->cfg->smtp_connect_timeout : 30;
 	p.cmd_timeout = 300;
 	p.data_timeout = 600;
+	sched_tls_params(s, d, cn->relay, &p);
+	cn->cur_addr = *ss;
+	cn->cur_host = host;
 	cn->tries++;
 	cn->dns_perm = 0;
 	conn_enter(cn, SC_CONNECT);
@@ -602,11 +605,19 @@ conn_on_failed(void *arg, struct smtpc *c, const struct smtpc_reply *r)
 	struct sched_job *job;
 	struct sched_attempt a;
 	struct smtpc_reply why = *r;    /* r lives in the session freed next */
+	int tls_failed = smtpc_tls(c) == SMTPC_TLS_FAILED;
 
-	(void)c;
 	cn->c = smtpc_free(cn->c);
 	switch (cn->st) {
 	case SC_CONNECT:
+		/* TLS handshake failed before any mail: the same address, in the clear */
+		if (tls_failed && !cn->tls_retried &&
+		    sched_tls_fallback(s, cn->d, cn->relay, why.text)) {
+			cn->tls_retried = 1;
+			conn_connect(cn, &cn->cur_addr, cn->cur_host);
+			return;
+		}
+		cn->tls_retried = 0;
 		log_trace(TRACE_SCHED, "sched: %s: %s: %s", cn->d->key, cn->relay, why.text);
 		cn->err = why;
 		cn->err_dns = 0;
@@ -817,6 +828,7 @@ void
 sched_dest_free_all(struct sched *s)
 {
 	sched_map_sweep(s->dests, dest_free_cb, NULL);
+	sched_tls_free(s);      /* TLS state goes with the destinations (sched_tls.c) */
 }
 
 /* sched_dest_unqueue_msg - operator delete: sm's waiting jobs are taken back (running ones finish) */

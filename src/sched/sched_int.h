@@ -33,6 +33,7 @@
 
 struct dns;
 struct event;
+struct ssl_ctx_st;
 struct sched_map;
 
 #define SCHED_IDLE_SECONDS     3      /* an idle connection is closed after this */
@@ -113,6 +114,9 @@ struct sched_conn {
 	uint64_t job_start_us;          /* wall clock: the job left the queue */
 	unsigned ntxn;
 	struct smtpc_reply err;         /* the last reason for a failed setup */
+	int      tls_retried;           /* the TLS handshake failed: this attempt is the plain retry */
+	struct sockaddr_storage cur_addr;  /* the address being tried (for that retry) */
+	const char *cur_host;           /* its host name (in nh or the MX answer cn holds) */
 	char     relay[320];            /* "host[addr]:port" */
 };
 TAILQ_HEAD(sched_connq, sched_conn);
@@ -149,6 +153,8 @@ struct sched {
 	unsigned nconns;                /* connections, all destinations */
 	LIST_HEAD(, sched_bounce) bounces;  /* DSN commits in flight */
 	unsigned nbounces;
+	struct ssl_ctx_st *tls;         /* outbound STARTTLS context (one reference); NULL = none */
+	struct sched_map *notls;        /* "host[addr]:port" -> until when TLS is skipped (sched_tls.c) */
 	int      stopping;
 	int      freeing;                /* sched_free(): results change nothing */
 	int      done_called;
@@ -172,6 +178,13 @@ void sched_job_fail(struct sched *s, struct sched_job *job, const struct sched_a
 void sched_job_abandon(struct sched *s, struct sched_job *job);
 /* sched_check_done - shutdown: call done() once nothing runs */
 void sched_check_done(struct sched *s);
+
+/* sched_tls.c: outbound TLS policy (smart_relay_tls, per-host plain fallback) */
+void sched_tls_params(struct sched *s, const struct sched_dest *d, const char *relay,
+    struct smtpc_params *p);
+int sched_tls_fallback(struct sched *s, const struct sched_dest *d, const char *relay,
+    const char *why);
+void sched_tls_free(struct sched *s);
 
 /* sched_dest.c */
 struct sched_dest *sched_dest_get(struct sched *s, const struct sched_nexthop *nh,
