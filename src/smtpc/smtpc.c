@@ -1132,8 +1132,10 @@ smtpc_tls_event(struct smtpc *c, short what)
 	}
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
+	/* libevent queues OpenSSL's errors and SSL_get_error()'s code: the first real one */
 	while ((e = bufferevent_get_openssl_error(c->bev)) != 0)
-		ERR_error_string_n(e, why, sizeof(why));
+		if (why[0] == '\0' && ERR_GET_LIB(e) != 0)
+			ERR_error_string_n(e, why, sizeof(why));
 	ERR_clear_error();
 	c->tls = SMTPC_TLS_FAILED;
 	smtpc_fail(c, 0, "4.7.5", "Cannot start TLS: handshake failure with %s%s%s", c->peer,

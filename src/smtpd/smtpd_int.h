@@ -230,6 +230,7 @@ int smtpd_tls_start(struct smtpd_sess *s);
 void smtpd_tls_done(struct smtpd_sess *s);
 void smtpd_tls_failed(struct smtpd_sess *s, short what);
 size_t smtpd_tls_received(const struct smtpd_sess *s, char *buf, size_t size);
+void smtpd_tls_close(struct smtpd_sess *s);
 
 /* smtpd_cmd.c */
 void smtpd_cmd_line(struct smtpd_sess *s, struct str line);

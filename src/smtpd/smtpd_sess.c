@@ -339,6 +339,8 @@ smtpd_sess_free(struct smtpd_sess *s)
 	}
 	if (s->flags & SMTPD_F_IPCOUNT)
 		smtpd_ip_release(srv, &s->peer);
+	if (s->flags & SMTPD_F_TLS)
+		smtpd_tls_close(s);          /* close_notify when the output is all out */
 	bufferevent_free(s->bev);
 	free(s->helo);
 	srv->nsess--;
@@ -364,6 +366,8 @@ sess_output_done(struct smtpd_sess *s)
 		smtpd_sess_kill(s);
 		return;
 	}
+	if (s->flags & SMTPD_F_TLS)
+		smtpd_tls_close(s);
 	if (shutdown(bufferevent_getfd(s->bev), SHUT_WR) < 0) {
 		smtpd_sess_kill(s);
 		return;

@@ -28,6 +28,7 @@
 
 #include <string.h>
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
@@ -120,8 +121,10 @@ smtpd_tls_failed(struct smtpd_sess *s, short what)
 		smtpd_sess_kill(s);
 		return;
 	}
+	/* libevent queues OpenSSL's errors and SSL_get_error()'s code: the first real one */
 	while ((e = bufferevent_get_openssl_error(s->bev)) != 0)
-		ERR_error_string_n(e, why, sizeof(why));      /* the last (innermost) one */
+		if (why[0] == '\0' && ERR_GET_LIB(e) != 0)
+			ERR_error_string_n(e, why, sizeof(why));
 	ERR_clear_error();
 	if (why[0] != '\0')
 		maillog_printf(srv->ml, "smtpd", "SSL_accept error from unknown[%s]: %s",
@@ -151,4 +154,21 @@ smtpd_tls_received(const struct smtpd_sess *s, char *buf, size_t size)
 		return 0;
 	n = util_bsnprintf(buf, size, "\t(using %s)\r\n", text);
 	return n < 0 ? 0 : (size_t)n;
+}
+
+/*
+ * smtpd_tls_close - send TLS close_notify (RFC 8446 §6.1) before the
+ * socket closes, once: only when every reply has left (the alert goes
+ * straight to the socket and must not cut a record in two). Best effort.
+ */
+void
+smtpd_tls_close(struct smtpd_sess *s)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+
+	if (ssl == NULL || (SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN) ||
+	    evbuffer_get_length(bufferevent_get_output(s->bev)) != 0)
+		return;
+	(void)SSL_shutdown(ssl);
+	ERR_clear_error();
 }
