@@ -28,7 +28,10 @@ switches and recorded data.
 Only "<CRLF>.<CRLF>" ends the data (a bare LF line "." does not). Everything
 is bounded: lines over 64 KiB or messages over 64 MiB close the connection.
 STARTTLS is offered when an ssl.SSLContext is given (tls_context=...); each
-message records whether it came over TLS (.tls).
+message records whether it came over TLS (.tls). nh.starttls_inject = b"..."
+sends those bytes right behind the 220 to STARTTLS, in the same write (a
+man in the middle injecting a reply before the handshake: a client must
+drop them). nh.sni records the server names clients asked for (SNI).
 """
 import socket
 import socketserver
@@ -172,7 +175,10 @@ class _Session:
         if self.nh.tls_context is None or self.tls:
             self.send("502 5.5.1 STARTTLS not available")
             return
-        self.send("220 2.0.0 Ready to start TLS")
+        try:
+            self.sock.sendall(b"220 2.0.0 Ready to start TLS\r\n" + self.nh.starttls_inject)
+        except OSError:
+            raise _Closed()
         try:
             # Whatever the client pipelined after STARTTLS is thrown away.
             self.sock = self.nh.tls_context.wrap_socket(self.sock, server_side=True)
@@ -319,6 +325,8 @@ class NextHop:
         self.port = port
         self.name = name
         self.tls_context = tls_context
+        if tls_context is not None:
+            tls_context.sni_callback = self._note_sni
         self.hang_seconds = 600      # upper bound of a hang; stop() ends it at once
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -337,6 +345,8 @@ class NextHop:
             self.smtputf8 = True
             self.size_limit = None      # advertised as "SIZE n"; None: "SIZE" (no limit)
             self.no_size = False        # True: no SIZE in the EHLO reply
+            self.starttls_inject = b""  # bytes sent behind the 220 to STARTTLS
+            self.sni = []               # server names asked for in TLS handshakes
             self.messages = []          # accepted messages (250 after the dot)
             self.rejected = []          # messages refused after the dot
             self.commands = []          # (conn_id, line) for every command line
@@ -491,6 +501,11 @@ class NextHop:
     def _record_rejected(self, msg):
         with self._lock:
             self.rejected.append(msg)
+
+    def _note_sni(self, sslobj, name, ctx):
+        with self._lock:
+            self.sni.append(name)
+        return None
 
     def _note_quit(self):
         with self._lock:
