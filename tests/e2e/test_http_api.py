@@ -648,3 +648,21 @@ def test_mtactl_uses_the_api(queued):
                        text=True, timeout=30)
     assert p.returncode == 0, p.stderr
     assert api.json("/api/queue/" + item["id"])["held"] is True
+
+
+def test_bulk_actions_in_slices(queued):
+    # More than one slice (1,000 messages per event-loop turn).
+    m, api = queued
+    n = 2300
+    p = subprocess.run(["smtp-source", "-s", "20", "-m", str(n), "-l", "300",
+                        "-f", "many@example.com", "-t", "to@example.org",
+                        "127.0.0.1:%d" % m.smtp_port], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    wait_queue_total(api, n, timeout=60)
+    r = api.post("/api/queue/hold", body={"all": True}, timeout=60)
+    assert r.json() == {"action": "hold", "matched": n, "changed": n, "failed": 0}
+    assert api.json("/api/stats")["queue"]["held"] == n
+    r = api.post("/api/queue/delete", body={"state": "held"}, timeout=60)
+    assert r.json()["matched"] == n and r.json()["changed"] == n
+    wait_until(lambda: api.json("/api/queue")["total"] == 0, 30, what="all deleted")
+    wait_until(lambda: message_files(m) == [], 30, what="files removed")
