@@ -146,11 +146,11 @@ class Mtad:
         return self.proc.wait()
 
     def queue_files(self):
-        """Committed message files in the queue, by queue id."""
+        """Message files in the queue, by queue id (the queue's empty spare files are not messages)."""
         qdir = os.path.join(self.data_dir, "queue")
         out = []
         for dirpath, _dirs, files in os.walk(qdir):
-            out.extend(files)
+            out.extend(f for f in files if os.path.getsize(os.path.join(dirpath, f)) > 0)
         return sorted(out)
 
 
