@@ -104,8 +104,9 @@ class Mtad:
             def ready():
                 if self.proc.poll() is not None:
                     raise AssertionError("mtad exited with %s: %s" % (self.proc.returncode, self.read_stderr()))
-                return port_open("127.0.0.1", self.smtp_port)
-            wait_until(ready, 20, what="mtad to listen on %d" % self.smtp_port)
+                return port_open("127.0.0.1", self.smtp_port) and \
+                    port_open(self.conf.get("ui_address", "127.0.0.1"), int(self.conf["ui_port"]))
+            wait_until(ready, 20, what="mtad to listen on %d and %s" % (self.smtp_port, self.conf["ui_port"]))
         return self
 
     def start_expect_fail(self, timeout=20):
