@@ -136,3 +136,22 @@ uninstall:
 	rm -rf $(DESTDIR)$(DOCDIR)
 	-rmdir $(DESTDIR)$(LIBEXECDIR) 2>/dev/null
 # --- end of install -------------------------------------------------------------
+
+# --- TLS (issue 4) --------------------------------------------------------------
+# make testssl      testssl.sh (Debian package) against mtad's STARTTLS port: fails
+#                   on any finding rated HIGH or CRITICAL (about 4 minutes: not in
+#                   `make test`). MTAD=build/asan/mtad for the sanitizer build.
+# make bench-tls    STARTTLS accept rate and server CPU per TLS session, mtad vs a
+#                   private Postfix instance, one run (as root; N, C, T, KEY, SIZE).
+.PHONY: testssl bench-tls bench-tls-build
+testssl: build/mtad
+	MTAD=$${MTAD:-build/mtad} bash tests/tls/testssl_run.sh
+
+build/bench/tls_load: bench/tls_load.c
+	@mkdir -p build/bench
+	$(CC) -std=c11 -Wall -Wextra -Werror -O2 -D_GNU_SOURCE -o $@ $< -lssl -lcrypto -lpthread
+
+bench-tls-build: build/bench/tls_load
+
+bench-tls: build/mtad build/bench/tls_load
+	bash bench/tls_bench.sh

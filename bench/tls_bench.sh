@@ -1,0 +1,229 @@
+#!/bin/bash
+# bench/tls_bench.sh - STARTTLS accept rate and server CPU per TLS session:
+# mtad and Postfix side by side in one run, on loopback.
+#
+#   make bench-tls                      # builds build/bench/tls_load, runs this
+#   bench/tls_bench.sh                  # as root, after `make` and `make bench-tls-build`
+#   N=5000 C=50 T=30 KEY=rsa bench/tls_bench.sh
+#
+# Both servers get the same key and certificate (KEY=ec: P-256, the default;
+# KEY=rsa: RSA 2048), TLS 1.2+ only, server cipher preference, session
+# resumption on (Postfix: tlsmgr with a session cache; mtad: its defaults),
+# and relay everything to one smtp-sink. Postfix runs as a private instance
+# (own config and queue directory under $WORK, never /etc/postfix or port
+# 25), configured like shared/bench/peers/postfix.sh plus TLS. The load client
+# is bench/tls_load.c (smtp-source has no TLS): C sessions at once, each one
+# connection with EHLO, STARTTLS, EHLO, MAIL, RCPT, DATA (5 KB), QUIT.
+#
+# Workloads, each bounded by N sessions and T seconds:
+#   mail       one message per connection, a full handshake each
+#   mail+res   the same, resuming the previous TLS session (tickets)
+#   hs         handshake only (EHLO, STARTTLS, EHLO, QUIT): CPU per handshake
+#   hs+res     the same with resumption
+# Server CPU is read from /proc/PID/stat (utime+stime of the daemon and every
+# child, plus what the Postfix master reaped) before and after each run.
+# Output: one table on stdout; the ratio column is mtad / Postfix.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+N=${N:-5000}
+C=${C:-50}
+T=${T:-30}
+KEY=${KEY:-ec}
+SIZE=${SIZE:-5120}
+WORK=${WORK:-/var/tmp/mtad-tlsbench}
+MTAD=${MTAD:-$ROOT/build/mtad}
+LOAD=${LOAD:-$ROOT/build/bench/tls_load}
+WORKLOADS=${WORKLOADS:-"mail mail+res hs hs+res"}
+HZ=$(getconf CLK_TCK)
+
+[ "$(id -u)" = 0 ] || { echo "run as root (Postfix's master needs it)" >&2; exit 1; }
+[ -x "$MTAD" ] || { echo "no $MTAD: run make" >&2; exit 1; }
+[ -x "$LOAD" ] || { echo "no $LOAD: run make bench-tls-build" >&2; exit 1; }
+command -v postfix >/dev/null || { echo "postfix is not installed" >&2; exit 1; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+log() { echo "tls_bench: $*" >&2; }
+
+SINK_PID="" MTAD_PID=""
+cleanup() {
+	postfix -c "$WORK/pf/etc" stop >/dev/null 2>&1 || true
+	[ -n "$MTAD_PID" ] && kill -TERM "$MTAD_PID" 2>/dev/null || true
+	[ -n "$SINK_PID" ] && kill -TERM "$SINK_PID" 2>/dev/null || true
+	wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+rm -rf "$WORK"
+mkdir -p "$WORK/keys" "$WORK/pf/etc" "$WORK/pf/spool" "$WORK/pf/data" "$WORK/mtad/queue"
+
+# --- certificates (openssl) ----------------------------------------------------
+cd "$WORK/keys"
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key 2>/dev/null
+openssl req -x509 -new -key ca.key -sha256 -days 2 -subj "/CN=bench CA" -out ca.pem 2>/dev/null
+if [ "$KEY" = rsa ]; then
+	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out server.key 2>/dev/null
+else
+	openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out server.key 2>/dev/null
+fi
+openssl req -new -key server.key -subj "/CN=bench.localdomain" -out server.csr 2>/dev/null
+printf 'subjectAltName=DNS:bench.localdomain,IP:127.0.0.1\n' > ext
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -sha256 -days 2 \
+	-extfile ext -out leaf.pem 2>/dev/null
+cat leaf.pem ca.pem > server.pem
+chmod 600 server.key
+cd "$ROOT"
+
+SINK_PORT=$(free_port) PF_PORT=$(free_port) MTAD_PORT=$(free_port) MTADS_PORT=$(free_port)
+UI_PORT=$(free_port)
+
+# --- the sink both relay to -------------------------------------------------------
+smtp-sink -u nobody -c -m 2048 "127.0.0.1:$SINK_PORT" 1024 > "$WORK/sink.out" 2>&1 &
+SINK_PID=$!
+
+# --- Postfix, private instance with TLS ---------------------------------------------
+d=$WORK/pf
+chown postfix: "$d/data"
+cat > "$d/etc/main.cf" <<CF
+compatibility_level = 3.6
+queue_directory = $d/spool
+data_directory = $d/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = bench.localdomain
+mydomain = localdomain
+myorigin = \$myhostname
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+relayhost = [127.0.0.1]:$SINK_PORT
+default_process_limit = 200
+biff = no
+# TLS: the best-configured Postfix of the issue
+smtpd_tls_cert_file = $WORK/keys/server.pem
+smtpd_tls_key_file = $WORK/keys/server.key
+smtpd_tls_security_level = may
+smtpd_tls_protocols = >=TLSv1.2
+smtpd_tls_mandatory_protocols = >=TLSv1.2
+smtpd_tls_ciphers = high
+smtpd_tls_mandatory_ciphers = high
+tls_preempt_cipherlist = yes
+smtpd_tls_session_cache_database = btree:\${data_directory}/smtpd_scache
+smtpd_tls_session_cache_timeout = 3600s
+smtpd_tls_loglevel = 0
+CF
+cat > "$d/etc/master.cf" <<CF
+127.0.0.1:$PF_PORT inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+CF
+postfix -c "$d/etc" check
+postfix -c "$d/etc" start >/dev/null 2>&1
+PF_MASTER=$(tr -d ' ' < "$d/spool/pid/master.pid")
+
+# --- mtad with TLS -----------------------------------------------------------------------
+cat > "$WORK/mtad/mtad.conf" <<CF
+data_dir = $WORK/mtad/queue
+smtp_listen = 127.0.0.1:$MTAD_PORT
+smtps_listen = 127.0.0.1:$MTADS_PORT
+smart_relay = [127.0.0.1]:$SINK_PORT
+smtpd_trusted_networks = 127.0.0.0/8
+ui_address = 127.0.0.1
+ui_port = $UI_PORT
+logs_enabled = no
+hostname = bench.localdomain
+ssl_disabled = no
+key_dir = $WORK/keys
+ssl_key_file = server.key
+ssl_cert_file = server.pem
+CF
+"$MTAD" -c "$WORK/mtad/mtad.conf" > "$WORK/mtad/mtad.out" 2>&1 < /dev/null &
+MTAD_PID=$!
+
+wait_port() {
+	local i
+	for i in $(seq 1 200); do
+		(exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+		sleep 0.05
+	done
+	echo "port $1 did not open" >&2
+	exit 1
+}
+wait_port "$PF_PORT"
+wait_port "$MTAD_PORT"
+
+# cpu_ticks PID... - utime+stime of the processes and their children, plus what
+# each of the given processes has reaped (cutime+cstime)
+cpu_ticks() {
+	local total=0 p kids
+	for p in "$@"; do
+		[ -r "/proc/$p/stat" ] || continue
+		total=$((total + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12+$13+$14+$15}')))
+		kids=$(ps -o pid= --ppid "$p" 2>/dev/null || true)
+		for k in $kids; do
+			[ -r "/proc/$k/stat" ] || continue
+			total=$((total + $(sed 's/.*) //' "/proc/$k/stat" | awk '{print $12+$13}')))
+		done
+	done
+	echo "$total"
+}
+
+declare -A RATE CPU
+run() {   # run NAME PID PORT WORKLOAD
+	local name=$1 pid=$2 port=$3 w=$4 flags="" before after out ok rate
+	case "$w" in
+	mail) flags="" ;; mail+res) flags="-r" ;; hs) flags="-x" ;; hs+res) flags="-x -r" ;;
+	esac
+	sleep 1
+	before=$(cpu_ticks "$pid")
+	out=$("$LOAD" -c "$C" -n "$N" -t "$T" -S "$SIZE" $flags "$port")
+	after=$(cpu_ticks "$pid")
+	ok=$(sed 's/.* ok=\([0-9]*\).*/\1/' <<< "$out")
+	rate=$(sed 's/.* rate=\([0-9.]*\).*/\1/' <<< "$out")
+	RATE[$name,$w]=$rate
+	CPU[$name,$w]=$(awk -v t=$((after - before)) -v hz="$HZ" -v n="$ok" \
+		'BEGIN { printf "%.2f", n ? 1000 * t / hz / n : 0 }')
+	log "$name $w: $out server_cpu_ms_per_session=${CPU[$name,$w]}"
+}
+
+log "N=$N C=$C T=${T}s size=$SIZE key=$KEY; postfix $(postconf -d -h mail_version 2>/dev/null), $("$MTAD" -V)"
+for w in $WORKLOADS; do
+	run postfix "$PF_MASTER" "$PF_PORT" "$w"
+	run mtad "$MTAD_PID" "$MTAD_PORT" "$w"
+done
+
+printf '%-10s %14s %14s %7s %16s %16s\n' workload "postfix msg/s" "mtad msg/s" ratio \
+	"postfix cpu ms" "mtad cpu ms"
+for w in $WORKLOADS; do
+	printf '%-10s %14s %14s %7s %16s %16s\n' "$w" "${RATE[postfix,$w]}" "${RATE[mtad,$w]}" \
+		"$(awk -v a="${RATE[mtad,$w]}" -v b="${RATE[postfix,$w]}" 'BEGIN { printf "%.2fx", b ? a / b : 0 }')" \
+		"${CPU[postfix,$w]}" "${CPU[mtad,$w]}"
+done
+echo "(cpu ms = server CPU milliseconds per TLS session; hs rows: per handshake)"
