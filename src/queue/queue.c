@@ -3,8 +3,8 @@
  *           state updates, removal and the live counters
  *
  * Owns:     struct queue, every struct queue_ent (and so struct queue_msg)
- *           in the index, the directory fds of <data_dir>/queue and
- *           <data_dir>/corrupt.
+ *           in the index, the directory fds of <data_dir>/queue,
+ *           <data_dir>/incoming and <data_dir>/corrupt.
  * Lifetime: queue_open() to queue_close(); an entry from its commit (or
  *           recovery) to queue_remove() or queue_close().
  * Errors:   I/O failures return -1 (or NULL) with errno set; the in-memory
@@ -177,7 +177,7 @@ queue_open_dir(int at, const char *name)
 	return openat(at, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
-/* queue_open - make queue/ and corrupt/ under data_dir, open them, start the commit thread */
+/* queue_open - make queue/, incoming/ and corrupt/ under data_dir, open them, start the commit thread */
 struct queue *
 queue_open(struct event_base *base, const char *data_dir, char *err, size_t errlen)
 {
@@ -189,7 +189,7 @@ queue_open(struct event_base *base, const char *data_dir, char *err, size_t errl
 		return NULL;
 	}
 	q->base = base;
-	q->qdirfd = q->cdirfd = q->efd = -1;
+	q->qdirfd = q->idirfd = q->cdirfd = q->efd = -1;
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_cond_init(&q->cv, NULL);
 	pthread_cond_init(&q->spare_cv, NULL);
@@ -210,6 +210,10 @@ queue_open(struct event_base *base, const char *data_dir, char *err, size_t errl
 	}
 	if ((q->qdirfd = queue_open_dir(dfd, "queue")) < 0) {
 		(void)util_bsnprintf(err, errlen, "%s/queue: %s", data_dir, strerror(errno));
+		goto fail;
+	}
+	if ((q->idirfd = queue_open_dir(dfd, "incoming")) < 0) {
+		(void)util_bsnprintf(err, errlen, "%s/incoming: %s", data_dir, strerror(errno));
 		goto fail;
 	}
 	if ((q->cdirfd = queue_open_dir(dfd, "corrupt")) < 0) {
@@ -248,6 +252,8 @@ queue_close(struct queue *q)
 	free(q->bucket);
 	if (q->qdirfd >= 0)
 		close(q->qdirfd);
+	if (q->idirfd >= 0)
+		close(q->idirfd);
 	if (q->cdirfd >= 0)
 		close(q->cdirfd);
 	pthread_cond_destroy(&q->cv);

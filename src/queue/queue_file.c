@@ -16,15 +16,19 @@
  *           queue_spare_main(), which creates files and fills q->spare
  *           under q->mu.
  *
- * A file is written in the order of queue_rec.h: header and envelope at
- * create, 'D' records as content arrives (through one QUEUE_WBUF_SIZE
- * buffer, so a 5 KB message costs one write(2) in all), then at commit
- * the 'P' record and the 'E' record whose crc covers everything before
- * it. No rename: a file is committed when its 'E' record is on disk,
- * which the sync makes true; recovery removes files without one.
+ * A file is written in incoming/, in the order of queue_rec.h: header and
+ * envelope at create, 'D' records as content arrives (through one
+ * QUEUE_WBUF_SIZE buffer, so a 5 KB message costs one write(2) in all),
+ * then at commit the 'P' record and the 'E' record whose crc covers
+ * everything before it. The worker renames it into queue/ just before the
+ * sync, so queue/ only holds whole messages; the 'E' record, not the
+ * rename, is what makes a file committed (recovery checks it), and
+ * incoming/ is emptied at start-up.
  *
  * Group commit (SPEC §4): committed files wait on the pending list; the
- * worker takes the whole list, runs ONE syncfs() on the queue directory
+ * worker takes the whole list, renames each into queue/ (off the loop:
+ * a rename, like a create, can wait for a running journal commit), runs
+ * ONE syncfs() on the queue directory
  * (file data, inodes and directory entries in one ext4 journal commit),
  * then puts the batch on the done list and wakes the loop through an
  * eventfd. Files committed while a sync runs form the next batch. If
@@ -39,6 +43,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -258,7 +263,7 @@ queue_create_file(struct queue *q, uint64_t *keyp)
 		int fd;
 
 		queue_id_format(key, id);
-		fd = openat(q->qdirfd, id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		fd = openat(q->idirfd, id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd >= 0 || errno != EEXIST) {
 			*keyp = key;
 			return fd;
@@ -270,9 +275,10 @@ queue_create_file(struct queue *q, uint64_t *keyp)
 
 /*
  * queue_spare_main - the spare-file thread: keep QUEUE_SPARE_MAX empty
- * files created and open. Creating a file on ext4 waits for a running
- * journal commit (our own syncfs), so it is done here rather than on the
- * loop. A spare left over by a crash is an empty file: recovery removes it.
+ * files created and open in incoming/. Creating a file on ext4 waits for
+ * a running journal commit (our own syncfs), so it is done here rather
+ * than on the loop. Spares left over by a crash are removed at start-up
+ * with the rest of incoming/.
  */
 static void *
 queue_spare_main(void *arg)
@@ -417,7 +423,7 @@ queue_file_create(struct queue *q, const struct queue_envelope *env)
 fail:
 	saved = errno;
 	if (qf->fd >= 0) {
-		(void)unlinkat(q->qdirfd, qf->id, 0);
+		(void)unlinkat(q->idirfd, qf->id, 0);
 		close(qf->fd);
 	}
 	queue_ent_free(qf->ent);
@@ -508,7 +514,7 @@ queue_file_abort(struct queue_file *qf)
 {
 	if (qf == NULL)
 		return NULL;
-	if (unlinkat(qf->q->qdirfd, qf->id, 0) < 0 && errno != ENOENT)
+	if (unlinkat(qf->q->idirfd, qf->id, 0) < 0 && errno != ENOENT)
 		log_warn("%s: cannot remove aborted queue file", qf->id);
 	log_trace(TRACE_QUEUE, "%s: queue file aborted", qf->id);
 	queue_file_free(qf);
@@ -575,7 +581,7 @@ queue_file_commit(struct queue_file *qf, const char *prepend, size_t prepend_len
 		/* straight to the done list: the callback still runs later, on the loop */
 		errno = qf->err;
 		log_warn("%s: cannot write queue file", qf->id);
-		if (unlinkat(q->qdirfd, qf->id, 0) < 0 && errno != ENOENT)
+		if (unlinkat(q->idirfd, qf->id, 0) < 0 && errno != ENOENT)
 			log_warn("%s: cannot remove failed queue file", qf->id);
 		close(qf->fd);
 		qf->fd = -1;
@@ -597,26 +603,36 @@ queue_file_commit(struct queue_file *qf, const char *prepend, size_t prepend_len
 	pthread_mutex_unlock(&q->mu);
 }
 
-/* queue_worker_sync - make one batch durable; sets each file's ok */
+/*
+ * queue_worker_sync - make one batch durable; sets each file's ok. Each
+ * complete file first moves from incoming/ to queue/ (so queue/ only ever
+ * holds whole messages), then one syncfs covers their data, inodes and
+ * both directory entries.
+ */
 static void
 queue_worker_sync(struct queue *q, struct queue_file *batch)
 {
 	struct queue_file *qf;
 	int dir_ok;
 
+	for (qf = batch; qf != NULL; qf = qf->next) {
+		qf->moved = renameat2(q->idirfd, qf->id, q->qdirfd, qf->id, RENAME_NOREPLACE) == 0;
+		if (!qf->moved)
+			log_warn("%s: cannot move the queue file into queue/", qf->id);
+	}
 	if (!q->sync_files) {
 		if (syncfs(q->qdirfd) == 0) {
 			for (qf = batch; qf != NULL; qf = qf->next)
-				qf->ok = 1;
+				qf->ok = qf->moved;
 			return;
 		}
 		log_warn("syncfs on the queue directory failed; syncing file by file");
 	}
 	for (qf = batch; qf != NULL; qf = qf->next)
-		qf->ok = fdatasync(qf->fd) == 0;
+		qf->ok = qf->moved && fdatasync(qf->fd) == 0;
 	dir_ok = fsync(q->qdirfd) == 0;
 	for (qf = batch; qf != NULL; qf = qf->next) {
-		if (!qf->ok || !dir_ok)
+		if (qf->moved && (!qf->ok || !dir_ok))
 			log_warn("%s: sync failed", qf->id);
 		qf->ok = qf->ok && dir_ok;
 	}
@@ -696,7 +712,8 @@ queue_worker_done(struct queue *q, int run_listener)
 			if (run_listener && q->listener != NULL)
 				q->listener(q->listener_arg, &e->m);
 		} else {
-			if (unlinkat(q->qdirfd, qf->id, 0) < 0 && errno != ENOENT)
+			if (unlinkat(qf->moved ? q->qdirfd : q->idirfd, qf->id, 0) < 0 &&
+			    errno != ENOENT)
 				log_warn("%s: cannot remove unsynced queue file", qf->id);
 			if (qf->cb != NULL)
 				qf->cb(qf->cb_arg, 0, qf->id);
@@ -760,7 +777,7 @@ queue_worker_stop(struct queue *q)
 		char id[QUEUE_ID_SIZE];
 
 		queue_id_format(sp->key, id);
-		(void)unlinkat(q->qdirfd, id, 0);
+		(void)unlinkat(q->idirfd, id, 0);
 		close(sp->fd);
 		q->spare_head = (q->spare_head + 1) % QUEUE_SPARE_MAX;
 	}

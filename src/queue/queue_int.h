@@ -45,6 +45,7 @@ struct queue_file {
 	uint32_t crc;                /* CRC-32C of the bytes written so far */
 	int err;                     /* first write errno; 0 if none */
 	int ok;                      /* set by the worker */
+	int moved;                   /* renamed into queue/ by the worker */
 	void (*cb)(void *, int, const char *);
 	void *cb_arg;
 	struct queue_file *next;     /* pending / done lists */
@@ -56,7 +57,8 @@ struct queue_file {
 struct queue {
 	struct event_base *base;
 	char *data_dir;
-	int qdirfd;                  /* <data_dir>/queue */
+	int qdirfd;                  /* <data_dir>/queue: committed messages */
+	int idirfd;                  /* <data_dir>/incoming: spares, files being written */
 	int cdirfd;                  /* <data_dir>/corrupt */
 	uint64_t last_id;            /* under mu once the spare thread runs */
 

@@ -1,7 +1,7 @@
 /*
  * queue_recover.c - load the queue at start-up: committed messages back
- *                   into the index, uncommitted files removed, corrupt
- *                   ones quarantined
+ *                   into the index, uncommitted files (and incoming/)
+ *                   removed, corrupt ones quarantined
  *
  * Owns:     nothing beyond the call (a read buffer and the parser state).
  * Lifetime: queue_recover() runs once, before the loop accepts mail.
@@ -163,6 +163,56 @@ queue_recover_one(struct queue *q, uint64_t key, struct queue_parse *p,
 	return RECOVER_KEPT;
 }
 
+/*
+ * queue_recover_incoming - empty incoming/: spares and messages whose
+ * commit never finished (never acknowledged). Only before the first
+ * queue_file_create(): after it, incoming/ holds live files.
+ */
+static void
+queue_recover_incoming(struct queue *q)
+{
+	struct dirent *de;
+	size_t n = 0, partial = 0;
+	DIR *d;
+	int fd;
+
+	if (q->spare_started != 0)
+		return;
+	if ((fd = openat(q->idirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+	    (d = fdopendir(fd)) == NULL) {
+		log_warn("%s/incoming: cannot list", q->data_dir);
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode)) {
+			log_warnx("%s/incoming/%s: not a regular file; ignoring it",
+			    q->data_dir, de->d_name);
+			continue;
+		}
+		if (unlinkat(fd, de->d_name, 0) < 0) {
+			log_warn("%s/incoming/%s: cannot remove", q->data_dir, de->d_name);
+			continue;
+		}
+		n++;
+		if (st.st_size > 0) {
+			partial++;
+			log_trace(TRACE_QUEUE, "%s: removed unfinished message from incoming/",
+			    de->d_name);
+		}
+	}
+	closedir(d);
+	if (partial > 0)
+		log_info("removed %zu unfinished message file(s) from %s/incoming "
+		    "(never acknowledged)", partial, q->data_dir);
+	log_trace(TRACE_QUEUE, "incoming/: %zu file(s) removed", n);
+}
+
 /* queue_key_cmp - qsort order of ids (= arrival order) */
 static int
 queue_key_cmp(const void *a, const void *b)
@@ -238,6 +288,7 @@ queue_recover(struct queue *q, void (*cb)(void *arg, struct queue_msg *m), void 
 	unsigned char *buf = NULL;
 	int rc = -1;
 
+	queue_recover_incoming(q);
 	if (queue_list(q, &keys, &n) < 0) {
 		log_warn("%s/queue: cannot list the queue", q->data_dir);
 		return -1;

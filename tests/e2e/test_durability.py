@@ -6,7 +6,8 @@ mtad is then killed with SIGKILL (or stopped with SIGTERM) in the middle of
 the traffic and started again. Every acknowledged id must be in the queue,
 on disk (a committed file whose content holds its token) and counted by the
 restarted daemon (/metrics mta_queue_messages); nothing uncommitted may be
-left in queue/ and nothing may have been quarantined.
+left in queue/ or incoming/ (files being written, spare files made ahead)
+and nothing may have been quarantined.
 
 Mail stays queued: the relay is [127.0.0.1]:1, where nothing listens.
 """
@@ -67,6 +68,13 @@ def read_queue_file(path):
             content.append(b[off + 5:off + 5 + ln])
         off += 5 + ln
     return False, b""
+
+
+def incoming_files(m):
+    try:
+        return sorted(os.listdir(os.path.join(m.data_dir, "incoming")))
+    except FileNotFoundError:
+        return []
 
 
 def queue_metric(m, name="mta_queue_messages"):
@@ -160,6 +168,7 @@ def check_queue(m, acked):
         assert ok, "%s: not a committed queue file after restart" % name
         if name in acked:
             assert acked[name].encode() in content, "%s: content lacks %s" % (name, acked[name])
+    assert incoming_files(m) == [], "left in incoming/: %s" % incoming_files(m)[:5]
     corrupt = os.listdir(os.path.join(m.data_dir, "corrupt"))
     assert corrupt == [], "quarantined: %s" % corrupt
     got = queue_metric(m)
@@ -182,6 +191,7 @@ def run_interrupted(mtad_factory, interrupt, min_acked=150):
     for name in m.queue_files():
         before[name] = read_queue_file(os.path.join(m.data_dir, "queue", name))[0]
     m.uncommitted_before = sorted(n for n, ok in before.items() if not ok)
+    m.incoming_before = incoming_files(m)
     m.start()
     files = check_queue(m, acked)
     # and the restarted daemon still accepts and commits
@@ -206,10 +216,10 @@ def test_kill9_loses_no_acknowledged_message(mtad_factory):
         assert rc == -signal.SIGKILL
 
     m, acked, files = run_interrupted(mtad_factory, kill, min_acked=300)
-    # the kill left files that were never committed (open transactions, spare
-    # files made ahead); recovery removed every one of them
-    assert m.uncommitted_before, "no uncommitted file at the kill: the test did not bite"
-    assert not set(m.uncommitted_before) & files
+    # the kill left files that were never committed in incoming/ (open
+    # transactions, spare files made ahead); recovery removed every one
+    assert m.incoming_before, "nothing in incoming/ at the kill: the test did not bite"
+    assert not (set(m.incoming_before) | set(m.uncommitted_before)) & files
 
 
 def test_sigterm_under_load_loses_nothing(mtad_factory):
@@ -220,7 +230,8 @@ def test_sigterm_under_load_loses_nothing(mtad_factory):
     m, acked, files = run_interrupted(mtad_factory, term, min_acked=300)
     # a clean stop leaves no half-written or spare file behind
     assert m.uncommitted_before == [], m.uncommitted_before[:5]
-    assert "removing uncommitted" not in m.read_stderr()
+    assert m.incoming_before == [], m.incoming_before[:5]
+    assert "uncommitted" not in m.read_stderr() and "unfinished" not in m.read_stderr()
 
 
 def test_kill9_twice_in_a_row(mtad_factory):

@@ -524,14 +524,15 @@ test_abort_and_failures(void **state)
 		{ .sender = "s@x.org", .rcpts = NULL, .nrcpt = 1 },
 	};
 	struct queue_file *qf;
-	char path[400], id[QUEUE_ID_SIZE];
+	char path[400], path2[400], id[QUEUE_ID_SIZE];
 	char *big;
 
 	qf = queue_file_create(f->q, &env);
 	assert_non_null(qf);
 	(void)util_strlcpy(id, queue_file_id(qf), sizeof(id));
 	assert_int_equal(queue_file_write(qf, "abc", 3), 0);
-	assert_true(file_exists(fx_path(f, "queue", id, path, sizeof(path))));
+	assert_true(file_exists(fx_path(f, "incoming", id, path, sizeof(path))));
+	assert_false(file_exists(fx_path(f, "queue", id, path2, sizeof(path2))));
 	assert_null(queue_file_abort(qf));
 	assert_false(file_exists(path));
 	assert_int_equal(queue_count(f->q), 0);
@@ -542,7 +543,8 @@ test_abort_and_failures(void **state)
 			fail_msg("bad envelope %zu: got a queue file, want NULL", i);
 		assert_int_equal(errno, EINVAL);
 	}
-	assert_int_equal(count_dir_if(f, "queue", 1), 0);
+	assert_int_equal(count_dir_if(f, "incoming", 1), 0);
+	assert_int_equal(count_dir(f, "queue"), 0);
 
 	/* a prepend over the format's limit: the callback says no, the file is gone */
 	big = calloc(1, QUEUE_REC_PREPEND_MAX + 2);
@@ -556,6 +558,7 @@ test_abort_and_failures(void **state)
 	assert_int_equal(f->nok, 0);
 	assert_string_equal(f->last_id, id);
 	assert_false(file_exists(fx_path(f, "queue", id, path, sizeof(path))));
+	assert_false(file_exists(fx_path(f, "incoming", id, path, sizeof(path))));
 	assert_int_equal(queue_count(f->q), 0);
 	assert_int_equal(f->nlisten, 0);
 }
@@ -595,10 +598,11 @@ test_spares(void **state)
 
 	assert_non_null(commit_msg(f, &env, (const unsigned char *)"x", 1, 1, "", 0));
 	(void)util_strlcpy(first, f->last_id, sizeof(first));
-	for (int i = 0; i < 5000 && (n = count_dir(f, "queue")) < 1 + QUEUE_SPARE_MAX; i++)
+	for (int i = 0; i < 5000 && (n = count_dir(f, "incoming")) < QUEUE_SPARE_MAX; i++)
 		usleep(1000);
-	if (n != 1 + QUEUE_SPARE_MAX)
-		fail_msg("files in queue/ with spares: got %zu, want %d", n, 1 + QUEUE_SPARE_MAX);
+	if (n != QUEUE_SPARE_MAX)
+		fail_msg("spare files in incoming/: got %zu, want %d", n, QUEUE_SPARE_MAX);
+	assert_int_equal(count_dir(f, "queue"), 1);
 	/* ids handed out from a full pool keep increasing (it is a FIFO refilled at the tail) */
 	(void)util_strlcpy(prev, first, sizeof(prev));
 	for (int i = 0; i < 2 * QUEUE_SPARE_MAX; i++) {
@@ -613,8 +617,10 @@ test_spares(void **state)
 	f->q = queue_close(f->q);
 	n = count_dir(f, "queue");
 	if (n != 1 + 2 * QUEUE_SPARE_MAX)
-		fail_msg("files after close: got %zu, want %d (no spare left)", n,
-		    1 + 2 * QUEUE_SPARE_MAX);
+		fail_msg("files in queue/ after close: got %zu, want %d", n, 1 + 2 * QUEUE_SPARE_MAX);
+	n = count_dir(f, "incoming");
+	if (n != 0)
+		fail_msg("files in incoming/ after close: got %zu, want 0 (no spare left)", n);
 	fx_open(f);
 }
 
@@ -1244,11 +1250,15 @@ test_recover_dir(void **state)
 		assert_int_equal(write(fd, rec, slen - 2), (ssize_t)slen - 2);
 		close(fd);
 	}
-	/* a file being written when the "crash" came: never committed */
+	/*
+	 * A file being written when the "crash" came (in incoming/), and one
+	 * that made it into queue/ but whose sync never finished (cut short).
+	 */
 	qf = queue_file_create(f->q, &env);
 	assert_non_null(qf);
-	(void)util_strlcpy(torn, queue_file_id(qf), sizeof(torn));
 	assert_int_equal(queue_file_write(qf, "partial", 7), 0);
+	write_file(fx_path(f, "incoming", queue_file_id(qf), path2, sizeof(path2)), bytes, len);
+	(void)util_strlcpy(torn, "0000000000000009", sizeof(torn));
 	write_file(fx_path(f, "queue", torn, path2, sizeof(path2)), bytes, len - 10);
 	free(bytes);
 	/* corrupt files, a stray name, and an empty file */
@@ -1275,6 +1285,7 @@ test_recover_dir(void **state)
 	assert_non_null(queue_lookup(f->q, "0000000000000004"));
 	assert_null(queue_lookup(f->q, torn));
 	assert_false(file_exists(fx_path(f, "queue", torn, path, sizeof(path))));
+	assert_int_equal(count_dir(f, "incoming"), 0);
 	assert_false(file_exists(fx_path(f, "queue", "0000000000000003", path, sizeof(path))));
 	assert_true(file_exists(fx_path(f, "corrupt", "0000000000000001", path, sizeof(path))));
 	assert_true(file_exists(fx_path(f, "corrupt", "0000000000000002", path, sizeof(path))));
