@@ -1,0 +1,496 @@
+/*
+ * test_tls.c - table-driven tests for src/net/tls*.c: the key store loader,
+ *              the server policy (checked by real handshakes over memory
+ *              BIOs), resumption, ticket keys across a reload, log texts
+ *
+ * Owns:     a temporary key store under $TMPDIR (or /tmp), removed at the end.
+ * Lifetime: one run.
+ * Errors:   each failing row prints "got X, want Y" and fails its test.
+ * Context:  single thread; no network (handshakes run through BIO pairs).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "lib/util.h"
+#include "net/tls.h"
+#include "net/tls_int.h"
+
+static char root[256];
+
+/* path - root + "/" + rel */
+static void
+path(char *buf, size_t size, const char *rel)
+{
+	assert_true(util_bsnprintf(buf, size, "%s/%s", root, rel) >= 0);
+}
+
+static EVP_PKEY *
+make_key(void)
+{
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+
+	assert_non_null(k);
+	return k;
+}
+
+/* make_cert - a certificate for key signed by signer (self-signed when signer == key) */
+static X509 *
+make_cert(EVP_PKEY *key, EVP_PKEY *signer, const char *cn, long serial)
+{
+	X509 *x = X509_new();
+	X509_NAME *name;
+
+	assert_non_null(x);
+	/* v1 for the self-signed CA: a trust anchor without a basicConstraints extension */
+	assert_int_equal(X509_set_version(x, key == signer ? 0 : 2), 1);
+	assert_int_equal(ASN1_INTEGER_set(X509_get_serialNumber(x), serial), 1);
+	assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), 0));
+	assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 86400));
+	assert_int_equal(X509_set_pubkey(x, key), 1);
+	name = X509_get_subject_name(x);
+	assert_int_equal(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+	    (const unsigned char *)cn, -1, -1, 0), 1);
+	assert_int_equal(X509_set_issuer_name(x, name), 1);
+	assert_true(X509_sign(x, signer, EVP_sha256()) > 0);
+	return x;
+}
+
+static void
+write_key(const char *rel, EVP_PKEY *key, const char *pass)
+{
+	char p[512];
+	FILE *f;
+
+	path(p, sizeof(p), rel);
+	assert_non_null(f = fopen(p, "w"));
+	if (pass != NULL)
+		assert_int_equal(PEM_write_PrivateKey(f, key, EVP_aes_128_cbc(),
+		    (const unsigned char *)pass, (int)strlen(pass), NULL, NULL), 1);
+	else
+		assert_int_equal(PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL), 1);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* write_certs - rel gets a then b (b may be NULL): a leaf and its chain */
+static void
+write_certs(const char *rel, X509 *a, X509 *b)
+{
+	char p[512];
+	FILE *f;
+
+	path(p, sizeof(p), rel);
+	assert_non_null(f = fopen(p, "w"));
+	assert_int_equal(PEM_write_X509(f, a), 1);
+	if (b != NULL)
+		assert_int_equal(PEM_write_X509(f, b), 1);
+	assert_int_equal(fclose(f), 0);
+}
+
+static int
+rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st; (void)flag; (void)ftw;
+	return remove(p);
+}
+
+static int
+setup(void **state)
+{
+	const char *tmp = getenv("TMPDIR");
+	EVP_PKEY *k1, *k2, *ca;
+	X509 *c1, *c2, *cac;
+
+	(void)state;
+	assert_true(util_bsnprintf(root, sizeof(root), "%s/test_tls.XXXXXX",
+	    tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp") >= 0);
+	assert_non_null(mkdtemp(root));
+	k1 = make_key();
+	k2 = make_key();
+	ca = make_key();
+	cac = make_cert(ca, ca, "test CA", 1);
+	c1 = make_cert(k1, ca, "mx.test.example", 4242);
+	c2 = make_cert(k2, k2, "other.example", 7);
+	X509_set_issuer_name(c1, X509_get_subject_name(cac));
+	assert_true(X509_sign(c1, ca, EVP_sha256()) > 0);
+	write_key("key.pem", k1, NULL);
+	write_certs("cert.pem", c1, cac);          /* leaf + chain */
+	write_certs("leaf.pem", c1, NULL);
+	write_key("key2.pem", k2, NULL);
+	write_certs("cert2.pem", c2, NULL);
+	write_key("locked.pem", k1, "secret");
+	{
+		char p[512];
+		FILE *f;
+		path(p, sizeof(p), "garbage.pem");
+		assert_non_null(f = fopen(p, "w"));
+		fputs("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", f);
+		fclose(f);
+	}
+	EVP_PKEY_free(k1);
+	EVP_PKEY_free(k2);
+	EVP_PKEY_free(ca);
+	X509_free(c1);
+	X509_free(c2);
+	X509_free(cac);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	return nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The key store loader: every SPEC §3 case, "got X, want Y". */
+static void
+test_keys(void **state)
+{
+	static const struct {
+		const char *key, *cert, *want;          /* want NULL = loads */
+		int chain;                              /* certificates after the leaf */
+	} rows[] = {
+		{ "key.pem", "cert.pem", NULL, 1 },
+		{ "key.pem", "leaf.pem", NULL, 0 },
+		{ "/key.pem", "cert.pem", NULL, 1 },    /* a leading / is still the store */
+		{ "missing.pem", "cert.pem", TLS_KEYS_ERR " (missing.pem: No such file or directory)", 0 },
+		{ "key.pem", "missing.pem", TLS_KEYS_ERR " (missing.pem: No such file or directory)", 0 },
+		{ "locked.pem", "cert.pem", TLS_KEYS_ERR " (locked.pem: the private key is protected "
+		    "by a passphrase)", 0 },
+		{ "cert.pem", "cert.pem", TLS_KEYS_ERR " (cert.pem: not a PEM private key (or "
+		    "protected by a passphrase))", 0 },
+		{ "key.pem", "garbage.pem", TLS_KEYS_ERR " (garbage.pem: not a PEM certificate)", 0 },
+		{ "key.pem", "cert2.pem", TLS_KEYS_ERR " (cert2.pem: the certificate does not match "
+		    "the private key)", 0 },
+		{ "../key.pem", "cert.pem", TLS_KEYS_ERR " (../key.pem: '..' leaves the key store)", 0 },
+		{ "", "cert.pem", TLS_KEYS_ERR " (: empty file name)", 0 },
+	};
+	int failed = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct tls_keys k;
+		char err[512] = "";
+		int rc = tls_keys_load(root, rows[i].key, rows[i].cert, &k, err, sizeof(err));
+
+		if (rows[i].want == NULL) {
+			if (rc != 0) {
+				print_error("row %zu: got %s, want success\n", i, err);
+				failed++;
+				continue;
+			}
+			if (sk_X509_num(k.chain) != rows[i].chain) {
+				print_error("row %zu: got a chain of %d, want %d\n", i,
+				    sk_X509_num(k.chain), rows[i].chain);
+				failed++;
+			}
+			tls_keys_free(&k);
+			continue;
+		}
+		if (rc != -1 || strcmp(err, rows[i].want) != 0) {
+			print_error("row %zu: got %d \"%s\", want -1 \"%s\"\n", i, rc, err, rows[i].want);
+			failed++;
+		}
+		/* the check function says the same */
+		char err2[512] = "";
+		if (tls_keys_check(root, rows[i].key, rows[i].cert, err2, sizeof(err2)) != -1 ||
+		    strcmp(err, err2) != 0) {
+			print_error("row %zu: tls_keys_check got \"%s\", want \"%s\"\n", i, err2, err);
+			failed++;
+		}
+	}
+	{
+		char err[512];
+		if (tls_keys_check("", "key.pem", "cert.pem", err, sizeof(err)) != -1 ||
+		    strstr(err, "no key store is configured") == NULL) {
+			print_error("no store: got \"%s\"\n", err);
+			failed++;
+		}
+	}
+	assert_int_equal(failed, 0);
+}
+
+/*
+ * handshake - run a client and a server SSL against each other over a BIO
+ * pair until both are done or stuck; 1 = connected, 0 = failed.
+ */
+static int
+handshake(SSL *c, SSL *s)
+{
+	BIO *cb, *sb;
+	int cdone = 0, sdone = 0;
+
+	assert_int_equal(BIO_new_bio_pair(&cb, 0, &sb, 0), 1);
+	SSL_set_bio(c, cb, cb);
+	SSL_set_bio(s, sb, sb);
+	SSL_set_connect_state(c);
+	SSL_set_accept_state(s);
+	for (int i = 0; i < 100 && !(cdone && sdone); i++) {
+		int rc;
+		if (!cdone) {
+			rc = SSL_do_handshake(c);
+			if (rc == 1)
+				cdone = 1;
+			else if (SSL_get_error(c, rc) != SSL_ERROR_WANT_READ &&
+			    SSL_get_error(c, rc) != SSL_ERROR_WANT_WRITE)
+				return 0;
+		}
+		if (!sdone) {
+			rc = SSL_do_handshake(s);
+			if (rc == 1)
+				sdone = 1;
+			else if (SSL_get_error(s, rc) != SSL_ERROR_WANT_READ &&
+			    SSL_get_error(s, rc) != SSL_ERROR_WANT_WRITE)
+				return 0;
+		}
+	}
+	return cdone && sdone;
+}
+
+/* bye - close both sides properly (a session freed without close_notify is not resumable) */
+static void
+bye(SSL *c, SSL *s)
+{
+	(void)SSL_shutdown(c);
+	(void)SSL_shutdown(s);
+	ERR_clear_error();
+}
+
+/* pump - exchange application data so that the TLS 1.3 ticket reaches the client */
+static void
+pump(SSL *c, SSL *s)
+{
+	char buf[64];
+
+	assert_int_equal(SSL_write(s, "220 x\r\n", 7), 7);
+	assert_true(SSL_read(c, buf, sizeof(buf)) > 0);
+}
+
+/* One client per row against mtad's server context: what is accepted, what is negotiated. */
+static void
+test_policy(void **state)
+{
+	static const struct {
+		int min, max;                 /* client protocol range (0 = library default) */
+		const char *ciphers;          /* TLS 1.2 cipher list, NULL = default */
+		int ok;
+		const char *proto, *cipher;   /* what must be negotiated */
+	} rows[] = {
+		{ 0, 0, NULL, 1, "TLSv1.3", "TLS_AES_256_GCM_SHA384" },
+		{ TLS1_2_VERSION, TLS1_2_VERSION, NULL, 1, "TLSv1.2", "ECDHE-ECDSA-AES256-GCM-SHA384" },
+		/* server preference: the client's order is ignored */
+		{ TLS1_2_VERSION, TLS1_2_VERSION,
+		    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305", 1, "TLSv1.2",
+		    "ECDHE-ECDSA-CHACHA20-POLY1305" },
+		{ TLS1_VERSION, TLS1_VERSION, "DEFAULT@SECLEVEL=0", 0, NULL, NULL },
+		{ TLS1_1_VERSION, TLS1_1_VERSION, "DEFAULT@SECLEVEL=0", 0, NULL, NULL },
+		{ TLS1_2_VERSION, TLS1_2_VERSION, "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA384"
+		    "@SECLEVEL=0", 0, NULL, NULL },           /* CBC */
+		{ TLS1_2_VERSION, TLS1_2_VERSION, "AES256-GCM-SHA384@SECLEVEL=0", 0, NULL, NULL },
+	};
+	char err[512];
+	SSL_CTX *sctx = tls_server_new(root, "key.pem", "cert.pem", NULL, err, sizeof(err));
+	int failed = 0;
+
+	(void)state;
+	assert_non_null(sctx);
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+		SSL *c, *s;
+		int ok;
+
+		assert_non_null(cctx);
+		SSL_CTX_set_security_level(cctx, 0);
+		SSL_CTX_set_min_proto_version(cctx, rows[i].min);
+		SSL_CTX_set_max_proto_version(cctx, rows[i].max);
+		if (rows[i].ciphers != NULL)
+			assert_int_equal(SSL_CTX_set_cipher_list(cctx, rows[i].ciphers), 1);
+		c = SSL_new(cctx);
+		s = SSL_new(sctx);
+		ok = handshake(c, s);
+		if (ok != rows[i].ok) {
+			print_error("row %zu: got handshake %d, want %d\n", i, ok, rows[i].ok);
+			failed++;
+		} else if (ok) {
+			struct tls_info ti;
+			tls_info_get(s, &ti);
+			if (strcmp(ti.protocol, rows[i].proto) != 0 ||
+			    strcmp(ti.cipher, rows[i].cipher) != 0) {
+				print_error("row %zu: got %s %s, want %s %s\n", i, ti.protocol,
+				    ti.cipher, rows[i].proto, rows[i].cipher);
+				failed++;
+			}
+		}
+		SSL_free(c);
+		SSL_free(s);
+		SSL_CTX_free(cctx);
+		ERR_clear_error();
+	}
+	tls_ctx_free(sctx);
+	assert_int_equal(failed, 0);
+}
+
+/* Resumption (tickets, TLS 1.2 and 1.3), also with a context made by a reload. */
+static void
+test_resumption(void **state)
+{
+	static const struct {
+		int proto;
+		int reload;                   /* resume against the context that replaced it */
+	} rows[] = {
+		{ TLS1_3_VERSION, 0 }, { TLS1_2_VERSION, 0 }, { TLS1_3_VERSION, 1 }, { TLS1_2_VERSION, 1 },
+	};
+	char err[512];
+	int failed = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		SSL_CTX *sctx = tls_server_new(root, "key.pem", "cert.pem", NULL, err, sizeof(err));
+		SSL_CTX *sctx2 = NULL, *cctx = SSL_CTX_new(TLS_client_method());
+		SSL_SESSION *sess;
+		SSL *c, *s;
+
+		assert_non_null(sctx);
+		SSL_CTX_set_min_proto_version(cctx, rows[i].proto);
+		SSL_CTX_set_max_proto_version(cctx, rows[i].proto);
+		c = SSL_new(cctx);
+		s = SSL_new(sctx);
+		assert_int_equal(handshake(c, s), 1);
+		pump(c, s);
+		assert_non_null(sess = SSL_get1_session(c));
+		bye(c, s);
+		SSL_free(c);
+		SSL_free(s);
+		if (rows[i].reload) {
+			sctx2 = tls_server_new(root, "key.pem", "cert.pem", sctx, err, sizeof(err));
+			assert_non_null(sctx2);
+		}
+		c = SSL_new(cctx);
+		s = SSL_new(sctx2 != NULL ? sctx2 : sctx);
+		SSL_set_session(c, sess);
+		assert_int_equal(handshake(c, s), 1);
+		struct tls_info ti;
+		tls_info_get(s, &ti);
+		if (!ti.reused) {
+			print_error("row %zu: got a full handshake, want a resumed one\n", i);
+			failed++;
+		}
+		SSL_free(c);
+		SSL_free(s);
+		SSL_SESSION_free(sess);
+		SSL_CTX_free(cctx);
+		tls_ctx_free(sctx2);
+		tls_ctx_free(sctx);
+	}
+	assert_int_equal(failed, 0);
+}
+
+/* The client context: TLS 1.2+, the verification result reported, not enforced. */
+static void
+test_client(void **state)
+{
+	char err[512], cafile[512];
+	SSL_CTX *sctx = tls_server_new(root, "key.pem", "cert.pem", NULL, err, sizeof(err));
+	SSL_CTX *cctx = tls_client_new(err, sizeof(err));
+	struct tls_info ti;
+	SSL *c, *s;
+
+	(void)state;
+	assert_non_null(sctx);
+	assert_non_null(cctx);
+	/* unknown CA: the handshake works, verified = 0 */
+	c = SSL_new(cctx);
+	s = SSL_new(sctx);
+	assert_int_equal(handshake(c, s), 1);
+	tls_info_get(c, &ti);
+	assert_int_equal(ti.verified, 0);
+	SSL_free(c);
+	SSL_free(s);
+	/* the chain file's CA trusted: verified = 1 */
+	path(cafile, sizeof(cafile), "cert.pem");
+	assert_int_equal(SSL_CTX_load_verify_locations(cctx, cafile, NULL), 1);
+	c = SSL_new(cctx);
+	s = SSL_new(sctx);
+	assert_int_equal(handshake(c, s), 1);
+	tls_info_get(c, &ti);
+	assert_int_equal(ti.verified, 1);
+	SSL_free(c);
+	SSL_free(s);
+	tls_ctx_free(cctx);
+	tls_ctx_free(sctx);
+}
+
+/* Log and header texts, and the certificate description for the reload log line. */
+static void
+test_texts(void **state)
+{
+	static const struct {
+		struct tls_info ti;
+		const char *want;
+	} rows[] = {
+		{ { "TLSv1.3", "TLS_AES_256_GCM_SHA384", 256, 256, 0, 0 },
+		    "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)" },
+		{ { "TLSv1.2", "ECDHE-RSA-AES128-GCM-SHA256", 128, 128, 1, 1 },
+		    "TLSv1.2 with cipher ECDHE-RSA-AES128-GCM-SHA256 (128/128 bits)" },
+	};
+	char buf[256], err[512];
+	SSL_CTX *ctx;
+	int failed = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		if (tls_info_text(&rows[i].ti, buf, sizeof(buf)) < 0 || strcmp(buf, rows[i].want) != 0) {
+			print_error("row %zu: got \"%s\", want \"%s\"\n", i, buf, rows[i].want);
+			failed++;
+		}
+	}
+	if (tls_info_text(&rows[0].ti, buf, 10) != -1) {
+		print_error("short buffer: got success, want -1\n");
+		failed++;
+	}
+	ctx = tls_server_new(root, "key.pem", "cert.pem", NULL, err, sizeof(err));
+	assert_non_null(ctx);
+	tls_cert_describe(ctx, buf, sizeof(buf));
+	if (strcmp(buf, "subject /CN=mx.test.example, serial 1092") != 0) {
+		print_error("describe: got \"%s\", want \"subject /CN=mx.test.example, serial 1092\"\n",
+		    buf);
+		failed++;
+	}
+	tls_ctx_free(ctx);
+	assert_null(tls_server_new(root, "key.pem", "cert2.pem", NULL, err, sizeof(err)));
+	if (strstr(err, "does not match") == NULL) {
+		print_error("bad pair: got \"%s\"\n", err);
+		failed++;
+	}
+	assert_int_equal(failed, 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_keys),
+		cmocka_unit_test(test_policy),
+		cmocka_unit_test(test_resumption),
+		cmocka_unit_test(test_client),
+		cmocka_unit_test(test_texts),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
