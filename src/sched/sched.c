@@ -773,7 +773,7 @@ bounce_start(struct sched *s, struct sched_msg *sm, const size_t *idx, size_t n,
 	env.sender = "";
 	env.rcpts = rcpts;
 	env.nrcpt = 1;
-	env.client_addr = "127.0.0.1";
+	env.client_addr = "local";     /* made here, not received */
 	env.client_name = "localhost";
 	env.helo = s->cfg->hostname;
 	env.flags = QUEUE_F_BOUNCE | (m->flags & (QUEUE_F_8BITMIME | QUEUE_F_SMTPUTF8));
