@@ -181,9 +181,11 @@ class _Session:
             raise _Closed()
         try:
             # Whatever the client pipelined after STARTTLS is thrown away.
+            plain = self.sock
             self.sock = self.nh.tls_context.wrap_socket(self.sock, server_side=True)
         except (OSError, ValueError):
             raise _Closed()
+        self.nh._swap_sock(plain, self.sock)    # so that stop() can shut it down
         self.rf = self.sock.makefile("rb")
         self.tls = True
         self.helo = None
@@ -306,6 +308,7 @@ class _Handler(socketserver.BaseRequestHandler):
             pass
         finally:
             nh._end_conn(self.request)
+            nh._end_conn(sess.sock)
             try:
                 sess.sock.close()
             except OSError:
@@ -485,6 +488,11 @@ class NextHop:
             n = self.connections
             self.connections += 1
             return n
+
+    def _swap_sock(self, old, new):
+        with self._lock:
+            self._socks.discard(old)
+            self._socks.add(new)
 
     def _end_conn(self, sock):
         with self._lock:
