@@ -716,3 +716,40 @@ def test_delay_warning(mtad_factory, world_factory):
     w.hop(2).accept()
     w.hop(2).wait_for(1, DEADLINE)
     queue_empty(m)
+
+
+def test_ipv6_next_hops(mtad_factory, world_factory):
+    """AAAA before A, and an IPv6 smart relay literal."""
+    try:
+        v6 = NextHop("::1", 0, name="hop6.test").start()
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    try:
+        w = world_factory({"dst.test": {"MX": [(10, "mx.dst.test")]},
+                           "mx.dst.test": {"AAAA": ["::1"], "A": ["127.0.0.2"]}})
+        m = mtad_factory(w.conf(relay_smtp_port=str(v6.port)))
+        send(m, "alice@src.test", ["bob@dst.test"], tag="v6")
+        msgs = v6.wait_for(1, DEADLINE)
+        assert msgs[0].rcpts == ["bob@dst.test"]
+        wait_log(m, "relay=mx.dst.test[::1]:%d" % v6.port)
+        m2 = mtad_factory(w.conf(smart_relay="[::1]:%d" % v6.port))
+        send(m2, "alice@src.test", ["carol@elsewhere.test"], tag="v6b")
+        v6.wait_for(2, DEADLINE)
+        queue_empty(m)
+        queue_empty(m2)
+    finally:
+        v6.stop()
+
+
+def test_connection_lost_mid_transaction_defers(mtad_factory, world_factory):
+    w = world_factory(dns_with({"dst.test": {"MX": [(10, "mx.dst.test")]},
+                                "mx.dst.test": {"A": ["127.0.0.2"]}}))
+    w.hop(2).drop_at("DATA", times=1)
+    m = mtad_factory(w.conf())
+    send(m, "alice@src.test", ["bob@dst.test"], tag="drop")
+    line = wait_log(m, "status=deferred")[0]
+    assert "lost connection" in line and "relay=mx.dst.test[127.0.0.2]" in line, line
+    msgs = w.hop(2).wait_for(1, DEADLINE)
+    assert tag_of(msgs[0]) == "drop"
+    queue_empty(m)
+    assert w.hop(3).messages == [], "no DSN for a lost connection"
