@@ -190,7 +190,7 @@ void sched_tls_free(struct sched *s);
 struct sched_dest *sched_dest_get(struct sched *s, const struct sched_nexthop *nh,
     const char *key);
 void sched_dest_enqueue(struct sched_dest *d, struct sched_job *job);
-/* sched_dest_stop - shutdown: close idle connections, abandon set-ups and queued jobs */
+/* sched_dest_stop_all - shutdown: close idle connections, abandon set-ups and queued jobs */
 void sched_dest_stop_all(struct sched *s);
 /* sched_dest_abandon_all - shutdown grace over, or sched_free: drop every connection */
 void sched_dest_abandon_all(struct sched *s);
