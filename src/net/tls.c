@@ -17,7 +17,8 @@
  * renegotiation, no compression. Resumption: one TLS 1.3 ticket per
  * handshake (OpenSSL sends two by default; one is enough for a client that
  * makes one connection at a time and costs one encryption less), TLS 1.2
- * tickets, and a server-side session cache for clients without tickets.
+ * tickets (keys rotated hourly, see struct tls_tickets), and a server-side
+ * session cache for clients without tickets.
  * SSL_MODE_RELEASE_BUFFERS lets an idle session give its 34 KB of record
  * buffers back.
  */
@@ -29,7 +30,10 @@
 #include <string.h>
 
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -42,7 +46,30 @@
 #define TLS_GROUPS          "X25519:P-256:P-384"
 #define TLS_SESS_TIMEOUT    3600      /* Postfix's smtpd_tls_session_cache_timeout */
 #define TLS_SESS_CACHE_MAX  20480     /* sessions kept for clients without tickets */
-#define TLS_TICKET_KEYS_LEN 80        /* name 16 + HMAC 32 + AES 32 (OpenSSL 3) */
+#define TLS_TICKET_ROTATE   3600      /* seconds a ticket key encrypts (Postfix: the cache timeout) */
+
+/*
+ * Session-ticket keys (RFC 5077 format, AES-256-CBC + HMAC-SHA256, as
+ * OpenSSL's own): the current key encrypts new tickets and is replaced
+ * every TLS_TICKET_ROTATE seconds; the previous one still decrypts (and
+ * the ticket is renewed), so a ticket lives at most two periods and a
+ * stolen key exposes at most that much resumed traffic (forward secrecy,
+ * like Postfix's tlsmgr). Kept in the context's ex_data; a reload copies
+ * them into the new context.
+ */
+struct tls_tkey {
+	unsigned char name[16];
+	unsigned char aes[32];
+	unsigned char hmac[32];
+};
+
+struct tls_tickets {
+	struct tls_tkey cur, prev;
+	int      have_prev;
+	uint64_t made_us;                 /* monotonic: when cur was made */
+};
+
+static int tls_tickets_idx = -1;      /* ex_data index, made once (OpenSSL's registry) */
 
 /* tls_error_text - see tls.h */
 void
@@ -69,6 +96,116 @@ ctx_fail(char *err, size_t errlen, const char *what)
 		util_strlcpy(err, what, errlen);
 }
 
+/* tickets_free - ex_data destructor: wipe and free the keys with their context */
+static void
+tickets_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	(void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
+	if (ptr != NULL)
+		OPENSSL_clear_free(ptr, sizeof(struct tls_tickets));
+}
+
+/* tkey_new - a fresh random key; 0 or -1 */
+static int
+tkey_new(struct tls_tkey *k)
+{
+	return RAND_bytes(k->name, sizeof(k->name)) == 1 &&
+	    RAND_priv_bytes(k->aes, sizeof(k->aes)) == 1 &&
+	    RAND_priv_bytes(k->hmac, sizeof(k->hmac)) == 1 ? 0 : -1;
+}
+
+/* tkey_use - set up the cipher and the MAC for key k; 0 or -1 */
+static int
+tkey_use(const struct tls_tkey *k, unsigned char *iv, EVP_CIPHER_CTX *cctx,
+    EVP_MAC_CTX *hctx, int enc)
+{
+	OSSL_PARAM params[2];
+
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+	params[1] = OSSL_PARAM_construct_end();
+	if (EVP_MAC_init(hctx, k->hmac, sizeof(k->hmac), params) != 1)
+		return -1;
+	if (enc)
+		return EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) == 1 ? 0 : -1;
+	return EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) == 1 ? 0 : -1;
+}
+
+/*
+ * ticket_cb - OpenSSL's ticket key callback: enc = 1 for a new ticket (1,
+ * or -1 on failure); enc = 0 to open one: 1 with the current key, 2 with
+ * the previous one (OpenSSL then issues a fresh ticket), 0 = unknown key
+ * (a full handshake follows).
+ */
+static int
+ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx,
+    EVP_MAC_CTX *hctx, int enc)
+{
+	struct tls_tickets *t = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tls_tickets_idx);
+	uint64_t now = util_mono_us();
+
+	if (t == NULL)
+		return enc ? -1 : 0;
+	if (enc) {
+		if (now - t->made_us >= (uint64_t)TLS_TICKET_ROTATE * 1000000u) {
+			struct tls_tkey k;
+			if (tkey_new(&k) == 0) {
+				t->prev = t->cur;
+				t->have_prev = 1;
+				t->cur = k;
+				t->made_us = now;
+			}
+			OPENSSL_cleanse(&k, sizeof(k));
+		}
+		if (RAND_bytes(iv, EVP_MAX_IV_LENGTH) != 1)
+			return -1;
+		memcpy(name, t->cur.name, sizeof(t->cur.name));
+		return tkey_use(&t->cur, iv, cctx, hctx, 1) == 0 ? 1 : -1;
+	}
+	if (memcmp(name, t->cur.name, sizeof(t->cur.name)) == 0)
+		return tkey_use(&t->cur, iv, cctx, hctx, 0) == 0 ? 1 : 0;
+	if (t->have_prev && memcmp(name, t->prev.name, sizeof(t->prev.name)) == 0)
+		return tkey_use(&t->prev, iv, cctx, hctx, 0) == 0 ? 2 : 0;
+	return 0;
+}
+
+/* tickets_setup - ctx's ticket keys: a copy of prev's, or new ones; 0 or -1 */
+static int
+tickets_setup(SSL_CTX *ctx, SSL_CTX *prev)
+{
+	struct tls_tickets *t, *old;
+
+	if (tls_tickets_idx < 0 &&
+	    (tls_tickets_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, tickets_free)) < 0)
+		return -1;
+	if ((t = OPENSSL_zalloc(sizeof(*t))) == NULL)
+		return -1;
+	old = prev != NULL ? SSL_CTX_get_ex_data(prev, tls_tickets_idx) : NULL;
+	if (old != NULL) {
+		*t = *old;
+	} else if (tkey_new(&t->cur) < 0) {
+		OPENSSL_clear_free(t, sizeof(*t));
+		return -1;
+	} else {
+		t->made_us = util_mono_us();
+	}
+	if (SSL_CTX_set_ex_data(ctx, tls_tickets_idx, t) != 1) {
+		OPENSSL_clear_free(t, sizeof(*t));
+		return -1;
+	}
+	return SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb) == 1 ? 0 : -1;
+}
+
+/* tls_tickets_age - see tls_int.h */
+void
+tls_tickets_age(SSL_CTX *ctx, unsigned secs)
+{
+	struct tls_tickets *t = tls_tickets_idx < 0 ? NULL :
+	    SSL_CTX_get_ex_data(ctx, tls_tickets_idx);
+
+	if (t != NULL)
+		t->made_us -= (uint64_t)secs * 1000000u;
+}
+
 /* ctx_common - the settings both sides share: versions, no renegotiation, buffers */
 static int
 ctx_common(SSL_CTX *ctx)
@@ -88,7 +225,6 @@ tls_server_new(const char *root, const char *key_file, const char *cert_file,
     SSL_CTX *prev, char *err, size_t errlen)
 {
 	static const unsigned char sid_ctx[] = "mtad";
-	unsigned char tk[TLS_TICKET_KEYS_LEN];
 	struct tls_keys k;
 	SSL_CTX *ctx;
 
@@ -116,17 +252,12 @@ tls_server_new(const char *root, const char *key_file, const char *cert_file,
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
 	SSL_CTX_sess_set_cache_size(ctx, TLS_SESS_CACHE_MAX);
 	SSL_CTX_set_timeout(ctx, TLS_SESS_TIMEOUT);
+	/* a reload keeps the ticket keys: tickets issued before it still resume */
 	if (SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1) != 1 ||
-	    SSL_CTX_set_num_tickets(ctx, 1) != 1) {
+	    SSL_CTX_set_num_tickets(ctx, 1) != 1 || tickets_setup(ctx, prev) < 0) {
 		ctx_fail(err, errlen, "cannot set up session resumption");
 		goto fail;
 	}
-	/* a reload keeps the ticket keys: tickets issued before it still resume */
-	if (prev != NULL &&
-	    SSL_CTX_get_tlsext_ticket_keys(prev, tk, sizeof(tk)) == 1 &&
-	    SSL_CTX_set_tlsext_ticket_keys(ctx, tk, sizeof(tk)) != 1)
-		ERR_clear_error();
-	OPENSSL_cleanse(tk, sizeof(tk));
 	tls_keys_free(&k);
 	return ctx;
 fail:

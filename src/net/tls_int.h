@@ -26,4 +26,8 @@ int tls_keys_load(const char *root, const char *key_file, const char *cert_file,
 /* tls_keys_free - release what tls_keys_load() gave (zeroes k) */
 void tls_keys_free(struct tls_keys *k);
 
+/* tls_tickets_age - tests only: make ctx's current ticket key secs seconds older */
+struct ssl_ctx_st;
+void tls_tickets_age(struct ssl_ctx_st *ctx, unsigned secs);
+
 #endif

@@ -401,6 +401,78 @@ test_resumption(void **state)
 	assert_int_equal(failed, 0);
 }
 
+/* new_session - a full handshake with sctx; the client's session (with its ticket) */
+static SSL_SESSION *
+new_session(SSL_CTX *cctx, SSL_CTX *sctx, SSL_SESSION *resume, int *reused)
+{
+	SSL *c = SSL_new(cctx), *s = SSL_new(sctx);
+	SSL_SESSION *sess;
+
+	if (resume != NULL)
+		SSL_set_session(c, resume);
+	assert_int_equal(handshake(c, s), 1);
+	pump(c, s);
+	*reused = SSL_session_reused(s);
+	assert_non_null(sess = SSL_get1_session(c));
+	bye(c, s);
+	SSL_free(c);
+	SSL_free(s);
+	return sess;
+}
+
+/*
+ * Ticket keys rotate every hour: a ticket opens with the current key and
+ * the previous one, not with the one before. Rows: steps of (hours to age
+ * the key, then a fresh handshake that issues with the current key), and
+ * whether the first ticket still resumes afterwards.
+ */
+static void
+test_ticket_rotation(void **state)
+{
+	static const struct {
+		int proto;
+		unsigned age1, age2;          /* seconds the key ages before each fresh handshake */
+		int want;                     /* the first ticket still resumes */
+	} rows[] = {
+		{ TLS1_3_VERSION, 0, 0, 1 },
+		{ TLS1_3_VERSION, 3600, 0, 1 },         /* one rotation: previous key */
+		{ TLS1_3_VERSION, 3600, 3600, 0 },      /* two: gone */
+		{ TLS1_2_VERSION, 3600, 0, 1 },
+		{ TLS1_2_VERSION, 3600, 3600, 0 },
+	};
+	char err[512];
+	int failed = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		SSL_CTX *sctx = tls_server_new(root, "key.pem", "cert.pem", NULL, err, sizeof(err));
+		SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+		SSL_SESSION *first, *x;
+		int reused;
+
+		assert_non_null(sctx);
+		SSL_CTX_set_min_proto_version(cctx, rows[i].proto);
+		SSL_CTX_set_max_proto_version(cctx, rows[i].proto);
+		/* no server cache: only the ticket can resume */
+		SSL_CTX_set_session_cache_mode(sctx, SSL_SESS_CACHE_OFF);
+		first = new_session(cctx, sctx, NULL, &reused);
+		tls_tickets_age(sctx, rows[i].age1);
+		SSL_SESSION_free(new_session(cctx, sctx, NULL, &reused));
+		tls_tickets_age(sctx, rows[i].age2);
+		SSL_SESSION_free(new_session(cctx, sctx, NULL, &reused));
+		x = new_session(cctx, sctx, first, &reused);
+		if (reused != rows[i].want) {
+			print_error("row %zu: got resumed %d, want %d\n", i, reused, rows[i].want);
+			failed++;
+		}
+		SSL_SESSION_free(x);
+		SSL_SESSION_free(first);
+		SSL_CTX_free(cctx);
+		tls_ctx_free(sctx);
+	}
+	assert_int_equal(failed, 0);
+}
+
 /* The client context: TLS 1.2+, the verification result reported, not enforced. */
 static void
 test_client(void **state)
@@ -488,6 +560,7 @@ main(void)
 		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_policy),
 		cmocka_unit_test(test_resumption),
+		cmocka_unit_test(test_ticket_rotation),
 		cmocka_unit_test(test_client),
 		cmocka_unit_test(test_texts),
 	};
