@@ -20,7 +20,9 @@
  * Output (one line, key=value): sessions=N ok=N failed=N resumed=N
  * seconds=S rate=R (ok sessions per second) plus client CPU seconds.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>

@@ -2,9 +2,11 @@
  * smtpd.c - the inbound SMTP server: listeners, session limits, the
  *           per-client table, the disk-space guard, reload and shutdown
  *
- * Owns:     struct smtpd: the listening sockets, every session (through
+ * Owns:     struct smtpd: the listening sockets (smtp_listen, and
+ *           smtps_listen when TLS is on), every session (through
  *           smtpd_sess.c), the pending commit handles, the per-client-IP
- *           counts, the cached greeting and EHLO replies.
+ *           counts, the cached greeting and EHLO replies, and one reference
+ *           to the TLS server context (smtpd_set_tls).
  * Lifetime: smtpd_new() to smtpd_free(). The configuration is borrowed and
  *           replaced whole by smtpd_set_config(); sessions always read the
  *           current one through srv->cfg and keep no pointer into it.
