@@ -51,6 +51,13 @@ class Mtad:
 
     def __init__(self, tmp, conf=None, env=None, write_conf=True):
         self.tmp = str(tmp)
+        # mtad drops to mail_owner (nobody) after binding; like a real
+        # installation, let it traverse to its files so that SIGHUP can
+        # re-read the configuration (pytest makes its temp dirs 0700).
+        d = self.tmp
+        while d not in ("/", "/tmp") and os.path.isdir(d):
+            os.chmod(d, os.stat(d).st_mode | 0o711)
+            d = os.path.dirname(d)
         self.data_dir = os.path.join(self.tmp, "data")
         self.log_dir = os.path.join(self.tmp, "logs")
         os.makedirs(self.log_dir, exist_ok=True)
@@ -89,6 +96,7 @@ class Mtad:
         with open(self.conf_path, "w") as f:
             for k, v in self.conf.items():
                 f.write("%s = %s\n" % (k, v))
+        os.chmod(self.conf_path, 0o644)
 
     def run_check(self, *args):
         """mtad -c CONF -t ...: returns CompletedProcess."""
