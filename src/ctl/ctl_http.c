@@ -246,6 +246,8 @@ ctl_http_tls_start(struct ctl_http_conn *k)
 		return -1;
 	}
 	SSL_set_verify(k->ssl, SSL_VERIFY_NONE, NULL);
+	/* OpenSSL 3 reports a close without close_notify (evhttp's) as an error */
+	SSL_set_options(k->ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
 	while ((r = SSL_connect(k->ssl)) != 1)
 		if (ctl_http_tls_wait(k, r) < 0)
 			return -1;

@@ -278,3 +278,14 @@ def test_tls_sessions_metric(mtad_factory, tmp_path):
                        capture_output=True, text=True, timeout=20)
     got = re.search(r"^mta_tls_sessions_total (\d+)", p.stdout, re.M)
     assert got and int(got.group(1)) >= 2, p.stdout[:2000]
+
+
+
+def test_mtactl_with_tls_on(mtad_factory, tmp_path):
+    """The operator's tool still works when the API is HTTPS-only."""
+    from conftest import BIN_DIR
+    m = tls_mtad(mtad_factory, tmp_path)
+    for args in (["stats"], ["mailq"]):
+        p = subprocess.run([os.path.join(BIN_DIR, "mtactl"), "-c", m.conf_path, *args],
+                           env=m.env, capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, (args, p.stdout, p.stderr)
