@@ -17,7 +17,7 @@ Postfix's smtp-sink:
         msgs = nh.wait_for(1, timeout=10)      # polls with a deadline
         msgs[0].sender, msgs[0].rcpts, msgs[0].data   # data: bytes, CRLF, un-dot-stuffed
 
-Command names for the rules: CONNECT (the greeting), EHLO, HELO, MAIL, RCPT,
+Command names for the rules: CONNECT (the greeting), EHLO, HELO, STARTTLS, MAIL, RCPT,
 DATA (the reply to the DATA command), DATAEND (the reply after "."), RSET,
 NOOP, QUIT. A rule may be limited to one recipient (RCPT and DATAEND: the
 DATAEND rule applies when that recipient was accepted in the transaction) and
@@ -174,6 +174,8 @@ class _Session:
     def cmd_STARTTLS(self, arg):
         if self.nh.tls_context is None or self.tls:
             self.send("502 5.5.1 STARTTLS not available")
+            return
+        if self.apply("STARTTLS"):
             return
         try:
             self.sock.sendall(b"220 2.0.0 Ready to start TLS\r\n" + self.nh.starttls_inject)

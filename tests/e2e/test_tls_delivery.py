@@ -141,3 +141,26 @@ def test_encrypt_delivers_over_tls(mtad_factory, tmp_path):
         _send(m)
         assert nh.wait_for(1, timeout=20)[0].tls
         assert wait_until(lambda: "status=sent" in m.maillog(), 10)
+
+
+def test_starttls_refused_goes_on_in_the_clear(mtad_factory, tmp_path):
+    ca = CertAuthority(tmp_path / "ca")
+    with NextHop("127.0.0.1", tls_context=_server_ctx(ca, tmp_path / "nh")) as nh:
+        nh.reply_at("STARTTLS", "454 4.7.0 TLS not available due to local problem")
+        m = mtad_factory(conf={"smart_relay": _relay(nh)})
+        _send(m)
+        msg = nh.wait_for(1, timeout=20)[0]
+        assert not msg.tls
+        assert wait_until(lambda: "refused to start TLS: 454 4.7.0" in m.maillog(), 10)
+
+
+def test_encrypt_defers_when_starttls_refused(mtad_factory, tmp_path):
+    ca = CertAuthority(tmp_path / "ca")
+    with NextHop("127.0.0.1", tls_context=_server_ctx(ca, tmp_path / "nh")) as nh:
+        nh.reply_at("STARTTLS", "454 4.7.0 TLS not available due to local problem")
+        m = mtad_factory(conf={"smart_relay": _relay(nh), "smart_relay_tls": "encrypt"})
+        _send(m)
+        assert wait_until(lambda: "status=deferred" in m.maillog(), 20, what="deferral")
+        assert "TLS is required, but host 127.0.0.1[127.0.0.1]:%d refused to start TLS" \
+            % nh.port in m.maillog()
+        assert "MAIL" not in nh.verbs() and nh.messages == []
