@@ -182,14 +182,14 @@ wait_port "$MTAD_PORT"
 # cpu_ticks PID... - utime+stime of the processes and their children, plus what
 # each of the given processes has reaped (cutime+cstime)
 cpu_ticks() {
-	local total=0 p kids
+	local total=0 p k v kids
 	for p in "$@"; do
-		[ -r "/proc/$p/stat" ] || continue
-		total=$((total + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12+$13+$14+$15}')))
+		v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12+$13+$14+$15}')
+		total=$((total + ${v:-0}))
 		kids=$(ps -o pid= --ppid "$p" 2>/dev/null || true)
-		for k in $kids; do
-			[ -r "/proc/$k/stat" ] || continue
-			total=$((total + $(sed 's/.*) //' "/proc/$k/stat" | awk '{print $12+$13}')))
+		for k in $kids; do     # a child may exit meanwhile: then it counts as 0
+			v=$(sed 's/.*) //' "/proc/$k/stat" 2>/dev/null | awk '{print $12+$13}')
+			total=$((total + ${v:-0}))
 		done
 	done
 	echo "$total"

@@ -132,9 +132,9 @@ tkey_use(const struct tls_tkey *k, unsigned char *iv, EVP_CIPHER_CTX *cctx,
 
 /*
  * ticket_cb - OpenSSL's ticket key callback: enc = 1 for a new ticket (1,
- * or -1 on failure); enc = 0 to open one: 1 with the current key, 2 with
- * the previous one (OpenSSL then issues a fresh ticket), 0 = unknown key
- * (a full handshake follows).
+ * or -1 on failure); enc = 0 to open one: 1 with the current key (2 for
+ * TLS 1.3, see below), 2 with the previous one (OpenSSL then issues a
+ * fresh ticket), 0 = unknown key (a full handshake follows).
  */
 static int
 ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx,
@@ -161,8 +161,14 @@ ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *c
 		memcpy(name, t->cur.name, sizeof(t->cur.name));
 		return tkey_use(&t->cur, iv, cctx, hctx, 1) == 0 ? 1 : -1;
 	}
+	/*
+	 * TLS 1.3 tickets are for one use (RFC 8446 §C.4): asking for a
+	 * renewal (2) makes OpenSSL send a fresh ticket after every resumed
+	 * handshake, so a client that comes back again resumes again.
+	 */
 	if (memcmp(name, t->cur.name, sizeof(t->cur.name)) == 0)
-		return tkey_use(&t->cur, iv, cctx, hctx, 0) == 0 ? 1 : 0;
+		return tkey_use(&t->cur, iv, cctx, hctx, 0) == 0 ?
+		    (SSL_version(ssl) >= TLS1_3_VERSION ? 2 : 1) : 0;
 	if (t->have_prev && memcmp(name, t->prev.name, sizeof(t->prev.name)) == 0)
 		return tkey_use(&t->prev, iv, cctx, hctx, 0) == 0 ? 2 : 0;
 	return 0;
