@@ -58,10 +58,17 @@ test-unit: all units asan
 	@sh tests/run_units.sh build/tests build/asan/tests
 
 # Black-box tests: the real daemon on loopback, release build then ASan build.
+# Tests use their own ports and directories, so they run 4 at a time (xdist).
+PYTEST = $(PYTHON) -m pytest -q -p no:cacheprovider -n 4
 test-e2e: all asan
-	$(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
+	@[ -d tests/browser/node_modules/playwright-core ] || ! command -v npm >/dev/null || \
+	    (cd tests/browser && npm ci --no-audit --no-fund)
+	$(PYTEST) tests/e2e
+	MTAD_BIN=build/asan/mtad $(PYTEST) tests/e2e
 
 test: deps
+	$(MAKE) -j2 all units
+	$(MAKE) -j2 asan
 	$(MAKE) test-unit
 	$(MAKE) test-e2e
 
