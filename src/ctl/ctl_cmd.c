@@ -18,10 +18,12 @@
  * Both sources are turned into one JSON shape, the API's message detail
  * ({"id", "sender", "arrival", "size", "state", "held", "recipients":
  * [{"address", "state", "attempts", "next_try", "last_reply", "dsn"}], ...}),
- * and everything is printed from that.
+ * and everything is printed from that: a message read from data_dir goes
+ * through the API's own encoder, http_msg_detail() (src/http/http.h).
  */
 #include "ctl/ctl.h"
 #include "ctl/ctl_int.h"
+#include "http/http.h"
 #include "lib/util.h"
 #include "mail/config.h"
 #include "queue/queue.h"
@@ -214,12 +216,6 @@ ctl_id_norm(const char *in, char *out, size_t size)
 
 /* --- the common message shape ---------------------------------------------- */
 
-static json_t *
-ctl_str(const char *s)
-{
-	return s != NULL ? json_string(s) : json_null();
-}
-
 /* ctl_jset - set key to a new value; -1 when val is NULL or the set fails */
 static int
 ctl_jset(json_t *o, const char *key, json_t *val)
@@ -227,83 +223,6 @@ ctl_jset(json_t *o, const char *key, json_t *val)
 	if (val == NULL)
 		return -1;
 	return json_object_set_new(o, key, val);
-}
-
-static const char *
-ctl_rcpt_state(const struct queue_rcpt *r)
-{
-	switch (r->state) {
-	case QUEUE_RCPT_DELIVERED: return "delivered";
-	case QUEUE_RCPT_BOUNCED:   return "bounced";
-	default:                   return r->attempts > 0 ? "deferred" : "pending";
-	}
-}
-
-/* ctl_msg_detail - a message read from data_dir in the API's detail shape */
-static json_t *
-ctl_msg_detail(const struct queue_msg *m)
-{
-	json_t *o = json_object(), *rc, *client, *flags;
-	const char *state = "active";
-	size_t pending = 0;
-	unsigned attempts = 0;
-
-	if (o == NULL)
-		return NULL;
-	for (size_t i = 0; i < m->nrcpt; i++) {
-		if (m->rcpt[i].attempts > attempts)
-			attempts = m->rcpt[i].attempts;
-		if (m->rcpt[i].state != QUEUE_RCPT_PENDING)
-			continue;
-		pending++;
-		if (m->rcpt[i].attempts > 0)
-			state = "deferred";
-	}
-	if (m->held)
-		state = "held";
-	if (ctl_jset(o, "id", json_string(m->id)) < 0 ||
-	    ctl_jset(o, "sender", json_string(m->sender != NULL ? m->sender : "")) < 0 ||
-	    ctl_jset(o, "nrcpt", json_integer((json_int_t)m->nrcpt)) < 0 ||
-	    ctl_jset(o, "pending", json_integer((json_int_t)pending)) < 0 ||
-	    ctl_jset(o, "arrival", m->arrival_us ?
-	    json_integer((json_int_t)(m->arrival_us / 1000000)) : json_null()) < 0 ||
-	    ctl_jset(o, "size", json_integer((json_int_t)m->size)) < 0 ||
-	    ctl_jset(o, "state", json_string(state)) < 0 ||
-	    ctl_jset(o, "held", json_boolean(m->held)) < 0 ||
-	    ctl_jset(o, "attempts", json_integer(attempts)) < 0)
-		goto fail;
-	if ((client = json_object()) == NULL || ctl_jset(o, "client", client) < 0 ||
-	    ctl_jset(client, "addr", ctl_str(m->client_addr)) < 0 ||
-	    ctl_jset(client, "name", ctl_str(m->client_name)) < 0 ||
-	    ctl_jset(client, "helo", ctl_str(m->helo)) < 0)
-		goto fail;
-	if ((flags = json_array()) == NULL || ctl_jset(o, "flags", flags) < 0 ||
-	    ((m->flags & QUEUE_F_8BITMIME) && json_array_append_new(flags, json_string("8BITMIME")) < 0) ||
-	    ((m->flags & QUEUE_F_SMTPUTF8) && json_array_append_new(flags, json_string("SMTPUTF8")) < 0) ||
-	    ((m->flags & QUEUE_F_BOUNCE) && json_array_append_new(flags, json_string("BOUNCE")) < 0) ||
-	    ((m->flags & QUEUE_F_CC) && json_array_append_new(flags, json_string("CC_PENDING")) < 0))
-		goto fail;
-	if ((rc = json_array()) == NULL || ctl_jset(o, "recipients", rc) < 0)
-		goto fail;
-	for (size_t i = 0; i < m->nrcpt; i++) {
-		const struct queue_rcpt *r = &m->rcpt[i];
-		json_t *x = json_object();
-
-		if (x == NULL || json_array_append_new(rc, x) < 0 ||
-		    ctl_jset(x, "address", json_string(r->addr)) < 0 ||
-		    ctl_jset(x, "state", json_string(ctl_rcpt_state(r))) < 0 ||
-		    ctl_jset(x, "attempts", json_integer(r->attempts)) < 0 ||
-		    ctl_jset(x, "next_try", r->state == QUEUE_RCPT_PENDING && r->next_try_us ?
-		    json_integer((json_int_t)(r->next_try_us / 1000000)) : json_null()) < 0 ||
-		    ctl_jset(x, "last_reply", ctl_str(r->last_reply)) < 0 ||
-		    ctl_jset(x, "dsn", r->dsn[0] ? json_stringn(r->dsn,
-		    strnlen(r->dsn, sizeof(r->dsn))) : json_null()) < 0)
-			goto fail;
-	}
-	return o;
-fail:
-	json_decref(o);
-	return NULL;
 }
 
 /*
@@ -513,7 +432,7 @@ static void
 ctl_direct_cb(void *arg, struct queue_msg *m)
 {
 	struct ctl_mailq *q = arg;
-	json_t *j = ctl_msg_detail(m);
+	json_t *j = http_msg_detail(m, util_now_us());
 
 	if (j == NULL) {
 		ctl_err(q->c, "out of memory");
@@ -858,7 +777,7 @@ ctl_cmd_show(struct ctl *c, const char *arg)
 			}
 			return ctl_direct_error(c, errno, err);
 		}
-		m = ctl_msg_detail(&qm);
+		m = http_msg_detail(&qm, util_now_us());
 		ctl_queue_msg_free(&qm);
 		if (m == NULL || (!c->body && ctl_jset(m, "headers", ctl_file_headers(c, id)) < 0)) {
 			json_decref(m);

@@ -17,6 +17,7 @@
  * (sched_retry, sched_hold, sched_delete), which knows whether a delivery
  * is running for the message.
  */
+#include "http/http.h"
 #include "http/http_int.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -215,73 +216,6 @@ http_api_metrics(struct http *h, struct evhttp_request *req, const char *path,
 
 /* --- message JSON ----------------------------------------------------------- */
 
-/* http_time_or_null - microseconds to Unix seconds; 0 (unset) to null */
-static json_t *
-http_time_or_null(uint64_t us)
-{
-	return us == 0 ? json_null() : json_integer((json_int_t)(us / 1000000));
-}
-
-/* http_rcpt_state - a recipient's state as the API names it */
-static const char *
-http_rcpt_state(const struct queue_rcpt *r)
-{
-	switch (r->state) {
-	case QUEUE_RCPT_DELIVERED: return "delivered";
-	case QUEUE_RCPT_BOUNCED:   return "bounced";
-	default:                   return r->attempts > 0 ? "deferred" : "pending";
-	}
-}
-
-/* http_msg_summary - one row of /api/queue: envelope only, no file access */
-static json_t *
-http_msg_summary(const struct queue_msg *m, uint64_t now)
-{
-	json_t *o = json_object(), *rc;
-	unsigned attempts = 0;
-	uint64_t next = 0;
-	const char *reply = NULL;
-	size_t pending = 0;
-
-	if (o == NULL)
-		return NULL;
-	for (size_t i = 0; i < m->nrcpt; i++) {
-		const struct queue_rcpt *r = &m->rcpt[i];
-		if (r->attempts > attempts)
-			attempts = r->attempts;
-		if (r->state != QUEUE_RCPT_PENDING)
-			continue;
-		pending++;
-		if (r->next_try_us != 0 && (next == 0 || r->next_try_us < next))
-			next = r->next_try_us;
-		if (reply == NULL && r->last_reply != NULL)
-			reply = r->last_reply;
-	}
-	if ((rc = json_array()) == NULL || http_json_set(o, "recipients", rc) < 0)
-		goto fail;
-	for (size_t i = 0; i < m->nrcpt && i < HTTP_LIST_RCPTS; i++)
-		if (json_array_append_new(rc, http_json_str(m->rcpt[i].addr)) < 0)
-			goto fail;
-	if (http_json_set(o, "id", http_json_str(m->id)) < 0 ||
-	    http_json_set(o, "sender", http_json_str(m->sender != NULL ? m->sender : "")) < 0 ||
-	    http_json_set(o, "nrcpt", json_integer((json_int_t)m->nrcpt)) < 0 ||
-	    http_json_set(o, "pending", json_integer((json_int_t)pending)) < 0 ||
-	    http_json_set(o, "arrival", http_time_or_null(m->arrival_us)) < 0 ||
-	    http_json_set(o, "age", json_integer((json_int_t)(now > m->arrival_us ?
-	    (now - m->arrival_us) / 1000000 : 0))) < 0 ||
-	    http_json_set(o, "size", json_integer((json_int_t)m->size)) < 0 ||
-	    http_json_set(o, "state", json_string(http_state_name(http_msg_state(m)))) < 0 ||
-	    http_json_set(o, "held", json_boolean(m->held)) < 0 ||
-	    http_json_set(o, "attempts", json_integer(attempts)) < 0 ||
-	    http_json_set(o, "next_try", http_time_or_null(next)) < 0 ||
-	    http_json_set(o, "last_reply", http_json_str(reply)) < 0)
-		goto fail;
-	return o;
-fail:
-	json_decref(o);
-	return NULL;
-}
-
 /*
  * http_msg_headers - the header section of m, read through the queue reader
  * (at most HTTP_MAX_DETAIL_HEAD bytes), into o (see http_headers_json()).
@@ -317,48 +251,19 @@ http_msg_headers(struct http *h, const struct queue_msg *m, json_t *o)
 	return rc;
 }
 
-/* http_msg_detail - the body of /api/queue/ID: the row, client, flags, recipients, headers */
+/* http_msg_full - the body of /api/queue/ID: http_msg_detail() and the headers */
 static json_t *
-http_msg_detail(struct http *h, const struct queue_msg *m)
+http_msg_full(struct http *h, const struct queue_msg *m)
 {
-	uint64_t now = util_now_us();
-	json_t *o = http_msg_summary(m, now), *rc, *client, *flags;
+	json_t *o = http_msg_detail(m, util_now_us());
 
 	if (o == NULL)
 		return NULL;
-	if ((client = json_object()) == NULL || http_json_set(o, "client", client) < 0 ||
-	    http_json_set(client, "addr", http_json_str(m->client_addr)) < 0 ||
-	    http_json_set(client, "name", http_json_str(m->client_name)) < 0 ||
-	    http_json_set(client, "helo", http_json_str(m->helo)) < 0)
-		goto fail;
-	if ((flags = json_array()) == NULL || http_json_set(o, "flags", flags) < 0 ||
-	    ((m->flags & QUEUE_F_8BITMIME) && json_array_append_new(flags, json_string("8BITMIME")) < 0) ||
-	    ((m->flags & QUEUE_F_SMTPUTF8) && json_array_append_new(flags, json_string("SMTPUTF8")) < 0) ||
-	    ((m->flags & QUEUE_F_BOUNCE) && json_array_append_new(flags, json_string("BOUNCE")) < 0) ||
-	    ((m->flags & QUEUE_F_CC) && json_array_append_new(flags, json_string("CC_PENDING")) < 0))
-		goto fail;
-	if ((rc = json_array()) == NULL || http_json_set(o, "recipients", rc) < 0)
-		goto fail;
-	for (size_t i = 0; i < m->nrcpt; i++) {
-		const struct queue_rcpt *r = &m->rcpt[i];
-		json_t *x = json_object();
-		if (x == NULL || json_array_append_new(rc, x) < 0 ||
-		    http_json_set(x, "address", http_json_str(r->addr)) < 0 ||
-		    http_json_set(x, "state", json_string(http_rcpt_state(r))) < 0 ||
-		    http_json_set(x, "attempts", json_integer(r->attempts)) < 0 ||
-		    http_json_set(x, "next_try", r->state == QUEUE_RCPT_PENDING ?
-		    http_time_or_null(r->next_try_us) : json_null()) < 0 ||
-		    http_json_set(x, "last_reply", http_json_str(r->last_reply)) < 0 ||
-		    http_json_set(x, "dsn", r->dsn[0] ? http_json_strn(r->dsn,
-		    strnlen(r->dsn, sizeof(r->dsn))) : json_null()) < 0)
-			goto fail;
+	if (http_msg_headers(h, m, o) < 0) {
+		json_decref(o);
+		return NULL;
 	}
-	if (http_msg_headers(h, m, o) < 0)
-		goto fail;
 	return o;
-fail:
-	json_decref(o);
-	return NULL;
 }
 
 /* --- the actions ------------------------------------------------------------- */
@@ -482,7 +387,7 @@ http_api_message(struct http *h, struct evhttp_request *req, const char *path,
 				http_error(req, 404, "no such message");
 				return;
 			}
-			http_reply_json(req, 200, http_msg_detail(h, m));
+			http_reply_json(req, 200, http_msg_full(h, m));
 			return;
 		} else {
 			evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
