@@ -403,7 +403,8 @@ queue_remove(struct queue *q, struct queue_msg *m)
 	struct queue_ent *e = QUEUE_ENT(m);
 	int rc = 0;
 
-	if (unlinkat(q->qdirfd, m->id, 0) < 0 && errno != ENOENT) {
+	if (queue_unlink_later(q, m->id) < 0 &&
+	    unlinkat(q->qdirfd, m->id, 0) < 0 && errno != ENOENT) {
 		log_warn("%s: cannot remove queue file", m->id);
 		rc = -1;
 	}

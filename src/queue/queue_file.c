@@ -291,6 +291,18 @@ queue_spare_main(void *arg)
 		uint64_t key;
 		int fd;
 
+		if (q->unlink_n > 0) {
+			char id[QUEUE_ID_SIZE];
+
+			queue_id_format(q->unlink_key[q->unlink_head], id);
+			q->unlink_head = (q->unlink_head + 1) % QUEUE_UNLINK_MAX;
+			q->unlink_n--;
+			pthread_mutex_unlock(&q->mu);
+			if (unlinkat(q->qdirfd, id, 0) < 0 && errno != ENOENT)
+				log_warn("%s: cannot remove queue file", id);
+			pthread_mutex_lock(&q->mu);
+			continue;
+		}
 		if (q->spare_n == QUEUE_SPARE_MAX) {
 			pthread_cond_wait(&q->spare_cv, &q->mu);
 			continue;
@@ -318,6 +330,30 @@ queue_spare_main(void *arg)
 	}
 	pthread_mutex_unlock(&q->mu);
 	return NULL;
+}
+
+/*
+ * queue_unlink_later - the file of a message that has left the queue is
+ * unlinked by the spare thread, off the loop. A crash before it happens
+ * leaves the file, and the message is delivered again after the restart
+ * (the rare duplicate SPEC §5 allows). -1 when there is no thread or the
+ * ring is full: the caller unlinks at once.
+ */
+int
+queue_unlink_later(struct queue *q, const char *id)
+{
+	int rc = -1;
+
+	pthread_mutex_lock(&q->mu);
+	if (q->spare_started == 1 && !q->stop && q->unlink_n < QUEUE_UNLINK_MAX) {
+		q->unlink_key[(q->unlink_head + q->unlink_n) % QUEUE_UNLINK_MAX] =
+		    queue_id_key(id);
+		q->unlink_n++;
+		pthread_cond_signal(&q->spare_cv);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&q->mu);
+	return rc;
 }
 
 /* queue_spare_start - start the spare-file thread (after recovery: at the first create) */
@@ -770,6 +806,15 @@ queue_worker_stop(struct queue *q)
 	if (q->spare_started == 1) {
 		pthread_join(q->spare_thread, NULL);
 		q->spare_started = 0;
+	}
+	/* removals the spare thread did not get to */
+	for (; q->unlink_n > 0; q->unlink_n--) {
+		char id[QUEUE_ID_SIZE];
+
+		queue_id_format(q->unlink_key[q->unlink_head], id);
+		if (unlinkat(q->qdirfd, id, 0) < 0 && errno != ENOENT)
+			log_warn("%s: cannot remove queue file", id);
+		q->unlink_head = (q->unlink_head + 1) % QUEUE_UNLINK_MAX;
 	}
 	/* unused spares: nobody will write them */
 	for (; q->spare_n > 0; q->spare_n--) {

@@ -53,6 +53,7 @@ struct queue_file {
 
 #define QUEUE_WBUF_SIZE (16 * 1024)
 #define QUEUE_SPARE_MAX 64
+#define QUEUE_UNLINK_MAX 4096
 
 struct queue {
 	struct event_base *base;
@@ -89,6 +90,10 @@ struct queue {
 	struct queue_spare { int fd; uint64_t key; } spare[QUEUE_SPARE_MAX];
 	size_t spare_head, spare_n;  /* ring */
 	uint64_t spare_floor;        /* first key the spare thread may use */
+	/* files of delivered messages: unlinked by the spare thread, because an
+	 * unlink on ext4 can wait behind a journal commit just as a create can */
+	uint64_t unlink_key[QUEUE_UNLINK_MAX];
+	size_t unlink_head, unlink_n; /* ring */
 	int efd;                     /* eventfd: worker -> loop */
 	struct event *ev_done;
 	int closing;
@@ -107,5 +112,7 @@ uint64_t queue_next_key(struct queue *q);
 int queue_worker_start(struct queue *q, char *err, size_t errlen);
 void queue_worker_stop(struct queue *q);
 void queue_worker_done(struct queue *q, int run_listener);
+/* queue_unlink_later - hand queue/ID to the spare thread for unlinking; -1: do it yourself */
+int queue_unlink_later(struct queue *q, const char *id);
 
 #endif
