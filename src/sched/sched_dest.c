@@ -120,12 +120,19 @@ conn_free(struct sched_conn *cn)
 		sched_check_done(s);
 }
 
-/* conn_quit - polite close: QUIT, then smtpc frees itself */
+/*
+ * conn_quit - polite close: QUIT, then smtpc frees itself. While stopping,
+ * close at once instead: the loop ends as soon as the scheduler is idle, and
+ * a connection still waiting for its 221 then would be left behind.
+ */
 static void
 conn_quit(struct sched_conn *cn)
 {
 	if (cn->c != NULL) {
-		smtpc_quit(cn->c);
+		if (cn->d->s->stopping)
+			cn->c = smtpc_free(cn->c);
+		else
+			smtpc_quit(cn->c);
 		cn->c = NULL;
 	}
 	conn_free(cn);
