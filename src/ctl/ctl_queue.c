@@ -11,14 +11,15 @@
  * Context:  the mtactl process. Nothing here writes to data_dir: only the
  *           daemon changes the queue.
  *
- * The file format is the queue's own (src/queue/queue_rec.h, docs/queue.md):
- * its resumable parser checks every file, so a half-written or damaged file
- * is never shown as a message.
+ * The files are read through the queue's own tool interface
+ * (src/queue/queue_tool.h; the format is in docs/queue.md): its parser
+ * checks every file, so a half-written or damaged file is never shown as a
+ * message, and its reader streams the content as it would be delivered.
  */
 #include "ctl/ctl_int.h"
 #include "lib/util.h"
 #include "queue/queue.h"
-#include "queue/queue_rec.h"
+#include "queue/queue_tool.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -70,52 +71,27 @@ ctl_queue_msg_free(struct queue_msg *m)
 }
 
 /*
- * ctl_queue_parse_fd - run the queue's parser over the whole file.
- * Returns the verdict; on OK the message (with id) is in *m and the
- * locations in *loc.
+ * ctl_queue_parse_fd - the queue's verdict on one file. On OK the message
+ * (with id) is in *m and, if loc is not NULL, its locations in *loc; a file
+ * that cannot be read counts as corrupt, with the reason.
  */
 static enum queue_parse_status
-ctl_queue_parse_fd(int fd, const char *id, unsigned char *buf, struct queue_parse *p,
-    struct queue_msg *m, struct queue_loc *loc, const char **reason)
+ctl_queue_parse_fd(int fd, const char *id, struct queue_msg *m, struct queue_loc *loc,
+    const char **reason)
 {
-	enum queue_parse_status st;
-	ssize_t n;
+	struct queue_parse_result res;
 
-	queue_parse_init(p);
-	for (;;) {
-		n = read(fd, buf, CTL_QUEUE_BUF);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		if (queue_parse_feed(p, buf, (size_t)n) < 0)
-			break;
-	}
-	if (n < 0) {
+	if (queue_parse_fd(fd, m, &res) < 0) {
 		*reason = strerror(errno);
-		queue_parse_free(p);
 		return QUEUE_PARSE_CORRUPT;
 	}
-	st = queue_parse_finish(p);
-	*reason = p->reason != NULL ? p->reason : "unreadable";
-	if (st == QUEUE_PARSE_OK) {
+	*reason = res.reason != NULL ? res.reason : "unreadable";
+	if (res.status == QUEUE_PARSE_OK) {
 		if (loc != NULL)
-			*loc = p->loc;
-		queue_parse_take(p, m);
+			*loc = res.loc;
 		util_strlcpy(m->id, id, sizeof(m->id));
 	}
-	queue_parse_free(p);
-	return st;
-}
-
-/* ctl_queue_pending - some recipient still waits (the daemon removes finished files) */
-static int
-ctl_queue_pending(const struct queue_msg *m)
-{
-	for (size_t i = 0; i < m->nrcpt; i++)
-		if (m->rcpt[i].state == QUEUE_RCPT_PENDING)
-			return 1;
-	return 0;
+	return res.status;
 }
 
 static int
@@ -146,8 +122,6 @@ int
 ctl_queue_scan(const char *data_dir, void (*cb)(void *arg, struct queue_msg *m),
     void *arg, char *err, size_t errlen)
 {
-	struct queue_parse *p = NULL;
-	unsigned char *buf = NULL;
 	char **names = NULL;
 	size_t n = 0, cap = 0;
 	struct dirent *de;
@@ -188,8 +162,6 @@ ctl_queue_scan(const char *data_dir, void (*cb)(void *arg, struct queue_msg *m),
 	}
 	if (n > 1)
 		qsort(names, n, sizeof(*names), ctl_queue_name_cmp);
-	if ((p = malloc(sizeof(*p))) == NULL || (buf = malloc(CTL_QUEUE_BUF)) == NULL)
-		goto nomem;
 	for (size_t i = 0; i < n; i++) {
 		struct queue_msg m;
 		const char *why;
@@ -203,8 +175,7 @@ ctl_queue_scan(const char *data_dir, void (*cb)(void *arg, struct queue_msg *m),
 			    strerror(errno));
 			goto done;
 		}
-		memset(&m, 0, sizeof(m));
-		st = ctl_queue_parse_fd(fd, names[i], buf, p, &m, NULL, &why);
+		st = ctl_queue_parse_fd(fd, names[i], &m, NULL, &why);
 		close(fd);
 		if (st == QUEUE_PARSE_NOMEM)
 			goto nomem;
@@ -215,7 +186,7 @@ ctl_queue_scan(const char *data_dir, void (*cb)(void *arg, struct queue_msg *m),
 		}
 		if (st != QUEUE_PARSE_OK)
 			continue;
-		if (ctl_queue_pending(&m))
+		if (queue_msg_pending(&m))
 			cb(arg, &m);
 		queue_msg_free_fields(&m);
 	}
@@ -229,8 +200,6 @@ done:
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
-	free(buf);
-	free(p);
 	closedir(d);
 	errno = saved;
 	return rc;
@@ -241,8 +210,6 @@ static int
 ctl_queue_open_msg(const char *data_dir, const char *id, struct queue_msg *m,
     struct queue_loc *loc, char *err, size_t errlen)
 {
-	struct queue_parse *p = NULL;
-	unsigned char *buf = NULL;
 	enum queue_parse_status st;
 	const char *why;
 	int dfd, fd = -1, saved;
@@ -269,17 +236,8 @@ ctl_queue_open_msg(const char *data_dir, const char *id, struct queue_msg *m,
 			util_bsnprintf(err, errlen, "%s/queue/%s: %s", data_dir, id, strerror(errno));
 		return -1;
 	}
-	if ((p = malloc(sizeof(*p))) == NULL || (buf = malloc(CTL_QUEUE_BUF)) == NULL) {
-		free(p);
-		close(fd);
-		errno = ENOMEM;
-		util_bsnprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	st = ctl_queue_parse_fd(fd, id, buf, p, m, loc, &why);
-	free(buf);
-	free(p);
-	if (st == QUEUE_PARSE_OK && ctl_queue_pending(m))
+	st = ctl_queue_parse_fd(fd, id, m, loc, &why);
+	if (st == QUEUE_PARSE_OK && queue_msg_pending(m))
 		return fd;
 	close(fd);
 	queue_msg_free_fields(m);
@@ -308,42 +266,21 @@ ctl_queue_load(const char *data_dir, const char *id, struct queue_msg *m,
 	return 0;
 }
 
-/* ctl_queue_copy - write [off, off+len) of fd to out; with hdr_state, stop after the header section */
-static int
-ctl_queue_copy(int fd, uint64_t off, uint64_t len, int (*out)(void *, const void *, size_t),
-    void *arg, int *hdr_state, int *done, unsigned char *buf)
+/*
+ * ctl_queue_head_end - the length of buf up to and including the LF that
+ * ends the header section (the second LF in a row; CRs ignored), 0 if it
+ * does not end in buf. *state carries over between calls: 1 at a line start.
+ */
+static size_t
+ctl_queue_head_end(const unsigned char *buf, size_t len, int *state)
 {
-	while (len > 0 && !*done) {
-		size_t want = len > CTL_QUEUE_BUF ? CTL_QUEUE_BUF : (size_t)len;
-		ssize_t n = pread(fd, buf, want, (off_t)off);
-		size_t use;
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			if (n == 0)
-				errno = EIO;
-			return -1;
-		}
-		use = (size_t)n;
-		if (hdr_state != NULL) {
-			/* states: 0 mid-line, 1 after LF; a second LF (CRs ignored) ends the header */
-			for (size_t i = 0; i < use; i++) {
-				if (buf[i] == '\n') {
-					if (*hdr_state == 1) {
-						use = i + 1;
-						*done = 1;
-						break;
-					}
-					*hdr_state = 1;
-				} else if (buf[i] != '\r')
-					*hdr_state = 0;
-			}
-		}
-		if (out(arg, buf, use) < 0)
-			return -1;
-		off += (uint64_t)n;
-		len -= (uint64_t)n;
+	for (size_t i = 0; i < len; i++) {
+		if (buf[i] == '\n') {
+			if (*state == 1)
+				return i + 1;
+			*state = 1;
+		} else if (buf[i] != '\r')
+			*state = 0;
 	}
 	return 0;
 }
@@ -355,42 +292,37 @@ ctl_queue_content(const char *data_dir, const char *id, int headers_only,
 {
 	struct queue_msg m;
 	struct queue_loc loc;
-	unsigned char *buf = NULL, hdr[QUEUE_REC_HDR];
-	int fd, rc = -1, hstate = 1, done = 0;
-	int *hs = headers_only ? &hstate : NULL;
-	uint64_t off;
+	struct queue_reader *r = NULL;
+	unsigned char *buf = NULL;
+	int fd, rc = -1, hstate = 1;
+	ssize_t n;
 
 	if ((fd = ctl_queue_open_msg(data_dir, id, &m, &loc, err, errlen)) < 0)
 		return -1;
 	queue_msg_free_fields(&m);
-	if ((buf = malloc(CTL_QUEUE_BUF)) == NULL) {
+	if ((buf = malloc(CTL_QUEUE_BUF)) == NULL || (r = queue_reader_fdopen(fd, &loc)) == NULL) {
+		close(fd);
 		errno = ENOMEM;
 		goto fail;
 	}
-	if (loc.prepend_len > 0 && ctl_queue_copy(fd, loc.prepend_off + QUEUE_REC_HDR,
-	    loc.prepend_len, out, arg, hs, &done, buf) < 0)
-		goto fail;
-	/* the 'D' records, one after another from data_off up to the 'P' record */
-	for (off = loc.data_off; off < loc.prepend_off && !done; ) {
-		uint32_t len;
+	while ((n = queue_reader_read(r, buf, CTL_QUEUE_BUF)) > 0) {
+		size_t use = (size_t)n, end = 0;
 
-		if (pread(fd, hdr, sizeof(hdr), (off_t)off) != (ssize_t)sizeof(hdr)) {
-			errno = EIO;
+		if (headers_only && (end = ctl_queue_head_end(buf, use, &hstate)) > 0)
+			use = end;
+		if (out(arg, buf, use) < 0)
 			goto fail;
-		}
-		if (hdr[0] != QUEUE_REC_DATA)
+		if (end > 0)
 			break;
-		len = queue_rec_get32(hdr + 1);
-		if (ctl_queue_copy(fd, off + QUEUE_REC_HDR, len, out, arg, hs, &done, buf) < 0)
-			goto fail;
-		off += QUEUE_REC_HDR + (uint64_t)len;
 	}
+	if (n < 0)
+		goto fail;
 	rc = 0;
 	goto done;
 fail:
 	util_bsnprintf(err, errlen, "%s/queue/%s: %s", data_dir, id, strerror(errno));
 done:
 	free(buf);
-	close(fd);
+	queue_reader_close(r);
 	return rc;
 }

@@ -1,14 +1,18 @@
 /*
- * queue_read.c - stream a queued message as it is delivered: the prepended
- *                headers, then the content records
+ * queue_read.c - read queue files: stream a queued message as it is
+ *                delivered (the prepended headers, then the content
+ *                records), and parse one whole file (queue_parse_fd)
  *
- * Owns:     struct queue_reader and its file descriptor.
- * Lifetime: queue_reader_open() to queue_reader_close(); the message must
- *           stay queued meanwhile (queue_remove() after closing).
+ * Owns:     struct queue_reader and its file descriptor; during
+ *           queue_parse_fd(), the parser and its read buffer.
+ * Lifetime: queue_reader_open() (or _fdopen()) to queue_reader_close(); the
+ *           message must stay queued meanwhile (queue_remove() after closing).
  * Errors:   -1 with errno set (EIO when the file does not have the shape
  *           its index entry says: the file changed under us).
- * Context:  event-loop thread (page-cache reads of a file we just wrote or
- *           recovered; bounded by the caller's buffer size).
+ * Context:  the reader: event-loop thread (page-cache reads of a file we
+ *           just wrote or recovered; bounded by the caller's buffer size).
+ *           queue_parse_fd() reads a whole file: recovery before the loop
+ *           runs, and tools (queue_tool.h).
  */
 #include "queue/queue_int.h"
 #include "queue/queue_rec.h"
@@ -17,7 +21,10 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
+
+#define QUEUE_PARSE_BUF (64 * 1024)     /* read size of queue_parse_fd() */
 
 enum { QR_PREPEND, QR_DATA, QR_EOF };
 
@@ -31,27 +38,49 @@ struct queue_reader {
 	uint32_t rrem;               /* bytes left in the current 'D' record */
 };
 
+/* queue_reader_new - a reader over fd (taken) for content at these offsets; NULL if out of memory */
+static struct queue_reader *
+queue_reader_new(int fd, uint64_t data_off, uint64_t prepend_off, uint32_t prepend_len)
+{
+	struct queue_reader *r;
+
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		return NULL;
+	r->fd = fd;
+	r->phase = QR_PREPEND;
+	r->poff = prepend_off + QUEUE_REC_HDR;
+	r->plen = prepend_len;
+	r->off = data_off;
+	r->end = prepend_off;
+	return r;
+}
+
 /* queue_reader_open - open a queued message for streaming (offsets from its entry) */
 struct queue_reader *
 queue_reader_open(struct queue *q, const struct queue_msg *m)
 {
 	const struct queue_ent *e = (const struct queue_ent *)(const void *)m;
 	struct queue_reader *r;
+	int fd;
 
-	if ((r = calloc(1, sizeof(*r))) == NULL)
+	if ((fd = openat(q->qdirfd, m->id, O_RDONLY | O_CLOEXEC)) < 0)
 		return NULL;
-	if ((r->fd = openat(q->qdirfd, m->id, O_RDONLY | O_CLOEXEC)) < 0) {
-		int saved = errno;
-
-		free(r);
-		errno = saved;
-		return NULL;
+	if ((r = queue_reader_new(fd, e->data_off, e->prepend_off, e->prepend_len)) == NULL) {
+		close(fd);
+		errno = ENOMEM;
 	}
-	r->phase = QR_PREPEND;
-	r->poff = e->prepend_off + QUEUE_REC_HDR;
-	r->plen = e->prepend_len;
-	r->off = e->data_off;
-	r->end = e->prepend_off;
+	return r;
+}
+
+/* queue_reader_fdopen - see queue_tool.h: a reader over a file a tool has parsed */
+struct queue_reader *
+queue_reader_fdopen(int fd, const struct queue_loc *loc)
+{
+	struct queue_reader *r = queue_reader_new(fd, loc->data_off, loc->prepend_off,
+	    loc->prepend_len);
+
+	if (r == NULL)
+		errno = ENOMEM;
 	return r;
 }
 
@@ -146,4 +175,56 @@ queue_reader_close(struct queue_reader *r)
 	close(r->fd);
 	free(r);
 	return NULL;
+}
+
+/* The parser and its read buffer, allocated together for one file. */
+struct queue_parse_job {
+	struct queue_parse p;
+	unsigned char buf[QUEUE_PARSE_BUF];
+};
+
+/*
+ * queue_parse_fd - see queue_tool.h. Reads until the end of the file, or
+ * until the parser knows the file is corrupt.
+ */
+int
+queue_parse_fd(int fd, struct queue_msg *m, struct queue_parse_result *res)
+{
+	struct queue_parse_job *j;
+	ssize_t n = 0;
+
+	memset(m, 0, sizeof(*m));
+	memset(res, 0, sizeof(*res));
+	if ((j = malloc(sizeof(*j))) == NULL) {
+		res->status = QUEUE_PARSE_NOMEM;
+		return 0;
+	}
+	queue_parse_init(&j->p);
+	for (;;) {
+		n = read(fd, j->buf, sizeof(j->buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (queue_parse_feed(&j->p, j->buf, (size_t)n) < 0)
+			break;
+	}
+	if (n < 0) {
+		int saved = errno;
+
+		queue_parse_free(&j->p);
+		free(j);
+		errno = saved;
+		return -1;
+	}
+	res->status = queue_parse_finish(&j->p);
+	res->reason = j->p.reason;
+	res->bad_off = j->p.bad_off;
+	res->length = j->p.off;
+	res->loc = j->p.loc;
+	if (res->status == QUEUE_PARSE_OK)
+		queue_parse_take(&j->p, m);
+	queue_parse_free(&j->p);
+	free(j);
+	return 0;
 }

@@ -136,6 +136,16 @@ queue_msg_free_fields(struct queue_msg *m)
 	m->nrcpt = 0;
 }
 
+/* queue_msg_pending - does any recipient still wait for delivery? */
+int
+queue_msg_pending(const struct queue_msg *m)
+{
+	for (size_t i = 0; i < m->nrcpt; i++)
+		if (m->rcpt[i].state == QUEUE_RCPT_PENDING)
+			return 1;
+	return 0;
+}
+
 /* queue_parse_init - ready to read a file from its first byte */
 void
 queue_parse_init(struct queue_parse *p)

@@ -1,6 +1,7 @@
 /*
  * queue_rec.h - the queue file record format: encoders and the resumable
- *               parser (private to src/queue/, and the fuzz harness)
+ *               parser (private to src/queue/, its tests and the fuzz
+ *               harness; tools read files through queue_tool.h)
  *
  * Owns:     the on-disk format constants; struct queue_parse owns the
  *           strings it collected until they are taken or it is freed.
@@ -40,6 +41,7 @@
 #define MTAD_QUEUE_REC_H
 
 #include "queue/queue.h"
+#include "queue/queue_tool.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -76,21 +78,7 @@
 #define QUEUE_REC_ST_MAXLEN    (QUEUE_REC_HDR + QUEUE_REC_ST_RCPT_MAX)
 #define QUEUE_REC_COLLECT_MAX  4096       /* largest payload the parser keeps */
 
-enum queue_parse_status {
-	QUEUE_PARSE_OK = 0,          /* committed; state applied */
-	QUEUE_PARSE_UNCOMMITTED,     /* no complete end record: never acknowledged */
-	QUEUE_PARSE_CORRUPT,         /* see reason */
-	QUEUE_PARSE_NOMEM,
-};
-
-/* Where things are in the file, for the reader and for truncating a torn tail. */
-struct queue_loc {
-	uint64_t data_off;           /* first 'D' record (or the 'P' record if none) */
-	uint64_t prepend_off;        /* the 'P' record header */
-	uint32_t prepend_len;
-	uint64_t good_len;           /* end of the last good record */
-	int      state_cut;          /* a state record was torn or failed its crc */
-};
+/* enum queue_parse_status and struct queue_loc are in queue_tool.h. */
 
 struct queue_parse {
 	/* position */
@@ -126,9 +114,6 @@ void queue_parse_take(struct queue_parse *p, struct queue_msg *m);
 void queue_parse_free(struct queue_parse *p);
 /* queue_parse_buffer - init p and parse a whole file held in one buffer (tests, fuzzing) */
 enum queue_parse_status queue_parse_buffer(struct queue_parse *p, const void *data, size_t len);
-
-/* queue_msg_free_fields - free the strings and recipients of m (not m) */
-void queue_msg_free_fields(struct queue_msg *m);
 
 /* Encoders. */
 void queue_rec_put32(unsigned char *p, uint32_t v);

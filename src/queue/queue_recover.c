@@ -3,7 +3,7 @@
  *                   into the index, uncommitted files (and incoming/)
  *                   removed, corrupt ones quarantined
  *
- * Owns:     nothing beyond the call (a read buffer and the parser state).
+ * Owns:     nothing beyond the call (queue_parse_fd() reads each file).
  * Lifetime: queue_recover() runs once, before the loop accepts mail.
  * Errors:   a bad file is never fatal: it is logged and removed (if it was
  *           never committed) or moved to <data_dir>/corrupt/. Only a
@@ -13,7 +13,7 @@
  *           read with blocking I/O, which is fine while nothing else runs.
  */
 #include "queue/queue_int.h"
-#include "queue/queue_rec.h"
+#include "queue/queue_tool.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -25,8 +25,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define QUEUE_READ_BUF (64 * 1024)
 
 enum { RECOVER_KEPT, RECOVER_DONE, RECOVER_SKIPPED, RECOVER_NOMEM };
 
@@ -52,16 +50,6 @@ queue_quarantine(struct queue *q, const char *id)
 	log_warn("%s: cannot move corrupt queue file to corrupt/; leaving it", id);
 }
 
-/* queue_pending - does any recipient still wait for delivery? */
-static int
-queue_pending(const struct queue_msg *m)
-{
-	for (size_t i = 0; i < m->nrcpt; i++)
-		if (m->rcpt[i].state == QUEUE_RCPT_PENDING)
-			return 1;
-	return 0;
-}
-
 /* queue_recover_cut - drop a torn or unreadable tail of state records */
 static void
 queue_recover_cut(struct queue *q, const char *id, uint64_t good_len, uint64_t file_len)
@@ -81,82 +69,67 @@ queue_recover_cut(struct queue *q, const char *id, uint64_t good_len, uint64_t f
 
 /* queue_recover_one - parse one file and act on the verdict */
 static int
-queue_recover_one(struct queue *q, uint64_t key, struct queue_parse *p,
-    unsigned char *buf, void (*cb)(void *, struct queue_msg *), void *arg)
+queue_recover_one(struct queue *q, uint64_t key, void (*cb)(void *, struct queue_msg *),
+    void *arg)
 {
 	char id[QUEUE_ID_SIZE];
+	struct queue_parse_result res;
+	struct queue_msg m;
 	struct queue_ent *e;
-	enum queue_parse_status st;
 	int fd;
-	ssize_t n;
 
 	queue_id_format(key, id);
 	if ((fd = openat(q->qdirfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
 		log_warn("%s: cannot open queue file", id);
 		return RECOVER_SKIPPED;
 	}
-	queue_parse_init(p);
-	for (;;) {
-		n = read(fd, buf, QUEUE_READ_BUF);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		if (queue_parse_feed(p, buf, (size_t)n) < 0)
-			break;
-	}
-	if (n < 0) {
+	if (queue_parse_fd(fd, &m, &res) < 0) {
 		log_warn("%s: cannot read queue file; leaving it", id);
 		close(fd);
-		queue_parse_free(p);
 		return RECOVER_SKIPPED;
 	}
 	close(fd);
-	st = queue_parse_finish(p);
-	switch (st) {
+	switch (res.status) {
 	case QUEUE_PARSE_NOMEM:
-		queue_parse_free(p);
 		errno = ENOMEM;
 		return RECOVER_NOMEM;
 	case QUEUE_PARSE_UNCOMMITTED:
-		if (p->off > 0)
+		if (res.length > 0)
 			log_info("%s: removing uncommitted queue file (%llu bytes)", id,
-			    (unsigned long long)p->off);
+			    (unsigned long long)res.length);
 		else
 			log_trace(TRACE_QUEUE, "%s: removing empty queue file", id);
 		if (unlinkat(q->qdirfd, id, 0) < 0)
 			log_warn("%s: cannot remove uncommitted queue file", id);
-		queue_parse_free(p);
 		return RECOVER_DONE;
 	case QUEUE_PARSE_CORRUPT:
 		log_warnx("%s: corrupt queue file: %s at offset %llu", id,
-		    p->reason != NULL ? p->reason : "?", (unsigned long long)p->bad_off);
+		    res.reason != NULL ? res.reason : "?", (unsigned long long)res.bad_off);
 		queue_quarantine(q, id);
-		queue_parse_free(p);
 		return RECOVER_SKIPPED;
 	case QUEUE_PARSE_OK:
 		break;
 	}
-	if (!queue_pending(&p->msg)) {
+	if (!queue_msg_pending(&m)) {
 		log_trace(TRACE_QUEUE, "%s: every recipient done; removing", id);
 		if (unlinkat(q->qdirfd, id, 0) < 0)
 			log_warn("%s: cannot remove finished queue file", id);
-		queue_parse_free(p);
+		queue_msg_free_fields(&m);
 		return RECOVER_DONE;
 	}
 	if ((e = queue_ent_new()) == NULL) {
-		queue_parse_free(p);
+		queue_msg_free_fields(&m);
 		errno = ENOMEM;
 		return RECOVER_NOMEM;
 	}
-	if (p->loc.state_cut || p->loc.good_len < p->off)
-		queue_recover_cut(q, id, p->loc.good_len, p->off);
-	queue_parse_take(p, &e->m);
+	if (res.loc.state_cut || res.loc.good_len < res.length)
+		queue_recover_cut(q, id, res.loc.good_len, res.length);
+	e->m = m;
 	memcpy(e->m.id, id, QUEUE_ID_SIZE);
 	e->key = key;
-	e->data_off = p->loc.data_off;
-	e->prepend_off = p->loc.prepend_off;
-	e->prepend_len = p->loc.prepend_len;
+	e->data_off = res.loc.data_off;
+	e->prepend_off = res.loc.prepend_off;
+	e->prepend_len = res.loc.prepend_len;
 	queue_index_insert(q, e);
 	if (cb != NULL)
 		cb(arg, &e->m);
@@ -284,8 +257,6 @@ queue_recover(struct queue *q, void (*cb)(void *arg, struct queue_msg *m), void 
 {
 	uint64_t *keys = NULL;
 	size_t n = 0, kept = 0, dropped = 0, skipped = 0;
-	struct queue_parse *p = NULL;
-	unsigned char *buf = NULL;
 	int rc = -1;
 
 	queue_recover_incoming(q);
@@ -293,8 +264,6 @@ queue_recover(struct queue *q, void (*cb)(void *arg, struct queue_msg *m), void 
 		log_warn("%s/queue: cannot list the queue", q->data_dir);
 		return -1;
 	}
-	if ((p = malloc(sizeof(*p))) == NULL || (buf = malloc(QUEUE_READ_BUF)) == NULL)
-		goto out;
 	for (size_t i = 0; i < n; i++) {
 		if (keys[i] >= q->spare_floor)
 			continue;       /* a spare made after start (recovery ran late) */
@@ -309,7 +278,7 @@ queue_recover(struct queue *q, void (*cb)(void *arg, struct queue_msg *m), void 
 			if (queue_lookup(q, id) != NULL)
 				continue;       /* already loaded (a second call) */
 		}
-		switch (queue_recover_one(q, keys[i], p, buf, cb, arg)) {
+		switch (queue_recover_one(q, keys[i], cb, arg)) {
 		case RECOVER_KEPT:    kept++; break;
 		case RECOVER_DONE:    dropped++; break;
 		case RECOVER_SKIPPED: skipped++; break;
@@ -321,8 +290,6 @@ queue_recover(struct queue *q, void (*cb)(void *arg, struct queue_msg *m), void 
 		log_info("queue recovered: %zu message(s) kept, %zu file(s) removed, "
 		    "%zu left aside", kept, dropped, skipped);
 out:
-	free(buf);
-	free(p);
 	free(keys);
 	return rc;
 }
