@@ -217,6 +217,7 @@ cidr_list_parse(const char *text, char *err, size_t errlen)
 {
 	struct cidr_list *l;
 	const char *p = text;
+	struct str tok;
 
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
@@ -227,18 +228,10 @@ cidr_list_parse(const char *text, char *err, size_t errlen)
 	}
 	if (p == NULL)
 		return l;
-	for (;;) {
+	while (util_list_next(&p, &tok)) {
 		struct cidr_entry e;
-		const char *start;
 
-		while (*p == ',' || *p == ' ' || *p == '\t')
-			p++;
-		if (*p == '\0')
-			break;
-		start = p;
-		while (*p != '\0' && *p != ',' && *p != ' ' && *p != '\t')
-			p++;
-		if (cidr_parse_token(start, (size_t)(p - start), &e, err, errlen) < 0)
+		if (cidr_parse_token(tok.p, tok.len, &e, err, errlen) < 0)
 			goto fail;
 		if (cidr_list_push(l, &e, err, errlen) < 0)
 			goto fail;

@@ -117,6 +117,26 @@ util_ncaseeq(const char *p, size_t len, const char *lit)
 	return 1;
 }
 
+/* util_list_next - skip separators, then take everything up to the next one */
+int
+util_list_next(const char **pp, struct str *item)
+{
+	const char *p = *pp;
+
+	while (*p == ',' || *p == ' ' || *p == '\t')
+		p++;
+	if (*p == '\0') {
+		*pp = p;
+		return 0;
+	}
+	item->p = p;
+	while (*p != '\0' && *p != ',' && *p != ' ' && *p != '\t')
+		p++;
+	item->len = (size_t)(p - item->p);
+	*pp = p;
+	return 1;
+}
+
 uint64_t
 util_now_us(void)
 {

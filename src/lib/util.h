@@ -40,6 +40,14 @@ int util_strtonum(const char *s, long long min, long long max, long long *out);
 /* util_ncaseeq - ASCII case-insensitive compare of a slice with a literal */
 int util_ncaseeq(const char *p, size_t len, const char *lit);
 
+/*
+ * util_list_next - the next item of a list whose items are separated by
+ * commas, spaces and tabs, in any number ("a, b  c,,d"): 1 with *item set
+ * (a slice of the text) and *pp moved past it; 0 when only separators are
+ * left. Used by every list-valued configuration property.
+ */
+int util_list_next(const char **pp, struct str *item);
+
 /* util_now_us - CLOCK_REALTIME in microseconds */
 uint64_t util_now_us(void);
 /* util_mono_us - CLOCK_MONOTONIC in microseconds */

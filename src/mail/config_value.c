@@ -420,23 +420,16 @@ config_value_listen(const char *text, struct listen_addr *arr, size_t max, size_
 {
 	const char *p = text;
 	size_t count = 0;
+	struct str tok;
 
-	for (;;) {
-		const char *start;
+	while (util_list_next(&p, &tok)) {
 		struct listen_addr la;
 
-		while (*p == ',' || *p == ' ' || *p == '\t')
-			p++;
-		if (*p == '\0')
-			break;
-		start = p;
-		while (*p != '\0' && *p != ',' && *p != ' ' && *p != '\t')
-			p++;
 		if (count == max) {
 			cfg_why(why, whylen, "too many addresses");
 			return -1;
 		}
-		if (cfg_listen_one(start, (size_t)(p - start), default_port, &la, why, whylen) < 0)
+		if (cfg_listen_one(tok.p, tok.len, default_port, &la, why, whylen) < 0)
 			return -1;
 		for (size_t i = 0; i < count; i++) {
 			if (strcmp(arr[i].text, la.text) == 0) {
