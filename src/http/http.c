@@ -283,19 +283,20 @@ http_auth_delayed(struct http_pending *p)
 	http_unauthorized(req);
 }
 
-/* http_peer - the client's address as text, for the log and the failure table */
-static void
-http_peer(struct evhttp_request *req, char *buf, size_t size)
+/*
+ * http_peer - the client's address as text, for the log, the failure table
+ * (unknown "") and the log lines of queue actions (unknown "?")
+ */
+void
+http_peer(struct evhttp_request *req, char *buf, size_t size, const char *unknown)
 {
 	struct evhttp_connection *c = evhttp_request_get_connection(req);
 	char *addr = NULL;
 	ev_uint16_t port = 0;
 
-	buf[0] = '\0';
 	if (c != NULL)
 		evhttp_connection_get_peer(c, &addr, &port);
-	if (addr != NULL)
-		util_strlcpy(buf, addr, size);
+	util_strlcpy(buf, addr != NULL ? addr : unknown, size);
 }
 
 /*
@@ -314,7 +315,7 @@ http_authorize(struct http *h, struct evhttp_request *req)
 		return 1;
 	if (auth != NULL && strlen(auth) > HTTP_MAX_AUTH_LEN)
 		auth = NULL;
-	http_peer(req, peer, sizeof(peer));
+	http_peer(req, peer, sizeof(peer), "");
 	switch (http_auth_check(auth, h->auth_want)) {
 	case HTTP_AUTH_OK:
 		http_auth_success(&h->fails, peer);
@@ -429,7 +430,7 @@ http_dispatch(struct evhttp_request *req, void *arg)
 	    evhttp_find_header(ih, "Origin"), evhttp_find_header(ih, "Referer"),
 	    evhttp_find_header(ih, "Host"), h->tls != NULL, &why) < 0) {
 		char peer[64];
-		http_peer(req, peer, sizeof(peer));
+		http_peer(req, peer, sizeof(peer), "");
 		log_warnx("http: %s: refused cross-site request for %s: %s", peer, path, why);
 		http_error(req, 403, why);
 		return;

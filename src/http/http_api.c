@@ -331,20 +331,6 @@ http_act(struct http *h, struct queue_msg *m, enum http_action a, const char *pe
 	return -1;
 }
 
-/* http_req_peer - the client's address for the log lines of actions */
-static void
-http_req_peer(struct evhttp_request *req, char *buf, size_t size)
-{
-	struct evhttp_connection *c = evhttp_request_get_connection(req);
-	char *addr = NULL;
-	ev_uint16_t port = 0;
-
-	buf[0] = '\0';
-	if (c != NULL)
-		evhttp_connection_get_peer(c, &addr, &port);
-	util_strlcpy(buf, addr != NULL ? addr : "?", size);
-}
-
 /* http_id_ok - queue ids are QUEUE_ID_LEN hex characters; normalize to upper case */
 static int
 http_id_norm(const char *in, size_t len, char out[QUEUE_ID_SIZE])
@@ -411,7 +397,7 @@ http_api_message(struct http *h, struct evhttp_request *req, const char *path,
 		http_error(req, 409, "the message is on hold: release it first");
 		return;
 	}
-	http_req_peer(req, peer, sizeof(peer));
+	http_peer(req, peer, sizeof(peer), "?");
 	if ((rc = http_act(h, m, a, peer)) < 0) {
 		http_error(req, 500, "the queue could not be updated (see the log)");
 		return;
@@ -761,7 +747,7 @@ http_api_bulk(struct http *h, struct evhttp_request *req, const char *path,
 	if ((b = calloc(1, sizeof(*b))) == NULL)
 		goto oom;
 	b->a = a;
-	http_req_peer(req, b->peer, sizeof(b->peer));
+	http_peer(req, b->peer, sizeof(b->peer), "?");
 	if (ids != NULL) {
 		size_t n = json_array_size(ids);
 		if (n > 0 && (b->ids = calloc(n, sizeof(*b->ids))) == NULL)

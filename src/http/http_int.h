@@ -342,6 +342,8 @@ void http_reply_json(struct evhttp_request *req, int code, json_t *j);
 /* http_error - {"error": msg} for /api/, text otherwise */
 void http_error(struct evhttp_request *req, int code, const char *msg);
 int http_is_head(struct evhttp_request *req);
+/* http_peer - the client's address as text for log lines; unknown when there is none */
+void http_peer(struct evhttp_request *req, char *buf, size_t size, const char *unknown);
 
 /* Route handlers (http_api.c, http_ui.c). */
 typedef void http_handler_fn(struct http *h, struct evhttp_request *req,
