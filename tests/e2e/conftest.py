@@ -159,7 +159,12 @@ class Mtad:
         qdir = os.path.join(self.data_dir, "queue")
         out = []
         for dirpath, _dirs, files in os.walk(qdir):
-            out.extend(f for f in files if os.path.getsize(os.path.join(dirpath, f)) > 0)
+            for f in files:
+                try:
+                    if os.path.getsize(os.path.join(dirpath, f)) > 0:
+                        out.append(f)
+                except FileNotFoundError:
+                    pass    # removed meanwhile (files of delivered mail are unlinked in the background)
         return sorted(out)
 
 
