@@ -403,8 +403,7 @@ queue_remove(struct queue *q, struct queue_msg *m)
 	struct queue_ent *e = QUEUE_ENT(m);
 	int rc = 0;
 
-	if (queue_unlink_later(q, m->id) < 0 &&
-	    unlinkat(q->qdirfd, m->id, 0) < 0 && errno != ENOENT) {
+	if (unlinkat(q->qdirfd, m->id, 0) < 0 && errno != ENOENT) {
 		log_warn("%s: cannot remove queue file", m->id);
 		rc = -1;
 	}
@@ -412,6 +411,20 @@ queue_remove(struct queue *q, struct queue_msg *m)
 	queue_index_unlink(q, e);
 	queue_ent_free(e);
 	return rc;
+}
+
+/* queue_retire - queue_remove() with the unlink left to the spare thread */
+int
+queue_retire(struct queue *q, struct queue_msg *m)
+{
+	struct queue_ent *e = QUEUE_ENT(m);
+
+	if (queue_unlink_later(q, m->id) < 0)
+		return queue_remove(q, m);
+	log_trace(TRACE_QUEUE, "%s: retired", m->id);
+	queue_index_unlink(q, e);
+	queue_ent_free(e);
+	return 0;
 }
 
 /* queue_count - messages in the queue (SPEC §7 Mqueue-Messages) */

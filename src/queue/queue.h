@@ -141,6 +141,13 @@ int queue_set_held(struct queue *q, struct queue_msg *m, int held);
 int queue_update_flags(struct queue *q, struct queue_msg *m, unsigned flags);
 /* queue_remove - unlink the file, free m, update counters */
 int queue_remove(struct queue *q, struct queue_msg *m);
+/*
+ * queue_retire - the same for a message whose delivery is finished, except
+ * that the file is unlinked a moment later off the event loop (a crash in
+ * between repeats a delivery, the rare duplicate SPEC §5 allows). An
+ * operator's delete uses queue_remove(): the file is gone when it returns.
+ */
+int queue_retire(struct queue *q, struct queue_msg *m);
 
 /* Live counters (SPEC §7 Mqueue-Messages, Mqueue-Kilobytes). */
 uint64_t queue_count(const struct queue *q);

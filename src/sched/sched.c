@@ -174,11 +174,13 @@ msg_remove(struct sched *s, struct sched_msg *sm)
 {
 	struct queue_msg *m = sm->m;
 	char id[QUEUE_ID_SIZE];
+	int deleted = sm->deleted;
 
 	util_strlcpy(id, m->id, sizeof(id));
 	msg_free(s, sm);
 	maillog_removed(s->ml, id);
-	if (queue_remove(s->q, m) < 0)
+	/* delivered: the unlink can wait; deleted by the operator: gone now */
+	if ((deleted ? queue_remove(s->q, m) : queue_retire(s->q, m)) < 0)
 		log_warn("%s: cannot remove the queue file", id);
 	sched_rearm(s);
 }
