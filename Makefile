@@ -16,6 +16,7 @@ LDLIBS  = $(PKG_LIBS) -lpthread $(EXTRA_LDFLAGS)
 B       ?= build
 # The Debian interpreter, which has python3-pytest (a pyenv python3 may be first on PATH).
 PYTHON  ?= /usr/bin/python3
+MAKEFLAGS += --no-print-directory
 LIB_SRC := $(sort $(wildcard src/lib/*.c src/mail/*.c src/net/*.c src/dns/*.c \
              src/smtpd/*.c src/smtpc/*.c src/queue/*.c src/sched/*.c \
              src/http/*.c src/metrics/*.c src/ctl/*.c))
