@@ -273,6 +273,28 @@ queue_create_file(struct queue *q, uint64_t *keyp)
 	return -1;
 }
 
+/* queue_unlink_pop - the oldest key waiting for its unlink (caller holds mu, unlink_n > 0) */
+static uint64_t
+queue_unlink_pop(struct queue *q)
+{
+	uint64_t key = q->unlink_key[q->unlink_head];
+
+	q->unlink_head = (q->unlink_head + 1) % QUEUE_UNLINK_MAX;
+	q->unlink_n--;
+	return key;
+}
+
+/* queue_unlink_key - remove queue/ID of a message that has left the queue */
+static void
+queue_unlink_key(struct queue *q, uint64_t key)
+{
+	char id[QUEUE_ID_SIZE];
+
+	queue_id_format(key, id);
+	if (unlinkat(q->qdirfd, id, 0) < 0 && errno != ENOENT)
+		log_warn("%s: cannot remove queue file", id);
+}
+
 /*
  * queue_spare_main - the spare-file thread: keep QUEUE_SPARE_MAX empty
  * files created and open in incoming/. Creating a file on ext4 waits for
@@ -292,14 +314,9 @@ queue_spare_main(void *arg)
 		int fd;
 
 		if (q->unlink_n > 0) {
-			char id[QUEUE_ID_SIZE];
-
-			queue_id_format(q->unlink_key[q->unlink_head], id);
-			q->unlink_head = (q->unlink_head + 1) % QUEUE_UNLINK_MAX;
-			q->unlink_n--;
+			key = queue_unlink_pop(q);
 			pthread_mutex_unlock(&q->mu);
-			if (unlinkat(q->qdirfd, id, 0) < 0 && errno != ENOENT)
-				log_warn("%s: cannot remove queue file", id);
+			queue_unlink_key(q, key);
 			pthread_mutex_lock(&q->mu);
 			continue;
 		}
@@ -808,14 +825,8 @@ queue_worker_stop(struct queue *q)
 		q->spare_started = 0;
 	}
 	/* removals the spare thread did not get to */
-	for (; q->unlink_n > 0; q->unlink_n--) {
-		char id[QUEUE_ID_SIZE];
-
-		queue_id_format(q->unlink_key[q->unlink_head], id);
-		if (unlinkat(q->qdirfd, id, 0) < 0 && errno != ENOENT)
-			log_warn("%s: cannot remove queue file", id);
-		q->unlink_head = (q->unlink_head + 1) % QUEUE_UNLINK_MAX;
-	}
+	while (q->unlink_n > 0)
+		queue_unlink_key(q, queue_unlink_pop(q));
 	/* unused spares: nobody will write them */
 	for (; q->spare_n > 0; q->spare_n--) {
 		struct queue_spare *sp = &q->spare[q->spare_head];
