@@ -109,10 +109,16 @@ class Mtad:
                                      stdout=self.stderr, stderr=self.stderr,
                                      stdin=subprocess.DEVNULL, env=self.env)
         if wait:
+            seen = {"smtp": False}
+
             def ready():
+                # One successful probe of the SMTP port only: tests of the session
+                # limits count on exactly one probe session before theirs.
                 if self.proc.poll() is not None:
                     raise AssertionError("mtad exited with %s: %s" % (self.proc.returncode, self.read_stderr()))
-                return port_open("127.0.0.1", self.smtp_port) and \
+                if not seen["smtp"]:
+                    seen["smtp"] = port_open("127.0.0.1", self.smtp_port)
+                return seen["smtp"] and \
                     port_open(self.conf.get("ui_address", "127.0.0.1"), int(self.conf["ui_port"]))
             wait_until(ready, 20, what="mtad to listen on %d and %s" % (self.smtp_port, self.conf["ui_port"]))
         return self
