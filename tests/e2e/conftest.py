@@ -17,11 +17,28 @@ MTAD_BIN = os.path.abspath(os.environ.get("MTAD_BIN", os.path.join(ROOT, "build"
 BIN_DIR = os.path.dirname(MTAD_BIN)
 
 
+# Ports handed to mtad are chosen below the kernel's ephemeral range and from a
+# block of their own for each xdist worker, walked in order: a port is bound by
+# mtad only after free_port() has returned, so a port taken from the shared
+# ephemeral pool could be handed to a parallel test in between.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+_BLOCK = 2000
+_BASE = 20000 + _BLOCK * (int(_WORKER[2:]) if _WORKER[2:].isdigit() else 0) % 10000
+_next = [_BASE]
+
+
 def free_port(host="127.0.0.1"):
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(fam, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    for _ in range(_BLOCK):
+        port = _next[0]
+        _next[0] = _BASE + (_next[0] + 1 - _BASE) % _BLOCK
+        with socket.socket(fam, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port in %d..%d" % (_BASE, _BASE + _BLOCK - 1))
 
 
 def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
