@@ -55,31 +55,10 @@
 
 #define QUEUE_ID_TRIES 64
 
-/* queue_write_all - write(2) until done; -1 with errno on error */
-static int
-queue_write_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (n == 0) {
-			errno = EIO;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* queue_writev_all - writev(2) of two pieces until done */
+/*
+ * queue_writev2 - writev(2) of two pieces (either may be empty) until done;
+ * -1 with errno on error. The one loop that copes with short writes.
+ */
 static int
 queue_writev2(int fd, const void *a, size_t alen, const void *b, size_t blen)
 {
@@ -90,9 +69,14 @@ queue_writev2(int fd, const void *a, size_t alen, const void *b, size_t blen)
 	iov[0].iov_len = alen;
 	iov[1].iov_base = (void *)(uintptr_t)b;
 	iov[1].iov_len = blen;
-	while (i < iovcnt) {
-		ssize_t n = writev(fd, iov + i, iovcnt - i);
+	for (;;) {
+		ssize_t n;
 
+		while (i < iovcnt && iov[i].iov_len == 0)
+			i++;
+		if (i == iovcnt)
+			return 0;
+		n = writev(fd, iov + i, iovcnt - i);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -111,7 +95,13 @@ queue_writev2(int fd, const void *a, size_t alen, const void *b, size_t blen)
 			iov[i].iov_len -= (size_t)n;
 		}
 	}
-	return 0;
+}
+
+/* queue_write_all - write(2) until done; -1 with errno on error */
+static int
+queue_write_all(int fd, const void *data, size_t len)
+{
+	return queue_writev2(fd, data, len, NULL, 0);
 }
 
 /* queue_file_close_drec - fix the length of the open 'D' record in the buffer */
