@@ -58,21 +58,8 @@ rm -rf "$WORK"
 mkdir -p "$WORK/keys" "$WORK/pf/etc" "$WORK/pf/spool" "$WORK/pf/data" "$WORK/mtad/queue"
 
 # --- certificates (openssl) ----------------------------------------------------
-cd "$WORK/keys"
-openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key 2>/dev/null
-openssl req -x509 -new -key ca.key -sha256 -days 2 -subj "/CN=bench CA" -out ca.pem 2>/dev/null
-if [ "$KEY" = rsa ]; then
-	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out server.key 2>/dev/null
-else
-	openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out server.key 2>/dev/null
-fi
-openssl req -new -key server.key -subj "/CN=bench.localdomain" -out server.csr 2>/dev/null
-printf 'subjectAltName=DNS:bench.localdomain,IP:127.0.0.1\n' > ext
-openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -sha256 -days 2 \
-	-extfile ext -out leaf.pem 2>/dev/null
-cat leaf.pem ca.pem > server.pem
-chmod 600 server.key
-cd "$ROOT"
+. "$ROOT/tests/tls/make_certs.sh"
+make_certs "$WORK/keys" "$KEY" bench.localdomain 2
 
 SINK_PORT=$(free_port) PF_PORT=$(free_port) MTAD_PORT=$(free_port) MTADS_PORT=$(free_port)
 UI_PORT=$(free_port)

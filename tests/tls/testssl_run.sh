@@ -23,23 +23,11 @@ trap '[ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null; wait 2>/dev/null || true' 
 
 mkdir -p "$WORK/keys" "$WORK/data"
 chmod 755 "$WORK"
-cd "$WORK/keys"
-openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key 2>/dev/null
-openssl req -x509 -new -key ca.key -sha256 -days 365 -subj "/CN=testssl CA" -out ca.pem 2>/dev/null
-if [ "$KEY" = rsa ]; then
-	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out server.key 2>/dev/null
-else
-	openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out server.key 2>/dev/null
-fi
-openssl req -new -key server.key -subj "/CN=localhost" -out server.csr 2>/dev/null
 # a certificate testssl.sh has nothing to say about: trusted (--add-ca), valid for 90
 # days, with a CRL URI (never fetched: testssl does not phone out)
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\ncrlDistributionPoints=URI:http://127.0.0.1/testssl-ca.crl\n' > ext
-openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -sha256 -days 90 \
-	-extfile ext -out leaf.pem 2>/dev/null
-cat leaf.pem ca.pem > server.pem
-chmod 600 server.key
-cd "$ROOT"
+. "$ROOT/tests/tls/make_certs.sh"
+make_certs "$WORK/keys" "$KEY" localhost 90 \
+	'extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\ncrlDistributionPoints=URI:http://127.0.0.1/testssl-ca.crl\n'
 
 PORT=$(free_port) SPORT=$(free_port) UI=$(free_port)
 cat > "$WORK/mtad.conf" <<CF
