@@ -20,6 +20,7 @@
 #include "smtpd/smtpd.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <ftw.h>
 #include <grp.h>
 #include <pwd.h>
@@ -62,11 +63,16 @@ usage(void)
 	exit(2);
 }
 
-/* startup_error - the SPEC §3 text on stderr and exit non-zero */
-static _Noreturn void
-startup_error(const char *text)
+/* startup_error - the SPEC §3 text (a format) on stderr, one line, and exit non-zero */
+static _Noreturn void __attribute__((format(printf, 1, 2)))
+startup_error(const char *fmt, ...)
 {
-	fprintf(stderr, "%s\n", text);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
 	exit(1);
 }
 
@@ -280,9 +286,9 @@ main(int argc, char **argv)
 
 	d.cfg = config_load(conf, environ, err, sizeof(err));
 	if (d.cfg == NULL)
-		startup_error(err);
+		startup_error("%s", err);
 	if (config_check_environment(d.cfg, err, sizeof(err)) < 0)
-		startup_error(err);
+		startup_error("%s", err);
 	if (check) {
 		if (print)
 			config_print(d.cfg, STDOUT_FILENO);
@@ -297,11 +303,11 @@ main(int argc, char **argv)
 	if (!d.cfg->ssl_disabled) {
 		char desc[512];
 		if (tls_keys_helper_start(key_store(d.cfg), err, sizeof(err)) < 0)
-			startup_error(err);
+			startup_error("%s", err);
 		d.tls = tls_server_new(key_store(d.cfg), d.cfg->ssl_key_file, d.cfg->ssl_cert_file,
 		    NULL, err, sizeof(err));
 		if (d.tls == NULL)
-			startup_error(err);
+			startup_error("%s", err);
 		tls_cert_describe(d.tls, desc, sizeof(desc));
 		log_info("TLS: STARTTLS and SMTPS with %s", desc);
 	}
@@ -332,47 +338,29 @@ main(int argc, char **argv)
 
 	maillog_path(d.cfg, path, sizeof(path));
 	d.ml = maillog_open(path, d.cfg->hostname, err, sizeof(err));
-	if (d.ml == NULL) {
-		char msg[2400];
-		util_bsnprintf(msg, sizeof(msg), "Error: failed to mount log share. (%s)", err);
-		startup_error(msg);
-	}
-	if (mkdir(d.cfg->data_dir, 0700) < 0 && errno != EEXIST) {
-		char msg[4400];
-		util_bsnprintf(msg, sizeof(msg), "Error: failed to pre-configure MTA: "
+	if (d.ml == NULL)
+		startup_error("Error: failed to mount log share. (%s)", err);
+	if (mkdir(d.cfg->data_dir, 0700) < 0 && errno != EEXIST)
+		startup_error("Error: failed to pre-configure MTA: "
 		    "data_dir %s: %s", d.cfg->data_dir, strerror(errno));
-		startup_error(msg);
-	}
 	d.q = queue_open(d.base, d.cfg->data_dir, err, sizeof(err));
-	if (d.q == NULL) {
-		char msg[2400];
-		util_bsnprintf(msg, sizeof(msg), "Error: failed to pre-configure MTA: "
+	if (d.q == NULL)
+		startup_error("Error: failed to pre-configure MTA: "
 		    "data_dir: %s", err);
-		startup_error(msg);
-	}
 	d.smtpd = smtpd_new(d.base, d.cfg, d.q, d.ml, &d.metrics, err, sizeof(err));
-	if (d.smtpd == NULL) {
-		char msg[2400];
-		util_bsnprintf(msg, sizeof(msg), "Error: failed to start MTA server: %s", err);
-		startup_error(msg);
-	}
+	if (d.smtpd == NULL)
+		startup_error("Error: failed to start MTA server: %s", err);
 	smtpd_set_tls(d.smtpd, d.tls);
 	d.http = http_new(d.base, d.cfg, d.q, &d.metrics, err, sizeof(err));
-	if (d.http == NULL) {
-		char msg[2400];
-		util_bsnprintf(msg, sizeof(msg), "Error: failed to initialize UI backend: %s", err);
-		startup_error(msg);
-	}
+	if (d.http == NULL)
+		startup_error("Error: failed to initialize UI backend: %s", err);
 	if (d.tls != NULL)
 		http_set_tls(d.http, d.tls);     /* SPEC §6: HTTPS when TLS is on */
 	drop_privileges(&d);
 
 	d.sched = sched_new(d.base, d.cfg, d.q, d.ml, &d.metrics, err, sizeof(err));
-	if (d.sched == NULL) {
-		char msg[2400];
-		util_bsnprintf(msg, sizeof(msg), "Error: failed to pre-configure MTA: %s", err);
-		startup_error(msg);
-	}
+	if (d.sched == NULL)
+		startup_error("Error: failed to pre-configure MTA: %s", err);
 	http_set_sched(d.http, d.sched);
 	sched_set_tls(d.sched, d.tls_client);    /* SPEC §5: STARTTLS whenever offered */
 	if (queue_recover(d.q, on_recovered, &d) < 0)
