@@ -17,9 +17,8 @@ B       ?= build
 # The Debian interpreter, which has python3-pytest (a pyenv python3 may be first on PATH).
 PYTHON  ?= /usr/bin/python3
 MAKEFLAGS += --no-print-directory
-LIB_SRC := $(sort $(wildcard src/lib/*.c src/mail/*.c src/net/*.c src/dns/*.c \
-             src/smtpd/*.c src/smtpc/*.c src/queue/*.c src/sched/*.c \
-             src/http/*.c src/metrics/*.c src/ctl/*.c))
+# Every component folder under src/ except cmd/ (the programs' main()s).
+LIB_SRC := $(sort $(filter-out src/cmd/%,$(wildcard src/*/*.c)))
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
 CMD_SRC := $(wildcard src/cmd/*.c)
 PROGS   := $(CMD_SRC:src/cmd/%.c=$(B)/%)

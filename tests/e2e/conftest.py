@@ -21,9 +21,12 @@ BIN_DIR = os.path.dirname(MTAD_BIN)
 # block of their own for each xdist worker, walked in order: a port is bound by
 # mtad only after free_port() has returned, so a port taken from the shared
 # ephemeral pool could be handed to a parallel test in between.
+# MTAD_TEST_PORT_BASE and MTAD_TEST_PORT_BLOCK move the blocks, so that two test
+# runs on one machine (two work trees) never hand out the same ports.
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-_BLOCK = 2000
-_BASE = 20000 + _BLOCK * (int(_WORKER[2:]) if _WORKER[2:].isdigit() else 0) % 10000
+_BLOCK = int(os.environ.get("MTAD_TEST_PORT_BLOCK", "2000"))
+_BASE = int(os.environ.get("MTAD_TEST_PORT_BASE", "20000")) + \
+    _BLOCK * ((int(_WORKER[2:]) if _WORKER[2:].isdigit() else 0) % 5)
 _next = [_BASE]
 
 
