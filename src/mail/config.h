@@ -87,6 +87,10 @@ struct config {
 	int    smtpd_proxy_protocol;       /* 0 = none, 1 = haproxy */
 	char  *mail_owner;                 /* user to run as when started as root; default "mtad", falling back to "nobody" */
 	char  *smart_relay_tls;            /* "may" (default) or "encrypt" */
+
+	/* SPEC §11.1 */
+	char  *ui_hosts;                   /* comma/space list of host names, "" = none */
+	unsigned ui_max_connections;       /* HTTP connections in total */
 };
 
 /* Without -c: this file when it exists, else the environment alone. */
@@ -118,6 +122,13 @@ struct config *config_load_default(const char *path, char *const *envp, char *er
  * ssl_disabled = no), data_dir creatable. 0 or -1 with the SPEC §3 text.
  */
 int config_check_environment(const struct config *cfg, char *err, size_t errlen);
+
+/*
+ * config_check_warnings - log every warning about cfg (open relay, cc_mta
+ * ignored under smart_relay, ...) with log_warnx(); returns the count. The
+ * one list for start-up, SIGHUP and -t.
+ */
+int config_check_warnings(const struct config *cfg);
 
 /* config_print - the effective configuration, one "name = value" a line, passwords masked */
 void config_print(const struct config *cfg, int fd);
