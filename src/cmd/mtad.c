@@ -14,7 +14,7 @@
 #include "mail/config.h"
 #include "mail/maillog.h"
 #include "metrics/metrics.h"
-#include "net/tls.h"
+#include "tls/tls.h"
 #include "queue/queue.h"
 #include "sched/sched.h"
 #include "smtpd/smtpd.h"

@@ -20,7 +20,7 @@
 #include "mail/config.h"
 #include "mail/config_priv.h"
 #include "lib/util.h"
-#include "net/tls.h"
+#include "tls/tls.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -115,7 +115,7 @@ chk_log_share(const char *dir, char *err, size_t errlen)
 /*
  * chk_tls_files - SPEC §3: the key and certificate must be on the key
  * store, readable, valid PEM, the key without passphrase, and matching.
- * One implementation for start-up, SIGHUP and the TLS code: src/net/tls_keys.c
+ * One implementation for start-up, SIGHUP and the TLS code: src/tls/tls_keys.c
  * (which reads through the privileged key-store reader once mtad runs as
  * mail_owner).
  */
