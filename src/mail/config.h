@@ -106,6 +106,13 @@ struct config *config_load(const char *path, char *const *envp, char *err, size_
  */
 int config_check_environment(const struct config *cfg, char *err, size_t errlen);
 
+/*
+ * config_check_warnings - log every warning about cfg (open relay, cc_mta
+ * ignored under smart_relay, ...) with log_warnx(); returns the count. The
+ * one list for start-up, SIGHUP and -t.
+ */
+int config_check_warnings(const struct config *cfg);
+
 /* config_print - the effective configuration, one "name = value" a line, passwords masked */
 void config_print(const struct config *cfg, int fd);
 
