@@ -82,6 +82,7 @@ enum cfg_check {
 	CHK_METRICS_PUSH,
 	CHK_MAIL_OWNER,
 	CHK_RELAY_TLS,          /* "may" or "encrypt" */
+	CHK_HOST_LIST,          /* comma/space list of host names */
 };
 
 struct cfg_prop {
@@ -141,6 +142,10 @@ static const struct cfg_prop cfg_props[] = {
 	{ "smtpd_proxy_protocol", CFG_PROXY, "", OFF(smtpd_proxy_protocol), 0, 0, 0, 0, 0 },
 	{ "mail_owner", CFG_STRING, "mtad", OFF(mail_owner), 0, 0, 0, CHK_MAIL_OWNER, 0 },
 	{ "smart_relay_tls", CFG_STRING, "may", OFF(smart_relay_tls), 0, 0, 0, CHK_RELAY_TLS, 0 },
+
+	/* SPEC §11.1 */
+	{ "ui_hosts", CFG_STRING, "", OFF(ui_hosts), 0, 0, 0, CHK_HOST_LIST, 0 },
+	{ "ui_max_connections", CFG_UINT, "256", OFF(ui_max_connections), 0, 1, 100000, 0, 0 },
 };
 
 #define CFG_NPROPS (sizeof(cfg_props) / sizeof(cfg_props[0]))
@@ -285,6 +290,8 @@ cfg_check_string(const struct cfg_prop *p, const char *v, char *why, size_t whyl
 			return -1;
 		}
 		return 0;
+	case CHK_HOST_LIST:
+		return config_value_host_list(v, why, whylen);
 	}
 	util_strlcpy(why, "internal error: unknown check", whylen);
 	return -1;

@@ -84,6 +84,10 @@ struct config {
 	int    smtpd_proxy_protocol;       /* 0 = none, 1 = haproxy */
 	char  *mail_owner;                 /* user to run as when started as root; default "mtad", falling back to "nobody" */
 	char  *smart_relay_tls;            /* "may" (default) or "encrypt" */
+
+	/* SPEC §11.1 */
+	char  *ui_hosts;                   /* comma/space list of host names, "" = none */
+	unsigned ui_max_connections;       /* HTTP connections in total */
 };
 
 /*

@@ -150,6 +150,8 @@ static const struct {
 	{ "", { NULL }, "smtpd_proxy_protocol", "" },
 	{ "", { NULL }, "mail_owner", "mtad" },
 	{ "", { NULL }, "smart_relay_tls", "may" },
+	{ "", { NULL }, "ui_hosts", "" },
+	{ "", { NULL }, "ui_max_connections", "256" },
 
 	/* strings, yes/no */
 	{ "hostname = mx.example.com\n", { NULL }, "hostname", "mx.example.com" },
@@ -177,6 +179,9 @@ static const struct {
 	{ "log_dir = /mnt/cifs\n", { NULL }, "log_dir", "/mnt/cifs" },
 	{ "mail_owner = nobody\n", { NULL }, "mail_owner", "nobody" },
 	{ "smart_relay_tls = encrypt\n", { NULL }, "smart_relay_tls", "encrypt" },
+	{ "ui_hosts = mta.example.com, ui.example.com\n", { NULL }, "ui_hosts",
+	    "mta.example.com, ui.example.com" },
+	{ "ui_max_connections = 10\n", { NULL }, "ui_max_connections", "10" },
 	{ "smtpd_proxy_protocol = haproxy\n", { NULL }, "smtpd_proxy_protocol", "haproxy" },
 	{ "smtpd_proxy_protocol =\n", { NULL }, "smtpd_proxy_protocol", "" },
 
@@ -521,6 +526,11 @@ static const struct {
 	    PFX "test.conf line 1: mail_owner = 'mail user': expected a user name" },
 	{ "smart_relay_tls = none\n", { NULL }, 0,
 	    PFX "test.conf line 1: smart_relay_tls = 'none': expected may or encrypt" },
+	{ "ui_hosts = a.example, bad_host\n", { NULL }, 0,
+	    PFX "test.conf line 1: ui_hosts = 'a.example, bad_host': expected host names "
+	    "separated by commas or spaces" },
+	{ "ui_max_connections = 0\n", { NULL }, 0,
+	    PFX "test.conf line 1: ui_max_connections = '0': expected a number from 1 to 100000" },
 	{ "smtpd_proxy_protocol = v2\n", { NULL }, 0,
 	    PFX "test.conf line 1: smtpd_proxy_protocol = 'v2': expected haproxy or an empty value" },
 	{ "username = a:b\n", { NULL }, 0,
@@ -656,7 +666,7 @@ test_struct_defaults(void **state)
 	const char *strs[] = { cfg->path, cfg->hostname, cfg->maillog_filename, cfg->username,
 	    cfg->password, cfg->ssl_key_file, cfg->ssl_cert_file, cfg->timezone, cfg->data_dir,
 	    cfg->key_dir, cfg->fs_dir, cfg->log_dir, cfg->ui_address, cfg->metrics_push,
-	    cfg->mail_owner, cfg->smart_relay_tls };
+	    cfg->mail_owner, cfg->smart_relay_tls, cfg->ui_hosts };
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
 		if (strs[i] == NULL) {
 			print_error("string %zu: got NULL, want a string\n", i);
@@ -1226,7 +1236,9 @@ test_print_roundtrip(void **state)
 	    "smtp_connect_timeout = 10s\n"
 	    "smtpd_proxy_protocol = haproxy\n"
 	    "mail_owner = nobody\n"
-	    "smart_relay_tls = encrypt\n";
+	    "smart_relay_tls = encrypt\n"
+	    "ui_hosts = mta.example.com ui.example.com\n"
+	    "ui_max_connections = 64\n";
 	char err[2048], out1[16384], out2[16384];
 	struct config *a, *b;
 	FILE *f;
@@ -1244,7 +1256,7 @@ test_print_roundtrip(void **state)
 	out1[n1] = '\0';
 	for (size_t i = 0; i < n1; i++)
 		lines += out1[i] == '\n';
-	assert_int_equal(lines, 37);            /* every property, one line each */
+	assert_int_equal(lines, 39);            /* every property, one line each */
 	assert_non_null(strstr(out1, "\npassword = ********\n"));
 	assert_null(strstr(out1, "p\\\"w"));
 	assert_non_null(strstr(out1, "\nusername = \" admin \"\n"));
