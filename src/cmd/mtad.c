@@ -10,11 +10,10 @@
 #include "http/http.h"
 #include "lib/log.h"
 #include "lib/util.h"
-#include "lib/cidr.h"
 #include "mail/config.h"
 #include "mail/maillog.h"
 #include "metrics/metrics.h"
-#include "net/tls.h"
+#include "tls/tls.h"
 #include "queue/queue.h"
 #include "sched/sched.h"
 #include "smtpd/smtpd.h"
@@ -236,6 +235,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	if (strcmp(ncfg->data_dir, d->cfg->data_dir) != 0)
 		log_warnx("data_dir changes need a restart; keeping %s", d->cfg->data_dir);
 	apply_timezone(ncfg);
+	config_check_warnings(ncfg);
 	tls_reload(d, ncfg);
 	smtpd_set_config(d->smtpd, ncfg);
 	sched_set_config(d->sched, ncfg);
@@ -290,6 +290,7 @@ main(int argc, char **argv)
 	if (config_check_environment(d.cfg, err, sizeof(err)) < 0)
 		startup_error("%s", err);
 	if (check) {
+		config_check_warnings(d.cfg);
 		if (print)
 			config_print(d.cfg, STDOUT_FILENO);
 		config_free(d.cfg);
@@ -314,11 +315,7 @@ main(int argc, char **argv)
 	if ((d.tls_client = tls_client_new(err, sizeof(err))) == NULL)
 		log_warnx("TLS: no outbound STARTTLS: %s", err);
 	apply_timezone(d.cfg);
-	if (cidr_list_is_open(d.cfg->smtpd_trusted_networks))
-		log_warnx("smtpd_trusted_networks contains 0.0.0.0/0 or ::/0: "
-		    "THIS IS AN OPEN RELAY, anyone can send mail anywhere through it");
-	if (d.cfg->cc_mta.set && d.cfg->smart_relay.set)
-		log_warnx("cc_mta has no effect when smart_relay is set; ignoring it");
+	config_check_warnings(d.cfg);
 
 	signal(SIGPIPE, SIG_IGN);
 	if (evthread_use_pthreads() < 0)

@@ -53,7 +53,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "mail/maillog.h"
-#include "net/tls.h"
+#include "tls/tls.h"
 #include "queue/queue.h"
 #include "smtpc/smtpc.h"
 #include "smtpc/smtpc_int.h"

@@ -24,7 +24,7 @@
 #include "lib/util.h"
 #include "mail/maillog.h"
 #include "metrics/metrics.h"
-#include "net/tls.h"
+#include "tls/tls.h"
 
 #include <string.h>
 
