@@ -19,6 +19,12 @@ struct cidr_list;
 
 #define CONFIG_MAX_LISTEN 16
 #define CONFIG_MAX_DNS    8
+/*
+ * The most recipients one message may have: the queue file format's own
+ * limit (queue_rec.h QUEUE_REC_RCPT_MAX, checked equal at compile time), so
+ * smtpd_recipient_limit can never promise more than the queue can store.
+ */
+#define CONFIG_RECIPIENT_LIMIT_MAX 100000
 
 /* A next hop: "host", "host:port", "[host]", "[host]:port", "[2001:db8::1]:587". */
 struct relay_target {
@@ -82,6 +88,7 @@ struct config {
 
 	/* beyond the appliance (documented in docs/configuration.md) */
 	int    smtpd_proxy_protocol;       /* 0 = none, 1 = haproxy */
+	struct cidr_list *smtpd_proxy_networks; /* whose PROXY header is believed; never NULL */
 	char  *mail_owner;                 /* user to run as when started as root; default "mtad", falling back to "nobody" */
 	char  *smart_relay_tls;            /* "may" (default) or "encrypt" */
 
