@@ -385,16 +385,10 @@ cc_outcome(struct sched *s, struct sched_msg *sm, enum sched_class cls,
 	const struct config *cfg = s->cfg;
 	uint64_t now = sched_now(s), next = 0;
 	double delays[4], total;
-	char d[5][32];
 	const char *status = "sent";
 	int gone = 0;
 
 	total = attempt_delays(sm, a, now, delays);
-	if (maillog_format_delay(d[0], sizeof(d[0]), total) < 0)
-		util_strlcpy(d[0], "0", sizeof(d[0]));
-	for (int i = 0; i < 4; i++)
-		if (maillog_format_delay(d[i + 1], sizeof(d[i + 1]), delays[i]) < 0)
-			util_strlcpy(d[i + 1], "0", sizeof(d[i + 1]));
 	if (cls == SCHED_OK)
 		gone = 1;
 	else {
@@ -408,12 +402,8 @@ cc_outcome(struct sched *s, struct sched_msg *sm, enum sched_class cls,
 			sm->cc_next_us = next;
 		}
 	}
-	/* no "to=<...>": pflogsumm must not count the copy as a delivery */
-	maillog_printf(s->ml, "smtp", "%s: cc_mta copy, nrcpt=%zu, relay=%s, delay=%s, "
-	    "delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)%s", m->id, nrcpt,
-	    a->relay != NULL ? a->relay : "none", d[0], d[1], d[2], d[3], d[4],
-	    reply_dsn(rp, cls), status, rp->text,
-	    cls != SCHED_OK && gone ? ", cc copy dropped" : "");
+	maillog_cc_copy(s->ml, m->id, nrcpt, a->relay, total, delays, reply_dsn(rp, cls),
+	    status, rp->text, cls != SCHED_OK && gone);
 	if (gone) {
 		sm->cc_owed = 0;
 		if (s->be->update_flags(s->be_arg, m, m->flags & ~(unsigned)QUEUE_F_CC) < 0)

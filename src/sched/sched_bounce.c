@@ -177,11 +177,8 @@ sched_bounce_none(struct sched *s, struct sched_msg *sm)
 	}
 	if (sm->expired)
 		maillog_expired(s->ml, m->id, m->sender);
-	maillog_printf(s->ml, "bounce", "%s: undeliverable %s to <%s> discarded: no "
-	    "notification is sent for %s", m->id,
-	    (m->flags & QUEUE_F_BOUNCE) ? "delivery status notification" : "message",
-	    m->rcpt[sm->fail[0]].addr,
-	    (m->flags & QUEUE_F_BOUNCE) ? "a bounce" : "the null sender");
+	maillog_discarded(s->ml, m->id, m->rcpt[sm->fail[0]].addr,
+	    (m->flags & QUEUE_F_BOUNCE) != 0);
 	sm->nfail = 0;
 	sm->expired = 0;
 }
