@@ -265,11 +265,12 @@ refuse(struct smtpd *srv, int fd, const char *text, size_t len)
 }
 
 /*
- * accept_common - a new connection: total limit, TCP_NODELAY (replies go
- * out per batch), session; smtps: TLS from the first byte (RFC 8314 §3.3).
+ * smtpd_accept - a new connection (taken): total limit, TCP_NODELAY
+ * (replies go out per batch), session; smtps: TLS from the first byte
+ * (RFC 8314 §3.3). The listeners' callbacks and the session fuzzer.
  */
-static void
-accept_common(struct smtpd *srv, evutil_socket_t fd, struct sockaddr *sa, int salen, int smtps)
+void
+smtpd_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, socklen_t salen, int smtps)
 {
 	const struct config *cfg = srv->cfg;
 	struct smtpd_sess *s;
@@ -285,15 +286,16 @@ accept_common(struct smtpd *srv, evutil_socket_t fd, struct sockaddr *sa, int sa
 		    "421 4.7.0 %s Error: too many connections\r\n", cfg->hostname);
 		char addr[INET6_ADDRSTRLEN] = "unknown";
 		if (sa->sa_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, addr, sizeof(addr));
+			inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, addr, sizeof(addr));
 		else if (sa->sa_family == AF_INET6)
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, addr, sizeof(addr));
+			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, addr,
+			    sizeof(addr));
 		maillog_too_many_sessions(srv->ml, srv->nsess, addr);
 		refuse(srv, fd, text, n < 0 ? 0 : (size_t)n);
 		return;
 	}
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if ((s = smtpd_sess_new(srv, fd, sa, (socklen_t)salen)) == NULL) {
+	if ((s = smtpd_sess_new(srv, fd, sa, salen)) == NULL) {
 		log_warnx("smtpd: out of memory for a new session");
 		static const char oom[] = "421 4.3.2 Error: out of memory\r\n";
 		refuse(srv, fd, oom, sizeof(oom) - 1);
@@ -316,7 +318,7 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, i
     void *arg)
 {
 	(void)lev;
-	accept_common(arg, fd, sa, salen, 0);
+	smtpd_accept(arg, fd, sa, (socklen_t)salen, 0);
 }
 
 /* accept_smtps_cb - a connection on smtps_listen (implicit TLS) */
@@ -325,7 +327,7 @@ accept_smtps_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr 
     void *arg)
 {
 	(void)lev;
-	accept_common(arg, fd, sa, salen, 1);
+	smtpd_accept(arg, fd, sa, (socklen_t)salen, 1);
 }
 
 /* relisten_cb - accept again after a pause for lack of descriptors */

@@ -196,6 +196,8 @@ struct smtpd {
 };
 
 /* smtpd.c */
+void smtpd_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, socklen_t salen,
+    int smtps);
 void smtpd_disk_check(struct smtpd *srv, int force);
 void smtpd_ip_release(struct smtpd *srv, const union smtpd_sockaddr *peer);
 int smtpd_ip_acquire(struct smtpd *srv, const union smtpd_sockaddr *peer);
