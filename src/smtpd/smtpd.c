@@ -19,7 +19,10 @@
  * smtpd_client_connection_limit counts the sessions of one client IP, and
  * like Postfix (smtpd_client_event_limit_exceptions = $mynetworks) it does
  * not apply to clients inside smtpd_trusted_networks, the relay's own
- * applications, which may open many connections at once.
+ * applications, which may open many connections at once. A session from
+ * smtpd_proxy_networks counts against the balancer's address while it
+ * waits for its PROXY header (at most SMTPD_PROXY_WAIT_SEC), then against
+ * the client's (SPEC §11.4): half-open sessions cannot pile up unseen.
  *
  * Disk guard (SPEC §8): fstatvfs(data_dir) every 2 s (and at MAIL when the
  * last look is older); metrics->disk_state 1 below 5 % free, 2 below 1 %,
@@ -301,15 +304,13 @@ smtpd_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, socklen_t sal
 		refuse(srv, fd, oom, sizeof(oom) - 1);
 		return;
 	}
-	if (smtps) {
+	if (smtps)
 		s->flags |= SMTPD_F_SMTPS;
-		if (smtpd_tls_start(s) < 0) {
-			log_warnx("smtpd: %s: cannot start TLS", s->addr);
-			smtpd_sess_kill(s);
-			return;
-		}
-	}
-	smtpd_sess_start(s);
+	/* SPEC §11.4: a PROXY header is read only from smtpd_proxy_networks */
+	if (cfg->smtpd_proxy_protocol && cidr_list_match(cfg->smtpd_proxy_networks, sa) == 1)
+		smtpd_sess_proxy_wait(s);
+	else
+		smtpd_sess_start(s);
 }
 
 /* accept_cb - a connection on smtp_listen */
@@ -525,9 +526,6 @@ smtpd_new(struct event_base *base, const struct config *cfg, struct queue *q,
 	for (size_t i = 0; !cfg->ssl_disabled && i < cfg->n_smtps_listen; i++)
 		if (add_listener(srv, &cfg->smtps_listen[i], accept_smtps_cb, err, errlen) < 0)
 			goto fail;
-	if (!cfg->ssl_disabled && cfg->smtpd_proxy_protocol && cfg->n_smtps_listen > 0)
-		log_warnx("smtpd: smtpd_proxy_protocol applies to smtp_listen only; "
-		    "SMTPS sessions see the proxy's address");
 	smtpd_disk_check(srv, 1);
 	event_add(srv->ev_disk, &period);
 	return srv;
