@@ -91,7 +91,8 @@ ctl_usage(const char *prog)
 	    "  hold ID ... | ALL       put messages on hold\n"
 	    "  release ID ... | ALL    release held messages\n"
 	    "  stats [--json]          counters and queue totals\n"
-	    "  check-config            check the configuration like mtad -t\n");
+	    "  check-config            check the configuration like mtad -t\n"
+	    "  health                  ask the running mtad's /healthz (exit 0 = healthy)\n");
 }
 
 static void __attribute__((format(printf, 2, 3)))
@@ -1106,6 +1107,34 @@ ctl_cmd_check(struct ctl *c)
 	return CTL_EX_OK;
 }
 
+/* --- health ---------------------------------------------------------------------- */
+
+/*
+ * ctl_cmd_health - GET /healthz of the running daemon: 0 on 200, for a
+ * container's HEALTHCHECK (no curl in a slim image, and HTTPS when TLS is on)
+ */
+static int
+ctl_cmd_health(struct ctl *c)
+{
+	json_t *j = NULL;
+	int rc, status;
+
+	rc = ctl_api(c, "GET", "/healthz", NULL, &j, &status);
+	json_decref(j);
+	if (rc == CTL_EX_NODAEMON) {
+		ctl_no_daemon(c);
+		return CTL_EX_NODAEMON;
+	}
+	if (rc != CTL_EX_OK)
+		return rc;
+	if (status != 200) {
+		ctl_err(c, "GET /healthz: HTTP %d", status);
+		return CTL_EX_FAIL;
+	}
+	printf("ok\n");
+	return CTL_EX_OK;
+}
+
 /* --- main ----------------------------------------------------------------------- */
 
 int
@@ -1161,7 +1190,7 @@ ctl_main(int argc, char **argv)
 	if (strcmp(cmd, "mailq") == 0 || strcmp(cmd, "list") == 0)
 		cmd = "queue";
 	if (((strcmp(cmd, "queue") == 0 || strcmp(cmd, "stats") == 0 ||
-	    strcmp(cmd, "check-config") == 0) && nargs != 0) ||
+	    strcmp(cmd, "check-config") == 0 || strcmp(cmd, "health") == 0) && nargs != 0) ||
 	    (strcmp(cmd, "show") == 0 && nargs != 1)) {
 		fprintf(stderr, "%s: %s: wrong number of arguments\n", c.prog, cmd);
 		ctl_usage(c.prog);
@@ -1174,6 +1203,8 @@ ctl_main(int argc, char **argv)
 		rc = ctl_cmd_stats(&c);
 	} else if (strcmp(cmd, "check-config") == 0) {
 		rc = ctl_cmd_check(&c);
+	} else if (strcmp(cmd, "health") == 0) {
+		rc = ctl_cmd_health(&c);
 	} else {
 		rc = -1;
 		for (size_t i = 0; i < sizeof(ctl_actions) / sizeof(ctl_actions[0]); i++)
