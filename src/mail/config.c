@@ -141,6 +141,8 @@ static const struct cfg_prop cfg_props[] = {
 	{ "smtpd_proxy_protocol", CFG_PROXY, "", OFF(smtpd_proxy_protocol), 0, 0, 0, 0, 0 },
 	{ "mail_owner", CFG_STRING, "mtad", OFF(mail_owner), 0, 0, 0, CHK_MAIL_OWNER, 0 },
 	{ "smart_relay_tls", CFG_STRING, "may", OFF(smart_relay_tls), 0, 0, 0, CHK_RELAY_TLS, 0 },
+
+	{ "dkim_key_table", CFG_STRING, "", OFF(dkim_key_table), 0, 0, 0, CHK_TEXT, 0 },
 };
 
 #define CFG_NPROPS (sizeof(cfg_props) / sizeof(cfg_props[0]))

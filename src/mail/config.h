@@ -84,6 +84,9 @@ struct config {
 	int    smtpd_proxy_protocol;       /* 0 = none, 1 = haproxy */
 	char  *mail_owner;                 /* user to run as when started as root; default "mtad", falling back to "nobody" */
 	char  *smart_relay_tls;            /* "may" (default) or "encrypt" */
+
+	/* SPEC §11.3: authenticated senders and signing */
+	char  *dkim_key_table;             /* key-store relative; "" = no signing */
 };
 
 /*
