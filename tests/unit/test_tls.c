@@ -1,5 +1,5 @@
 /*
- * test_tls.c - table-driven tests for src/net/tls*.c: the key store loader,
+ * test_tls.c - table-driven tests for src/tls/tls*.c: the key store loader,
  *              the server policy (checked by real handshakes over memory
  *              BIOs), resumption, ticket keys across a reload, log texts
  *
@@ -28,8 +28,8 @@
 #include <openssl/x509.h>
 
 #include "lib/util.h"
-#include "net/tls.h"
-#include "net/tls_int.h"
+#include "tls/tls.h"
+#include "tls/tls_int.h"
 
 static char root[256];
 

@@ -1,5 +1,5 @@
 /*
- * tls.h - TLS for mtad (public interface of src/net/tls*.c): the key store,
+ * tls.h - TLS for mtad (public interface of src/tls/tls*.c): the key store,
  *         server and client contexts, and what a session negotiated
  *
  * Owns:     OpenSSL contexts (SSL_CTX) made here; the key-store reader

@@ -1,5 +1,5 @@
 /*
- * tls_int.h - private parts of src/net/tls*.c: the loaded key pair
+ * tls_int.h - private parts of src/tls/tls*.c: the loaded key pair
  *
  * Owns:     struct tls_keys: a private key, its certificate and the chain.
  * Lifetime: tls_keys_load() to tls_keys_free().

@@ -22,8 +22,8 @@
  * SSL_MODE_RELEASE_BUFFERS lets an idle session give its 34 KB of record
  * buffers back.
  */
-#include "net/tls.h"
-#include "net/tls_int.h"
+#include "tls/tls.h"
+#include "tls/tls_int.h"
 #include "lib/util.h"
 
 #include <stdio.h>

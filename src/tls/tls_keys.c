@@ -27,8 +27,8 @@
  * name; reply = u32 status (0 ok, else errno-like) + u32 length + bytes
  * (file content, or the reason text).
  */
-#include "net/tls.h"
-#include "net/tls_int.h"
+#include "tls/tls.h"
+#include "tls/tls_int.h"
 #include "lib/util.h"
 
 #include <errno.h>
