@@ -22,7 +22,7 @@
  */
 #include "dkim/dkim_int.h"
 #include "lib/util.h"
-#include "net/tls.h"
+#include "tls/tls.h"
 
 #include <stdarg.h>
 #include <stdio.h>

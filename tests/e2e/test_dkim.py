@@ -255,7 +255,8 @@ def test_reload_on_sighup(mtad_factory, keys, sink, tmp_path):
         f.write("new.test n1 dkim/new.pem\n")
     import signal
     m.proc.send_signal(signal.SIGHUP)
-    wait_until(lambda: "DKIM: 4 key(s) loaded" in m.read_stderr(), DEADLINE, what="reload")
+    wait_until(lambda: "DKIM: 4 key(s) loaded" in m.read_stderr(), DEADLINE,
+               what="reload; stderr: %s" % m.read_stderr()[-1500:])
     send(m, "a@other.test", ["bob@dest.test"], b"From: a@new.test\r\n\r\nbody\r\n")
     msgs, paths = received(sink, 2, tmp_path)
     assert b"DKIM-Signature" not in msgs[0].data
