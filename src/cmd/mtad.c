@@ -58,7 +58,7 @@ struct mtad {
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: mtad -c FILE [-t [--print]] [-d]\n       mtad -V\n");
+	fprintf(stderr, "usage: mtad [-c FILE] [-t [--print]] [-d]\n       mtad -V\n");
 	exit(2);
 }
 
@@ -226,7 +226,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	struct config *ncfg;
 
 	(void)sig; (void)what;
-	ncfg = config_load(d->cfg->path, environ, err, sizeof(err));
+	ncfg = config_load_default(d->cfg->path, environ, err, sizeof(err));
 	if (ncfg == NULL || config_check_environment(ncfg, err, sizeof(err)) < 0) {
 		log_warnx("reload failed, keeping the running configuration: %s", err);
 		config_free(ncfg);
@@ -242,6 +242,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	http_set_config(d->http, ncfg);
 	if (maillog_reopen(d->ml) < 0)
 		log_warn("cannot reopen the mail log");
+	maillog_set_stdout(d->ml, ncfg->maillog_stdout ? STDOUT_FILENO : -1);
 	config_free(d->old_cfg);
 	d->old_cfg = d->cfg;
 	d->cfg = ncfg;
@@ -280,11 +281,10 @@ main(int argc, char **argv)
 		} else
 			usage();
 	}
-	if (conf == NULL)
-		usage();
 	log_init("mtad", debug ? ~0u : 0);
 
-	d.cfg = config_load(conf, environ, err, sizeof(err));
+	/* SPEC §1: without -c, /etc/mtad/mtad.conf or else MTA_* alone */
+	d.cfg = config_load_default(conf, environ, err, sizeof(err));
 	if (d.cfg == NULL)
 		startup_error("%s", err);
 	if (config_check_environment(d.cfg, err, sizeof(err)) < 0)
@@ -337,6 +337,7 @@ main(int argc, char **argv)
 	d.ml = maillog_open(path, d.cfg->hostname, err, sizeof(err));
 	if (d.ml == NULL)
 		startup_error("Error: failed to mount log share. (%s)", err);
+	maillog_set_stdout(d.ml, d.cfg->maillog_stdout ? STDOUT_FILENO : -1);
 	if (mkdir(d.cfg->data_dir, 0700) < 0 && errno != EEXIST)
 		startup_error("Error: failed to pre-configure MTA: "
 		    "data_dir %s: %s", d.cfg->data_dir, strerror(errno));
