@@ -192,3 +192,14 @@ bench-tls-build: build/bench/tls_load
 
 bench-tls: build/mtad build/bench/tls_load
 	bash bench/tls_bench.sh
+
+# --- queue ----------------------------------------------------------------------
+# make bench-queue  commit throughput (N=20000 messages of 5 KB, 50 in flight) into a
+#                   temporary data_dir; bench/queue_million.sh: mtad over a big queue.
+.PHONY: bench-queue
+build/bench/queue_bench: bench/queue_bench.c $(B)/libmtad.a
+	@mkdir -p build/bench
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(B)/libmtad.a $(LDLIBS)
+
+bench-queue: build/bench/queue_bench
+	d=$$(mktemp -d) && build/bench/queue_bench $$d/data $${N:-20000}; rc=$$?; rm -rf $$d; exit $$rc

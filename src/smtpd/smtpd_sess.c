@@ -698,6 +698,7 @@ commit_done(void *arg, int ok, const char *id)
 }
 
 #define TXN_REJECT(s, lit) txn_reject((s), lit, sizeof(lit) - 1)
+#define BARE_REPLY "550 5.5.2 Error: bare <CR> or <LF> received\r\n"
 
 /* txn_reject - end of content, the message is refused: reply, log, drop it */
 static void
@@ -734,8 +735,8 @@ txn_finish(struct smtpd_sess *s, int is_data)
 	size_t plen, slen;
 
 	smtpd_sess_enter(s, SMTPD_S_CMD);
-	if (is_data && t->data.bare) {
-		TXN_REJECT(s, "550 5.5.2 Error: bare <CR> or <LF> received\r\n");
+	if ((!is_data && smtpd_bdat_end(&t->data)) || t->data.bare) {
+		TXN_REJECT(s, BARE_REPLY);
 		return;
 	}
 	if (t->reject & SMTPD_R_SIZE) {
@@ -824,6 +825,10 @@ bdat_chunk_done(struct smtpd_sess *s)
 		return;
 	}
 	smtpd_sess_enter(s, SMTPD_S_CMD);
+	if (t->data.bare) {                  /* no use reading the rest of the message */
+		TXN_REJECT(s, BARE_REPLY);
+		return;
+	}
 	if (t->reject & SMTPD_R_SIZE) {
 		TXN_REJECT(s, "552 5.3.4 Message size exceeds fixed limit\r\n");
 		return;
@@ -836,7 +841,11 @@ bdat_chunk_done(struct smtpd_sess *s)
 	smtpd_sess_replyf(s, "250 2.0.0 Ok: %llu octets\r\n", (unsigned long long)s->bdat_size);
 }
 
-/* sess_bdat_input - the chunk's bytes, taken as they are (no dot-stuffing in BDAT) */
+/*
+ * sess_bdat_input - the chunk's bytes, taken as they are (no dot-stuffing
+ * in BDAT), but a bare CR or LF refuses the message as in DATA (SPEC §4):
+ * a next hop that reads lines differently must never see one.
+ */
 static void
 sess_bdat_input(struct smtpd_sess *s, struct evbuffer *in)
 {
@@ -846,8 +855,10 @@ sess_bdat_input(struct smtpd_sess *s, struct evbuffer *in)
 		size_t n = v.iov_len;
 		if ((uint64_t)n > s->bdat_left)
 			n = (size_t)s->bdat_left;
-		if (s->bdat_reply == NULL)
+		if (s->bdat_reply == NULL) {
+			smtpd_bdat_scan(&s->txn->data, v.iov_base, n);
 			txn_content(s, v.iov_base, n);
+		}
 		evbuffer_drain(in, n);
 		s->bdat_left -= n;
 	}
