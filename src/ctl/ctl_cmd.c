@@ -93,7 +93,8 @@ ctl_usage(const char *prog)
 	    "  stats [--json]          counters and queue totals\n"
 	    "  check-config            check the configuration like mtad -t\n"
 	    "  health                  ask the running mtad's /healthz (exit 0 = healthy)\n"
-	    "  drain                   stop accepting, deliver, hand the rest to drain_relay, exit\n");
+	    "  drain                   stop accepting, deliver, hand the rest to drain_relay, exit\n"
+	    "  dkim-record DOMAIN      the DNS TXT records of DOMAIN's DKIM keys\n");
 }
 
 static void __attribute__((format(printf, 2, 3)))
@@ -1233,7 +1234,7 @@ ctl_main(int argc, char **argv)
 	if (((strcmp(cmd, "queue") == 0 || strcmp(cmd, "stats") == 0 ||
 	    strcmp(cmd, "check-config") == 0 || strcmp(cmd, "health") == 0 ||
 	    strcmp(cmd, "drain") == 0) && nargs != 0) ||
-	    (strcmp(cmd, "show") == 0 && nargs != 1)) {
+	    ((strcmp(cmd, "show") == 0 || strcmp(cmd, "dkim-record") == 0) && nargs != 1)) {
 		fprintf(stderr, "%s: %s: wrong number of arguments\n", c.prog, cmd);
 		ctl_usage(c.prog);
 		rc = CTL_EX_USAGE;
@@ -1249,6 +1250,8 @@ ctl_main(int argc, char **argv)
 		rc = ctl_cmd_health(&c);
 	} else if (strcmp(cmd, "drain") == 0) {
 		rc = ctl_cmd_drain(&c);
+	} else if (strcmp(cmd, "dkim-record") == 0) {
+		rc = ctl_dkim_record(c.cfg, c.prog, args[0]);
 	} else {
 		rc = -1;
 		for (size_t i = 0; i < sizeof(ctl_actions) / sizeof(ctl_actions[0]); i++)
