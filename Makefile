@@ -101,10 +101,42 @@ fuzz-%: build/fuzz/fuzz_%
 	@mkdir -p build/fuzz/corpus-$*
 	$< -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=512 -timeout=5 build/fuzz/corpus-$* $(wildcard fuzz/corpus/$*)
 
+# Line coverage: a gcov build in build/cov (-O0 --coverage), the unit tests and
+# the black-box tests against its mtad, then gcovr per folder of src/
+# (tools/coverage.sh; reports in build/cov/coverage.txt). Not part of `make test`.
+.PHONY: coverage
+coverage:
+	$(MAKE) -j2 B=build/cov CFLAGS="-O0 -g" EXTRA_CFLAGS="--coverage" EXTRA_LDFLAGS="--coverage" all units
+	sh tools/coverage.sh build/cov
+
+# Soak: 100 kill -9 cycles under parallel senders plus a full-disk phase on a
+# small tmpfs (tests/soak/soak.py; about 10-15 minutes, niced; not in `make
+# test`). Prints acknowledged / found / lost / duplicates. SOAK_ARGS passes
+# options, e.g. SOAK_ARGS="--cycles 10".
+SOAK_ARGS ?=
+.PHONY: soak
+soak: all
+	nice -n 19 $(PYTHON) tests/soak/soak.py --mtad build/mtad $(SOAK_ARGS)
+
 clean:
 	rm -rf build
 
 -include $(LIB_OBJ:.o=.d) $(B)/obj/src/cmd/*.d $(B)/obj/tests/unit/*.d
+
+# --- container image (Containerfile, docs/container.md) -------------------------
+# `make image` builds $(IMAGE) with podman (CONTAINER=docker works too). The
+# build's RUN apt-get needs the network; --network host keeps it working
+# where the default container network is not set up.
+CONTAINER   ?= podman
+IMAGE       ?= localhost/mtad:latest
+IMAGE_FLAGS ?= $(if $(filter podman,$(CONTAINER)),--runtime runc,)
+# podman: the docker format keeps HEALTHCHECK (OCI images have no such field)
+FORMAT_FLAG := $(if $(filter podman,$(CONTAINER)),--format docker,)
+BUILD_FLAGS ?= --network host --ulimit nofile=4096:4096 --ulimit nproc=4096:4096
+
+.PHONY: image
+image:
+	$(CONTAINER) $(IMAGE_FLAGS) build $(FORMAT_FLAG) $(BUILD_FLAGS) -f Containerfile -t $(IMAGE) .
 
 # --- install ------------------------------------------------------------------
 # make install [PREFIX=/usr/local] [DESTDIR=/tmp/pkg] [INSTALL_SENDMAIL=yes]

@@ -7,6 +7,7 @@
  * Errors:   start-up failures print the SPEC §3 text on stderr and exit 1.
  * Context:  the event-loop thread (the queue starts its own fsync thread).
  */
+#include "dkim/dkim.h"
 #include "http/http.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -35,6 +36,8 @@
 #include <event2/thread.h>
 
 #define MTAD_VERSION "0.1.0"
+/* A drain ended with mail still in data_dir (EX_TEMPFAIL): nothing lost, not empty. */
+#define MTAD_EX_LEFT 75
 
 extern char **environ;
 
@@ -49,9 +52,12 @@ struct mtad {
 	struct http *http;
 	struct ssl_ctx_st *tls;        /* server context (SMTP, SMTPS, HTTPS); NULL = TLS off */
 	struct ssl_ctx_st *tls_client; /* outbound STARTTLS */
+	struct dkim_keys *dkim;        /* dkim_key_table; NULL = no signing */
 	struct metrics metrics;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_pipe;
 	int stopping;
+	int draining;                  /* SIGTERM with drain_relay, or mtactl drain */
+	int exit_status;               /* 0, or MTAD_EX_LEFT after a drain that left mail */
 	int smtpd_done, sched_done;
 };
 
@@ -163,18 +169,79 @@ maybe_exit(struct mtad *d)
 static void smtpd_stopped(void *arg) { struct mtad *d = arg; d->smtpd_done = 1; maybe_exit(d); }
 static void sched_stopped(void *arg) { struct mtad *d = arg; d->sched_done = 1; maybe_exit(d); }
 
+/* stop_now - no more deliveries: abandon running ones safely and exit when idle */
+static void
+stop_now(struct mtad *d)
+{
+	if (d->stopping)
+		return;
+	d->stopping = 1;
+	if (!d->draining)
+		smtpd_shutdown(d->smtpd, smtpd_stopped, d);
+	sched_shutdown(d->sched, sched_stopped, d);
+}
+
+/* drained - the drain is over (sched_drain.c logged the numbers): stop */
+static void
+drained(void *arg, const struct sched_drain_result *r)
+{
+	struct mtad *d = arg;
+
+	if (r->left > 0) {
+		d->exit_status = MTAD_EX_LEFT;
+		log_warnx("drain: stopping with %llu message(s) left in %s: they are delivered "
+		    "when an mtad runs on this data_dir again", r->left, d->cfg->data_dir);
+	}
+	stop_now(d);
+}
+
+/*
+ * drain_start - SPEC §11.4: stop accepting (listeners closed, sessions
+ * ended as on a stop), keep delivering for drain_timeout, then hand the
+ * rest to drain_relay; the process exits when that is over.
+ */
+static void
+drain_start(struct mtad *d, const char *why)
+{
+	if (d->draining || d->stopping)
+		return;
+	d->draining = 1;
+	log_info("%s: draining: no new mail; delivering for up to %u s%s%s", why,
+	    d->cfg->drain_timeout, d->cfg->drain_relay.set ? ", then handing over to " : "",
+	    d->cfg->drain_relay.set ? d->cfg->drain_relay.host : "");
+	smtpd_shutdown(d->smtpd, smtpd_stopped, d);
+	if (sched_drain(d->sched, &d->cfg->drain_relay, d->cfg->drain_timeout, drained, d) < 0) {
+		log_warnx("drain: cannot start; stopping");
+		stop_now(d);
+	}
+}
+
+/* on_drain - POST /api/drain (mtactl drain) */
+static void
+on_drain(void *arg)
+{
+	drain_start(arg, "mtactl drain");
+}
+
+/*
+ * on_stop - SIGTERM/SIGINT. With drain_relay set, SIGTERM drains (a
+ * container being stopped, a pod scaled away); without, or on a second
+ * signal, or on SIGINT, stop now: the queue stays on disk for the next start.
+ */
 static void
 on_stop(evutil_socket_t sig, short what, void *arg)
 {
 	struct mtad *d = arg;
 
 	(void)what;
+	if (sig == SIGTERM && d->cfg->drain_relay.set && !d->draining && !d->stopping) {
+		drain_start(d, "SIGTERM");
+		return;
+	}
 	if (d->stopping)
 		return;
-	d->stopping = 1;
 	log_info("signal %d: stopping", (int)sig);
-	smtpd_shutdown(d->smtpd, smtpd_stopped, d);
-	sched_shutdown(d->sched, sched_stopped, d);
+	stop_now(d);
 }
 
 /* key_store - the TLS key store root of cfg ("" = none) */
@@ -217,6 +284,44 @@ tls_reload(struct mtad *d, const struct config *ncfg)
 	log_info("TLS: key and certificate reloaded (%s)", desc);
 }
 
+/*
+ * dkim_load - the DKIM key table of cfg (NULL when none is configured);
+ * -1 with the SPEC §3 text in err when the table or a key is unusable.
+ */
+static int
+dkim_load(const struct config *cfg, struct dkim_keys **out, char *err, size_t errlen)
+{
+	char why[1024];
+
+	*out = NULL;
+	if (cfg->dkim_key_table[0] == '\0')
+		return 0;
+	if ((*out = dkim_keys_load(key_store(cfg), cfg->dkim_key_table, why, sizeof(why))) == NULL) {
+		if (util_bsnprintf(err, errlen, "Error: failed to pre-configure MTA: %s", why) < 0)
+			util_strlcpy(err, "Error: failed to pre-configure MTA: dkim_key_table", errlen);
+		return -1;
+	}
+	return 0;
+}
+
+/* dkim_reload - SIGHUP: the new key table for new messages; a bad one keeps the old */
+static void
+dkim_reload(struct mtad *d, const struct config *ncfg)
+{
+	struct dkim_keys *k;
+	char err[1200];
+
+	if (dkim_load(ncfg, &k, err, sizeof(err)) < 0) {
+		log_warnx("DKIM: keeping the current keys: %s", err);
+		return;
+	}
+	smtpd_set_dkim(d->smtpd, k);
+	dkim_keys_unref(d->dkim);
+	d->dkim = k;
+	if (k != NULL)
+		log_info("DKIM: %zu key(s) loaded from %s", dkim_keys_count(k), ncfg->dkim_key_table);
+}
+
 /* on_hup - re-read the configuration; what needs a restart (listeners, data_dir) is kept */
 static void
 on_hup(evutil_socket_t sig, short what, void *arg)
@@ -237,6 +342,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	apply_timezone(ncfg);
 	config_check_warnings(ncfg);
 	tls_reload(d, ncfg);
+	dkim_reload(d, ncfg);
 	smtpd_set_config(d->smtpd, ncfg);
 	sched_set_config(d->sched, ncfg);
 	http_set_config(d->http, ncfg);
@@ -289,7 +395,10 @@ main(int argc, char **argv)
 		startup_error("%s", err);
 	if (config_check_environment(d.cfg, err, sizeof(err)) < 0)
 		startup_error("%s", err);
+	if (dkim_load(d.cfg, &d.dkim, err, sizeof(err)) < 0)
+		startup_error("%s", err);
 	if (check) {
+		d.dkim = dkim_keys_unref(d.dkim);
 		config_check_warnings(d.cfg);
 		if (print)
 			config_print(d.cfg, STDOUT_FILENO);
@@ -301,10 +410,12 @@ main(int argc, char **argv)
 	 * SIGHUP (before any thread exists); the server context is made now,
 	 * as root, and handed to smtpd and http once they exist.
 	 */
-	if (!d.cfg->ssl_disabled) {
-		char desc[512];
+	if (!d.cfg->ssl_disabled || d.cfg->dkim_key_table[0] != '\0') {
 		if (tls_keys_helper_start(key_store(d.cfg), err, sizeof(err)) < 0)
 			startup_error("%s", err);
+	}
+	if (!d.cfg->ssl_disabled) {
+		char desc[512];
 		d.tls = tls_server_new(key_store(d.cfg), d.cfg->ssl_key_file, d.cfg->ssl_cert_file,
 		    NULL, err, sizeof(err));
 		if (d.tls == NULL)
@@ -349,6 +460,10 @@ main(int argc, char **argv)
 	if (d.smtpd == NULL)
 		startup_error("Error: failed to start MTA server: %s", err);
 	smtpd_set_tls(d.smtpd, d.tls);
+	smtpd_set_dkim(d.smtpd, d.dkim);
+	if (d.dkim != NULL)
+		log_info("DKIM: signing with %zu key(s) from %s", dkim_keys_count(d.dkim),
+		    d.cfg->dkim_key_table);
 	d.http = http_new(d.base, d.cfg, d.q, &d.metrics, err, sizeof(err));
 	if (d.http == NULL)
 		startup_error("Error: failed to initialize UI backend: %s", err);
@@ -360,6 +475,7 @@ main(int argc, char **argv)
 	if (d.sched == NULL)
 		startup_error("Error: failed to pre-configure MTA: %s", err);
 	http_set_sched(d.http, d.sched);
+	http_set_drain(d.http, on_drain, &d);
 	sched_set_tls(d.sched, d.tls_client);    /* SPEC §5: STARTTLS whenever offered */
 	if (queue_recover(d.q, on_recovered, &d) < 0)
 		fatal("queue recovery in %s failed", d.cfg->data_dir);
@@ -376,6 +492,7 @@ main(int argc, char **argv)
 	d.sched = sched_free(d.sched);
 	d.tls = tls_ctx_free(d.tls);
 	d.tls_client = tls_ctx_free(d.tls_client);
+	d.dkim = dkim_keys_unref(d.dkim);
 	d.q = queue_close(d.q);
 	d.ml = maillog_close(d.ml);
 	event_free(d.ev_term);
@@ -385,5 +502,5 @@ main(int argc, char **argv)
 	config_free(d.old_cfg);
 	config_free(d.cfg);
 	log_info("stopped");
-	return 0;
+	return d.exit_status;
 }
