@@ -73,7 +73,7 @@ def test_print_shows_file_values_and_defaults(mtad_factory):
         "smtpd_client_connection_limit": "50", "smtpd_max_sessions": "10000",
         "retry_min_backoff": "5m", "retry_max_backoff": "4000s", "delay_warning_time": "0",
         "destination_concurrency": "20", "smtp_connect_timeout": "30s",
-        "smtpd_proxy_protocol": "", "smtpd_proxy_networks": "", "mail_owner": "mtad",
+        "smtpd_proxy_protocol": "", "smtpd_proxy_networks": "",
         "smart_relay_tls": "may", "ui_hosts": "", "ui_max_connections": "256",
         "timezone": "", "key_dir": "", "fs_dir": "",
     }
