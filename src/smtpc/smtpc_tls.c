@@ -105,8 +105,7 @@ smtpc_tls_reply(struct smtpc *c, const struct smtpc_reply *r)
 		    "TLS: %s", c->peer, r->text);
 		return;
 	}
-	maillog_printf(c->ml, "smtp", "warning: host %s refused to start TLS: %s; "
-	    "continuing without TLS", c->peer, r->text);
+	maillog_tls_refused(c->ml, c->peer, r->text);
 	c->tls_ctx = NULL;
 	smtpc_ready(c);
 }
@@ -128,8 +127,7 @@ smtpc_tls_event(struct smtpc *c, short what)
 		tls_info_get(ssl, &ti);
 		if (tls_info_text(&ti, text, sizeof(text)) < 0)
 			util_strlcpy(text, ti.protocol, sizeof(text));
-		maillog_printf(c->ml, "smtp", "%s TLS connection established to %s: %s",
-		    ti.verified ? "Trusted" : "Untrusted", c->peer, text);
+		maillog_tls_to(c->ml, ti.verified ? "Trusted" : "Untrusted", c->peer, text);
 		log_trace(TRACE_SMTPC, "smtpc %s: TLS: %s%s", c->peer, text,
 		    ti.reused ? " (resumed)" : "");
 		smtpc_send_hello(c, SMTPC_S_EHLO);
