@@ -101,6 +101,23 @@ fuzz-%: build/fuzz/fuzz_%
 	@mkdir -p build/fuzz/corpus-$*
 	$< -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=512 -timeout=5 build/fuzz/corpus-$* $(wildcard fuzz/corpus/$*)
 
+# Line coverage: a gcov build in build/cov (-O0 --coverage), the unit tests and
+# the black-box tests against its mtad, then gcovr per folder of src/
+# (tools/coverage.sh; reports in build/cov/coverage.txt). Not part of `make test`.
+.PHONY: coverage
+coverage:
+	$(MAKE) -j2 B=build/cov CFLAGS="-O0 -g" EXTRA_CFLAGS="--coverage" EXTRA_LDFLAGS="--coverage" all units
+	sh tools/coverage.sh build/cov
+
+# Soak: 100 kill -9 cycles under parallel senders plus a full-disk phase on a
+# small tmpfs (tests/soak/soak.py; about 10-15 minutes, niced; not in `make
+# test`). Prints acknowledged / found / lost / duplicates. SOAK_ARGS passes
+# options, e.g. SOAK_ARGS="--cycles 10".
+SOAK_ARGS ?=
+.PHONY: soak
+soak: all
+	nice -n 19 $(PYTHON) tests/soak/soak.py --mtad build/mtad $(SOAK_ARGS)
+
 clean:
 	rm -rf build
 
