@@ -75,15 +75,28 @@ test: deps
 run: deps all
 	sh etc/run-default.sh
 
-# libFuzzer harnesses (clang); `make fuzz-NAME FUZZ_SECONDS=N`.
+# libFuzzer harnesses (clang); `make fuzz-NAME FUZZ_SECONDS=N` runs one,
+# `make fuzz-all FUZZ_SECONDS=N [FUZZ_JOBS=J]` runs every fuzz/fuzz_*.c (J at a
+# time, niced) and prints executions, cov, ft and crashes per harness
+# (tools/fuzz_all.sh). The library is compiled once into build/fuzzlib/.
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 FUZZERS  := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
 FUZZ_SECONDS ?= 60
-build/fuzz/%: fuzz/%.c $(LIB_SRC)
+FUZZ_JOBS ?= 1
+FUZZ_SAN := -fsanitize=address,undefined
+.PHONY: fuzz-all FORCE
+ifneq ($(B),build/fuzzlib)
+build/fuzzlib/libmtad.a: FORCE
+	@$(MAKE) B=build/fuzzlib CC=clang CFLAGS="-g -O1" \
+	    EXTRA_CFLAGS="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" build/fuzzlib/libmtad.a
+endif
+build/fuzz/%: fuzz/%.c build/fuzzlib/libmtad.a
 	@mkdir -p build/fuzz
-	clang $(WARN) -D_GNU_SOURCE -Isrc $(PKG_CFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined \
-	    -o $@ $< $(LIB_SRC) $(PKG_LIBS) -lpthread
+	clang $(WARN) -D_GNU_SOURCE -Isrc $(PKG_CFLAGS) -g -O1 -fsanitize=fuzzer $(FUZZ_SAN) \
+	    -o $@ $< build/fuzzlib/libmtad.a $(PKG_LIBS) -lpthread
 fuzz-build: $(FUZZERS)
+fuzz-all: fuzz-build
+	sh tools/fuzz_all.sh -t $(FUZZ_SECONDS) -j $(FUZZ_JOBS) $(FUZZERS)
 fuzz-%: build/fuzz/fuzz_%
 	@mkdir -p build/fuzz/corpus-$*
 	$< -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=512 -timeout=5 build/fuzz/corpus-$* $(wildcard fuzz/corpus/$*)

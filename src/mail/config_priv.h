@@ -28,6 +28,8 @@ int config_value_uint(const char *v, unsigned long long max, unsigned long long 
 int config_value_text(const char *v, char *why, size_t whylen);
 /* config_value_hostname - RFC 1123 host name syntax (labels, hyphens, length) */
 int config_value_hostname(const char *p, size_t len);
+/* config_value_host_list - "" or a comma/space list of host names (ui_hosts) */
+int config_value_host_list(const char *v, char *why, size_t whylen);
 /* config_value_ip - numeric IPv4 or IPv6 address (no brackets) -> family */
 int config_value_ip(const char *p, size_t len, int *family);
 /*

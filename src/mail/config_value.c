@@ -196,6 +196,31 @@ config_value_hostname(const char *p, size_t len)
 	return 1;
 }
 
+/*
+ * config_value_host_list - 0 when v is empty or a list of host names
+ * separated by commas and/or white space (ui_hosts); -1 with why otherwise
+ */
+int
+config_value_host_list(const char *v, char *why, size_t whylen)
+{
+	const char *p = v;
+
+	for (;;) {
+		size_t len;
+
+		while (*p == ',' || *p == ' ' || *p == '\t')
+			p++;
+		if (*p == '\0')
+			return 0;
+		len = strcspn(p, ", \t");
+		if (!config_value_hostname(p, len)) {
+			util_strlcpy(why, "expected host names separated by commas or spaces", whylen);
+			return -1;
+		}
+		p += len;
+	}
+}
+
 /* config_value_ip - 1 when p[0..len) is a numeric IPv4 or IPv6 address */
 int
 config_value_ip(const char *p, size_t len, int *family)

@@ -442,9 +442,7 @@ sess_greet(struct smtpd_sess *s)
 	if (!smtpd_trusted(srv, &s->peer)) {
 		if (smtpd_ip_acquire(srv, &s->peer) < 0) {
 			srv->m->rejected++;
-			maillog_printf(srv->ml, "smtpd", "warning: Connection concurrency limit "
-			    "exceeded: %u from unknown[%s] for service smtp",
-			    cfg->smtpd_client_connection_limit + 1, s->addr);
+			maillog_conn_limit(srv->ml, cfg->smtpd_client_connection_limit + 1, s->addr);
 			smtpd_sess_replyf(s, "421 4.7.0 %s Error: too many connections from %s\r\n",
 			    cfg->hostname, s->addr);
 			smtpd_sess_close(s);
@@ -489,8 +487,7 @@ sess_proxy_input(struct smtpd_sess *s, struct evbuffer *in, size_t len)
 		smtpd_sess_set_addr(s, &self.sa, sizeof(self));
 		util_strlcpy(peer, s->addr, sizeof(peer));
 		log_warnx("smtpd: %s: malformed PROXY protocol header, closing", peer);
-		maillog_printf(s->srv->ml, "smtpd", "warning: haproxy read: bad or "
-		    "unsupported PROXY header from [%s]", peer);
+		maillog_proxy_bad(s->srv->ml, peer);
 		s->addr[0] = '\0';
 		smtpd_sess_kill(s);
 		return 0;
@@ -990,8 +987,7 @@ done:
 	    s->state != SMTPD_S_DEAD && !(s->flags & SMTPD_F_OUT_FULL)) {
 		/* the client shut its side and every command it sent is answered */
 		if (s->flags & SMTPD_F_LOGGED)
-			maillog_printf(s->srv->ml, "smtpd", "lost connection after %s from "
-			    "unknown[%s]", smtpd_cmd_label(s), s->addr);
+			maillog_lost(s->srv->ml, smtpd_cmd_label(s), s->addr);
 		smtpd_sess_close(s);
 		return;
 	}
@@ -1054,8 +1050,7 @@ sess_eventcb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
-		maillog_printf(srv->ml, "smtpd", "timeout after %s from unknown[%s]",
-		    smtpd_cmd_label(s), s->addr[0] ? s->addr : "unknown");
+		maillog_timeout(srv->ml, smtpd_cmd_label(s), s->addr);
 		if (s->state == SMTPD_S_PROXY) {
 			smtpd_sess_kill(s);
 			return;
@@ -1076,7 +1071,6 @@ sess_eventcb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (s->state != SMTPD_S_PROXY && !(s->flags & SMTPD_F_QUIT))
-		maillog_printf(srv->ml, "smtpd", "lost connection after %s from unknown[%s]",
-		    smtpd_cmd_label(s), s->addr);
+		maillog_lost(srv->ml, smtpd_cmd_label(s), s->addr);
 	smtpd_sess_kill(s);
 }

@@ -290,13 +290,13 @@ h_send_next(struct h *h, struct smtpc *c)
 	txn.size = t->size;
 	txn.need_8bit = t->need_8bit;
 	txn.smtputf8 = t->smtputf8;
-	txn.content = (struct queue_reader *)(void *)h;
+	txn.content.read = h_read;
+	txn.content.arg = h;
 	h->content = t->content;
 	h->content_len = t->content != NULL ? strlen(t->content) : 0;
 	h->content_pos = 0;
 	h->chunk = t->chunk > 0 ? t->chunk : 4096;
 	h->gen_pos = 0;
-	smtpc_set_reader(c, h_read);
 	assert_int_equal(smtpc_send(c, &txn), 0);
 	/* a second send while one runs is refused */
 	assert_int_equal(smtpc_send(c, &txn), -1);
@@ -345,7 +345,7 @@ h_done(void *arg, struct smtpc *c, const struct smtpc_result *r)
 	if (h->keep_after_done) {
 		/* a second send on a dead session is refused */
 		if (smtpc_send(c, &(struct smtpc_txn){ "a", (const char *const[]){ "b" }, 1, 1, 0, 0,
-		    (struct queue_reader *)(void *)h }) != -1)
+		    { h_read, h } }) != -1)
 			fail_msg("smtpc_send on a dead session accepted");
 		return;
 	}
