@@ -36,6 +36,8 @@
 #include <event2/thread.h>
 
 #define MTAD_VERSION "0.1.0"
+/* A drain ended with mail still in data_dir (EX_TEMPFAIL): nothing lost, not empty. */
+#define MTAD_EX_LEFT 75
 
 extern char **environ;
 
@@ -54,6 +56,8 @@ struct mtad {
 	struct metrics metrics;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_pipe;
 	int stopping;
+	int draining;                  /* SIGTERM with drain_relay, or mtactl drain */
+	int exit_status;               /* 0, or MTAD_EX_LEFT after a drain that left mail */
 	int smtpd_done, sched_done;
 };
 
@@ -165,18 +169,79 @@ maybe_exit(struct mtad *d)
 static void smtpd_stopped(void *arg) { struct mtad *d = arg; d->smtpd_done = 1; maybe_exit(d); }
 static void sched_stopped(void *arg) { struct mtad *d = arg; d->sched_done = 1; maybe_exit(d); }
 
+/* stop_now - no more deliveries: abandon running ones safely and exit when idle */
+static void
+stop_now(struct mtad *d)
+{
+	if (d->stopping)
+		return;
+	d->stopping = 1;
+	if (!d->draining)
+		smtpd_shutdown(d->smtpd, smtpd_stopped, d);
+	sched_shutdown(d->sched, sched_stopped, d);
+}
+
+/* drained - the drain is over (sched_drain.c logged the numbers): stop */
+static void
+drained(void *arg, const struct sched_drain_result *r)
+{
+	struct mtad *d = arg;
+
+	if (r->left > 0) {
+		d->exit_status = MTAD_EX_LEFT;
+		log_warnx("drain: stopping with %llu message(s) left in %s: they are delivered "
+		    "when an mtad runs on this data_dir again", r->left, d->cfg->data_dir);
+	}
+	stop_now(d);
+}
+
+/*
+ * drain_start - SPEC §11.4: stop accepting (listeners closed, sessions
+ * ended as on a stop), keep delivering for drain_timeout, then hand the
+ * rest to drain_relay; the process exits when that is over.
+ */
+static void
+drain_start(struct mtad *d, const char *why)
+{
+	if (d->draining || d->stopping)
+		return;
+	d->draining = 1;
+	log_info("%s: draining: no new mail; delivering for up to %u s%s%s", why,
+	    d->cfg->drain_timeout, d->cfg->drain_relay.set ? ", then handing over to " : "",
+	    d->cfg->drain_relay.set ? d->cfg->drain_relay.host : "");
+	smtpd_shutdown(d->smtpd, smtpd_stopped, d);
+	if (sched_drain(d->sched, &d->cfg->drain_relay, d->cfg->drain_timeout, drained, d) < 0) {
+		log_warnx("drain: cannot start; stopping");
+		stop_now(d);
+	}
+}
+
+/* on_drain - POST /api/drain (mtactl drain) */
+static void
+on_drain(void *arg)
+{
+	drain_start(arg, "mtactl drain");
+}
+
+/*
+ * on_stop - SIGTERM/SIGINT. With drain_relay set, SIGTERM drains (a
+ * container being stopped, a pod scaled away); without, or on a second
+ * signal, or on SIGINT, stop now: the queue stays on disk for the next start.
+ */
 static void
 on_stop(evutil_socket_t sig, short what, void *arg)
 {
 	struct mtad *d = arg;
 
 	(void)what;
+	if (sig == SIGTERM && d->cfg->drain_relay.set && !d->draining && !d->stopping) {
+		drain_start(d, "SIGTERM");
+		return;
+	}
 	if (d->stopping)
 		return;
-	d->stopping = 1;
 	log_info("signal %d: stopping", (int)sig);
-	smtpd_shutdown(d->smtpd, smtpd_stopped, d);
-	sched_shutdown(d->sched, sched_stopped, d);
+	stop_now(d);
 }
 
 /* key_store - the TLS key store root of cfg ("" = none) */
@@ -410,6 +475,7 @@ main(int argc, char **argv)
 	if (d.sched == NULL)
 		startup_error("Error: failed to pre-configure MTA: %s", err);
 	http_set_sched(d.http, d.sched);
+	http_set_drain(d.http, on_drain, &d);
 	sched_set_tls(d.sched, d.tls_client);    /* SPEC §5: STARTTLS whenever offered */
 	if (queue_recover(d.q, on_recovered, &d) < 0)
 		fatal("queue recovery in %s failed", d.cfg->data_dir);
@@ -436,5 +502,5 @@ main(int argc, char **argv)
 	config_free(d.old_cfg);
 	config_free(d.cfg);
 	log_info("stopped");
-	return 0;
+	return d.exit_status;
 }
