@@ -55,6 +55,8 @@ struct mtad {
 	struct dkim_keys *dkim;        /* dkim_key_table; NULL = no signing */
 	struct metrics metrics;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_pipe;
+	struct queue_recovery *recovery; /* the queue is still being read (in slices) */
+	struct event *ev_recover;
 	int stopping;
 	int draining;                  /* SIGTERM with drain_relay, or mtactl drain */
 	int exit_status;               /* 0, or MTAD_EX_LEFT after a drain that left mail */
@@ -363,6 +365,40 @@ on_recovered(void *arg, struct queue_msg *m)
 	sched_add(d->sched, m);
 }
 
+#define RECOVER_SLICE_FILES 512        /* queue files read per loop pass at most */
+#define RECOVER_SLICE_US    20000      /* and for no longer than this */
+
+/*
+ * on_recover_slice - read the next slice of the queue, then let the loop
+ * serve SMTP, HTTP and deliveries before the next one (SPEC §11.5: the
+ * listeners accept at once, recovery continues in the background).
+ */
+static void
+on_recover_slice(evutil_socket_t fd, short what, void *arg)
+{
+	struct mtad *d = arg;
+	uint64_t t0 = util_mono_us();
+	int rc = 0;
+
+	(void)fd;
+	(void)what;
+	if (d->recovery == NULL || d->stopping)
+		return;
+	while (rc == 0 && util_mono_us() - t0 < RECOVER_SLICE_US)
+		rc = queue_recover_step(d->recovery, RECOVER_SLICE_FILES / 8);
+	if (rc == 0) {
+		/* a zero timer, not event_active(): the loop polls the sockets first */
+		struct timeval now = { 0, 0 };
+
+		evtimer_add(d->ev_recover, &now);
+		return;
+	}
+	if (rc < 0)
+		log_warnx("queue recovery in %s ran out of memory: the rest stays on disk "
+		    "until the next start", d->cfg->data_dir);
+	d->recovery = queue_recover_finish(d->recovery);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -477,14 +513,25 @@ main(int argc, char **argv)
 	http_set_sched(d.http, d.sched);
 	http_set_drain(d.http, on_drain, &d);
 	sched_set_tls(d.sched, d.tls_client);    /* SPEC §5: STARTTLS whenever offered */
-	if (queue_recover(d.q, on_recovered, &d) < 0)
+	if ((d.recovery = queue_recover_start(d.q, on_recovered, &d)) == NULL)
 		fatal("queue recovery in %s failed", d.cfg->data_dir);
 	queue_set_listener(d.q, on_recovered, &d);
+	if ((d.ev_recover = evtimer_new(d.base, on_recover_slice, &d)) == NULL)
+		fatalx("cannot create the recovery event");
+	{
+		size_t done, total;
 
-
-	log_info("mtad %s started: %llu message(s) in the queue", MTAD_VERSION,
-	    (unsigned long long)queue_count(d.q));
+		queue_recover_progress(d.recovery, &done, &total);
+		if (total == 0)
+			d.recovery = queue_recover_finish(d.recovery);
+		else
+			event_active(d.ev_recover, EV_TIMEOUT, 0);   /* the first slice: once the loop runs */
+		log_info("mtad %s started: %zu queue file(s) to recover%s", MTAD_VERSION, total,
+		    total > 0 ? " in the background" : "");
+	}
 	event_base_dispatch(d.base);
+	d.recovery = queue_recover_finish(d.recovery);
+	event_free(d.ev_recover);
 
 	/* Stopped: every acknowledged message is on disk; nothing else to save. */
 	d.http = http_free(d.http);
