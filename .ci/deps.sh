@@ -2,7 +2,7 @@
 # Installs the Debian packages the build and the tests need, when missing.
 set -e
 pkgs="make gcc clang pkg-config libevent-dev libssl-dev libunbound-dev libcmocka-dev libjansson-dev
-      python3 python3-pytest python3-pytest-xdist python3-aiosmtpd python3-dnslib swaks postfix pflogsumm gcovr openssl testssl.sh curl groff-base mandoc tzdata chromium nodejs"
+      python3 python3-pytest python3-pytest-xdist python3-aiosmtpd python3-dnslib swaks postfix pflogsumm gcovr openssl testssl.sh curl groff-base mandoc tzdata chromium nodejs haproxy python3-yaml"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
