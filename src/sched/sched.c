@@ -662,8 +662,11 @@ dispatch_cc(struct sched *s, struct sched_msg *sm)
 
 	if (sched_nexthop_relay(&cfg->cc_mta, SCHED_KIND_CC, cfg->relay_smtp_port, &nh) < 0 ||
 	    sched_nexthop_key(&nh, key, sizeof(key)) < 0) {
-		log_warnx("%s: cc_mta %s cannot be used: dropping the cc copy", sm->m->id,
-		    cfg->cc_mta.host);
+		char text[300];
+
+		if (config_format_relay(&cfg->cc_mta, text, sizeof(text)) < 0)
+			util_strlcpy(text, cfg->cc_mta.host, sizeof(text));
+		log_warnx("%s: cc_mta %s cannot be used: dropping the cc copy", sm->m->id, text);
 		sm->cc_owed = 0;
 		(void)s->be->update_flags(s->be_arg, sm->m, sm->m->flags & ~(unsigned)QUEUE_F_CC);
 		return;
@@ -831,8 +834,13 @@ sched_new_backend(struct event_base *base, const struct config *cfg, struct queu
 		util_bsnprintf(err, errlen, "scheduler: out of memory");
 		goto fail;
 	}
-	if (cfg->cc_mta.set && !cfg->smart_relay.set)
-		log_info("cc_mta: a copy of every relayed message goes to %s", cfg->cc_mta.host);
+	if (cfg->cc_mta.set && !cfg->smart_relay.set) {
+		char text[300];
+
+		if (config_format_relay(&cfg->cc_mta, text, sizeof(text)) < 0)
+			util_strlcpy(text, cfg->cc_mta.host, sizeof(text));
+		log_info("cc_mta: a copy of every relayed message goes to %s", text);
+	}
 	return s;
 fail:
 	return sched_free(s);
