@@ -10,6 +10,7 @@
 #include "dkim/dkim.h"
 #include "http/http.h"
 #include "lib/log.h"
+#include "lib/priv.h"
 #include "lib/util.h"
 #include "mail/config.h"
 #include "mail/maillog.h"
@@ -21,7 +22,6 @@
 
 #include <errno.h>
 #include <stdarg.h>
-#include <ftw.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -61,6 +61,9 @@ struct mtad {
 	int draining;                  /* SIGTERM with drain_relay, or mtactl drain */
 	int exit_status;               /* 0, or MTAD_EX_LEFT after a drain that left mail */
 	int smtpd_done, sched_done;
+	int owner_found;               /* started as root: owner_uid/gid is mail_owner */
+	uid_t owner_uid;
+	gid_t owner_gid;
 };
 
 static void
@@ -96,60 +99,69 @@ maillog_path(const struct config *cfg, char *buf, size_t size)
 		buf[0] = '\0';
 }
 
-static uid_t chown_uid;
-static gid_t chown_gid;
-
-static int
-chown_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+/*
+ * owner_lookup - when root: the mail_owner user to run as (SPEC §10). A
+ * missing user is a start-up error naming it: falling back to another
+ * user (nobody, shared with other daemons) would hand it the queue.
+ * mail_owner = nobody must be said explicitly. Root itself is refused.
+ */
+static void
+owner_lookup(struct mtad *d)
 {
-	(void)st; (void)flag; (void)ftw;
-	if (lchown(path, chown_uid, chown_gid) < 0)
-		log_warn("chown %s", path);
-	return 0;
+	struct passwd *pw;
+
+	if (geteuid() != 0)
+		return;
+	errno = 0;
+	pw = getpwnam(d->cfg->mail_owner);
+	if (pw == NULL)
+		startup_error("Error: failed to pre-configure MTA: mail_owner: no such user '%s' "
+		    "(create it, e.g. useradd --system --home-dir /nonexistent "
+		    "--shell /usr/sbin/nologin %s; or set mail_owner = nobody)",
+		    d->cfg->mail_owner, d->cfg->mail_owner);
+	if (pw->pw_uid == 0)
+		startup_error("Error: failed to pre-configure MTA: mail_owner: '%s' has uid 0; "
+		    "mtad must not keep root's powers", d->cfg->mail_owner);
+	d->owner_uid = pw->pw_uid;
+	d->owner_gid = pw->pw_gid;
+	d->owner_found = 1;
 }
 
 /*
  * drop_privileges - when root: give data_dir (and the mail log) to
  * mail_owner, then setgid/setuid to it. Sockets and keys are already open.
+ * Neither chown follows a link or is fooled by one mail_owner placed: see
+ * lib/priv.h.
  */
 static void
 drop_privileges(struct mtad *d)
 {
-	struct passwd *pw;
 	char path[4096];
+	int n;
 
-	if (geteuid() != 0)
+	if (!d->owner_found)
 		return;
-	pw = getpwnam(d->cfg->mail_owner);
-	if (pw == NULL && strcmp(d->cfg->mail_owner, "mtad") == 0)
-		pw = getpwnam("nobody");
-	if (pw == NULL)
-		startup_error("Error: failed to pre-configure MTA: mail_owner: no such user");
-	chown_uid = pw->pw_uid;
-	chown_gid = pw->pw_gid;
-	if (nftw(d->cfg->data_dir, chown_one, 16, FTW_PHYS) < 0)
-		log_warn("cannot hand %s to %s", d->cfg->data_dir, pw->pw_name);
+	if ((n = priv_chown_tree(d->cfg->data_dir, d->owner_uid, d->owner_gid)) < 0)
+		log_warn("cannot hand %s to %s", d->cfg->data_dir, d->cfg->mail_owner);
+	else if (n > 0)
+		log_warnx("%s: %d entr%s left to its owner (see above)", d->cfg->data_dir, n,
+		    n == 1 ? "y" : "ies");
 	/* The mail log file and the directories mtad made for it, so that a
 	 * reopen after rotation (SIGHUP) can create the file again. */
 	maillog_path(d->cfg, path, sizeof(path));
 	if (path[0] != '\0') {
-		size_t root = strlen(d->cfg->log_dir);
-		char *slash;
+		const char *rel = path + strlen(d->cfg->log_dir);
 
-		if (lchown(path, pw->pw_uid, pw->pw_gid) < 0)
-			log_warn("chown %s", path);
-		while ((slash = strrchr(path, '/')) != NULL &&
-		    (size_t)(slash - path) >= root) {
-			*slash = '\0';
-			if (lchown(path, pw->pw_uid, pw->pw_gid) < 0)
-				log_warn("chown %s", path);
-		}
+		while (*rel == '/')
+			rel++;
+		if (priv_chown_path(d->cfg->log_dir, rel, d->owner_uid, d->owner_gid) < 0)
+			log_warn("cannot hand %s to %s", path, d->cfg->mail_owner);
 	}
-	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
-		fatal("cannot drop privileges to %s", pw->pw_name);
+	if (setgroups(0, NULL) < 0 || setgid(d->owner_gid) < 0 || setuid(d->owner_uid) < 0)
+		fatal("cannot drop privileges to %s", d->cfg->mail_owner);
 	if (setuid(0) == 0)
 		fatalx("privileges were not dropped");
-	log_info("running as %s (uid %u)", pw->pw_name, (unsigned)pw->pw_uid);
+	log_info("running as %s (uid %u)", d->cfg->mail_owner, (unsigned)d->owner_uid);
 }
 
 static void
@@ -431,6 +443,7 @@ main(int argc, char **argv)
 		startup_error("%s", err);
 	if (config_check_environment(d.cfg, err, sizeof(err)) < 0)
 		startup_error("%s", err);
+	owner_lookup(&d);
 	if (dkim_load(d.cfg, &d.dkim, err, sizeof(err)) < 0)
 		startup_error("%s", err);
 	if (check) {
@@ -442,12 +455,14 @@ main(int argc, char **argv)
 		return 0;
 	}
 	/*
-	 * TLS: the key store reader keeps root's access to the key for
-	 * SIGHUP (before any thread exists); the server context is made now,
-	 * as root, and handed to smtpd and http once they exist.
+	 * TLS: the key store reader keeps read access to the key store for
+	 * SIGHUP (forked before any thread exists, as mail_owner with
+	 * CAP_DAC_READ_SEARCH alone); the server context is made now, as
+	 * root, and handed to smtpd and http once they exist.
 	 */
 	if (!d.cfg->ssl_disabled || d.cfg->dkim_key_table[0] != '\0') {
-		if (tls_keys_helper_start(key_store(d.cfg), err, sizeof(err)) < 0)
+		if (tls_keys_helper_start(key_store(d.cfg), d.owner_uid, d.owner_gid,
+		    err, sizeof(err)) < 0)
 			startup_error("%s", err);
 	}
 	if (!d.cfg->ssl_disabled) {

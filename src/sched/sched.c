@@ -352,6 +352,10 @@ rcpt_outcome(struct sched *s, struct sched_msg *sm, size_t i, enum sched_class c
 		next = now + (uint64_t)sched_backoff(attempts, cfg->retry_min_backoff,
 		    cfg->retry_max_backoff) * US_PER_S;
 		sched_rcpt_write(s, m, i, QUEUE_RCPT_PENDING, next, dsn, rp->text);
+		/* the file keeps the backoff for the next start; a temporary refusal
+		 * (a peer going away, a balancer's stale view) is tried again soon */
+		if (cls == SCHED_TEMP)
+			r->next_try_us = now + SCHED_DRAIN_RETRY * US_PER_S;
 		return;
 	}
 	switch (cls) {

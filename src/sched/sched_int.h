@@ -50,6 +50,7 @@ struct sched_map;
 #define SCHED_MAX_ADDRS        10     /* addresses tried per connection attempt */
 #define SCHED_HEADERS_MAX      65536  /* original headers copied into a DSN */
 #define SCHED_STOP_GRACE       3      /* seconds running transactions get at shutdown */
+#define SCHED_DRAIN_RETRY      2      /* seconds between hand-over attempts of a message */
 
 struct sched_job;
 struct sched_conn;
