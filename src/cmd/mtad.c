@@ -363,8 +363,10 @@ main(int argc, char **argv)
 		startup_error("Error: failed to pre-configure MTA: %s", err);
 	http_set_sched(d.http, d.sched);
 	sched_set_tls(d.sched, d.tls_client);    /* SPEC §5: STARTTLS whenever offered */
+	metrics_set_unready(&d.metrics, METRICS_UNREADY_RECOVERING, 1);   /* /readyz: 503 */
 	if (queue_recover(d.q, on_recovered, &d) < 0)
 		fatal("queue recovery in %s failed", d.cfg->data_dir);
+	metrics_set_unready(&d.metrics, METRICS_UNREADY_RECOVERING, 0);
 	queue_set_listener(d.q, on_recovered, &d);
 
 

@@ -33,14 +33,18 @@ struct queue_msg;
 #define HTTP_MAX_HEADER_COUNT  64
 #define HTTP_MAX_BODY          65536
 #define HTTP_TIMEOUT_SECS      30      /* read, write and keep-alive idle */
+#define HTTP_REQUEST_SECS      30      /* a whole request, however it trickles (SPEC §11.1) */
+#define HTTP_MAX_CONNS_PER_ADDR 32     /* connections of one client address (SPEC §11.1) */
+#define HTTP_FD_RESERVE        64      /* descriptors the UI leaves to SMTP and the queue */
+#define HTTP_CONN_BUCKETS      1024
+#define HTTP_ADDR_BUCKETS      256
 #define HTTP_MAX_AUTH_LEN      1024    /* Authorization header value */
 #define HTTP_MAX_PER_PAGE      500
 #define HTTP_DEF_PER_PAGE      50
 #define HTTP_MAX_DETAIL_HEAD   65536   /* header bytes read for /api/queue/ID */
 #define HTTP_MAX_DETAIL_LINES  500     /* header fields returned */
 #define HTTP_LIST_RCPTS        3       /* recipients shown per row of /api/queue */
-#define HTTP_MAX_PENDING       1024    /* delayed replies (auth failures) at once */
-#define HTTP_AUTH_CLIENTS      128     /* clients remembered for the failure delay */
+#define HTTP_MAX_PENDING       1024    /* delayed replies (bulk actions) at once */
 #define HTTP_BATCH             1000    /* messages per loop turn in bulk actions */
 #define HTTP_WALK_CACHE_US     1000000 /* see struct http, walk */
 
@@ -224,8 +228,8 @@ int http_auth_digest(const char *user, const char *pass, unsigned char out[HTTP_
 
 enum http_auth_result {
 	HTTP_AUTH_OK,
-	HTTP_AUTH_MISSING,                 /* no or malformed credentials: 401 at once */
-	HTTP_AUTH_BAD,                     /* wrong credentials: 401 after a delay */
+	HTTP_AUTH_MISSING,                 /* no or malformed credentials: 401 */
+	HTTP_AUTH_BAD,                     /* wrong credentials: 401, counted per address */
 };
 
 /*
@@ -237,29 +241,69 @@ enum http_auth_result http_auth_check(const char *header,
     const unsigned char want[HTTP_DIGEST_LEN]);
 
 /*
+ * The names the UI answers to (SPEC §11.1 ui_hosts): hostname, localhost,
+ * IP literals and the ui_hosts list. Strings borrowed from the configuration.
+ */
+struct http_names {
+	const char *hostname;
+	const char *ui_hosts;              /* comma/space list, "" = none */
+};
+
+/*
+ * http_host_allowed - 1 when a request's Host header (NULL: none, as in
+ * HTTP/1.0) names us, with or without a port; 0: answer 421 (a DNS
+ * rebinding page names its own host).
+ */
+int http_host_allowed(const struct http_names *n, const char *host);
+
+/*
  * http_csrf_check - may this state-changing request come from our own page?
  * It needs a non-empty X-Requested-With header (a cross-site form cannot
  * send one, a cross-site script cannot without a CORS preflight we never
- * grant), and Origin, or else Referer, when present, must name host.
+ * grant), and Origin, or else Referer, when present, must name one of our
+ * names (n, never the Host header's name) on the port of the Host header.
  * 0 = allowed; -1 = refuse (reason, for the log and the 403 body, in why).
  */
 int http_csrf_check(const char *xrw, const char *origin, const char *referer,
-    const char *host, int https, const char **why);
+    const char *host, const struct http_names *n, int https, const char **why);
 
-/* Failures remembered per client address, for the growing delay. */
+/*
+ * Failed logins per client address (SPEC §11.1): after HTTP_LOCK_FAILS
+ * failures within HTTP_LOCK_WINDOW_US, every request of the address gets
+ * 429 until HTTP_LOCK_US after the last failure. A set-associative table:
+ * HTTP_AUTH_SETS sets of HTTP_AUTH_WAYS clients; a new client takes the
+ * place of the least recent one of its set that is not locked out.
+ */
+#define HTTP_LOCK_FAILS      10
+#define HTTP_LOCK_WINDOW_US  (600ULL * 1000000)
+#define HTTP_LOCK_US         (600ULL * 1000000)
+#define HTTP_AUTH_LOG_US     1000000       /* at most one log line a second per address */
+#define HTTP_AUTH_SETS       256
+#define HTTP_AUTH_WAYS       8
+
 struct http_auth_client {
-	char     addr[64];
-	unsigned fails;
-	uint64_t last_us;
+	char     addr[64];                 /* "" = free slot */
+	uint64_t t[HTTP_LOCK_FAILS];       /* times of the last failures (a ring) */
+	unsigned head, n;                  /* next write in t[], entries used */
+	uint64_t last_us;                  /* last failure */
+	uint64_t locked_until_us;          /* 0 = never locked */
+	uint64_t logged_us;                /* last log line */
+	unsigned unlogged;                 /* failures not yet in a log line */
 };
 
 struct http_auth_table {
-	struct http_auth_client c[HTTP_AUTH_CLIENTS];
+	struct http_auth_client c[HTTP_AUTH_SETS * HTTP_AUTH_WAYS];
 };
 
-/* http_auth_fail - record a failure; returns the delay in ms before the 401 */
-unsigned http_auth_fail(struct http_auth_table *t, const char *addr, uint64_t now_mono_us);
-void http_auth_success(struct http_auth_table *t, const char *addr);
+/*
+ * http_auth_fail - record a failure of addr at now (monotonic µs). 1 when
+ * it locks the address out, else 0. *log_count: failures to report in a
+ * log line now (0: none, a line was written less than a second ago).
+ */
+int http_auth_fail(struct http_auth_table *t, const char *addr, uint64_t now,
+    unsigned *log_count);
+/* http_auth_locked - seconds (rounded up) until addr may log in again; 0 = not locked out */
+unsigned http_auth_locked(struct http_auth_table *t, const char *addr, uint64_t now);
 
 /* --- the service (http.c) ------------------------------------------------- */
 
@@ -273,6 +317,11 @@ struct evkeyvalq;
 struct metrics_push;
 struct ssl_ctx_st;
 struct http_pending;
+struct http_conn;
+struct http_addr_count;
+struct evconnlistener;
+struct evhttp_bound_socket;
+struct bufferevent;
 
 struct http {
 	struct event_base *base;
@@ -286,6 +335,18 @@ struct http {
 	int auth_on;
 	unsigned char auth_want[HTTP_DIGEST_LEN];
 	struct http_auth_table fails;
+	struct http_names names;           /* from cfg: the Host names we answer to */
+	/* connections (http_conn.c) */
+	struct evconnlistener *lev;        /* evhttp's listener on ui_address:ui_port */
+	struct event *relisten;            /* the end of a pause after an accept error */
+	int accept_paused;
+	struct http_conn *conns;
+	struct http_conn *conn_hash[HTTP_CONN_BUCKETS];
+	struct http_addr_count *addr_hash[HTTP_ADDR_BUCKETS];
+	size_t nconns, max_conns;
+	uint64_t conns_refused;
+	uint64_t warn_us;                  /* last connection warning (one a second) */
+	unsigned warn_unlogged;
 	struct http_history hist;
 	struct event *tick;                /* every HTTP_FINE_SECS: history, StatsD */
 	struct event *push_soon;           /* the first StatsD push, soon after start */
@@ -350,6 +411,18 @@ typedef void http_handler_fn(struct http *h, struct evhttp_request *req,
     const char *path, struct evkeyvalq *query);
 http_handler_fn http_api_stats, http_api_history, http_api_queue, http_api_message,
     http_api_bulk, http_api_metrics, http_ui_index, http_ui_asset;
+
+/* Connections (http_conn.c). */
+/* http_conn_init - caps and accept errors on evhttp's listener; 0 or -1 */
+int http_conn_init(struct http *h, struct evhttp_bound_socket *bound);
+/* http_conn_bev - evhttp's bufferevent factory: every connection passes here */
+struct bufferevent *http_conn_bev(struct event_base *base, void *arg);
+/* http_conn_request - a whole request arrived on its connection (stops the deadline) */
+void http_conn_request(struct http *h, struct evhttp_request *req);
+/* http_conn_replied - evhttp's on-complete callback (arg: struct http): the next deadline */
+void http_conn_replied(struct evhttp_request *req, void *arg);
+/* http_conn_detach - after evhttp_free(): forget the connections still being freed */
+void http_conn_detach(struct http *h);
 
 /* http_snap_take - counters, one queue walk and statvfs of data_dir */
 void http_snap_take(struct http *h, struct http_snap *s);
