@@ -28,8 +28,8 @@
  * connection's start or of the previous reply, however slowly its bytes
  * trickle (evhttp's own timeout restarts with every byte).
  *
- * Descriptors: the UI never takes one of the last HTTP_FD_RESERVE (or an
- * eighth of RLIMIT_NOFILE, the larger) so that SMTP sessions, queue files
+ * Descriptors: the UI never takes one of the last eighth of RLIMIT_NOFILE
+ * (at least HTTP_FD_RESERVE, at most HTTP_FD_RESERVE_MAX), so that SMTP sessions, queue files
  * and DNS keep working; accept(2) failing for lack of descriptors or
  * memory pauses the listener for a second, like smtpd's, with one log line
  * a second at most.
@@ -202,6 +202,8 @@ http_fd_reserved(evutil_socket_t fd)
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
 		return 0;
 	reserve = rl.rlim_cur / 8 > HTTP_FD_RESERVE ? rl.rlim_cur / 8 : HTTP_FD_RESERVE;
+	if (reserve > HTTP_FD_RESERVE_MAX)
+		reserve = HTTP_FD_RESERVE_MAX;
 	return rl.rlim_cur <= reserve || (rlim_t)fd >= rl.rlim_cur - reserve;
 }
 

@@ -35,7 +35,8 @@ struct queue_msg;
 #define HTTP_TIMEOUT_SECS      30      /* read, write and keep-alive idle */
 #define HTTP_REQUEST_SECS      30      /* a whole request, however it trickles (SPEC §11.1) */
 #define HTTP_MAX_CONNS_PER_ADDR 32     /* connections of one client address (SPEC §11.1) */
-#define HTTP_FD_RESERVE        64      /* descriptors the UI leaves to SMTP and the queue */
+#define HTTP_FD_RESERVE        16      /* descriptors the UI leaves to SMTP and the queue: */
+#define HTTP_FD_RESERVE_MAX    1024    /* an eighth of RLIMIT_NOFILE within these bounds */
 #define HTTP_CONN_BUCKETS      1024
 #define HTTP_ADDR_BUCKETS      256
 #define HTTP_MAX_AUTH_LEN      1024    /* Authorization header value */
