@@ -10,7 +10,6 @@
 #include "http/http.h"
 #include "lib/log.h"
 #include "lib/util.h"
-#include "lib/cidr.h"
 #include "mail/config.h"
 #include "mail/maillog.h"
 #include "metrics/metrics.h"
@@ -59,7 +58,7 @@ struct mtad {
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: mtad -c FILE [-t [--print]] [-d]\n       mtad -V\n");
+	fprintf(stderr, "usage: mtad [-c FILE] [-t [--print]] [-d]\n       mtad -V\n");
 	exit(2);
 }
 
@@ -227,7 +226,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	struct config *ncfg;
 
 	(void)sig; (void)what;
-	ncfg = config_load(d->cfg->path, environ, err, sizeof(err));
+	ncfg = config_load_default(d->cfg->path, environ, err, sizeof(err));
 	if (ncfg == NULL || config_check_environment(ncfg, err, sizeof(err)) < 0) {
 		log_warnx("reload failed, keeping the running configuration: %s", err);
 		config_free(ncfg);
@@ -236,12 +235,14 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	if (strcmp(ncfg->data_dir, d->cfg->data_dir) != 0)
 		log_warnx("data_dir changes need a restart; keeping %s", d->cfg->data_dir);
 	apply_timezone(ncfg);
+	config_check_warnings(ncfg);
 	tls_reload(d, ncfg);
 	smtpd_set_config(d->smtpd, ncfg);
 	sched_set_config(d->sched, ncfg);
 	http_set_config(d->http, ncfg);
 	if (maillog_reopen(d->ml) < 0)
 		log_warn("cannot reopen the mail log");
+	maillog_set_stdout(d->ml, ncfg->maillog_stdout ? STDOUT_FILENO : -1);
 	config_free(d->old_cfg);
 	d->old_cfg = d->cfg;
 	d->cfg = ncfg;
@@ -280,16 +281,16 @@ main(int argc, char **argv)
 		} else
 			usage();
 	}
-	if (conf == NULL)
-		usage();
 	log_init("mtad", debug ? ~0u : 0);
 
-	d.cfg = config_load(conf, environ, err, sizeof(err));
+	/* SPEC §1: without -c, /etc/mtad/mtad.conf or else MTA_* alone */
+	d.cfg = config_load_default(conf, environ, err, sizeof(err));
 	if (d.cfg == NULL)
 		startup_error("%s", err);
 	if (config_check_environment(d.cfg, err, sizeof(err)) < 0)
 		startup_error("%s", err);
 	if (check) {
+		config_check_warnings(d.cfg);
 		if (print)
 			config_print(d.cfg, STDOUT_FILENO);
 		config_free(d.cfg);
@@ -314,11 +315,7 @@ main(int argc, char **argv)
 	if ((d.tls_client = tls_client_new(err, sizeof(err))) == NULL)
 		log_warnx("TLS: no outbound STARTTLS: %s", err);
 	apply_timezone(d.cfg);
-	if (cidr_list_is_open(d.cfg->smtpd_trusted_networks))
-		log_warnx("smtpd_trusted_networks contains 0.0.0.0/0 or ::/0: "
-		    "THIS IS AN OPEN RELAY, anyone can send mail anywhere through it");
-	if (d.cfg->cc_mta.set && d.cfg->smart_relay.set)
-		log_warnx("cc_mta has no effect when smart_relay is set; ignoring it");
+	config_check_warnings(d.cfg);
 
 	signal(SIGPIPE, SIG_IGN);
 	if (evthread_use_pthreads() < 0)
@@ -340,6 +337,7 @@ main(int argc, char **argv)
 	d.ml = maillog_open(path, d.cfg->hostname, err, sizeof(err));
 	if (d.ml == NULL)
 		startup_error("Error: failed to mount log share. (%s)", err);
+	maillog_set_stdout(d.ml, d.cfg->maillog_stdout ? STDOUT_FILENO : -1);
 	if (mkdir(d.cfg->data_dir, 0700) < 0 && errno != EEXIST)
 		startup_error("Error: failed to pre-configure MTA: "
 		    "data_dir %s: %s", d.cfg->data_dir, strerror(errno));

@@ -128,8 +128,8 @@ probe_ready(void *arg, struct smtpc *c)
 	t.size = p->msglen;
 	t.need_8bit = p->need_8bit;
 	t.smtputf8 = p->smtputf8;
-	t.content = (struct queue_reader *)(void *)p;
-	smtpc_set_reader(c, probe_read);
+	t.content.read = probe_read;
+	t.content.arg = p;
 	if (smtpc_send(c, &t) == -1) {
 		printf("error: cannot start the transaction\n");
 		p->status = EX_TEMPFAIL_;

@@ -48,6 +48,7 @@ extern char **environ;
 struct ctl {
 	const char *prog;              /* "mtactl" or "mailq" */
 	const char *conf_path;
+	int conf_implicit;             /* neither -c nor MTAD_CONFIG: the default path */
 	struct config *cfg;
 	struct ctl_http http;
 	int json, body;
@@ -117,11 +118,16 @@ ctl_load_config(struct ctl *c)
 	if ((fd = open(c->conf_path, O_RDONLY | O_CLOEXEC)) < 0) {
 		int e = errno;
 
-		ctl_err(c, "%s: %s", c->conf_path, strerror(e));
-		return e == EACCES || e == EPERM ? CTL_EX_PERM : CTL_EX_USAGE;
-	}
-	close(fd);
-	if ((c->cfg = config_load(c->conf_path, environ, err, sizeof(err))) == NULL) {
+		/* SPEC §1: no file and no -c, as in a container: MTA_* alone, as mtad does */
+		if (e == ENOENT && c->conf_implicit)
+			c->conf_path = CONFIG_ENV_ONLY;
+		else {
+			ctl_err(c, "%s: %s", c->conf_path, strerror(e));
+			return e == EACCES || e == EPERM ? CTL_EX_PERM : CTL_EX_USAGE;
+		}
+	} else
+		close(fd);
+	if ((c->cfg = config_load_default(c->conf_path, environ, err, sizeof(err))) == NULL) {
 		ctl_err(c, "%s", err);
 		return CTL_EX_USAGE;
 	}
@@ -1149,6 +1155,7 @@ ctl_main(int argc, char **argv)
 		return CTL_EX_USAGE;
 	}
 	c.conf_path = ctl_config_path(conf);
+	c.conf_implicit = conf == NULL && strcmp(c.conf_path, CTL_DEFAULT_CONFIG) == 0;
 	if ((rc = ctl_load_config(&c)) != CTL_EX_OK)
 		goto done;
 	if (strcmp(cmd, "mailq") == 0 || strcmp(cmd, "list") == 0)

@@ -166,11 +166,16 @@ ctl_queue_scan(const char *data_dir, void (*cb)(void *arg, struct queue_msg *m),
 		struct queue_msg m;
 		const char *why;
 		enum queue_parse_status st;
-		int fd = openat(dirfd(d), names[i], O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		int fd = queue_recover_open(dirfd(d), names[i]);
 
 		if (fd < 0) {
 			if (errno == ENOENT)
 				continue;       /* delivered meanwhile */
+			if (errno == EINVAL || errno == ELOOP) {
+				fprintf(stderr, "mtactl: %s/queue/%s: not a regular file; skipped\n",
+				    data_dir, names[i]);
+				continue;
+			}
 			util_bsnprintf(err, errlen, "%s/queue/%s: %s", data_dir, names[i],
 			    strerror(errno));
 			goto done;
@@ -225,13 +230,15 @@ ctl_queue_open_msg(const char *data_dir, const char *id, struct queue_msg *m,
 			util_bsnprintf(err, errlen, "%s: no such message", id);
 		return -1;
 	}
-	fd = openat(dfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	fd = queue_recover_open(dfd, id);
 	saved = errno;
 	close(dfd);
 	if (fd < 0) {
 		errno = saved;
 		if (errno == ENOENT)
 			util_bsnprintf(err, errlen, "%s: no such message", id);
+		else if (errno == EINVAL || errno == ELOOP)
+			util_bsnprintf(err, errlen, "%s/queue/%s: not a regular file", data_dir, id);
 		else
 			util_bsnprintf(err, errlen, "%s/queue/%s: %s", data_dir, id, strerror(errno));
 		return -1;

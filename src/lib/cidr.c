@@ -290,6 +290,13 @@ cidr_list_match(const struct cidr_list *list, const struct sockaddr *addr)
 	return 0;
 }
 
+/* cidr_list_count - how many networks the list holds (0 for NULL) */
+size_t
+cidr_list_count(const struct cidr_list *list)
+{
+	return list == NULL ? 0 : list->n;
+}
+
 /* cidr_list_is_open - 1 when some entry is 0.0.0.0/0 or ::/0 */
 int
 cidr_list_is_open(const struct cidr_list *list)

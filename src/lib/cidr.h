@@ -19,6 +19,8 @@ struct cidr_list *cidr_list_parse(const char *text, char *err, size_t errlen);
 struct cidr_list *cidr_list_free(struct cidr_list *list);
 /* cidr_list_match - 1 when addr (AF_INET or AF_INET6; v4-mapped v6 counts as v4) is inside */
 int cidr_list_match(const struct cidr_list *list, const struct sockaddr *addr);
+/* cidr_list_count - how many networks the list holds (0 for NULL) */
+size_t cidr_list_count(const struct cidr_list *list);
 /* cidr_list_is_open - 1 when the list contains 0.0.0.0/0 or ::/0 */
 int cidr_list_is_open(const struct cidr_list *list);
 /* cidr_list_format - the canonical text form, for `mtad -t --print` */

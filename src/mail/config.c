@@ -29,7 +29,8 @@
  *      name, bad value (a bad ui_port gives SPEC's ui_port text);
  *   3. MTA_* environment variables, in the order of the property table;
  *   4. cross-property checks: data_dir missing, key_dir and fs_dir both
- *      set, retry_min_backoff > retry_max_backoff, logs_enabled without
+ *      set, retry_min_backoff > retry_max_backoff, smtpd_proxy_protocol
+ *      without smtpd_proxy_networks, logs_enabled without
  *      log_dir, ssl_disabled=no without key files, the host name;
  *   5. (config_check.c) what needs the file system.
  */
@@ -127,7 +128,8 @@ static const struct cfg_prop cfg_props[] = {
 
 	{ "message_size_limit", CFG_U64, "10240000", OFF(message_size_limit), 0,
 	    1, 1ULL << 40, 0, 0 },
-	{ "smtpd_recipient_limit", CFG_UINT, "1000", OFF(smtpd_recipient_limit), 0, 1, 1000000, 0, 0 },
+	{ "smtpd_recipient_limit", CFG_UINT, "1000", OFF(smtpd_recipient_limit), 0,
+	    1, CONFIG_RECIPIENT_LIMIT_MAX, 0, 0 },
 	{ "smtpd_client_connection_limit", CFG_UINT, "50", OFF(smtpd_client_connection_limit), 0,
 	    1, 1000000, 0, 0 },
 	{ "smtpd_max_sessions", CFG_UINT, "10000", OFF(smtpd_max_sessions), 0, 1, 1000000, 0, 0 },
@@ -139,7 +141,11 @@ static const struct cfg_prop cfg_props[] = {
 	{ "destination_concurrency", CFG_UINT, "20", OFF(destination_concurrency), 0, 1, 1000, 0, 0 },
 	{ "smtp_connect_timeout", CFG_DURATION, "30s", OFF(smtp_connect_timeout), 0, 1, 3600, 0, 0 },
 
+	/* SPEC §11.4 */
+	{ "maillog_stdout", CFG_BOOL, "no", OFF(maillog_stdout), 0, 0, 1, 0, 0 },
+
 	{ "smtpd_proxy_protocol", CFG_PROXY, "", OFF(smtpd_proxy_protocol), 0, 0, 0, 0, 0 },
+	{ "smtpd_proxy_networks", CFG_CIDR, "", OFF(smtpd_proxy_networks), 0, 0, 0, 0, 1 },
 	{ "mail_owner", CFG_STRING, "mtad", OFF(mail_owner), 0, 0, 0, CHK_MAIL_OWNER, 0 },
 	{ "smart_relay_tls", CFG_STRING, "may", OFF(smart_relay_tls), 0, 0, 0, CHK_RELAY_TLS, 0 },
 
@@ -599,7 +605,12 @@ static int
 cfg_cross_check(struct config *cfg, struct cfg_state *st)
 {
 	if (cfg->data_dir[0] == '\0') {
-		cfg_err(st->err, st->errlen, "%s: data_dir is not set (it is mandatory)", st->path);
+		if (strcmp(st->path, CONFIG_ENV_ONLY) == 0)
+			cfg_err(st->err, st->errlen, "no %s and no MTA_DATA_DIR: data_dir is not "
+			    "set (it is mandatory)", CONFIG_DEFAULT_PATH);
+		else
+			cfg_err(st->err, st->errlen, "%s: data_dir is not set (it is mandatory)",
+			    st->path);
 		return -1;
 	}
 	if (cfg->key_dir[0] != '\0' && cfg->fs_dir[0] != '\0') {
@@ -611,6 +622,12 @@ cfg_cross_check(struct config *cfg, struct cfg_state *st)
 		cfg_err(st->err, st->errlen, "%s: retry_min_backoff (%us) is greater than "
 		    "retry_max_backoff (%us)", st->path, cfg->retry_min_backoff,
 		    cfg->retry_max_backoff);
+		return -1;
+	}
+	if (cfg->smtpd_proxy_protocol && cidr_list_count(cfg->smtpd_proxy_networks) == 0) {
+		cfg_err(st->err, st->errlen, "%s: smtpd_proxy_protocol = haproxy needs "
+		    "smtpd_proxy_networks (the load balancers whose PROXY header is believed)",
+		    st->path);
 		return -1;
 	}
 	if (cfg->logs_enabled && cfg->log_dir[0] == '\0') {
@@ -755,6 +772,24 @@ fail:
 	free(buf);
 	close(fd);
 	return cfg;
+}
+
+/*
+ * config_load_default - SPEC §1's order without -c: the given path, else
+ * CONFIG_DEFAULT_PATH when it exists (even unreadable: that error is
+ * reported, not silently replaced by the environment), else the MTA_*
+ * variables alone as a configuration "file" without lines.
+ */
+struct config *
+config_load_default(const char *path, char *const *envp, char *err, size_t errlen)
+{
+	struct stat sb;
+
+	if (path != NULL && strcmp(path, CONFIG_ENV_ONLY) != 0)
+		return config_load(path, envp, err, errlen);
+	if (path == NULL && (stat(CONFIG_DEFAULT_PATH, &sb) == 0 || errno != ENOENT))
+		return config_load(CONFIG_DEFAULT_PATH, envp, err, errlen);
+	return config_parse_buffer(CONFIG_ENV_ONLY, "", 0, envp, err, errlen);
 }
 
 /* config_free - release everything; takes NULL, returns NULL */

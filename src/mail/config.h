@@ -19,6 +19,12 @@ struct cidr_list;
 
 #define CONFIG_MAX_LISTEN 16
 #define CONFIG_MAX_DNS    8
+/*
+ * The most recipients one message may have: the queue file format's own
+ * limit (queue_rec.h QUEUE_REC_RCPT_MAX, checked equal at compile time), so
+ * smtpd_recipient_limit can never promise more than the queue can store.
+ */
+#define CONFIG_RECIPIENT_LIMIT_MAX 100000
 
 /* A next hop: "host", "host:port", "[host]", "[host]:port", "[2001:db8::1]:587". */
 struct relay_target {
@@ -80,8 +86,12 @@ struct config {
 	unsigned destination_concurrency;
 	unsigned smtp_connect_timeout;
 
+	/* SPEC §11.4: the appliance in a container, and many of them */
+	int    maillog_stdout;             /* the mail log also on stdout */
+
 	/* beyond the appliance (documented in docs/configuration.md) */
 	int    smtpd_proxy_protocol;       /* 0 = none, 1 = haproxy */
+	struct cidr_list *smtpd_proxy_networks; /* whose PROXY header is believed; never NULL */
 	char  *mail_owner;                 /* user to run as when started as root; default "mtad", falling back to "nobody" */
 	char  *smart_relay_tls;            /* "may" (default) or "encrypt" */
 
@@ -89,6 +99,11 @@ struct config {
 	char  *ui_hosts;                   /* comma/space list of host names, "" = none */
 	unsigned ui_max_connections;       /* HTTP connections in total */
 };
+
+/* Without -c: this file when it exists, else the environment alone. */
+#define CONFIG_DEFAULT_PATH "/etc/mtad/mtad.conf"
+/* The path of a configuration taken from MTA_* variables alone (messages, SIGHUP). */
+#define CONFIG_ENV_ONLY     "(environment)"
 
 /*
  * config_load - read FILE, apply MTA_* overrides from envp, validate
@@ -99,12 +114,28 @@ struct config {
 struct config *config_load(const char *path, char *const *envp, char *err, size_t errlen);
 
 /*
+ * config_load_default - what `mtad` without -c reads (SPEC §1): path when
+ * not NULL; else CONFIG_DEFAULT_PATH when it exists; else MTA_* alone
+ * (cfg->path is then CONFIG_ENV_ONLY). Also the way to reload: pass
+ * cfg->path, which config_load_default() recognises. NULL as config_load().
+ */
+struct config *config_load_default(const char *path, char *const *envp, char *err,
+    size_t errlen);
+
+/*
  * config_check_environment - the start-up checks that touch the file
  * system: key_dir/fs_dir readable, log_dir writable (when logs are
  * enabled), TLS key and certificate loadable and matching (when
  * ssl_disabled = no), data_dir creatable. 0 or -1 with the SPEC §3 text.
  */
 int config_check_environment(const struct config *cfg, char *err, size_t errlen);
+
+/*
+ * config_check_warnings - log every warning about cfg (open relay, cc_mta
+ * ignored under smart_relay, ...) with log_warnx(); returns the count. The
+ * one list for start-up, SIGHUP and -t.
+ */
+int config_check_warnings(const struct config *cfg);
 
 /* config_print - the effective configuration, one "name = value" a line, passwords masked */
 void config_print(const struct config *cfg, int fd);

@@ -1,6 +1,7 @@
 /*
  * config_check.c - the start-up checks that touch the file system (SPEC §3):
- * key store, log share, TLS key and certificate, data_dir
+ * key store, log share, TLS key and certificate, data_dir; and the warnings
+ * about a configuration that runs but is risky or partly ignored
  *
  * Owns:     nothing (files are opened and closed inside one call).
  * Lifetime: stateless.
@@ -16,9 +17,14 @@
  *      key volume! (FILE: why)", the key first, then the certificate,
  *      then whether they match;
  *   4. data_dir: "Error: failed to pre-configure MTA: data_dir ...".
+ *
+ * config_check_warnings() is the one list of warnings; mtad logs it at
+ * start, on every SIGHUP that is applied and with -t.
  */
 #include "mail/config.h"
 #include "mail/config_priv.h"
+#include "lib/cidr.h"
+#include "lib/log.h"
 #include "lib/util.h"
 #include "tls/tls.h"
 
@@ -191,4 +197,27 @@ config_check_environment(const struct config *cfg, char *err, size_t errlen)
 	if (chk_data_dir(cfg->data_dir, err, errlen) < 0)
 		return -1;
 	return 0;
+}
+
+/*
+ * config_check_warnings - log (log_warnx) each warning cfg deserves and
+ * return how many. A warning is a setting that works but opens the relay
+ * or the queue to others, or is ignored: one list, so that start-up,
+ * SIGHUP and -t say the same.
+ */
+int
+config_check_warnings(const struct config *cfg)
+{
+	int n = 0;
+
+	if (cidr_list_is_open(cfg->smtpd_trusted_networks)) {
+		log_warnx("smtpd_trusted_networks contains 0.0.0.0/0 or ::/0: "
+		    "THIS IS AN OPEN RELAY, anyone can send mail anywhere through it");
+		n++;
+	}
+	if (cfg->cc_mta.set && cfg->smart_relay.set) {
+		log_warnx("cc_mta has no effect when smart_relay is set; ignoring it");
+		n++;
+	}
+	return n;
 }

@@ -51,6 +51,8 @@ struct maillog {
 	char *path;                 /* NULL: disabled */
 	char  host[ML_HOST_MAX + 1];
 	int   warned;               /* a write failure was already reported */
+	int   out_fd;               /* -1, or STDOUT_FILENO with maillog_stdout (SPEC §11.4) */
+	int   out_warned;
 };
 
 static const char *const ml_months[12] = {
@@ -128,6 +130,7 @@ maillog_open(const char *path, const char *hostname, char *err, size_t errlen)
 		return NULL;
 	}
 	ml->fd = -1;
+	ml->out_fd = -1;
 	if (hostname == NULL || hostname[0] == '\0') {
 		if (gethostname(ml->host, sizeof(ml->host)) < 0)
 			util_strlcpy(ml->host, "localhost", sizeof(ml->host));
@@ -194,11 +197,27 @@ maillog_reopen(struct maillog *ml)
 	return 0;
 }
 
+/*
+ * maillog_set_stdout - also write every line to fd (STDOUT_FILENO for
+ * maillog_stdout = yes; -1 stops it), whether or not a file is open: a
+ * container's log collector reads the same lines the share gets. The fd
+ * is borrowed, never closed here.
+ */
+void
+maillog_set_stdout(struct maillog *ml, int fd)
+{
+	if (ml == NULL)
+		return;
+	ml->out_fd = fd;
+	ml->out_warned = 0;
+	tzset();
+}
+
 /* maillog_enabled - 1 when lines are written somewhere */
 int
 maillog_enabled(const struct maillog *ml)
 {
-	return ml != NULL && ml->fd >= 0;
+	return ml != NULL && (ml->fd >= 0 || ml->out_fd >= 0);
 }
 
 /*
@@ -289,6 +308,25 @@ maillog_format_delay(char *buf, size_t size, double sec)
 	return (int)(end - buf);
 }
 
+/* ml_write - one line with one write(2) (retried on EINTR); 0 or -1 with errno */
+static int
+ml_write(int fd, const char *line, size_t len)
+{
+	ssize_t w = -1;
+
+	for (int tries = 0; tries < 3; tries++) {
+		w = write(fd, line, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		break;
+	}
+	if (w == (ssize_t)len)
+		return 0;
+	if (w >= 0)
+		errno = ENOSPC;
+	return -1;
+}
+
 /*
  * ml_emit - build "stamp host mtad/proc[pid]: " plus the sanitised text
  * and write it with one write(2); a failure is reported once.
@@ -300,7 +338,6 @@ ml_emit(struct maillog *ml, const char *proc, const char *text, size_t tlen)
 	char stamp[32];
 	int n;
 	size_t off;
-	ssize_t w;
 
 	if (maillog_stamp(stamp, sizeof(stamp), time(NULL)) < 0)
 		util_strlcpy(stamp, "Jan  1 00:00:00", sizeof(stamp));
@@ -312,20 +349,16 @@ ml_emit(struct maillog *ml, const char *proc, const char *text, size_t tlen)
 	/* leave one octet for '\n'; maillog_sanitize NUL-terminates in it */
 	off += maillog_sanitize(line + off, sizeof(line) - off, text, tlen);
 	line[off++] = '\n';
-	for (int tries = 0; tries < 3; tries++) {
-		w = write(ml->fd, line, off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w == (ssize_t)off)
-			return;
-		break;
-	}
-	if (!ml->warned) {
+	if (ml->fd >= 0 && ml_write(ml->fd, line, off) < 0 && !ml->warned) {
 		ml->warned = 1;
-		if (w >= 0)
-			errno = ENOSPC;
 		log_warn("mail log %s: write failed; further failures are not reported",
 		    ml->path);
+	}
+	/* XXX a blocking stdout (a pipe nobody reads) would stall the loop,
+	 * as Postfix's maillog_file = /dev/stdout would: the collector reads. */
+	if (ml->out_fd >= 0 && ml_write(ml->out_fd, line, off) < 0 && !ml->out_warned) {
+		ml->out_warned = 1;
+		log_warn("mail log on stdout: write failed; further failures are not reported");
 	}
 }
 
@@ -380,7 +413,7 @@ ml_append(char *buf, size_t size, size_t *off, const char *fmt, ...)
 static int
 ml_on(const struct maillog *ml)
 {
-	return ml != NULL && ml->fd >= 0;
+	return ml != NULL && (ml->fd >= 0 || ml->out_fd >= 0);
 }
 
 /* maillog_printf - one raw line for proc; the text is sanitised like all others */
@@ -559,4 +592,189 @@ maillog_expired(struct maillog *ml, const char *qid, const char *sender)
 		return;
 	ml_log(ml, "qmgr", "%.*s: from=<%.*s>, status=expired, returned to sender",
 	    ML_NAME_MAX, ml_s(qid, "NOQUEUE"), ML_MAIL_MAX, ml_s(sender, ""));
+}
+
+/* maillog_cc_copy - see maillog.h; delays as maillog_delivery() formats them */
+void
+maillog_cc_copy(struct maillog *ml, const char *qid, size_t nrcpt, const char *relay,
+    double delay, const double delays[4], const char *dsn, const char *status,
+    const char *reply, int dropped)
+{
+	char d[5][32];
+	int i;
+
+	if (!ml_on(ml))
+		return;
+	if (maillog_format_delay(d[0], sizeof(d[0]), delay) < 0)
+		util_strlcpy(d[0], "0", sizeof(d[0]));
+	for (i = 0; i < 4; i++)
+		if (maillog_format_delay(d[i + 1], sizeof(d[i + 1]),
+		    delays != NULL ? delays[i] : 0) < 0)
+			util_strlcpy(d[i + 1], "0", sizeof(d[i + 1]));
+	ml_log(ml, "smtp", "%.*s: cc_mta copy, nrcpt=%zu, relay=%.*s, delay=%s, "
+	    "delays=%s/%s/%s/%s, dsn=%.*s, status=%.*s (%.*s)%s",
+	    ML_NAME_MAX, ml_s(qid, "NOQUEUE"), nrcpt,
+	    ML_NAME_MAX + ML_ADDR_MAX + 8, relay != NULL && relay[0] != '\0' ? relay : "none",
+	    d[0], d[1], d[2], d[3], d[4], 16, ml_s(dsn, "4.0.0"), 32, ml_s(status, "deferred"),
+	    ML_REPLY_MAX, ml_s(reply, ""), dropped ? ", cc copy dropped" : "");
+}
+
+/* maillog_discarded - see maillog.h */
+void
+maillog_discarded(struct maillog *ml, const char *qid, const char *rcpt, int is_dsn)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "bounce", "%.*s: undeliverable %s to <%.*s> discarded: no notification is "
+	    "sent for %s", ML_NAME_MAX, ml_s(qid, "NOQUEUE"),
+	    is_dsn ? "delivery status notification" : "message", ML_MAIL_MAX, ml_s(rcpt, ""),
+	    is_dsn ? "a bounce" : "the null sender");
+}
+
+/* ml_after - the smtpd "WHAT after CMD from unknown[ADDR]" lines */
+static void
+ml_after(struct maillog *ml, const char *what, const char *after, const char *addr)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "smtpd", "%s after %.*s from unknown[%.*s]", what, 32, ml_s(after, "CONNECT"),
+	    ML_ADDR_MAX, addr != NULL && addr[0] != '\0' ? addr : "unknown");
+}
+
+/* maillog_lost - see maillog.h */
+void
+maillog_lost(struct maillog *ml, const char *after, const char *addr)
+{
+	ml_after(ml, "lost connection", after, addr);
+}
+
+/* maillog_timeout - see maillog.h */
+void
+maillog_timeout(struct maillog *ml, const char *after, const char *addr)
+{
+	ml_after(ml, "timeout", after, addr);
+}
+
+/* maillog_too_many_errors - see maillog.h */
+void
+maillog_too_many_errors(struct maillog *ml, const char *after, const char *addr)
+{
+	ml_after(ml, "too many errors", after, addr);
+}
+
+/* maillog_non_smtp - see maillog.h */
+void
+maillog_non_smtp(struct maillog *ml, const char *addr)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "smtpd", "warning: non-SMTP command from unknown[%.*s]", ML_ADDR_MAX,
+	    ml_s(addr, "unknown"));
+}
+
+/* maillog_conn_limit - see maillog.h */
+void
+maillog_conn_limit(struct maillog *ml, unsigned n, const char *addr)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "smtpd", "warning: Connection concurrency limit exceeded: %u from "
+	    "unknown[%.*s] for service smtp", n, ML_ADDR_MAX, ml_s(addr, "unknown"));
+}
+
+/* maillog_too_many_sessions - see maillog.h */
+void
+maillog_too_many_sessions(struct maillog *ml, size_t n, const char *addr)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "smtpd", "warning: too many sessions (%zu): connection from unknown[%.*s] "
+	    "refused", n, ML_ADDR_MAX, ml_s(addr, "unknown"));
+}
+
+/* maillog_proxy_bad - see maillog.h */
+void
+maillog_proxy_bad(struct maillog *ml, const char *addr)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "smtpd", "warning: haproxy read: bad or unsupported PROXY header from [%.*s]",
+	    ML_ADDR_MAX, ml_s(addr, "unknown"));
+}
+
+/* maillog_tls_from - see maillog.h */
+void
+maillog_tls_from(struct maillog *ml, const char *addr, const char *tls)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "smtpd", "Anonymous TLS connection established from unknown[%.*s]: %.*s",
+	    ML_ADDR_MAX, ml_s(addr, "unknown"), ML_REPLY_MAX, ml_s(tls, ""));
+}
+
+/* maillog_tls_accept_error - see maillog.h */
+void
+maillog_tls_accept_error(struct maillog *ml, const char *addr, const char *why)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "smtpd", "SSL_accept error from unknown[%.*s]: %.*s", ML_ADDR_MAX,
+	    ml_s(addr, "unknown"), ML_REPLY_MAX, ml_s(why, ""));
+}
+
+/* maillog_disk - see maillog.h; the texts are SPEC §8's */
+void
+maillog_disk(struct maillog *ml, int level)
+{
+	if (!ml_on(ml))
+		return;
+	if (level >= 2)
+		ml_log(ml, "smtpd", "warning: Data volume has less than 1%% free disk space");
+	else if (level == 1)
+		ml_log(ml, "smtpd", "warning: Data volume has less than 5%% free disk space");
+	else
+		ml_log(ml, "smtpd", "Data volume has 5%% or more free disk space again");
+}
+
+/* maillog_tls_to - see maillog.h */
+void
+maillog_tls_to(struct maillog *ml, const char *trust, const char *peer, const char *tls)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "smtp", "%.*s TLS connection established to %.*s: %.*s", 16,
+	    ml_s(trust, "Untrusted"), ML_NAME_MAX + ML_ADDR_MAX + 8, ml_s(peer, "none"),
+	    ML_REPLY_MAX, ml_s(tls, ""));
+}
+
+/* maillog_tls_refused - see maillog.h */
+void
+maillog_tls_refused(struct maillog *ml, const char *peer, const char *reply)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "smtp", "warning: host %.*s refused to start TLS: %.*s; continuing without "
+	    "TLS", ML_NAME_MAX + ML_ADDR_MAX + 8, ml_s(peer, "none"), ML_REPLY_MAX,
+	    ml_s(reply, ""));
+}
+
+/* maillog_tls_required - see maillog.h */
+void
+maillog_tls_required(struct maillog *ml, const char *why, const char *relay)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "smtp", "warning: %.*s; TLS is required for %.*s: not delivering without it",
+	    ML_REPLY_MAX, ml_s(why, ""), ML_NAME_MAX + ML_ADDR_MAX + 8, ml_s(relay, "none"));
+}
+
+/* maillog_tls_fallback - see maillog.h */
+void
+maillog_tls_fallback(struct maillog *ml, const char *why, const char *relay, int minutes)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "smtp", "warning: %.*s; trying %.*s again without TLS (and for the next %d "
+	    "minutes)", ML_REPLY_MAX, ml_s(why, ""), ML_NAME_MAX + ML_ADDR_MAX + 8,
+	    ml_s(relay, "none"), minutes);
 }

@@ -32,8 +32,14 @@ struct maillog *maillog_open(const char *path, const char *hostname, char *err, 
 struct maillog *maillog_close(struct maillog *ml);
 int maillog_reopen(struct maillog *ml);
 int maillog_enabled(const struct maillog *ml);
+/* maillog_set_stdout - also write each line to fd (borrowed; -1 = stop), file or not */
+void maillog_set_stdout(struct maillog *ml, int fd);
 
-/* maillog_printf - one raw line for PROC (the helpers below build the fixed ones) */
+/*
+ * maillog_printf - one raw line for PROC. Every line the daemon writes has
+ * its builder below (STYLE §5: a line type is an interface); this stays for
+ * tests and for the builders' own use.
+ */
 void maillog_printf(struct maillog *ml, const char *proc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -58,10 +64,57 @@ void maillog_removed(struct maillog *ml, const char *qid);
 void maillog_bounce_notice(struct maillog *ml, const char *qid, const char *bounce_qid);
 void maillog_expired(struct maillog *ml, const char *qid, const char *sender);
 
-/* --- added with the implementation ------------------------------------ */
-
 /* maillog_delay_notice - bounce "QID: sender delay notification: NOTICEQID" */
 void maillog_delay_notice(struct maillog *ml, const char *qid, const char *notice_qid);
+/*
+ * maillog_cc_copy - smtp "QID: cc_mta copy, nrcpt=N, relay=R, delay=.., delays=../../../..,
+ * dsn=D, status=S (REPLY)[, cc copy dropped]": no "to=<...>", so that pflogsumm does not
+ * count the copy as a delivery. dropped: the copy is given up (expired).
+ */
+void maillog_cc_copy(struct maillog *ml, const char *qid, size_t nrcpt, const char *relay,
+    double delay, const double delays[4], const char *dsn, const char *status,
+    const char *reply, int dropped);
+/* maillog_discarded - bounce "QID: undeliverable message to <R> discarded: no notification
+ * is sent for the null sender" (or "delivery status notification" / "a bounce") */
+void maillog_discarded(struct maillog *ml, const char *qid, const char *rcpt, int is_dsn);
+
+/* SMTP server sessions (smtpd); addr is the client's IP address text */
+/* "lost connection after CMD from unknown[ADDR]" (CMD: CONNECT, EHLO, DATA, STARTTLS...) */
+void maillog_lost(struct maillog *ml, const char *after, const char *addr);
+/* "timeout after CMD from unknown[ADDR]" */
+void maillog_timeout(struct maillog *ml, const char *after, const char *addr);
+/* "too many errors after CMD from unknown[ADDR]" */
+void maillog_too_many_errors(struct maillog *ml, const char *after, const char *addr);
+/* "warning: non-SMTP command from unknown[ADDR]" */
+void maillog_non_smtp(struct maillog *ml, const char *addr);
+/* "warning: Connection concurrency limit exceeded: N from unknown[ADDR] for service smtp" */
+void maillog_conn_limit(struct maillog *ml, unsigned n, const char *addr);
+/* "warning: too many sessions (N): connection from unknown[ADDR] refused" */
+void maillog_too_many_sessions(struct maillog *ml, size_t n, const char *addr);
+/* "warning: haproxy read: bad or unsupported PROXY header from [ADDR]" */
+void maillog_proxy_bad(struct maillog *ml, const char *addr);
+/* "Anonymous TLS connection established from unknown[ADDR]: TLSv1.3 with cipher ..." */
+void maillog_tls_from(struct maillog *ml, const char *addr, const char *tls);
+/* "SSL_accept error from unknown[ADDR]: WHY" */
+void maillog_tls_accept_error(struct maillog *ml, const char *addr, const char *why);
+
+/* disk guard (SPEC §8): level 2 = under 1 %, 1 = under 5 %, 0 = 5 % or more again */
+void maillog_disk(struct maillog *ml, int level);
+
+/* SMTP client (smtp); peer is "host[addr]:port" */
+/*
+ * maillog_tls_to - "TRUST TLS connection established to PEER: TLSv1.3 with cipher ...",
+ * TRUST as Postfix: "Verified" (chain and name checked), "Trusted" (chain only) or
+ * "Untrusted"
+ */
+void maillog_tls_to(struct maillog *ml, const char *trust, const char *peer, const char *tls);
+/* "warning: host PEER refused to start TLS: REPLY; continuing without TLS" */
+void maillog_tls_refused(struct maillog *ml, const char *peer, const char *reply);
+/* "warning: WHY; TLS is required for RELAY: not delivering without it" */
+void maillog_tls_required(struct maillog *ml, const char *why, const char *relay);
+/* "warning: WHY; trying RELAY again without TLS (and for the next N minutes)" */
+void maillog_tls_fallback(struct maillog *ml, const char *why, const char *relay,
+    int minutes);
 
 /* maillog_stamp - "Mon DD HH:MM:SS" (day space-padded) in local time; length or -1 */
 int maillog_stamp(char *buf, size_t size, time_t t);

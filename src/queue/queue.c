@@ -13,9 +13,7 @@
  *           attempt after a restart, as after a crash).
  * Context:  event-loop thread.
  *
- * Index: a chained hash table keyed by the queue id read as a 64-bit
- * number (queue_lookup is O(1); it doubles as the queue grows), and a
- * doubly linked list in commit order for queue_foreach().
+ * The index itself is in queue_index.c, the threads in queue_sync.c.
  */
 #include "queue/queue_int.h"
 #include "queue/queue_rec.h"
@@ -32,141 +30,6 @@
 #include <event2/event.h>
 
 #define QUEUE_NBUCKET_MIN 1024
-
-/* queue_ent_new - an empty entry (NULL when out of memory) */
-struct queue_ent *
-queue_ent_new(void)
-{
-	return calloc(1, sizeof(struct queue_ent));
-}
-
-/* queue_ent_free - free an entry and its strings (not its sched state); returns NULL */
-struct queue_ent *
-queue_ent_free(struct queue_ent *e)
-{
-	if (e == NULL)
-		return NULL;
-	queue_msg_free_fields(&e->m);
-	free(e);
-	return NULL;
-}
-
-/* queue_id_key - "0123456789ABCDEF" as a number; 0 if not a queue id */
-uint64_t
-queue_id_key(const char *id)
-{
-	uint64_t k = 0;
-
-	if (id == NULL)
-		return 0;
-	for (int i = 0; i < QUEUE_ID_LEN; i++) {
-		unsigned char c = (unsigned char)id[i];
-
-		if (c >= '0' && c <= '9')
-			k = k << 4 | (uint64_t)(c - '0');
-		else if (c >= 'A' && c <= 'F')
-			k = k << 4 | (uint64_t)(c - 'A' + 10);
-		else
-			return 0;
-	}
-	return id[QUEUE_ID_LEN] == '\0' ? k : 0;
-}
-
-/* queue_id_format - the 16 upper-case hex digits of key, NUL-terminated */
-void
-queue_id_format(uint64_t key, char *out)
-{
-	static const char hex[] = "0123456789ABCDEF";
-
-	for (int i = QUEUE_ID_LEN - 1; i >= 0; i--) {
-		out[i] = hex[key & 0xf];
-		key >>= 4;
-	}
-	out[QUEUE_ID_LEN] = '\0';
-}
-
-/* queue_hash - spread the time-ordered ids over the buckets */
-static size_t
-queue_hash(const struct queue *q, uint64_t key)
-{
-	key ^= key >> 33;
-	key *= 0xff51afd7ed558ccdULL;
-	key ^= key >> 33;
-	key *= 0xc4ceb9fe1a85ec53ULL;
-	key ^= key >> 33;
-	return (size_t)key & (q->nbucket - 1);
-}
-
-/* queue_index_grow - double the buckets; on allocation failure chains just get longer */
-static void
-queue_index_grow(struct queue *q)
-{
-	size_t n = q->nbucket * 2, old = q->nbucket;
-	struct queue_ent **nb = calloc(n, sizeof(*nb)), **ob = q->bucket;
-
-	if (nb == NULL)
-		return;
-	q->bucket = nb;
-	q->nbucket = n;
-	for (size_t i = 0; i < old; i++) {
-		struct queue_ent *e, *next;
-
-		for (e = ob[i]; e != NULL; e = next) {
-			size_t h = queue_hash(q, e->key);
-
-			next = e->hnext;
-			e->hnext = nb[h];
-			nb[h] = e;
-		}
-	}
-	free(ob);
-}
-
-/* queue_index_insert - add a durable message: hash, arrival list, counters */
-void
-queue_index_insert(struct queue *q, struct queue_ent *e)
-{
-	size_t h;
-
-	if (q->count >= q->nbucket)
-		queue_index_grow(q);
-	h = queue_hash(q, e->key);
-	e->hnext = q->bucket[h];
-	q->bucket[h] = e;
-	e->next = NULL;
-	e->prev = q->tail;
-	if (q->tail != NULL)
-		q->tail->next = e;
-	else
-		q->head = e;
-	q->tail = e;
-	q->count++;
-	q->bytes += e->m.size;
-}
-
-/* queue_index_unlink - take a message out of the index and the counters */
-void
-queue_index_unlink(struct queue *q, struct queue_ent *e)
-{
-	struct queue_ent **pp = &q->bucket[queue_hash(q, e->key)];
-
-	while (*pp != NULL && *pp != e)
-		pp = &(*pp)->hnext;
-	if (*pp == NULL)
-		panic("%s: queue entry not in the index", e->m.id);
-	*pp = e->hnext;
-	if (e->prev != NULL)
-		e->prev->next = e->next;
-	else
-		q->head = e->next;
-	if (e->next != NULL)
-		e->next->prev = e->prev;
-	else
-		q->tail = e->prev;
-	e->prev = e->next = e->hnext = NULL;
-	q->count--;
-	q->bytes -= e->m.size;
-}
 
 /* queue_open_dir - mkdir (mode 0700) if missing, then open it as a directory fd */
 static int
@@ -222,7 +85,7 @@ queue_open(struct event_base *base, const char *data_dir, char *err, size_t errl
 	}
 	close(dfd);
 	dfd = -1;
-	if (queue_worker_start(q, err, errlen) < 0)
+	if (queue_sync_start(q, queue_file_synced, err, errlen) < 0)
 		goto fail;
 	return q;
 fail:
@@ -244,7 +107,7 @@ queue_close(struct queue *q)
 	if (q == NULL)
 		return NULL;
 	q->closing = 1;
-	queue_worker_stop(q);
+	queue_sync_stop(q);
 	for (e = q->head; e != NULL; e = next) {
 		next = e->next;
 		queue_ent_free(e);
@@ -283,7 +146,7 @@ queue_lookup(struct queue *q, const char *id)
 
 	if (key == 0)
 		return NULL;
-	for (e = q->bucket[queue_hash(q, key)]; e != NULL; e = e->hnext)
+	for (e = q->bucket[queue_index_hash(q, key)]; e != NULL; e = e->hnext)
 		if (e->key == key)
 			return &e->m;
 	return NULL;
@@ -419,7 +282,7 @@ queue_retire(struct queue *q, struct queue_msg *m)
 {
 	struct queue_ent *e = QUEUE_ENT(m);
 
-	if (queue_unlink_later(q, m->id) < 0)
+	if (queue_sync_unlink_later(q, m->id) < 0)
 		return queue_remove(q, m);
 	log_trace(TRACE_QUEUE, "%s: retired", m->id);
 	queue_index_unlink(q, e);

@@ -95,24 +95,33 @@ struct queue {
 	uint64_t unlink_key[QUEUE_UNLINK_MAX];
 	size_t unlink_head, unlink_n; /* ring */
 	int efd;                     /* eventfd: worker -> loop */
+	void (*synced)(struct queue *, struct queue_file *, int);  /* loop end of a commit */
 	struct event *ev_done;
 	int closing;
 };
 
-/* queue.c */
+/* queue_index.c: ids, entries, the index and its counters */
 void queue_index_insert(struct queue *q, struct queue_ent *e);
 void queue_index_unlink(struct queue *q, struct queue_ent *e);
+/* queue_index_hash - the bucket of a key */
+size_t queue_index_hash(const struct queue *q, uint64_t key);
 struct queue_ent *queue_ent_new(void);
 struct queue_ent *queue_ent_free(struct queue_ent *e);
 uint64_t queue_id_key(const char *id);
 void queue_id_format(uint64_t key, char *out);
 
-/* queue_file.c: the commit worker and the spare-file thread */
-uint64_t queue_next_key(struct queue *q);
-int queue_worker_start(struct queue *q, char *err, size_t errlen);
-void queue_worker_stop(struct queue *q);
-void queue_worker_done(struct queue *q, int run_listener);
-/* queue_unlink_later - hand queue/ID to the spare thread for unlinking; -1: do it yourself */
-int queue_unlink_later(struct queue *q, const char *id);
+/* queue_file.c: the loop's end of a commit (called back by queue_sync.c) */
+void queue_file_synced(struct queue *q, struct queue_file *qf, int run_listener);
+
+/* queue_sync.c: the commit worker, the spare-file thread, the delayed unlink */
+int queue_sync_start(struct queue *q, void (*synced)(struct queue *, struct queue_file *, int),
+    char *err, size_t errlen);
+void queue_sync_stop(struct queue *q);
+/* queue_sync_take_file - an open, empty file in incoming/ with a fresh id (a spare, or made now) */
+int queue_sync_take_file(struct queue *q, char *id, uint64_t *keyp);
+/* queue_sync_submit - a written file joins the next group sync (takes qf) */
+void queue_sync_submit(struct queue *q, struct queue_file *qf);
+/* queue_sync_unlink_later - hand queue/ID to the spare thread for unlinking; -1: do it yourself */
+int queue_sync_unlink_later(struct queue *q, const char *id);
 
 #endif

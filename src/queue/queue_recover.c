@@ -28,6 +28,41 @@
 
 enum { RECOVER_KEPT, RECOVER_DONE, RECOVER_SKIPPED, RECOVER_NOMEM };
 
+/*
+ * queue_recover_open - open name under dirfd for reading, as a queue file
+ * only: O_NONBLOCK so that a FIFO or a device planted under a queue id
+ * cannot block the open (recovery runs before the loop, where a hang also
+ * held back SIGTERM), O_NOFOLLOW against links, then fstat() for the type.
+ * The flag is cleared again on the regular file. See queue_tool.h.
+ */
+int
+queue_recover_open(int dirfd, const char *name)
+{
+	struct stat st;
+	int fd, fl;
+
+	fd = openat(dirfd, name, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0)
+		goto fail;
+	if (!S_ISREG(st.st_mode)) {
+		errno = EINVAL;
+		goto fail;
+	}
+	if ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+		goto fail;
+	return fd;
+fail:
+	{
+		int saved = errno;
+
+		close(fd);
+		errno = saved;
+	}
+	return -1;
+}
+
 /* queue_quarantine - move a bad file to corrupt/ under a name not yet taken there */
 static void
 queue_quarantine(struct queue *q, const char *id)
@@ -59,7 +94,7 @@ queue_recover_cut(struct queue *q, const char *id, uint64_t good_len, uint64_t f
 	log_warnx("%s: ignoring a torn or damaged state record at offset %llu "
 	    "(file length %llu)", id, (unsigned long long)good_len,
 	    (unsigned long long)file_len);
-	if ((fd = openat(q->qdirfd, id, O_WRONLY | O_CLOEXEC)) < 0 ||
+	if ((fd = openat(q->qdirfd, id, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
 	    ftruncate(fd, (off_t)good_len) < 0)
 		log_warn("%s: cannot cut the queue file back to %llu bytes", id,
 		    (unsigned long long)good_len);
@@ -79,8 +114,11 @@ queue_recover_one(struct queue *q, uint64_t key, void (*cb)(void *, struct queue
 	int fd;
 
 	queue_id_format(key, id);
-	if ((fd = openat(q->qdirfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
-		log_warn("%s: cannot open queue file", id);
+	if ((fd = queue_recover_open(q->qdirfd, id)) < 0) {
+		if (errno == EINVAL || errno == ELOOP)
+			log_warnx("%s/queue/%s: not a regular file; ignoring it", q->data_dir, id);
+		else
+			log_warn("%s: cannot open queue file", id);
 		return RECOVER_SKIPPED;
 	}
 	if (queue_parse_fd(fd, &m, &res) < 0) {

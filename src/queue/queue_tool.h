@@ -51,6 +51,14 @@ struct queue_parse_result {
 };
 
 /*
+ * queue_recover_open - open dirfd/name (a queue file) for queue_parse_fd():
+ * never blocks and never follows a link. -1 with errno when it cannot be
+ * opened; ELOOP (a symbolic link) or EINVAL (a FIFO, device, directory...)
+ * when it is not a regular file.
+ */
+int queue_recover_open(int dirfd, const char *name);
+
+/*
  * queue_parse_fd - read fd from its current offset to its end through the
  * queue's record parser (every check recovery makes). Returns 0 with the
  * verdict in *res; on QUEUE_PARSE_OK *m holds the message (m->id is left

@@ -1,10 +1,11 @@
 /*
  * sched.c - the delivery scheduler: which message goes when, per-recipient
- * results, retries with backoff, expiry, bounces (DSNs) and cc_mta copies
+ * results, retries with backoff, expiry and cc_mta copies
  *
  * Owns:     struct sched, a struct sched_msg per queued message (hung on
  *           queue_msg.sched), the wake-up heap with its single timer, the
- *           DNS resolver and cache, and the DSN commits in flight.
+ *           DNS resolver and cache. The DSN flow is in sched_bounce.c,
+ *           operator actions, reload and shutdown in sched_ops.c.
  * Lifetime: sched_new() to sched_free(). A sched_msg from sched_add() until
  *           the message leaves the queue (or sched_free()).
  * Errors:   sched_new() fails with a reason; everything later is logged and
@@ -27,7 +28,6 @@
  * set-up incl. DNS (first transaction of a connection only), d = transfer.
  */
 #include "sched/sched_int.h"
-#include "sched/bounce.h"
 #include "sched/sched_map.h"
 #include "dns/dns.h"
 #include "lib/log.h"
@@ -44,21 +44,6 @@
 #include <event2/event.h>
 
 #define US_PER_S 1000000ull
-
-/* A DSN being committed; outlives sched_free() if the queue still holds it (s = NULL). */
-struct sched_bounce {
-	LIST_ENTRY(sched_bounce) entry;
-	struct sched *s;
-	char     id[QUEUE_ID_SIZE];     /* the original message */
-	char     bid[QUEUE_ID_SIZE];    /* the DSN */
-	enum bounce_kind kind;
-	int      expired;
-	size_t   n;
-	size_t   idx[];
-};
-
-static void msg_finish(struct sched *s, struct sched_msg *sm);
-static void sched_rearm(struct sched *s);
 
 static struct sched_msg *
 msg_of(struct sched_heap_node *hn)
@@ -180,17 +165,17 @@ msg_remove(struct sched *s, struct sched_msg *sm)
 	msg_free(s, sm);
 	maillog_removed(s->ml, id);
 	/* delivered: the unlink can wait; deleted by the operator: gone now */
-	if ((deleted ? queue_remove(s->q, m) : queue_retire(s->q, m)) < 0)
+	if (s->be->remove(s->be_arg, m, deleted) < 0)
 		log_warn("%s: cannot remove the queue file", id);
 	sched_rearm(s);
 }
 
 /*
- * msg_schedule - a message with no job out: remove it when it is done,
+ * sched_msg_schedule - a message with no job out: remove it when it is done,
  * park it when held, else (re)insert it into the heap at its wake-up time.
  */
-static void
-msg_schedule(struct sched *s, struct sched_msg *sm)
+void
+sched_msg_schedule(struct sched *s, struct sched_msg *sm)
 {
 	uint64_t w;
 
@@ -213,7 +198,7 @@ msg_schedule(struct sched *s, struct sched_msg *sm)
 }
 
 /* sched_rearm - the timer for the heap's top, or a kick when it is due */
-static void
+void
 sched_rearm(struct sched *s)
 {
 	struct sched_heap_node *top;
@@ -228,7 +213,7 @@ sched_rearm(struct sched *s)
 		}
 		return;
 	}
-	now = util_now_us();
+	now = sched_now(s);
 	if (top->key <= now) {
 		if (s->nactive < SCHED_ACTIVE_MAX)
 			sched_kick(s);
@@ -328,12 +313,12 @@ attempt_delays(const struct sched_msg *sm, const struct sched_attempt *a, uint64
 	return total;
 }
 
-/* rcpt_write - record a recipient's state; a failed write is logged, the worst case a repeat */
-static void
-rcpt_write(struct sched *s, struct queue_msg *m, size_t i, enum queue_rcpt_state st,
+/* sched_rcpt_write - record a recipient's state; a failed write is logged, the worst case a repeat */
+void
+sched_rcpt_write(struct sched *s, struct queue_msg *m, size_t i, enum queue_rcpt_state st,
     uint64_t next, const char *dsn, const char *reply)
 {
-	if (queue_update_rcpt(s->q, m, i, st, next, dsn, reply) < 0)
+	if (s->be->update_rcpt(s->be_arg, m, i, st, next, dsn, reply) < 0)
 		log_warn("%s: cannot record the state of <%s>", m->id, m->rcpt[i].addr);
 }
 
@@ -351,7 +336,7 @@ rcpt_outcome(struct sched *s, struct sched_msg *sm, size_t i, enum sched_class c
 	struct queue_msg *m = sm->m;
 	struct queue_rcpt *r = &m->rcpt[i];
 	const struct config *cfg = s->cfg;
-	uint64_t now = util_now_us(), next;
+	uint64_t now = sched_now(s), next;
 	double delays[4], total;
 	const char *dsn = reply_dsn(rp, cls), *text;
 	char buf[SMTPC_REPLY_MAX + 400];
@@ -365,7 +350,7 @@ rcpt_outcome(struct sched *s, struct sched_msg *sm, size_t i, enum sched_class c
 		s->mt->delivered++;
 		metrics_observe_latency(s->mt, total);
 		if (write)
-			rcpt_write(s, m, i, QUEUE_RCPT_DELIVERED, 0, dsn, rp->text);
+			sched_rcpt_write(s, m, i, QUEUE_RCPT_DELIVERED, 0, dsn, rp->text);
 		return;
 	case SCHED_TEMP:
 		maillog_delivery(s->ml, m->id, r->addr, a->relay, total, delays, dsn, "deferred",
@@ -373,7 +358,7 @@ rcpt_outcome(struct sched *s, struct sched_msg *sm, size_t i, enum sched_class c
 		s->mt->deferred++;
 		if (!sched_defer(now, m->arrival_us, cfg->queue_lifetime, attempts,
 		    cfg->retry_min_backoff, cfg->retry_max_backoff, &next)) {
-			rcpt_write(s, m, i, QUEUE_RCPT_PENDING, next, dsn, rp->text);
+			sched_rcpt_write(s, m, i, QUEUE_RCPT_PENDING, next, dsn, rp->text);
 			return;
 		}
 		sm->expired = 1;
@@ -386,7 +371,7 @@ rcpt_outcome(struct sched *s, struct sched_msg *sm, size_t i, enum sched_class c
 	/* failed for good: keep the reason for the DSN, retry later should it not be queued */
 	next = now + (uint64_t)sched_backoff(attempts, cfg->retry_min_backoff,
 	    cfg->retry_max_backoff) * US_PER_S;
-	rcpt_write(s, m, i, QUEUE_RCPT_PENDING, next, dsn, rp->text);
+	sched_rcpt_write(s, m, i, QUEUE_RCPT_PENDING, next, dsn, rp->text);
 	if (fail_add(sm, i) < 0)
 		log_warnx("%s: out of memory: <%s> will be tried again", m->id, r->addr);
 }
@@ -398,18 +383,12 @@ cc_outcome(struct sched *s, struct sched_msg *sm, enum sched_class cls,
 {
 	struct queue_msg *m = sm->m;
 	const struct config *cfg = s->cfg;
-	uint64_t now = util_now_us(), next = 0;
+	uint64_t now = sched_now(s), next = 0;
 	double delays[4], total;
-	char d[5][32];
 	const char *status = "sent";
 	int gone = 0;
 
 	total = attempt_delays(sm, a, now, delays);
-	if (maillog_format_delay(d[0], sizeof(d[0]), total) < 0)
-		util_strlcpy(d[0], "0", sizeof(d[0]));
-	for (int i = 0; i < 4; i++)
-		if (maillog_format_delay(d[i + 1], sizeof(d[i + 1]), delays[i]) < 0)
-			util_strlcpy(d[i + 1], "0", sizeof(d[i + 1]));
 	if (cls == SCHED_OK)
 		gone = 1;
 	else {
@@ -423,15 +402,11 @@ cc_outcome(struct sched *s, struct sched_msg *sm, enum sched_class cls,
 			sm->cc_next_us = next;
 		}
 	}
-	/* no "to=<...>": pflogsumm must not count the copy as a delivery */
-	maillog_printf(s->ml, "smtp", "%s: cc_mta copy, nrcpt=%zu, relay=%s, delay=%s, "
-	    "delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)%s", m->id, nrcpt,
-	    a->relay != NULL ? a->relay : "none", d[0], d[1], d[2], d[3], d[4],
-	    reply_dsn(rp, cls), status, rp->text,
-	    cls != SCHED_OK && gone ? ", cc copy dropped" : "");
+	maillog_cc_copy(s->ml, m->id, nrcpt, a->relay, total, delays, reply_dsn(rp, cls),
+	    status, rp->text, cls != SCHED_OK && gone);
 	if (gone) {
 		sm->cc_owed = 0;
-		if (queue_update_flags(s->q, m, m->flags & ~(unsigned)QUEUE_F_CC) < 0)
+		if (s->be->update_flags(s->be_arg, m, m->flags & ~(unsigned)QUEUE_F_CC) < 0)
 			log_warn("%s: cannot record the cc copy as done", m->id);
 	}
 }
@@ -445,7 +420,7 @@ job_free(struct sched *s, struct sched_job *job)
 	TAILQ_REMOVE(&sm->jobs, job, mentry);
 	free(job);
 	if (--sm->njobs == 0)
-		msg_finish(s, sm);
+		sched_msg_finish(s, sm);
 }
 
 /* job_last_and_clean - the job's recipients are all that is left and all succeeded */
@@ -525,7 +500,7 @@ sched_job_abandon(struct sched *s, struct sched_job *job)
 
 /* job_new - a job for n recipients of sm (idx copied); counted in sm->njobs */
 static struct sched_job *
-job_new(struct sched_msg *sm, const size_t *idx, size_t n, int cc)
+job_new(struct sched *s, struct sched_msg *sm, const size_t *idx, size_t n, int cc)
 {
 	struct sched_job *job;
 	size_t sz = sizeof(*job);
@@ -544,7 +519,7 @@ job_new(struct sched_msg *sm, const size_t *idx, size_t n, int cc)
 		job->idx[i] = idx[i];
 		job->rcpts[i] = sm->m->rcpt[idx[i]].addr;
 	}
-	job->queued_us = util_now_us();
+	job->queued_us = sched_now(s);
 	TAILQ_INSERT_TAIL(&sm->jobs, job, mentry);
 	sm->njobs++;
 	return job;
@@ -572,19 +547,23 @@ static void
 dispatch_group(struct sched *s, struct sched_msg *sm, const struct sched_nexthop *nh,
     const char *key, const size_t *idx, size_t n, int cc)
 {
-	struct sched_dest *d;
 	struct sched_job *job;
 
-	if ((d = sched_dest_get(s, nh, key)) == NULL || (job = job_new(sm, idx, n, cc)) == NULL) {
+	if ((job = job_new(s, sm, idx, n, cc)) != NULL && s->be->enqueue(s, nh, key, job) < 0) {
+		TAILQ_REMOVE(&sm->jobs, job, mentry);
+		free(job);
+		sm->njobs--;        /* never the last: msg_dispatch() holds a guard */
+		job = NULL;
+	}
+	if (job == NULL) {
 		log_warnx("%s: out of memory: deferring delivery to %s", sm->m->id, nh->name);
 		if (cc)
-			sm->cc_next_us = util_now_us() + (uint64_t)s->cfg->retry_min_backoff * US_PER_S;
+			sm->cc_next_us = sched_now(s) + (uint64_t)s->cfg->retry_min_backoff * US_PER_S;
 		else
 			dispatch_fail_now(s, sm, idx, n, SCHED_TEMP, "4.3.0",
 			    "Insufficient system resources");
 		return;
 	}
-	sched_dest_enqueue(d, job);
 }
 
 /*
@@ -651,11 +630,11 @@ dispatch_cc(struct sched *s, struct sched_msg *sm)
 		log_warnx("%s: cc_mta %s cannot be used: dropping the cc copy", sm->m->id,
 		    cfg->cc_mta.host);
 		sm->cc_owed = 0;
-		(void)queue_update_flags(s->q, sm->m, sm->m->flags & ~(unsigned)QUEUE_F_CC);
+		(void)s->be->update_flags(s->be_arg, sm->m, sm->m->flags & ~(unsigned)QUEUE_F_CC);
 		return;
 	}
 	if ((all = calloc(sm->m->nrcpt ? sm->m->nrcpt : 1, sizeof(*all))) == NULL) {
-		sm->cc_next_us = util_now_us() + (uint64_t)cfg->retry_min_backoff * US_PER_S;
+		sm->cc_next_us = sched_now(s) + (uint64_t)cfg->retry_min_backoff * US_PER_S;
 		return;
 	}
 	for (size_t i = 0; i < sm->m->nrcpt; i++)
@@ -701,220 +680,16 @@ msg_dispatch(struct sched *s, struct sched_msg *sm, uint64_t now)
 	if (sm->cc_owed && (force || sm->cc_next_us <= now))
 		dispatch_cc(s, sm);
 	if (--sm->njobs == 0)
-		msg_finish(s, sm);
-}
-
-/* read_headers - the original header section (up to the first empty line), bounded */
-static char *
-read_headers(struct sched *s, const struct queue_msg *m, size_t *len)
-{
-	struct queue_reader *rd;
-	char *buf;
-	size_t n = 0;
-	ssize_t got;
-
-	*len = 0;
-	if ((buf = malloc(SCHED_HEADERS_MAX)) == NULL)
-		return NULL;
-	if ((rd = queue_reader_open(s->q, m)) == NULL) {
-		free(buf);
-		return NULL;
-	}
-	while (n < SCHED_HEADERS_MAX &&
-	    (got = queue_reader_read(rd, buf + n, SCHED_HEADERS_MAX - n)) > 0) {
-		n += (size_t)got;
-		if (n >= 4 && memmem(buf, n, "\r\n\r\n", 4) != NULL)
-			break;
-	}
-	queue_reader_close(rd);
-	if (n >= 2 && buf[0] == '\r' && buf[1] == '\n')
-		n = 0;      /* no header section at all */
-	else {
-		const char *end = memmem(buf, n, "\r\n\r\n", 4);
-		if (end != NULL)
-			n = (size_t)(end - buf) + 2;
-	}
-	*len = n;
-	return buf;
+		sched_msg_finish(s, sm);
 }
 
 /*
- * bounce_start - build the DSN for recipients idx[0..n) and queue it as a
- * new message from <> to the sender (QUEUE_F_BOUNCE: it never bounces
- * itself). The recipients are marked bounced only when the commit says it
- * is durable (bounce_on_commit). 0 when under way, -1 when it could not
- * start (the recipients then stay pending and are tried again).
- */
-static void bounce_on_commit(void *arg, int ok, const char *id);
-
-static int
-bounce_start(struct sched *s, struct sched_msg *sm, const size_t *idx, size_t n,
-    enum bounce_kind kind)
-{
-	struct queue_msg *m = sm->m;
-	struct queue_envelope env;
-	struct queue_file *qf = NULL;
-	struct sched_bounce *op = NULL;
-	const char *rcpts[1];
-	char *hdr = NULL, *text = NULL;
-	size_t hlen = 0, tlen = 0;
-
-	if ((hdr = read_headers(s, m, &hlen)) == NULL)
-		log_warn("%s: cannot read the original headers for the DSN", m->id);
-	text = bounce_build(s->cfg->hostname, m, idx, n, kind, hdr != NULL ? hdr : "", hlen,
-	    util_now_us(), &tlen);
-	free(hdr);
-	if (text == NULL) {
-		log_warnx("%s: cannot build the DSN", m->id);
-		goto fail;
-	}
-	if ((op = calloc(1, sizeof(*op) + n * sizeof(op->idx[0]))) == NULL)
-		goto fail;
-	memset(&env, 0, sizeof(env));
-	rcpts[0] = m->sender;
-	env.sender = "";
-	env.rcpts = rcpts;
-	env.nrcpt = 1;
-	env.client_addr = "local";     /* made here, not received */
-	env.client_name = "localhost";
-	env.helo = s->cfg->hostname;
-	env.flags = QUEUE_F_BOUNCE | (m->flags & (QUEUE_F_8BITMIME | QUEUE_F_SMTPUTF8));
-	if ((qf = queue_file_create(s->q, &env)) == NULL) {
-		log_warn("%s: cannot create the DSN", m->id);
-		goto fail;
-	}
-	if (queue_file_write(qf, text, tlen) < 0) {
-		log_warn("%s: cannot write the DSN", m->id);
-		goto fail;
-	}
-	op->s = s;
-	util_strlcpy(op->id, m->id, sizeof(op->id));
-	util_strlcpy(op->bid, queue_file_id(qf), sizeof(op->bid));
-	op->kind = kind;
-	op->expired = kind == BOUNCE_FAILED && sm->expired;
-	op->n = n;
-	memcpy(op->idx, idx, n * sizeof(op->idx[0]));
-	LIST_INSERT_HEAD(&s->bounces, op, entry);
-	s->nbounces++;
-	sm->njobs++;
-	free(text);
-	queue_file_commit(qf, "", 0, bounce_on_commit, op);
-	return 0;
-fail:
-	if (qf != NULL)
-		queue_file_abort(qf);
-	free(op);
-	free(text);
-	return -1;
-}
-
-/* bounce_on_commit - the DSN is durable (or lost): now the recipients are bounced */
-static void
-bounce_on_commit(void *arg, int ok, const char *id)
-{
-	struct sched_bounce *op = arg;
-	struct sched *s = op->s;
-	struct queue_msg *m;
-	struct sched_msg *sm;
-
-	(void)id;
-	if (s == NULL) {
-		free(op);
-		return;
-	}
-	LIST_REMOVE(op, entry);
-	s->nbounces--;
-	if ((m = queue_lookup(s->q, op->id)) == NULL || (sm = m->sched) == NULL) {
-		log_warnx("%s: gone before its DSN %s was queued", op->id, op->bid);
-		free(op);
-		sched_check_done(s);
-		return;
-	}
-	if (!ok)
-		log_warnx("%s: cannot queue the DSN; the recipients will be tried again", m->id);
-	else if (op->kind == BOUNCE_DELAYED)
-		maillog_delay_notice(s->ml, m->id, op->bid);
-	else {
-		for (size_t i = 0; i < op->n; i++) {
-			struct queue_rcpt *r = &m->rcpt[op->idx[i]];
-			char dsn[sizeof(r->dsn)];
-			char *reply = r->last_reply != NULL ? strdup(r->last_reply) : NULL;
-
-			util_strlcpy(dsn, r->dsn, sizeof(dsn));
-			rcpt_write(s, m, op->idx[i], QUEUE_RCPT_BOUNCED, 0, dsn, reply);
-			free(reply);
-			s->mt->bounced++;
-		}
-		if (op->expired)
-			maillog_expired(s->ml, m->id, m->sender);
-		maillog_bounce_notice(s->ml, m->id, op->bid);
-	}
-	if (op->kind == BOUNCE_DELAYED)
-		sm->warned = 1;
-	else {
-		sm->nfail = 0;
-		sm->expired = 0;
-	}
-	free(op);
-	if (--sm->njobs == 0)
-		msg_finish(s, sm);
-	sched_check_done(s);
-}
-
-/*
- * bounce_none - failed recipients of a message that gets no DSN (the null
- * sender, or a DSN of ours): logged and dropped, never a bounce loop.
- */
-static void
-bounce_none(struct sched *s, struct sched_msg *sm)
-{
-	struct queue_msg *m = sm->m;
-
-	for (size_t i = 0; i < sm->nfail; i++) {
-		struct queue_rcpt *r = &m->rcpt[sm->fail[i]];
-		char dsn[sizeof(r->dsn)];
-		char *reply = r->last_reply != NULL ? strdup(r->last_reply) : NULL;
-
-		util_strlcpy(dsn, r->dsn, sizeof(dsn));
-		rcpt_write(s, m, sm->fail[i], QUEUE_RCPT_BOUNCED, 0, dsn, reply);
-		free(reply);
-		s->mt->bounced++;
-	}
-	if (sm->expired)
-		maillog_expired(s->ml, m->id, m->sender);
-	maillog_printf(s->ml, "bounce", "%s: undeliverable %s to <%s> discarded: no "
-	    "notification is sent for %s", m->id,
-	    (m->flags & QUEUE_F_BOUNCE) ? "delivery status notification" : "message",
-	    m->rcpt[sm->fail[0]].addr,
-	    (m->flags & QUEUE_F_BOUNCE) ? "a bounce" : "the null sender");
-	sm->nfail = 0;
-	sm->expired = 0;
-}
-
-/* delay_warning_due - delay_warning_time has passed with recipients still deferred */
-static size_t
-delay_warning_due(struct sched *s, struct sched_msg *sm, size_t *idx)
-{
-	const struct queue_msg *m = sm->m;
-	size_t n = 0;
-
-	if (s->cfg->delay_warning_time == 0 || sm->warned || m->sender[0] == '\0' ||
-	    (m->flags & QUEUE_F_BOUNCE) || sm->all_done ||
-	    !sched_expired(util_now_us(), m->arrival_us, s->cfg->delay_warning_time))
-		return 0;
-	for (size_t i = 0; i < m->nrcpt; i++)
-		if (m->rcpt[i].state == QUEUE_RCPT_PENDING && m->rcpt[i].attempts > 0)
-			idx[n++] = i;
-	return n;
-}
-
-/*
- * msg_finish - every job of the attempt is back: send the DSN for what
+ * sched_msg_finish - every job of the attempt is back: send the DSN for what
  * failed (then come back here), the delay warning when due, then remove
  * the message or schedule its next wake-up.
  */
-static void
-msg_finish(struct sched *s, struct sched_msg *sm)
+void
+sched_msg_finish(struct sched *s, struct sched_msg *sm)
 {
 	struct queue_msg *m = sm->m;
 
@@ -922,8 +697,8 @@ msg_finish(struct sched *s, struct sched_msg *sm)
 		return;
 	if (!sm->deleted && sm->nfail > 0) {
 		if (m->sender[0] == '\0' || (m->flags & QUEUE_F_BOUNCE))
-			bounce_none(s, sm);
-		else if (bounce_start(s, sm, sm->fail, sm->nfail, BOUNCE_FAILED) == 0)
+			sched_bounce_none(s, sm);
+		else if (sched_bounce_start(s, sm, sm->fail, sm->nfail, BOUNCE_FAILED) == 0)
 			return;
 		else {
 			sm->nfail = 0;  /* they stay pending with their retry time */
@@ -933,22 +708,22 @@ msg_finish(struct sched *s, struct sched_msg *sm)
 	if (!sm->deleted && s->cfg->delay_warning_time > 0 && !sm->warned && m->nrcpt > 0) {
 		size_t *idx = calloc(m->nrcpt, sizeof(*idx)), n;
 
-		if (idx != NULL && (n = delay_warning_due(s, sm, idx)) > 0 &&
-		    bounce_start(s, sm, idx, n, BOUNCE_DELAYED) == 0) {
+		if (idx != NULL && (n = sched_bounce_delay_due(s, sm, idx)) > 0 &&
+		    sched_bounce_start(s, sm, idx, n, BOUNCE_DELAYED) == 0) {
 			free(idx);
 			return;
 		}
 		free(idx);
 	}
-	msg_schedule(s, sm);
+	sched_msg_schedule(s, sm);
 }
 
 /* sched_run - the kick event and the timer: dispatch what is due, a batch per pass */
-static void
+void
 sched_run(struct sched *s)
 {
 	struct sched_heap_node *top;
-	uint64_t now = util_now_us();
+	uint64_t now = sched_now(s);
 	unsigned n = 0;
 
 	if (s->stopping)
@@ -987,6 +762,15 @@ struct sched *
 sched_new(struct event_base *base, const struct config *cfg, struct queue *q,
     struct maillog *ml, struct metrics *m, char *err, size_t errlen)
 {
+	return sched_new_backend(base, cfg, q, ml, m, &sched_backend_real, q, err, errlen);
+}
+
+/* sched_new_backend - see sched_int.h */
+struct sched *
+sched_new_backend(struct event_base *base, const struct config *cfg, struct queue *q,
+    struct maillog *ml, struct metrics *m, const struct sched_backend *be, void *be_arg,
+    char *err, size_t errlen)
+{
 	struct sched *s;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
@@ -994,11 +778,13 @@ sched_new(struct event_base *base, const struct config *cfg, struct queue *q,
 		return NULL;
 	}
 	s->base = base;
+	s->be = be;
+	s->be_arg = be_arg;
 	s->cfg = cfg;
 	s->q = q;
 	s->ml = ml;
 	s->mt = m;
-	s->start_us = util_now_us();
+	s->start_us = sched_now(s);
 	sched_heap_init(&s->heap);
 	LIST_INIT(&s->bounces);
 	if ((s->dns = dns_new(base, cfg, err, errlen)) == NULL)
@@ -1029,7 +815,7 @@ sched_add(struct sched *s, struct queue_msg *m)
 		return;
 	if ((sm = m->sched) != NULL) {
 		if (sm->njobs == 0)
-			msg_schedule(s, sm);
+			sched_msg_schedule(s, sm);
 		return;
 	}
 	if ((sm = calloc(1, sizeof(*sm))) == NULL) {
@@ -1041,183 +827,17 @@ sched_add(struct sched *s, struct queue_msg *m)
 	TAILQ_INIT(&sm->jobs);
 	m->sched = sm;
 	if (msg_cc_wanted(s, m) && !(m->flags & QUEUE_F_CC) && msg_is_new(s, m) &&
-	    queue_update_flags(s->q, m, m->flags | QUEUE_F_CC) < 0)
+	    s->be->update_flags(s->be_arg, m, m->flags | QUEUE_F_CC) < 0)
 		log_warn("%s: cannot record the cc copy; sending it anyway", m->id);
 	if (msg_cc_wanted(s, m))
 		sm->cc_owed = (m->flags & QUEUE_F_CC) != 0 || msg_is_new(s, m);
 	else if (m->flags & QUEUE_F_CC) {
 		log_warnx("%s: cc_mta is no longer configured: dropping its cc copy", m->id);
-		(void)queue_update_flags(s->q, m, m->flags & ~(unsigned)QUEUE_F_CC);
+		(void)s->be->update_flags(s->be_arg, m, m->flags & ~(unsigned)QUEUE_F_CC);
 	}
 	log_trace(TRACE_SCHED, "%s: added: %zu recipient(s)%s", m->id, m->nrcpt,
 	    sm->cc_owed ? " + cc copy" : "");
-	msg_schedule(s, sm);
-}
-
-/* msg_retry_now - everything pending is due at once (flush, retry) */
-static void
-msg_retry_now(struct sched *s, struct queue_msg *m)
-{
-	struct sched_msg *sm = m->sched;
-
-	if (sm == NULL) {
-		sched_add(s, m);
-		if ((sm = m->sched) == NULL)
-			return;
-	}
-	sm->force = 1;
-	sm->cc_next_us = 0;
-	if (sm->njobs == 0)
-		msg_schedule(s, sm);
-}
-
-static void
-flush_one(void *arg, struct queue_msg *m)
-{
-	msg_retry_now(arg, m);
-}
-
-/* sched_flush - every deferred recipient is due now (kept in memory: no disk writes) */
-void
-sched_flush(struct sched *s)
-{
-	if (s == NULL || s->stopping)
-		return;
-	queue_foreach(s->q, flush_one, s);
-	sched_rearm(s);
-}
-
-/* sched_retry - one message now */
-void
-sched_retry(struct sched *s, struct queue_msg *m)
-{
-	if (s == NULL || m == NULL || s->stopping)
-		return;
-	msg_retry_now(s, m);
-}
-
-/* sched_hold - hold or release; a transaction already running finishes */
-int
-sched_hold(struct sched *s, struct queue_msg *m, int held)
-{
-	struct sched_msg *sm = m->sched;
-
-	if (queue_set_held(s->q, m, held) < 0)
-		return -1;
-	if (sm == NULL)
-		sched_add(s, m);
-	else if (sm->njobs == 0)
-		msg_schedule(s, sm);
-	return 0;
-}
-
-/* sched_delete - the operator removes a message; after a running transaction when there is one */
-int
-sched_delete(struct sched *s, struct queue_msg *m)
-{
-	struct sched_msg *sm = m->sched;
-
-	if (sm == NULL) {
-		maillog_removed(s->ml, m->id);
-		return queue_remove(s->q, m);
-	}
-	sm->deleted = 1;
-	sched_heap_remove(&s->heap, &sm->hn);
-	sm->njobs++;
-	sched_dest_unqueue_msg(s, sm);
-	if (--sm->njobs == 0)
-		msg_finish(s, sm);
-	return 0;
-}
-
-/* dns_changed - whether dns_servers differ between two configurations */
-static int
-dns_changed(const struct config *a, const struct config *b)
-{
-	if (a->n_dns_servers != b->n_dns_servers)
-		return 1;
-	for (size_t i = 0; i < a->n_dns_servers; i++)
-		if (strcmp(a->dns_servers[i].text, b->dns_servers[i].text) != 0)
-			return 1;
-	return 0;
-}
-
-/*
- * sched_set_config - SIGHUP: limits, timers, relays and cc_mta apply to
- * what is dispatched from now on; new dns_servers get a new resolver.
- */
-void
-sched_set_config(struct sched *s, const struct config *cfg)
-{
-	char err[256];
-	struct dns *nd;
-
-	if (s == NULL || cfg == NULL)
-		return;
-	if (dns_changed(s->cfg, cfg)) {
-		if ((nd = dns_new(s->base, cfg, err, sizeof(err))) == NULL)
-			log_warnx("dns_servers: %s; keeping the old resolvers", err);
-		else if (sched_dnsc_set_dns(s->dnsc, nd) < 0) {
-			log_warnx("dns_servers: out of memory; keeping the old resolvers");
-			dns_free(nd);
-		} else {
-			dns_free(s->dns);
-			s->dns = nd;
-		}
-	}
-	s->cfg = cfg;
-	sched_rearm(s);
-}
-
-/* sched_check_done - shutdown: done() once no connection and no DSN commit is left */
-void
-sched_check_done(struct sched *s)
-{
-	if (!s->stopping || s->done_called || s->nconns > 0 || s->nbounces > 0)
-		return;
-	s->done_called = 1;
-	if (s->grace != NULL)
-		evtimer_del(s->grace);
-	log_trace(TRACE_SCHED, "sched: stopped");
-	if (s->done != NULL)
-		s->done(s->done_arg);
-}
-
-static void
-sched_on_grace(evutil_socket_t fd, short what, void *arg)
-{
-	struct sched *s = arg;
-
-	(void)fd;
-	(void)what;
-	log_info("sched: abandoning %u connection(s) still delivering", s->nconns);
-	sched_dest_abandon_all(s);
-	sched_check_done(s);
-}
-
-/*
- * sched_shutdown - no new deliveries; waiting jobs are abandoned (their
- * recipients stay pending on disk), idle connections QUIT, running
- * transactions get SCHED_STOP_GRACE seconds to finish before they are
- * dropped too (a repeat after the restart at worst). done() when idle.
- */
-void
-sched_shutdown(struct sched *s, void (*done)(void *arg), void *arg)
-{
-	struct timeval tv = { SCHED_STOP_GRACE, 0 };
-
-	s->stopping = 1;
-	s->done = done;
-	s->done_arg = arg;
-	evtimer_del(s->timer);
-	s->timer_at = 0;
-	event_del(s->kick);
-	sched_dest_stop_all(s);
-	if (s->nconns > 0 && (s->grace = evtimer_new(s->base, sched_on_grace, s)) != NULL)
-		evtimer_add(s->grace, &tv);
-	else if (s->nconns > 0)
-		sched_dest_abandon_all(s);
-	sched_check_done(s);
+	sched_msg_schedule(s, sm);
 }
 
 static void
@@ -1237,25 +857,20 @@ free_msg_cb(void *arg, struct queue_msg *m)
 struct sched *
 sched_free(struct sched *s)
 {
-	struct sched_bounce *op;
-
 	if (s == NULL)
 		return NULL;
 	s->freeing = 1;
 	s->stopping = 1;
 	s->done_called = 1;
 	if (s->dests != NULL) {
-		sched_dest_abandon_all(s);
-		sched_dest_free_all(s);
+		s->be->abandon_all(s);
+		s->be->free_all(s);
 		s->dests = sched_map_free(s->dests);
 	}
-	while ((op = LIST_FIRST(&s->bounces)) != NULL) {
-		LIST_REMOVE(op, entry);
-		op->s = NULL;
-	}
+	sched_bounce_detach_all(s);
 	sched_heap_clear(&s->heap);     /* touches the nodes: before they go */
-	if (s->q != NULL)
-		queue_foreach(s->q, free_msg_cb, s);
+	if (s->be_arg != NULL)
+		s->be->foreach(s->be_arg, free_msg_cb, s);
 	if (s->timer != NULL)
 		event_free(s->timer);
 	if (s->kick != NULL)

@@ -452,6 +452,13 @@ conn_attempt(struct sched_conn *cn, struct sched_attempt *a)
 	a->xfer_s = now > cn->txn_start_us ? (double)(now - cn->txn_start_us) / 1e6 : 0;
 }
 
+/* conn_read - the content source smtpc reads: the queue file as delivered */
+static ssize_t
+conn_read(void *arg, void *buf, size_t len)
+{
+	return queue_reader_read(arg, buf, len);
+}
+
 /*
  * conn_send - start the transaction of cn->job: the message's content
  * through a queue reader, the job's recipients. 0 when under way; when it
@@ -484,7 +491,8 @@ conn_send(struct sched_conn *cn)
 	t.size = m->size;
 	t.need_8bit = (m->flags & QUEUE_F_8BITMIME) != 0;
 	t.smtputf8 = (m->flags & QUEUE_F_SMTPUTF8) != 0;
-	t.content = cn->rd;
+	t.content.read = conn_read;
+	t.content.arg = cn->rd;
 	cn->txn_start_us = util_mono_us();
 	cn->job_start_us = util_now_us();
 	if (smtpc_send(cn->c, &t) < 0) {

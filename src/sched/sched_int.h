@@ -2,7 +2,9 @@
  * sched_int.h - the scheduler's shared structures (private to src/sched/)
  *
  * Owns:     the declarations shared by sched.c (messages, retries,
- *           bounces) and sched_dest.c (destinations and their connections).
+ *           results), sched_bounce.c (DSNs), sched_ops.c (operator actions,
+ *           reload, shutdown) and sched_dest.c (destinations and their
+ *           connections).
  * Lifetime: struct sched from sched_new() to sched_free(); a sched_msg
  *           from sched_add() until its queue_msg is removed; a job from
  *           dispatch until its result is recorded (or it is abandoned); a
@@ -22,9 +24,12 @@
 #define MTAD_SCHED_INT_H
 
 #include "sched/sched.h"
+#include "sched/sched_backend.h"
+#include "sched/bounce.h"
 #include "sched/sched_dnsc.h"
 #include "sched/sched_heap.h"
 #include "sched/sched_policy.h"
+#include "queue/queue.h"
 #include "smtpc/smtpc.h"
 
 #include <stddef.h>
@@ -136,6 +141,8 @@ struct sched_dest {
 
 struct sched {
 	struct event_base *base;
+	const struct sched_backend *be; /* clock, queue, transport (sched_backend.h) */
+	void    *be_arg;                /* its argument: the struct queue for the real one */
 	const struct config *cfg;
 	struct queue *q;
 	struct maillog *ml;
@@ -170,6 +177,35 @@ struct sched_attempt {
 	double   xfer_s;                /* d: transmission */
 };
 
+/* sched_now - the scheduler's clock (wall-clock µs; virtual in the unit tests) */
+static inline uint64_t
+sched_now(const struct sched *s)
+{
+	return s->be->now_us(s->be_arg);
+}
+
+/*
+ * sched_new_backend - sched_new() with another backend (the unit tests');
+ * be and be_arg are borrowed and outlive s. q may be NULL when be does not
+ * use it.
+ */
+struct sched *sched_new_backend(struct event_base *base, const struct config *cfg,
+    struct queue *q, struct maillog *ml, struct metrics *m, const struct sched_backend *be,
+    void *be_arg, char *err, size_t errlen);
+/* sched_run - dispatch what is due now, a batch per call (the kick and the timer run it) */
+void sched_run(struct sched *s);
+
+/* sched.c: scheduling of a message and its recipients' state */
+/* sched_msg_schedule - no job out: remove it when done, park it when held, else into the heap */
+void sched_msg_schedule(struct sched *s, struct sched_msg *sm);
+/* sched_msg_finish - every job is back: DSN, delay warning, then sched_msg_schedule() */
+void sched_msg_finish(struct sched *s, struct sched_msg *sm);
+/* sched_rearm - the timer for the heap's top, or a kick when it is due */
+void sched_rearm(struct sched *s);
+/* sched_rcpt_write - record a recipient's state; a failed write is logged */
+void sched_rcpt_write(struct sched *s, struct queue_msg *m, size_t i,
+    enum queue_rcpt_state st, uint64_t next, const char *dsn, const char *reply);
+
 /* sched.c: results come back here; each frees the job */
 void sched_job_result(struct sched *s, struct sched_job *job, const struct sched_attempt *a,
     const struct smtpc_result *r);
@@ -178,6 +214,17 @@ void sched_job_fail(struct sched *s, struct sched_job *job, const struct sched_a
 void sched_job_abandon(struct sched *s, struct sched_job *job);
 /* sched_check_done - shutdown: call done() once nothing runs */
 void sched_check_done(struct sched *s);
+
+/* sched_bounce.c: the DSN flow */
+/* sched_bounce_start - queue a DSN for recipients idx[0..n); 0 under way, -1 not started */
+int sched_bounce_start(struct sched *s, struct sched_msg *sm, const size_t *idx, size_t n,
+    enum bounce_kind kind);
+/* sched_bounce_none - failed recipients of a message that gets no DSN: logged, dropped */
+void sched_bounce_none(struct sched *s, struct sched_msg *sm);
+/* sched_bounce_delay_due - recipients owed a delay warning into idx[] (m->nrcpt slots); their count */
+size_t sched_bounce_delay_due(struct sched *s, struct sched_msg *sm, size_t *idx);
+/* sched_bounce_detach_all - sched_free: DSN commits in flight forget s */
+void sched_bounce_detach_all(struct sched *s);
 
 /* sched_tls.c: outbound TLS policy (smart_relay_tls, per-host plain fallback) */
 void sched_tls_params(struct sched *s, const struct sched_dest *d, const char *relay,

@@ -93,8 +93,7 @@ sched_tls_fallback(struct sched *s, const struct sched_dest *d, const char *rela
 	struct sched_tls_off *e;
 
 	if (tls_required(s, d)) {
-		maillog_printf(s->ml, "smtp", "warning: %s; TLS is required for %s: not "
-		    "delivering without it", why, relay);
+		maillog_tls_required(s->ml, why, relay);
 		return 0;
 	}
 	if (s->notls == NULL && (s->notls = sched_map_new()) == NULL)
@@ -108,8 +107,7 @@ sched_tls_fallback(struct sched *s, const struct sched_dest *d, const char *rela
 		}
 	}
 	e->until_us = util_mono_us() + (uint64_t)SCHED_TLS_FALLBACK * 1000000u;
-	maillog_printf(s->ml, "smtp", "warning: %s; trying %s again without TLS (and for the "
-	    "next %d minutes)", why, relay, SCHED_TLS_FALLBACK / 60);
+	maillog_tls_fallback(s->ml, why, relay, SCHED_TLS_FALLBACK / 60);
 	return 1;
 }
 

@@ -44,17 +44,10 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
-
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 
 #include "lib/log.h"
 #include "lib/util.h"
-#include "mail/maillog.h"
-#include "tls/tls.h"
-#include "queue/queue.h"
 #include "smtpc/smtpc.h"
 #include "smtpc/smtpc_int.h"
 
@@ -63,35 +56,9 @@
 #define SMTPC_OUT_HIGH    (128 * 1024) /* fill the output buffer up to this */
 #define SMTPC_OUT_LOW     (32 * 1024)  /* write callback when drained below this */
 
-enum smtpc_state {
-	SMTPC_S_CONNECTING,
-	SMTPC_S_GREETING,
-	SMTPC_S_EHLO,
-	SMTPC_S_HELO,
-	SMTPC_S_STARTTLS,              /* waiting for the 220 to STARTTLS */
-	SMTPC_S_TLS,                   /* TLS handshake (RFC 3207 §4) */
-	SMTPC_S_READY,
-	SMTPC_S_TXN,
-	SMTPC_S_CONTENT,
-	SMTPC_S_QUIT,
-	SMTPC_S_DEAD,
-};
-
 static const char *const smtpc_state_names[] = {
 	"CONNECTING", "GREETING", "EHLO", "HELO", "STARTTLS", "TLS", "READY", "TXN", "CONTENT",
 	"QUIT", "DEAD",
-};
-
-/* EHLO keywords we act on (RFC 5321 §4.1.1.1, RFC 2920, 1870, 6152, 6531, 3207, 3030) */
-enum {
-	SMTPC_EXT_PIPELINING = 1u << 0,
-	SMTPC_EXT_SIZE       = 1u << 1,
-	SMTPC_EXT_8BITMIME   = 1u << 2,
-	SMTPC_EXT_SMTPUTF8   = 1u << 3,
-	SMTPC_EXT_STARTTLS   = 1u << 4,
-	SMTPC_EXT_CHUNKING   = 1u << 5,
-	SMTPC_EXT_ENHANCED   = 1u << 6,
-	SMTPC_EXT_DSN        = 1u << 7,
 };
 
 static const struct {
@@ -108,90 +75,13 @@ static const struct {
 	{ "DSN", SMTPC_EXT_DSN },
 };
 
-enum smtpc_step_kind {
-	SMTPC_STEP_MAIL,
-	SMTPC_STEP_RCPT,
-	SMTPC_STEP_DATA,
-	SMTPC_STEP_DOT,                /* end of data: the reply is the result */
-	SMTPC_STEP_DOT_IGNORE,         /* "." after a 354 with no recipient: reply ignored */
-	SMTPC_STEP_RSET,               /* instead of DATA when no recipient was accepted */
-};
-
-struct smtpc_step {
-	enum smtpc_step_kind kind;
-	size_t rcpt;                   /* SMTPC_STEP_RCPT: index */
-};
-
-enum smtpc_notify {
-	SMTPC_N_NONE,
-	SMTPC_N_READY,
-	SMTPC_N_DONE,
-	SMTPC_N_FAILED,
-	SMTPC_N_FREE,
-};
-
-struct smtpc {
-	struct event_base  *base;
-	struct bufferevent *bev;
-	struct event       *ev_timer;
-	struct event       *ev_notify;
-	enum smtpc_notify   notify;
-	enum smtpc_state    state;
-	struct smtpc_cb     cb;
-	void               *arg;
-	int                 quitting;          /* smtpc_quit() called: no callbacks */
-	int                 fail_after;        /* failed() is due after the pending done() */
-
-	char               *helo_name;
-	char                peer[320];          /* "host[addr]:port" */
-	struct sockaddr_storage addr;
-	socklen_t           addrlen;
-	unsigned            connect_timeout, cmd_timeout, data_timeout;
-
-	/* TLS */
-	struct ssl_ctx_st  *tls_ctx;            /* borrowed; NULL = no STARTTLS */
-	int                 tls_required;
-	int                 tls;                /* SMTPC_TLS_* */
-	char               *sni;                /* host name for SNI; NULL for an address */
-	struct maillog     *ml;
-
-	struct smtpc_rparser rp;
-	unsigned            exts;
-	uint64_t            size_limit;         /* SIZE n; 0 = none given */
-	struct smtpc_reply  fail;               /* for SMTPC_N_FAILED */
-
-	/* the transaction */
-	char               *sender;
-	char              **rcpts;
-	size_t              nrcpt;
-	int                 need_8bit, smtputf8;
-	uint64_t            size;
-	void               *content;
-	smtpc_read_fn      *read_fn;
-	struct smtpc_step  *steps;
-	size_t              nsteps, send_pos, recv_pos;
-	int                 mail_ok;
-	size_t              naccepted;
-	struct smtpc_result res;
-	/* content streaming state: dot-stuffing across chunks */
-	int                 at_bol;
-	char                last2[2];
-	int                 content_eof;
-};
-
 static void smtpc_on_read(struct bufferevent *bev, void *arg);
 static void smtpc_on_write(struct bufferevent *bev, void *arg);
 static void smtpc_on_event(struct bufferevent *bev, short what, void *arg);
-static void smtpc_fail(struct smtpc *c, int code, const char *dsn, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 static void smtpc_fail_reply(struct smtpc *c, const struct smtpc_reply *r);
-static void smtpc_tls_start(struct smtpc *c);
-static void smtpc_tls_event(struct smtpc *c, short what);
-static int smtpc_write(struct smtpc *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
 
 /* smtpc_enter - the one state transition, traced "old -> new" */
-static void
+void
 smtpc_enter(struct smtpc *c, enum smtpc_state st)
 {
 	log_trace(TRACE_SMTPC, "smtpc %s: %s -> %s", c->peer, smtpc_state_names[c->state],
@@ -199,22 +89,8 @@ smtpc_enter(struct smtpc *c, enum smtpc_state st)
 	c->state = st;
 }
 
-/* smtpc_read_queue - default content source: the queue's reader */
-static ssize_t
-smtpc_read_queue(void *src, void *buf, size_t len)
-{
-	return queue_reader_read(src, buf, len);
-}
-
-/* smtpc_set_reader - see smtpc_int.h */
-void
-smtpc_set_reader(struct smtpc *c, smtpc_read_fn *fn)
-{
-	c->read_fn = fn != NULL ? fn : smtpc_read_queue;
-}
-
 /* smtpc_timer - (re)arm the one timer for secs seconds */
-static void
+void
 smtpc_timer(struct smtpc *c, unsigned secs)
 {
 	struct timeval tv = { (time_t)secs, 0 };
@@ -245,7 +121,7 @@ smtpc_txn_clear(struct smtpc *c)
 	free(c->steps);
 	c->steps = NULL;
 	c->nsteps = c->send_pos = c->recv_pos = 0;
-	c->content = NULL;
+	memset(&c->src, 0, sizeof(c->src));
 }
 
 /* smtpc_on_notify - deliver the pending callback; c may be gone afterwards */
@@ -344,19 +220,6 @@ smtpc_fmt_peer(struct smtpc *c, const char *name)
 		(void)util_bsnprintf(c->peer, sizeof(c->peer), "[%s]:%d", a, port);
 }
 
-/* smtpc_is_hostname - a name for SNI (RFC 6066 §3: no IP literals, no trailing dot) */
-static int
-smtpc_is_hostname(const char *name)
-{
-	struct in6_addr a6;
-	struct in_addr a4;
-	size_t n = strlen(name);
-
-	if (n == 0 || n > 253 || name[n - 1] == '.' || strchr(name, '.') == NULL)
-		return 0;
-	return inet_pton(AF_INET, name, &a4) != 1 && inet_pton(AF_INET6, name, &a6) != 1;
-}
-
 /*
  * smtpc_connect - start a non-blocking connect to p->addr; every outcome
  * is a callback. p and its strings are copied; cb is copied; arg borrowed.
@@ -373,7 +236,6 @@ smtpc_connect(struct event_base *base, const struct smtpc_params *p,
 	c->base = base;
 	c->cb = *cb;
 	c->arg = arg;
-	c->read_fn = smtpc_read_queue;
 	c->state = SMTPC_S_CONNECTING;
 	c->connect_timeout = p->connect_timeout > 0 ? p->connect_timeout : 30;
 	c->cmd_timeout = p->cmd_timeout > 0 ? p->cmd_timeout : 300;
@@ -386,7 +248,7 @@ smtpc_connect(struct event_base *base, const struct smtpc_params *p,
 	c->tls_ctx = p->tls_ctx;
 	c->tls_required = p->tls_required;
 	c->ml = p->ml;
-	if (p->peer_name != NULL && p->peer_name[0] != '\0' && smtpc_is_hostname(p->peer_name) &&
+	if (p->peer_name != NULL && p->peer_name[0] != '\0' && smtpc_tls_sni(p->peer_name) &&
 	    (c->sni = strdup(p->peer_name)) == NULL)
 		goto fail;
 	c->helo_name = strdup(p->helo_name != NULL && p->helo_name[0] != '\0' ?
@@ -462,7 +324,7 @@ smtpc_fail_reply(struct smtpc *c, const struct smtpc_reply *r)
 	(void)event_del(c->ev_timer);
 	if (c->bev != NULL)
 		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
-	c->content = NULL;
+	memset(&c->src, 0, sizeof(c->src));
 	/*
 	 * A transaction that finished just before (its 250 and a 421 in one
 	 * read) keeps its done(): losing it would send the message twice.
@@ -474,7 +336,7 @@ smtpc_fail_reply(struct smtpc *c, const struct smtpc_reply *r)
 }
 
 /* smtpc_fail - fail with a locally made reply */
-static void
+void
 smtpc_fail(struct smtpc *c, int code, const char *dsn, const char *fmt, ...)
 {
 	struct smtpc_reply r;
@@ -492,8 +354,8 @@ smtpc_fail(struct smtpc *c, int code, const char *dsn, const char *fmt, ...)
 	smtpc_fail_reply(c, &r);
 }
 
-/* smtpc_write - queue a command line (with CRLF) */
-static int
+/* smtpc_write - queue a command line (with CRLF); -1 (and failed) when out of memory */
+int
 smtpc_write(struct smtpc *c, const char *fmt, ...)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -559,8 +421,8 @@ smtpc_peer(const struct smtpc *c)
 	return c->peer;
 }
 
-/* smtpc_send_ehlo - EHLO (or HELO) and wait for the reply */
-static void
+/* smtpc_send_hello - EHLO (or HELO) and wait for the reply */
+void
 smtpc_send_hello(struct smtpc *c, enum smtpc_state st)
 {
 	c->exts = 0;
@@ -575,7 +437,7 @@ smtpc_send_hello(struct smtpc *c, enum smtpc_state st)
  * it and we have a context (opportunistic, SPEC §5); a peer that must use
  * TLS and does not offer it fails the session. Otherwise the user may send.
  */
-static void
+void
 smtpc_ready(struct smtpc *c)
 {
 	if (c->tls == SMTPC_TLS_NONE && c->tls_ctx != NULL && (c->exts & SMTPC_EXT_STARTTLS)) {
@@ -697,7 +559,7 @@ smtpc_send(struct smtpc *c, const struct smtpc_txn *t)
 	size_t nsteps;
 
 	if (c->state != SMTPC_S_READY || c->notify != SMTPC_N_NONE || t == NULL ||
-	    t->nrcpt == 0 || t->rcpts == NULL || t->sender == NULL || t->content == NULL)
+	    t->nrcpt == 0 || t->rcpts == NULL || t->sender == NULL || t->content.read == NULL)
 		return -1;
 	if (t->nrcpt > SIZE_MAX / sizeof(struct smtpc_step) - 4)
 		return -1;
@@ -717,7 +579,7 @@ smtpc_send(struct smtpc *c, const struct smtpc_txn *t)
 	c->size = t->size;
 	c->need_8bit = t->need_8bit;
 	c->smtputf8 = t->smtputf8;
-	c->content = t->content;
+	c->src = t->content;
 	c->mail_ok = 0;
 	c->naccepted = 0;
 
@@ -781,7 +643,7 @@ smtpc_content_fill(struct smtpc *c)
 	char buf[SMTPC_CHUNK];
 
 	while (!c->content_eof && evbuffer_get_length(out) < SMTPC_OUT_HIGH) {
-		ssize_t n = c->read_fn(c->content, buf, sizeof(buf));
+		ssize_t n = c->src.read(c->src.arg, buf, sizeof(buf));
 		size_t i = 0;
 
 		if (n < 0) {
@@ -793,18 +655,23 @@ smtpc_content_fill(struct smtpc *c)
 			c->content_eof = 1;
 			break;
 		}
-		/* RFC 5321 §4.5.2: a line starting with "." gets one more "." */
+		/*
+		 * RFC 5321 §4.5.2: a line starting with "." gets one more ".".
+		 * A line starts after LF and also after CR: a next hop that
+		 * takes a bare CR as a line end must never see "<CR>.<CR>"
+		 * (SMTP smuggling), whatever the content holds.
+		 */
 		while (i < (size_t)n) {
-			const char *nl;
-			size_t run;
+			size_t run = 0;
 
 			if (c->at_bol && buf[i] == '.' && evbuffer_add(out, ".", 1) == -1)
 				goto nomem;
-			nl = memchr(buf + i, '\n', (size_t)n - i);
-			run = nl != NULL ? (size_t)(nl - (buf + i)) + 1 : (size_t)n - i;
+			while (i + run < (size_t)n && buf[i + run] != '\n' && buf[i + run] != '\r')
+				run++;
+			c->at_bol = i + run < (size_t)n;
+			run += (size_t)c->at_bol;    /* the CR or LF itself */
 			if (evbuffer_add(out, buf + i, run) == -1)
 				goto nomem;
-			c->at_bol = nl != NULL;
 			i += run;
 		}
 		if (n >= 2) {
@@ -824,7 +691,7 @@ smtpc_content_fill(struct smtpc *c)
 	}
 	if (evbuffer_add(out, ".\r\n", 3) == -1)
 		goto nomem;
-	c->content = NULL;
+	memset(&c->src, 0, sizeof(c->src));
 	smtpc_enter(c, SMTPC_S_TXN);
 	smtpc_timer(c, c->data_timeout);
 	return;
@@ -971,20 +838,7 @@ smtpc_reply(struct smtpc *c, const struct smtpc_reply *r)
 		smtpc_fail_reply(c, r);
 		return;
 	case SMTPC_S_STARTTLS:
-		if (r->code == 220) {
-			smtpc_tls_start(c);
-			return;
-		}
-		if (c->tls_required) {
-			smtpc_fail(c, 0, "4.7.4", "TLS is required, but host %s refused to start "
-			    "TLS: %s", c->peer, r->text);
-			return;
-		}
-		/* opportunistic: go on in the clear, as Postfix's "may" does */
-		maillog_printf(c->ml, "smtp", "warning: host %s refused to start TLS: %s; "
-		    "continuing without TLS", c->peer, r->text);
-		c->tls_ctx = NULL;
-		smtpc_ready(c);
+		smtpc_tls_reply(c, r);
 		return;
 	case SMTPC_S_TXN:
 		smtpc_txn_reply(c, r);
@@ -1066,87 +920,15 @@ smtpc_state_doing(const struct smtpc *c)
 }
 
 /*
- * smtpc_tls_start - the 220 to STARTTLS: everything the server sent after
- * it is dropped unread (CVE-2021-38371 class: a reply injected before the
- * handshake must never count as a reply over TLS), and an OpenSSL
- * bufferevent takes over the socket, with SNI for a host name.
+ * smtpc_set_bev - the session's I/O moves to bev (the OpenSSL one after
+ * STARTTLS): the same callbacks and write watermark as the plain one.
  */
-static void
-smtpc_tls_start(struct smtpc *c)
+void
+smtpc_set_bev(struct smtpc *c, struct bufferevent *bev)
 {
-	struct bufferevent *old = c->bev, *nb;
-	evutil_socket_t fd = bufferevent_getfd(old);
-	SSL *ssl;
-
-	smtpc_enter(c, SMTPC_S_TLS);
-	smtpc_reply_init(&c->rp);
-	ERR_clear_error();
-	if (fd < 0 || (ssl = SSL_new(c->tls_ctx)) == NULL) {
-		ERR_clear_error();
-		smtpc_fail(c, 0, "4.3.0", "cannot start TLS with %s: out of resources", c->peer);
-		return;
-	}
-	if (c->sni != NULL && SSL_set_tlsext_host_name(ssl, c->sni) != 1)
-		ERR_clear_error();
-	/* XXX on failure libevent may or may not have freed ssl: a rare leak beats a double free */
-	nb = bufferevent_openssl_socket_new(c->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
-	    BEV_OPT_CLOSE_ON_FREE);
-	if (nb == NULL) {
-		smtpc_fail(c, 0, "4.3.0", "cannot start TLS with %s: out of resources", c->peer);
-		return;
-	}
-	bufferevent_openssl_set_allow_dirty_shutdown(nb, 1);
-	bufferevent_disable(old, EV_READ | EV_WRITE);
-	bufferevent_setfd(old, -1);         /* the plain one lets go of the socket ... */
-	bufferevent_free(old);              /* ... and drops what it had read */
-	c->bev = nb;
-	bufferevent_setcb(nb, smtpc_on_read, smtpc_on_write, smtpc_on_event, c);
-	bufferevent_setwatermark(nb, EV_WRITE, SMTPC_OUT_LOW, 0);
-	bufferevent_enable(nb, EV_READ | EV_WRITE);
-	smtpc_timer(c, c->cmd_timeout);
-}
-
-/*
- * smtpc_tls_event - the handshake's outcome: EHLO again over TLS (RFC 3207
- * §4.2: forget the plain EHLO answer), or SMTPC_TLS_FAILED and failed().
- */
-static void
-smtpc_tls_event(struct smtpc *c, short what)
-{
-	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
-	struct tls_info ti;
-	char text[160], why[256] = "";
-	unsigned long e;
-
-	if ((what & BEV_EVENT_CONNECTED) && ssl != NULL) {
-		c->tls = SMTPC_TLS_ON;
-		tls_info_get(ssl, &ti);
-		if (tls_info_text(&ti, text, sizeof(text)) < 0)
-			util_strlcpy(text, ti.protocol, sizeof(text));
-		maillog_printf(c->ml, "smtp", "%s TLS connection established to %s: %s",
-		    ti.verified ? "Trusted" : "Untrusted", c->peer, text);
-		log_trace(TRACE_SMTPC, "smtpc %s: TLS: %s%s", c->peer, text,
-		    ti.reused ? " (resumed)" : "");
-		smtpc_send_hello(c, SMTPC_S_EHLO);
-		return;
-	}
-	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
-		return;
-	/* libevent queues OpenSSL's errors and SSL_get_error()'s code: the first real one */
-	while ((e = bufferevent_get_openssl_error(c->bev)) != 0)
-		if (why[0] == '\0' && ERR_GET_LIB(e) != 0)
-			ERR_error_string_n(e, why, sizeof(why));
-	ERR_clear_error();
-	c->tls = SMTPC_TLS_FAILED;
-	smtpc_fail(c, 0, "4.7.5", "Cannot start TLS: handshake failure with %s%s%s", c->peer,
-	    why[0] != '\0' ? ": " : "", why);
-}
-
-/* smtpc_tls - see smtpc.h */
-int
-smtpc_tls(const struct smtpc *c)
-{
-	return c->tls;
+	c->bev = bev;
+	bufferevent_setcb(bev, smtpc_on_read, smtpc_on_write, smtpc_on_event, c);
+	bufferevent_setwatermark(bev, EV_WRITE, SMTPC_OUT_LOW, 0);
 }
 
 /* smtpc_on_event - connected, or the connection broke */

@@ -24,9 +24,10 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include <sys/types.h>
+
 struct event_base;
 struct maillog;
-struct queue_reader;
 struct smtpc;
 struct ssl_ctx_st;
 
@@ -40,7 +41,7 @@ struct smtpc_params {
 	unsigned    connect_timeout;            /* seconds */
 	unsigned    cmd_timeout;                /* per reply; 300 as Postfix */
 	unsigned    data_timeout;               /* whole content transfer; 600 */
-	/* TLS (issue 4; all zero = plain SMTP, as before) */
+	/* TLS (all zero = plain SMTP) */
 	struct ssl_ctx_st *tls_ctx;             /* borrowed: STARTTLS whenever offered; NULL = never */
 	int         tls_required;               /* no STARTTLS, refused or failed = failure, never plain */
 	struct maillog *ml;                     /* "... TLS connection established to ..."; may be NULL */
@@ -53,6 +54,17 @@ struct smtpc_reply {
 	char text[SMTPC_REPLY_MAX];              /* "250 2.0.0 Ok: queued as X" (one line, multi-line joined) */
 };
 
+/*
+ * A content source: read(arg, buf, len) gives up to len bytes of the
+ * message as stored (CRLF line ends, not dot-stuffed), 0 at the end, -1 on
+ * error. The scheduler's reads the queue file; mtad_probe's and the tests'
+ * read memory. arg is borrowed until done()/failed().
+ */
+struct smtpc_source {
+	ssize_t   (*read)(void *arg, void *buf, size_t len);
+	void       *arg;
+};
+
 struct smtpc_txn {
 	const char *sender;                      /* "" for <> */
 	const char *const *rcpts;
@@ -60,7 +72,7 @@ struct smtpc_txn {
 	uint64_t    size;                        /* for SIZE= */
 	int         need_8bit;                   /* BODY=8BITMIME required */
 	int         smtputf8;                    /* SMTPUTF8 required */
-	struct queue_reader *content;            /* borrowed until done(); content as stored (CRLF) */
+	struct smtpc_source content;             /* borrowed until done()/failed() */
 };
 
 struct smtpc_result {
@@ -94,18 +106,6 @@ int smtpc_has_ext(const struct smtpc *c, const char *keyword);
 const char *smtpc_peer(const struct smtpc *c);
 
 /*
- * Added: another content source. smtpc_set_reader - read the content of
- * this connection's later transactions with fn(t->content, buf, len)
- * (same contract as queue_reader_read: bytes, 0 at the end, -1 on error)
- * instead of queue_reader_read(); NULL restores the default. For tools
- * (mtad-probe) and tests that send content without a queue.
- */
-#include <sys/types.h>
-typedef ssize_t smtpc_read_fn(void *src, void *buf, size_t len);
-void smtpc_set_reader(struct smtpc *c, smtpc_read_fn *fn);
-
-/*
- * --- added with TLS (issue 4) -------------------------------------------------
  * smtpc_tls - SMTPC_TLS_NONE (plain so far), SMTPC_TLS_ON (the session is
  * encrypted), or SMTPC_TLS_FAILED: the STARTTLS handshake failed, and the
  * failed() that follows says why (dsn 4.7.5). Nothing was sent in the clear

@@ -205,13 +205,13 @@ smtpd_disk_check(struct smtpd *srv, int force)
 	srv->m->disk_state = state;
 	if (state == 2) {
 		log_warnx("Data volume has less than 1%% free disk space");
-		maillog_printf(srv->ml, "smtpd", "warning: Data volume has less than 1%% free disk space");
+		maillog_disk(srv->ml, 2);
 	} else if (state == 1) {
 		log_warnx("Data volume has less than 5%% free disk space");
-		maillog_printf(srv->ml, "smtpd", "warning: Data volume has less than 5%% free disk space");
+		maillog_disk(srv->ml, 1);
 	} else {
 		log_info("Data volume has 5%% or more free disk space again");
-		maillog_printf(srv->ml, "smtpd", "Data volume has 5%% or more free disk space again");
+		maillog_disk(srv->ml, 0);
 	}
 }
 
@@ -288,8 +288,7 @@ accept_common(struct smtpd *srv, evutil_socket_t fd, struct sockaddr *sa, int sa
 			inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, addr, sizeof(addr));
 		else if (sa->sa_family == AF_INET6)
 			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, addr, sizeof(addr));
-		maillog_printf(srv->ml, "smtpd", "warning: too many sessions (%zu): "
-		    "connection from unknown[%s] refused", srv->nsess, addr);
+		maillog_too_many_sessions(srv->ml, srv->nsess, addr);
 		refuse(srv, fd, text, n < 0 ? 0 : (size_t)n);
 		return;
 	}

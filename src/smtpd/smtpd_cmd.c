@@ -501,8 +501,7 @@ static void
 cmd_junk(struct smtpd_sess *s, struct str arg)
 {
 	(void)arg;
-	maillog_printf(s->srv->ml, "smtpd", "warning: non-SMTP command from unknown[%s]",
-	    s->addr);
+	maillog_non_smtp(s->srv->ml, s->addr);
 	SMTPD_REPLY(s, "221 2.7.0 Error: I can break rules, too. Goodbye.\r\n");
 	smtpd_sess_close(s);
 }
@@ -523,8 +522,7 @@ smtpd_cmd_after(struct smtpd_sess *s)
 {
 	if (s->nerrors < SMTPD_ERROR_LIMIT || s->state >= SMTPD_S_CLOSING)
 		return;
-	maillog_printf(s->srv->ml, "smtpd", "too many errors after %s from unknown[%s]",
-	    smtpd_cmd_label(s), s->addr);
+	maillog_too_many_errors(s->srv->ml, smtpd_cmd_label(s), s->addr);
 	smtpd_sess_replyf(s, "421 4.7.0 %s Error: too many errors\r\n", s->srv->cfg->hostname);
 	smtpd_sess_close(s);
 }

@@ -442,9 +442,7 @@ sess_greet(struct smtpd_sess *s)
 	if (!smtpd_trusted(srv, &s->peer)) {
 		if (smtpd_ip_acquire(srv, &s->peer) < 0) {
 			srv->m->rejected++;
-			maillog_printf(srv->ml, "smtpd", "warning: Connection concurrency limit "
-			    "exceeded: %u from unknown[%s] for service smtp",
-			    cfg->smtpd_client_connection_limit + 1, s->addr);
+			maillog_conn_limit(srv->ml, cfg->smtpd_client_connection_limit + 1, s->addr);
 			smtpd_sess_replyf(s, "421 4.7.0 %s Error: too many connections from %s\r\n",
 			    cfg->hostname, s->addr);
 			smtpd_sess_close(s);
@@ -489,8 +487,7 @@ sess_proxy_input(struct smtpd_sess *s, struct evbuffer *in, size_t len)
 		smtpd_sess_set_addr(s, &self.sa, sizeof(self));
 		util_strlcpy(peer, s->addr, sizeof(peer));
 		log_warnx("smtpd: %s: malformed PROXY protocol header, closing", peer);
-		maillog_printf(s->srv->ml, "smtpd", "warning: haproxy read: bad or "
-		    "unsupported PROXY header from [%s]", peer);
+		maillog_proxy_bad(s->srv->ml, peer);
 		s->addr[0] = '\0';
 		smtpd_sess_kill(s);
 		return 0;
@@ -701,6 +698,7 @@ commit_done(void *arg, int ok, const char *id)
 }
 
 #define TXN_REJECT(s, lit) txn_reject((s), lit, sizeof(lit) - 1)
+#define BARE_REPLY "550 5.5.2 Error: bare <CR> or <LF> received\r\n"
 
 /* txn_reject - end of content, the message is refused: reply, log, drop it */
 static void
@@ -737,8 +735,8 @@ txn_finish(struct smtpd_sess *s, int is_data)
 	size_t plen, slen;
 
 	smtpd_sess_enter(s, SMTPD_S_CMD);
-	if (is_data && t->data.bare) {
-		TXN_REJECT(s, "550 5.5.2 Error: bare <CR> or <LF> received\r\n");
+	if ((!is_data && smtpd_bdat_end(&t->data)) || t->data.bare) {
+		TXN_REJECT(s, BARE_REPLY);
 		return;
 	}
 	if (t->reject & SMTPD_R_SIZE) {
@@ -827,6 +825,10 @@ bdat_chunk_done(struct smtpd_sess *s)
 		return;
 	}
 	smtpd_sess_enter(s, SMTPD_S_CMD);
+	if (t->data.bare) {                  /* no use reading the rest of the message */
+		TXN_REJECT(s, BARE_REPLY);
+		return;
+	}
 	if (t->reject & SMTPD_R_SIZE) {
 		TXN_REJECT(s, "552 5.3.4 Message size exceeds fixed limit\r\n");
 		return;
@@ -839,7 +841,11 @@ bdat_chunk_done(struct smtpd_sess *s)
 	smtpd_sess_replyf(s, "250 2.0.0 Ok: %llu octets\r\n", (unsigned long long)s->bdat_size);
 }
 
-/* sess_bdat_input - the chunk's bytes, taken as they are (no dot-stuffing in BDAT) */
+/*
+ * sess_bdat_input - the chunk's bytes, taken as they are (no dot-stuffing
+ * in BDAT), but a bare CR or LF refuses the message as in DATA (SPEC §4):
+ * a next hop that reads lines differently must never see one.
+ */
 static void
 sess_bdat_input(struct smtpd_sess *s, struct evbuffer *in)
 {
@@ -849,8 +855,10 @@ sess_bdat_input(struct smtpd_sess *s, struct evbuffer *in)
 		size_t n = v.iov_len;
 		if ((uint64_t)n > s->bdat_left)
 			n = (size_t)s->bdat_left;
-		if (s->bdat_reply == NULL)
+		if (s->bdat_reply == NULL) {
+			smtpd_bdat_scan(&s->txn->data, v.iov_base, n);
 			txn_content(s, v.iov_base, n);
+		}
 		evbuffer_drain(in, n);
 		s->bdat_left -= n;
 	}
@@ -990,8 +998,7 @@ done:
 	    s->state != SMTPD_S_DEAD && !(s->flags & SMTPD_F_OUT_FULL)) {
 		/* the client shut its side and every command it sent is answered */
 		if (s->flags & SMTPD_F_LOGGED)
-			maillog_printf(s->srv->ml, "smtpd", "lost connection after %s from "
-			    "unknown[%s]", smtpd_cmd_label(s), s->addr);
+			maillog_lost(s->srv->ml, smtpd_cmd_label(s), s->addr);
 		smtpd_sess_close(s);
 		return;
 	}
@@ -1054,8 +1061,7 @@ sess_eventcb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
-		maillog_printf(srv->ml, "smtpd", "timeout after %s from unknown[%s]",
-		    smtpd_cmd_label(s), s->addr[0] ? s->addr : "unknown");
+		maillog_timeout(srv->ml, smtpd_cmd_label(s), s->addr);
 		if (s->state == SMTPD_S_PROXY) {
 			smtpd_sess_kill(s);
 			return;
@@ -1076,7 +1082,6 @@ sess_eventcb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (s->state != SMTPD_S_PROXY && !(s->flags & SMTPD_F_QUIT))
-		maillog_printf(srv->ml, "smtpd", "lost connection after %s from unknown[%s]",
-		    smtpd_cmd_label(s), s->addr);
+		maillog_lost(srv->ml, smtpd_cmd_label(s), s->addr);
 	smtpd_sess_kill(s);
 }

@@ -100,8 +100,7 @@ smtpd_tls_done(struct smtpd_sess *s)
 		util_strlcpy(text, ti.protocol, sizeof(text));
 	log_trace(TRACE_SMTPD, "smtpd %llu: TLS established: %s%s", (unsigned long long)s->id,
 	    text, ti.reused ? " (resumed)" : "");
-	maillog_printf(srv->ml, "smtpd", "Anonymous TLS connection established from "
-	    "unknown[%s]: %s", s->addr, text);
+	maillog_tls_from(srv->ml, s->addr, text);
 }
 
 /*
@@ -116,8 +115,8 @@ smtpd_tls_failed(struct smtpd_sess *s, short what)
 	char why[256] = "";
 
 	if ((what & BEV_EVENT_TIMEOUT) != 0) {
-		maillog_printf(srv->ml, "smtpd", "timeout after %s from unknown[%s]",
-		    (s->flags & SMTPD_F_SMTPS) ? "CONNECT" : "STARTTLS", s->addr);
+		maillog_timeout(srv->ml, (s->flags & SMTPD_F_SMTPS) ? "CONNECT" : "STARTTLS",
+		    s->addr);
 		smtpd_sess_kill(s);
 		return;
 	}
@@ -127,10 +126,8 @@ smtpd_tls_failed(struct smtpd_sess *s, short what)
 			ERR_error_string_n(e, why, sizeof(why));
 	ERR_clear_error();
 	if (why[0] != '\0')
-		maillog_printf(srv->ml, "smtpd", "SSL_accept error from unknown[%s]: %s",
-		    s->addr, why);
-	maillog_printf(srv->ml, "smtpd", "lost connection after %s from unknown[%s]",
-	    (s->flags & SMTPD_F_SMTPS) ? "CONNECT" : "STARTTLS", s->addr);
+		maillog_tls_accept_error(srv->ml, s->addr, why);
+	maillog_lost(srv->ml, (s->flags & SMTPD_F_SMTPS) ? "CONNECT" : "STARTTLS", s->addr);
 	smtpd_sess_kill(s);
 }
 

@@ -14,7 +14,9 @@ PROPERTIES = [
     "message_size_limit", "smtpd_recipient_limit", "smtpd_client_connection_limit",
     "smtpd_max_sessions", "smtpd_timeout", "retry_min_backoff", "retry_max_backoff",
     "queue_lifetime", "delay_warning_time", "destination_concurrency", "smtp_connect_timeout",
-    "smtpd_proxy_protocol", "mail_owner", "smart_relay_tls", "ui_hosts", "ui_max_connections",
+    "maillog_stdout",
+    "smtpd_proxy_protocol", "smtpd_proxy_networks", "mail_owner", "smart_relay_tls",
+    "ui_hosts", "ui_max_connections",
 ]
 
 
@@ -72,8 +74,8 @@ def test_print_shows_file_values_and_defaults(mtad_factory):
         "smtpd_client_connection_limit": "50", "smtpd_max_sessions": "10000",
         "retry_min_backoff": "5m", "retry_max_backoff": "4000s", "delay_warning_time": "0",
         "destination_concurrency": "20", "smtp_connect_timeout": "30s",
-        "smtpd_proxy_protocol": "", "mail_owner": "mtad", "smart_relay_tls": "may",
-        "ui_hosts": "", "ui_max_connections": "256",
+        "smtpd_proxy_protocol": "", "smtpd_proxy_networks": "", "mail_owner": "mtad",
+        "smart_relay_tls": "may", "ui_hosts": "", "ui_max_connections": "256",
         "timezone": "", "key_dir": "", "fs_dir": "",
     }
     for k, v in want.items():

@@ -148,7 +148,8 @@ def proxied(m, header):
 
 
 def test_proxy_v1_sets_the_client(mtad_factory):
-    m = mtad_factory(conf=dict(UNTRUSTED, smtpd_proxy_protocol="haproxy"))
+    m = mtad_factory(conf=dict(UNTRUSTED, smtpd_proxy_protocol="haproxy",
+                                     smtpd_proxy_networks="127.0.0.1"))
     c = proxied(m, b"PROXY TCP4 10.9.8.7 127.0.0.1 40000 25\r\n")
     assert c.greeting[0] == 220
     c.expect("EHLO x", 250)
@@ -158,7 +159,8 @@ def test_proxy_v1_sets_the_client(mtad_factory):
 
 
 def test_proxy_v2_untrusted_source(mtad_factory):
-    m = mtad_factory(conf=dict(UNTRUSTED, smtpd_proxy_protocol="haproxy"))
+    m = mtad_factory(conf=dict(UNTRUSTED, smtpd_proxy_protocol="haproxy",
+                                     smtpd_proxy_networks="127.0.0.1"))
     c = proxied(m, proxy_v2("192.0.2.44", 5555))
     c.expect("EHLO x", 250)
     c.expect("MAIL FROM:<s@example.org>", 250)
@@ -167,7 +169,8 @@ def test_proxy_v2_untrusted_source(mtad_factory):
 
 
 def test_proxy_missing_header_closes(mtad_factory):
-    m = mtad_factory(conf={"smtpd_proxy_protocol": "haproxy"})
+    m = mtad_factory(conf={"smtpd_proxy_protocol": "haproxy",
+                           "smtpd_proxy_networks": "127.0.0.1"})
     c = Client(m.smtp_port, greet=False)
     c.send(b"EHLO x\r\n")
     assert c.closed()

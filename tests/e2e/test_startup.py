@@ -214,6 +214,27 @@ def test_retry_backoffs_inverted(mtad_factory):
                      "retry_max_backoff (3600s)" % m.conf_path)
 
 
+def test_proxy_protocol_without_proxy_networks(mtad_factory):
+    """SPEC §11.4: a PROXY header is believed only from smtpd_proxy_networks,
+    so haproxy without that list is a configuration error, not "everyone"."""
+    m = mtad_factory(conf={"smtpd_proxy_protocol": "haproxy"}, start=False)
+    for err in both_ways(m):
+        assert_exact(err, PRECONF + "%s: smtpd_proxy_protocol = haproxy needs "
+                     "smtpd_proxy_networks (the load balancers whose PROXY header is "
+                     "believed)" % m.conf_path)
+
+
+@pytest.mark.parametrize("value", ["100001", "1000000"])
+def test_recipient_limit_above_the_queue_format(mtad_factory, value):
+    """The queue file holds at most 100,000 recipients: a larger
+    smtpd_recipient_limit is refused when the configuration is read."""
+    m = mtad_factory(conf={"smtpd_recipient_limit": value}, start=False)
+    for err in both_ways(m):
+        assert_prefix(err, PRECONF + m.conf_path + " line ")
+        want = "smtpd_recipient_limit = '%s': expected a number from 1 to 100000" % value
+        assert want in err, "got %r, want %r in it" % (err, want)
+
+
 def test_missing_config_file(mtad_factory):
     m = mtad_factory(start=False)
     os.unlink(m.conf_path)

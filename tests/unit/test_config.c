@@ -37,6 +37,11 @@
 #include "lib/util.h"
 #include "mail/config.h"
 #include "mail/config_priv.h"
+#include "queue/queue_rec.h"
+
+/* smtpd_recipient_limit can never promise more recipients than a queue file holds. */
+_Static_assert(CONFIG_RECIPIENT_LIMIT_MAX == QUEUE_REC_RCPT_MAX,
+    "smtpd_recipient_limit's maximum is the queue format's recipient limit");
 
 #define PFX "Error: failed to pre-configure MTA: "
 #define UI_PORT_ERR "Error: ui_port value must be between 1 and 65535."
@@ -148,6 +153,7 @@ static const struct {
 	{ "", { NULL }, "destination_concurrency", "20" },
 	{ "", { NULL }, "smtp_connect_timeout", "30s" },
 	{ "", { NULL }, "smtpd_proxy_protocol", "" },
+	{ "", { NULL }, "smtpd_proxy_networks", "" },
 	{ "", { NULL }, "mail_owner", "mtad" },
 	{ "", { NULL }, "smart_relay_tls", "may" },
 	{ "", { NULL }, "ui_hosts", "" },
@@ -182,7 +188,11 @@ static const struct {
 	{ "ui_hosts = mta.example.com, ui.example.com\n", { NULL }, "ui_hosts",
 	    "mta.example.com, ui.example.com" },
 	{ "ui_max_connections = 10\n", { NULL }, "ui_max_connections", "10" },
-	{ "smtpd_proxy_protocol = haproxy\n", { NULL }, "smtpd_proxy_protocol", "haproxy" },
+	{ "smtpd_proxy_protocol = haproxy\nsmtpd_proxy_networks = 10.1.0.0/16\n", { NULL },
+	    "smtpd_proxy_protocol", "haproxy" },
+	{ "smtpd_proxy_protocol = haproxy\nsmtpd_proxy_networks = 10.1.0.0/16, ::1\n", { NULL },
+	    "smtpd_proxy_networks", "10.1.0.0/16, ::1" },
+	{ "smtpd_proxy_networks = 127.0.0.1\n", { NULL }, "smtpd_proxy_networks", "127.0.0.1" },
 	{ "smtpd_proxy_protocol =\n", { NULL }, "smtpd_proxy_protocol", "" },
 
 	/* time zones (system zoneinfo) */
@@ -199,6 +209,7 @@ static const struct {
 	{ "message_size_limit = 1\n", { NULL }, "message_size_limit", "1" },
 	{ "message_size_limit = 52428800\n", { NULL }, "message_size_limit", "52428800" },
 	{ "smtpd_recipient_limit = 5\n", { NULL }, "smtpd_recipient_limit", "5" },
+	{ "smtpd_recipient_limit = 100000\n", { NULL }, "smtpd_recipient_limit", "100000" },
 	{ "smtpd_client_connection_limit = 1\n", { NULL }, "smtpd_client_connection_limit", "1" },
 	{ "smtpd_max_sessions = 100\n", { NULL }, "smtpd_max_sessions", "100" },
 	{ "destination_concurrency = 1\n", { NULL }, "destination_concurrency", "1" },
@@ -400,7 +411,11 @@ static const struct {
 	{ "message_size_limit = 10k\n", { NULL }, 0,
 	    PFX "test.conf line 1: message_size_limit = '10k': expected a number from 1 to 1099511627776" },
 	{ "smtpd_recipient_limit = +5\n", { NULL }, 0,
-	    PFX "test.conf line 1: smtpd_recipient_limit = '+5': expected a number from 1 to 1000000" },
+	    PFX "test.conf line 1: smtpd_recipient_limit = '+5': expected a number from 1 to 100000" },
+	{ "smtpd_recipient_limit = 100001\n", { NULL }, 0,
+	    PFX "test.conf line 1: smtpd_recipient_limit = '100001': expected a number from 1 to 100000" },
+	{ "smtpd_recipient_limit = 1000000\n", { NULL }, 0,
+	    PFX "test.conf line 1: smtpd_recipient_limit = '1000000': expected a number from 1 to 100000" },
 	{ "smtpd_max_sessions = 1e3\n", { NULL }, 0,
 	    PFX "test.conf line 1: smtpd_max_sessions = '1e3': expected a number from 1 to 1000000" },
 	{ "smtpd_client_connection_limit = 0\n", { NULL }, 0,
@@ -559,6 +574,14 @@ static const struct {
 	    PFX "test.conf: retry_min_backoff (5000s) is greater than retry_max_backoff (4000s)" },
 	{ "retry_min_backoff = 2h\nretry_max_backoff = 1h\n", { NULL }, 0,
 	    PFX "test.conf: retry_min_backoff (7200s) is greater than retry_max_backoff (3600s)" },
+	{ "smtpd_proxy_protocol = haproxy\n", { NULL }, 0,
+	    PFX "test.conf: smtpd_proxy_protocol = haproxy needs smtpd_proxy_networks "
+	    "(the load balancers whose PROXY header is believed)" },
+	{ "smtpd_proxy_protocol = haproxy\nsmtpd_proxy_networks =\n", { NULL }, 0,
+	    PFX "test.conf: smtpd_proxy_protocol = haproxy needs smtpd_proxy_networks "
+	    "(the load balancers whose PROXY header is believed)" },
+	{ "smtpd_proxy_networks = 10.0.0.0/33\n", { NULL }, 0,
+	    PFX "test.conf line 1: smtpd_proxy_networks: prefix length out of range: '10.0.0.0/33'" },
 	{ "logs_enabled = yes\n", { NULL }, 0, LOGS_ERR },
 	{ "logs_enabled = yes\nlog_dir =\n", { NULL }, 0, LOGS_ERR },
 	{ "", { "MTA_LOGS_ENABLED=yes", NULL }, 0, LOGS_ERR },
@@ -696,6 +719,7 @@ test_struct_parsed(void **state)
 	    "smtp_listen = [::1]:2525, 127.0.0.1:2526\n"
 	    "dns_servers = 127.0.0.1:5353 ::1\n"
 	    "smtpd_proxy_protocol = haproxy\n"
+	    "smtpd_proxy_networks = 10.9.9.9\n"
 	    "smtpd_trusted_networks = 10.0.0.0/8\n"
 	    "ui_address = [::1]\n";
 	char err[2048];
@@ -1234,7 +1258,9 @@ test_print_roundtrip(void **state)
 	    "delay_warning_time = 4h\n"
 	    "destination_concurrency = 5\n"
 	    "smtp_connect_timeout = 10s\n"
+	    "maillog_stdout = yes\n"
 	    "smtpd_proxy_protocol = haproxy\n"
+	    "smtpd_proxy_networks = 192.0.2.0/24, 2001:db8::/32\n"
 	    "mail_owner = nobody\n"
 	    "smart_relay_tls = encrypt\n"
 	    "ui_hosts = mta.example.com ui.example.com\n"
@@ -1256,7 +1282,7 @@ test_print_roundtrip(void **state)
 	out1[n1] = '\0';
 	for (size_t i = 0; i < n1; i++)
 		lines += out1[i] == '\n';
-	assert_int_equal(lines, 39);            /* every property, one line each */
+	assert_int_equal(lines, 41);            /* every property, one line each */
 	assert_non_null(strstr(out1, "\npassword = ********\n"));
 	assert_null(strstr(out1, "p\\\"w"));
 	assert_non_null(strstr(out1, "\nusername = \" admin \"\n"));

@@ -279,6 +279,10 @@ enum call {
 	C_BOUNCED, C_REJECT, C_REJECT_MIN, C_DISCONNECT, C_DISCONNECT_EMPTY, C_NOTICE,
 	C_DELAY_NOTICE, C_REMOVED, C_EXPIRED, C_NULL_SENDER, C_PRINTF, C_INJECT,
 	C_DSN_DEFAULT, C_NULLS,
+	C_CC_SENT, C_CC_DROPPED, C_DISCARDED, C_DISCARDED_DSN, C_LOST, C_LOST_TLS, C_TIMEOUT,
+	C_TIMEOUT_NOADDR, C_TOO_MANY_ERRORS, C_NON_SMTP, C_CONN_LIMIT, C_TOO_MANY_SESSIONS,
+	C_PROXY_BAD, C_TLS_FROM, C_TLS_ACCEPT_ERROR, C_DISK_1, C_DISK_5, C_DISK_OK, C_TLS_TO,
+	C_TLS_TO_VERIFIED, C_TLS_REFUSED, C_TLS_REQUIRED, C_TLS_FALLBACK,
 };
 
 static const struct {
@@ -315,6 +319,43 @@ static const struct {
 	  "to=<x@example.com> proto=ESMTP helo=<?[2J>" },
 	{ C_DSN_DEFAULT, "smtp", "Q1: to=<r@x>, relay=none, delay=0, delays=0/0/0/0, dsn=5.0.0, status=bounced" },
 	{ C_NULLS, "smtpd", "connect from unknown[unknown]" },
+	{ C_CC_SENT, "smtp", "0123456789ABCDEF: cc_mta copy, nrcpt=2, relay=cc.example[192.0.2.1]:25, "
+	  "delay=1.2, delays=0.01/0/0.5/0.7, dsn=2.0.0, status=sent (250 2.0.0 Ok)" },
+	{ C_CC_DROPPED, "smtp", "0123456789ABCDEF: cc_mta copy, nrcpt=1, relay=none, delay=3.2, "
+	  "delays=3.2/0/0/0, dsn=4.4.1, status=expired (connect to cc.example[192.0.2.1]:25: "
+	  "Connection refused), cc copy dropped" },
+	{ C_DISCARDED, "bounce", "0123456789ABCDEF: undeliverable message to <r@example.com> "
+	  "discarded: no notification is sent for the null sender" },
+	{ C_DISCARDED_DSN, "bounce", "0123456789ABCDEF: undeliverable delivery status notification "
+	  "to <s@example.org> discarded: no notification is sent for a bounce" },
+	{ C_LOST, "smtpd", "lost connection after DATA from unknown[192.0.2.9]" },
+	{ C_LOST_TLS, "smtpd", "lost connection after STARTTLS from unknown[2001:db8::1]" },
+	{ C_TIMEOUT, "smtpd", "timeout after RCPT from unknown[192.0.2.9]" },
+	{ C_TIMEOUT_NOADDR, "smtpd", "timeout after CONNECT from unknown[unknown]" },
+	{ C_TOO_MANY_ERRORS, "smtpd", "too many errors after RCPT from unknown[192.0.2.9]" },
+	{ C_NON_SMTP, "smtpd", "warning: non-SMTP command from unknown[192.0.2.9]" },
+	{ C_CONN_LIMIT, "smtpd", "warning: Connection concurrency limit exceeded: 51 from "
+	  "unknown[192.0.2.9] for service smtp" },
+	{ C_TOO_MANY_SESSIONS, "smtpd", "warning: too many sessions (10000): connection from "
+	  "unknown[192.0.2.9] refused" },
+	{ C_PROXY_BAD, "smtpd", "warning: haproxy read: bad or unsupported PROXY header from [192.0.2.9]" },
+	{ C_TLS_FROM, "smtpd", "Anonymous TLS connection established from unknown[192.0.2.9]: "
+	  "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)" },
+	{ C_TLS_ACCEPT_ERROR, "smtpd", "SSL_accept error from unknown[192.0.2.9]: error:0A00010B:"
+	  "SSL routines::wrong version number" },
+	{ C_DISK_1, "smtpd", "warning: Data volume has less than 1% free disk space" },
+	{ C_DISK_5, "smtpd", "warning: Data volume has less than 5% free disk space" },
+	{ C_DISK_OK, "smtpd", "Data volume has 5% or more free disk space again" },
+	{ C_TLS_TO, "smtp", "Untrusted TLS connection established to mx.example.net[198.51.100.2]:25: "
+	  "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)" },
+	{ C_TLS_TO_VERIFIED, "smtp", "Verified TLS connection established to relay.example[192.0.2.3]:465: "
+	  "TLSv1.3 with cipher TLS_AES_128_GCM_SHA256 (128/128 bits)" },
+	{ C_TLS_REFUSED, "smtp", "warning: host mx.example.net[198.51.100.2]:25 refused to start TLS: "
+	  "454 4.7.0 TLS not available; continuing without TLS" },
+	{ C_TLS_REQUIRED, "smtp", "warning: Cannot start TLS: handshake failure; TLS is required for "
+	  "mx.example.net[198.51.100.2]:25: not delivering without it" },
+	{ C_TLS_FALLBACK, "smtp", "warning: Cannot start TLS: handshake failure; trying "
+	  "mx.example.net[198.51.100.2]:25 again without TLS (and for the next 60 minutes)" },
 };
 
 /* do_call - the maillog_* call of one row */
@@ -375,6 +416,56 @@ do_call(struct maillog *ml, enum call c)
 		maillog_delivery(ml, "Q1", "r@x", "", 0, NULL, NULL, "bounced", NULL);
 		break;
 	case C_NULLS: maillog_connect(ml, NULL, NULL); break;
+	case C_CC_SENT:
+		maillog_cc_copy(ml, qid, 2, "cc.example[192.0.2.1]:25", 1.234, d1, "2.0.0", "sent",
+		    "250 2.0.0 Ok", 0);
+		break;
+	case C_CC_DROPPED:
+		maillog_cc_copy(ml, qid, 1, NULL, 3.2, d2, "4.4.1", "expired",
+		    "connect to cc.example[192.0.2.1]:25: Connection refused", 1);
+		break;
+	case C_DISCARDED: maillog_discarded(ml, qid, "r@example.com", 0); break;
+	case C_DISCARDED_DSN: maillog_discarded(ml, qid, "s@example.org", 1); break;
+	case C_LOST: maillog_lost(ml, "DATA", "192.0.2.9"); break;
+	case C_LOST_TLS: maillog_lost(ml, "STARTTLS", "2001:db8::1"); break;
+	case C_TIMEOUT: maillog_timeout(ml, "RCPT", "192.0.2.9"); break;
+	case C_TIMEOUT_NOADDR: maillog_timeout(ml, "CONNECT", ""); break;
+	case C_TOO_MANY_ERRORS: maillog_too_many_errors(ml, "RCPT", "192.0.2.9"); break;
+	case C_NON_SMTP: maillog_non_smtp(ml, "192.0.2.9"); break;
+	case C_CONN_LIMIT: maillog_conn_limit(ml, 51, "192.0.2.9"); break;
+	case C_TOO_MANY_SESSIONS: maillog_too_many_sessions(ml, 10000, "192.0.2.9"); break;
+	case C_PROXY_BAD: maillog_proxy_bad(ml, "192.0.2.9"); break;
+	case C_TLS_FROM:
+		maillog_tls_from(ml, "192.0.2.9",
+		    "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)");
+		break;
+	case C_TLS_ACCEPT_ERROR:
+		maillog_tls_accept_error(ml, "192.0.2.9",
+		    "error:0A00010B:SSL routines::wrong version number");
+		break;
+	case C_DISK_1: maillog_disk(ml, 2); break;
+	case C_DISK_5: maillog_disk(ml, 1); break;
+	case C_DISK_OK: maillog_disk(ml, 0); break;
+	case C_TLS_TO:
+		maillog_tls_to(ml, "Untrusted", "mx.example.net[198.51.100.2]:25",
+		    "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)");
+		break;
+	case C_TLS_TO_VERIFIED:
+		maillog_tls_to(ml, "Verified", "relay.example[192.0.2.3]:465",
+		    "TLSv1.3 with cipher TLS_AES_128_GCM_SHA256 (128/128 bits)");
+		break;
+	case C_TLS_REFUSED:
+		maillog_tls_refused(ml, "mx.example.net[198.51.100.2]:25",
+		    "454 4.7.0 TLS not available");
+		break;
+	case C_TLS_REQUIRED:
+		maillog_tls_required(ml, "Cannot start TLS: handshake failure",
+		    "mx.example.net[198.51.100.2]:25");
+		break;
+	case C_TLS_FALLBACK:
+		maillog_tls_fallback(ml, "Cannot start TLS: handshake failure",
+		    "mx.example.net[198.51.100.2]:25", 60);
+		break;
 	}
 }
 
