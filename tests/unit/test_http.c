@@ -515,6 +515,16 @@ test_history(void **state)
 	http_history_tick(&hi, 1000, cum, g);
 	assert_int_equal(hi.fine.len, 1);
 	assert_int_equal(http_ring_get(&hi.fine, 0)->v[HTTP_H_ACCEPTED], 0);
+	/* Just started, one message: 1 in the last minute, not extrapolated to 6/min. */
+	cum[HTTP_H_ACCEPTED] = 101;
+	http_history_tick(&hi, 1001, cum, g);
+	http_history_rates(&hi, rates);
+	if (rates[HTTP_H_ACCEPTED] != 1.0)
+		fail_msg("accepted rate after start: got %f, want 1/min", rates[HTTP_H_ACCEPTED]);
+	http_history_free(&hi);
+	assert_int_equal(http_history_init(&hi), 0);
+	cum[HTTP_H_ACCEPTED] = 100;
+	http_history_tick(&hi, 1000, cum, g);
 	/* Then 6 per tick, 5 sessions, queue 42. */
 	for (int i = 1; i <= 11; i++) {
 		cum[HTTP_H_ACCEPTED] += 6;
