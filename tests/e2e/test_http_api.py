@@ -417,6 +417,44 @@ def test_history_counts_accepted(queued):
     wait_until(counted, 25, interval=0.5, what="accepted in the history")
 
 
+# ---- readiness (SPEC §11.4) -----------------------------------------------------
+
+def test_readyz_and_healthz_need_no_auth(mtad_factory):
+    m = mtad_factory(conf={"username": "admin", "password": "pw"})
+    anon = Api(m)
+    r = anon.get("/readyz")
+    assert r.status == 200 and r.body == b"ready\n", r
+    assert anon.request("HEAD", "/readyz").status == 200
+    assert anon.get("/healthz").status == 200
+    assert anon.get("/api/stats").status == 401
+    assert anon.post("/readyz").status == 405
+
+
+OPEN_UI = "has no username and password: anyone who can reach it can read and change the queue"
+
+
+def test_open_ui_warning_at_check(mtad_factory):
+    p = mtad_factory(conf={"ui_address": "0.0.0.0"}, start=False).run_check()
+    assert p.returncode == 0 and OPEN_UI in p.stderr, p.stderr
+    for conf in ({"ui_address": "127.0.0.1"}, {"ui_address": "::1"},
+                 {"ui_address": "0.0.0.0", "username": "admin", "password": "pw"}):
+        p = mtad_factory(conf=conf, start=False).run_check()
+        assert p.returncode == 0 and OPEN_UI not in p.stderr, (conf, p.stderr)
+
+
+def test_open_ui_warning_on_reload(mtad_factory):
+    # The UI binds every address here; the test talks to it over loopback only.
+    m = mtad_factory(conf={"ui_address": "0.0.0.0", "username": "admin", "password": "pw"})
+    assert OPEN_UI not in m.read_stderr()
+    assert Api(m, "admin", "pw").json("/api/stats")["ui"] == {"open": False}
+    del m.conf["username"]
+    m.write_conf()
+    m.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "configuration reloaded" in m.read_stderr(), 10, what="the reload")
+    assert OPEN_UI in m.read_stderr()
+    assert Api(m).json("/api/stats")["ui"] == {"open": True}
+
+
 # ---- HTTP protocol ------------------------------------------------------------------------
 
 def test_keepalive_http11_and_http10(queued):
