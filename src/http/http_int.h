@@ -123,6 +123,7 @@ struct http_snap {
 	uint64_t oldest_arrival_us;    /* 0 = queue empty */
 	/* struct metrics, copied */
 	uint64_t sessions_active, sessions_total, tls_sessions;
+	uint64_t dkim_signed;
 	uint64_t accepted, accepted_bytes, rejected;
 	uint64_t delivered, deferred, bounced;
 	uint64_t latency_bucket[16];
@@ -332,6 +333,8 @@ struct http {
 	struct queue *q;                   /* borrowed */
 	struct metrics *m;                 /* borrowed */
 	struct sched *sched;               /* borrowed; NULL until http_set_sched() */
+	void (*drain_fn)(void *arg);       /* POST /api/drain (http_set_drain); NULL = 503 */
+	void *drain_arg;
 	struct ssl_ctx_st *tls;            /* borrowed; NULL = plain HTTP */
 	int data_fd;                       /* data_dir, for fstatvfs; -1 if it could not be opened */
 	int auth_on;
