@@ -352,6 +352,10 @@ rcpt_outcome(struct sched *s, struct sched_msg *sm, size_t i, enum sched_class c
 		next = now + (uint64_t)sched_backoff(attempts, cfg->retry_min_backoff,
 		    cfg->retry_max_backoff) * US_PER_S;
 		sched_rcpt_write(s, m, i, QUEUE_RCPT_PENDING, next, dsn, rp->text);
+		/* the file keeps the backoff for the next start; a temporary refusal
+		 * (a peer going away, a balancer's stale view) is tried again soon */
+		if (cls == SCHED_TEMP)
+			r->next_try_us = now + SCHED_DRAIN_RETRY * US_PER_S;
 		return;
 	}
 	switch (cls) {
@@ -558,8 +562,16 @@ sched_dispatch_group(struct sched *s, struct sched_msg *sm, const struct sched_n
     const char *key, const size_t *idx, size_t n, int cc)
 {
 	struct sched_job *job;
+	struct smtpc_reply why;
 
-	if ((job = job_new(s, sm, idx, n, cc)) != NULL && s->be->enqueue(s, nh, key, job) < 0) {
+	if ((job = job_new(s, sm, idx, n, cc)) != NULL && sched_dead_check(s, key, &why)) {
+		struct sched_attempt a;
+
+		memset(&a, 0, sizeof(a));
+		sched_job_fail(s, job, &a, &why, SCHED_TEMP);     /* never the last: guarded */
+		return;
+	}
+	if (job != NULL && s->be->enqueue(s, nh, key, job) < 0) {
 		TAILQ_REMOVE(&sm->jobs, job, mentry);
 		free(job);
 		sm->njobs--;        /* never the last: msg_dispatch() holds a guard */
@@ -885,6 +897,7 @@ sched_free(struct sched *s)
 		s->be->free_all(s);
 		s->dests = sched_map_free(s->dests);
 	}
+	sched_dead_free_all(s);
 	sched_bounce_detach_all(s);
 	sched_drain_free(s);
 	sched_heap_clear(&s->heap);     /* touches the nodes: before they go */

@@ -12,7 +12,7 @@
  * Two phases. Delivery: every deferred message is retried at once (as a
  * flush) and the scheduler goes on as usual; the phase ends when the queue
  * is empty (done), at drain_timeout, or earlier when nothing is in flight
- * and nothing is due before the deadline (waiting longer changes nothing).
+ * and nothing is due before that deadline (waiting longer changes nothing).
  * Hand-over (only with drain_relay): from then on every recipient of every
  * message routes to drain_relay (SCHED_KIND_DRAIN: no smart-relay TLS
  * policy or credentials), all of them due now. A recipient is marked
@@ -20,8 +20,10 @@
  * when every recipient is, so a crash or a kill during the hand-over
  * repeats a delivery at worst. A refusal (4xx or 5xx) keeps the recipient
  * pending with its backoff: it is never bounced from here, since the next
- * instance on this volume can still deliver it. The phase ends when nothing
- * is in flight and nothing is due, or after another drain_timeout.
+ * instance on this volume can still deliver it; a temporary refusal is
+ * tried again every SCHED_DRAIN_RETRY seconds (the file keeps the usual
+ * backoff). The phase ends when the queue is empty, when nothing is in
+ * flight and nothing is due before its end, or after another drain_timeout.
  * Held messages are not handed over (the operator held them) and a cc_mta
  * copy still owed keeps its message: both are reported as left.
  */
@@ -73,14 +75,21 @@ drain_count(struct sched *s, struct sched_drain_result *r)
 	s->be->foreach(s->be_arg, count_cb, r);
 }
 
-/* drain_quiet - nothing in flight, no DSN being queued and nothing due now */
+/*
+ * drain_quiet - nothing in flight, no DSN being queued and nothing due
+ * before the phase's end (the scheduler's clock is the wall clock, the
+ * deadline monotonic)
+ */
 static int
-drain_quiet(const struct sched *s)
+drain_quiet(const struct sched_drain *dr)
 {
+	const struct sched *s = dr->s;
 	const struct sched_heap_node *top = sched_heap_top(&s->heap);
+	uint64_t mono = util_mono_us();
+	uint64_t left = dr->phase_end_mono > mono ? dr->phase_end_mono - mono : 0;
 
 	return s->nactive == 0 && s->nbounces == 0 &&
-	    (top == NULL || top->key > sched_now(s));
+	    (top == NULL || top->key > sched_now(s) + left);
 }
 
 /* drain_finish - report and hand control back (sched_shutdown follows in the caller) */
@@ -146,14 +155,14 @@ drain_on_tick(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (!dr->handover) {
-		if (now >= dr->phase_end_mono || drain_quiet(s)) {
+		if (now >= dr->phase_end_mono || drain_quiet(dr)) {
 			if (!dr->has_relay) {
 				drain_finish(dr);
 				return;
 			}
 			drain_handover(dr);
 		}
-	} else if (now >= dr->phase_end_mono || drain_quiet(s)) {
+	} else if (now >= dr->phase_end_mono || drain_quiet(dr)) {
 		drain_finish(dr);
 		return;
 	}
