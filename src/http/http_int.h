@@ -416,6 +416,8 @@ typedef void http_handler_fn(struct http *h, struct evhttp_request *req,
     const char *path, struct evkeyvalq *query);
 http_handler_fn http_api_stats, http_api_history, http_api_queue, http_api_message,
     http_api_bulk, http_api_metrics, http_ui_index, http_ui_asset;
+/* http_qshape.c: GET /api/qshape, the queue by recipient domain and age */
+http_handler_fn http_api_qshape;
 
 /* Connections (http_conn.c). */
 /* http_conn_init - caps and accept errors on evhttp's listener; 0 or -1 */
