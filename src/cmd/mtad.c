@@ -301,10 +301,13 @@ main(int argc, char **argv)
 	 * SIGHUP (before any thread exists); the server context is made now,
 	 * as root, and handed to smtpd and http once they exist.
 	 */
-	if (!d.cfg->ssl_disabled) {
-		char desc[512];
+	if (!d.cfg->ssl_disabled || d.cfg->smart_relay_password_file[0] != '\0' ||
+	    d.cfg->smart_relay_ca_file[0] != '\0' || d.cfg->sender_relay_map[0] != '\0') {
 		if (tls_keys_helper_start(key_store(d.cfg), err, sizeof(err)) < 0)
 			startup_error("%s", err);
+	}
+	if (!d.cfg->ssl_disabled) {
+		char desc[512];
 		d.tls = tls_server_new(key_store(d.cfg), d.cfg->ssl_key_file, d.cfg->ssl_cert_file,
 		    NULL, err, sizeof(err));
 		if (d.tls == NULL)

@@ -575,6 +575,8 @@ dispatch_rcpts(struct sched *s, struct sched_msg *sm, size_t *idx, size_t n)
 	char *keys = NULL;
 	size_t *run = NULL, k = 0;
 	struct sched_nexthop nh;
+	unsigned rule;
+	const struct relay_target *relay = sched_relay_for(s, m->sender, &rule);
 
 	if ((grp = calloc(n, sizeof(*grp))) == NULL || (keys = calloc(n, SCHED_KEY_MAX)) == NULL ||
 	    (run = calloc(n, sizeof(*run))) == NULL) {
@@ -584,9 +586,12 @@ dispatch_rcpts(struct sched *s, struct sched_msg *sm, size_t *idx, size_t n)
 	}
 	for (size_t i = 0; i < n; i++) {
 		char *key = keys + i * SCHED_KEY_MAX;
-		if (sched_nexthop_rcpt(m->rcpt[idx[i]].addr, &cfg->smart_relay,
-		    cfg->relay_smtp_port, &nh) < 0 ||
-		    sched_nexthop_key(&nh, key, SCHED_KEY_MAX) < 0) {
+		int bad = sched_nexthop_rcpt(m->rcpt[idx[i]].addr, relay, cfg->relay_smtp_port,
+		    &nh) < 0;
+
+		if (!bad && nh.kind == SCHED_KIND_RELAY)
+			nh.rule = rule;
+		if (bad || sched_nexthop_key(&nh, key, SCHED_KEY_MAX) < 0) {
 			dispatch_fail_now(s, sm, &idx[i], 1, SCHED_PERM, "5.1.3",
 			    "Bad recipient address syntax: no routable domain");
 			continue;
@@ -601,9 +606,12 @@ dispatch_rcpts(struct sched *s, struct sched_msg *sm, size_t *idx, size_t n)
 
 		while (j < k && strcmp(grp[j].key, grp[i].key) == 0)
 			run[nrun++] = grp[j++].idx;
-		if (sched_nexthop_rcpt(m->rcpt[run[0]].addr, &cfg->smart_relay,
-		    cfg->relay_smtp_port, &nh) == 0)
+		if (sched_nexthop_rcpt(m->rcpt[run[0]].addr, relay, cfg->relay_smtp_port,
+		    &nh) == 0) {
+			if (nh.kind == SCHED_KIND_RELAY)
+				nh.rule = rule;
 			dispatch_group(s, sm, &nh, grp[i].key, run, nrun, 0);
+		}
 		i = j;
 	}
 done:
@@ -780,6 +788,8 @@ sched_new(struct event_base *base, const struct config *cfg, struct queue *q,
 		util_bsnprintf(err, errlen, "scheduler: out of memory");
 		goto fail;
 	}
+	if (sched_relay_load(s, cfg, err, errlen) < 0)
+		goto fail;
 	if (cfg->cc_mta.set && !cfg->smart_relay.set)
 		log_info("cc_mta: a copy of every relayed message goes to %s", cfg->cc_mta.host);
 	return s;
