@@ -101,6 +101,23 @@ fuzz-%: build/fuzz/fuzz_%
 	@mkdir -p build/fuzz/corpus-$*
 	$< -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=512 -timeout=5 build/fuzz/corpus-$* $(wildcard fuzz/corpus/$*)
 
+# Line coverage: a gcov build in build/cov (-O0 --coverage), the unit tests and
+# the black-box tests against its mtad, then gcovr per folder of src/
+# (tools/coverage.sh; reports in build/cov/coverage.txt). Not part of `make test`.
+.PHONY: coverage
+coverage:
+	$(MAKE) -j2 B=build/cov CFLAGS="-O0 -g" EXTRA_CFLAGS="--coverage" EXTRA_LDFLAGS="--coverage" all units
+	sh tools/coverage.sh build/cov
+
+# Soak: 100 kill -9 cycles under parallel senders plus a full-disk phase on a
+# small tmpfs (tests/soak/soak.py; about 10-15 minutes, niced; not in `make
+# test`). Prints acknowledged / found / lost / duplicates. SOAK_ARGS passes
+# options, e.g. SOAK_ARGS="--cycles 10".
+SOAK_ARGS ?=
+.PHONY: soak
+soak: all
+	nice -n 19 $(PYTHON) tests/soak/soak.py --mtad build/mtad $(SOAK_ARGS)
+
 clean:
 	rm -rf build
 
@@ -175,3 +192,14 @@ bench-tls-build: build/bench/tls_load
 
 bench-tls: build/mtad build/bench/tls_load
 	bash bench/tls_bench.sh
+
+# --- queue ----------------------------------------------------------------------
+# make bench-queue  commit throughput (N=20000 messages of 5 KB, 50 in flight) into a
+#                   temporary data_dir; bench/queue_million.sh: mtad over a big queue.
+.PHONY: bench-queue
+build/bench/queue_bench: bench/queue_bench.c $(B)/libmtad.a
+	@mkdir -p build/bench
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(B)/libmtad.a $(LDLIBS)
+
+bench-queue: build/bench/queue_bench
+	d=$$(mktemp -d) && build/bench/queue_bench $$d/data $${N:-20000}; rc=$$?; rm -rf $$d; exit $$rc

@@ -54,6 +54,7 @@ status=0
 printf '%-20s %12s %7s %8s %7s  %s\n' harness executions cov ft corpus result
 for bin in "$@"; do
   short=$(basename "$bin"); short=${short#fuzz_}
+  [ -f "build/fuzz/logs/$short.log" ] || continue
   log=build/fuzz/logs/$short.log
   rc=$(cat "build/fuzz/logs/$short.rc" 2>/dev/null || echo 255)
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
@@ -62,11 +63,22 @@ for bin in "$@"; do
   cov=$(echo "$last" | sed -n 's/.*cov: \([0-9]*\).*/\1/p')
   ft=$(echo "$last" | sed -n 's/.* ft: \([0-9]*\).*/\1/p')
   corp=$(echo "$last" | sed -n 's/.* corp: \([0-9]*\).*/\1/p')
+  art=$(ls -t "build/fuzz/artifacts/$short/" 2>/dev/null | head -n 1)
   if [ "$rc" = 0 ]; then
     result=ok
+  elif grep -q '^SUMMARY: libFuzzer: timeout' "$log" && [ -n "$art" ]; then
+    # libFuzzer's timeout is wall time: on a busy machine a niced harness can
+    # be starved past it. Replay the input once: a real hang hangs again.
+    status=1
+    if timeout 60 "$bin" -timeout=5 -rss_limit_mb=512 "build/fuzz/artifacts/$short/$art" \
+        >/dev/null 2>&1; then
+      result="TIMEOUT (replay finishes in time: starved?) $art"
+    else
+      result="TIMEOUT (replay hangs too) $art"
+    fi
   else
     status=1
-    result="CRASH rc=$rc $(ls build/fuzz/artifacts/$short/ 2>/dev/null | head -n 1)"
+    result="CRASH rc=$rc $art"
   fi
   printf '%-20s %12s %7s %8s %7s  %s\n' "$short" "${execs:--}" "${cov:--}" "${ft:--}" \
       "${corp:--}" "$result"

@@ -48,6 +48,7 @@ extern char **environ;
 struct ctl {
 	const char *prog;              /* "mtactl" or "mailq" */
 	const char *conf_path;
+	int conf_implicit;             /* neither -c nor MTAD_CONFIG: the default path */
 	struct config *cfg;
 	struct ctl_http http;
 	int json, body;
@@ -90,7 +91,8 @@ ctl_usage(const char *prog)
 	    "  hold ID ... | ALL       put messages on hold\n"
 	    "  release ID ... | ALL    release held messages\n"
 	    "  stats [--json]          counters and queue totals\n"
-	    "  check-config            check the configuration like mtad -t\n");
+	    "  check-config            check the configuration like mtad -t\n"
+	    "  dkim-record DOMAIN      the DNS TXT records of DOMAIN's DKIM keys\n");
 }
 
 static void __attribute__((format(printf, 2, 3)))
@@ -117,11 +119,16 @@ ctl_load_config(struct ctl *c)
 	if ((fd = open(c->conf_path, O_RDONLY | O_CLOEXEC)) < 0) {
 		int e = errno;
 
-		ctl_err(c, "%s: %s", c->conf_path, strerror(e));
-		return e == EACCES || e == EPERM ? CTL_EX_PERM : CTL_EX_USAGE;
-	}
-	close(fd);
-	if ((c->cfg = config_load(c->conf_path, environ, err, sizeof(err))) == NULL) {
+		/* SPEC §1: no file and no -c, as in a container: MTA_* alone, as mtad does */
+		if (e == ENOENT && c->conf_implicit)
+			c->conf_path = CONFIG_ENV_ONLY;
+		else {
+			ctl_err(c, "%s: %s", c->conf_path, strerror(e));
+			return e == EACCES || e == EPERM ? CTL_EX_PERM : CTL_EX_USAGE;
+		}
+	} else
+		close(fd);
+	if ((c->cfg = config_load_default(c->conf_path, environ, err, sizeof(err))) == NULL) {
 		ctl_err(c, "%s", err);
 		return CTL_EX_USAGE;
 	}
@@ -1149,13 +1156,14 @@ ctl_main(int argc, char **argv)
 		return CTL_EX_USAGE;
 	}
 	c.conf_path = ctl_config_path(conf);
+	c.conf_implicit = conf == NULL && strcmp(c.conf_path, CTL_DEFAULT_CONFIG) == 0;
 	if ((rc = ctl_load_config(&c)) != CTL_EX_OK)
 		goto done;
 	if (strcmp(cmd, "mailq") == 0 || strcmp(cmd, "list") == 0)
 		cmd = "queue";
 	if (((strcmp(cmd, "queue") == 0 || strcmp(cmd, "stats") == 0 ||
 	    strcmp(cmd, "check-config") == 0) && nargs != 0) ||
-	    (strcmp(cmd, "show") == 0 && nargs != 1)) {
+	    ((strcmp(cmd, "show") == 0 || strcmp(cmd, "dkim-record") == 0) && nargs != 1)) {
 		fprintf(stderr, "%s: %s: wrong number of arguments\n", c.prog, cmd);
 		ctl_usage(c.prog);
 		rc = CTL_EX_USAGE;
@@ -1167,6 +1175,8 @@ ctl_main(int argc, char **argv)
 		rc = ctl_cmd_stats(&c);
 	} else if (strcmp(cmd, "check-config") == 0) {
 		rc = ctl_cmd_check(&c);
+	} else if (strcmp(cmd, "dkim-record") == 0) {
+		rc = ctl_dkim_record(c.cfg, c.prog, args[0]);
 	} else {
 		rc = -1;
 		for (size_t i = 0; i < sizeof(ctl_actions) / sizeof(ctl_actions[0]); i++)

@@ -142,6 +142,9 @@ static const struct cfg_prop cfg_props[] = {
 	{ "destination_concurrency", CFG_UINT, "20", OFF(destination_concurrency), 0, 1, 1000, 0, 0 },
 	{ "smtp_connect_timeout", CFG_DURATION, "30s", OFF(smtp_connect_timeout), 0, 1, 3600, 0, 0 },
 
+	/* SPEC §11.4 */
+	{ "maillog_stdout", CFG_BOOL, "no", OFF(maillog_stdout), 0, 0, 1, 0, 0 },
+
 	{ "smtpd_proxy_protocol", CFG_PROXY, "", OFF(smtpd_proxy_protocol), 0, 0, 0, 0, 0 },
 	{ "smtpd_proxy_networks", CFG_CIDR, "", OFF(smtpd_proxy_networks), 0, 0, 0, 0, 1 },
 	{ "mail_owner", CFG_STRING, "mtad", OFF(mail_owner), 0, 0, 0, CHK_MAIL_OWNER, 0 },
@@ -150,6 +153,9 @@ static const struct cfg_prop cfg_props[] = {
 	/* SPEC §11.1 */
 	{ "ui_hosts", CFG_STRING, "", OFF(ui_hosts), 0, 0, 0, CHK_HOST_LIST, 0 },
 	{ "ui_max_connections", CFG_UINT, "256", OFF(ui_max_connections), 0, 1, 100000, 0, 0 },
+
+	/* SPEC §11.3 */
+	{ "dkim_key_table", CFG_STRING, "", OFF(dkim_key_table), 0, 0, 0, CHK_TEXT, 0 },
 
 	/* SPEC §11.2 */
 	{ "smart_relay_ca_file", CFG_STRING, "", OFF(smart_relay_ca_file), 0, 0, 0, CHK_TEXT, 0 },
@@ -620,7 +626,12 @@ static int
 cfg_cross_check(struct config *cfg, struct cfg_state *st)
 {
 	if (cfg->data_dir[0] == '\0') {
-		cfg_err(st->err, st->errlen, "%s: data_dir is not set (it is mandatory)", st->path);
+		if (strcmp(st->path, CONFIG_ENV_ONLY) == 0)
+			cfg_err(st->err, st->errlen, "no %s and no MTA_DATA_DIR: data_dir is not "
+			    "set (it is mandatory)", CONFIG_DEFAULT_PATH);
+		else
+			cfg_err(st->err, st->errlen, "%s: data_dir is not set (it is mandatory)",
+			    st->path);
 		return -1;
 	}
 	if (cfg->key_dir[0] != '\0' && cfg->fs_dir[0] != '\0') {
@@ -799,6 +810,24 @@ fail:
 	free(buf);
 	close(fd);
 	return cfg;
+}
+
+/*
+ * config_load_default - SPEC §1's order without -c: the given path, else
+ * CONFIG_DEFAULT_PATH when it exists (even unreadable: that error is
+ * reported, not silently replaced by the environment), else the MTA_*
+ * variables alone as a configuration "file" without lines.
+ */
+struct config *
+config_load_default(const char *path, char *const *envp, char *err, size_t errlen)
+{
+	struct stat sb;
+
+	if (path != NULL && strcmp(path, CONFIG_ENV_ONLY) != 0)
+		return config_load(path, envp, err, errlen);
+	if (path == NULL && (stat(CONFIG_DEFAULT_PATH, &sb) == 0 || errno != ENOENT))
+		return config_load(CONFIG_DEFAULT_PATH, envp, err, errlen);
+	return config_parse_buffer(CONFIG_ENV_ONLY, "", 0, envp, err, errlen);
 }
 
 /* config_free - release everything; takes NULL, returns NULL */

@@ -87,6 +87,9 @@ struct config {
 	unsigned destination_concurrency;
 	unsigned smtp_connect_timeout;
 
+	/* SPEC §11.4: the appliance in a container, and many of them */
+	int    maillog_stdout;             /* the mail log also on stdout */
+
 	/* beyond the appliance (documented in docs/configuration.md) */
 	int    smtpd_proxy_protocol;       /* 0 = none, 1 = haproxy */
 	struct cidr_list *smtpd_proxy_networks; /* whose PROXY header is believed; never NULL */
@@ -96,6 +99,9 @@ struct config {
 	/* SPEC §11.1 */
 	char  *ui_hosts;                   /* comma/space list of host names, "" = none */
 	unsigned ui_max_connections;       /* HTTP connections in total */
+
+	/* SPEC §11.3: authenticated senders and signing */
+	char  *dkim_key_table;             /* key-store relative; "" = no signing */
 
 	/* SPEC §11.2 (paths relative to the key store root) */
 	char  *smart_relay_ca_file;        /* PEM CAs for "verify"; "" = the system store */
@@ -107,6 +113,11 @@ struct config {
 	int    smtp_tls_session_cache;     /* resume outbound TLS sessions */
 };
 
+/* Without -c: this file when it exists, else the environment alone. */
+#define CONFIG_DEFAULT_PATH "/etc/mtad/mtad.conf"
+/* The path of a configuration taken from MTA_* variables alone (messages, SIGHUP). */
+#define CONFIG_ENV_ONLY     "(environment)"
+
 /*
  * config_load - read FILE, apply MTA_* overrides from envp, validate
  * everything that needs no file-system access. NULL on error with the SPEC
@@ -114,6 +125,15 @@ struct config {
  * line 7: unknown property 'foo'").
  */
 struct config *config_load(const char *path, char *const *envp, char *err, size_t errlen);
+
+/*
+ * config_load_default - what `mtad` without -c reads (SPEC §1): path when
+ * not NULL; else CONFIG_DEFAULT_PATH when it exists; else MTA_* alone
+ * (cfg->path is then CONFIG_ENV_ONLY). Also the way to reload: pass
+ * cfg->path, which config_load_default() recognises. NULL as config_load().
+ */
+struct config *config_load_default(const char *path, char *const *envp, char *err,
+    size_t errlen);
 
 /*
  * config_check_environment - the start-up checks that touch the file

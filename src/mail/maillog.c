@@ -51,6 +51,8 @@ struct maillog {
 	char *path;                 /* NULL: disabled */
 	char  host[ML_HOST_MAX + 1];
 	int   warned;               /* a write failure was already reported */
+	int   out_fd;               /* -1, or STDOUT_FILENO with maillog_stdout (SPEC §11.4) */
+	int   out_warned;
 };
 
 static const char *const ml_months[12] = {
@@ -128,6 +130,7 @@ maillog_open(const char *path, const char *hostname, char *err, size_t errlen)
 		return NULL;
 	}
 	ml->fd = -1;
+	ml->out_fd = -1;
 	if (hostname == NULL || hostname[0] == '\0') {
 		if (gethostname(ml->host, sizeof(ml->host)) < 0)
 			util_strlcpy(ml->host, "localhost", sizeof(ml->host));
@@ -194,11 +197,27 @@ maillog_reopen(struct maillog *ml)
 	return 0;
 }
 
+/*
+ * maillog_set_stdout - also write every line to fd (STDOUT_FILENO for
+ * maillog_stdout = yes; -1 stops it), whether or not a file is open: a
+ * container's log collector reads the same lines the share gets. The fd
+ * is borrowed, never closed here.
+ */
+void
+maillog_set_stdout(struct maillog *ml, int fd)
+{
+	if (ml == NULL)
+		return;
+	ml->out_fd = fd;
+	ml->out_warned = 0;
+	tzset();
+}
+
 /* maillog_enabled - 1 when lines are written somewhere */
 int
 maillog_enabled(const struct maillog *ml)
 {
-	return ml != NULL && ml->fd >= 0;
+	return ml != NULL && (ml->fd >= 0 || ml->out_fd >= 0);
 }
 
 /*
@@ -289,6 +308,25 @@ maillog_format_delay(char *buf, size_t size, double sec)
 	return (int)(end - buf);
 }
 
+/* ml_write - one line with one write(2) (retried on EINTR); 0 or -1 with errno */
+static int
+ml_write(int fd, const char *line, size_t len)
+{
+	ssize_t w = -1;
+
+	for (int tries = 0; tries < 3; tries++) {
+		w = write(fd, line, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		break;
+	}
+	if (w == (ssize_t)len)
+		return 0;
+	if (w >= 0)
+		errno = ENOSPC;
+	return -1;
+}
+
 /*
  * ml_emit - build "stamp host mtad/proc[pid]: " plus the sanitised text
  * and write it with one write(2); a failure is reported once.
@@ -300,7 +338,6 @@ ml_emit(struct maillog *ml, const char *proc, const char *text, size_t tlen)
 	char stamp[32];
 	int n;
 	size_t off;
-	ssize_t w;
 
 	if (maillog_stamp(stamp, sizeof(stamp), time(NULL)) < 0)
 		util_strlcpy(stamp, "Jan  1 00:00:00", sizeof(stamp));
@@ -312,20 +349,16 @@ ml_emit(struct maillog *ml, const char *proc, const char *text, size_t tlen)
 	/* leave one octet for '\n'; maillog_sanitize NUL-terminates in it */
 	off += maillog_sanitize(line + off, sizeof(line) - off, text, tlen);
 	line[off++] = '\n';
-	for (int tries = 0; tries < 3; tries++) {
-		w = write(ml->fd, line, off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w == (ssize_t)off)
-			return;
-		break;
-	}
-	if (!ml->warned) {
+	if (ml->fd >= 0 && ml_write(ml->fd, line, off) < 0 && !ml->warned) {
 		ml->warned = 1;
-		if (w >= 0)
-			errno = ENOSPC;
 		log_warn("mail log %s: write failed; further failures are not reported",
 		    ml->path);
+	}
+	/* XXX a blocking stdout (a pipe nobody reads) would stall the loop,
+	 * as Postfix's maillog_file = /dev/stdout would: the collector reads. */
+	if (ml->out_fd >= 0 && ml_write(ml->out_fd, line, off) < 0 && !ml->out_warned) {
+		ml->out_warned = 1;
+		log_warn("mail log on stdout: write failed; further failures are not reported");
 	}
 }
 
@@ -380,7 +413,7 @@ ml_append(char *buf, size_t size, size_t *off, const char *fmt, ...)
 static int
 ml_on(const struct maillog *ml)
 {
-	return ml != NULL && ml->fd >= 0;
+	return ml != NULL && (ml->fd >= 0 || ml->out_fd >= 0);
 }
 
 /* maillog_printf - one raw line for proc; the text is sanitised like all others */

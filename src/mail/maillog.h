@@ -32,6 +32,8 @@ struct maillog *maillog_open(const char *path, const char *hostname, char *err, 
 struct maillog *maillog_close(struct maillog *ml);
 int maillog_reopen(struct maillog *ml);
 int maillog_enabled(const struct maillog *ml);
+/* maillog_set_stdout - also write each line to fd (borrowed; -1 = stop), file or not */
+void maillog_set_stdout(struct maillog *ml, int fd);
 
 /*
  * maillog_printf - one raw line for PROC. Every line the daemon writes has

@@ -165,7 +165,7 @@ msg_remove(struct sched *s, struct sched_msg *sm)
 	msg_free(s, sm);
 	maillog_removed(s->ml, id);
 	/* delivered: the unlink can wait; deleted by the operator: gone now */
-	if ((deleted ? queue_remove(s->q, m) : queue_retire(s->q, m)) < 0)
+	if (s->be->remove(s->be_arg, m, deleted) < 0)
 		log_warn("%s: cannot remove the queue file", id);
 	sched_rearm(s);
 }
@@ -213,7 +213,7 @@ sched_rearm(struct sched *s)
 		}
 		return;
 	}
-	now = util_now_us();
+	now = sched_now(s);
 	if (top->key <= now) {
 		if (s->nactive < SCHED_ACTIVE_MAX)
 			sched_kick(s);
@@ -318,7 +318,7 @@ void
 sched_rcpt_write(struct sched *s, struct queue_msg *m, size_t i, enum queue_rcpt_state st,
     uint64_t next, const char *dsn, const char *reply)
 {
-	if (queue_update_rcpt(s->q, m, i, st, next, dsn, reply) < 0)
+	if (s->be->update_rcpt(s->be_arg, m, i, st, next, dsn, reply) < 0)
 		log_warn("%s: cannot record the state of <%s>", m->id, m->rcpt[i].addr);
 }
 
@@ -336,7 +336,7 @@ rcpt_outcome(struct sched *s, struct sched_msg *sm, size_t i, enum sched_class c
 	struct queue_msg *m = sm->m;
 	struct queue_rcpt *r = &m->rcpt[i];
 	const struct config *cfg = s->cfg;
-	uint64_t now = util_now_us(), next;
+	uint64_t now = sched_now(s), next;
 	double delays[4], total;
 	const char *dsn = reply_dsn(rp, cls), *text;
 	char buf[SMTPC_REPLY_MAX + 400];
@@ -383,7 +383,7 @@ cc_outcome(struct sched *s, struct sched_msg *sm, enum sched_class cls,
 {
 	struct queue_msg *m = sm->m;
 	const struct config *cfg = s->cfg;
-	uint64_t now = util_now_us(), next = 0;
+	uint64_t now = sched_now(s), next = 0;
 	double delays[4], total;
 	const char *status = "sent";
 	int gone = 0;
@@ -406,7 +406,7 @@ cc_outcome(struct sched *s, struct sched_msg *sm, enum sched_class cls,
 	    status, rp->text, cls != SCHED_OK && gone);
 	if (gone) {
 		sm->cc_owed = 0;
-		if (queue_update_flags(s->q, m, m->flags & ~(unsigned)QUEUE_F_CC) < 0)
+		if (s->be->update_flags(s->be_arg, m, m->flags & ~(unsigned)QUEUE_F_CC) < 0)
 			log_warn("%s: cannot record the cc copy as done", m->id);
 	}
 }
@@ -500,7 +500,7 @@ sched_job_abandon(struct sched *s, struct sched_job *job)
 
 /* job_new - a job for n recipients of sm (idx copied); counted in sm->njobs */
 static struct sched_job *
-job_new(struct sched_msg *sm, const size_t *idx, size_t n, int cc)
+job_new(struct sched *s, struct sched_msg *sm, const size_t *idx, size_t n, int cc)
 {
 	struct sched_job *job;
 	size_t sz = sizeof(*job);
@@ -519,7 +519,7 @@ job_new(struct sched_msg *sm, const size_t *idx, size_t n, int cc)
 		job->idx[i] = idx[i];
 		job->rcpts[i] = sm->m->rcpt[idx[i]].addr;
 	}
-	job->queued_us = util_now_us();
+	job->queued_us = sched_now(s);
 	TAILQ_INSERT_TAIL(&sm->jobs, job, mentry);
 	sm->njobs++;
 	return job;
@@ -547,19 +547,23 @@ static void
 dispatch_group(struct sched *s, struct sched_msg *sm, const struct sched_nexthop *nh,
     const char *key, const size_t *idx, size_t n, int cc)
 {
-	struct sched_dest *d;
 	struct sched_job *job;
 
-	if ((d = sched_dest_get(s, nh, key)) == NULL || (job = job_new(sm, idx, n, cc)) == NULL) {
+	if ((job = job_new(s, sm, idx, n, cc)) != NULL && s->be->enqueue(s, nh, key, job) < 0) {
+		TAILQ_REMOVE(&sm->jobs, job, mentry);
+		free(job);
+		sm->njobs--;        /* never the last: msg_dispatch() holds a guard */
+		job = NULL;
+	}
+	if (job == NULL) {
 		log_warnx("%s: out of memory: deferring delivery to %s", sm->m->id, nh->name);
 		if (cc)
-			sm->cc_next_us = util_now_us() + (uint64_t)s->cfg->retry_min_backoff * US_PER_S;
+			sm->cc_next_us = sched_now(s) + (uint64_t)s->cfg->retry_min_backoff * US_PER_S;
 		else
 			dispatch_fail_now(s, sm, idx, n, SCHED_TEMP, "4.3.0",
 			    "Insufficient system resources");
 		return;
 	}
-	sched_dest_enqueue(d, job);
 }
 
 /*
@@ -634,11 +638,11 @@ dispatch_cc(struct sched *s, struct sched_msg *sm)
 		log_warnx("%s: cc_mta %s cannot be used: dropping the cc copy", sm->m->id,
 		    cfg->cc_mta.host);
 		sm->cc_owed = 0;
-		(void)queue_update_flags(s->q, sm->m, sm->m->flags & ~(unsigned)QUEUE_F_CC);
+		(void)s->be->update_flags(s->be_arg, sm->m, sm->m->flags & ~(unsigned)QUEUE_F_CC);
 		return;
 	}
 	if ((all = calloc(sm->m->nrcpt ? sm->m->nrcpt : 1, sizeof(*all))) == NULL) {
-		sm->cc_next_us = util_now_us() + (uint64_t)cfg->retry_min_backoff * US_PER_S;
+		sm->cc_next_us = sched_now(s) + (uint64_t)cfg->retry_min_backoff * US_PER_S;
 		return;
 	}
 	for (size_t i = 0; i < sm->m->nrcpt; i++)
@@ -723,11 +727,11 @@ sched_msg_finish(struct sched *s, struct sched_msg *sm)
 }
 
 /* sched_run - the kick event and the timer: dispatch what is due, a batch per pass */
-static void
+void
 sched_run(struct sched *s)
 {
 	struct sched_heap_node *top;
-	uint64_t now = util_now_us();
+	uint64_t now = sched_now(s);
 	unsigned n = 0;
 
 	if (s->stopping)
@@ -766,6 +770,15 @@ struct sched *
 sched_new(struct event_base *base, const struct config *cfg, struct queue *q,
     struct maillog *ml, struct metrics *m, char *err, size_t errlen)
 {
+	return sched_new_backend(base, cfg, q, ml, m, &sched_backend_real, q, err, errlen);
+}
+
+/* sched_new_backend - see sched_int.h */
+struct sched *
+sched_new_backend(struct event_base *base, const struct config *cfg, struct queue *q,
+    struct maillog *ml, struct metrics *m, const struct sched_backend *be, void *be_arg,
+    char *err, size_t errlen)
+{
 	struct sched *s;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
@@ -773,11 +786,13 @@ sched_new(struct event_base *base, const struct config *cfg, struct queue *q,
 		return NULL;
 	}
 	s->base = base;
+	s->be = be;
+	s->be_arg = be_arg;
 	s->cfg = cfg;
 	s->q = q;
 	s->ml = ml;
 	s->mt = m;
-	s->start_us = util_now_us();
+	s->start_us = sched_now(s);
 	sched_heap_init(&s->heap);
 	LIST_INIT(&s->bounces);
 	if ((s->dns = dns_new(base, cfg, err, errlen)) == NULL)
@@ -822,13 +837,13 @@ sched_add(struct sched *s, struct queue_msg *m)
 	TAILQ_INIT(&sm->jobs);
 	m->sched = sm;
 	if (msg_cc_wanted(s, m) && !(m->flags & QUEUE_F_CC) && msg_is_new(s, m) &&
-	    queue_update_flags(s->q, m, m->flags | QUEUE_F_CC) < 0)
+	    s->be->update_flags(s->be_arg, m, m->flags | QUEUE_F_CC) < 0)
 		log_warn("%s: cannot record the cc copy; sending it anyway", m->id);
 	if (msg_cc_wanted(s, m))
 		sm->cc_owed = (m->flags & QUEUE_F_CC) != 0 || msg_is_new(s, m);
 	else if (m->flags & QUEUE_F_CC) {
 		log_warnx("%s: cc_mta is no longer configured: dropping its cc copy", m->id);
-		(void)queue_update_flags(s->q, m, m->flags & ~(unsigned)QUEUE_F_CC);
+		(void)s->be->update_flags(s->be_arg, m, m->flags & ~(unsigned)QUEUE_F_CC);
 	}
 	log_trace(TRACE_SCHED, "%s: added: %zu recipient(s)%s", m->id, m->nrcpt,
 	    sm->cc_owed ? " + cc copy" : "");
@@ -858,14 +873,14 @@ sched_free(struct sched *s)
 	s->stopping = 1;
 	s->done_called = 1;
 	if (s->dests != NULL) {
-		sched_dest_abandon_all(s);
-		sched_dest_free_all(s);
+		s->be->abandon_all(s);
+		s->be->free_all(s);
 		s->dests = sched_map_free(s->dests);
 	}
 	sched_bounce_detach_all(s);
 	sched_heap_clear(&s->heap);     /* touches the nodes: before they go */
-	if (s->q != NULL)
-		queue_foreach(s->q, free_msg_cb, s);
+	if (s->be_arg != NULL)
+		s->be->foreach(s->be_arg, free_msg_cb, s);
 	if (s->timer != NULL)
 		event_free(s->timer);
 	if (s->kick != NULL)
@@ -874,6 +889,7 @@ sched_free(struct sched *s)
 		event_free(s->grace);
 	s->dnsc = sched_dnsc_free(s->dnsc);
 	s->dns = dns_free(s->dns);
+	sched_relay_free(s);
 	free(s);
 	return NULL;
 }

@@ -40,40 +40,6 @@ struct sched_bounce {
 
 static void bounce_on_commit(void *arg, int ok, const char *id);
 
-/* read_headers - the original header section (up to the first empty line), bounded */
-static char *
-read_headers(struct sched *s, const struct queue_msg *m, size_t *len)
-{
-	struct queue_reader *rd;
-	char *buf;
-	size_t n = 0;
-	ssize_t got;
-
-	*len = 0;
-	if ((buf = malloc(SCHED_HEADERS_MAX)) == NULL)
-		return NULL;
-	if ((rd = queue_reader_open(s->q, m)) == NULL) {
-		free(buf);
-		return NULL;
-	}
-	while (n < SCHED_HEADERS_MAX &&
-	    (got = queue_reader_read(rd, buf + n, SCHED_HEADERS_MAX - n)) > 0) {
-		n += (size_t)got;
-		if (n >= 4 && memmem(buf, n, "\r\n\r\n", 4) != NULL)
-			break;
-	}
-	queue_reader_close(rd);
-	if (n >= 2 && buf[0] == '\r' && buf[1] == '\n')
-		n = 0;      /* no header section at all */
-	else {
-		const char *end = memmem(buf, n, "\r\n\r\n", 4);
-		if (end != NULL)
-			n = (size_t)(end - buf) + 2;
-	}
-	*len = n;
-	return buf;
-}
-
 /*
  * sched_bounce_start - build the DSN for recipients idx[0..n) and queue it as a
  * new message from <> to the sender (QUEUE_F_BOUNCE: it never bounces
@@ -87,16 +53,15 @@ sched_bounce_start(struct sched *s, struct sched_msg *sm, const size_t *idx, siz
 {
 	struct queue_msg *m = sm->m;
 	struct queue_envelope env;
-	struct queue_file *qf = NULL;
 	struct sched_bounce *op = NULL;
 	const char *rcpts[1];
 	char *hdr = NULL, *text = NULL;
 	size_t hlen = 0, tlen = 0;
 
-	if ((hdr = read_headers(s, m, &hlen)) == NULL)
+	if ((hdr = s->be->headers(s->be_arg, m, SCHED_HEADERS_MAX, &hlen)) == NULL)
 		log_warn("%s: cannot read the original headers for the DSN", m->id);
 	text = bounce_build(s->cfg->hostname, m, idx, n, kind, hdr != NULL ? hdr : "", hlen,
-	    util_now_us(), &tlen);
+	    sched_now(s), &tlen);
 	free(hdr);
 	if (text == NULL) {
 		log_warnx("%s: cannot build the DSN", m->id);
@@ -113,17 +78,8 @@ sched_bounce_start(struct sched *s, struct sched_msg *sm, const size_t *idx, siz
 	env.client_name = "localhost";
 	env.helo = s->cfg->hostname;
 	env.flags = QUEUE_F_BOUNCE | (m->flags & (QUEUE_F_8BITMIME | QUEUE_F_SMTPUTF8));
-	if ((qf = queue_file_create(s->q, &env)) == NULL) {
-		log_warn("%s: cannot create the DSN", m->id);
-		goto fail;
-	}
-	if (queue_file_write(qf, text, tlen) < 0) {
-		log_warn("%s: cannot write the DSN", m->id);
-		goto fail;
-	}
 	op->s = s;
 	util_strlcpy(op->id, m->id, sizeof(op->id));
-	util_strlcpy(op->bid, queue_file_id(qf), sizeof(op->bid));
 	op->kind = kind;
 	op->expired = kind == BOUNCE_FAILED && sm->expired;
 	op->n = n;
@@ -131,12 +87,17 @@ sched_bounce_start(struct sched *s, struct sched_msg *sm, const size_t *idx, siz
 	LIST_INSERT_HEAD(&s->bounces, op, entry);
 	s->nbounces++;
 	sm->njobs++;
+	if (s->be->dsn_queue(s->be_arg, &env, text, tlen, bounce_on_commit, op, op->bid,
+	    sizeof(op->bid)) < 0) {
+		log_warn("%s: cannot queue the DSN", m->id);
+		LIST_REMOVE(op, entry);
+		s->nbounces--;
+		sm->njobs--;        /* back as it was: the caller goes on with sm */
+		goto fail;
+	}
 	free(text);
-	queue_file_commit(qf, "", 0, bounce_on_commit, op);
 	return 0;
 fail:
-	if (qf != NULL)
-		queue_file_abort(qf);
 	free(op);
 	free(text);
 	return -1;
@@ -158,7 +119,7 @@ bounce_on_commit(void *arg, int ok, const char *id)
 	}
 	LIST_REMOVE(op, entry);
 	s->nbounces--;
-	if ((m = queue_lookup(s->q, op->id)) == NULL || (sm = m->sched) == NULL) {
+	if ((m = s->be->lookup(s->be_arg, op->id)) == NULL || (sm = m->sched) == NULL) {
 		log_warnx("%s: gone before its DSN %s was queued", op->id, op->bid);
 		free(op);
 		sched_check_done(s);
@@ -231,7 +192,7 @@ sched_bounce_delay_due(struct sched *s, struct sched_msg *sm, size_t *idx)
 
 	if (s->cfg->delay_warning_time == 0 || sm->warned || m->sender[0] == '\0' ||
 	    (m->flags & QUEUE_F_BOUNCE) || sm->all_done ||
-	    !sched_expired(util_now_us(), m->arrival_us, s->cfg->delay_warning_time))
+	    !sched_expired(sched_now(s), m->arrival_us, s->cfg->delay_warning_time))
 		return 0;
 	for (size_t i = 0; i < m->nrcpt; i++)
 		if (m->rcpt[i].state == QUEUE_RCPT_PENDING && m->rcpt[i].attempts > 0)

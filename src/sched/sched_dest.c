@@ -859,7 +859,6 @@ sched_dest_free_all(struct sched *s)
 {
 	sched_map_sweep(s->dests, dest_free_cb, NULL);
 	sched_tls_free(s);      /* TLS state goes with the destinations (sched_tls.c) */
-	sched_relay_free(s);
 }
 
 /* sched_dest_unqueue_msg - operator delete: sm's waiting jobs are taken back (running ones finish) */

@@ -24,6 +24,7 @@
 #define MTAD_SCHED_INT_H
 
 #include "sched/sched.h"
+#include "sched/sched_backend.h"
 #include "sched/bounce.h"
 #include "sched/sched_dnsc.h"
 #include "sched/sched_heap.h"
@@ -140,6 +141,8 @@ struct sched_dest {
 
 struct sched {
 	struct event_base *base;
+	const struct sched_backend *be; /* clock, queue, transport (sched_backend.h) */
+	void    *be_arg;                /* its argument: the struct queue for the real one */
 	const struct config *cfg;
 	struct queue *q;
 	struct maillog *ml;
@@ -174,6 +177,24 @@ struct sched_attempt {
 	double   setup_s;               /* c: connection set-up incl. DNS */
 	double   xfer_s;                /* d: transmission */
 };
+
+/* sched_now - the scheduler's clock (wall-clock µs; virtual in the unit tests) */
+static inline uint64_t
+sched_now(const struct sched *s)
+{
+	return s->be->now_us(s->be_arg);
+}
+
+/*
+ * sched_new_backend - sched_new() with another backend (the unit tests');
+ * be and be_arg are borrowed and outlive s. q may be NULL when be does not
+ * use it.
+ */
+struct sched *sched_new_backend(struct event_base *base, const struct config *cfg,
+    struct queue *q, struct maillog *ml, struct metrics *m, const struct sched_backend *be,
+    void *be_arg, char *err, size_t errlen);
+/* sched_run - dispatch what is due now, a batch per call (the kick and the timer run it) */
+void sched_run(struct sched *s);
 
 /* sched.c: scheduling of a message and its recipients' state */
 /* sched_msg_schedule - no job out: remove it when done, park it when held, else into the heap */

@@ -53,7 +53,7 @@ sched_flush(struct sched *s)
 {
 	if (s == NULL || s->stopping)
 		return;
-	queue_foreach(s->q, flush_one, s);
+	s->be->foreach(s->be_arg, flush_one, s);
 	sched_rearm(s);
 }
 
@@ -72,7 +72,7 @@ sched_hold(struct sched *s, struct queue_msg *m, int held)
 {
 	struct sched_msg *sm = m->sched;
 
-	if (queue_set_held(s->q, m, held) < 0)
+	if (s->be->set_held(s->be_arg, m, held) < 0)
 		return -1;
 	if (sm == NULL)
 		sched_add(s, m);
@@ -89,12 +89,12 @@ sched_delete(struct sched *s, struct queue_msg *m)
 
 	if (sm == NULL) {
 		maillog_removed(s->ml, m->id);
-		return queue_remove(s->q, m);
+		return s->be->remove(s->be_arg, m, 1);
 	}
 	sm->deleted = 1;
 	sched_heap_remove(&s->heap, &sm->hn);
 	sm->njobs++;
-	sched_dest_unqueue_msg(s, sm);
+	s->be->unqueue_msg(s, sm);
 	if (--sm->njobs == 0)
 		sched_msg_finish(s, sm);
 	return 0;
@@ -163,7 +163,7 @@ sched_on_grace(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	log_info("sched: abandoning %u connection(s) still delivering", s->nconns);
-	sched_dest_abandon_all(s);
+	s->be->abandon_all(s);
 	sched_check_done(s);
 }
 
@@ -184,10 +184,10 @@ sched_shutdown(struct sched *s, void (*done)(void *arg), void *arg)
 	evtimer_del(s->timer);
 	s->timer_at = 0;
 	event_del(s->kick);
-	sched_dest_stop_all(s);
+	s->be->stop_all(s);
 	if (s->nconns > 0 && (s->grace = evtimer_new(s->base, sched_on_grace, s)) != NULL)
 		evtimer_add(s->grace, &tv);
 	else if (s->nconns > 0)
-		sched_dest_abandon_all(s);
+		s->be->abandon_all(s);
 	sched_check_done(s);
 }

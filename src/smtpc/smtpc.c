@@ -693,18 +693,23 @@ smtpc_content_fill(struct smtpc *c)
 			c->content_eof = 1;
 			break;
 		}
-		/* RFC 5321 §4.5.2: a line starting with "." gets one more "." */
+		/*
+		 * RFC 5321 §4.5.2: a line starting with "." gets one more ".".
+		 * A line starts after LF and also after CR: a next hop that
+		 * takes a bare CR as a line end must never see "<CR>.<CR>"
+		 * (SMTP smuggling), whatever the content holds.
+		 */
 		while (i < (size_t)n) {
-			const char *nl;
-			size_t run;
+			size_t run = 0;
 
 			if (c->at_bol && buf[i] == '.' && evbuffer_add(out, ".", 1) == -1)
 				goto nomem;
-			nl = memchr(buf + i, '\n', (size_t)n - i);
-			run = nl != NULL ? (size_t)(nl - (buf + i)) + 1 : (size_t)n - i;
+			while (i + run < (size_t)n && buf[i + run] != '\n' && buf[i + run] != '\r')
+				run++;
+			c->at_bol = i + run < (size_t)n;
+			run += (size_t)c->at_bol;    /* the CR or LF itself */
 			if (evbuffer_add(out, buf + i, run) == -1)
 				goto nomem;
-			c->at_bol = nl != NULL;
 			i += run;
 		}
 		if (n >= 2) {

@@ -136,6 +136,57 @@ smtpd_data_feed(struct smtpd_data *d, const char *in, size_t len, size_t *consum
 	return SMTPD_DATA_MORE;
 }
 
+/* --- BDAT content (RFC 3030) ------------------------------------------ */
+
+/*
+ * smtpd_bdat_scan - BDAT content is taken as sent (no dot-stuffing), but
+ * under DATA's rule for line ends (SPEC §4): every CR must be followed by
+ * LF and every LF preceded by CR, also across chunk boundaries, else
+ * d->bare is set. A chunk that ends with a CR leaves d->state at DS_CR
+ * until the next byte decides.
+ */
+void
+smtpd_bdat_scan(struct smtpd_data *d, const char *p, size_t len)
+{
+	size_t i = 0;
+
+	if (d->bare || len == 0)
+		return;
+	if (d->state == DS_CR) {
+		if (p[0] != '\n') {
+			d->bare = 1;
+			return;
+		}
+		i = 1;
+	}
+	d->state = DS_TEXT;
+	for (; i < len; i++) {
+		if (p[i] == '\n') {             /* an LF not eaten after its CR */
+			d->bare = 1;
+			return;
+		}
+		if (p[i] != '\r')
+			continue;
+		if (i + 1 == len) {
+			d->state = DS_CR;
+			return;
+		}
+		if (p[++i] != '\n') {
+			d->bare = 1;
+			return;
+		}
+	}
+}
+
+/* smtpd_bdat_end - the last chunk is in: a CR at the very end is bare too */
+int
+smtpd_bdat_end(struct smtpd_data *d)
+{
+	if (d->state == DS_CR)
+		d->bare = 1;
+	return d->bare;
+}
+
 /* --- header section ------------------------------------------------- */
 
 enum hdr_state {

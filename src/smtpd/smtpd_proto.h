@@ -107,6 +107,15 @@ void smtpd_data_init(struct smtpd_data *d);
 enum smtpd_data_result smtpd_data_feed(struct smtpd_data *d, const char *in, size_t len,
     size_t *consumed, char *out, size_t *outlen);
 
+/*
+ * smtpd_bdat_scan - check BDAT content in[0..len) (taken as sent) for bare
+ * CR or LF, across chunk boundaries; sets d->bare. smtpd_bdat_end - after
+ * the LAST chunk (a trailing CR is bare); returns d->bare. Start each
+ * message with smtpd_data_init().
+ */
+void smtpd_bdat_scan(struct smtpd_data *d, const char *in, size_t len);
+int smtpd_bdat_end(struct smtpd_data *d);
+
 /* --- the header section (RFC 5322 §2.2) ---------------------------- */
 
 #define SMTPD_HDR_ID_MAX 250         /* Message-ID value kept for the mail log */

@@ -32,6 +32,7 @@
 #include "smtpd/smtpd_int.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "dkim/dkim.h"
 #include "mail/maillog.h"
 #include "metrics/metrics.h"
 #include "queue/queue.h"
@@ -48,7 +49,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
-#define PREPEND_MAX 4096
+#define PREPEND_MAX 16384    /* Received:, Message-ID:, Date: and DKIM signatures */
 
 static const char *const state_names[] = {
 	"PROXY", "CMD", "DATA", "BDAT", "COMMIT", "CLOSING", "LINGER", "DEAD",
@@ -256,6 +257,7 @@ smtpd_txn_free(struct smtpd_txn *t)
 		return NULL;
 	if (t->qf != NULL)
 		t->qf = queue_file_abort(t->qf);
+	t->dkim = dkim_sign_free(t->dkim);
 	free(t->sender);
 	free(t->rbuf);
 	free(t);
@@ -568,6 +570,8 @@ txn_content(struct smtpd_sess *s, const char *p, size_t n)
 	}
 	if (!smtpd_hdr_in_body(&t->hdr))
 		smtpd_hdr_feed(&t->hdr, p, n);
+	if (t->dkim != NULL)
+		dkim_sign_feed(t->dkim, p, n);
 	if (queue_file_write(t->qf, p, n) < 0) {
 		log_warn("%s: queue file write", queue_file_id(t->qf));
 		t->reject |= SMTPD_R_IO;
@@ -698,6 +702,7 @@ commit_done(void *arg, int ok, const char *id)
 }
 
 #define TXN_REJECT(s, lit) txn_reject((s), lit, sizeof(lit) - 1)
+#define BARE_REPLY "550 5.5.2 Error: bare <CR> or <LF> received\r\n"
 
 /* txn_reject - end of content, the message is refused: reply, log, drop it */
 static void
@@ -734,8 +739,8 @@ txn_finish(struct smtpd_sess *s, int is_data)
 	size_t plen, slen;
 
 	smtpd_sess_enter(s, SMTPD_S_CMD);
-	if (is_data && t->data.bare) {
-		TXN_REJECT(s, "550 5.5.2 Error: bare <CR> or <LF> received\r\n");
+	if ((!is_data && smtpd_bdat_end(&t->data)) || t->data.bare) {
+		TXN_REJECT(s, BARE_REPLY);
 		return;
 	}
 	if (t->reject & SMTPD_R_SIZE) {
@@ -752,6 +757,8 @@ txn_finish(struct smtpd_sess *s, int is_data)
 	}
 	util_strlcpy(qid, queue_file_id(t->qf), sizeof(qid));
 	plen = build_prepend(s, qid, prepend, sizeof(prepend));
+	if (plen > 0 && t->dkim != NULL)     /* the signature goes on top: smtpd_dkim.c */
+		plen = smtpd_dkim_prepend(s, qid, prepend, plen, sizeof(prepend));
 	slen = strlen(t->sender);
 	h = malloc(sizeof(*h) + slen + 1);
 	if (plen == 0 || h == NULL) {
@@ -824,6 +831,10 @@ bdat_chunk_done(struct smtpd_sess *s)
 		return;
 	}
 	smtpd_sess_enter(s, SMTPD_S_CMD);
+	if (t->data.bare) {                  /* no use reading the rest of the message */
+		TXN_REJECT(s, BARE_REPLY);
+		return;
+	}
 	if (t->reject & SMTPD_R_SIZE) {
 		TXN_REJECT(s, "552 5.3.4 Message size exceeds fixed limit\r\n");
 		return;
@@ -836,7 +847,11 @@ bdat_chunk_done(struct smtpd_sess *s)
 	smtpd_sess_replyf(s, "250 2.0.0 Ok: %llu octets\r\n", (unsigned long long)s->bdat_size);
 }
 
-/* sess_bdat_input - the chunk's bytes, taken as they are (no dot-stuffing in BDAT) */
+/*
+ * sess_bdat_input - the chunk's bytes, taken as they are (no dot-stuffing
+ * in BDAT), but a bare CR or LF refuses the message as in DATA (SPEC §4):
+ * a next hop that reads lines differently must never see one.
+ */
 static void
 sess_bdat_input(struct smtpd_sess *s, struct evbuffer *in)
 {
@@ -846,8 +861,10 @@ sess_bdat_input(struct smtpd_sess *s, struct evbuffer *in)
 		size_t n = v.iov_len;
 		if ((uint64_t)n > s->bdat_left)
 			n = (size_t)s->bdat_left;
-		if (s->bdat_reply == NULL)
+		if (s->bdat_reply == NULL) {
+			smtpd_bdat_scan(&s->txn->data, v.iov_base, n);
 			txn_content(s, v.iov_base, n);
+		}
 		evbuffer_drain(in, n);
 		s->bdat_left -= n;
 	}
@@ -911,6 +928,7 @@ smtpd_sess_begin_content(struct smtpd_sess *s)
 	t->reject = 0;
 	smtpd_data_init(&t->data);
 	smtpd_hdr_init(&t->hdr);
+	smtpd_dkim_begin(s);
 	return 0;
 }
 

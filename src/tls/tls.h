@@ -54,10 +54,18 @@ int tls_keys_check(const char *root, const char *key_file, const char *cert_file
 int tls_keys_helper_start(const char *root, char *err, size_t errlen);
 
 /*
- * tls_keys_read_text - the key-store file rel (secrets, maps), whole and
- * NUL-terminated, read like the keys (through the reader when there is
- * one). The caller frees it (and wipes it when it holds a secret). NULL
- * with "FILE: why" in err.
+ * tls_keys_read - the file rel under the key store root (at most 1 MiB,
+ * inside the store: no "..", no symbolic link out of it), read through the
+ * privileged reader when it runs, for the other key material on the store
+ * (DKIM keys, the SMTP AUTH users file). A malloc'ed, NUL-terminated copy
+ * of *len bytes (the caller wipes and frees it), or NULL with why.
+ */
+char *tls_keys_read(const char *root, const char *rel, size_t *len, char *why, size_t whylen);
+
+/*
+ * tls_keys_read_text - tls_keys_read() for text files (secrets, maps): no
+ * key store, a missing file or a NUL in it is an error, with "FILE: why"
+ * in err. The caller wipes (when it holds a secret) and frees it.
  * tls_keys_read_line - its first line without the line end into buf
  * (SPEC §11: a secret read from a file); 0, or -1 with "FILE: why" (also
  * for an empty first line or one that does not fit).

@@ -347,6 +347,17 @@ keys_read(const char *root, const char *rel, size_t *len, char *why, size_t whyl
 	return buf;
 }
 
+/* tls_keys_read - see tls.h */
+char *
+tls_keys_read(const char *root, const char *rel, size_t *len, char *why, size_t whylen)
+{
+	char *buf = keys_read(root, rel, len, why, whylen);
+
+	if (buf != NULL)
+		buf[*len] = '\0';       /* both readers leave room for it */
+	return buf;
+}
+
 /* keys_bio - the file as a memory BIO (copied; the buffer is wiped); NULL with why */
 static BIO *
 keys_bio(const char *root, const char *rel, char *why, size_t whylen)
@@ -486,7 +497,7 @@ tls_keys_read_text(const char *root, const char *rel, size_t *len, char *err, si
 		    rel);
 		return NULL;
 	}
-	if ((buf = keys_read(root, rel, &n, why, sizeof(why))) == NULL) {
+	if ((buf = tls_keys_read(root, rel, &n, why, sizeof(why))) == NULL) {
 		if (util_bsnprintf(err, errlen, "%s: %s", rel, why) < 0)
 			util_strlcpy(err, why, errlen);
 		return NULL;

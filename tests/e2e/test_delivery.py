@@ -402,11 +402,13 @@ def test_no_dsn_for_null_sender(mtad_factory, world_factory):
     m = mtad_factory(w.conf())
     send(m, "", ["bob@dst.test"], tag="null")
     wait_log(m, "status=bounced")
+    # A DSN is queued (and logged) before the original is removed: once the
+    # original's "removed" line is there and the queue is empty, none can follow.
+    wait_log(m, ": removed")
     queue_empty(m)
-    time.sleep(0.5)
-    assert w.hop(3).messages == [], "no DSN to <>"
     assert log_lines(m, "sender non-delivery notification") == []
     assert log_lines(m, "discarded")
+    assert w.hop(3).messages == [], "no DSN to <>"
 
 
 def test_bounce_that_bounces_is_dropped(mtad_factory, world_factory):
@@ -421,8 +423,9 @@ def test_bounce_that_bounces_is_dropped(mtad_factory, world_factory):
     send(m, "alice@src.test", ["bob@dst.test"], tag="loop")
     wait_log(m, "to=<alice@src.test>")
     wait_log(m, "discarded")
+    # the original and its DSN both gone: nothing is left that could be sent
+    wait_until(lambda: len(log_lines(m, ": removed")) == 2, DEADLINE, what="both removed")
     queue_empty(m)
-    time.sleep(0.5)
     assert len(log_lines(m, "sender non-delivery notification")) == 1
     assert len(log_lines(m, "status=bounced")) == 2
     assert w.hop(3).messages == []
@@ -462,7 +465,14 @@ def test_flush_retries_at_once(mtad_factory, world_factory):
     m = mtad_factory(w.conf(retry_min_backoff="1h", retry_max_backoff="2h"))
     send(m, "alice@src.test", ["bob@dst.test"], tag="flush")
     wait_log(m, "status=deferred")
-    time.sleep(0.5)
+    qid = m.queue_files()[0]
+    with urllib.request.urlopen(urllib.request.Request(
+            "http://127.0.0.1:%d/api/queue/%s" % (m.ui_port, qid),
+            headers={"X-Requested-With": "mtad-test"}), timeout=10) as r:
+        row = json.loads(r.read())
+    row = row.get("message", row)
+    # the next attempt is an hour away, not now
+    assert row["next_try"] >= time.time() + 3000, row
     assert w.hop(2).messages == []
     req = urllib.request.Request("http://127.0.0.1:%d/api/queue/flush" % m.ui_port,
                                  data=b"{}", method="POST",
@@ -502,11 +512,15 @@ def test_held_message_waits(mtad_factory, world_factory):
         "dst.test": {"MX": [(10, "mx.dst.test")]},
         "mx.dst.test": {"A": ["127.0.0.2"]},
     }))
-    w.hop(2).tempfail("RCPT", times=1)
+    w.hop(2).tempfail("RCPT", times=2)
     m = mtad_factory(w.conf(retry_min_backoff="2s", retry_max_backoff="2s"))
     send(m, "alice@src.test", ["bob@dst.test"], tag="hold")
     wait_log(m, "status=deferred")
     qid = m.queue_files()[0]
+    # a control message, deferred after the held one: due no earlier than it
+    send(m, "alice@src.test", ["carol@dst.test"], tag="control")
+    wait_until(lambda: len(log_lines(m, "status=deferred")) == 2, DEADLINE,
+               what="the control message deferred")
 
     def post(action):
         req = urllib.request.Request(
@@ -515,10 +529,14 @@ def test_held_message_waits(mtad_factory, world_factory):
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status
     assert post("hold") == 200
-    time.sleep(3.5)
-    assert w.hop(2).messages == [], "held: not delivered"
+    # the control message's retry comes and is delivered; the held one, due as early, is not
+    msgs = w.hop(2).wait_for(1, DEADLINE)
+    assert [x.rcpts for x in msgs] == [["carol@dst.test"]], "held: not delivered"
+    wait_until(lambda: m.queue_files() == [qid], DEADLINE, what="the control message gone")
+    assert w.hop(2).messages[0].rcpts == ["carol@dst.test"]
+    assert len(w.hop(2).messages) == 1
     assert post("release") == 200
-    w.hop(2).wait_for(1, DEADLINE)
+    w.hop(2).wait_for(2, DEADLINE)
     queue_empty(m)
 
 

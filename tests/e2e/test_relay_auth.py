@@ -297,7 +297,10 @@ def test_sender_relay_map_two_senders_two_relays(mtad_factory, tmp_path):
         with open(os.path.join(keys, "senders.map"), "w") as f:
             f.write("@a.example [127.0.0.1]:%d user-b b.pw\n" % b.port)
         m.proc.send_signal(signal.SIGHUP)
-        assert wait_until(lambda: "configuration reloaded" in m.read_stderr(), 10)
+        try:
+            wait_until(lambda: "configuration reloaded" in m.read_stderr(), 20, what="reload")
+        except AssertionError:
+            raise AssertionError("no reload: " + m.read_stderr()[-3000:])
         _send(m, sender="carol@a.example", rcpt="z@dest.example")
         mb = b.wait_for(2, timeout=20)
         assert mb[1].sender == "carol@a.example" and len(a.messages) == 1

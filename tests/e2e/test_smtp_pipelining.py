@@ -2,10 +2,15 @@
 
 Replies must come back complete and in command order however the commands
 arrive, also across a commit that waits for the disk; BDAT chunks are taken
-byte for byte and a refused BDAT's chunk is never read as commands.
+byte for byte, under DATA's rule for line ends (a bare CR or LF refuses the
+message with 5.5.2), and a refused BDAT's chunk is never read as commands.
 """
 import re
 
+import pytest
+
+from conftest import wait_until
+from nexthop import NextHop
 from test_smtp_lib import Client, queue_file, queued_id, committed
 
 
@@ -100,7 +105,7 @@ def test_bdat_chunks(mtad):
     c.expect("MAIL FROM:<a@example.org>", 250)
     c.expect("RCPT TO:<b@example.com>", 250)
     part1 = b"Subject: chunked\r\n\r\nline\r\n.\r\n..dots stay\r\n"
-    part2 = b"bare\nLF and CR\r are data in BDAT\r\n"
+    part2 = b"the last\r\nchunk\r\n"
     c.send(b"BDAT %d\r\n" % len(part1) + part1)
     assert c.reply() == (250, ["2.0.0 Ok: %d octets" % len(part1)])
     c.send(b"BDAT %d LAST\r\n" % len(part2) + part2)
@@ -114,15 +119,90 @@ def test_bdat_chunks(mtad):
 def test_bdat_pipelined_and_empty_last(mtad):
     c = Client(mtad.smtp_port)
     c.expect("EHLO x", 250)
-    c.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.com>\r\nBDAT 6\r\nhello\n"
-           b"BDAT 2\r\n\r\nBDAT 0 LAST\r\nNOOP\r\n")
+    # the CRLF is split across the chunks: no bare CR, no bare LF
+    c.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.com>\r\nBDAT 6\r\nhello\r"
+           b"BDAT 2\r\n\nXBDAT 0 LAST\r\nNOOP\r\n")
     assert c.reply()[0] == 250
     assert c.reply()[0] == 250
     assert c.reply() == (250, ["2.0.0 Ok: 6 octets"])
     assert c.reply() == (250, ["2.0.0 Ok: 2 octets"])
     qid = queued_id(c.reply())
     assert c.reply() == (250, ["2.0.0 Ok"])
-    assert b"hello\n\r\n" in queue_file(mtad, qid)
+    assert b"hello\r\nX" in queue_file(mtad, qid)
+
+
+BARE = [
+    b"Subject: a\r\n\r\nbare\nLF\r\n",
+    b"Subject: a\r\n\r\nbare\rCR\r\n",
+    b"Subject: a\r\n\r\nx\r.\rMAIL FROM:<evil@example.org>\r\n",     # <CR>.<CR>
+    b"Subject: a\r\n\r\nx\n.\nMAIL FROM:<evil@example.org>\r\n",     # <LF>.<LF>
+    b"Subject: a\r\n\r\nx\r\n.\nMAIL FROM:<evil@example.org>\r\n",  # <CRLF>.<LF>
+    b"Subject: a\r\n\r\nends with a CR\r",
+]
+
+
+@pytest.mark.parametrize("content", BARE, ids=range(len(BARE)))
+def test_bdat_bare_line_ends_are_refused(mtad, content):
+    """SPEC §4: BDAT content follows DATA's rule for bare CR and LF (5.5.2),
+    whatever the chunking; the session goes on and nothing is queued."""
+    for split in (len(content), len(content) // 2, len(content) - 1):
+        c = Client(mtad.smtp_port)
+        c.expect("EHLO x", 250)
+        c.expect("MAIL FROM:<a@example.org>", 250)
+        c.expect("RCPT TO:<b@example.com>", 250)
+        first, rest = content[:split], content[split:]
+        if rest:
+            c.send(b"BDAT %d\r\n" % len(first) + first)
+            r = c.reply()
+            if r[0] == 250:           # the bare line end was not in the first chunk
+                c.send(b"BDAT %d LAST\r\n" % len(rest) + rest)
+                r = c.reply()
+            else:                     # refused at once: the LAST chunk is dropped
+                c.send(b"BDAT %d LAST\r\n" % len(rest) + rest)
+                assert c.reply() == (503, ["5.5.1 Error: need MAIL command"])
+        else:
+            c.send(b"BDAT %d LAST\r\n" % len(first) + first)
+            r = c.reply()
+        assert r == (550, ["5.5.2 Error: bare <CR> or <LF> received"]), (split, r)
+        assert c.cmd("NOOP") == (250, ["2.0.0 Ok"])        # never read as commands
+        c.expect("QUIT", 221)
+    assert committed(mtad) == []
+    wait_until(lambda: "reject: END-OF-MESSAGE from unknown[127.0.0.1]: 550 5.5.2 "
+               "Error: bare <CR> or <LF> received" in mtad.maillog(), 10, what="reject line")
+
+
+def test_bdat_bare_lf_refused_at_its_chunk(mtad):
+    """A bare LF in a middle chunk ends the transaction there (like SIZE)."""
+    c = Client(mtad.smtp_port)
+    c.expect("EHLO x", 250)
+    c.expect("MAIL FROM:<a@example.org>", 250)
+    c.expect("RCPT TO:<b@example.com>", 250)
+    c.send(b"BDAT 5\r\na\nbcdBDAT 3 LAST\r\nxyz")
+    assert c.reply() == (550, ["5.5.2 Error: bare <CR> or <LF> received"])
+    assert c.reply() == (503, ["5.5.1 Error: need MAIL command"])
+    assert committed(mtad) == []
+
+
+def test_bdat_dot_lines_relayed_stuffed(mtad_factory):
+    """A BDAT message whose lines start with '.' (one of them a lone '.'
+    followed by commands) reaches the next hop whole, as one message: the
+    outbound client dot-stuffs every line."""
+    with NextHop("127.0.0.1") as nh:
+        m = mtad_factory(conf={"smart_relay": nh.addr})
+        body = (b"Subject: dots\r\n\r\n.\r\nMAIL FROM:<evil@example.org>\r\n"
+                b"RCPT TO:<victim@example.net>\r\nDATA\r\n..two\r\n.\r\nend\r\n")
+        c = Client(m.smtp_port)
+        c.expect("EHLO x", 250)
+        c.expect("MAIL FROM:<a@example.org>", 250)
+        c.expect("RCPT TO:<b@example.com>", 250)
+        c.send(b"BDAT %d LAST\r\n" % len(body) + body)
+        queued_id(c.reply())
+        c.expect("QUIT", 221)
+        msgs = nh.wait_for(1)
+        wait_until(lambda: "status=sent" in m.maillog(), 10, what="the delivery line")
+        assert len(nh.messages) == 1
+        assert msgs[0].data.endswith(body), msgs[0].data[-300:]
+        assert nh.verbs().count("MAIL") == 1 and "DATA" in nh.verbs()
 
 
 def test_refused_bdat_chunk_is_discarded(mtad):

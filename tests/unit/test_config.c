@@ -1292,12 +1292,14 @@ test_print_roundtrip(void **state)
 	    "delay_warning_time = 4h\n"
 	    "destination_concurrency = 5\n"
 	    "smtp_connect_timeout = 10s\n"
+	    "maillog_stdout = yes\n"
 	    "smtpd_proxy_protocol = haproxy\n"
 	    "smtpd_proxy_networks = 192.0.2.0/24, 2001:db8::/32\n"
 	    "mail_owner = nobody\n"
 	    "smart_relay_tls = encrypt\n"
 	    "ui_hosts = mta.example.com ui.example.com\n"
 	    "ui_max_connections = 64\n"
+	    "dkim_key_table = dkim/keytable\n"
 	    "smart_relay_ca_file = relay-ca.pem\n"
 	    "smart_relay_username = relay-user\n"
 	    "smart_relay_password = \"s3cret pw\"\n"
@@ -1321,7 +1323,7 @@ test_print_roundtrip(void **state)
 	out1[n1] = '\0';
 	for (size_t i = 0; i < n1; i++)
 		lines += out1[i] == '\n';
-	assert_int_equal(lines, 47);            /* every property, one line each */
+	assert_int_equal(lines, 49);            /* every property, one line each */
 	assert_non_null(strstr(out1, "\npassword = ********\n"));
 	assert_non_null(strstr(out1, "\nsmart_relay_password = ********\n"));
 	assert_null(strstr(out1, "s3cret"));

@@ -9,9 +9,7 @@
  * Context:  the test thread runs the event loop; the queue's commit
  *           thread runs as in the daemon.
  *
- * QUEUE_BENCH=N in the environment also runs a throughput measurement
- * (N messages, 50 at a time) and prints commits/s and messages per sync,
- * instead of the other tests; it asserts nothing about time.
+ * The commit throughput measurement is bench/queue_bench.c (make bench-queue).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1356,78 +1354,6 @@ test_many(void **state)
 	free(ids);
 }
 
-/* ---------------------------------------------------------------- bench (not timed) */
-
-struct bench {
-	struct fx *f;
-	int started, done, total, inflight_max;
-	size_t len;
-	unsigned char *data;
-};
-
-static void bench_start(struct bench *b);
-
-static void
-bench_done(void *arg, int ok, const char *id)
-{
-	struct bench *b = arg;
-
-	(void)id;
-	if (!ok)
-		fail_msg("bench commit failed");
-	b->done++;
-	if (b->started < b->total)
-		bench_start(b);
-}
-
-static void
-bench_start(struct bench *b)
-{
-	static const char *const r[] = { "rcpt@example.org" };
-	struct queue_envelope env = { .sender = "sender@example.org", .rcpts = r, .nrcpt = 1,
-		.client_addr = "127.0.0.1", .client_name = "localhost", .helo = "bench" };
-	static const char prepend[] = "Received: from bench (localhost [127.0.0.1])\r\n"
-	    "\tby mx.test.example (mtad) with ESMTP id 0123456789ABCDEF\r\n"
-	    "\tfor <rcpt@example.org>; Mon, 1 Jan 2024 00:00:00 +0000\r\n";
-	struct queue_file *qf = queue_file_create(b->f->q, &env);
-
-	assert_non_null(qf);
-	for (size_t off = 0; off < b->len; off += 78)
-		(void)queue_file_write(qf, b->data + off, b->len - off < 78 ? b->len - off : 78);
-	b->started++;
-	queue_file_commit(qf, prepend, sizeof(prepend) - 1, bench_done, b);
-}
-
-static void
-test_bench(void **state)
-{
-	struct fx *f = *state;
-	const char *env = getenv("QUEUE_BENCH");
-	struct bench b = { .f = f, .len = 5000 };
-	uint64_t t0, t1;
-	long long n;
-
-	if (env == NULL || util_strtonum(env, 1, 10000000, &n) < 0) {
-		skip();
-		return;
-	}
-	b.total = (int)n;
-	f->q->sync_files = getenv("QUEUE_BENCH_FDATASYNC") != NULL;
-	b.data = make_content(b.len, 1);
-	t0 = util_mono_us();
-	for (int i = 0; i < 50 && b.started < b.total; i++)
-		bench_start(&b);
-	for (int i = 0; i < 10000000 && b.done < b.total; i++)
-		event_base_loop(f->base, EVLOOP_ONCE);
-	t1 = util_mono_us();
-	printf("bench (%s): %d messages of %zu bytes, 50 in flight: %.0f commits/s, "
-	    "%llu syncs, %.1f messages per sync\n",
-	    f->q->sync_files ? "fdatasync each" : "syncfs", b.done, b.len,
-	    b.done / ((t1 - t0) / 1e6), (unsigned long long)f->q->stat_syncs,
-	    (double)f->q->stat_synced / (double)(f->q->stat_syncs ? f->q->stat_syncs : 1));
-	free(b.data);
-}
-
 /* ---------------------------------------------------------------- tool interface */
 
 /* tool_read_all - a file's content through queue_reader_fdopen(), in reads of `chunk` */
@@ -1646,12 +1572,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_state_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recover_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bench, setup, teardown),
 	};
 
 	log_init("test_queue", 0);
-	if (getenv("QUEUE_BENCH") != NULL)
-		cmocka_set_test_filter("test_bench");
 	if (evthread_use_pthreads() < 0)
 		return 1;
 	return cmocka_run_group_tests(tests, NULL, NULL);

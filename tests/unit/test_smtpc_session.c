@@ -520,6 +520,48 @@ test_pipelined(void **state)
 	assert_string_equal(h.res[0].data_text, "250 2.0.0 Ok: queued as 1");
 }
 
+/*
+ * A line starts after CR as well as after LF: content with bare line ends
+ * (which smtpd no longer accepts, but a queue file may still hold) never
+ * puts "<CR>.<CR>" or "<LF>.<LF>" on the wire, for any chunking of it.
+ */
+static void
+test_dot_after_any_line_end(void **state)
+{
+	static const struct srv_step script[] = {
+		{ "<CONNECT>", SRV_REPLY, "220 mx.test\r\n" },
+		{ "EHLO client.test", SRV_REPLY, EHLO_PLAIN },
+		{ "MAIL FROM:<>", SRV_REPLY, "250 ok\r\n" },
+		{ "RCPT TO:<x@mx.test>", SRV_REPLY, "250 ok\r\n" },
+		{ "DATA", SRV_DATA, "354 go\r\n" },
+		{ "<DATA>", SRV_REPLY, "250 ok\r\n" },
+	};
+	static const char content[] = "a\r.\rb\n.\nc\r\n.d\r\r.\r\n.";
+	static const char want[] = "a\r..\rb\n..\nc\r\n..d\r\r..\r\n..\r\n";
+	struct txn_spec txn[1];
+
+	(void)state;
+	for (size_t chunk = 1; chunk <= sizeof(content); chunk++) {
+		struct h h;
+
+		memset(txn, 0, sizeof(txn));
+		txn[0].sender = "";
+		txn[0].rcpts[0] = "x@mx.test";
+		txn[0].nrcpt = 1;
+		txn[0].size = sizeof(content) - 1;
+		txn[0].content = content;
+		txn[0].chunk = chunk;
+		memset(&h, 0, sizeof(h));
+		run(&h, script, N(script), txn, 1, 5, 0);
+		assert_int_equal(h.script_errors, 0);
+		assert_int_equal(h.ndone, 1);
+		if (!data_eq(&h, want))
+			fail_msg("chunk size %zu", chunk);
+		assert_null(memmem(h.got, h.gotlen, "\r.\r", 3));
+		assert_null(memmem(h.got, h.gotlen, "\n.\n", 3));
+	}
+}
+
 /* No PIPELINING: one command per read; HELO after a refused EHLO. */
 static void
 test_lockstep_helo(void **state)
@@ -924,6 +966,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pipelined),
+		cmocka_unit_test(test_dot_after_any_line_end),
 		cmocka_unit_test(test_lockstep_helo),
 		cmocka_unit_test(test_local_refusals),
 		cmocka_unit_test(test_no_recipient),

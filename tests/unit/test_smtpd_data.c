@@ -271,6 +271,65 @@ feed_hdr(const struct hdr_row *r, const size_t *chunks, size_t nchunks, const ch
 	return 0;
 }
 
+/* ---- BDAT content: bare CR / LF across every chunk split ----------------- */
+
+static const struct {
+	const char *in;
+	int bare;
+} bdat_rows[] = {
+	{ "", 0 },
+	{ "Subject: x\r\n\r\nbody\r\n", 0 },
+	{ "no line end at all", 0 },
+	{ "a\r\n.\r\nb\r\n", 0 },          /* a dot line is data in BDAT */
+	{ "a\nb\r\n", 1 },
+	{ "a\rb\r\n", 1 },
+	{ "a\r.\rb\r\n", 1 },               /* <CR>.<CR> */
+	{ "a\n.\nb\r\n", 1 },               /* <LF>.<LF> */
+	{ "a\r\n.\n", 1 },
+	{ "a\r\r\n", 1 },
+	{ "\n", 1 },
+	{ "\r", 1 },                          /* a CR at the very end */
+	{ "a\r\n\r", 1 },
+	{ "a\n\r", 1 },
+	{ "\r\n\r\n", 0 },
+};
+
+/* bdat_run - in[] as chunks split at a and b (a <= b), then the end */
+static int
+bdat_run(const char *in, size_t a, size_t b)
+{
+	struct smtpd_data d;
+	size_t len = strlen(in);
+
+	smtpd_data_init(&d);
+	smtpd_bdat_scan(&d, in, a);
+	smtpd_bdat_scan(&d, in + a, b - a);
+	smtpd_bdat_scan(&d, in + b, len - b);
+	return smtpd_bdat_end(&d);
+}
+
+static void
+test_bdat_rows(void **state)
+{
+	int failed = 0;
+
+	(void)state;
+	for (size_t r = 0; r < sizeof(bdat_rows) / sizeof(bdat_rows[0]); r++) {
+		size_t len = strlen(bdat_rows[r].in);
+
+		for (size_t a = 0; a <= len; a++)
+			for (size_t b = a; b <= len; b++) {
+				int got = bdat_run(bdat_rows[r].in, a, b);
+				if (got != bdat_rows[r].bare) {
+					print_error("row %zu split %zu/%zu: got bare=%d, want %d\n",
+					    r, a, b, got, bdat_rows[r].bare);
+					failed++;
+				}
+			}
+	}
+	assert_int_equal(failed, 0);
+}
+
 static void
 test_hdr_rows(void **state)
 {
@@ -327,6 +386,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_data_rows),
 		cmocka_unit_test(test_data_large),
+		cmocka_unit_test(test_bdat_rows),
 		cmocka_unit_test(test_hdr_rows),
 		cmocka_unit_test(test_hdr_long_msgid),
 	};
