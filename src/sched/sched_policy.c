@@ -225,7 +225,7 @@ sched_nexthop_relay(const struct relay_target *t, enum sched_kind kind,
 int
 sched_nexthop_key(const struct sched_nexthop *nh, char *buf, size_t size)
 {
-	static const char kinds[] = { 'm', 'r', 'c' };
+	static const char kinds[] = { 'm', 'r', 'c', 'd' };
 
 	if (nh->smtps || nh->rule > 0)
 		return util_bsnprintf(buf, size, "%c|%s|%d|%d|%s%u", kinds[nh->kind], nh->name,
