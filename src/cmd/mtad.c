@@ -220,6 +220,7 @@ drain_start(struct mtad *d, const char *why)
 	if (d->draining || d->stopping)
 		return;
 	d->draining = 1;
+	metrics_set_unready(&d->metrics, METRICS_UNREADY_DRAINING, 1);      /* /readyz: 503 */
 	log_info("%s: draining: no new mail; delivering for up to %u s%s%s", why,
 	    d->cfg->drain_timeout, d->cfg->drain_relay.set ? ", then handing over to " : "",
 	    d->cfg->drain_relay.set ? d->cfg->drain_relay.host : "");
@@ -409,6 +410,7 @@ on_recover_slice(evutil_socket_t fd, short what, void *arg)
 		log_warnx("queue recovery in %s ran out of memory: the rest stays on disk "
 		    "until the next start", d->cfg->data_dir);
 	d->recovery = queue_recover_finish(d->recovery);
+	metrics_set_unready(&d->metrics, METRICS_UNREADY_RECOVERING, 0);
 }
 
 int
@@ -532,6 +534,7 @@ main(int argc, char **argv)
 	sched_set_tls(d.sched, d.tls_client);    /* SPEC §5: STARTTLS whenever offered */
 	if ((d.recovery = queue_recover_start(d.q, on_recovered, &d)) == NULL)
 		fatal("queue recovery in %s failed", d.cfg->data_dir);
+	metrics_set_unready(&d.metrics, METRICS_UNREADY_RECOVERING, 1);   /* /readyz: 503 */
 	queue_set_listener(d.q, on_recovered, &d);
 	if ((d.ev_recover = evtimer_new(d.base, on_recover_slice, &d)) == NULL)
 		fatalx("cannot create the recovery event");
@@ -539,9 +542,10 @@ main(int argc, char **argv)
 		size_t done, total;
 
 		queue_recover_progress(d.recovery, &done, &total);
-		if (total == 0)
+		if (total == 0) {
 			d.recovery = queue_recover_finish(d.recovery);
-		else
+			metrics_set_unready(&d.metrics, METRICS_UNREADY_RECOVERING, 0);
+		} else
 			event_active(d.ev_recover, EV_TIMEOUT, 0);   /* the first slice: once the loop runs */
 		log_info("mtad %s started: %zu queue file(s) to recover%s", MTAD_VERSION, total,
 		    total > 0 ? " in the background" : "");

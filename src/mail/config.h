@@ -152,6 +152,13 @@ int config_check_environment(const struct config *cfg, char *err, size_t errlen)
  */
 int config_check_warnings(const struct config *cfg);
 
+/*
+ * config_ui_is_open - 1 when the web UI needs no password (username empty)
+ * and listens beyond loopback (ui_address not 127.0.0.0/8 or ::1): anyone
+ * who reaches the port can read and change the queue (SPEC §11.1).
+ */
+int config_ui_is_open(const struct config *cfg);
+
 /* config_print - the effective configuration, one "name = value" a line, passwords masked */
 void config_print(const struct config *cfg, int fd);
 

@@ -562,8 +562,16 @@ sched_dispatch_group(struct sched *s, struct sched_msg *sm, const struct sched_n
     const char *key, const size_t *idx, size_t n, int cc)
 {
 	struct sched_job *job;
+	struct smtpc_reply why;
 
-	if ((job = job_new(s, sm, idx, n, cc)) != NULL && s->be->enqueue(s, nh, key, job) < 0) {
+	if ((job = job_new(s, sm, idx, n, cc)) != NULL && sched_dead_check(s, key, &why)) {
+		struct sched_attempt a;
+
+		memset(&a, 0, sizeof(a));
+		sched_job_fail(s, job, &a, &why, SCHED_TEMP);     /* never the last: guarded */
+		return;
+	}
+	if (job != NULL && s->be->enqueue(s, nh, key, job) < 0) {
 		TAILQ_REMOVE(&sm->jobs, job, mentry);
 		free(job);
 		sm->njobs--;        /* never the last: msg_dispatch() holds a guard */
@@ -899,6 +907,7 @@ sched_free(struct sched *s)
 		s->be->free_all(s);
 		s->dests = sched_map_free(s->dests);
 	}
+	sched_dead_free_all(s);
 	sched_bounce_detach_all(s);
 	sched_drain_free(s);
 	sched_heap_clear(&s->heap);     /* touches the nodes: before they go */
