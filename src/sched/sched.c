@@ -28,7 +28,7 @@
  * set-up incl. DNS (first transaction of a connection only), d = transfer.
  */
 #include "sched/sched_int.h"
-#include "sched/sched_map.h"
+#include "lib/map.h"
 #include "dns/dns.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -46,7 +46,7 @@
 #define US_PER_S 1000000ull
 
 static struct sched_msg *
-msg_of(struct sched_heap_node *hn)
+msg_of(struct heap_node *hn)
 {
 	return (struct sched_msg *)(void *)((char *)hn - offsetof(struct sched_msg, hn));
 }
@@ -146,7 +146,7 @@ msg_wake(const struct sched_msg *sm)
 static void
 msg_free(struct sched *s, struct sched_msg *sm)
 {
-	sched_heap_remove(&s->heap, &sm->hn);
+	heap_remove(&s->heap, &sm->hn);
 	msg_deactivate(s, sm);
 	sm->m->sched = NULL;
 	free(sm->fail);
@@ -185,14 +185,14 @@ sched_msg_schedule(struct sched *s, struct sched_msg *sm)
 	}
 	msg_deactivate(s, sm);
 	if (sm->m->held) {
-		sched_heap_remove(&s->heap, &sm->hn);
+		heap_remove(&s->heap, &sm->hn);
 		sched_rearm(s);
 		return;
 	}
 	w = msg_wake(sm);
-	if (sm->hn.idx != SCHED_HEAP_NONE)
-		sched_heap_update(&s->heap, &sm->hn, w);
-	else if (sched_heap_push(&s->heap, &sm->hn, w) < 0)
+	if (sm->hn.idx != HEAP_NONE)
+		heap_update(&s->heap, &sm->hn, w);
+	else if (heap_push(&s->heap, &sm->hn, w) < 0)
 		log_warnx("%s: out of memory: not scheduled until a flush or restart", sm->m->id);
 	sched_rearm(s);
 }
@@ -201,12 +201,12 @@ sched_msg_schedule(struct sched *s, struct sched_msg *sm)
 void
 sched_rearm(struct sched *s)
 {
-	struct sched_heap_node *top;
+	struct heap_node *top;
 	uint64_t now;
 
 	if (s->stopping)
 		return;
-	if ((top = sched_heap_top(&s->heap)) == NULL) {
+	if ((top = heap_top(&s->heap)) == NULL) {
 		if (s->timer_at != 0) {
 			evtimer_del(s->timer);
 			s->timer_at = 0;
@@ -781,17 +781,17 @@ sched_msg_finish(struct sched *s, struct sched_msg *sm)
 void
 sched_run(struct sched *s)
 {
-	struct sched_heap_node *top;
+	struct heap_node *top;
 	uint64_t now = sched_now(s);
 	unsigned n = 0;
 
 	if (s->stopping)
 		return;
-	while ((top = sched_heap_top(&s->heap)) != NULL && top->key <= now &&
+	while ((top = heap_top(&s->heap)) != NULL && top->key <= now &&
 	    n < SCHED_BATCH && s->nactive < SCHED_ACTIVE_MAX) {
 		struct sched_msg *sm = msg_of(top);
 
-		sched_heap_remove(&s->heap, top);
+		heap_remove(&s->heap, top);
 		msg_dispatch(s, sm, now);
 		n++;
 	}
@@ -844,11 +844,11 @@ sched_new_backend(struct event_base *base, const struct config *cfg, struct queu
 	s->ml = ml;
 	s->mt = m;
 	s->start_us = sched_now(s);
-	sched_heap_init(&s->heap);
+	heap_init(&s->heap);
 	LIST_INIT(&s->bounces);
 	if ((s->dns = dns_new(base, cfg, err, errlen)) == NULL)
 		goto fail;
-	if ((s->dnsc = sched_dnsc_new(s->dns)) == NULL || (s->dests = sched_map_new()) == NULL ||
+	if ((s->dnsc = sched_dnsc_new(s->dns)) == NULL || (s->dests = map_new()) == NULL ||
 	    (s->timer = evtimer_new(base, sched_on_timer, s)) == NULL ||
 	    (s->kick = event_new(base, -1, 0, sched_on_kick, s)) == NULL) {
 		util_bsnprintf(err, errlen, "scheduler: out of memory");
@@ -888,7 +888,7 @@ sched_add(struct sched *s, struct queue_msg *m)
 		log_warn("%s: not scheduled until a flush or restart", m->id);
 		return;
 	}
-	sched_heap_node_init(&sm->hn);
+	heap_node_init(&sm->hn);
 	sm->m = m;
 	TAILQ_INIT(&sm->jobs);
 	m->sched = sm;
@@ -931,12 +931,12 @@ sched_free(struct sched *s)
 	if (s->dests != NULL) {
 		s->be->abandon_all(s);
 		s->be->free_all(s);
-		s->dests = sched_map_free(s->dests);
+		s->dests = map_free(s->dests);
 	}
 	sched_dead_free_all(s);
 	sched_bounce_detach_all(s);
 	sched_drain_free(s);
-	sched_heap_clear(&s->heap);     /* touches the nodes: before they go */
+	heap_clear(&s->heap);     /* touches the nodes: before they go */
 	if (s->be_arg != NULL)
 		s->be->foreach(s->be_arg, free_msg_cb, s);
 	if (s->timer != NULL)

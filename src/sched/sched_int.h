@@ -27,7 +27,7 @@
 #include "sched/sched_backend.h"
 #include "sched/bounce.h"
 #include "sched/sched_dnsc.h"
-#include "sched/sched_heap.h"
+#include "lib/heap.h"
 #include "sched/sched_policy.h"
 #include "queue/queue.h"
 #include "smtpc/smtpc.h"
@@ -39,7 +39,7 @@
 struct dns;
 struct event;
 struct ssl_ctx_st;
-struct sched_map;
+struct map;
 
 #define SCHED_IDLE_SECONDS     3      /* an idle connection is closed after this */
 #define SCHED_REUSE_MAX        1000   /* transactions per connection, then a fresh one */
@@ -58,7 +58,7 @@ struct sched_bounce;
 TAILQ_HEAD(sched_jobq, sched_job);
 
 struct sched_msg {
-	struct sched_heap_node hn;      /* in s->heap while waiting for a time */
+	struct heap_node hn;      /* in s->heap while waiting for a time */
 	struct queue_msg *m;
 	unsigned njobs;                 /* jobs out, a DSN being committed, or a dispatch guard */
 	int      active;                /* counted in s->nactive */
@@ -150,8 +150,8 @@ struct sched {
 	struct metrics *mt;
 	struct dns *dns;
 	struct sched_dnsc *dnsc;
-	struct sched_map *dests;        /* key -> struct sched_dest */
-	struct sched_heap heap;
+	struct map *dests;        /* key -> struct sched_dest */
+	struct heap heap;
 	struct event *timer;            /* the heap's earliest wake-up */
 	uint64_t timer_at;              /* wall-clock µs it is armed for; 0 = not armed */
 	struct event *kick;             /* dispatch on the next loop pass */
@@ -162,8 +162,8 @@ struct sched {
 	LIST_HEAD(, sched_bounce) bounces;  /* DSN commits in flight */
 	unsigned nbounces;
 	struct ssl_ctx_st *tls;         /* outbound STARTTLS context (one reference); NULL = none */
-	struct sched_map *dead;         /* key -> until when it is not tried (sched_dead.c) */
-	struct sched_map *notls;        /* "host[addr]:port" -> until when TLS is skipped (sched_tls.c) */
+	struct map *dead;         /* key -> until when it is not tried (sched_dead.c) */
+	struct map *notls;        /* "host[addr]:port" -> until when TLS is skipped (sched_tls.c) */
 	struct sched_drain *drain;      /* SIGTERM with drain_relay, mtactl drain (sched_drain.c) */
 	struct sched_relays *relays;    /* sender_relay_map, verify context (sched_relay.c) */
 	int      stopping;
