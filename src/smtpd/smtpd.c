@@ -269,13 +269,13 @@ refuse(struct smtpd *srv, int fd, const char *text, size_t len)
  * out per batch), session; smtps: TLS from the first byte (RFC 8314 §3.3).
  */
 static void
-accept_common(struct smtpd *srv, evutil_socket_t fd, struct sockaddr *sa, int salen, int smtps)
+accept_common(struct smtpd *srv, evutil_socket_t fd, struct sockaddr *sa, int salen, unsigned kind)
 {
 	const struct config *cfg = srv->cfg;
 	struct smtpd_sess *s;
 	int one = 1;
 
-	if (srv->stopping || (smtps && srv->tls == NULL)) {
+	if (srv->stopping || ((kind & SMTPD_F_SMTPS) && srv->tls == NULL)) {
 		close(fd);
 		return;
 	}
@@ -299,8 +299,8 @@ accept_common(struct smtpd *srv, evutil_socket_t fd, struct sockaddr *sa, int sa
 		refuse(srv, fd, oom, sizeof(oom) - 1);
 		return;
 	}
-	if (smtps) {
-		s->flags |= SMTPD_F_SMTPS;
+	s->flags |= kind;                    /* SMTPD_F_SMTPS, SMTPD_F_SUBMISSION or 0 */
+	if (kind & SMTPD_F_SMTPS) {
 		if (smtpd_tls_start(s) < 0) {
 			log_warnx("smtpd: %s: cannot start TLS", s->addr);
 			smtpd_sess_kill(s);
@@ -325,7 +325,16 @@ accept_smtps_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr 
     void *arg)
 {
 	(void)lev;
-	accept_common(arg, fd, sa, salen, 1);
+	accept_common(arg, fd, sa, salen, SMTPD_F_SMTPS);
+}
+
+/* accept_submission_cb - a connection on submission_listen (STARTTLS, then AUTH) */
+static void
+accept_submission_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	(void)lev;
+	accept_common(arg, fd, sa, salen, SMTPD_F_SUBMISSION);
 }
 
 /* relisten_cb - accept again after a pause for lack of descriptors */
@@ -523,6 +532,9 @@ smtpd_new(struct event_base *base, const struct config *cfg, struct queue *q,
 	for (size_t i = 0; !cfg->ssl_disabled && i < cfg->n_smtps_listen; i++)
 		if (add_listener(srv, &cfg->smtps_listen[i], accept_smtps_cb, err, errlen) < 0)
 			goto fail;
+	for (size_t i = 0; !cfg->ssl_disabled && i < cfg->n_submission_listen; i++)
+		if (add_listener(srv, &cfg->submission_listen[i], accept_submission_cb, err, errlen) < 0)
+			goto fail;
 	if (!cfg->ssl_disabled && cfg->smtpd_proxy_protocol && cfg->n_smtps_listen > 0)
 		log_warnx("smtpd: smtpd_proxy_protocol applies to smtp_listen only; "
 		    "SMTPS sessions see the proxy's address");
@@ -620,6 +632,7 @@ smtpd_free(struct smtpd *srv)
 	free(srv->ehlo_starttls);
 	SSL_CTX_free(srv->tls);
 	smtpd_set_dkim(srv, NULL);
+	smtpd_auth_server_free(srv);
 	free(srv);
 	return NULL;
 }

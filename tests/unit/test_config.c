@@ -1265,6 +1265,8 @@ test_print_roundtrip(void **state)
 	    "smart_relay_tls = encrypt\n"
 	    "ui_hosts = mta.example.com ui.example.com\n"
 	    "ui_max_connections = 64\n"
+	    "submission_listen = 127.0.0.1:587\n"
+	    "smtpd_users_file = users\n"
 	    "dkim_key_table = dkim/keytable\n";
 	char err[2048], out1[16384], out2[16384];
 	struct config *a, *b;
@@ -1283,7 +1285,7 @@ test_print_roundtrip(void **state)
 	out1[n1] = '\0';
 	for (size_t i = 0; i < n1; i++)
 		lines += out1[i] == '\n';
-	assert_int_equal(lines, 42);            /* every property, one line each */
+	assert_int_equal(lines, 44);            /* every property, one line each */
 	assert_non_null(strstr(out1, "\npassword = ********\n"));
 	assert_null(strstr(out1, "p\\\"w"));
 	assert_non_null(strstr(out1, "\nusername = \" admin \"\n"));
