@@ -19,6 +19,8 @@ ui_address = 127.0.0.1
 ui_port = 8080
 smtpd_trusted_networks = 127.0.0.0/8, ::1
 ssl_disabled = yes
+# run as nobody after binding (a production host has a "mtad" user: mtad.conf(5))
+mail_owner = nobody
 CF
 fi
 echo "mtad: SMTP on 127.0.0.1:2525, UI on http://127.0.0.1:8080/, mail log in var/log/maillog"

@@ -68,6 +68,7 @@ struct http_route {
 };
 
 static http_handler_fn http_healthz;
+static http_handler_fn http_api_drain;
 
 /* The first row that matches the path wins; a wrong method is 405. */
 static const struct http_route http_routes[] = {
@@ -82,6 +83,7 @@ static const struct http_route http_routes[] = {
 	{ "/api/queue/release", R_POST,                     http_api_bulk },
 	{ "/api/queue/delete",  R_POST,                     http_api_bulk },
 	{ "/api/queue/",        R_GET | R_POST | R_DELETE | R_PREFIX, http_api_message },
+	{ "/api/drain",         R_POST,                     http_api_drain },
 	{ "/",                  R_GET,                      http_ui_index },
 	{ "/index.html",        R_GET,                      http_ui_index },
 	{ "/assets/",           R_GET | R_PREFIX,           http_ui_asset },
@@ -579,6 +581,34 @@ http_new(struct event_base *base, const struct config *cfg, struct queue *q,
 fail:
 	http_free(h);
 	return NULL;
+}
+
+/*
+ * http_api_drain - POST /api/drain (mtactl drain, SPEC §11.4): ask the
+ * daemon to drain; 202 at once, the drain runs on (the process then exits)
+ */
+static void
+http_api_drain(struct http *h, struct evhttp_request *req, const char *path,
+    struct evkeyvalq *query)
+{
+	json_t *j;
+
+	(void)path; (void)query;
+	if (h->drain_fn == NULL) {
+		http_error(req, 503, "drain is not available");
+		return;
+	}
+	h->drain_fn(h->drain_arg);
+	j = json_pack("{s:b}", "draining", 1);
+	http_reply_json(req, 202, j);       /* NULL: 500 */
+}
+
+/* http_set_drain - what POST /api/drain calls (fn(arg)); NULL = 503 */
+void
+http_set_drain(struct http *h, void (*fn)(void *arg), void *arg)
+{
+	h->drain_fn = fn;
+	h->drain_arg = arg;
 }
 
 /* http_set_sched - the scheduler, for the actions (borrowed; set once it exists) */

@@ -283,6 +283,8 @@ struct http {
 	struct queue *q;                   /* borrowed */
 	struct metrics *m;                 /* borrowed */
 	struct sched *sched;               /* borrowed; NULL until http_set_sched() */
+	void (*drain_fn)(void *arg);       /* POST /api/drain (http_set_drain); NULL = 503 */
+	void *drain_arg;
 	struct ssl_ctx_st *tls;            /* borrowed; NULL = plain HTTP */
 	int data_fd;                       /* data_dir, for fstatvfs; -1 if it could not be opened */
 	int auth_on;

@@ -88,6 +88,8 @@ struct config {
 
 	/* SPEC §11.4: the appliance in a container, and many of them */
 	int    maillog_stdout;             /* the mail log also on stdout */
+	struct relay_target drain_relay;   /* set: SIGTERM hands the queue over to it */
+	unsigned drain_timeout;            /* seconds of delivery after SIGTERM before that */
 
 	/* beyond the appliance (documented in docs/configuration.md) */
 	int    smtpd_proxy_protocol;       /* 0 = none, 1 = haproxy */

@@ -344,6 +344,20 @@ rcpt_outcome(struct sched *s, struct sched_msg *sm, size_t i, enum sched_class c
 
 	total = attempt_delays(sm, a, now, delays);
 	text = log_text(rp, cls, a->relay, stage, buf, sizeof(buf));
+	if (cls != SCHED_OK && sched_drain_handover(s)) {
+		/* SPEC §11.4: what drain_relay refuses stays on the volume, never bounces */
+		maillog_delivery(s->ml, m->id, r->addr, a->relay, total, delays, dsn, "deferred",
+		    text);
+		s->mt->deferred++;
+		next = now + (uint64_t)sched_backoff(attempts, cfg->retry_min_backoff,
+		    cfg->retry_max_backoff) * US_PER_S;
+		sched_rcpt_write(s, m, i, QUEUE_RCPT_PENDING, next, dsn, rp->text);
+		/* the file keeps the backoff for the next start; a temporary refusal
+		 * (a peer going away, a balancer's stale view) is tried again soon */
+		if (cls == SCHED_TEMP)
+			r->next_try_us = now + SCHED_DRAIN_RETRY * US_PER_S;
+		return;
+	}
 	switch (cls) {
 	case SCHED_OK:
 		maillog_delivery(s->ml, m->id, r->addr, a->relay, total, delays, dsn, "sent", text);
@@ -542,9 +556,9 @@ dispatch_fail_now(struct sched *s, struct sched_msg *sm, const size_t *idx, size
 		rcpt_outcome(s, sm, idx[i], cls, &why, NULL, &a, 1);
 }
 
-/* dispatch_group - one job for recipients idx[0..n) that share next hop nh */
-static void
-dispatch_group(struct sched *s, struct sched_msg *sm, const struct sched_nexthop *nh,
+/* sched_dispatch_group - one job for recipients idx[0..n) that share next hop nh */
+void
+sched_dispatch_group(struct sched *s, struct sched_msg *sm, const struct sched_nexthop *nh,
     const char *key, const size_t *idx, size_t n, int cc)
 {
 	struct sched_job *job;
@@ -579,7 +593,14 @@ dispatch_rcpts(struct sched *s, struct sched_msg *sm, size_t *idx, size_t n)
 	char *keys = NULL;
 	size_t *run = NULL, k = 0;
 	struct sched_nexthop nh;
+	const struct sched_nexthop *drain;
+	const char *drain_key;
 
+	/* draining (sched_drain.c): every recipient to drain_relay, one transaction */
+	if ((drain = sched_drain_route(s, &drain_key)) != NULL) {
+		sched_dispatch_group(s, sm, drain, drain_key, idx, n, 0);
+		return;
+	}
 	if ((grp = calloc(n, sizeof(*grp))) == NULL || (keys = calloc(n, SCHED_KEY_MAX)) == NULL ||
 	    (run = calloc(n, sizeof(*run))) == NULL) {
 		log_warnx("%s: out of memory: deferring", m->id);
@@ -607,7 +628,7 @@ dispatch_rcpts(struct sched *s, struct sched_msg *sm, size_t *idx, size_t n)
 			run[nrun++] = grp[j++].idx;
 		if (sched_nexthop_rcpt(m->rcpt[run[0]].addr, &cfg->smart_relay,
 		    cfg->relay_smtp_port, &nh) == 0)
-			dispatch_group(s, sm, &nh, grp[i].key, run, nrun, 0);
+			sched_dispatch_group(s, sm, &nh, grp[i].key, run, nrun, 0);
 		i = j;
 	}
 done:
@@ -639,7 +660,7 @@ dispatch_cc(struct sched *s, struct sched_msg *sm)
 	}
 	for (size_t i = 0; i < sm->m->nrcpt; i++)
 		all[i] = i;
-	dispatch_group(s, sm, &nh, key, all, sm->m->nrcpt, 1);
+	sched_dispatch_group(s, sm, &nh, key, all, sm->m->nrcpt, 1);
 	free(all);
 }
 
@@ -677,7 +698,8 @@ msg_dispatch(struct sched *s, struct sched_msg *sm, uint64_t now)
 	if (n > 0)
 		dispatch_rcpts(s, sm, due, n);
 	free(due);
-	if (sm->cc_owed && (force || sm->cc_next_us <= now))
+	/* the hand-over leaves a cc copy owed here: the relay makes its own (sched_drain.c) */
+	if (sm->cc_owed && (force || sm->cc_next_us <= now) && !sched_drain_handover(s))
 		dispatch_cc(s, sm);
 	if (--sm->njobs == 0)
 		sched_msg_finish(s, sm);
@@ -868,6 +890,7 @@ sched_free(struct sched *s)
 		s->dests = sched_map_free(s->dests);
 	}
 	sched_bounce_detach_all(s);
+	sched_drain_free(s);
 	sched_heap_clear(&s->heap);     /* touches the nodes: before they go */
 	if (s->be_arg != NULL)
 		s->be->foreach(s->be_arg, free_msg_cb, s);

@@ -50,6 +50,7 @@ struct sched_map;
 #define SCHED_MAX_ADDRS        10     /* addresses tried per connection attempt */
 #define SCHED_HEADERS_MAX      65536  /* original headers copied into a DSN */
 #define SCHED_STOP_GRACE       3      /* seconds running transactions get at shutdown */
+#define SCHED_DRAIN_RETRY      2      /* seconds between hand-over attempts of a message */
 
 struct sched_job;
 struct sched_conn;
@@ -162,6 +163,7 @@ struct sched {
 	unsigned nbounces;
 	struct ssl_ctx_st *tls;         /* outbound STARTTLS context (one reference); NULL = none */
 	struct sched_map *notls;        /* "host[addr]:port" -> until when TLS is skipped (sched_tls.c) */
+	struct sched_drain *drain;      /* SIGTERM with drain_relay, mtactl drain (sched_drain.c) */
 	int      stopping;
 	int      freeing;                /* sched_free(): results change nothing */
 	int      done_called;
@@ -225,6 +227,18 @@ void sched_bounce_none(struct sched *s, struct sched_msg *sm);
 size_t sched_bounce_delay_due(struct sched *s, struct sched_msg *sm, size_t *idx);
 /* sched_bounce_detach_all - sched_free: DSN commits in flight forget s */
 void sched_bounce_detach_all(struct sched *s);
+
+/* sched.c: one job for recipients idx[0..n) of sm that share next hop nh (key) */
+void sched_dispatch_group(struct sched *s, struct sched_msg *sm, const struct sched_nexthop *nh,
+    const char *key, const size_t *idx, size_t n, int cc);
+
+/* sched_drain.c: the hand-over phase routes everything to drain_relay */
+/* sched_drain_route - in the hand-over: drain_relay's next hop (its key in *key); else NULL */
+const struct sched_nexthop *sched_drain_route(const struct sched *s, const char **key);
+/* sched_drain_handover - 1 while messages go to drain_relay: refusals never bounce */
+int sched_drain_handover(const struct sched *s);
+/* sched_drain_free - sched_free: drop the drain state */
+void sched_drain_free(struct sched *s);
 
 /* sched_tls.c: outbound TLS policy (smart_relay_tls, per-host plain fallback) */
 void sched_tls_params(struct sched *s, const struct sched_dest *d, const char *relay,

@@ -95,6 +95,9 @@ class Mtad:
             "maillog_filename": "maillog",
             "hostname": "mx.test.example",
             "dns_servers": "127.0.0.1:1",  # nothing answers: no lookups leave the box
+            # started as root, mtad refuses a mail_owner that does not exist;
+            # test machines have no "mtad" user
+            "mail_owner": "nobody",
         }
         if conf:
             for k, v in conf.items():

@@ -1259,6 +1259,8 @@ test_print_roundtrip(void **state)
 	    "destination_concurrency = 5\n"
 	    "smtp_connect_timeout = 10s\n"
 	    "maillog_stdout = yes\n"
+	    "drain_relay = [10.1.2.3]:2525\n"
+	    "drain_timeout = 2m\n"
 	    "smtpd_proxy_protocol = haproxy\n"
 	    "smtpd_proxy_networks = 192.0.2.0/24, 2001:db8::/32\n"
 	    "mail_owner = nobody\n"
