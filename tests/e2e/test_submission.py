@@ -22,7 +22,7 @@ import pytest
 
 from conftest import free_port, wait_until
 from nexthop import NextHop
-from tls_fixture import tls_mtad, client_context
+from tls_fixture import tls_mtad, client_context, open_for_reload
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -220,6 +220,7 @@ def test_slow_hash_does_not_stall(mtad_factory, tmp_path, sink):
 def test_users_reload_and_metrics(sub):
     with open(os.path.join(sub.key_dir, "users"), "w") as f:
         f.write(users_text("dave:%s\n" % crypt.crypt("dave-pw", crypt.mksalt(crypt.METHOD_SHA512))))
+    open_for_reload(sub)     # another pytest run on the machine may have reset pytest-of-root to 0700
     sub.proc.send_signal(signal.SIGHUP)
     wait_until(lambda: "AUTH: 4 user(s) loaded" in sub.read_stderr(), DEADLINE,
                what="reload: %s" % sub.read_stderr()[-1000:])
