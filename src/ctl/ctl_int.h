@@ -43,6 +43,14 @@ struct ctl_http {
 	char auth[1024];             /* "Basic ..." or "" */
 	int  timeout_ms;
 	int  tls;                    /* HTTPS (ssl_disabled = no) */
+	/*
+	 * Beyond loopback the certificate is verified: against the system CA
+	 * store (OpenSSL's; SSL_CERT_FILE/SSL_CERT_DIR name another) and the
+	 * certificates of ssl_cert_file in the key store, for hostname.
+	 */
+	int  verify;
+	char verify_name[256];       /* hostname */
+	char ca_file[4096];          /* key store + ssl_cert_file, "" = none */
 };
 
 struct ctl_http_resp {

@@ -184,6 +184,8 @@ conn_give_up(struct sched_conn *cn)
 	log_trace(TRACE_SCHED, "sched: %s: giving up (%s), %zu job(s) waiting", d->key,
 	    why.text, d->njobs);
 	/* Others still trying or working keep the queue; the last one, or a DNS verdict, ends it. */
+	if (!others && cls == SCHED_TEMP)
+		sched_dead_mark(d->s, d->key, &why);    /* the rest of its mail waits, untried */
 	if (!others || (cn->err_dns && cls == SCHED_PERM))
 		dest_fail_all(d, &why, cls, cn->err_dns || why.code == 0 ? NULL : cn->relay);
 	else if (d->cap > d->nconns - 1)
@@ -572,6 +574,7 @@ conn_on_ready(void *arg, struct smtpc *c)
 	if (d->cap < conc)
 		d->cap++;
 	log_trace(TRACE_SCHED, "sched: %s: connected to %s", d->key, cn->relay);
+	sched_dead_clear(d->s, d->key);
 	conn_next(cn);
 	if (d->njobs > d->nsetup)
 		dest_kick(d);   /* a larger cap may allow another connection */

@@ -162,6 +162,7 @@ struct sched {
 	LIST_HEAD(, sched_bounce) bounces;  /* DSN commits in flight */
 	unsigned nbounces;
 	struct ssl_ctx_st *tls;         /* outbound STARTTLS context (one reference); NULL = none */
+	struct sched_map *dead;         /* key -> until when it is not tried (sched_dead.c) */
 	struct sched_map *notls;        /* "host[addr]:port" -> until when TLS is skipped (sched_tls.c) */
 	struct sched_drain *drain;      /* SIGTERM with drain_relay, mtactl drain (sched_drain.c) */
 	int      stopping;
@@ -239,6 +240,13 @@ const struct sched_nexthop *sched_drain_route(const struct sched *s, const char 
 int sched_drain_handover(const struct sched *s);
 /* sched_drain_free - sched_free: drop the drain state */
 void sched_drain_free(struct sched *s);
+
+/* sched_dead.c: destinations whose connections all failed are not tried for a while */
+void sched_dead_mark(struct sched *s, const char *key, const struct smtpc_reply *why);
+void sched_dead_clear(struct sched *s, const char *key);
+/* sched_dead_check - 1 when key is dead now (why: the reason to defer with), else 0 */
+int sched_dead_check(struct sched *s, const char *key, struct smtpc_reply *why);
+void sched_dead_free_all(struct sched *s);
 
 /* sched_tls.c: outbound TLS policy (smart_relay_tls, per-host plain fallback) */
 void sched_tls_params(struct sched *s, const struct sched_dest *d, const char *relay,
