@@ -475,6 +475,11 @@ on_recover_slice(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	/*
+	 * The loop runs: the listeners accept mail, so /readyz says 200 from
+	 * the first slice on, while the rest of the queue is still being read.
+	 */
+	metrics_set_unready(&d->metrics, METRICS_UNREADY_RECOVERING, 0);
 	if (d->recovery == NULL || d->stopping)
 		return;
 	while (rc == 0 && util_mono_us() - t0 < RECOVER_SLICE_US)
@@ -547,6 +552,8 @@ main(int argc, char **argv)
 	 * root, and handed to smtpd and http once they exist.
 	 */
 	if (!d.cfg->ssl_disabled || d.cfg->dkim_key_table[0] != '\0' ||
+	    d.cfg->smart_relay_password_file[0] != '\0' || d.cfg->smart_relay_ca_file[0] != '\0' ||
+	    d.cfg->sender_relay_map[0] != '\0' ||
 	    d.cfg->smtpd_users_file[0] != '\0') {
 		if (tls_keys_helper_start(key_store(d.cfg), d.owner_uid, d.owner_gid,
 		    err, sizeof(err)) < 0)
@@ -621,7 +628,7 @@ main(int argc, char **argv)
 	sched_set_tls(d.sched, d.tls_client);    /* SPEC §5: STARTTLS whenever offered */
 	if ((d.recovery = queue_recover_start(d.q, on_recovered, &d)) == NULL)
 		fatal("queue recovery in %s failed", d.cfg->data_dir);
-	metrics_set_unready(&d.metrics, METRICS_UNREADY_RECOVERING, 1);   /* /readyz: 503 */
+	metrics_set_unready(&d.metrics, METRICS_UNREADY_RECOVERING, 1);   /* /readyz: 503 until the loop runs */
 	queue_set_listener(d.q, on_recovered, &d);
 	if ((d.ev_recover = evtimer_new(d.base, on_recover_slice, &d)) == NULL)
 		fatalx("cannot create the recovery event");

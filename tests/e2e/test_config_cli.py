@@ -18,6 +18,9 @@ PROPERTIES = [
     "smtpd_proxy_protocol", "smtpd_proxy_networks", "mail_owner", "smart_relay_tls",
     "ui_hosts", "ui_max_connections", "submission_listen", "smtpd_users_file",
     "dkim_key_table",
+    "smart_relay_ca_file", "smart_relay_username", "smart_relay_password",
+    "smart_relay_password_file", "smart_relay_auth", "sender_relay_map",
+    "smtp_tls_session_cache",
 ]
 
 
