@@ -433,6 +433,11 @@ on_recover_slice(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	/*
+	 * The loop runs: the listeners accept mail, so /readyz says 200 from
+	 * the first slice on, while the rest of the queue is still being read.
+	 */
+	metrics_set_unready(&d->metrics, METRICS_UNREADY_RECOVERING, 0);
 	if (d->recovery == NULL || d->stopping)
 		return;
 	while (rc == 0 && util_mono_us() - t0 < RECOVER_SLICE_US)
@@ -571,7 +576,7 @@ main(int argc, char **argv)
 	sched_set_tls(d.sched, d.tls_client);    /* SPEC §5: STARTTLS whenever offered */
 	if ((d.recovery = queue_recover_start(d.q, on_recovered, &d)) == NULL)
 		fatal("queue recovery in %s failed", d.cfg->data_dir);
-	metrics_set_unready(&d.metrics, METRICS_UNREADY_RECOVERING, 1);   /* /readyz: 503 */
+	metrics_set_unready(&d.metrics, METRICS_UNREADY_RECOVERING, 1);   /* /readyz: 503 until the loop runs */
 	queue_set_listener(d.q, on_recovered, &d);
 	if ((d.ev_recover = evtimer_new(d.base, on_recover_slice, &d)) == NULL)
 		fatalx("cannot create the recovery event");
