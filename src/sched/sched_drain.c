@@ -56,7 +56,7 @@ struct sched_drain {
 	void    *arg;
 };
 
-/* drain_queued - messages in the queue (the scheduler's, or counted through the backend) */
+/* drain_count - messages in the queue and how many of them are held (through the backend) */
 static void
 count_cb(void *arg, struct queue_msg *m)
 {
