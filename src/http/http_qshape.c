@@ -19,6 +19,7 @@
  * first; "total" counts every domain.
  */
 #include "http/http_int.h"
+#include "lib/jsonout.h"
 #include "lib/map.h"
 #include "lib/util.h"
 #include "queue/queue.h"
@@ -158,26 +159,26 @@ qshape_json(struct qshape *qs, size_t limit)
 
 	if (o == NULL)
 		return NULL;
-	if (http_json_set(o, "now", json_integer((json_int_t)(qs->now_us / 1000000))) < 0 ||
-	    http_json_set(o, "buckets", buckets = json_array()) < 0 ||
-	    http_json_set(o, "total", total = json_object()) < 0 ||
-	    http_json_set(o, "domains", doms = json_array()) < 0 ||
-	    http_json_set(o, "ndomains", json_integer((json_int_t)qs->n)) < 0)
+	if (jsonout_set(o, "now", json_integer((json_int_t)(qs->now_us / 1000000))) < 0 ||
+	    jsonout_set(o, "buckets", buckets = json_array()) < 0 ||
+	    jsonout_set(o, "total", total = json_object()) < 0 ||
+	    jsonout_set(o, "domains", doms = json_array()) < 0 ||
+	    jsonout_set(o, "ndomains", json_integer((json_int_t)qs->n)) < 0)
 		goto fail;
 	for (int i = 0; i < QSHAPE_NBUCKET - 1; i++)
 		if (json_array_append_new(buckets, json_integer(qshape_minutes[i])) < 0)
 			goto fail;
 	if (json_array_append_new(buckets, json_null()) < 0 ||
-	    http_json_set(total, "count", json_integer((json_int_t)qs->total)) < 0 ||
-	    http_json_set(total, "ages", qshape_ages(qs->ages)) < 0)
+	    jsonout_set(total, "count", json_integer((json_int_t)qs->total)) < 0 ||
+	    jsonout_set(total, "ages", qshape_ages(qs->ages)) < 0)
 		goto fail;
 	for (size_t i = 0; i < qs->n && i < limit; i++) {
 		json_t *d = json_object();
 
 		if (d == NULL || json_array_append_new(doms, d) < 0 ||
-		    http_json_set(d, "domain", http_json_str(qs->v[i]->name)) < 0 ||
-		    http_json_set(d, "count", json_integer((json_int_t)qs->v[i]->count)) < 0 ||
-		    http_json_set(d, "ages", qshape_ages(qs->v[i]->ages)) < 0)
+		    jsonout_set(d, "domain", jsonout_str(qs->v[i]->name)) < 0 ||
+		    jsonout_set(d, "count", json_integer((json_int_t)qs->v[i]->count)) < 0 ||
+		    jsonout_set(d, "ages", qshape_ages(qs->v[i]->ages)) < 0)
 			goto fail;
 	}
 	return o;
