@@ -107,7 +107,7 @@ static void
 fuzz_json(const char *s, size_t len)
 {
 	struct evbuffer *b = evbuffer_new();
-	json_t *j = http_json_strn(s, len), *back;
+	json_t *j = jsonout_strn(s, len), *back;
 	size_t n;
 	unsigned char *out;
 

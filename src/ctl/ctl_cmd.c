@@ -19,11 +19,11 @@
  * ({"id", "sender", "arrival", "size", "state", "held", "recipients":
  * [{"address", "state", "attempts", "next_try", "last_reply", "dsn"}], ...}),
  * and everything is printed from that: a message read from data_dir goes
- * through the API's own encoder, http_msg_detail() (src/http/http.h).
+ * through the API's own encoder, queue_view_detail() (src/queue/queue_view.h).
  */
 #include "ctl/ctl.h"
 #include "ctl/ctl_int.h"
-#include "http/http.h"
+#include "queue/queue_view.h"
 #include "lib/util.h"
 #include "mail/config.h"
 #include "queue/queue.h"
@@ -441,7 +441,7 @@ static void
 ctl_direct_cb(void *arg, struct queue_msg *m)
 {
 	struct ctl_mailq *q = arg;
-	json_t *j = http_msg_detail(m, util_now_us());
+	json_t *j = queue_view_detail(m, util_now_us());
 
 	if (j == NULL) {
 		ctl_err(q->c, "out of memory");
@@ -786,7 +786,7 @@ ctl_cmd_show(struct ctl *c, const char *arg)
 			}
 			return ctl_direct_error(c, errno, err);
 		}
-		m = http_msg_detail(&qm, util_now_us());
+		m = queue_view_detail(&qm, util_now_us());
 		ctl_queue_msg_free(&qm);
 		if (m == NULL || (!c->body && ctl_jset(m, "headers", ctl_file_headers(c, id)) < 0)) {
 			json_decref(m);

@@ -168,7 +168,7 @@ http_error(struct evhttp_request *req, int code, const char *msg)
 
 	if (uri != NULL && strncmp(uri, "/api/", 5) == 0) {
 		json_t *j = json_object();
-		if (j != NULL && http_json_set(j, "error", http_json_str(msg)) == 0) {
+		if (j != NULL && jsonout_set(j, "error", jsonout_str(msg)) == 0) {
 			http_reply_json(req, code, j);
 			return;
 		}

@@ -45,9 +45,9 @@ http_snap_walk(void *arg, struct queue_msg *m)
 {
 	struct http_snap *s = arg;
 
-	switch (http_msg_state(m)) {
-	case HTTP_STATE_HELD:     s->n_held++; break;
-	case HTTP_STATE_DEFERRED: s->n_deferred++; break;
+	switch (queue_view_state(m)) {
+	case QUEUE_VIEW_HELD:     s->n_held++; break;
+	case QUEUE_VIEW_DEFERRED: s->n_deferred++; break;
 	default:                  s->n_active++; break;
 	}
 	for (size_t i = 0; i < m->nrcpt; i++)
@@ -113,6 +113,9 @@ http_snap_take(struct http *h, struct http_snap *s)
 	s->sessions_total = m->sessions_total;
 	s->tls_sessions = m->tls_sessions;
 	s->dkim_signed = m->dkim_signed;
+	s->auth_sessions = m->auth_sessions;
+	s->auth_sessions_active = m->auth_sessions_active;
+	s->auth_failures = m->auth_failures;
 	s->accepted = m->accepted;
 	s->accepted_bytes = m->accepted_bytes;
 	s->rejected = m->rejected;
@@ -188,7 +191,7 @@ http_api_history(struct http *h, struct evhttp_request *req, const char *path,
 		return;
 	}
 	j = http_history_json(r);
-	if (j != NULL && http_json_set(j, "now",
+	if (j != NULL && jsonout_set(j, "now",
 	    json_integer((json_int_t)(util_now_us() / 1000000))) < 0) {
 		json_decref(j);
 		j = NULL;
@@ -231,9 +234,9 @@ http_msg_headers(struct http *h, const struct queue_msg *m, json_t *o)
 	int rc;
 
 	if ((r = queue_reader_open(h->q, m)) == NULL) {
-		if (http_json_set(o, "headers", json_array()) < 0)
+		if (jsonout_set(o, "headers", json_array()) < 0)
 			return -1;
-		return http_json_set(o, "headers_error", json_string("cannot read the message file"));
+		return jsonout_set(o, "headers_error", json_string("cannot read the message file"));
 	}
 	if ((buf = malloc(HTTP_MAX_DETAIL_HEAD)) == NULL) {
 		queue_reader_close(r);
@@ -253,11 +256,11 @@ http_msg_headers(struct http *h, const struct queue_msg *m, json_t *o)
 	return rc;
 }
 
-/* http_msg_full - the body of /api/queue/ID: http_msg_detail() and the headers */
+/* http_msg_full - the body of /api/queue/ID: queue_view_detail() and the headers */
 static json_t *
 http_msg_full(struct http *h, const struct queue_msg *m)
 {
-	json_t *o = http_msg_detail(m, util_now_us());
+	json_t *o = queue_view_detail(m, util_now_us());
 
 	if (o == NULL)
 		return NULL;
@@ -415,7 +418,7 @@ struct http_walk {
 	struct queue_msg **v;
 	size_t n, cap;
 	int oom;
-	uint64_t counts[4];            /* by enum http_state, over the whole queue */
+	uint64_t counts[4];            /* by enum queue_view_state, over the whole queue */
 };
 
 /* http_walk_cb - queue_foreach callback of a listing: count by state, keep the matches */
@@ -424,7 +427,7 @@ http_walk_cb(void *arg, struct queue_msg *m)
 {
 	struct http_walk *w = arg;
 
-	w->counts[http_msg_state(m)]++;
+	w->counts[queue_view_state(m)]++;
 	if (w->oom || !http_filter_match(w->f, m))
 		return;
 	if (w->n == w->cap) {
@@ -534,28 +537,28 @@ http_api_queue(struct http *h, struct evhttp_request *req, const char *path,
 		return;
 	}
 	if ((o = json_object()) == NULL || (items = json_array()) == NULL ||
-	    http_json_set(o, "items", items) < 0)
+	    jsonout_set(o, "items", items) < 0)
 		goto oom;
 	for (size_t i = (size_t)off; i < w.n && i < (size_t)(off + per); i++) {
 		const struct queue_msg *m = desc ? w.v[w.n - 1 - i] : w.v[i];
-		if (json_array_append_new(items, http_msg_summary(m, now)) < 0)
+		if (json_array_append_new(items, queue_view_summary(m, now)) < 0)
 			goto oom;
 	}
 	if ((counts = json_pack("{s:I,s:I,s:I,s:I}",
-	    "all", (json_int_t)(w.counts[HTTP_STATE_ACTIVE] + w.counts[HTTP_STATE_DEFERRED] +
-	    w.counts[HTTP_STATE_HELD]),
-	    "active", (json_int_t)w.counts[HTTP_STATE_ACTIVE],
-	    "deferred", (json_int_t)w.counts[HTTP_STATE_DEFERRED],
-	    "held", (json_int_t)w.counts[HTTP_STATE_HELD])) == NULL ||
-	    http_json_set(o, "counts", counts) < 0 ||
-	    http_json_set(o, "total", json_integer((json_int_t)w.n)) < 0 ||
-	    http_json_set(o, "offset", json_integer(off)) < 0 ||
-	    http_json_set(o, "limit", json_integer(per)) < 0 ||
-	    http_json_set(o, "page", json_integer(page)) < 0 ||
-	    http_json_set(o, "per_page", json_integer(per)) < 0 ||
-	    http_json_set(o, "pages", json_integer((json_int_t)((w.n + (size_t)per - 1) / (size_t)per))) < 0 ||
-	    http_json_set(o, "order", json_string(desc ? "desc" : "asc")) < 0 ||
-	    http_json_set(o, "now", json_integer((json_int_t)(now / 1000000))) < 0)
+	    "all", (json_int_t)(w.counts[QUEUE_VIEW_ACTIVE] + w.counts[QUEUE_VIEW_DEFERRED] +
+	    w.counts[QUEUE_VIEW_HELD]),
+	    "active", (json_int_t)w.counts[QUEUE_VIEW_ACTIVE],
+	    "deferred", (json_int_t)w.counts[QUEUE_VIEW_DEFERRED],
+	    "held", (json_int_t)w.counts[QUEUE_VIEW_HELD])) == NULL ||
+	    jsonout_set(o, "counts", counts) < 0 ||
+	    jsonout_set(o, "total", json_integer((json_int_t)w.n)) < 0 ||
+	    jsonout_set(o, "offset", json_integer(off)) < 0 ||
+	    jsonout_set(o, "limit", json_integer(per)) < 0 ||
+	    jsonout_set(o, "page", json_integer(page)) < 0 ||
+	    jsonout_set(o, "per_page", json_integer(per)) < 0 ||
+	    jsonout_set(o, "pages", json_integer((json_int_t)((w.n + (size_t)per - 1) / (size_t)per))) < 0 ||
+	    jsonout_set(o, "order", json_string(desc ? "desc" : "asc")) < 0 ||
+	    jsonout_set(o, "now", json_integer((json_int_t)(now / 1000000))) < 0)
 		goto oom;
 	free(w.v);
 	http_reply_json(req, 200, o);

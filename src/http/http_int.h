@@ -22,6 +22,9 @@
 
 #include <jansson.h>
 
+#include "lib/jsonout.h"
+#include "queue/queue_view.h"
+
 struct evbuffer;
 struct evhttp_request;
 struct event;
@@ -44,22 +47,9 @@ struct queue_msg;
 #define HTTP_DEF_PER_PAGE      50
 #define HTTP_MAX_DETAIL_HEAD   65536   /* header bytes read for /api/queue/ID */
 #define HTTP_MAX_DETAIL_LINES  500     /* header fields returned */
-#define HTTP_LIST_RCPTS        3       /* recipients shown per row of /api/queue */
 #define HTTP_MAX_PENDING       1024    /* delayed replies (bulk actions) at once */
 #define HTTP_BATCH             1000    /* messages per loop turn in bulk actions */
 #define HTTP_WALK_CACHE_US     1000000 /* see struct http, walk */
-
-/* --- message state as the UI names it ------------------------------------ */
-
-enum http_state {
-	HTTP_STATE_ANY = 0,
-	HTTP_STATE_ACTIVE,     /* waiting for its first attempt or being delivered */
-	HTTP_STATE_DEFERRED,   /* at least one recipient failed temporarily */
-	HTTP_STATE_HELD,       /* put on hold by the operator */
-};
-
-const char *http_state_name(enum http_state st);
-enum http_state http_msg_state(const struct queue_msg *m);
 
 /* --- queue filter (http_filter.c) ---------------------------------------- */
 
@@ -73,7 +63,7 @@ struct http_filter {
 	const char *rcpt;       /* some recipient contains */
 	const char *domain;     /* some recipient's domain is or ends in .domain */
 	const char *id;         /* exact queue id */
-	enum http_state state;
+	enum queue_view_state state;
 	int64_t min_age;        /* seconds; -1 = none */
 	int64_t max_age;
 	uint64_t now_us;        /* wall clock the ages are measured against */
@@ -93,16 +83,11 @@ int64_t http_parse_age(const char *s);
 
 /* --- JSON (http_json.c) --------------------------------------------------- */
 
-/* http_json_str - a JSON string from untrusted bytes: bad UTF-8 becomes U+FFFD */
-json_t *http_json_strn(const char *s, size_t len);
-json_t *http_json_str(const char *s);            /* NULL s -> JSON null */
 /*
  * http_json_dump - compact JSON into b, with <, > and & written as \u003c,
  * \u003e, \u0026 so no byte of it can be read as markup. 0 or -1.
  */
 int http_json_dump(const json_t *j, struct evbuffer *b);
-/* http_json_set - json_object_set_new that tolerates a NULL value (-1) */
-int http_json_set(json_t *obj, const char *key, json_t *val);
 
 /* --- a message's header section (http_headers.c) -------------------------- */
 
@@ -124,6 +109,7 @@ struct http_snap {
 	/* struct metrics, copied */
 	uint64_t sessions_active, sessions_total, tls_sessions;
 	uint64_t dkim_signed;
+	uint64_t auth_sessions, auth_sessions_active, auth_failures;
 	uint64_t accepted, accepted_bytes, rejected;
 	uint64_t delivered, deferred, bounced;
 	uint64_t latency_bucket[16];

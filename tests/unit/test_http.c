@@ -180,14 +180,14 @@ test_msg_state(void **state)
 
 	(void)state;
 	fake_init(&f, "0000000000000001", "a@b", 1, 0, "x@y", 0, "z@y", 0);
-	assert_int_equal(http_msg_state(&f.m), HTTP_STATE_ACTIVE);
+	assert_int_equal(queue_view_state(&f.m), QUEUE_VIEW_ACTIVE);
 	f.r[1].attempts = 1;
-	assert_int_equal(http_msg_state(&f.m), HTTP_STATE_DEFERRED);
+	assert_int_equal(queue_view_state(&f.m), QUEUE_VIEW_DEFERRED);
 	f.r[1].state = QUEUE_RCPT_DELIVERED;        /* tried, but done: not deferred */
-	assert_int_equal(http_msg_state(&f.m), HTTP_STATE_ACTIVE);
+	assert_int_equal(queue_view_state(&f.m), QUEUE_VIEW_ACTIVE);
 	f.m.held = 1;
-	assert_int_equal(http_msg_state(&f.m), HTTP_STATE_HELD);
-	assert_string_equal(http_state_name(HTTP_STATE_HELD), "held");
+	assert_int_equal(queue_view_state(&f.m), QUEUE_VIEW_HELD);
+	assert_string_equal(queue_view_state_name(QUEUE_VIEW_HELD), "held");
 }
 
 /* --- JSON ------------------------------------------------------------------ */
@@ -213,13 +213,13 @@ test_json_utf8(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		json_t *j = http_json_strn(rows[i].in, rows[i].len);
+		json_t *j = jsonout_strn(rows[i].in, rows[i].len);
 		assert_non_null(j);
 		if (strcmp(json_string_value(j), rows[i].want) != 0)
 			fail_msg("row %zu: got \"%s\", want \"%s\"", i, json_string_value(j), rows[i].want);
 		json_decref(j);
 	}
-	assert_true(json_is_null(http_json_str(NULL)));
+	assert_true(json_is_null(jsonout_str(NULL)));
 }
 
 static void
