@@ -7,6 +7,7 @@
  * Errors:   start-up failures print the SPEC §3 text on stderr and exit 1.
  * Context:  the event-loop thread (the queue starts its own fsync thread).
  */
+#include "auth/auth.h"
 #include "dkim/dkim.h"
 #include "http/http.h"
 #include "lib/log.h"
@@ -53,6 +54,7 @@ struct mtad {
 	struct ssl_ctx_st *tls;        /* server context (SMTP, SMTPS, HTTPS); NULL = TLS off */
 	struct ssl_ctx_st *tls_client; /* outbound STARTTLS */
 	struct dkim_keys *dkim;        /* dkim_key_table; NULL = no signing */
+	struct auth_users *users;      /* smtpd_users_file; NULL = no SMTP AUTH */
 	struct metrics metrics;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_pipe;
 	struct queue_recovery *recovery; /* the queue is still being read (in slices) */
@@ -375,6 +377,45 @@ dkim_reload(struct mtad *d, const struct config *ncfg)
 		log_info("DKIM: %zu key(s) loaded from %s", dkim_keys_count(k), ncfg->dkim_key_table);
 }
 
+/* users_load - the SMTP AUTH users of cfg (NULL when none); -1 with the SPEC §3 text */
+static int
+users_load(const struct config *cfg, struct auth_users **out, char *err, size_t errlen)
+{
+	char why[1024];
+
+	*out = NULL;
+	if (cfg->smtpd_users_file[0] == '\0')
+		return 0;
+	if ((*out = auth_users_load(key_store(cfg), cfg->smtpd_users_file, why, sizeof(why))) == NULL) {
+		if (util_bsnprintf(err, errlen, "Error: failed to pre-configure MTA: %s", why) < 0)
+			util_strlcpy(err, "Error: failed to pre-configure MTA: smtpd_users_file", errlen);
+		return -1;
+	}
+	return 0;
+}
+
+/* users_reload - SIGHUP: the users file again; a bad one keeps the running table */
+static void
+users_reload(struct mtad *d, const struct config *ncfg)
+{
+	struct auth_users *u;
+	char err[1200];
+
+	if (users_load(ncfg, &u, err, sizeof(err)) < 0) {
+		log_warnx("AUTH: keeping the current users: %s", err);
+		return;
+	}
+	if (smtpd_set_users(d->smtpd, u) < 0) {
+		log_warnx("AUTH: cannot start the password-check threads; keeping the current users");
+		auth_users_unref(u);
+		return;
+	}
+	auth_users_unref(d->users);
+	d->users = u;
+	if (u != NULL)
+		log_info("AUTH: %zu user(s) loaded from %s", auth_users_count(u), ncfg->smtpd_users_file);
+}
+
 /* on_hup - re-read the configuration; what needs a restart (listeners, data_dir) is kept */
 static void
 on_hup(evutil_socket_t sig, short what, void *arg)
@@ -396,6 +437,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	config_check_warnings(ncfg);
 	tls_reload(d, ncfg);
 	dkim_reload(d, ncfg);
+	users_reload(d, ncfg);
 	smtpd_set_config(d->smtpd, ncfg);
 	sched_ops_set_config(d->sched, ncfg);
 	http_set_config(d->http, ncfg);
@@ -492,8 +534,11 @@ main(int argc, char **argv)
 	owner_lookup(&d);
 	if (dkim_load(d.cfg, &d.dkim, err, sizeof(err)) < 0)
 		startup_error(&d, "%s", err);
+	if (users_load(d.cfg, &d.users, err, sizeof(err)) < 0)
+		startup_error(&d, "%s", err);
 	if (check) {
 		d.dkim = dkim_keys_unref(d.dkim);
+		d.users = auth_users_unref(d.users);
 		config_check_warnings(d.cfg);
 		if (print)
 			config_print(d.cfg, STDOUT_FILENO);
@@ -508,7 +553,8 @@ main(int argc, char **argv)
 	 */
 	if (!d.cfg->ssl_disabled || d.cfg->dkim_key_table[0] != '\0' ||
 	    d.cfg->smart_relay_password_file[0] != '\0' || d.cfg->smart_relay_ca_file[0] != '\0' ||
-	    d.cfg->sender_relay_map[0] != '\0') {
+	    d.cfg->sender_relay_map[0] != '\0' ||
+	    d.cfg->smtpd_users_file[0] != '\0') {
 		if (tls_keys_helper_start(key_store(d.cfg), d.owner_uid, d.owner_gid,
 		    err, sizeof(err)) < 0)
 			startup_error(&d, "%s", err);
@@ -560,6 +606,10 @@ main(int argc, char **argv)
 		startup_error(&d, "Error: failed to start MTA server: %s", err);
 	smtpd_set_tls(d.smtpd, d.tls);
 	smtpd_dkim_set(d.smtpd, d.dkim);
+	if (smtpd_set_users(d.smtpd, d.users) < 0)
+		startup_error(&d, "Error: failed to start MTA server: cannot start the password-check threads");
+	if (d.users != NULL)
+		log_info("AUTH: %zu user(s) from %s", auth_users_count(d.users), d.cfg->smtpd_users_file);
 	if (d.dkim != NULL)
 		log_info("DKIM: signing with %zu key(s) from %s", dkim_keys_count(d.dkim),
 		    d.cfg->dkim_key_table);
@@ -605,6 +655,7 @@ main(int argc, char **argv)
 	d.tls = tls_ctx_free(d.tls);
 	d.tls_client = tls_ctx_free(d.tls_client);
 	d.dkim = dkim_keys_unref(d.dkim);
+	d.users = auth_users_unref(d.users);
 	d.q = queue_close(d.q);
 	d.ml = maillog_close(d.ml);
 	event_free(d.ev_term);

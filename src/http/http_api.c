@@ -113,6 +113,9 @@ http_api_snap_take(struct http *h, struct http_snap *s)
 	s->sessions_total = m->sessions_total;
 	s->tls_sessions = m->tls_sessions;
 	s->dkim_signed = m->dkim_signed;
+	s->auth_sessions = m->auth_sessions;
+	s->auth_sessions_active = m->auth_sessions_active;
+	s->auth_failures = m->auth_failures;
 	s->accepted = m->accepted;
 	s->accepted_bytes = m->accepted_bytes;
 	s->rejected = m->rejected;

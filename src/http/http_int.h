@@ -109,6 +109,7 @@ struct http_snap {
 	/* struct metrics, copied */
 	uint64_t sessions_active, sessions_total, tls_sessions;
 	uint64_t dkim_signed;
+	uint64_t auth_sessions, auth_sessions_active, auth_failures;
 	uint64_t accepted, accepted_bytes, rejected;
 	uint64_t delivered, deferred, bounced;
 	uint64_t latency_bucket[16];

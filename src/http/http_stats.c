@@ -60,7 +60,9 @@ http_stats_json(const struct http_snap *s)
 	static const char *const qn[] = {
 		"messages", "kilobytes", "bytes", "recipients", "active", "deferred", "held",
 	};
-	static const char *const sn[] = { "active", "total", "tls_total" };
+	static const char *const sn[] = {
+		"active", "total", "tls_total", "auth_active", "auth_total", "auth_failures",
+	};
 	static const char *const tn[] = {
 		"accepted", "accepted_bytes", "rejected", "delivered", "deferred", "bounced",
 	};
@@ -68,7 +70,10 @@ http_stats_json(const struct http_snap *s)
 		s->queue_messages, (s->queue_bytes + 1023) / 1024, s->queue_bytes,
 		s->queue_rcpts, s->n_active, s->n_deferred, s->n_held,
 	};
-	const uint64_t sv[] = { s->sessions_active, s->sessions_total, s->tls_sessions };
+	const uint64_t sv[] = {
+		s->sessions_active, s->sessions_total, s->tls_sessions, s->auth_sessions_active,
+		s->auth_sessions, s->auth_failures,
+	};
 	const uint64_t tv[] = {
 		s->accepted, s->accepted_bytes, s->rejected, s->delivered, s->deferred, s->bounced,
 	};

@@ -157,6 +157,9 @@ static const struct cfg_prop cfg_props[] = {
 	{ "ui_max_connections", CFG_UINT, "256", OFF(ui_max_connections), 0, 1, 100000, 0, 0 },
 
 	/* SPEC §11.3 */
+	{ "submission_listen", CFG_LISTEN, "", OFF(submission_listen), OFF(n_submission_listen),
+	    0, 0, 0, 1 },
+	{ "smtpd_users_file", CFG_STRING, "", OFF(smtpd_users_file), 0, 0, 0, CHK_TEXT, 0 },
 	{ "dkim_key_table", CFG_STRING, "", OFF(dkim_key_table), 0, 0, 0, CHK_TEXT, 0 },
 
 	/* SPEC §11.2 */
@@ -676,6 +679,11 @@ cfg_cross_check(struct config *cfg, struct cfg_state *st)
 	}
 	if (!cfg->ssl_disabled && (cfg->ssl_key_file[0] == '\0' || cfg->ssl_cert_file[0] == '\0')) {
 		cfg_fixed(st->err, st->errlen, CFG_KEYS_UNDEF_ERR);
+		return -1;
+	}
+	if (cfg->n_submission_listen > 0 && cfg->ssl_disabled) {
+		cfg_err(st->err, st->errlen, "%s: submission_listen needs TLS (ssl_disabled = no): "
+		    "AUTH is never offered in clear text", st->path);
 		return -1;
 	}
 	return cfg_resolve_hostname(cfg, st);

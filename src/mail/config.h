@@ -103,6 +103,9 @@ struct config {
 	unsigned ui_max_connections;       /* HTTP connections in total */
 
 	/* SPEC §11.3: authenticated senders and signing */
+	struct listen_addr submission_listen[CONFIG_MAX_LISTEN];  /* STARTTLS + AUTH */
+	size_t n_submission_listen;
+	char  *smtpd_users_file;           /* key-store relative; "" = no AUTH */
 	char  *dkim_key_table;             /* key-store relative; "" = no signing */
 
 	/* SPEC §11.2 (paths relative to the key store root) */

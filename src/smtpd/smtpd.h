@@ -54,4 +54,14 @@ void smtpd_set_tls(struct smtpd *s, struct ssl_ctx_st *ctx);
  */
 void smtpd_dkim_set(struct smtpd *s, struct dkim_keys *keys);
 
+/*
+ * smtpd_set_users - SMTP AUTH (PLAIN, LOGIN) is offered after TLS on
+ * submission_listen and smtps_listen with these users from now on (a
+ * reference is taken; logged-in sessions keep their login). NULL = no
+ * AUTH. The first call starts the password-check threads: -1 when they
+ * cannot be started. (smtpd_auth.c)
+ */
+struct auth_users;
+int smtpd_set_users(struct smtpd *s, struct auth_users *users);
+
 #endif

@@ -52,7 +52,7 @@
 #define PREPEND_MAX 16384    /* Received:, Message-ID:, Date: and DKIM signatures */
 
 static const char *const state_names[] = {
-	"PROXY", "CMD", "DATA", "BDAT", "COMMIT", "CLOSING", "LINGER", "DEAD",
+	"PROXY", "CMD", "DATA", "BDAT", "COMMIT", "AUTH", "CLOSING", "LINGER", "DEAD",
 };
 
 static void sess_readcb(struct bufferevent *bev, void *arg);
@@ -145,6 +145,8 @@ smtpd_sess_new(struct smtpd *srv, int fd, const struct sockaddr *sa, socklen_t s
 const char *
 smtpd_sess_proto(const struct smtpd_sess *s)
 {
+	if (s->flags & SMTPD_F_AUTH)             /* RFC 3848 */
+		return (s->flags & SMTPD_F_ESMTP) ? "ESMTPSA" : "SMTPSA";
 	if (s->flags & SMTPD_F_TLS)
 		return (s->flags & SMTPD_F_ESMTP) ? "ESMTPS" : "SMTPS";
 	return (s->flags & SMTPD_F_ESMTP) ? "ESMTP" : "SMTP";
@@ -290,6 +292,7 @@ smtpd_sess_kill(struct smtpd_sess *s)
 	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 	proxy_wait_free(s);
 	s->txn = smtpd_sess_txn_free(s->txn);
+	smtpd_auth_end(s);                   /* a pending password check is cancelled */
 	if (s->commit != NULL) {             /* its answer may come before the reap event */
 		s->commit->sess = NULL;
 		s->commit = NULL;
@@ -346,6 +349,7 @@ smtpd_sess_free(struct smtpd_sess *s)
 	if (s->commit != NULL)
 		s->commit->sess = NULL;      /* the message stays queued; only the reply is lost */
 	s->txn = smtpd_sess_txn_free(s->txn);
+	smtpd_auth_end(s);
 	proxy_wait_free(s);
 	if ((s->flags & SMTPD_F_LOGGED) && maillog_enabled(srv->ml)) {
 		char counts[512];
@@ -635,6 +639,7 @@ sess_cmd_input(struct smtpd_sess *s, struct evbuffer *in, size_t len)
 		evbuffer_drain(in, used);
 		s->counts[SMTPD_C_UNKNOWN][1]++;
 		SMTPD_REPLY(s, "500 5.5.2 Error: line too long\r\n");
+		smtpd_auth_reset(s);         /* an AUTH exchange does not go on after it */
 		smtpd_cmd_after(s);
 		return 1;
 	case SMTPD_LINE_OK:
@@ -1019,7 +1024,7 @@ smtpd_sess_begin_content(struct smtpd_sess *s)
 		log_warn("smtpd: cannot create a queue file");
 		return -1;
 	}
-	maillog_client(srv->ml, queue_file_id(t->qf), "unknown", s->addr);
+	smtpd_auth_log_client(s, queue_file_id(t->qf));
 	t->size = 0;
 	t->reject = 0;
 	smtpd_data_init(&t->data);
@@ -1065,6 +1070,7 @@ again:
 			sess_bdat_input(s, in);
 			break;
 		case SMTPD_S_COMMIT:
+		case SMTPD_S_AUTH:
 		case SMTPD_S_CLOSING:        /* sess_output_done() decides about the rest */
 		case SMTPD_S_DEAD:
 			goto done;
@@ -1105,6 +1111,13 @@ done:
 	}
 	if (s->state != SMTPD_S_DEAD)
 		sess_input_update(s);
+}
+
+/* smtpd_sess_resume - a wait (password check) is over: run what was buffered meanwhile */
+void
+smtpd_sess_resume(struct smtpd_sess *s)
+{
+	sess_process(s);
 }
 
 /* sess_readcb - input arrived */

@@ -1301,6 +1301,8 @@ test_print_roundtrip(void **state)
 	    "smart_relay_tls = encrypt\n"
 	    "ui_hosts = mta.example.com ui.example.com\n"
 	    "ui_max_connections = 64\n"
+	    "submission_listen = 127.0.0.1:587\n"
+	    "smtpd_users_file = users\n"
 	    "dkim_key_table = dkim/keytable\n"
 	    "smart_relay_ca_file = relay-ca.pem\n"
 	    "smart_relay_username = relay-user\n"
@@ -1325,7 +1327,7 @@ test_print_roundtrip(void **state)
 	out1[n1] = '\0';
 	for (size_t i = 0; i < n1; i++)
 		lines += out1[i] == '\n';
-	assert_int_equal(lines, 51);            /* every property, one line each */
+	assert_int_equal(lines, 53);            /* every property, one line each */
 	assert_non_null(strstr(out1, "\npassword = ********\n"));
 	assert_non_null(strstr(out1, "\nsmart_relay_password = ********\n"));
 	assert_null(strstr(out1, "s3cret"));
