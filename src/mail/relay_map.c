@@ -76,7 +76,7 @@ rm_rule(struct relay_rule *r, char *const *tok, size_t ntok, const char **what)
 		*what = "the pattern must be user@domain or @domain";
 		return -1;
 	}
-	if (config_parse_relay(tok[1], &r->relay) < 0 || !r->relay.set) {
+	if (config_value_parse_relay(tok[1], &r->relay) < 0 || !r->relay.set) {
 		*what = "the relay must be host, host:port, [host], [host]:port or smtps://host[:port]";
 		return -1;
 	}
