@@ -15,6 +15,7 @@
 #include "lib/util.h"
 #include "mail/config.h"
 #include "mail/maillog.h"
+#include "mail/relay_map.h"
 #include "metrics/metrics.h"
 #include "tls/tls.h"
 #include "queue/queue.h"
@@ -299,6 +300,25 @@ on_stop(evutil_socket_t sig, short what, void *arg)
 	stop_now(d);
 }
 
+/* print_relay_map - -t --print: the sender_relay_map rules, as comments (checked already) */
+static void
+print_relay_map(const struct config *cfg)
+{
+	char err[512];
+	size_t len = 0;
+	char *text;
+	struct relay_map *m;
+	const char *root = cfg->key_dir[0] != '\0' ? cfg->key_dir : cfg->fs_dir;
+
+	if (cfg->sender_relay_map[0] == '\0' ||
+	    (text = tls_keys_read_text(root, cfg->sender_relay_map, &len, err, sizeof(err))) == NULL)
+		return;
+	m = relay_map_parse(text, len, err, sizeof(err));
+	free(text);
+	relay_map_print(m, STDOUT_FILENO);
+	relay_map_free(m);
+}
+
 /* key_store - the TLS key store root of cfg ("" = none) */
 static const char *
 key_store(const struct config *cfg)
@@ -540,8 +560,10 @@ main(int argc, char **argv)
 		d.dkim = dkim_keys_unref(d.dkim);
 		d.users = auth_users_unref(d.users);
 		config_check_warnings(d.cfg);
-		if (print)
+		if (print) {
 			config_print(d.cfg, STDOUT_FILENO);
+			print_relay_map(d.cfg);
+		}
 		config_free(d.cfg);
 		return 0;
 	}
