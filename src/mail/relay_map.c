@@ -179,7 +179,7 @@ relay_map_print(const struct relay_map *m, int fd)
 		const struct relay_rule *r = &m->rules[i];
 		int n;
 
-		if (config_format_relay(&r->relay, relay, sizeof(relay)) < 0)
+		if (config_value_format_relay(&r->relay, relay, sizeof(relay)) < 0)
 			util_strlcpy(relay, r->relay.host, sizeof(relay));
 		if (r->username != NULL)
 			n = util_bsnprintf(line, sizeof(line), "# sender_relay_map rule %zu = %s %s "
