@@ -111,7 +111,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			const char *sp;
 			struct str mech, ir = { NULL, 0 };
 
-			smtpd_cmd_split(line, &cl);
+			smtpd_line_split(line, &cl);
 			if (!(cl.verb.len == 4 && strncasecmp(cl.verb.p, "AUTH", 4) == 0))
 				continue;
 			mech = cl.arg;

@@ -15,6 +15,7 @@
 #include "lib/util.h"
 #include "mail/config.h"
 #include "mail/maillog.h"
+#include "mail/relay_map.h"
 #include "metrics/metrics.h"
 #include "tls/tls.h"
 #include "queue/queue.h"
@@ -232,7 +233,7 @@ stop_now(struct mtad *d)
 	d->stopping = 1;
 	if (!d->draining)
 		smtpd_shutdown(d->smtpd, smtpd_stopped, d);
-	sched_shutdown(d->sched, sched_stopped, d);
+	sched_ops_shutdown(d->sched, sched_stopped, d);
 }
 
 /* drained - the drain is over (sched_drain.c logged the numbers): stop */
@@ -297,6 +298,25 @@ on_stop(evutil_socket_t sig, short what, void *arg)
 		return;
 	log_info("signal %d: stopping", (int)sig);
 	stop_now(d);
+}
+
+/* print_relay_map - -t --print: the sender_relay_map rules, as comments (checked already) */
+static void
+print_relay_map(const struct config *cfg)
+{
+	char err[512];
+	size_t len = 0;
+	char *text;
+	struct relay_map *m;
+	const char *root = cfg->key_dir[0] != '\0' ? cfg->key_dir : cfg->fs_dir;
+
+	if (cfg->sender_relay_map[0] == '\0' ||
+	    (text = tls_keys_read_text(root, cfg->sender_relay_map, &len, err, sizeof(err))) == NULL)
+		return;
+	m = relay_map_parse(text, len, err, sizeof(err));
+	free(text);
+	relay_map_print(m, STDOUT_FILENO);
+	relay_map_free(m);
 }
 
 /* key_store - the TLS key store root of cfg ("" = none) */
@@ -370,7 +390,7 @@ dkim_reload(struct mtad *d, const struct config *ncfg)
 		log_warnx("DKIM: keeping the current keys: %s", err);
 		return;
 	}
-	smtpd_set_dkim(d->smtpd, k);
+	smtpd_dkim_set(d->smtpd, k);
 	dkim_keys_unref(d->dkim);
 	d->dkim = k;
 	if (k != NULL)
@@ -439,7 +459,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	dkim_reload(d, ncfg);
 	users_reload(d, ncfg);
 	smtpd_set_config(d->smtpd, ncfg);
-	sched_set_config(d->sched, ncfg);
+	sched_ops_set_config(d->sched, ncfg);
 	http_set_config(d->http, ncfg);
 	if (maillog_reopen(d->ml) < 0)
 		log_warn("cannot reopen the mail log");
@@ -540,8 +560,10 @@ main(int argc, char **argv)
 		d.dkim = dkim_keys_unref(d.dkim);
 		d.users = auth_users_unref(d.users);
 		config_check_warnings(d.cfg);
-		if (print)
+		if (print) {
 			config_print(d.cfg, STDOUT_FILENO);
+			print_relay_map(d.cfg);
+		}
 		config_free(d.cfg);
 		return 0;
 	}
@@ -605,7 +627,7 @@ main(int argc, char **argv)
 	if (d.smtpd == NULL)
 		startup_error(&d, "Error: failed to start MTA server: %s", err);
 	smtpd_set_tls(d.smtpd, d.tls);
-	smtpd_set_dkim(d.smtpd, d.dkim);
+	smtpd_dkim_set(d.smtpd, d.dkim);
 	if (smtpd_set_users(d.smtpd, d.users) < 0)
 		startup_error(&d, "Error: failed to start MTA server: cannot start the password-check threads");
 	if (d.users != NULL)
@@ -625,7 +647,7 @@ main(int argc, char **argv)
 		startup_error(&d, "Error: failed to pre-configure MTA: %s", err);
 	http_set_sched(d.http, d.sched);
 	http_set_drain(d.http, on_drain, &d);
-	sched_set_tls(d.sched, d.tls_client);    /* SPEC §5: STARTTLS whenever offered */
+	sched_tls_set(d.sched, d.tls_client);    /* SPEC §5: STARTTLS whenever offered */
 	if ((d.recovery = queue_recover_start(d.q, on_recovered, &d)) == NULL)
 		fatal("queue recovery in %s failed", d.cfg->data_dir);
 	metrics_set_unready(&d.metrics, METRICS_UNREADY_RECOVERING, 1);   /* /readyz: 503 until the loop runs */

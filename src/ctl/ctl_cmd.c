@@ -3,8 +3,8 @@
  *             release, stats, check-config
  *
  * Owns:     one command's configuration, API replies and JSON documents,
- *           all released before ctl_main() returns.
- * Lifetime: ctl_main() runs one command line.
+ *           all released before ctl_cmd_main() returns.
+ * Lifetime: ctl_cmd_main() runs one command line.
  * Errors:   the exit statuses of ctl.h, with "mtactl: ..." on stderr.
  * Context:  a command-line process; blocking I/O with deadlines.
  *
@@ -63,7 +63,7 @@ struct ctl_mailq {
 };
 
 const char *
-ctl_config_path(const char *opt)
+ctl_cmd_config_path(const char *opt)
 {
 	const char *env;
 
@@ -1254,7 +1254,7 @@ ctl_cmd_drain(struct ctl *c)
 /* --- main ----------------------------------------------------------------------- */
 
 int
-ctl_main(int argc, char **argv)
+ctl_cmd_main(int argc, char **argv)
 {
 	struct ctl c;
 	const char *base = strrchr(argv[0], '/') != NULL ? strrchr(argv[0], '/') + 1 : argv[0];
@@ -1299,7 +1299,7 @@ ctl_main(int argc, char **argv)
 		free(args);
 		return CTL_EX_USAGE;
 	}
-	c.conf_path = ctl_config_path(conf);
+	c.conf_path = ctl_cmd_config_path(conf);
 	c.conf_implicit = conf == NULL && strcmp(c.conf_path, CTL_DEFAULT_CONFIG) == 0;
 	if ((rc = ctl_load_config(&c)) != CTL_EX_OK)
 		goto done;

@@ -440,7 +440,7 @@ http_dispatch(struct evhttp_request *req, void *arg)
 		return;
 	}
 	/* SPEC §11.1: a page that rebound its own name to us names itself here. */
-	if (!http_host_allowed(&h->names, evhttp_find_header(ih, "Host"))) {
+	if (!http_auth_host_allowed(&h->names, evhttp_find_header(ih, "Host"))) {
 		http_error(req, 421, "this server does not answer to that host name (see ui_hosts)");
 		return;
 	}
@@ -479,7 +479,7 @@ http_dispatch(struct evhttp_request *req, void *arg)
 		http_error(req, 405, "method not allowed");
 		return;
 	}
-	if (method != R_GET && http_csrf_check(evhttp_find_header(ih, "X-Requested-With"),
+	if (method != R_GET && http_auth_csrf_check(evhttp_find_header(ih, "X-Requested-With"),
 	    evhttp_find_header(ih, "Origin"), evhttp_find_header(ih, "Referer"),
 	    evhttp_find_header(ih, "Host"), &h->names, h->tls != NULL, &why) < 0) {
 		char peer[64];
@@ -514,7 +514,7 @@ http_tick(evutil_socket_t fd, short what, void *arg)
 	struct http *h = arg;
 
 	(void)fd; (void)what;
-	http_tick_sample(h);
+	http_api_tick_sample(h);
 	http_push_now(h);
 }
 
@@ -523,7 +523,7 @@ static void
 http_push_first(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd; (void)what;
-	http_tick_sample(arg);
+	http_api_tick_sample(arg);
 	http_push_now(arg);
 }
 

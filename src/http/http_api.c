@@ -14,7 +14,7 @@
  *
  * The actions are Postfix's postqueue -f / -i ID (retry), postsuper -h
  * (hold), -H (release) and -d (delete), carried out through the scheduler
- * (sched_retry, sched_hold, sched_delete), which knows whether a delivery
+ * (sched_ops_retry, sched_ops_hold, sched_ops_delete), which knows whether a delivery
  * is running for the message.
  */
 #include "http/http.h"
@@ -74,9 +74,9 @@ http_snap_disk(struct http *h, struct http_snap *s)
 	s->disk_free_pct = 100.0 * (double)sv.f_bavail / (double)sv.f_blocks;
 }
 
-/* http_snap_take - fill s from the counters, the queue (walked, or the recent walk reused) and the disk */
+/* http_api_snap_take - fill s from the counters, the queue (walked, or the recent walk reused) and the disk */
 void
-http_snap_take(struct http *h, struct http_snap *s)
+http_api_snap_take(struct http *h, struct http_snap *s)
 {
 	const struct metrics *m = h->m;
 	double rates[HTTP_H_COUNTERS];
@@ -130,8 +130,8 @@ http_snap_take(struct http *h, struct http_snap *s)
 	http_snap_disk(h, s);
 	/* The SMTP server's state decides 452s; our own reading may be fresher. */
 	s->disk_state = m->disk_state;
-	if (s->disk_known && http_disk_state_of(s->disk_free_pct) > s->disk_state)
-		s->disk_state = http_disk_state_of(s->disk_free_pct);
+	if (s->disk_known && http_stats_disk_state_of(s->disk_free_pct) > s->disk_state)
+		s->disk_state = http_stats_disk_state_of(s->disk_free_pct);
 	http_history_rates(&h->hist, rates);
 	s->rate_accepted = rates[HTTP_H_ACCEPTED];
 	s->rate_delivered = rates[HTTP_H_DELIVERED];
@@ -139,12 +139,12 @@ http_snap_take(struct http *h, struct http_snap *s)
 	s->rate_bounced = rates[HTTP_H_BOUNCED];
 	s->rate_rejected = rates[HTTP_H_REJECTED];
 	s->hostname = h->cfg->hostname;
-	s->ui_open = config_ui_is_open(h->cfg);
+	s->ui_open = config_check_ui_is_open(h->cfg);
 }
 
-/* http_tick_sample - the history's sample: cumulative counters and the gauges now */
+/* http_api_tick_sample - the history's sample: cumulative counters and the gauges now */
 void
-http_tick_sample(struct http *h)
+http_api_tick_sample(struct http *h)
 {
 	const struct metrics *m = h->m;
 	uint64_t cum[HTTP_H_COUNTERS], g[HTTP_H_FIELDS - HTTP_H_COUNTERS];
@@ -170,7 +170,7 @@ http_api_stats(struct http *h, struct evhttp_request *req, const char *path,
 	struct http_snap s;
 
 	(void)path; (void)query;
-	http_snap_take(h, &s);
+	http_api_snap_take(h, &s);
 	http_reply_json(req, 200, http_stats_json(&s));
 }
 
@@ -208,7 +208,7 @@ http_api_metrics(struct http *h, struct evhttp_request *req, const char *path,
 	struct evbuffer *b = evbuffer_new();
 
 	(void)path; (void)query;
-	http_snap_take(h, &s);
+	http_api_snap_take(h, &s);
 	if (b == NULL || http_metrics_format(&s, metrics_latency_bounds, b) < 0) {
 		if (b != NULL)
 			evbuffer_free(b);
@@ -312,13 +312,13 @@ http_act(struct http *h, struct queue_msg *m, enum http_action a, const char *pe
 		if (m->held)
 			return 0;
 		if (h->sched != NULL)
-			sched_retry(h->sched, m);
+			sched_ops_retry(h->sched, m);
 		return 1;
 	case HTTP_ACT_HOLD:
 	case HTTP_ACT_RELEASE:
 		if (m->held == (a == HTTP_ACT_HOLD))
 			return 0;
-		rc = h->sched != NULL ? sched_hold(h->sched, m, a == HTTP_ACT_HOLD) :
+		rc = h->sched != NULL ? sched_ops_hold(h->sched, m, a == HTTP_ACT_HOLD) :
 		    queue_set_held(h->q, m, a == HTTP_ACT_HOLD);
 		if (rc < 0)
 			return -1;
@@ -326,8 +326,8 @@ http_act(struct http *h, struct queue_msg *m, enum http_action a, const char *pe
 		    a == HTTP_ACT_HOLD ? "placed on hold" : "released from hold", peer);
 		return 1;
 	case HTTP_ACT_DELETE:
-		/* sched_delete() writes "removed" to the mail log, as postsuper -d does. */
-		rc = h->sched != NULL ? sched_delete(h->sched, m) : queue_remove(h->q, m);
+		/* sched_ops_delete() writes "removed" to the mail log, as postsuper -d does. */
+		rc = h->sched != NULL ? sched_ops_delete(h->sched, m) : queue_remove(h->q, m);
 		if (rc < 0)
 			return -1;
 		log_info("%s: removed (web UI/API, %s)", id, peer);
@@ -768,7 +768,7 @@ http_api_bulk(struct http *h, struct evhttp_request *req, const char *path,
 		http_bulk_free(b);
 		json_decref(doc);
 		if (h->sched != NULL)
-			sched_flush(h->sched);
+			sched_ops_flush(h->sched);
 		log_info("web UI: flush: retry every deferred message now");
 		http_reply_json(req, 200, json_pack("{s:s,s:b}", "action", "retry", "all", 1));
 		return;

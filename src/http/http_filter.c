@@ -26,9 +26,9 @@ http_filter_init(struct http_filter *f, uint64_t now_us)
 	f->now_us = now_us;
 }
 
-/* http_parse_age - seconds, with an optional s/m/h/d suffix, up to ten years */
+/* http_filter_parse_age - seconds, with an optional s/m/h/d suffix, up to ten years */
 int64_t
-http_parse_age(const char *s)
+http_filter_parse_age(const char *s)
 {
 	char num[24];
 	size_t n = strlen(s);
@@ -107,7 +107,7 @@ http_filter_set(struct http_filter *f, const char *key, const char *value,
 			*slot = -1;
 			return 0;
 		}
-		if ((*slot = http_parse_age(value)) < 0) {
+		if ((*slot = http_filter_parse_age(value)) < 0) {
 			util_bsnprintf(err, errlen,
 			    "%s: want seconds, or a number with s, m, h or d", key);
 			return -1;

@@ -78,8 +78,8 @@ void http_filter_init(struct http_filter *f, uint64_t now_us);
 int http_filter_set(struct http_filter *f, const char *key, const char *value,
     char *err, size_t errlen);
 int http_filter_match(const struct http_filter *f, const struct queue_msg *m);
-/* http_parse_age - "90", "90s", "15m", "2h", "3d" -> seconds; -1 on error */
-int64_t http_parse_age(const char *s);
+/* http_filter_parse_age - "90", "90s", "15m", "2h", "3d" -> seconds; -1 on error */
+int64_t http_filter_parse_age(const char *s);
 
 /* --- JSON (http_json.c) --------------------------------------------------- */
 
@@ -127,10 +127,10 @@ struct http_snap {
 	int      ui_open;              /* no credentials and beyond loopback (SPEC §11.1) */
 };
 
-/* http_disk_message - SPEC §8 banner text for a state; NULL when ok */
-const char *http_disk_message(int state);
-/* http_disk_state_of - 0/1/2 from a free percentage (SPEC §8: 5 %, 1 %) */
-int http_disk_state_of(double free_pct);
+/* http_stats_disk_message - SPEC §8 banner text for a state; NULL when ok */
+const char *http_stats_disk_message(int state);
+/* http_stats_disk_state_of - 0/1/2 from a free percentage (SPEC §8: 5 %, 1 %) */
+int http_stats_disk_state_of(double free_pct);
 /* http_metrics_format - Prometheus text exposition format 0.0.4 */
 int http_metrics_format(const struct http_snap *s, const double *bounds,
     struct evbuffer *b);
@@ -184,8 +184,8 @@ void http_history_free(struct http_history *hi);
  */
 void http_history_tick(struct http_history *hi, uint64_t t,
     const uint64_t cum[HTTP_H_COUNTERS], const uint64_t gauges[HTTP_H_FIELDS - HTTP_H_COUNTERS]);
-/* http_ring_get - i-th oldest sample (0 <= i < len) */
-const struct http_sample *http_ring_get(const struct http_ring *r, size_t i);
+/* http_history_ring_get - i-th oldest sample (0 <= i < len) */
+const struct http_sample *http_history_ring_get(const struct http_ring *r, size_t i);
 /* http_history_json - columns for uPlot: {"interval":..,"t":[..],"accepted":[..],..} */
 json_t *http_history_json(const struct http_ring *r);
 /* http_history_rates - events in the last minute of the fine ring (never extrapolated) */
@@ -206,7 +206,7 @@ struct http_asset {
 extern const struct http_asset http_assets[];
 extern const size_t http_assets_count;
 
-const struct http_asset *http_asset_find(const char *path);
+const struct http_asset *http_ui_asset_find(const char *path);
 
 /* --- basic auth and cross-site checks (http_auth.c) ----------------------- */
 
@@ -239,21 +239,21 @@ struct http_names {
 };
 
 /*
- * http_host_allowed - 1 when a request's Host header (NULL: none, as in
+ * http_auth_host_allowed - 1 when a request's Host header (NULL: none, as in
  * HTTP/1.0) names us, with or without a port; 0: answer 421 (a DNS
  * rebinding page names its own host).
  */
-int http_host_allowed(const struct http_names *n, const char *host);
+int http_auth_host_allowed(const struct http_names *n, const char *host);
 
 /*
- * http_csrf_check - may this state-changing request come from our own page?
+ * http_auth_csrf_check - may this state-changing request come from our own page?
  * It needs a non-empty X-Requested-With header (a cross-site form cannot
  * send one, a cross-site script cannot without a CORS preflight we never
  * grant), and Origin, or else Referer, when present, must name one of our
  * names (n, never the Host header's name) on the port of the Host header.
  * 0 = allowed; -1 = refuse (reason, for the log and the 403 body, in why).
  */
-int http_csrf_check(const char *xrw, const char *origin, const char *referer,
+int http_auth_csrf_check(const char *xrw, const char *origin, const char *referer,
     const char *host, const struct http_names *n, int https, const char **why);
 
 /*
@@ -417,9 +417,9 @@ void http_conn_replied(struct evhttp_request *req, void *arg);
 /* http_conn_detach - after evhttp_free(): forget the connections still being freed */
 void http_conn_detach(struct http *h);
 
-/* http_snap_take - counters, one queue walk and statvfs of data_dir */
-void http_snap_take(struct http *h, struct http_snap *s);
-/* http_tick_sample - add the 10 s sample to the history */
-void http_tick_sample(struct http *h);
+/* http_api_snap_take - counters, one queue walk and statvfs of data_dir */
+void http_api_snap_take(struct http *h, struct http_snap *s);
+/* http_api_tick_sample - add the 10 s sample to the history */
+void http_api_tick_sample(struct http *h);
 
 #endif

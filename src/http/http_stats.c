@@ -8,9 +8,9 @@
  */
 #include "http/http_int.h"
 
-/* http_disk_message - SPEC §8's text for a disk state; NULL when there is nothing to say */
+/* http_stats_disk_message - SPEC §8's text for a disk state; NULL when there is nothing to say */
 const char *
-http_disk_message(int state)
+http_stats_disk_message(int state)
 {
 	switch (state) {
 	case 1:  return "Data volume has less than 5% free disk space";
@@ -19,9 +19,9 @@ http_disk_message(int state)
 	}
 }
 
-/* http_disk_state_of - SPEC §8's thresholds: below 1 % free is 2, below 5 % is 1 */
+/* http_stats_disk_state_of - SPEC §8's thresholds: below 1 % free is 2, below 5 % is 1 */
 int
-http_disk_state_of(double free_pct)
+http_stats_disk_state_of(double free_pct)
 {
 	if (free_pct < 1.0)
 		return 2;
@@ -79,7 +79,7 @@ http_stats_json(const struct http_snap *s)
 	};
 	json_t *o = json_object(), *queue, *disk, *rates, *lat;
 	uint64_t oldest = 0;
-	const char *msg = http_disk_message(s->disk_state);
+	const char *msg = http_stats_disk_message(s->disk_state);
 
 	if (o == NULL)
 		return NULL;

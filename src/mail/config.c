@@ -385,9 +385,9 @@ cfg_set(struct config *cfg, struct cfg_state *st, const struct cfg_prop *p, cons
 	case CFG_DURATION: {
 		char lo[32], hi[32];
 
-		if (config_parse_duration(v, &secs) < 0 || secs < p->min || secs > p->max) {
-			if (config_format_duration((unsigned)p->min, lo, sizeof(lo)) < 0 ||
-			    config_format_duration((unsigned)p->max, hi, sizeof(hi)) < 0 ||
+		if (config_value_parse_duration(v, &secs) < 0 || secs < p->min || secs > p->max) {
+			if (config_value_format_duration((unsigned)p->min, lo, sizeof(lo)) < 0 ||
+			    config_value_format_duration((unsigned)p->max, hi, sizeof(hi)) < 0 ||
 			    util_bsnprintf(why, sizeof(why), "expected a duration from %s to %s "
 			    "(a number with suffix s, m, h or d; no suffix = seconds)", lo, hi) < 0)
 				util_strlcpy(why, "bad duration", sizeof(why));
@@ -411,7 +411,7 @@ cfg_set(struct config *cfg, struct cfg_state *st, const struct cfg_prop *p, cons
 	case CFG_RELAY: {
 		struct relay_target t;
 
-		if (config_parse_relay(v, &t) < 0) {
+		if (config_value_parse_relay(v, &t) < 0) {
 			util_strlcpy(why, "expected host, host:port, [host], [host]:port or "
 			    "smtps://host[:port]", sizeof(why));
 			goto bad;
@@ -978,13 +978,13 @@ config_print(const struct config *cfg, int fd)
 			    (unsigned long long)*FIELD(cfg, p, uint64_t));
 			break;
 		case CFG_DURATION:
-			r = config_format_duration(*FIELD(cfg, p, unsigned), buf, sizeof(buf));
+			r = config_value_format_duration(*FIELD(cfg, p, unsigned), buf, sizeof(buf));
 			break;
 		case CFG_CIDR:
 			r = cidr_list_format(*FIELD(cfg, p, struct cidr_list *), buf, sizeof(buf));
 			break;
 		case CFG_RELAY:
-			r = config_format_relay(FIELD(cfg, p, struct relay_target), buf, sizeof(buf));
+			r = config_value_format_relay(FIELD(cfg, p, struct relay_target), buf, sizeof(buf));
 			break;
 		case CFG_LISTEN:
 		case CFG_DNS:

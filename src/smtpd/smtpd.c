@@ -634,7 +634,7 @@ smtpd_free(struct smtpd *srv)
 	free(srv->ehlo);
 	free(srv->ehlo_starttls);
 	SSL_CTX_free(srv->tls);
-	smtpd_set_dkim(srv, NULL);
+	smtpd_dkim_set(srv, NULL);
 	smtpd_auth_server_free(srv);
 	free(srv);
 	return NULL;

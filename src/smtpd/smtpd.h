@@ -48,11 +48,11 @@ void smtpd_set_config(struct smtpd *s, const struct config *cfg);
  */
 void smtpd_set_tls(struct smtpd *s, struct ssl_ctx_st *ctx);
 /*
- * smtpd_set_dkim - messages whose content starts from now on are signed
+ * smtpd_dkim_set - messages whose content starts from now on are signed
  * with keys (a reference is taken, the previous table released; messages
  * in progress keep theirs). NULL = no signing. (smtpd_dkim.c)
  */
-void smtpd_set_dkim(struct smtpd *s, struct dkim_keys *keys);
+void smtpd_dkim_set(struct smtpd *s, struct dkim_keys *keys);
 
 /*
  * smtpd_set_users - SMTP AUTH (PLAIN, LOGIN) is offered after TLS on

@@ -149,7 +149,7 @@ helo_set(struct smtpd_sess *s, struct str arg)
 	h[arg.len] = '\0';
 	free(s->helo);
 	s->helo = h;
-	s->txn = smtpd_txn_free(s->txn);     /* RFC 5321 §4.1.4: EHLO mid-transaction = RSET */
+	s->txn = smtpd_sess_txn_free(s->txn);     /* RFC 5321 §4.1.4: EHLO mid-transaction = RSET */
 	s->flags |= SMTPD_F_HELO;
 	return 0;
 }
@@ -238,7 +238,7 @@ cmd_mail(struct smtpd_sess *s, struct str arg)
 		SMTPD_REPLY(s, "503 5.5.1 Error: nested MAIL command\r\n");
 		return;
 	}
-	if (smtpd_cmd_path_arg(arg, "FROM:", &rest) < 0) {
+	if (smtpd_line_path_arg(arg, "FROM:", &rest) < 0) {
 		SMTPD_REPLY(s, "501 5.5.4 Syntax: MAIL FROM:<address>\r\n");
 		return;
 	}
@@ -249,9 +249,9 @@ cmd_mail(struct smtpd_sess *s, struct str arg)
 	}
 	params.p = rest.p + used;
 	params.len = rest.len - used;
-	while ((r = smtpd_param_next(&params, &key, &val)) > 0) {
+	while ((r = smtpd_line_param_next(&params, &key, &val)) > 0) {
 		if (util_ncaseeq(key.p, key.len, "SIZE")) {
-			if (val.p == NULL || smtpd_parse_u64(val, &size) < 0) {
+			if (val.p == NULL || smtpd_line_u64(val, &size) < 0) {
 				SMTPD_REPLY(s, "501 5.5.4 Bad message size syntax\r\n");
 				return;
 			}
@@ -299,7 +299,7 @@ cmd_mail(struct smtpd_sess *s, struct str arg)
 	}
 	if ((s->txn = calloc(1, sizeof(*s->txn))) == NULL ||
 	    (s->txn->sender = strdup(a.text)) == NULL) {
-		s->txn = smtpd_txn_free(s->txn);
+		s->txn = smtpd_sess_txn_free(s->txn);
 		SMTPD_REPLY(s, "451 4.3.0 Error: out of memory\r\n");
 		return;
 	}
@@ -355,7 +355,7 @@ cmd_rcpt(struct smtpd_sess *s, struct str arg)
 		SMTPD_REPLY(s, "503 5.5.1 Error: RCPT after BDAT\r\n");
 		return;
 	}
-	if (smtpd_cmd_path_arg(arg, "TO:", &rest) < 0) {
+	if (smtpd_line_path_arg(arg, "TO:", &rest) < 0) {
 		SMTPD_REPLY(s, "501 5.5.4 Syntax: RCPT TO:<address>\r\n");
 		return;
 	}
@@ -366,7 +366,7 @@ cmd_rcpt(struct smtpd_sess *s, struct str arg)
 	}
 	params.p = rest.p + used;
 	params.len = rest.len - used;
-	r = smtpd_param_next(&params, &key, &val);
+	r = smtpd_line_param_next(&params, &key, &val);
 	if (r < 0) {
 		SMTPD_REPLY(s, "501 5.5.4 Syntax error in parameters or arguments\r\n");
 		return;
@@ -439,7 +439,7 @@ cmd_bdat(struct smtpd_sess *s, struct str arg)
 	uint64_t size;
 	int last;
 
-	if (smtpd_bdat_arg(arg, &size, &last) < 0) {
+	if (smtpd_line_bdat_arg(arg, &size, &last) < 0) {
 		SMTPD_REPLY(s, "501 5.5.4 Syntax: BDAT count [LAST]\r\n");
 		return;
 	}
@@ -463,7 +463,7 @@ cmd_rset(struct smtpd_sess *s, struct str arg)
 		SMTPD_REPLY(s, "501 5.5.4 Syntax: RSET\r\n");
 		return;
 	}
-	s->txn = smtpd_txn_free(s->txn);
+	s->txn = smtpd_sess_txn_free(s->txn);
 	SMTPD_REPLY(s, "250 2.0.0 Ok\r\n");
 }
 
@@ -558,7 +558,7 @@ smtpd_cmd_line(struct smtpd_sess *s, struct str line)
 		smtpd_sess_flush(s);
 		return;
 	}
-	smtpd_cmd_split(line, &cl);
+	smtpd_line_split(line, &cl);
 	s->last_code = 0;
 	if ((cl.faults & (SMTPD_CL_CTRL | SMTPD_CL_8BIT_VERB)) || cl.verb.len == 0) {
 		s->counts[SMTPD_C_UNKNOWN][1]++;

@@ -183,7 +183,7 @@ struct smtpd {
 	struct evconnlistener *lev[3 * CONFIG_MAX_LISTEN];  /* smtp, smtps, submission */
 	size_t nlev;
 	struct ssl_ctx_st *tls;      /* one reference; NULL = no TLS (smtpd_set_tls) */
-	struct dkim_keys *dkim;      /* one reference; NULL = no signing (smtpd_set_dkim) */
+	struct dkim_keys *dkim;      /* one reference; NULL = no signing (smtpd_dkim_set) */
 	struct auth_users *users;    /* one reference; NULL = no AUTH (smtpd_set_users) */
 	struct auth_worker *auth_worker;
 	struct auth_guard *auth_guard;
@@ -233,7 +233,7 @@ void smtpd_ip_release(struct smtpd *srv, const union smtpd_sockaddr *peer);
 int smtpd_ip_acquire(struct smtpd *srv, const union smtpd_sockaddr *peer);
 int smtpd_trusted(const struct smtpd *srv, const union smtpd_sockaddr *peer);
 void smtpd_maybe_done(struct smtpd *srv);
-const char *smtpd_date(struct smtpd *srv);
+const char *smtpd_sess_date(struct smtpd *srv);
 
 /* smtpd_sess.c */
 struct smtpd_sess *smtpd_sess_new(struct smtpd *srv, int fd, const struct sockaddr *sa,
@@ -253,7 +253,7 @@ void smtpd_sess_proxy_wait(struct smtpd_sess *s);
 void smtpd_sess_set_addr(struct smtpd_sess *s, const struct sockaddr *sa, socklen_t salen);
 int smtpd_sess_begin_content(struct smtpd_sess *s);
 void smtpd_sess_start_bdat(struct smtpd_sess *s, uint64_t size, int last, const char *reject);
-struct smtpd_txn *smtpd_txn_free(struct smtpd_txn *t);
+struct smtpd_txn *smtpd_sess_txn_free(struct smtpd_txn *t);
 const char *smtpd_sess_proto(const struct smtpd_sess *s);
 
 /* smtpd_sess.c: the I/O seam for smtpd_tls.c */

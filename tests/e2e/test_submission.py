@@ -233,6 +233,12 @@ def test_users_reload_and_metrics(sub):
         body = r.read().decode()
     assert "mta_smtp_auth_sessions_total 1" in body
     assert "mta_smtp_auth_sessions_active 0" in body
+    # the dashboard's data: one login, none open now
+    import json
+    with urllib.request.urlopen("https://127.0.0.1:%d/api/stats" % sub.ui_port, timeout=10,
+                                context=ctx) as r:
+        sess = json.loads(r.read())["sessions"]
+    assert (sess["auth_total"], sess["auth_active"]) == (1, 0), sess
 
 
 def test_bad_users_file_is_startup_error(mtad_factory, tmp_path):
