@@ -293,8 +293,10 @@ smtpc_free(struct smtpc *c)
 	if (c == NULL)
 		return NULL;
 	log_trace(TRACE_SMTPC, "smtpc %s: closed", c->peer);
-	if (c->bev != NULL)
+	if (c->bev != NULL) {
+		smtpc_tls_close(c);
 		bufferevent_free(c->bev);
+	}
 	if (c->ev_notify != NULL)
 		event_free(c->ev_notify);
 	if (c->ev_timer != NULL)

@@ -158,6 +158,7 @@ void smtpc_set_bev(struct smtpc *c, struct bufferevent *bev);
 int smtpc_tls_sni(const char *name);
 void smtpc_tls_reply(struct smtpc *c, const struct smtpc_reply *r);
 void smtpc_tls_event(struct smtpc *c, short what);
+void smtpc_tls_close(struct smtpc *c);
 
 /* smtpc_reply_init - an empty parser */
 void smtpc_reply_init(struct smtpc_rparser *p);
