@@ -7,6 +7,7 @@
  * Errors:   start-up failures print the SPEC §3 text on stderr and exit 1.
  * Context:  the event-loop thread (the queue starts its own fsync thread).
  */
+#include "dkim/dkim.h"
 #include "http/http.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -49,6 +50,7 @@ struct mtad {
 	struct http *http;
 	struct ssl_ctx_st *tls;        /* server context (SMTP, SMTPS, HTTPS); NULL = TLS off */
 	struct ssl_ctx_st *tls_client; /* outbound STARTTLS */
+	struct dkim_keys *dkim;        /* dkim_key_table; NULL = no signing */
 	struct metrics metrics;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_pipe;
 	int stopping;
@@ -217,6 +219,44 @@ tls_reload(struct mtad *d, const struct config *ncfg)
 	log_info("TLS: key and certificate reloaded (%s)", desc);
 }
 
+/*
+ * dkim_load - the DKIM key table of cfg (NULL when none is configured);
+ * -1 with the SPEC §3 text in err when the table or a key is unusable.
+ */
+static int
+dkim_load(const struct config *cfg, struct dkim_keys **out, char *err, size_t errlen)
+{
+	char why[1024];
+
+	*out = NULL;
+	if (cfg->dkim_key_table[0] == '\0')
+		return 0;
+	if ((*out = dkim_keys_load(key_store(cfg), cfg->dkim_key_table, why, sizeof(why))) == NULL) {
+		if (util_bsnprintf(err, errlen, "Error: failed to pre-configure MTA: %s", why) < 0)
+			util_strlcpy(err, "Error: failed to pre-configure MTA: dkim_key_table", errlen);
+		return -1;
+	}
+	return 0;
+}
+
+/* dkim_reload - SIGHUP: the new key table for new messages; a bad one keeps the old */
+static void
+dkim_reload(struct mtad *d, const struct config *ncfg)
+{
+	struct dkim_keys *k;
+	char err[1200];
+
+	if (dkim_load(ncfg, &k, err, sizeof(err)) < 0) {
+		log_warnx("DKIM: keeping the current keys: %s", err);
+		return;
+	}
+	smtpd_set_dkim(d->smtpd, k);
+	dkim_keys_unref(d->dkim);
+	d->dkim = k;
+	if (k != NULL)
+		log_info("DKIM: %zu key(s) loaded from %s", dkim_keys_count(k), ncfg->dkim_key_table);
+}
+
 /* on_hup - re-read the configuration; what needs a restart (listeners, data_dir) is kept */
 static void
 on_hup(evutil_socket_t sig, short what, void *arg)
@@ -237,6 +277,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	apply_timezone(ncfg);
 	config_check_warnings(ncfg);
 	tls_reload(d, ncfg);
+	dkim_reload(d, ncfg);
 	smtpd_set_config(d->smtpd, ncfg);
 	sched_set_config(d->sched, ncfg);
 	http_set_config(d->http, ncfg);
@@ -289,7 +330,10 @@ main(int argc, char **argv)
 		startup_error("%s", err);
 	if (config_check_environment(d.cfg, err, sizeof(err)) < 0)
 		startup_error("%s", err);
+	if (dkim_load(d.cfg, &d.dkim, err, sizeof(err)) < 0)
+		startup_error("%s", err);
 	if (check) {
+		d.dkim = dkim_keys_unref(d.dkim);
 		config_check_warnings(d.cfg);
 		if (print)
 			config_print(d.cfg, STDOUT_FILENO);
@@ -301,10 +345,12 @@ main(int argc, char **argv)
 	 * SIGHUP (before any thread exists); the server context is made now,
 	 * as root, and handed to smtpd and http once they exist.
 	 */
-	if (!d.cfg->ssl_disabled) {
-		char desc[512];
+	if (!d.cfg->ssl_disabled || d.cfg->dkim_key_table[0] != '\0') {
 		if (tls_keys_helper_start(key_store(d.cfg), err, sizeof(err)) < 0)
 			startup_error("%s", err);
+	}
+	if (!d.cfg->ssl_disabled) {
+		char desc[512];
 		d.tls = tls_server_new(key_store(d.cfg), d.cfg->ssl_key_file, d.cfg->ssl_cert_file,
 		    NULL, err, sizeof(err));
 		if (d.tls == NULL)
@@ -349,6 +395,10 @@ main(int argc, char **argv)
 	if (d.smtpd == NULL)
 		startup_error("Error: failed to start MTA server: %s", err);
 	smtpd_set_tls(d.smtpd, d.tls);
+	smtpd_set_dkim(d.smtpd, d.dkim);
+	if (d.dkim != NULL)
+		log_info("DKIM: signing with %zu key(s) from %s", dkim_keys_count(d.dkim),
+		    d.cfg->dkim_key_table);
 	d.http = http_new(d.base, d.cfg, d.q, &d.metrics, err, sizeof(err));
 	if (d.http == NULL)
 		startup_error("Error: failed to initialize UI backend: %s", err);
@@ -376,6 +426,7 @@ main(int argc, char **argv)
 	d.sched = sched_free(d.sched);
 	d.tls = tls_ctx_free(d.tls);
 	d.tls_client = tls_ctx_free(d.tls_client);
+	d.dkim = dkim_keys_unref(d.dkim);
 	d.q = queue_close(d.q);
 	d.ml = maillog_close(d.ml);
 	event_free(d.ev_term);

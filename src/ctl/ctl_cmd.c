@@ -91,7 +91,8 @@ ctl_usage(const char *prog)
 	    "  hold ID ... | ALL       put messages on hold\n"
 	    "  release ID ... | ALL    release held messages\n"
 	    "  stats [--json]          counters and queue totals\n"
-	    "  check-config            check the configuration like mtad -t\n");
+	    "  check-config            check the configuration like mtad -t\n"
+	    "  dkim-record DOMAIN      the DNS TXT records of DOMAIN's DKIM keys\n");
 }
 
 static void __attribute__((format(printf, 2, 3)))
@@ -1162,7 +1163,7 @@ ctl_main(int argc, char **argv)
 		cmd = "queue";
 	if (((strcmp(cmd, "queue") == 0 || strcmp(cmd, "stats") == 0 ||
 	    strcmp(cmd, "check-config") == 0) && nargs != 0) ||
-	    (strcmp(cmd, "show") == 0 && nargs != 1)) {
+	    ((strcmp(cmd, "show") == 0 || strcmp(cmd, "dkim-record") == 0) && nargs != 1)) {
 		fprintf(stderr, "%s: %s: wrong number of arguments\n", c.prog, cmd);
 		ctl_usage(c.prog);
 		rc = CTL_EX_USAGE;
@@ -1174,6 +1175,8 @@ ctl_main(int argc, char **argv)
 		rc = ctl_cmd_stats(&c);
 	} else if (strcmp(cmd, "check-config") == 0) {
 		rc = ctl_cmd_check(&c);
+	} else if (strcmp(cmd, "dkim-record") == 0) {
+		rc = ctl_dkim_record(c.cfg, c.prog, args[0]);
 	} else {
 		rc = -1;
 		for (size_t i = 0; i < sizeof(ctl_actions) / sizeof(ctl_actions[0]); i++)

@@ -166,4 +166,8 @@ void ctl_queue_msg_free(struct queue_msg *m);
 /* ctl_queue_id_valid - looks like a queue id (letters and digits, 1..64) */
 int ctl_queue_id_valid(const char *id);
 
+/* ctl_dkim.c: `dkim-record DOMAIN` prints the TXT records; an exit status */
+struct config;
+int ctl_dkim_record(const struct config *cfg, const char *prog, const char *domain);
+
 #endif

@@ -112,6 +112,7 @@ http_snap_take(struct http *h, struct http_snap *s)
 	s->sessions_active = m->sessions_active;
 	s->sessions_total = m->sessions_total;
 	s->tls_sessions = m->tls_sessions;
+	s->dkim_signed = m->dkim_signed;
 	s->accepted = m->accepted;
 	s->accepted_bytes = m->accepted_bytes;
 	s->rejected = m->rejected;

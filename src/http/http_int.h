@@ -118,6 +118,7 @@ struct http_snap {
 	uint64_t oldest_arrival_us;    /* 0 = queue empty */
 	/* struct metrics, copied */
 	uint64_t sessions_active, sessions_total, tls_sessions;
+	uint64_t dkim_signed;
 	uint64_t accepted, accepted_bytes, rejected;
 	uint64_t delivered, deferred, bounced;
 	uint64_t latency_bucket[16];

@@ -55,6 +55,7 @@ http_metrics_format(const struct http_snap *s, const double *bounds, struct evbu
 		{ "mta_recipients_bounced_total", "counter", "Recipients bounced." },
 		{ "mta_smtp_sessions_total", "counter", "Inbound SMTP sessions." },
 		{ "mta_tls_sessions_total", "counter", "Inbound SMTP sessions that used TLS." },
+		{ "mta_dkim_signed_total", "counter", "Messages given DKIM signatures before queueing." },
 	};
 	static const struct http_prom age = { "mta_queue_oldest_message_age_seconds",
 	    "gauge", "Age of the oldest queued message (0 when the queue is empty)." };
@@ -70,7 +71,7 @@ http_metrics_format(const struct http_snap *s, const double *bounds, struct evbu
 	};
 	const uint64_t cv[] = {
 		s->accepted, s->accepted_bytes, s->rejected, s->delivered, s->deferred,
-		s->bounced, s->sessions_total, s->tls_sessions,
+		s->bounced, s->sessions_total, s->tls_sessions, s->dkim_signed,
 	};
 	uint64_t cum = 0;
 	double oldest = 0;

@@ -152,6 +152,9 @@ static const struct cfg_prop cfg_props[] = {
 	/* SPEC §11.1 */
 	{ "ui_hosts", CFG_STRING, "", OFF(ui_hosts), 0, 0, 0, CHK_HOST_LIST, 0 },
 	{ "ui_max_connections", CFG_UINT, "256", OFF(ui_max_connections), 0, 1, 100000, 0, 0 },
+
+	/* SPEC §11.3 */
+	{ "dkim_key_table", CFG_STRING, "", OFF(dkim_key_table), 0, 0, 0, CHK_TEXT, 0 },
 };
 
 #define CFG_NPROPS (sizeof(cfg_props) / sizeof(cfg_props[0]))

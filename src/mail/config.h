@@ -98,6 +98,9 @@ struct config {
 	/* SPEC §11.1 */
 	char  *ui_hosts;                   /* comma/space list of host names, "" = none */
 	unsigned ui_max_connections;       /* HTTP connections in total */
+
+	/* SPEC §11.3: authenticated senders and signing */
+	char  *dkim_key_table;             /* key-store relative; "" = no signing */
 };
 
 /* Without -c: this file when it exists, else the environment alone. */

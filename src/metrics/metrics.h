@@ -21,6 +21,7 @@ struct metrics {
 	uint64_t sessions_active;
 	uint64_t sessions_total;
 	uint64_t tls_sessions;
+	uint64_t dkim_signed;           /* messages given DKIM signatures (smtpd_dkim.c) */
 	uint64_t accepted;              /* messages committed (one per message) */
 	uint64_t accepted_bytes;
 	uint64_t rejected;              /* 4xx/5xx replies to MAIL/RCPT/DATA and refused connections */

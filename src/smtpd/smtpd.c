@@ -619,6 +619,7 @@ smtpd_free(struct smtpd *srv)
 	free(srv->ehlo);
 	free(srv->ehlo_starttls);
 	SSL_CTX_free(srv->tls);
+	smtpd_set_dkim(srv, NULL);
 	free(srv);
 	return NULL;
 }

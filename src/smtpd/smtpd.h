@@ -44,4 +44,12 @@ struct smtpd *smtpd_free(struct smtpd *s);
 struct ssl_ctx_st;
 void smtpd_set_tls(struct smtpd *s, struct ssl_ctx_st *ctx);
 
+/*
+ * smtpd_set_dkim - messages whose content starts from now on are signed
+ * with keys (a reference is taken, the previous table released; messages
+ * in progress keep theirs). NULL = no signing. (smtpd_dkim.c)
+ */
+struct dkim_keys;
+void smtpd_set_dkim(struct smtpd *s, struct dkim_keys *keys);
+
 #endif

@@ -36,6 +36,8 @@ struct evbuffer;
 struct evconnlistener;
 struct event;
 struct queue_file;
+struct dkim_keys;
+struct dkim_sign;
 
 #define SMTPD_ERROR_LIMIT   20       /* Postfix's smtpd_hard_error_limit */
 #define SMTPD_HOP_LIMIT     50       /* Postfix's hopcount_limit: Received: headers */
@@ -103,6 +105,7 @@ struct smtpd_txn {
 	int      bdat;               /* a BDAT sequence has started */
 	struct smtpd_data data;      /* DATA: end-of-data and dot state */
 	struct smtpd_hdr hdr;        /* header section watch */
+	struct dkim_sign *dkim;      /* DKIM signer (smtpd_dkim.c); NULL = not signing */
 };
 
 struct smtpd_commit {
@@ -158,6 +161,7 @@ struct smtpd {
 	struct evconnlistener *lev[2 * CONFIG_MAX_LISTEN];  /* smtp_listen, then smtps_listen */
 	size_t nlev;
 	struct ssl_ctx_st *tls;      /* one reference; NULL = no TLS (smtpd_set_tls) */
+	struct dkim_keys *dkim;      /* one reference; NULL = no signing (smtpd_set_dkim) */
 	struct event *ev_reap;
 	struct event *ev_disk;
 	struct event *ev_relisten;
@@ -231,6 +235,11 @@ void smtpd_tls_done(struct smtpd_sess *s);
 void smtpd_tls_failed(struct smtpd_sess *s, short what);
 size_t smtpd_tls_received(const struct smtpd_sess *s, char *buf, size_t size);
 void smtpd_tls_close(struct smtpd_sess *s);
+
+/* smtpd_dkim.c */
+void smtpd_dkim_begin(struct smtpd_sess *s);
+size_t smtpd_dkim_prepend(struct smtpd_sess *s, const char *qid, char *buf, size_t len,
+    size_t size);
 
 /* smtpd_cmd.c */
 void smtpd_cmd_line(struct smtpd_sess *s, struct str line);

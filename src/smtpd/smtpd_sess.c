@@ -32,6 +32,7 @@
 #include "smtpd/smtpd_int.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "dkim/dkim.h"
 #include "mail/maillog.h"
 #include "metrics/metrics.h"
 #include "queue/queue.h"
@@ -48,7 +49,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
-#define PREPEND_MAX 4096
+#define PREPEND_MAX 16384    /* Received:, Message-ID:, Date: and DKIM signatures */
 
 static const char *const state_names[] = {
 	"PROXY", "CMD", "DATA", "BDAT", "COMMIT", "CLOSING", "LINGER", "DEAD",
@@ -256,6 +257,7 @@ smtpd_txn_free(struct smtpd_txn *t)
 		return NULL;
 	if (t->qf != NULL)
 		t->qf = queue_file_abort(t->qf);
+	t->dkim = dkim_sign_free(t->dkim);
 	free(t->sender);
 	free(t->rbuf);
 	free(t);
@@ -568,6 +570,8 @@ txn_content(struct smtpd_sess *s, const char *p, size_t n)
 	}
 	if (!smtpd_hdr_in_body(&t->hdr))
 		smtpd_hdr_feed(&t->hdr, p, n);
+	if (t->dkim != NULL)
+		dkim_sign_feed(t->dkim, p, n);
 	if (queue_file_write(t->qf, p, n) < 0) {
 		log_warn("%s: queue file write", queue_file_id(t->qf));
 		t->reject |= SMTPD_R_IO;
@@ -753,6 +757,8 @@ txn_finish(struct smtpd_sess *s, int is_data)
 	}
 	util_strlcpy(qid, queue_file_id(t->qf), sizeof(qid));
 	plen = build_prepend(s, qid, prepend, sizeof(prepend));
+	if (plen > 0 && t->dkim != NULL)     /* the signature goes on top: smtpd_dkim.c */
+		plen = smtpd_dkim_prepend(s, qid, prepend, plen, sizeof(prepend));
 	slen = strlen(t->sender);
 	h = malloc(sizeof(*h) + slen + 1);
 	if (plen == 0 || h == NULL) {
@@ -922,6 +928,7 @@ smtpd_sess_begin_content(struct smtpd_sess *s)
 	t->reject = 0;
 	smtpd_data_init(&t->data);
 	smtpd_hdr_init(&t->hdr);
+	smtpd_dkim_begin(s);
 	return 0;
 }
 

@@ -53,6 +53,15 @@ int tls_keys_check(const char *root, const char *key_file, const char *cert_file
  */
 int tls_keys_helper_start(const char *root, char *err, size_t errlen);
 
+/*
+ * tls_keys_read - the file rel under the key store root (at most 1 MiB,
+ * inside the store: no "..", no symbolic link out of it), read through the
+ * privileged reader when it runs, for the other key material on the store
+ * (DKIM keys, the SMTP AUTH users file). A malloc'ed, NUL-terminated copy
+ * of *len bytes (the caller wipes and frees it), or NULL with why.
+ */
+char *tls_keys_read(const char *root, const char *rel, size_t *len, char *why, size_t whylen);
+
 /* --- contexts ---------------------------------------------------------------- */
 
 /*

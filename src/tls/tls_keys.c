@@ -347,6 +347,17 @@ keys_read(const char *root, const char *rel, size_t *len, char *why, size_t whyl
 	return buf;
 }
 
+/* tls_keys_read - see tls.h */
+char *
+tls_keys_read(const char *root, const char *rel, size_t *len, char *why, size_t whylen)
+{
+	char *buf = keys_read(root, rel, len, why, whylen);
+
+	if (buf != NULL)
+		buf[*len] = '\0';       /* both readers leave room for it */
+	return buf;
+}
+
 /* keys_bio - the file as a memory BIO (copied; the buffer is wiped); NULL with why */
 static BIO *
 keys_bio(const char *root, const char *rel, char *why, size_t whylen)

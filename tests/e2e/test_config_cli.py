@@ -16,7 +16,7 @@ PROPERTIES = [
     "queue_lifetime", "delay_warning_time", "destination_concurrency", "smtp_connect_timeout",
     "maillog_stdout",
     "smtpd_proxy_protocol", "smtpd_proxy_networks", "mail_owner", "smart_relay_tls",
-    "ui_hosts", "ui_max_connections",
+    "ui_hosts", "ui_max_connections", "dkim_key_table",
 ]
 
 
@@ -76,6 +76,7 @@ def test_print_shows_file_values_and_defaults(mtad_factory):
         "destination_concurrency": "20", "smtp_connect_timeout": "30s",
         "smtpd_proxy_protocol": "", "smtpd_proxy_networks": "", "mail_owner": "mtad",
         "smart_relay_tls": "may", "ui_hosts": "", "ui_max_connections": "256",
+        "dkim_key_table": "",
         "timezone": "", "key_dir": "", "fs_dir": "",
     }
     for k, v in want.items():

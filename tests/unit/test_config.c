@@ -1264,7 +1264,8 @@ test_print_roundtrip(void **state)
 	    "mail_owner = nobody\n"
 	    "smart_relay_tls = encrypt\n"
 	    "ui_hosts = mta.example.com ui.example.com\n"
-	    "ui_max_connections = 64\n";
+	    "ui_max_connections = 64\n"
+	    "dkim_key_table = dkim/keytable\n";
 	char err[2048], out1[16384], out2[16384];
 	struct config *a, *b;
 	FILE *f;
@@ -1282,7 +1283,7 @@ test_print_roundtrip(void **state)
 	out1[n1] = '\0';
 	for (size_t i = 0; i < n1; i++)
 		lines += out1[i] == '\n';
-	assert_int_equal(lines, 41);            /* every property, one line each */
+	assert_int_equal(lines, 42);            /* every property, one line each */
 	assert_non_null(strstr(out1, "\npassword = ********\n"));
 	assert_null(strstr(out1, "p\\\"w"));
 	assert_non_null(strstr(out1, "\nusername = \" admin \"\n"));
