@@ -123,6 +123,21 @@ clean:
 
 -include $(LIB_OBJ:.o=.d) $(B)/obj/src/cmd/*.d $(B)/obj/tests/unit/*.d
 
+# --- container image (Containerfile, docs/container.md) -------------------------
+# `make image` builds $(IMAGE) with podman (CONTAINER=docker works too). The
+# build's RUN apt-get needs the network; --network host keeps it working
+# where the default container network is not set up.
+CONTAINER   ?= podman
+IMAGE       ?= localhost/mtad:latest
+IMAGE_FLAGS ?= $(if $(filter podman,$(CONTAINER)),--runtime runc,)
+# podman: the docker format keeps HEALTHCHECK (OCI images have no such field)
+FORMAT_FLAG := $(if $(filter podman,$(CONTAINER)),--format docker,)
+BUILD_FLAGS ?= --network host --ulimit nofile=4096:4096 --ulimit nproc=4096:4096
+
+.PHONY: image
+image:
+	$(CONTAINER) $(IMAGE_FLAGS) build $(FORMAT_FLAG) $(BUILD_FLAGS) -f Containerfile -t $(IMAGE) .
+
 # --- install ------------------------------------------------------------------
 # make install [PREFIX=/usr/local] [DESTDIR=/tmp/pkg] [INSTALL_SENDMAIL=yes]
 # mtad -> sbin, mtactl -> bin (+ mailq link), man pages, the systemd unit,

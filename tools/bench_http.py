@@ -62,6 +62,7 @@ class Daemon:
             f.write("data_dir = %s/data\nsmtp_listen = 127.0.0.1:%d\nui_address = 127.0.0.1\n"
                     "ui_port = %d\nsmtpd_trusted_networks = 127.0.0.0/8\nhostname = bench.test\n"
                     "dns_servers = 127.0.0.1:1\nsmart_relay = %s\nsmtpd_max_sessions = 10000\n"
+                    "mail_owner = nobody\n"
                     % (tmp, self.smtp, self.ui, relay))
         self.err = open(os.path.join(tmp, "stderr"), "wb")
         self.proc = subprocess.Popen([MTAD, "-c", self.conf], stdout=self.err, stderr=self.err)

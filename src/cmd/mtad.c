@@ -10,6 +10,7 @@
 #include "dkim/dkim.h"
 #include "http/http.h"
 #include "lib/log.h"
+#include "lib/priv.h"
 #include "lib/util.h"
 #include "mail/config.h"
 #include "mail/maillog.h"
@@ -21,7 +22,6 @@
 
 #include <errno.h>
 #include <stdarg.h>
-#include <ftw.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -36,6 +36,8 @@
 #include <event2/thread.h>
 
 #define MTAD_VERSION "0.1.0"
+/* A drain ended with mail still in data_dir (EX_TEMPFAIL): nothing lost, not empty. */
+#define MTAD_EX_LEFT 75
 
 extern char **environ;
 
@@ -53,8 +55,16 @@ struct mtad {
 	struct dkim_keys *dkim;        /* dkim_key_table; NULL = no signing */
 	struct metrics metrics;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_pipe;
+	struct queue_recovery *recovery; /* the queue is still being read (in slices) */
+	struct event *ev_recover;
 	int stopping;
+	int draining;                  /* SIGTERM with drain_relay, or mtactl drain */
+	int exit_status;               /* 0, or MTAD_EX_LEFT after a drain that left mail */
 	int smtpd_done, sched_done;
+	int check;                     /* -t: check only (no mail-log line on error) */
+	int owner_found;               /* started as root: owner_uid/gid is mail_owner */
+	uid_t owner_uid;
+	gid_t owner_gid;
 };
 
 static void
@@ -64,16 +74,53 @@ usage(void)
 	exit(2);
 }
 
-/* startup_error - the SPEC §3 text (a format) on stderr, one line, and exit non-zero */
-static _Noreturn void __attribute__((format(printf, 1, 2)))
-startup_error(const char *fmt, ...)
+static void maillog_path(const struct config *cfg, char *buf, size_t size);
+
+/*
+ * startup_log - SPEC §3: a start-up error goes "to the log when it can":
+ * the mail log once the configuration is known and the log share works
+ * (opened for this line if start-up has not got that far; never with -t).
+ */
+static void
+startup_log(const struct mtad *d, const char *text)
 {
+	char path[4096], err[256];
+	struct maillog *ml;
+	struct stat st;
+
+	if (d == NULL || d->cfg == NULL || d->check)
+		return;
+	if (d->ml != NULL) {
+		maillog_fatal(d->ml, text);
+		return;
+	}
+	maillog_path(d->cfg, path, sizeof(path));
+	/* only into a log share that is there: never create log_dir for this */
+	if (path[0] == '\0' || stat(d->cfg->log_dir, &st) < 0 || !S_ISDIR(st.st_mode))
+		return;
+	if ((ml = maillog_open(path, d->cfg->hostname, err, sizeof(err))) == NULL)
+		return;
+	maillog_set_stdout(ml, d->cfg->maillog_stdout ? STDOUT_FILENO : -1);
+	maillog_fatal(ml, text);
+	maillog_close(ml);
+}
+
+/*
+ * startup_error - the SPEC §3 text (a format) on stderr, one line, and in
+ * the mail log when it works (startup_log); exit non-zero. d may be NULL.
+ */
+static _Noreturn void __attribute__((format(printf, 2, 3)))
+startup_error(const struct mtad *d, const char *fmt, ...)
+{
+	char text[2048];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	if (vsnprintf(text, sizeof(text), fmt, ap) < 0)
+		util_strlcpy(text, fmt, sizeof(text));
 	va_end(ap);
-	fputc('\n', stderr);
+	fprintf(stderr, "%s\n", text);
+	startup_log(d, text);
 	exit(1);
 }
 
@@ -90,60 +137,69 @@ maillog_path(const struct config *cfg, char *buf, size_t size)
 		buf[0] = '\0';
 }
 
-static uid_t chown_uid;
-static gid_t chown_gid;
-
-static int
-chown_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+/*
+ * owner_lookup - when root: the mail_owner user to run as (SPEC §10). A
+ * missing user is a start-up error naming it: falling back to another
+ * user (nobody, shared with other daemons) would hand it the queue.
+ * mail_owner = nobody must be said explicitly. Root itself is refused.
+ */
+static void
+owner_lookup(struct mtad *d)
 {
-	(void)st; (void)flag; (void)ftw;
-	if (lchown(path, chown_uid, chown_gid) < 0)
-		log_warn("chown %s", path);
-	return 0;
+	struct passwd *pw;
+
+	if (geteuid() != 0)
+		return;
+	errno = 0;
+	pw = getpwnam(d->cfg->mail_owner);
+	if (pw == NULL)
+		startup_error(d, "Error: failed to pre-configure MTA: mail_owner: no such user '%s' "
+		    "(create it, e.g. useradd --system --home-dir /nonexistent "
+		    "--shell /usr/sbin/nologin %s; or set mail_owner = nobody)",
+		    d->cfg->mail_owner, d->cfg->mail_owner);
+	if (pw->pw_uid == 0)
+		startup_error(d, "Error: failed to pre-configure MTA: mail_owner: '%s' has uid 0; "
+		    "mtad must not keep root's powers", d->cfg->mail_owner);
+	d->owner_uid = pw->pw_uid;
+	d->owner_gid = pw->pw_gid;
+	d->owner_found = 1;
 }
 
 /*
  * drop_privileges - when root: give data_dir (and the mail log) to
  * mail_owner, then setgid/setuid to it. Sockets and keys are already open.
+ * Neither chown follows a link or is fooled by one mail_owner placed: see
+ * lib/priv.h.
  */
 static void
 drop_privileges(struct mtad *d)
 {
-	struct passwd *pw;
 	char path[4096];
+	int n;
 
-	if (geteuid() != 0)
+	if (!d->owner_found)
 		return;
-	pw = getpwnam(d->cfg->mail_owner);
-	if (pw == NULL && strcmp(d->cfg->mail_owner, "mtad") == 0)
-		pw = getpwnam("nobody");
-	if (pw == NULL)
-		startup_error("Error: failed to pre-configure MTA: mail_owner: no such user");
-	chown_uid = pw->pw_uid;
-	chown_gid = pw->pw_gid;
-	if (nftw(d->cfg->data_dir, chown_one, 16, FTW_PHYS) < 0)
-		log_warn("cannot hand %s to %s", d->cfg->data_dir, pw->pw_name);
+	if ((n = priv_chown_tree(d->cfg->data_dir, d->owner_uid, d->owner_gid)) < 0)
+		log_warn("cannot hand %s to %s", d->cfg->data_dir, d->cfg->mail_owner);
+	else if (n > 0)
+		log_warnx("%s: %d entr%s left to its owner (see above)", d->cfg->data_dir, n,
+		    n == 1 ? "y" : "ies");
 	/* The mail log file and the directories mtad made for it, so that a
 	 * reopen after rotation (SIGHUP) can create the file again. */
 	maillog_path(d->cfg, path, sizeof(path));
 	if (path[0] != '\0') {
-		size_t root = strlen(d->cfg->log_dir);
-		char *slash;
+		const char *rel = path + strlen(d->cfg->log_dir);
 
-		if (lchown(path, pw->pw_uid, pw->pw_gid) < 0)
-			log_warn("chown %s", path);
-		while ((slash = strrchr(path, '/')) != NULL &&
-		    (size_t)(slash - path) >= root) {
-			*slash = '\0';
-			if (lchown(path, pw->pw_uid, pw->pw_gid) < 0)
-				log_warn("chown %s", path);
-		}
+		while (*rel == '/')
+			rel++;
+		if (priv_chown_path(d->cfg->log_dir, rel, d->owner_uid, d->owner_gid) < 0)
+			log_warn("cannot hand %s to %s", path, d->cfg->mail_owner);
 	}
-	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
-		fatal("cannot drop privileges to %s", pw->pw_name);
+	if (setgroups(0, NULL) < 0 || setgid(d->owner_gid) < 0 || setuid(d->owner_uid) < 0)
+		fatal("cannot drop privileges to %s", d->cfg->mail_owner);
 	if (setuid(0) == 0)
 		fatalx("privileges were not dropped");
-	log_info("running as %s (uid %u)", pw->pw_name, (unsigned)pw->pw_uid);
+	log_info("running as %s (uid %u)", d->cfg->mail_owner, (unsigned)d->owner_uid);
 }
 
 static void
@@ -165,18 +221,80 @@ maybe_exit(struct mtad *d)
 static void smtpd_stopped(void *arg) { struct mtad *d = arg; d->smtpd_done = 1; maybe_exit(d); }
 static void sched_stopped(void *arg) { struct mtad *d = arg; d->sched_done = 1; maybe_exit(d); }
 
+/* stop_now - no more deliveries: abandon running ones safely and exit when idle */
+static void
+stop_now(struct mtad *d)
+{
+	if (d->stopping)
+		return;
+	d->stopping = 1;
+	if (!d->draining)
+		smtpd_shutdown(d->smtpd, smtpd_stopped, d);
+	sched_shutdown(d->sched, sched_stopped, d);
+}
+
+/* drained - the drain is over (sched_drain.c logged the numbers): stop */
+static void
+drained(void *arg, const struct sched_drain_result *r)
+{
+	struct mtad *d = arg;
+
+	if (r->left > 0) {
+		d->exit_status = MTAD_EX_LEFT;
+		log_warnx("drain: stopping with %llu message(s) left in %s: they are delivered "
+		    "when an mtad runs on this data_dir again", r->left, d->cfg->data_dir);
+	}
+	stop_now(d);
+}
+
+/*
+ * drain_start - SPEC §11.4: stop accepting (listeners closed, sessions
+ * ended as on a stop), keep delivering for drain_timeout, then hand the
+ * rest to drain_relay; the process exits when that is over.
+ */
+static void
+drain_start(struct mtad *d, const char *why)
+{
+	if (d->draining || d->stopping)
+		return;
+	d->draining = 1;
+	metrics_set_unready(&d->metrics, METRICS_UNREADY_DRAINING, 1);      /* /readyz: 503 */
+	log_info("%s: draining: no new mail; delivering for up to %u s%s%s", why,
+	    d->cfg->drain_timeout, d->cfg->drain_relay.set ? ", then handing over to " : "",
+	    d->cfg->drain_relay.set ? d->cfg->drain_relay.host : "");
+	smtpd_shutdown(d->smtpd, smtpd_stopped, d);
+	if (sched_drain(d->sched, &d->cfg->drain_relay, d->cfg->drain_timeout, drained, d) < 0) {
+		log_warnx("drain: cannot start; stopping");
+		stop_now(d);
+	}
+}
+
+/* on_drain - POST /api/drain (mtactl drain) */
+static void
+on_drain(void *arg)
+{
+	drain_start(arg, "mtactl drain");
+}
+
+/*
+ * on_stop - SIGTERM/SIGINT. With drain_relay set, SIGTERM drains (a
+ * container being stopped, a pod scaled away); without, or on a second
+ * signal, or on SIGINT, stop now: the queue stays on disk for the next start.
+ */
 static void
 on_stop(evutil_socket_t sig, short what, void *arg)
 {
 	struct mtad *d = arg;
 
 	(void)what;
+	if (sig == SIGTERM && d->cfg->drain_relay.set && !d->draining && !d->stopping) {
+		drain_start(d, "SIGTERM");
+		return;
+	}
 	if (d->stopping)
 		return;
-	d->stopping = 1;
 	log_info("signal %d: stopping", (int)sig);
-	smtpd_shutdown(d->smtpd, smtpd_stopped, d);
-	sched_shutdown(d->sched, sched_stopped, d);
+	stop_now(d);
 }
 
 /* key_store - the TLS key store root of cfg ("" = none) */
@@ -298,6 +416,46 @@ on_recovered(void *arg, struct queue_msg *m)
 	sched_add(d->sched, m);
 }
 
+#define RECOVER_SLICE_FILES 512        /* queue files read per loop pass at most */
+#define RECOVER_SLICE_US    20000      /* and for no longer than this */
+
+/*
+ * on_recover_slice - read the next slice of the queue, then let the loop
+ * serve SMTP, HTTP and deliveries before the next one (SPEC §11.5: the
+ * listeners accept at once, recovery continues in the background).
+ */
+static void
+on_recover_slice(evutil_socket_t fd, short what, void *arg)
+{
+	struct mtad *d = arg;
+	uint64_t t0 = util_mono_us();
+	int rc = 0;
+
+	(void)fd;
+	(void)what;
+	/*
+	 * The loop runs: the listeners accept mail, so /readyz says 200 from
+	 * the first slice on, while the rest of the queue is still being read.
+	 */
+	metrics_set_unready(&d->metrics, METRICS_UNREADY_RECOVERING, 0);
+	if (d->recovery == NULL || d->stopping)
+		return;
+	while (rc == 0 && util_mono_us() - t0 < RECOVER_SLICE_US)
+		rc = queue_recover_step(d->recovery, RECOVER_SLICE_FILES / 8);
+	if (rc == 0) {
+		/* a zero timer, not event_active(): the loop polls the sockets first */
+		struct timeval now = { 0, 0 };
+
+		evtimer_add(d->ev_recover, &now);
+		return;
+	}
+	if (rc < 0)
+		log_warnx("queue recovery in %s ran out of memory: the rest stays on disk "
+		    "until the next start", d->cfg->data_dir);
+	d->recovery = queue_recover_finish(d->recovery);
+	metrics_set_unready(&d->metrics, METRICS_UNREADY_RECOVERING, 0);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -323,15 +481,17 @@ main(int argc, char **argv)
 			usage();
 	}
 	log_init("mtad", debug ? ~0u : 0);
+	d.check = check;
 
 	/* SPEC §1: without -c, /etc/mtad/mtad.conf or else MTA_* alone */
 	d.cfg = config_load_default(conf, environ, err, sizeof(err));
 	if (d.cfg == NULL)
-		startup_error("%s", err);
+		startup_error(&d, "%s", err);
 	if (config_check_environment(d.cfg, err, sizeof(err)) < 0)
-		startup_error("%s", err);
+		startup_error(&d, "%s", err);
+	owner_lookup(&d);
 	if (dkim_load(d.cfg, &d.dkim, err, sizeof(err)) < 0)
-		startup_error("%s", err);
+		startup_error(&d, "%s", err);
 	if (check) {
 		d.dkim = dkim_keys_unref(d.dkim);
 		config_check_warnings(d.cfg);
@@ -341,20 +501,22 @@ main(int argc, char **argv)
 		return 0;
 	}
 	/*
-	 * TLS: the key store reader keeps root's access to the key for
-	 * SIGHUP (before any thread exists); the server context is made now,
-	 * as root, and handed to smtpd and http once they exist.
+	 * TLS: the key store reader keeps read access to the key store for
+	 * SIGHUP (forked before any thread exists, as mail_owner with
+	 * CAP_DAC_READ_SEARCH alone); the server context is made now, as
+	 * root, and handed to smtpd and http once they exist.
 	 */
 	if (!d.cfg->ssl_disabled || d.cfg->dkim_key_table[0] != '\0') {
-		if (tls_keys_helper_start(key_store(d.cfg), err, sizeof(err)) < 0)
-			startup_error("%s", err);
+		if (tls_keys_helper_start(key_store(d.cfg), d.owner_uid, d.owner_gid,
+		    err, sizeof(err)) < 0)
+			startup_error(&d, "%s", err);
 	}
 	if (!d.cfg->ssl_disabled) {
 		char desc[512];
 		d.tls = tls_server_new(key_store(d.cfg), d.cfg->ssl_key_file, d.cfg->ssl_cert_file,
 		    NULL, err, sizeof(err));
 		if (d.tls == NULL)
-			startup_error("%s", err);
+			startup_error(&d, "%s", err);
 		tls_cert_describe(d.tls, desc, sizeof(desc));
 		log_info("TLS: STARTTLS and SMTPS with %s", desc);
 	}
@@ -382,18 +544,18 @@ main(int argc, char **argv)
 	maillog_path(d.cfg, path, sizeof(path));
 	d.ml = maillog_open(path, d.cfg->hostname, err, sizeof(err));
 	if (d.ml == NULL)
-		startup_error("Error: failed to mount log share. (%s)", err);
+		startup_error(&d, "Error: failed to mount log share. (%s)", err);
 	maillog_set_stdout(d.ml, d.cfg->maillog_stdout ? STDOUT_FILENO : -1);
 	if (mkdir(d.cfg->data_dir, 0700) < 0 && errno != EEXIST)
-		startup_error("Error: failed to pre-configure MTA: "
+		startup_error(&d, "Error: failed to pre-configure MTA: "
 		    "data_dir %s: %s", d.cfg->data_dir, strerror(errno));
 	d.q = queue_open(d.base, d.cfg->data_dir, err, sizeof(err));
 	if (d.q == NULL)
-		startup_error("Error: failed to pre-configure MTA: "
+		startup_error(&d, "Error: failed to pre-configure MTA: "
 		    "data_dir: %s", err);
 	d.smtpd = smtpd_new(d.base, d.cfg, d.q, d.ml, &d.metrics, err, sizeof(err));
 	if (d.smtpd == NULL)
-		startup_error("Error: failed to start MTA server: %s", err);
+		startup_error(&d, "Error: failed to start MTA server: %s", err);
 	smtpd_set_tls(d.smtpd, d.tls);
 	smtpd_set_dkim(d.smtpd, d.dkim);
 	if (d.dkim != NULL)
@@ -401,24 +563,38 @@ main(int argc, char **argv)
 		    d.cfg->dkim_key_table);
 	d.http = http_new(d.base, d.cfg, d.q, &d.metrics, err, sizeof(err));
 	if (d.http == NULL)
-		startup_error("Error: failed to initialize UI backend: %s", err);
+		startup_error(&d, "Error: failed to initialize UI backend: %s", err);
 	if (d.tls != NULL)
 		http_set_tls(d.http, d.tls);     /* SPEC §6: HTTPS when TLS is on */
 	drop_privileges(&d);
 
 	d.sched = sched_new(d.base, d.cfg, d.q, d.ml, &d.metrics, err, sizeof(err));
 	if (d.sched == NULL)
-		startup_error("Error: failed to pre-configure MTA: %s", err);
+		startup_error(&d, "Error: failed to pre-configure MTA: %s", err);
 	http_set_sched(d.http, d.sched);
+	http_set_drain(d.http, on_drain, &d);
 	sched_set_tls(d.sched, d.tls_client);    /* SPEC §5: STARTTLS whenever offered */
-	if (queue_recover(d.q, on_recovered, &d) < 0)
+	if ((d.recovery = queue_recover_start(d.q, on_recovered, &d)) == NULL)
 		fatal("queue recovery in %s failed", d.cfg->data_dir);
+	metrics_set_unready(&d.metrics, METRICS_UNREADY_RECOVERING, 1);   /* /readyz: 503 until the loop runs */
 	queue_set_listener(d.q, on_recovered, &d);
+	if ((d.ev_recover = evtimer_new(d.base, on_recover_slice, &d)) == NULL)
+		fatalx("cannot create the recovery event");
+	{
+		size_t done, total;
 
-
-	log_info("mtad %s started: %llu message(s) in the queue", MTAD_VERSION,
-	    (unsigned long long)queue_count(d.q));
+		queue_recover_progress(d.recovery, &done, &total);
+		if (total == 0) {
+			d.recovery = queue_recover_finish(d.recovery);
+			metrics_set_unready(&d.metrics, METRICS_UNREADY_RECOVERING, 0);
+		} else
+			event_active(d.ev_recover, EV_TIMEOUT, 0);   /* the first slice: once the loop runs */
+		log_info("mtad %s started: %zu queue file(s) to recover%s", MTAD_VERSION, total,
+		    total > 0 ? " in the background" : "");
+	}
 	event_base_dispatch(d.base);
+	d.recovery = queue_recover_finish(d.recovery);
+	event_free(d.ev_recover);
 
 	/* Stopped: every acknowledged message is on disk; nothing else to save. */
 	d.http = http_free(d.http);
@@ -436,5 +612,5 @@ main(int argc, char **argv)
 	config_free(d.old_cfg);
 	config_free(d.cfg);
 	log_info("stopped");
-	return 0;
+	return d.exit_status;
 }

@@ -92,6 +92,8 @@ ctl_usage(const char *prog)
 	    "  release ID ... | ALL    release held messages\n"
 	    "  stats [--json]          counters and queue totals\n"
 	    "  check-config            check the configuration like mtad -t\n"
+	    "  health                  ask the running mtad's /healthz (exit 0 = healthy)\n"
+	    "  drain                   stop accepting, deliver, hand the rest to drain_relay, exit\n"
 	    "  dkim-record DOMAIN      the DNS TXT records of DOMAIN's DKIM keys\n");
 }
 
@@ -1107,6 +1109,74 @@ ctl_cmd_check(struct ctl *c)
 	return CTL_EX_OK;
 }
 
+/* --- health ---------------------------------------------------------------------- */
+
+/*
+ * ctl_cmd_health - GET /healthz of the running daemon: 0 on 200, for a
+ * container's HEALTHCHECK (no curl in a slim image, and HTTPS when TLS is on)
+ */
+static int
+ctl_cmd_health(struct ctl *c)
+{
+	json_t *j = NULL;
+	int rc, status;
+
+	rc = ctl_api(c, "GET", "/healthz", NULL, &j, &status);
+	json_decref(j);
+	if (rc == CTL_EX_NODAEMON) {
+		ctl_no_daemon(c);
+		return CTL_EX_NODAEMON;
+	}
+	if (rc != CTL_EX_OK)
+		return rc;
+	if (status != 200) {
+		ctl_err(c, "GET /healthz: HTTP %d", status);
+		return CTL_EX_FAIL;
+	}
+	printf("ok\n");
+	return CTL_EX_OK;
+}
+
+/*
+ * ctl_cmd_drain - POST /api/drain: the daemon stops accepting, delivers for
+ * drain_timeout, hands the rest to drain_relay and exits (SPEC §11.4)
+ */
+static int
+ctl_cmd_drain(struct ctl *c)
+{
+	json_t *j = NULL;
+	int rc, status;
+	char relay[300];
+
+	rc = ctl_api(c, "POST", "/api/drain", NULL, &j, &status);
+	if (rc == CTL_EX_NODAEMON) {
+		ctl_no_daemon(c);
+		return CTL_EX_NODAEMON;
+	}
+	if (rc != CTL_EX_OK)
+		return rc;
+	if (status != 202) {
+		ctl_err(c, "POST /api/drain: HTTP %d: %s", status, ctl_api_error(j, "bad reply"));
+		json_decref(j);
+		return CTL_EX_FAIL;
+	}
+	json_decref(j);
+	if (c->cfg->drain_relay.set) {
+		if (c->cfg->drain_relay.port > 0 ? util_bsnprintf(relay, sizeof(relay), "%s port %d",
+		    c->cfg->drain_relay.host, c->cfg->drain_relay.port) < 0 :
+		    util_bsnprintf(relay, sizeof(relay), "%s", c->cfg->drain_relay.host) < 0)
+			util_strlcpy(relay, "drain_relay", sizeof(relay));
+		printf("mtad is draining: delivering for up to %us, then handing the rest "
+		    "over to ", c->cfg->drain_timeout);
+		ctl_print_clean(stdout, relay);
+		printf("; it exits when done\n");
+	}
+	else
+		printf("mtad is draining: delivering for up to %us (no drain_relay: what is "
+		    "left then stays in data_dir); it exits when done\n", c->cfg->drain_timeout);
+	return CTL_EX_OK;
+}
+
 /* --- main ----------------------------------------------------------------------- */
 
 int
@@ -1162,7 +1232,8 @@ ctl_main(int argc, char **argv)
 	if (strcmp(cmd, "mailq") == 0 || strcmp(cmd, "list") == 0)
 		cmd = "queue";
 	if (((strcmp(cmd, "queue") == 0 || strcmp(cmd, "stats") == 0 ||
-	    strcmp(cmd, "check-config") == 0) && nargs != 0) ||
+	    strcmp(cmd, "check-config") == 0 || strcmp(cmd, "health") == 0 ||
+	    strcmp(cmd, "drain") == 0) && nargs != 0) ||
 	    ((strcmp(cmd, "show") == 0 || strcmp(cmd, "dkim-record") == 0) && nargs != 1)) {
 		fprintf(stderr, "%s: %s: wrong number of arguments\n", c.prog, cmd);
 		ctl_usage(c.prog);
@@ -1175,6 +1246,10 @@ ctl_main(int argc, char **argv)
 		rc = ctl_cmd_stats(&c);
 	} else if (strcmp(cmd, "check-config") == 0) {
 		rc = ctl_cmd_check(&c);
+	} else if (strcmp(cmd, "health") == 0) {
+		rc = ctl_cmd_health(&c);
+	} else if (strcmp(cmd, "drain") == 0) {
+		rc = ctl_cmd_drain(&c);
 	} else if (strcmp(cmd, "dkim-record") == 0) {
 		rc = ctl_dkim_record(c.cfg, c.prog, args[0]);
 	} else {

@@ -25,6 +25,8 @@ struct http *http_new(struct event_base *base, const struct config *cfg,
     struct queue *q, struct metrics *m, char *err, size_t errlen);
 /* http_set_sched - the scheduler, for actions (flush); borrowed */
 void http_set_sched(struct http *h, struct sched *s);
+/* http_set_drain - POST /api/drain calls fn(arg) (mtactl drain); NULL = 503 */
+void http_set_drain(struct http *h, void (*fn)(void *arg), void *arg);
 /* http_set_config - SIGHUP: credentials and metrics_push; cfg borrowed */
 void http_set_config(struct http *h, const struct config *cfg);
 /*

@@ -143,6 +143,8 @@ static const struct cfg_prop cfg_props[] = {
 
 	/* SPEC §11.4 */
 	{ "maillog_stdout", CFG_BOOL, "no", OFF(maillog_stdout), 0, 0, 1, 0, 0 },
+	{ "drain_relay", CFG_RELAY, "", OFF(drain_relay), 0, 0, 0, 0, 1 },
+	{ "drain_timeout", CFG_DURATION, "60s", OFF(drain_timeout), 0, 0, 86400, 0, 0 },
 
 	{ "smtpd_proxy_protocol", CFG_PROXY, "", OFF(smtpd_proxy_protocol), 0, 0, 0, 0, 0 },
 	{ "smtpd_proxy_networks", CFG_CIDR, "", OFF(smtpd_proxy_networks), 0, 0, 0, 0, 1 },

@@ -88,6 +88,8 @@ struct config {
 
 	/* SPEC §11.4: the appliance in a container, and many of them */
 	int    maillog_stdout;             /* the mail log also on stdout */
+	struct relay_target drain_relay;   /* set: SIGTERM hands the queue over to it */
+	unsigned drain_timeout;            /* seconds of delivery after SIGTERM before that */
 
 	/* beyond the appliance (documented in docs/configuration.md) */
 	int    smtpd_proxy_protocol;       /* 0 = none, 1 = haproxy */
@@ -140,6 +142,13 @@ int config_check_environment(const struct config *cfg, char *err, size_t errlen)
  */
 int config_check_warnings(const struct config *cfg);
 
+/*
+ * config_ui_is_open - 1 when the web UI needs no password (username empty)
+ * and listens beyond loopback (ui_address not 127.0.0.0/8 or ::1): anyone
+ * who reaches the port can read and change the queue (SPEC §11.1).
+ */
+int config_ui_is_open(const struct config *cfg);
+
 /* config_print - the effective configuration, one "name = value" a line, passwords masked */
 void config_print(const struct config *cfg, int fd);
 
@@ -149,6 +158,8 @@ struct config *config_free(struct config *cfg);
 int config_parse_duration(const char *text, unsigned *out);
 /* config_parse_relay - SPEC's smart_relay/cc_mta forms; -1 on error */
 int config_parse_relay(const char *text, struct relay_target *out);
+/* config_format_relay - the canonical text of a relay target, port included ("" when unset) */
+int config_format_relay(const struct relay_target *t, char *buf, size_t size);
 
 /*
  * config_parse_buffer - config_load() without the file: parse buf[0..len)

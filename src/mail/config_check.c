@@ -28,10 +28,12 @@
 #include "lib/util.h"
 #include "tls/tls.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,5 +221,28 @@ config_check_warnings(const struct config *cfg)
 		log_warnx("cc_mta has no effect when smart_relay is set; ignoring it");
 		n++;
 	}
+	if (config_ui_is_open(cfg)) {
+		log_warnx("the web UI on %s port %d has no username and password: anyone who can "
+		    "reach it can read and change the queue (set username and password, or "
+		    "ui_address = 127.0.0.1)", cfg->ui_address, cfg->ui_port);
+		n++;
+	}
 	return n;
+}
+
+/* config_ui_is_open - no UI credentials and a UI address beyond loopback? */
+int
+config_ui_is_open(const struct config *cfg)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (cfg->username != NULL && cfg->username[0] != '\0')
+		return 0;
+	if (inet_pton(AF_INET, cfg->ui_address, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) != 127;
+	if (inet_pton(AF_INET6, cfg->ui_address, &a6) == 1)
+		return !IN6_IS_ADDR_LOOPBACK(&a6) &&
+		    !(IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+	return 1;
 }

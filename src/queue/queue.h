@@ -94,6 +94,23 @@ struct queue *queue_close(struct queue *q);
  */
 int queue_recover(struct queue *q, void (*cb)(void *arg, struct queue_msg *m), void *arg);
 
+/*
+ * The same in slices, so that mail is accepted while a big queue is read
+ * (SPEC §11.5): queue_recover_start() (before the first queue_file_create():
+ * it empties incoming/ and raises the id counter above every file), then
+ * queue_recover_step(r, max) from the loop until it returns 1 (0: more
+ * left; -1: out of memory, the rest stays on disk), then
+ * queue_recover_finish(). Messages recovered this way keep id order in
+ * queue_foreach(), before the mail that came meanwhile.
+ */
+struct queue_recovery;
+struct queue_recovery *queue_recover_start(struct queue *q,
+    void (*cb)(void *arg, struct queue_msg *m), void *arg);
+int queue_recover_step(struct queue_recovery *r, size_t max);
+/* queue_recover_progress - files looked at so far, of the total listed at the start */
+void queue_recover_progress(const struct queue_recovery *r, size_t *done, size_t *total);
+struct queue_recovery *queue_recover_finish(struct queue_recovery *r);
+
 /* queue_set_listener - cb(arg, m) runs on the loop after each successful commit */
 void queue_set_listener(struct queue *q, void (*cb)(void *arg, struct queue_msg *m), void *arg);
 

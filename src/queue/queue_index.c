@@ -109,9 +109,9 @@ queue_index_grow(struct queue *q)
 	free(ob);
 }
 
-/* queue_index_insert - add a durable message: hash, arrival list, counters */
-void
-queue_index_insert(struct queue *q, struct queue_ent *e)
+/* queue_index_link - hash it, and put it in the arrival list after `after` (NULL: at the head) */
+static void
+queue_index_link(struct queue *q, struct queue_ent *e, struct queue_ent *after)
 {
 	size_t h;
 
@@ -120,15 +120,42 @@ queue_index_insert(struct queue *q, struct queue_ent *e)
 	h = queue_index_hash(q, e->key);
 	e->hnext = q->bucket[h];
 	q->bucket[h] = e;
-	e->next = NULL;
-	e->prev = q->tail;
-	if (q->tail != NULL)
-		q->tail->next = e;
+	e->prev = after;
+	e->next = after != NULL ? after->next : q->head;
+	if (e->next != NULL)
+		e->next->prev = e;
+	else
+		q->tail = e;
+	if (after != NULL)
+		after->next = e;
 	else
 		q->head = e;
-	q->tail = e;
 	q->count++;
 	q->bytes += e->m.size;
+}
+
+/* queue_index_insert - add a durable message: hash, arrival list (at the end), counters */
+void
+queue_index_insert(struct queue *q, struct queue_ent *e)
+{
+	queue_index_link(q, e, q->tail);
+}
+
+/*
+ * queue_index_insert_recovered - while a recovery runs in slices, mail
+ * committed since its start is at the tail; recovered messages (all
+ * older, recovered in id order) go after the last recovered one, so the
+ * arrival list stays in id order.
+ */
+void
+queue_index_insert_recovered(struct queue *q, struct queue_ent *e)
+{
+	if (!q->recovering) {
+		queue_index_insert(q, e);
+		return;
+	}
+	queue_index_link(q, e, q->recover_anchor);
+	q->recover_anchor = e;
 }
 
 /* queue_index_unlink - take a message out of the index and the counters */
@@ -142,6 +169,8 @@ queue_index_unlink(struct queue *q, struct queue_ent *e)
 	if (*pp == NULL)
 		panic("%s: queue entry not in the index", e->m.id);
 	*pp = e->hnext;
+	if (q->recover_anchor == e)
+		q->recover_anchor = e->prev;    /* recovered too, or NULL: the head */
 	if (e->prev != NULL)
 		e->prev->next = e->next;
 	else

@@ -68,6 +68,8 @@ struct queue {
 	size_t nbucket;              /* power of two */
 	struct queue_ent *head, *tail;
 	uint64_t count, bytes;
+	int recovering;              /* a recovery runs in slices (queue_recover_start) */
+	struct queue_ent *recover_anchor; /* the last recovered entry; NULL: insert at head */
 
 	void (*listener)(void *, struct queue_msg *);
 	void *listener_arg;
@@ -103,6 +105,8 @@ struct queue {
 /* queue_index.c: ids, entries, the index and its counters */
 void queue_index_insert(struct queue *q, struct queue_ent *e);
 void queue_index_unlink(struct queue *q, struct queue_ent *e);
+/* queue_index_insert_recovered - a recovered message: after the recovered ones, before newer mail */
+void queue_index_insert_recovered(struct queue *q, struct queue_ent *e);
 /* queue_index_hash - the bucket of a key */
 size_t queue_index_hash(const struct queue *q, uint64_t key);
 struct queue_ent *queue_ent_new(void);

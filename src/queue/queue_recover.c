@@ -4,13 +4,16 @@
  *                   removed, corrupt ones quarantined
  *
  * Owns:     nothing beyond the call (queue_parse_fd() reads each file).
- * Lifetime: queue_recover() runs once, before the loop accepts mail.
+ * Lifetime: queue_recover_start() once at start-up, then
+ *           queue_recover_step() slice by slice from the loop (mail is
+ *           accepted meanwhile) until it returns 1, then
+ *           queue_recover_finish(); queue_recover() does all three at once.
  * Errors:   a bad file is never fatal: it is logged and removed (if it was
  *           never committed) or moved to <data_dir>/corrupt/. Only a
  *           queue directory that cannot be listed, or running out of
  *           memory, fails the whole recovery (-1).
- * Context:  event-loop thread, before event_base_dispatch(): the files are
- *           read with blocking I/O, which is fine while nothing else runs.
+ * Context:  event-loop thread. The files are read with blocking I/O, a
+ *           bounded slice at a time, so the loop keeps serving in between.
  */
 #include "queue/queue_int.h"
 #include "queue/queue_tool.h"
@@ -168,7 +171,7 @@ queue_recover_one(struct queue *q, uint64_t key, void (*cb)(void *, struct queue
 	e->data_off = res.loc.data_off;
 	e->prepend_off = res.loc.prepend_off;
 	e->prepend_len = res.loc.prepend_len;
-	queue_index_insert(q, e);
+	queue_index_insert_recovered(q, e);
 	if (cb != NULL)
 		cb(arg, &e->m);
 	return RECOVER_KEPT;
@@ -289,45 +292,121 @@ fail:
 	return -1;
 }
 
-/* queue_recover - load the queue in id order; see the table in docs/queue.md */
+/* The state of a recovery that runs in slices (queue_recover_start()). */
+struct queue_recovery {
+	struct queue *q;
+	void (*cb)(void *, struct queue_msg *);
+	void *arg;
+	uint64_t *keys;
+	size_t n, next;
+	size_t kept, dropped, skipped;
+	uint64_t t0_us;
+};
+
+/*
+ * queue_recover_start - empty incoming/, list queue/, and raise the id
+ * counter above every id found, so that messages committed while the
+ * recovery runs get higher ids and are never mistaken for recovered ones.
+ * NULL (errno set) when queue/ cannot be listed or memory runs out.
+ */
+struct queue_recovery *
+queue_recover_start(struct queue *q, void (*cb)(void *arg, struct queue_msg *m), void *arg)
+{
+	struct queue_recovery *r;
+
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		return NULL;
+	r->q = q;
+	r->cb = cb;
+	r->arg = arg;
+	r->t0_us = util_mono_us();
+	queue_recover_incoming(q);
+	if (queue_list(q, &r->keys, &r->n) < 0) {
+		int saved = errno;
+
+		log_warn("%s/queue: cannot list the queue", q->data_dir);
+		free(r);
+		errno = saved;
+		return NULL;
+	}
+	pthread_mutex_lock(&q->mu);
+	for (size_t i = 0; i < r->n; i++)
+		if (r->keys[i] < q->spare_floor && r->keys[i] > q->last_id)
+			q->last_id = r->keys[i];
+	pthread_mutex_unlock(&q->mu);
+	q->recovering = 1;
+	q->recover_anchor = NULL;
+	return r;
+}
+
+/*
+ * queue_recover_step - recover up to max more files (in id order), each
+ * inserted among the recovered ones, before the messages that came after
+ * the start. 1 when every file is done, 0 when more are left, -1 when
+ * memory ran out (the rest stays on disk for the next start).
+ */
+int
+queue_recover_step(struct queue_recovery *r, size_t max)
+{
+	struct queue *q = r->q;
+
+	for (size_t done = 0; r->next < r->n && done < max; done++) {
+		uint64_t key = r->keys[r->next++];
+		char id[QUEUE_ID_SIZE];
+
+		if (key >= q->spare_floor)
+			continue;       /* a spare made after start (recovery ran late) */
+		queue_id_format(key, id);
+		if (queue_lookup(q, id) != NULL)
+			continue;       /* already loaded (a second call) */
+		switch (queue_recover_one(q, key, r->cb, r->arg)) {
+		case RECOVER_KEPT:    r->kept++; break;
+		case RECOVER_DONE:    r->dropped++; break;
+		case RECOVER_SKIPPED: r->skipped++; break;
+		case RECOVER_NOMEM:   return -1;
+		}
+	}
+	return r->next >= r->n;
+}
+
+/* queue_recover_finish - log what was done, free r; returns NULL */
+struct queue_recovery *
+queue_recover_finish(struct queue_recovery *r)
+{
+	if (r == NULL)
+		return NULL;
+	r->q->recovering = 0;
+	r->q->recover_anchor = NULL;
+	if (r->n > 0)
+		log_info("queue recovered: %zu message(s) kept, %zu file(s) removed, "
+		    "%zu left aside%s (%.1f s)", r->kept, r->dropped, r->skipped,
+		    r->next < r->n ? ", the rest not read" : "",
+		    (double)(util_mono_us() - r->t0_us) / 1e6);
+	free(r->keys);
+	free(r);
+	return NULL;
+}
+
+/* queue_recover_progress - how many of the files listed at the start have been looked at */
+void
+queue_recover_progress(const struct queue_recovery *r, size_t *done, size_t *total)
+{
+	*done = r->next;
+	*total = r->n;
+}
+
+/* queue_recover - the whole recovery at once (tests, tools); see the table in docs/queue.md */
 int
 queue_recover(struct queue *q, void (*cb)(void *arg, struct queue_msg *m), void *arg)
 {
-	uint64_t *keys = NULL;
-	size_t n = 0, kept = 0, dropped = 0, skipped = 0;
-	int rc = -1;
+	struct queue_recovery *r;
+	int rc;
 
-	queue_recover_incoming(q);
-	if (queue_list(q, &keys, &n) < 0) {
-		log_warn("%s/queue: cannot list the queue", q->data_dir);
+	if ((r = queue_recover_start(q, cb, arg)) == NULL)
 		return -1;
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (keys[i] >= q->spare_floor)
-			continue;       /* a spare made after start (recovery ran late) */
-		pthread_mutex_lock(&q->mu);
-		if (keys[i] > q->last_id)
-			q->last_id = keys[i];
-		pthread_mutex_unlock(&q->mu);
-		{
-			char id[QUEUE_ID_SIZE];
-
-			queue_id_format(keys[i], id);
-			if (queue_lookup(q, id) != NULL)
-				continue;       /* already loaded (a second call) */
-		}
-		switch (queue_recover_one(q, keys[i], cb, arg)) {
-		case RECOVER_KEPT:    kept++; break;
-		case RECOVER_DONE:    dropped++; break;
-		case RECOVER_SKIPPED: skipped++; break;
-		case RECOVER_NOMEM:   goto out;
-		}
-	}
-	rc = 0;
-	if (n > 0)
-		log_info("queue recovered: %zu message(s) kept, %zu file(s) removed, "
-		    "%zu left aside", kept, dropped, skipped);
-out:
-	free(keys);
-	return rc;
+	rc = queue_recover_step(r, SIZE_MAX);
+	if (rc < 0)
+		errno = ENOMEM;
+	queue_recover_finish(r);
+	return rc < 0 ? -1 : 0;
 }

@@ -28,7 +28,7 @@
  * set-up incl. DNS (first transaction of a connection only), d = transfer.
  */
 #include "sched/sched_int.h"
-#include "sched/sched_map.h"
+#include "lib/map.h"
 #include "dns/dns.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -46,7 +46,7 @@
 #define US_PER_S 1000000ull
 
 static struct sched_msg *
-msg_of(struct sched_heap_node *hn)
+msg_of(struct heap_node *hn)
 {
 	return (struct sched_msg *)(void *)((char *)hn - offsetof(struct sched_msg, hn));
 }
@@ -146,7 +146,7 @@ msg_wake(const struct sched_msg *sm)
 static void
 msg_free(struct sched *s, struct sched_msg *sm)
 {
-	sched_heap_remove(&s->heap, &sm->hn);
+	heap_remove(&s->heap, &sm->hn);
 	msg_deactivate(s, sm);
 	sm->m->sched = NULL;
 	free(sm->fail);
@@ -185,14 +185,14 @@ sched_msg_schedule(struct sched *s, struct sched_msg *sm)
 	}
 	msg_deactivate(s, sm);
 	if (sm->m->held) {
-		sched_heap_remove(&s->heap, &sm->hn);
+		heap_remove(&s->heap, &sm->hn);
 		sched_rearm(s);
 		return;
 	}
 	w = msg_wake(sm);
-	if (sm->hn.idx != SCHED_HEAP_NONE)
-		sched_heap_update(&s->heap, &sm->hn, w);
-	else if (sched_heap_push(&s->heap, &sm->hn, w) < 0)
+	if (sm->hn.idx != HEAP_NONE)
+		heap_update(&s->heap, &sm->hn, w);
+	else if (heap_push(&s->heap, &sm->hn, w) < 0)
 		log_warnx("%s: out of memory: not scheduled until a flush or restart", sm->m->id);
 	sched_rearm(s);
 }
@@ -201,12 +201,12 @@ sched_msg_schedule(struct sched *s, struct sched_msg *sm)
 void
 sched_rearm(struct sched *s)
 {
-	struct sched_heap_node *top;
+	struct heap_node *top;
 	uint64_t now;
 
 	if (s->stopping)
 		return;
-	if ((top = sched_heap_top(&s->heap)) == NULL) {
+	if ((top = heap_top(&s->heap)) == NULL) {
 		if (s->timer_at != 0) {
 			evtimer_del(s->timer);
 			s->timer_at = 0;
@@ -269,6 +269,20 @@ reply_dsn(const struct smtpc_reply *rp, enum sched_class cls)
 	if (rp->dsn[0] != '\0')
 		return rp->dsn;
 	return cls == SCHED_OK ? "2.0.0" : cls == SCHED_PERM ? "5.0.0" : "4.0.0";
+}
+
+/*
+ * defer_dsn - the enhanced code of a deferral: always class 4, as Postfix
+ * makes a hard error soft when it decides to retry (a smart relay's name
+ * not found is NXDOMAIN, 5.1.2, yet retried: logged and kept as 4.1.2).
+ */
+static const char *
+defer_dsn(const char *dsn, char *buf, size_t size)
+{
+	if (dsn[0] == '4' || util_strlcpy(buf, dsn, size) >= size)
+		return dsn[0] == '4' ? dsn : "4.0.0";
+	buf[0] = '4';
+	return buf;
 }
 
 /*
@@ -339,11 +353,27 @@ rcpt_outcome(struct sched *s, struct sched_msg *sm, size_t i, enum sched_class c
 	uint64_t now = sched_now(s), next;
 	double delays[4], total;
 	const char *dsn = reply_dsn(rp, cls), *text;
-	char buf[SMTPC_REPLY_MAX + 400];
+	char buf[SMTPC_REPLY_MAX + 400], dbuf[sizeof(rp->dsn)];
 	unsigned attempts = r->attempts + 1;
 
 	total = attempt_delays(sm, a, now, delays);
 	text = log_text(rp, cls, a->relay, stage, buf, sizeof(buf));
+	if (cls == SCHED_TEMP || (cls != SCHED_OK && sched_drain_handover(s)))
+		dsn = defer_dsn(dsn, dbuf, sizeof(dbuf));
+	if (cls != SCHED_OK && sched_drain_handover(s)) {
+		/* SPEC §11.4: what drain_relay refuses stays on the volume, never bounces */
+		maillog_delivery(s->ml, m->id, r->addr, a->relay, total, delays, dsn, "deferred",
+		    text);
+		s->mt->deferred++;
+		next = now + (uint64_t)sched_backoff(attempts, cfg->retry_min_backoff,
+		    cfg->retry_max_backoff) * US_PER_S;
+		sched_rcpt_write(s, m, i, QUEUE_RCPT_PENDING, next, dsn, rp->text);
+		/* the file keeps the backoff for the next start; a temporary refusal
+		 * (a peer going away, a balancer's stale view) is tried again soon */
+		if (cls == SCHED_TEMP)
+			r->next_try_us = now + SCHED_DRAIN_RETRY * US_PER_S;
+		return;
+	}
 	switch (cls) {
 	case SCHED_OK:
 		maillog_delivery(s->ml, m->id, r->addr, a->relay, total, delays, dsn, "sent", text);
@@ -385,7 +415,8 @@ cc_outcome(struct sched *s, struct sched_msg *sm, enum sched_class cls,
 	const struct config *cfg = s->cfg;
 	uint64_t now = sched_now(s), next = 0;
 	double delays[4], total;
-	const char *status = "sent";
+	const char *status = "sent", *dsn = reply_dsn(rp, cls);
+	char dbuf[sizeof(rp->dsn)];
 	int gone = 0;
 
 	total = attempt_delays(sm, a, now, delays);
@@ -399,10 +430,11 @@ cc_outcome(struct sched *s, struct sched_msg *sm, enum sched_class cls,
 			gone = 1;
 		} else {
 			status = "deferred";
+			dsn = defer_dsn(dsn, dbuf, sizeof(dbuf));
 			sm->cc_next_us = next;
 		}
 	}
-	maillog_cc_copy(s->ml, m->id, nrcpt, a->relay, total, delays, reply_dsn(rp, cls),
+	maillog_cc_copy(s->ml, m->id, nrcpt, a->relay, total, delays, dsn,
 	    status, rp->text, cls != SCHED_OK && gone);
 	if (gone) {
 		sm->cc_owed = 0;
@@ -542,14 +574,22 @@ dispatch_fail_now(struct sched *s, struct sched_msg *sm, const size_t *idx, size
 		rcpt_outcome(s, sm, idx[i], cls, &why, NULL, &a, 1);
 }
 
-/* dispatch_group - one job for recipients idx[0..n) that share next hop nh */
-static void
-dispatch_group(struct sched *s, struct sched_msg *sm, const struct sched_nexthop *nh,
+/* sched_dispatch_group - one job for recipients idx[0..n) that share next hop nh */
+void
+sched_dispatch_group(struct sched *s, struct sched_msg *sm, const struct sched_nexthop *nh,
     const char *key, const size_t *idx, size_t n, int cc)
 {
 	struct sched_job *job;
+	struct smtpc_reply why;
 
-	if ((job = job_new(s, sm, idx, n, cc)) != NULL && s->be->enqueue(s, nh, key, job) < 0) {
+	if ((job = job_new(s, sm, idx, n, cc)) != NULL && sched_dead_check(s, key, &why)) {
+		struct sched_attempt a;
+
+		memset(&a, 0, sizeof(a));
+		sched_job_fail(s, job, &a, &why, SCHED_TEMP);     /* never the last: guarded */
+		return;
+	}
+	if (job != NULL && s->be->enqueue(s, nh, key, job) < 0) {
 		TAILQ_REMOVE(&sm->jobs, job, mentry);
 		free(job);
 		sm->njobs--;        /* never the last: msg_dispatch() holds a guard */
@@ -579,7 +619,14 @@ dispatch_rcpts(struct sched *s, struct sched_msg *sm, size_t *idx, size_t n)
 	char *keys = NULL;
 	size_t *run = NULL, k = 0;
 	struct sched_nexthop nh;
+	const struct sched_nexthop *drain;
+	const char *drain_key;
 
+	/* draining (sched_drain.c): every recipient to drain_relay, one transaction */
+	if ((drain = sched_drain_route(s, &drain_key)) != NULL) {
+		sched_dispatch_group(s, sm, drain, drain_key, idx, n, 0);
+		return;
+	}
 	if ((grp = calloc(n, sizeof(*grp))) == NULL || (keys = calloc(n, SCHED_KEY_MAX)) == NULL ||
 	    (run = calloc(n, sizeof(*run))) == NULL) {
 		log_warnx("%s: out of memory: deferring", m->id);
@@ -607,7 +654,7 @@ dispatch_rcpts(struct sched *s, struct sched_msg *sm, size_t *idx, size_t n)
 			run[nrun++] = grp[j++].idx;
 		if (sched_nexthop_rcpt(m->rcpt[run[0]].addr, &cfg->smart_relay,
 		    cfg->relay_smtp_port, &nh) == 0)
-			dispatch_group(s, sm, &nh, grp[i].key, run, nrun, 0);
+			sched_dispatch_group(s, sm, &nh, grp[i].key, run, nrun, 0);
 		i = j;
 	}
 done:
@@ -627,8 +674,11 @@ dispatch_cc(struct sched *s, struct sched_msg *sm)
 
 	if (sched_nexthop_relay(&cfg->cc_mta, SCHED_KIND_CC, cfg->relay_smtp_port, &nh) < 0 ||
 	    sched_nexthop_key(&nh, key, sizeof(key)) < 0) {
-		log_warnx("%s: cc_mta %s cannot be used: dropping the cc copy", sm->m->id,
-		    cfg->cc_mta.host);
+		char text[300];
+
+		if (config_format_relay(&cfg->cc_mta, text, sizeof(text)) < 0)
+			util_strlcpy(text, cfg->cc_mta.host, sizeof(text));
+		log_warnx("%s: cc_mta %s cannot be used: dropping the cc copy", sm->m->id, text);
 		sm->cc_owed = 0;
 		(void)s->be->update_flags(s->be_arg, sm->m, sm->m->flags & ~(unsigned)QUEUE_F_CC);
 		return;
@@ -639,7 +689,7 @@ dispatch_cc(struct sched *s, struct sched_msg *sm)
 	}
 	for (size_t i = 0; i < sm->m->nrcpt; i++)
 		all[i] = i;
-	dispatch_group(s, sm, &nh, key, all, sm->m->nrcpt, 1);
+	sched_dispatch_group(s, sm, &nh, key, all, sm->m->nrcpt, 1);
 	free(all);
 }
 
@@ -677,7 +727,8 @@ msg_dispatch(struct sched *s, struct sched_msg *sm, uint64_t now)
 	if (n > 0)
 		dispatch_rcpts(s, sm, due, n);
 	free(due);
-	if (sm->cc_owed && (force || sm->cc_next_us <= now))
+	/* the hand-over leaves a cc copy owed here: the relay makes its own (sched_drain.c) */
+	if (sm->cc_owed && (force || sm->cc_next_us <= now) && !sched_drain_handover(s))
 		dispatch_cc(s, sm);
 	if (--sm->njobs == 0)
 		sched_msg_finish(s, sm);
@@ -722,17 +773,17 @@ sched_msg_finish(struct sched *s, struct sched_msg *sm)
 void
 sched_run(struct sched *s)
 {
-	struct sched_heap_node *top;
+	struct heap_node *top;
 	uint64_t now = sched_now(s);
 	unsigned n = 0;
 
 	if (s->stopping)
 		return;
-	while ((top = sched_heap_top(&s->heap)) != NULL && top->key <= now &&
+	while ((top = heap_top(&s->heap)) != NULL && top->key <= now &&
 	    n < SCHED_BATCH && s->nactive < SCHED_ACTIVE_MAX) {
 		struct sched_msg *sm = msg_of(top);
 
-		sched_heap_remove(&s->heap, top);
+		heap_remove(&s->heap, top);
 		msg_dispatch(s, sm, now);
 		n++;
 	}
@@ -785,18 +836,23 @@ sched_new_backend(struct event_base *base, const struct config *cfg, struct queu
 	s->ml = ml;
 	s->mt = m;
 	s->start_us = sched_now(s);
-	sched_heap_init(&s->heap);
+	heap_init(&s->heap);
 	LIST_INIT(&s->bounces);
 	if ((s->dns = dns_new(base, cfg, err, errlen)) == NULL)
 		goto fail;
-	if ((s->dnsc = sched_dnsc_new(s->dns)) == NULL || (s->dests = sched_map_new()) == NULL ||
+	if ((s->dnsc = sched_dnsc_new(s->dns)) == NULL || (s->dests = map_new()) == NULL ||
 	    (s->timer = evtimer_new(base, sched_on_timer, s)) == NULL ||
 	    (s->kick = event_new(base, -1, 0, sched_on_kick, s)) == NULL) {
 		util_bsnprintf(err, errlen, "scheduler: out of memory");
 		goto fail;
 	}
-	if (cfg->cc_mta.set && !cfg->smart_relay.set)
-		log_info("cc_mta: a copy of every relayed message goes to %s", cfg->cc_mta.host);
+	if (cfg->cc_mta.set && !cfg->smart_relay.set) {
+		char text[300];
+
+		if (config_format_relay(&cfg->cc_mta, text, sizeof(text)) < 0)
+			util_strlcpy(text, cfg->cc_mta.host, sizeof(text));
+		log_info("cc_mta: a copy of every relayed message goes to %s", text);
+	}
 	return s;
 fail:
 	return sched_free(s);
@@ -822,7 +878,7 @@ sched_add(struct sched *s, struct queue_msg *m)
 		log_warn("%s: not scheduled until a flush or restart", m->id);
 		return;
 	}
-	sched_heap_node_init(&sm->hn);
+	heap_node_init(&sm->hn);
 	sm->m = m;
 	TAILQ_INIT(&sm->jobs);
 	m->sched = sm;
@@ -865,10 +921,12 @@ sched_free(struct sched *s)
 	if (s->dests != NULL) {
 		s->be->abandon_all(s);
 		s->be->free_all(s);
-		s->dests = sched_map_free(s->dests);
+		s->dests = map_free(s->dests);
 	}
+	sched_dead_free_all(s);
 	sched_bounce_detach_all(s);
-	sched_heap_clear(&s->heap);     /* touches the nodes: before they go */
+	sched_drain_free(s);
+	heap_clear(&s->heap);     /* touches the nodes: before they go */
 	if (s->be_arg != NULL)
 		s->be->foreach(s->be_arg, free_msg_cb, s);
 	if (s->timer != NULL)

@@ -28,6 +28,25 @@ void sched_add(struct sched *s, struct queue_msg *m);
 void sched_flush(struct sched *s);
 /* sched_set_config - SIGHUP; cfg borrowed */
 void sched_set_config(struct sched *s, const struct config *cfg);
+/*
+ * sched_drain - SPEC §11.4 (sched_drain.c): retry everything now and keep
+ * delivering for up to timeout_s; then, when relay is set, hand every
+ * message still queued to it (deleted only after its 250) for at most
+ * another timeout_s. done(arg, result) once the queue is empty or that is
+ * over; the caller then calls sched_shutdown(). relay borrowed for the
+ * call. 0, or -1 (already draining or stopping, out of memory).
+ */
+struct relay_target;
+struct sched_drain_result {
+	unsigned long long left;        /* messages still queued (on disk) */
+	unsigned long long held;        /* of which on hold (never handed over) */
+	unsigned long long handed_over; /* messages drain_relay took */
+	int    relay;                   /* a drain_relay was used */
+	double seconds;                 /* the drain's duration */
+};
+int sched_drain(struct sched *s, const struct relay_target *relay, unsigned timeout_s,
+    void (*done)(void *arg, const struct sched_drain_result *r), void *arg);
+
 /* sched_shutdown - stop starting deliveries; abandon running ones safely; done(arg) when idle */
 void sched_shutdown(struct sched *s, void (*done)(void *arg), void *arg);
 struct sched *sched_free(struct sched *s);

@@ -27,7 +27,7 @@
 #include "sched/sched_backend.h"
 #include "sched/bounce.h"
 #include "sched/sched_dnsc.h"
-#include "sched/sched_heap.h"
+#include "lib/heap.h"
 #include "sched/sched_policy.h"
 #include "queue/queue.h"
 #include "smtpc/smtpc.h"
@@ -39,7 +39,7 @@
 struct dns;
 struct event;
 struct ssl_ctx_st;
-struct sched_map;
+struct map;
 
 #define SCHED_IDLE_SECONDS     3      /* an idle connection is closed after this */
 #define SCHED_REUSE_MAX        1000   /* transactions per connection, then a fresh one */
@@ -50,6 +50,7 @@ struct sched_map;
 #define SCHED_MAX_ADDRS        10     /* addresses tried per connection attempt */
 #define SCHED_HEADERS_MAX      65536  /* original headers copied into a DSN */
 #define SCHED_STOP_GRACE       3      /* seconds running transactions get at shutdown */
+#define SCHED_DRAIN_RETRY      2      /* seconds between hand-over attempts of a message */
 
 struct sched_job;
 struct sched_conn;
@@ -57,7 +58,7 @@ struct sched_bounce;
 TAILQ_HEAD(sched_jobq, sched_job);
 
 struct sched_msg {
-	struct sched_heap_node hn;      /* in s->heap while waiting for a time */
+	struct heap_node hn;      /* in s->heap while waiting for a time */
 	struct queue_msg *m;
 	unsigned njobs;                 /* jobs out, a DSN being committed, or a dispatch guard */
 	int      active;                /* counted in s->nactive */
@@ -149,8 +150,8 @@ struct sched {
 	struct metrics *mt;
 	struct dns *dns;
 	struct sched_dnsc *dnsc;
-	struct sched_map *dests;        /* key -> struct sched_dest */
-	struct sched_heap heap;
+	struct map *dests;        /* key -> struct sched_dest */
+	struct heap heap;
 	struct event *timer;            /* the heap's earliest wake-up */
 	uint64_t timer_at;              /* wall-clock µs it is armed for; 0 = not armed */
 	struct event *kick;             /* dispatch on the next loop pass */
@@ -161,7 +162,9 @@ struct sched {
 	LIST_HEAD(, sched_bounce) bounces;  /* DSN commits in flight */
 	unsigned nbounces;
 	struct ssl_ctx_st *tls;         /* outbound STARTTLS context (one reference); NULL = none */
-	struct sched_map *notls;        /* "host[addr]:port" -> until when TLS is skipped (sched_tls.c) */
+	struct map *dead;         /* key -> until when it is not tried (sched_dead.c) */
+	struct map *notls;        /* "host[addr]:port" -> until when TLS is skipped (sched_tls.c) */
+	struct sched_drain *drain;      /* SIGTERM with drain_relay, mtactl drain (sched_drain.c) */
 	int      stopping;
 	int      freeing;                /* sched_free(): results change nothing */
 	int      done_called;
@@ -225,6 +228,25 @@ void sched_bounce_none(struct sched *s, struct sched_msg *sm);
 size_t sched_bounce_delay_due(struct sched *s, struct sched_msg *sm, size_t *idx);
 /* sched_bounce_detach_all - sched_free: DSN commits in flight forget s */
 void sched_bounce_detach_all(struct sched *s);
+
+/* sched.c: one job for recipients idx[0..n) of sm that share next hop nh (key) */
+void sched_dispatch_group(struct sched *s, struct sched_msg *sm, const struct sched_nexthop *nh,
+    const char *key, const size_t *idx, size_t n, int cc);
+
+/* sched_drain.c: the hand-over phase routes everything to drain_relay */
+/* sched_drain_route - in the hand-over: drain_relay's next hop (its key in *key); else NULL */
+const struct sched_nexthop *sched_drain_route(const struct sched *s, const char **key);
+/* sched_drain_handover - 1 while messages go to drain_relay: refusals never bounce */
+int sched_drain_handover(const struct sched *s);
+/* sched_drain_free - sched_free: drop the drain state */
+void sched_drain_free(struct sched *s);
+
+/* sched_dead.c: destinations whose connections all failed are not tried for a while */
+void sched_dead_mark(struct sched *s, const char *key, const struct smtpc_reply *why);
+void sched_dead_clear(struct sched *s, const char *key);
+/* sched_dead_check - 1 when key is dead now (why: the reason to defer with), else 0 */
+int sched_dead_check(struct sched *s, const char *key, struct smtpc_reply *why);
+void sched_dead_free_all(struct sched *s);
 
 /* sched_tls.c: outbound TLS policy (smart_relay_tls, per-host plain fallback) */
 void sched_tls_params(struct sched *s, const struct sched_dest *d, const char *relay,

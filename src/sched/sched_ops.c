@@ -92,7 +92,7 @@ sched_delete(struct sched *s, struct queue_msg *m)
 		return s->be->remove(s->be_arg, m, 1);
 	}
 	sm->deleted = 1;
-	sched_heap_remove(&s->heap, &sm->hn);
+	heap_remove(&s->heap, &sm->hn);
 	sm->njobs++;
 	s->be->unqueue_msg(s, sm);
 	if (--sm->njobs == 0)

@@ -221,7 +221,7 @@ sched_nexthop_relay(const struct relay_target *t, enum sched_kind kind,
 int
 sched_nexthop_key(const struct sched_nexthop *nh, char *buf, size_t size)
 {
-	static const char kinds[] = { 'm', 'r', 'c' };
+	static const char kinds[] = { 'm', 'r', 'c', 'd' };
 
 	return util_bsnprintf(buf, size, "%c|%s|%d|%d", kinds[nh->kind], nh->name,
 	    nh->port, nh->no_mx) < 0 ? -1 : 0;

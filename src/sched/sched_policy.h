@@ -24,6 +24,7 @@ enum sched_kind {
 	SCHED_KIND_MX = 0,   /* a recipient domain: NXDOMAIN and null MX bounce */
 	SCHED_KIND_RELAY,    /* smart_relay: every DNS failure defers (a config problem) */
 	SCHED_KIND_CC,       /* cc_mta: likewise, and never bounces to the sender */
+	SCHED_KIND_DRAIN,    /* drain_relay (sched_drain.c): likewise; no smart_relay TLS policy */
 };
 
 /* A next hop: where the recipients of one transaction go. */

@@ -17,6 +17,7 @@
  */
 #include "smtpd/smtpd_proto.h"
 
+#include <stdint.h>
 #include <string.h>
 
 enum data_state {
@@ -33,6 +34,62 @@ smtpd_data_init(struct smtpd_data *d)
 {
 	d->state = DS_BOL;
 	d->bare = 0;
+	d->dotline = 0;
+}
+
+/* smtpd_data_wire - see smtpd_proto.h */
+int
+smtpd_data_wire(const struct smtpd_data *d)
+{
+	return !d->bare && !d->dotline && d->state == DS_BOL;
+}
+
+/*
+ * data_special - the first CR or LF in in[i..len), or len. Eight bytes at
+ * a time: a byte equal to CR or LF is a zero byte of w ^ 0x0d0d.. or of
+ * w ^ 0x0a0a.., and (x - 0x0101..) & ~x & 0x8080.. is non-zero exactly
+ * when x has a zero byte. This is the one pass over the content that the
+ * end-of-data and bare-line-end rules need; the byte loop finishes the
+ * last word.
+ */
+static size_t
+data_special(const char *in, size_t i, size_t len)
+{
+	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+	const uint64_t crs = 0x0d * ones, lfs = 0x0a * ones;
+
+	while (len - i >= 8) {
+		uint64_t w, a, b;
+
+		memcpy(&w, in + i, 8);
+		a = w ^ crs;
+		b = w ^ lfs;
+		if ((((a - ones) & ~a) | ((b - ones) & ~b)) & highs)
+			break;
+		i += 8;
+	}
+	while (i < len && in[i] != '\r' && in[i] != '\n')
+		i++;
+	return i;
+}
+
+/*
+ * data_run - from in[i], inside a line, the longest run that comes out as
+ * it went in: text, and CRLF line ends followed by a first byte other than
+ * '.'. It stops at the CR or LF that the state machine must look at (a
+ * bare one, a CRLF whose next line starts with '.', or one too close to
+ * the end of in[] to decide) or at len.
+ */
+static size_t
+data_run(const char *in, size_t i, size_t len)
+{
+	for (;;) {
+		size_t e = data_special(in, i, len);
+
+		if (len - e < 3 || in[e] != '\r' || in[e + 1] != '\n' || in[e + 2] == '.')
+			return e;
+		i = e + 2;
+	}
 }
 
 /*
@@ -46,7 +103,9 @@ smtpd_data_init(struct smtpd_data *d)
  *   DOT_CR   TEXT, bare     CR, bare      END             TEXT, bare
  *
  * A held-back CR that turns out to be bare is written out as data; a held
- * dot at the start of a line is always dropped (RFC 5321 §4.5.2).
+ * dot at the start of a line is always dropped (RFC 5321 §4.5.2). Ordinary
+ * lines (data_run) are not stepped through byte by byte: they go out as
+ * they came, one memcpy for many lines.
  */
 enum smtpd_data_result
 smtpd_data_feed(struct smtpd_data *d, const char *in, size_t len, size_t *consumed,
@@ -62,10 +121,10 @@ smtpd_data_feed(struct smtpd_data *d, const char *in, size_t len, size_t *consum
 		case DS_TEXT:
 		case DS_BOL:
 			if (st == DS_TEXT || (c != '.' && c != '\r' && c != '\n')) {
-				/* the common case: copy the run up to the next CR or LF */
+				/* the common case: whole ordinary lines, copied as they are */
 				size_t start = i;
-				while (i < len && in[i] != '\r' && in[i] != '\n')
-					i++;
+
+				i = data_run(in, i, len);
 				memcpy(out + o, in + start, i - start);
 				o += i - start;
 				st = DS_TEXT;
@@ -107,6 +166,8 @@ smtpd_data_feed(struct smtpd_data *d, const char *in, size_t len, size_t *consum
 			} else {
 				if (c == '\n')
 					d->bare = 1;
+				else if (c == '.')
+					d->dotline = 1;  /* "..": the stored line starts with '.' */
 				out[o++] = (char)c;
 				st = DS_TEXT;
 			}
@@ -136,14 +197,13 @@ smtpd_data_feed(struct smtpd_data *d, const char *in, size_t len, size_t *consum
 	return SMTPD_DATA_MORE;
 }
 
-/* --- BDAT content (RFC 3030) ------------------------------------------ */
-
 /*
  * smtpd_bdat_scan - BDAT content is taken as sent (no dot-stuffing), but
  * under DATA's rule for line ends (SPEC §4): every CR must be followed by
  * LF and every LF preceded by CR, also across chunk boundaries, else
  * d->bare is set. A chunk that ends with a CR leaves d->state at DS_CR
- * until the next byte decides.
+ * until the next byte decides; one that ends with CRLF leaves DS_BOL. A
+ * line that starts with '.' sets d->dotline.
  */
 void
 smtpd_bdat_scan(struct smtpd_data *d, const char *p, size_t len)
@@ -158,23 +218,33 @@ smtpd_bdat_scan(struct smtpd_data *d, const char *p, size_t len)
 			return;
 		}
 		i = 1;
+		d->state = DS_BOL;
 	}
-	d->state = DS_TEXT;
-	for (; i < len; i++) {
-		if (p[i] == '\n') {             /* an LF not eaten after its CR */
+	if (d->state == DS_BOL && i < len && p[i] == '.')
+		d->dotline = 1;
+	while (i < len) {
+		size_t e = data_special(p, i, len);
+
+		if (e == len) {
+			d->state = DS_TEXT;
+			return;
+		}
+		if (p[e] == '\n') {            /* an LF not eaten after its CR */
 			d->bare = 1;
 			return;
 		}
-		if (p[i] != '\r')
-			continue;
-		if (i + 1 == len) {
+		if (e + 1 == len) {
 			d->state = DS_CR;
 			return;
 		}
-		if (p[++i] != '\n') {
+		if (p[e + 1] != '\n') {
 			d->bare = 1;
 			return;
 		}
+		i = e + 2;
+		d->state = DS_BOL;
+		if (i < len && p[i] == '.')
+			d->dotline = 1;
 	}
 }
 

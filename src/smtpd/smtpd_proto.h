@@ -93,6 +93,7 @@ enum smtpd_data_result {
 struct smtpd_data {
 	unsigned char state;         /* private */
 	unsigned char bare;          /* a bare CR or bare LF was seen: reject at the end */
+	unsigned char dotline;       /* a line of the content (as stored) starts with '.' */
 };
 
 void smtpd_data_init(struct smtpd_data *d);
@@ -115,6 +116,14 @@ enum smtpd_data_result smtpd_data_feed(struct smtpd_data *d, const char *in, siz
  */
 void smtpd_bdat_scan(struct smtpd_data *d, const char *in, size_t len);
 int smtpd_bdat_end(struct smtpd_data *d);
+
+/*
+ * smtpd_data_wire - after the end of the content (DATA or the last BDAT):
+ * the content as stored can go on the wire inside DATA without change (no
+ * bare CR or LF, no line starting with '.', empty or ending with CRLF), so
+ * delivery may send it straight from the queue file (QUEUE_F_WIRE).
+ */
+int smtpd_data_wire(const struct smtpd_data *d);
 
 /* --- the header section (RFC 5322 §2.2) ---------------------------- */
 

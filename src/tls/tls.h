@@ -26,6 +26,7 @@
 #define MTAD_TLS_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 struct ssl_ctx_st;
 struct ssl_st;
@@ -45,13 +46,14 @@ int tls_keys_check(const char *root, const char *key_file, const char *cert_file
 
 /*
  * tls_keys_helper_start - when running as root, before privileges are
- * dropped: fork a small process that stays root and only reads files under
- * root for this one (so SIGHUP can re-read a key only root may read). From
- * then on the key store functions read through it. A no-op (0) when not
- * root. -1 with a reason in err when the process cannot be started.
- * Call it before any thread exists.
+ * dropped: fork a small process that becomes uid:gid keeping only
+ * CAP_DAC_READ_SEARCH (priv_keep_read_only) and does one thing: read files
+ * beneath root (so SIGHUP can re-read a key only root may read). From then
+ * on the key store functions read through it. A no-op (0) when not root.
+ * -1 with a reason in err when the process cannot be started or cannot
+ * drop its privileges. Call it before any thread exists.
  */
-int tls_keys_helper_start(const char *root, char *err, size_t errlen);
+int tls_keys_helper_start(const char *root, uid_t uid, gid_t gid, char *err, size_t errlen);
 
 /*
  * tls_keys_read - the file rel under the key store root (at most 1 MiB,

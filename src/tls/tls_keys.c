@@ -14,21 +14,26 @@
  *
  * Privilege separation: mtad drops root after binding its ports, but a
  * renewed key is usually readable by root only. So before dropping, main
- * forks a reader (tls_keys_helper_start) that stays root and does one
- * thing: given a name relative to the key store root fixed at start, it
- * resolves it (no "..", no symlink out of the store), reads at most
- * TLS_PEM_MAX bytes of a regular file and sends them back. It never reads
- * outside the store, so a compromised mtad gains nothing it did not
- * already hold (the key itself). Without it (not root) files are read
- * directly. The channel is one process-wide descriptor, set once at
- * start-up before any thread exists (XXX a global, like the log's).
+ * forks a reader (tls_keys_helper_start) that does one thing: given a
+ * name relative to the key store root fixed at start, it opens it beneath
+ * that root in one step (priv_open_beneath: no "..", no link out of the
+ * store, no resolve-then-open race), reads at most TLS_PEM_MAX bytes of a
+ * regular file and sends them back. It runs as mail_owner with one
+ * capability, CAP_DAC_READ_SEARCH (read any file), no_new_privs, not
+ * dumpable and no descriptor but its socket: a compromised mtad gains the
+ * right to read files in the key store, which it already holds (the key).
+ * Without it (not root) files are read directly, the same way. The
+ * channel is one process-wide descriptor, set once at start-up before any
+ * thread exists (XXX a global, like the log's).
  *
  * Wire format on the socket (stream): request = u32 length + the relative
  * name; reply = u32 status (0 ok, else errno-like) + u32 length + bytes
- * (file content, or the reason text).
+ * (file content, or the reason text). The reader's first reply, unasked,
+ * says whether it could drop its privileges.
  */
 #include "tls/tls.h"
 #include "tls/tls_int.h"
+#include "lib/priv.h"
 #include "lib/util.h"
 
 #include <errno.h>
@@ -75,15 +80,16 @@ keys_no_password(char *buf, int size, int rwflag, void *u)
 }
 
 /*
- * keys_resolve - root + "/" + rel into out, and make sure the real path
- * stays inside the real root (no "..", no symlink out of the store).
- * 0, or -1 with why.
+ * keys_open - open rel beneath the key store root for reading: no "..",
+ * nothing outside the store, in one step (priv_open_beneath: openat2
+ * RESOLVE_BENEATH, or an O_NOFOLLOW walk), so a link changed between a
+ * check and the open cannot lead out. Links inside the store work where
+ * openat2 exists (Kubernetes secrets are links to ..data/). -1 with why.
  */
 static int
-keys_resolve(const char *root, const char *rel, char *out, size_t outlen, const char **why)
+keys_open(const char *root, const char *rel, const char **why)
 {
-	char rroot[PATH_MAX], joined[PATH_MAX], real[PATH_MAX];
-	size_t rl;
+	int dfd, fd;
 
 	while (*rel == '/')
 		rel++;
@@ -99,47 +105,34 @@ keys_resolve(const char *root, const char *rel, char *out, size_t outlen, const 
 			return -1;
 		}
 	}
-	if (realpath(root, rroot) == NULL) {
+	if ((dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
 		*why = strerror(errno);
 		return -1;
 	}
-	if (util_bsnprintf(joined, sizeof(joined), "%s/%s", rroot, rel) < 0) {
-		*why = "path too long";
-		return -1;
+	fd = priv_open_beneath(dfd, rel, O_RDONLY | O_NONBLOCK);
+	if (fd < 0) {
+		if (errno == EXDEV)
+			*why = "the file is outside the key store";
+		else if (errno == ELOOP)
+			*why = "a symbolic link that may not be followed in the key store";
+		else
+			*why = strerror(errno);
 	}
-	if (realpath(joined, real) == NULL) {
-		*why = strerror(errno);
-		return -1;
-	}
-	rl = strlen(rroot);
-	if (!(strcmp(rroot, "/") == 0 ||
-	    (strncmp(real, rroot, rl) == 0 && real[rl] == '/'))) {
-		*why = "the file is outside the key store";
-		return -1;
-	}
-	if (util_strlcpy(out, real, outlen) >= outlen) {
-		*why = "path too long";
-		return -1;
-	}
-	return 0;
+	close(dfd);
+	return fd;
 }
 
 /*
- * keys_read_path - a regular file of at most TLS_PEM_MAX bytes into a
- * malloc'ed buffer (*len bytes); NULL with why.
+ * keys_read_fd - a regular file of at most TLS_PEM_MAX bytes into a
+ * malloc'ed buffer (*len bytes); NULL with why. fd is closed.
  */
 static char *
-keys_read_path(const char *path, size_t *len, const char **why)
+keys_read_fd(int fd, size_t *len, const char **why)
 {
 	struct stat st;
 	char *buf = NULL;
-	int fd;
 
 	*len = 0;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0) {
-		*why = strerror(errno);
-		return NULL;
-	}
 	if (fstat(fd, &st) < 0) {
 		*why = strerror(errno);
 		goto fail;
@@ -176,24 +169,27 @@ keys_read_path(const char *path, size_t *len, const char **why)
 	close(fd);
 	return buf;
 fail:
+	if (buf != NULL)
+		OPENSSL_cleanse(buf, *len);
 	free(buf);
 	close(fd);
 	return NULL;
 }
 
-/* keys_read_local - resolve rel under root and read it here */
+/* keys_read_local - open rel beneath root and read it here */
 static char *
 keys_read_local(const char *root, const char *rel, size_t *len, char *why, size_t whylen)
 {
-	char path[PATH_MAX];
 	const char *w = NULL;
 	char *buf;
+	int fd;
 
-	if (keys_resolve(root, rel, path, sizeof(path), &w) < 0) {
+	*len = 0;
+	if ((fd = keys_open(root, rel, &w)) < 0) {
 		util_strlcpy(why, w, whylen);
 		return NULL;
 	}
-	if ((buf = keys_read_path(path, len, &w)) == NULL)
+	if ((buf = keys_read_fd(fd, len, &w)) == NULL)
 		util_strlcpy(why, w, whylen);
 	return buf;
 }
@@ -216,6 +212,20 @@ io_full(int fd, void *p, size_t n, int wr)
 	return 0;
 }
 
+/*
+ * keys_helper_reply - one reply on the reader's socket: status, length,
+ * bytes. 0 or -1 (the other end is gone).
+ */
+static int
+keys_helper_reply(int fd, uint32_t status, const char *data, size_t len)
+{
+	uint32_t hdr[2] = { status, (uint32_t)len };
+
+	if (io_full(fd, hdr, sizeof(hdr), 1) < 0 || (len > 0 && io_full(fd, (void *)data, len, 1) < 0))
+		return -1;
+	return 0;
+}
+
 /* keys_helper_loop - the reader process: serve requests until EOF, then exit */
 static _Noreturn void
 keys_helper_loop(int fd)
@@ -223,7 +233,7 @@ keys_helper_loop(int fd)
 	char name[PATH_MAX];
 
 	for (;;) {
-		uint32_t n, hdr[2];
+		uint32_t n;
 		char why[TLS_WHY_MAX];
 		size_t len = 0;
 		char *buf;
@@ -234,15 +244,11 @@ keys_helper_loop(int fd)
 		name[n] = '\0';
 		buf = keys_read_local(keys_helper_root, name, &len, why, sizeof(why));
 		if (buf == NULL) {
-			hdr[0] = 1;
-			hdr[1] = (uint32_t)strlen(why);
-			if (io_full(fd, hdr, sizeof(hdr), 1) < 0 || io_full(fd, why, hdr[1], 1) < 0)
+			if (keys_helper_reply(fd, 1, why, strlen(why)) < 0)
 				_exit(0);
 			continue;
 		}
-		hdr[0] = 0;
-		hdr[1] = (uint32_t)len;
-		if (io_full(fd, hdr, sizeof(hdr), 1) < 0 || (len > 0 && io_full(fd, buf, len, 1) < 0))
+		if (keys_helper_reply(fd, 0, buf, len) < 0)
 			_exit(0);
 		OPENSSL_cleanse(buf, len);
 		free(buf);
@@ -251,8 +257,10 @@ keys_helper_loop(int fd)
 
 /* tls_keys_helper_start - see tls.h */
 int
-tls_keys_helper_start(const char *root, char *err, size_t errlen)
+tls_keys_helper_start(const char *root, uid_t uid, gid_t gid, char *err, size_t errlen)
 {
+	uint32_t hdr[2];
+	char why[TLS_WHY_MAX];
 	int sv[2];
 	pid_t pid;
 
@@ -273,7 +281,8 @@ tls_keys_helper_start(const char *root, char *err, size_t errlen)
 		return -1;
 	}
 	if (pid == 0) {
-		/* the reader: nothing but its socket and stderr */
+		/* the reader: nothing but its socket and stderr, and of root's
+		 * powers only reading (CAP_DAC_READ_SEARCH) as mail_owner */
 		int fd = sv[1];
 		signal(SIGHUP, SIG_IGN);
 		signal(SIGINT, SIG_IGN);
@@ -289,10 +298,30 @@ tls_keys_helper_start(const char *root, char *err, size_t errlen)
 		}
 		if (close_range(4, ~0U, 0) < 0)
 			_exit(1);
+		if (priv_keep_read_only(uid, gid, why, sizeof(why)) < 0) {
+			(void)keys_helper_reply(3, 1, why, strlen(why));
+			_exit(1);
+		}
+		if (keys_helper_reply(3, 0, NULL, 0) < 0)
+			_exit(1);
 		keys_helper_loop(3);
 	}
 	close(sv[1]);
 	keys_helper_fd = sv[0];
+	/* the reader's first word: it has dropped what it must */
+	if (io_full(keys_helper_fd, hdr, sizeof(hdr), 0) < 0 || hdr[1] >= sizeof(why) ||
+	    (hdr[1] > 0 && io_full(keys_helper_fd, why, hdr[1], 0) < 0)) {
+		util_strlcpy(why, "the process exited", sizeof(why));
+		hdr[0] = 1;
+		hdr[1] = (uint32_t)strlen(why);
+	}
+	if (hdr[0] != 0) {
+		why[hdr[1]] = '\0';
+		util_bsnprintf(err, errlen, "key store reader: cannot drop privileges: %s", why);
+		close(keys_helper_fd);
+		keys_helper_fd = -1;
+		return -1;
+	}
 	return 0;
 }
 

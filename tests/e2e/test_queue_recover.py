@@ -28,7 +28,7 @@ def test_fifo_and_link_named_like_queue_ids_are_skipped(mtad_factory, tmp_path):
     m = mtad_factory(start=False)
     qdir = plant(m, tmp_path)
     m.start()               # listening: recovery did not block
-    wait_until(lambda: "started" in m.read_stderr(), 10, what="start-up finished")
+    wait_until(lambda: "queue recovered" in m.read_stderr(), 10, what="recovery finished")
     err = m.read_stderr()
     assert "queue/%s: not a regular file; ignoring it" % FIFO_ID in err, err
     assert "queue/%s: not a regular file; ignoring it" % LINK_ID in err, err

@@ -43,6 +43,7 @@ ssl_disabled = no
 key_dir = $WORK/keys
 ssl_key_file = server.key
 ssl_cert_file = server.pem
+mail_owner = nobody
 CF
 "$MTAD" -c "$WORK/mtad.conf" > "$WORK/mtad.out" 2>&1 < /dev/null &
 PID=$!

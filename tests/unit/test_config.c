@@ -1259,6 +1259,8 @@ test_print_roundtrip(void **state)
 	    "destination_concurrency = 5\n"
 	    "smtp_connect_timeout = 10s\n"
 	    "maillog_stdout = yes\n"
+	    "drain_relay = [10.1.2.3]:2525\n"
+	    "drain_timeout = 2m\n"
 	    "smtpd_proxy_protocol = haproxy\n"
 	    "smtpd_proxy_networks = 192.0.2.0/24, 2001:db8::/32\n"
 	    "mail_owner = nobody\n"
@@ -1283,7 +1285,7 @@ test_print_roundtrip(void **state)
 	out1[n1] = '\0';
 	for (size_t i = 0; i < n1; i++)
 		lines += out1[i] == '\n';
-	assert_int_equal(lines, 42);            /* every property, one line each */
+	assert_int_equal(lines, 44);            /* every property, one line each */
 	assert_non_null(strstr(out1, "\npassword = ********\n"));
 	assert_null(strstr(out1, "p\\\"w"));
 	assert_non_null(strstr(out1, "\nusername = \" admin \"\n"));

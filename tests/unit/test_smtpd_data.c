@@ -380,6 +380,213 @@ test_hdr_long_msgid(void **state)
 	assert_true(smtpd_hdr_in_body(&h));
 }
 
+/* --- differential: the fast scanner against a byte-at-a-time reference --- */
+
+/*
+ * ref_feed - the end-of-data machine of smtpd_data.c one byte at a time,
+ * as it was before data_run(): the reference the fast path must match on
+ * every input and every split. dotline as defined in smtpd_proto.h.
+ */
+struct ref_data { unsigned st, bare, dotline; };
+
+static int
+ref_feed(struct ref_data *d, const char *in, size_t len, size_t *consumed, char *out,
+    size_t *outlen)
+{
+	enum { BOL, TEXT, CR, DOT, DOT_CR };
+	size_t i = 0, o = 0;
+
+	while (i < len) {
+		unsigned char c = (unsigned char)in[i++];
+
+		switch (d->st) {
+		case BOL:
+		case TEXT:
+			if (c == '.' && d->st == BOL) {
+				d->st = DOT;
+			} else if (c == '\r') {
+				d->st = CR;
+			} else {
+				if (c == '\n')
+					d->bare = 1;
+				out[o++] = (char)c;
+				d->st = TEXT;
+			}
+			break;
+		case CR:
+			out[o++] = '\r';
+			if (c == '\n') {
+				out[o++] = '\n';
+				d->st = BOL;
+			} else if (c == '\r') {
+				d->bare = 1;
+			} else {
+				d->bare = 1;
+				out[o++] = (char)c;
+				d->st = TEXT;
+			}
+			break;
+		case DOT:
+			if (c == '\r') {
+				d->st = DOT_CR;
+			} else {
+				if (c == '\n')
+					d->bare = 1;
+				else if (c == '.')
+					d->dotline = 1;
+				out[o++] = (char)c;
+				d->st = TEXT;
+			}
+			break;
+		case DOT_CR:
+			if (c == '\n') {
+				d->st = BOL;
+				*consumed = i;
+				*outlen = o;
+				return 1;
+			}
+			d->bare = 1;
+			out[o++] = '\r';
+			if (c == '\r') {
+				d->st = CR;
+			} else {
+				out[o++] = (char)c;
+				d->st = TEXT;
+			}
+			break;
+		}
+	}
+	*consumed = i;
+	*outlen = o;
+	return 0;
+}
+
+/* rnd - a small LCG, so a failure repeats */
+static uint32_t
+rnd(uint32_t *seed)
+{
+	*seed = *seed * 1103515245u + 12345u;
+	return *seed >> 8;
+}
+
+/*
+ * test_data_differential - random inputs made mostly of ordinary lines,
+ * with dots, CRs and LFs in every position, fed in random pieces to both
+ * the real machine and the reference: the same content, end, bare and
+ * dotline flags, and the same bytes left after the end.
+ */
+static void
+test_data_differential(void **state)
+{
+	static char in[4096], out1[4096 + 2], out2[4096 + 2];
+	static const char alpha[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaab .\r\n\r\n\r\n\r\n.\r";
+	uint32_t seed = 42;
+
+	(void)state;
+	for (int round = 0; round < 20000; round++) {
+		size_t len = rnd(&seed) % sizeof(in), o1 = 0, o2 = 0, p = 0;
+		struct smtpd_data d;
+		struct ref_data r = { 0, 0, 0 };
+		int end1 = 0, end2 = 0;
+		size_t c1 = 0, c2 = 0;
+
+		for (size_t i = 0; i < len; i++)
+			in[i] = alpha[rnd(&seed) % (sizeof(alpha) - 1)];
+		smtpd_data_init(&d);
+		while (p < len && !end1) {
+			size_t n = 1 + rnd(&seed) % (len - p), used = 0, olen = 0;
+
+			end1 = smtpd_data_feed(&d, in + p, n, &used, out1 + o1, &olen) == SMTPD_DATA_END;
+			o1 += olen;
+			p += used;
+		}
+		c1 = p;
+		end2 = ref_feed(&r, in, len, &c2, out2, &o2);
+		if (end1 != end2 || c1 != c2 || o1 != o2 || memcmp(out1, out2, o1) != 0 ||
+		    d.bare != r.bare || d.dotline != r.dotline) {
+			print_error("round %d: got end %d used %zu out %zu bare %d dotline %d, "
+			    "want %d %zu %zu %u %u\n", round, end1, c1, o1, d.bare, d.dotline,
+			    end2, c2, o2, r.bare, r.dotline);
+			fail();
+		}
+	}
+}
+
+/* test_bdat_differential - smtpd_bdat_scan in random pieces against a byte loop */
+static void
+test_bdat_differential(void **state)
+{
+	static char in[4096];
+	static const char alpha[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaab .\r\n\r\n\r\n\r\n.\r\n";
+	uint32_t seed = 7;
+
+	(void)state;
+	for (int round = 0; round < 20000; round++) {
+		size_t len = rnd(&seed) % sizeof(in), p = 0;
+		int bare = 0, dotline = 0, bol = 1, wire;
+		struct smtpd_data d;
+
+		for (size_t i = 0; i < len; i++)
+			in[i] = alpha[rnd(&seed) % (sizeof(alpha) - 1)];
+		/* the reference: every CR followed by LF, every LF after a CR */
+		for (size_t i = 0; i < len && !bare; i++) {
+			if (bol && in[i] == '.')
+				dotline = 1;
+			bol = 0;
+			if (in[i] == '\n')
+				bare = 1;
+			else if (in[i] == '\r' && (i + 1 == len || in[i + 1] != '\n'))
+				bare = 1;
+			else if (in[i] == '\r')
+				bol = 1, i++;
+		}
+		smtpd_data_init(&d);
+		while (p < len) {
+			size_t n = 1 + rnd(&seed) % (len - p);
+
+			smtpd_bdat_scan(&d, in + p, n);
+			p += n;
+		}
+		smtpd_bdat_end(&d);
+		wire = !bare && !dotline && (len == 0 || (len >= 2 && in[len - 2] == '\r' &&
+		    in[len - 1] == '\n'));
+		if (d.bare != bare || (!bare && d.dotline != dotline) ||
+		    smtpd_data_wire(&d) != wire) {
+			print_error("round %d (len %zu): got bare %d dotline %d wire %d, want %d %d %d\n",
+			    round, len, d.bare, d.dotline, smtpd_data_wire(&d), bare, dotline, wire);
+			fail();
+		}
+	}
+}
+
+/* test_data_wire - which DATA contents may be sent as stored */
+static void
+test_data_wire(void **state)
+{
+	static const struct { const char *in; int wire; } rows[] = {
+		{ "Hello\r\n.\r\n", 1 },
+		{ ".\r\n", 1 },                            /* empty content */
+		{ "a\r\n..b\r\n.\r\n", 0 },                /* stored line ".b" */
+		{ "a\r\n.b\r\n.\r\n", 1 },                 /* a lone dot is dropped: "b" */
+		{ "a\nb\r\n.\r\n", 0 },                    /* bare LF */
+	};
+	char out[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct smtpd_data d;
+		size_t used, olen;
+
+		smtpd_data_init(&d);
+		smtpd_data_feed(&d, rows[i].in, strlen(rows[i].in), &used, out, &olen);
+		if (smtpd_data_wire(&d) != rows[i].wire) {
+			print_error("row %zu: got wire %d, want %d\n", i, smtpd_data_wire(&d),
+			    rows[i].wire);
+			fail();
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -389,6 +596,9 @@ main(void)
 		cmocka_unit_test(test_bdat_rows),
 		cmocka_unit_test(test_hdr_rows),
 		cmocka_unit_test(test_hdr_long_msgid),
+		cmocka_unit_test(test_data_differential),
+		cmocka_unit_test(test_bdat_differential),
+		cmocka_unit_test(test_data_wire),
 	};
 
 	return cmocka_run_group_tests_name("smtpd_data", tests, NULL, NULL);

@@ -1,0 +1,57 @@
+"""A big queue at start-up (SPEC §11.5): the listeners accept at once while the
+queue is recovered in the background, in id order, with exact counters after.
+
+The queue is made by copying one real queue file (written by mtad itself)
+under many older ids: a queue file does not hold its own id.
+"""
+import os
+import re
+import shutil
+import smtplib
+import urllib.request
+
+from conftest import wait_until
+from test_delivery import DEADLINE, send, wait_log, world_factory  # noqa: F401  (fixture)
+
+N = 20000
+
+
+def metric(m, name):
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % m.ui_port, timeout=10) as r:
+        text = r.read().decode()
+    found = re.search(r"^%s (\d+)" % re.escape(name), text, re.M)
+    assert found, "%s not in /metrics" % name
+    return int(found.group(1))
+
+
+def test_accepts_mail_while_a_big_queue_is_recovered(mtad_factory, world_factory):
+    w = world_factory({"dst.test": {"MX": [(10, "mx.dst.test")]},
+                       "mx.dst.test": {"A": ["127.0.0.2"]}})
+    w.hop(2).tempfail("RCPT", reply="451 4.3.0 Not now")
+    m = mtad_factory(w.conf(retry_min_backoff="1h", retry_max_backoff="2h"))
+    send(m, "alice@src.test", ["bob@dst.test"], tag="seed")
+    wait_log(m, "status=deferred")
+    assert m.stop() == 0
+    qdir = os.path.join(m.data_dir, "queue")
+    (orig,) = os.listdir(qdir)
+    key = int(orig, 16)
+    for i in range(1, N + 1):
+        shutil.copyfile(os.path.join(qdir, orig), os.path.join(qdir, "%016X" % (key - i)))
+
+    m.start()               # returns once SMTP and HTTP listen
+    with smtplib.SMTP("127.0.0.1", m.smtp_port, timeout=10) as s:
+        code, _ = s.ehlo()
+        assert code == 250
+        assert s.sendmail("carol@src.test", ["dave@dst.test"], b"Subject: new\r\n\r\nhi\r\n") == {}
+    with urllib.request.urlopen("http://127.0.0.1:%d/readyz" % m.ui_port, timeout=10) as r:
+        ready = r.status
+    err = m.read_stderr()
+    assert "%d queue file(s) to recover in the background" % (N + 1) in err, err
+    assert "queue recovered" not in err, "the new message was accepted only after recovery"
+    assert ready == 200, "accepting mail: ready while the queue is still being read"
+
+    wait_until(lambda: "queue recovered: %d message(s) kept" % (N + 1) in m.read_stderr(),
+               DEADLINE * 4, what="the recovery to finish")
+    # every message counted once: the recovered ones and the new one
+    wait_until(lambda: metric(m, "mta_queue_messages") == N + 2, DEADLINE,
+               what="mta_queue_messages == %d" % (N + 2))
