@@ -506,7 +506,9 @@ main(int argc, char **argv)
 	 * CAP_DAC_READ_SEARCH alone); the server context is made now, as
 	 * root, and handed to smtpd and http once they exist.
 	 */
-	if (!d.cfg->ssl_disabled || d.cfg->dkim_key_table[0] != '\0') {
+	if (!d.cfg->ssl_disabled || d.cfg->dkim_key_table[0] != '\0' ||
+	    d.cfg->smart_relay_password_file[0] != '\0' || d.cfg->smart_relay_ca_file[0] != '\0' ||
+	    d.cfg->sender_relay_map[0] != '\0') {
 		if (tls_keys_helper_start(key_store(d.cfg), d.owner_uid, d.owner_gid,
 		    err, sizeof(err)) < 0)
 			startup_error(&d, "%s", err);

@@ -32,6 +32,7 @@ struct relay_target {
 	char   host[256];    /* host name or IP literal, brackets removed */
 	int    port;         /* 0 = not given (use relay_smtp_port / 25) */
 	int    no_mx;        /* brackets given: no MX lookup */
+	int    smtps;        /* "smtps://host[:port]": implicit TLS (port 465 when not given) */
 };
 
 struct listen_addr {
@@ -95,7 +96,7 @@ struct config {
 	int    smtpd_proxy_protocol;       /* 0 = none, 1 = haproxy */
 	struct cidr_list *smtpd_proxy_networks; /* whose PROXY header is believed; never NULL */
 	char  *mail_owner;                 /* user to run as when started as root; default "mtad", falling back to "nobody" */
-	char  *smart_relay_tls;            /* "may" (default) or "encrypt" */
+	char  *smart_relay_tls;            /* "may" (default), "encrypt" or "verify" */
 
 	/* SPEC §11.1 */
 	char  *ui_hosts;                   /* comma/space list of host names, "" = none */
@@ -103,6 +104,15 @@ struct config {
 
 	/* SPEC §11.3: authenticated senders and signing */
 	char  *dkim_key_table;             /* key-store relative; "" = no signing */
+
+	/* SPEC §11.2 (paths relative to the key store root) */
+	char  *smart_relay_ca_file;        /* PEM CAs for "verify"; "" = the system store */
+	char  *smart_relay_username;       /* "" = no SMTP AUTH */
+	char  *smart_relay_password;       /* secret */
+	char  *smart_relay_password_file;  /* its first line: the password (or XOAUTH2 token) */
+	char  *smart_relay_auth;           /* "" (PLAIN, else LOGIN) or "xoauth2" */
+	char  *sender_relay_map;           /* per-sender relays; "" = none */
+	int    smtp_tls_session_cache;     /* resume outbound TLS sessions */
 };
 
 /* Without -c: this file when it exists, else the environment alone. */

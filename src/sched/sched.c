@@ -619,6 +619,8 @@ dispatch_rcpts(struct sched *s, struct sched_msg *sm, size_t *idx, size_t n)
 	char *keys = NULL;
 	size_t *run = NULL, k = 0;
 	struct sched_nexthop nh;
+	unsigned rule;
+	const struct relay_target *relay = sched_relay_for(s, m->sender, &rule);
 	const struct sched_nexthop *drain;
 	const char *drain_key;
 
@@ -635,9 +637,12 @@ dispatch_rcpts(struct sched *s, struct sched_msg *sm, size_t *idx, size_t n)
 	}
 	for (size_t i = 0; i < n; i++) {
 		char *key = keys + i * SCHED_KEY_MAX;
-		if (sched_nexthop_rcpt(m->rcpt[idx[i]].addr, &cfg->smart_relay,
-		    cfg->relay_smtp_port, &nh) < 0 ||
-		    sched_nexthop_key(&nh, key, SCHED_KEY_MAX) < 0) {
+		int bad = sched_nexthop_rcpt(m->rcpt[idx[i]].addr, relay, cfg->relay_smtp_port,
+		    &nh) < 0;
+
+		if (!bad && nh.kind == SCHED_KIND_RELAY)
+			nh.rule = rule;
+		if (bad || sched_nexthop_key(&nh, key, SCHED_KEY_MAX) < 0) {
 			dispatch_fail_now(s, sm, &idx[i], 1, SCHED_PERM, "5.1.3",
 			    "Bad recipient address syntax: no routable domain");
 			continue;
@@ -652,9 +657,12 @@ dispatch_rcpts(struct sched *s, struct sched_msg *sm, size_t *idx, size_t n)
 
 		while (j < k && strcmp(grp[j].key, grp[i].key) == 0)
 			run[nrun++] = grp[j++].idx;
-		if (sched_nexthop_rcpt(m->rcpt[run[0]].addr, &cfg->smart_relay,
-		    cfg->relay_smtp_port, &nh) == 0)
+		if (sched_nexthop_rcpt(m->rcpt[run[0]].addr, relay, cfg->relay_smtp_port,
+		    &nh) == 0) {
+			if (nh.kind == SCHED_KIND_RELAY)
+				nh.rule = rule;
 			sched_dispatch_group(s, sm, &nh, grp[i].key, run, nrun, 0);
+		}
 		i = j;
 	}
 done:
@@ -846,6 +854,8 @@ sched_new_backend(struct event_base *base, const struct config *cfg, struct queu
 		util_bsnprintf(err, errlen, "scheduler: out of memory");
 		goto fail;
 	}
+	if (sched_relay_load(s, cfg, err, errlen) < 0)
+		goto fail;
 	if (cfg->cc_mta.set && !cfg->smart_relay.set) {
 		char text[300];
 
@@ -937,6 +947,7 @@ sched_free(struct sched *s)
 		event_free(s->grace);
 	s->dnsc = sched_dnsc_free(s->dnsc);
 	s->dns = dns_free(s->dns);
+	sched_relay_free(s);
 	free(s);
 	return NULL;
 }

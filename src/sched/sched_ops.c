@@ -135,6 +135,8 @@ sched_set_config(struct sched *s, const struct config *cfg)
 			s->dns = nd;
 		}
 	}
+	if (sched_relay_load(s, cfg, err, sizeof(err)) < 0)
+		log_warnx("%s; keeping the previous sender_relay_map and relay TLS settings", err);
 	s->cfg = cfg;
 	sched_rearm(s);
 }

@@ -49,12 +49,11 @@ sched_set_tls(struct sched *s, struct ssl_ctx_st *ctx)
 	s->tls = ctx;
 }
 
-/* tls_required - the destination must use TLS (the smart relay with smart_relay_tls = encrypt) */
+/* tls_required - the destination must use TLS (see sched_relay_tls_required) */
 static int
 tls_required(const struct sched *s, const struct sched_dest *d)
 {
-	return d->nh.kind == SCHED_KIND_RELAY && s->cfg->smart_relay_tls != NULL &&
-	    strcmp(s->cfg->smart_relay_tls, "encrypt") == 0;
+	return sched_relay_tls_required(s, d);
 }
 
 /* tls_off - relay is in the fallback table (and the entry is still valid) */
