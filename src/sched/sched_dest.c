@@ -34,6 +34,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include <event2/event.h>
 
 static void conn_route(struct sched_conn *cn);
@@ -117,7 +119,7 @@ conn_free(struct sched_conn *cn)
 	free(cn);
 	dest_kick(d);
 	if (s->stopping)
-		sched_check_done(s);
+		sched_ops_check_done(s);
 }
 
 /*
@@ -180,7 +182,7 @@ conn_give_up(struct sched_conn *cn)
 	if (cn->err_dns)
 		cls = cn->dns_perm && d->nh.kind == SCHED_KIND_MX ? SCHED_PERM : SCHED_TEMP;
 	else
-		cls = sched_classify(why.code);
+		cls = sched_policy_classify(why.code);
 	log_trace(TRACE_SCHED, "sched: %s: giving up (%s), %zu job(s) waiting", d->key,
 	    why.text, d->njobs);
 	/* Others still trying or working keep the queue; the last one, or a DNS verdict, ends it. */
@@ -238,7 +240,7 @@ conn_connect(struct sched_conn *cn, const struct sockaddr_storage *ss, const cha
 	struct sched_dest *d = cn->d;
 	struct sched *s = d->s;
 	struct smtpc_params p;
-	char ip[INET6_ADDRSTRLEN];
+	char ip[INET6_ADDRSTRLEN], secret[SCHED_SECRET_MAX], why[SMTPC_REPLY_MAX];
 	const void *a;
 
 	memset(&p, 0, sizeof(p));
@@ -264,13 +266,26 @@ conn_connect(struct sched_conn *cn, const struct sockaddr_storage *ss, const cha
 	p.cmd_timeout = 300;
 	p.data_timeout = 600;
 	sched_tls_params(s, d, cn->relay, &p);
+	if (sched_relay_params(s, d, host, cn->relay, &p, secret, sizeof(secret), why,
+	    sizeof(why)) < 0) {
+		log_warnx("sched: %s: %s", cn->relay, why);
+		cn->err.code = 0;
+		util_strlcpy(cn->err.dsn, "4.7.8", sizeof(cn->err.dsn));
+		util_strlcpy(cn->err.text, why, sizeof(cn->err.text));
+		cn->err_dns = 0;
+		cn->tries++;
+		conn_route(cn);
+		return;
+	}
 	cn->cur_addr = *ss;
 	cn->cur_host = host;
 	cn->tries++;
 	cn->dns_perm = 0;
 	conn_enter(cn, SC_CONNECT);
 	log_trace(TRACE_SCHED, "sched: %s: connecting to %s", d->key, cn->relay);
-	if ((cn->c = smtpc_connect(s->base, &p, &conn_cb, cn)) == NULL) {
+	cn->c = smtpc_connect(s->base, &p, &conn_cb, cn);
+	OPENSSL_cleanse(secret, sizeof(secret));    /* smtpc has its own copy */
+	if (cn->c == NULL) {
 		log_warnx("sched: cannot start a connection to %s", cn->relay);
 		cn->err.code = 0;
 		util_strlcpy(cn->err.dsn, "4.3.0", sizeof(cn->err.dsn));
@@ -594,8 +609,8 @@ conn_on_done(void *arg, struct smtpc *c, const struct smtpc_result *r)
 		cn->rd = queue_reader_close(cn->rd);
 	conn_attempt(cn, &a);
 	cn->ntxn++;
-	clean = sched_classify(r->mail.code) == SCHED_OK &&
-	    sched_classify(r->data.code) == SCHED_OK;
+	clean = sched_policy_classify(r->mail.code) == SCHED_OK &&
+	    sched_policy_classify(r->data.code) == SCHED_OK;
 	if (job != NULL)
 		sched_job_result(cn->d->s, job, &a, r);
 	/*
@@ -652,7 +667,7 @@ conn_on_failed(void *arg, struct smtpc *c, const struct smtpc_reply *r)
 			cn->rd = queue_reader_close(cn->rd);
 		conn_attempt(cn, &a);
 		if (job != NULL)
-			sched_job_fail(s, job, &a, &why, sched_classify(why.code) == SCHED_PERM ?
+			sched_job_fail(s, job, &a, &why, sched_policy_classify(why.code) == SCHED_PERM ?
 			    SCHED_PERM : SCHED_TEMP);
 		conn_free(cn);
 		return;
