@@ -61,6 +61,7 @@ struct mtad {
 	int draining;                  /* SIGTERM with drain_relay, or mtactl drain */
 	int exit_status;               /* 0, or MTAD_EX_LEFT after a drain that left mail */
 	int smtpd_done, sched_done;
+	int check;                     /* -t: check only (no mail-log line on error) */
 	int owner_found;               /* started as root: owner_uid/gid is mail_owner */
 	uid_t owner_uid;
 	gid_t owner_gid;
@@ -73,16 +74,53 @@ usage(void)
 	exit(2);
 }
 
-/* startup_error - the SPEC §3 text (a format) on stderr, one line, and exit non-zero */
-static _Noreturn void __attribute__((format(printf, 1, 2)))
-startup_error(const char *fmt, ...)
+static void maillog_path(const struct config *cfg, char *buf, size_t size);
+
+/*
+ * startup_log - SPEC §3: a start-up error goes "to the log when it can":
+ * the mail log once the configuration is known and the log share works
+ * (opened for this line if start-up has not got that far; never with -t).
+ */
+static void
+startup_log(const struct mtad *d, const char *text)
 {
+	char path[4096], err[256];
+	struct maillog *ml;
+	struct stat st;
+
+	if (d == NULL || d->cfg == NULL || d->check)
+		return;
+	if (d->ml != NULL) {
+		maillog_fatal(d->ml, text);
+		return;
+	}
+	maillog_path(d->cfg, path, sizeof(path));
+	/* only into a log share that is there: never create log_dir for this */
+	if (path[0] == '\0' || stat(d->cfg->log_dir, &st) < 0 || !S_ISDIR(st.st_mode))
+		return;
+	if ((ml = maillog_open(path, d->cfg->hostname, err, sizeof(err))) == NULL)
+		return;
+	maillog_set_stdout(ml, d->cfg->maillog_stdout ? STDOUT_FILENO : -1);
+	maillog_fatal(ml, text);
+	maillog_close(ml);
+}
+
+/*
+ * startup_error - the SPEC §3 text (a format) on stderr, one line, and in
+ * the mail log when it works (startup_log); exit non-zero. d may be NULL.
+ */
+static _Noreturn void __attribute__((format(printf, 2, 3)))
+startup_error(const struct mtad *d, const char *fmt, ...)
+{
+	char text[2048];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	if (vsnprintf(text, sizeof(text), fmt, ap) < 0)
+		util_strlcpy(text, fmt, sizeof(text));
 	va_end(ap);
-	fputc('\n', stderr);
+	fprintf(stderr, "%s\n", text);
+	startup_log(d, text);
 	exit(1);
 }
 
@@ -115,12 +153,12 @@ owner_lookup(struct mtad *d)
 	errno = 0;
 	pw = getpwnam(d->cfg->mail_owner);
 	if (pw == NULL)
-		startup_error("Error: failed to pre-configure MTA: mail_owner: no such user '%s' "
+		startup_error(d, "Error: failed to pre-configure MTA: mail_owner: no such user '%s' "
 		    "(create it, e.g. useradd --system --home-dir /nonexistent "
 		    "--shell /usr/sbin/nologin %s; or set mail_owner = nobody)",
 		    d->cfg->mail_owner, d->cfg->mail_owner);
 	if (pw->pw_uid == 0)
-		startup_error("Error: failed to pre-configure MTA: mail_owner: '%s' has uid 0; "
+		startup_error(d, "Error: failed to pre-configure MTA: mail_owner: '%s' has uid 0; "
 		    "mtad must not keep root's powers", d->cfg->mail_owner);
 	d->owner_uid = pw->pw_uid;
 	d->owner_gid = pw->pw_gid;
@@ -220,6 +258,7 @@ drain_start(struct mtad *d, const char *why)
 	if (d->draining || d->stopping)
 		return;
 	d->draining = 1;
+	metrics_set_unready(&d->metrics, METRICS_UNREADY_DRAINING, 1);      /* /readyz: 503 */
 	log_info("%s: draining: no new mail; delivering for up to %u s%s%s", why,
 	    d->cfg->drain_timeout, d->cfg->drain_relay.set ? ", then handing over to " : "",
 	    d->cfg->drain_relay.set ? d->cfg->drain_relay.host : "");
@@ -394,6 +433,11 @@ on_recover_slice(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	/*
+	 * The loop runs: the listeners accept mail, so /readyz says 200 from
+	 * the first slice on, while the rest of the queue is still being read.
+	 */
+	metrics_set_unready(&d->metrics, METRICS_UNREADY_RECOVERING, 0);
 	if (d->recovery == NULL || d->stopping)
 		return;
 	while (rc == 0 && util_mono_us() - t0 < RECOVER_SLICE_US)
@@ -409,6 +453,7 @@ on_recover_slice(evutil_socket_t fd, short what, void *arg)
 		log_warnx("queue recovery in %s ran out of memory: the rest stays on disk "
 		    "until the next start", d->cfg->data_dir);
 	d->recovery = queue_recover_finish(d->recovery);
+	metrics_set_unready(&d->metrics, METRICS_UNREADY_RECOVERING, 0);
 }
 
 int
@@ -436,16 +481,17 @@ main(int argc, char **argv)
 			usage();
 	}
 	log_init("mtad", debug ? ~0u : 0);
+	d.check = check;
 
 	/* SPEC §1: without -c, /etc/mtad/mtad.conf or else MTA_* alone */
 	d.cfg = config_load_default(conf, environ, err, sizeof(err));
 	if (d.cfg == NULL)
-		startup_error("%s", err);
+		startup_error(&d, "%s", err);
 	if (config_check_environment(d.cfg, err, sizeof(err)) < 0)
-		startup_error("%s", err);
+		startup_error(&d, "%s", err);
 	owner_lookup(&d);
 	if (dkim_load(d.cfg, &d.dkim, err, sizeof(err)) < 0)
-		startup_error("%s", err);
+		startup_error(&d, "%s", err);
 	if (check) {
 		d.dkim = dkim_keys_unref(d.dkim);
 		config_check_warnings(d.cfg);
@@ -460,17 +506,19 @@ main(int argc, char **argv)
 	 * CAP_DAC_READ_SEARCH alone); the server context is made now, as
 	 * root, and handed to smtpd and http once they exist.
 	 */
-	if (!d.cfg->ssl_disabled || d.cfg->dkim_key_table[0] != '\0') {
+	if (!d.cfg->ssl_disabled || d.cfg->dkim_key_table[0] != '\0' ||
+	    d.cfg->smart_relay_password_file[0] != '\0' || d.cfg->smart_relay_ca_file[0] != '\0' ||
+	    d.cfg->sender_relay_map[0] != '\0') {
 		if (tls_keys_helper_start(key_store(d.cfg), d.owner_uid, d.owner_gid,
 		    err, sizeof(err)) < 0)
-			startup_error("%s", err);
+			startup_error(&d, "%s", err);
 	}
 	if (!d.cfg->ssl_disabled) {
 		char desc[512];
 		d.tls = tls_server_new(key_store(d.cfg), d.cfg->ssl_key_file, d.cfg->ssl_cert_file,
 		    NULL, err, sizeof(err));
 		if (d.tls == NULL)
-			startup_error("%s", err);
+			startup_error(&d, "%s", err);
 		tls_cert_describe(d.tls, desc, sizeof(desc));
 		log_info("TLS: STARTTLS and SMTPS with %s", desc);
 	}
@@ -498,18 +546,18 @@ main(int argc, char **argv)
 	maillog_path(d.cfg, path, sizeof(path));
 	d.ml = maillog_open(path, d.cfg->hostname, err, sizeof(err));
 	if (d.ml == NULL)
-		startup_error("Error: failed to mount log share. (%s)", err);
+		startup_error(&d, "Error: failed to mount log share. (%s)", err);
 	maillog_set_stdout(d.ml, d.cfg->maillog_stdout ? STDOUT_FILENO : -1);
 	if (mkdir(d.cfg->data_dir, 0700) < 0 && errno != EEXIST)
-		startup_error("Error: failed to pre-configure MTA: "
+		startup_error(&d, "Error: failed to pre-configure MTA: "
 		    "data_dir %s: %s", d.cfg->data_dir, strerror(errno));
 	d.q = queue_open(d.base, d.cfg->data_dir, err, sizeof(err));
 	if (d.q == NULL)
-		startup_error("Error: failed to pre-configure MTA: "
+		startup_error(&d, "Error: failed to pre-configure MTA: "
 		    "data_dir: %s", err);
 	d.smtpd = smtpd_new(d.base, d.cfg, d.q, d.ml, &d.metrics, err, sizeof(err));
 	if (d.smtpd == NULL)
-		startup_error("Error: failed to start MTA server: %s", err);
+		startup_error(&d, "Error: failed to start MTA server: %s", err);
 	smtpd_set_tls(d.smtpd, d.tls);
 	smtpd_set_dkim(d.smtpd, d.dkim);
 	if (d.dkim != NULL)
@@ -517,19 +565,20 @@ main(int argc, char **argv)
 		    d.cfg->dkim_key_table);
 	d.http = http_new(d.base, d.cfg, d.q, &d.metrics, err, sizeof(err));
 	if (d.http == NULL)
-		startup_error("Error: failed to initialize UI backend: %s", err);
+		startup_error(&d, "Error: failed to initialize UI backend: %s", err);
 	if (d.tls != NULL)
 		http_set_tls(d.http, d.tls);     /* SPEC §6: HTTPS when TLS is on */
 	drop_privileges(&d);
 
 	d.sched = sched_new(d.base, d.cfg, d.q, d.ml, &d.metrics, err, sizeof(err));
 	if (d.sched == NULL)
-		startup_error("Error: failed to pre-configure MTA: %s", err);
+		startup_error(&d, "Error: failed to pre-configure MTA: %s", err);
 	http_set_sched(d.http, d.sched);
 	http_set_drain(d.http, on_drain, &d);
 	sched_set_tls(d.sched, d.tls_client);    /* SPEC §5: STARTTLS whenever offered */
 	if ((d.recovery = queue_recover_start(d.q, on_recovered, &d)) == NULL)
 		fatal("queue recovery in %s failed", d.cfg->data_dir);
+	metrics_set_unready(&d.metrics, METRICS_UNREADY_RECOVERING, 1);   /* /readyz: 503 until the loop runs */
 	queue_set_listener(d.q, on_recovered, &d);
 	if ((d.ev_recover = evtimer_new(d.base, on_recover_slice, &d)) == NULL)
 		fatalx("cannot create the recovery event");
@@ -537,9 +586,10 @@ main(int argc, char **argv)
 		size_t done, total;
 
 		queue_recover_progress(d.recovery, &done, &total);
-		if (total == 0)
+		if (total == 0) {
 			d.recovery = queue_recover_finish(d.recovery);
-		else
+			metrics_set_unready(&d.metrics, METRICS_UNREADY_RECOVERING, 0);
+		} else
 			event_active(d.ev_recover, EV_TIMEOUT, 0);   /* the first slice: once the loop runs */
 		log_info("mtad %s started: %zu queue file(s) to recover%s", MTAD_VERSION, total,
 		    total > 0 ? " in the background" : "");

@@ -21,14 +21,34 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <openssl/err.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <poll.h>
 
 #define CTL_HTTP_REQ_MAX 8192
 
-/* ctl_http_init - host, port and basic auth credentials from the configuration */
+/* ctl_http_is_loopback - is the numeric address in 127.0.0.0/8 or ::1? */
+static int
+ctl_http_is_loopback(const char *addr)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (inet_pton(AF_INET, addr, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, addr, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6) ||
+		    (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+	return 0;
+}
+
+/* ctl_http_init - host, port, basic auth credentials and TLS checks from the configuration */
 int
 ctl_http_init(struct ctl_http *h, const struct config *cfg)
 {
@@ -40,6 +60,25 @@ ctl_http_init(struct ctl_http *h, const struct config *cfg)
 	if (ctl_net_loopback(cfg->ui_address, h->host, sizeof(h->host)) < 0)
 		return -1;
 	h->port = cfg->ui_port;
+	/* SPEC §11.1 finding: verify the UI's certificate when it is reached over a network. */
+	if (!ctl_http_is_loopback(h->host)) {
+		const char *store = cfg->key_dir[0] != '\0' ? cfg->key_dir : cfg->fs_dir;
+
+		h->verify = 1;
+		if (util_strlcpy(h->verify_name, cfg->hostname, sizeof(h->verify_name)) >=
+		    sizeof(h->verify_name)) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		if (cfg->ssl_cert_file[0] != '\0' &&
+		    util_bsnprintf(h->ca_file, sizeof(h->ca_file), "%s%s%s",
+		    cfg->ssl_cert_file[0] == '/' ? "" : store,
+		    cfg->ssl_cert_file[0] == '/' || store[0] == '\0' ? "" : "/",
+		    cfg->ssl_cert_file) < 0) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+	}
 	h->timeout_ms = CTL_HTTP_TIMEOUT_MS;
 	if (cfg->username == NULL || cfg->username[0] == '\0')
 		return 0;
@@ -206,11 +245,16 @@ ctl_http_parse(char *buf, size_t len, struct ctl_http_resp *r, char *err, size_t
 }
 
 /*
- * One connection, plain or TLS. For HTTPS (ssl_disabled = no) the server's
- * certificate is not verified: the peer is mtad on the loopback address,
- * reached by a number, and usually holds a certificate for its public name
- * only. XXX a local process that takes the port while mtad is down would
- * see the credentials, exactly as with plain HTTP on loopback.
+ * One connection, plain or TLS. For HTTPS (ssl_disabled = no) on loopback
+ * the server's certificate is not verified: the peer is mtad on the
+ * loopback address, reached by a number, and usually holds a certificate
+ * for its public name only. XXX a local process that takes the port while
+ * mtad is down would see the credentials, exactly as with plain HTTP on
+ * loopback. Beyond loopback (h->verify) the chain must verify against the
+ * system CA store or the certificates of ssl_cert_file (a self-signed or
+ * private-CA certificate: its file in the key store is trusted as it
+ * stands) and name hostname; a failure is an error, never a retry in
+ * plain HTTP.
  */
 struct ctl_http_conn {
 	int      fd;
@@ -234,18 +278,42 @@ ctl_http_tls_wait(struct ctl_http_conn *k, int r)
 	}
 }
 
+/* ctl_http_tls_trust - the system CA store and, when readable, the certificates of ca_file */
 static int
-ctl_http_tls_start(struct ctl_http_conn *k)
+ctl_http_tls_trust(SSL_CTX *ctx, const struct ctl_http *h)
+{
+	X509_STORE *st = SSL_CTX_get_cert_store(ctx);
+
+	if (SSL_CTX_set_default_verify_paths(ctx) != 1)
+		ERR_clear_error();
+	if (h->ca_file[0] != '\0' && access(h->ca_file, R_OK) == 0 &&
+	    X509_STORE_load_file(st, h->ca_file) != 1)
+		ERR_clear_error();
+	/* A trusted leaf (self-signed, or its CA not at hand) ends the chain. */
+	return X509_STORE_set_flags(st, X509_V_FLAG_PARTIAL_CHAIN) == 1 ? 0 : -1;
+}
+
+static int
+ctl_http_tls_start(struct ctl_http_conn *k, const struct ctl_http *h)
 {
 	int r;
 
 	if ((k->ctx = SSL_CTX_new(TLS_client_method())) == NULL ||
 	    SSL_CTX_set_min_proto_version(k->ctx, TLS1_2_VERSION) != 1 ||
+	    (h->verify && ctl_http_tls_trust(k->ctx, h) < 0) ||
 	    (k->ssl = SSL_new(k->ctx)) == NULL || SSL_set_fd(k->ssl, k->fd) != 1) {
 		errno = ENOMEM;
 		return -1;
 	}
-	SSL_set_verify(k->ssl, SSL_VERIFY_NONE, NULL);
+	if (h->verify) {
+		SSL_set_verify(k->ssl, SSL_VERIFY_PEER, NULL);
+		if (SSL_set1_host(k->ssl, h->verify_name) != 1) {
+			errno = ENOMEM;
+			return -1;
+		}
+		(void)SSL_set_tlsext_host_name(k->ssl, h->verify_name);
+	} else
+		SSL_set_verify(k->ssl, SSL_VERIFY_NONE, NULL);
 	/* OpenSSL 3 reports a close without close_notify (evhttp's) as an error */
 	SSL_set_options(k->ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
 	while ((r = SSL_connect(k->ssl)) != 1)
@@ -352,7 +420,17 @@ ctl_http_request(const struct ctl_http *h, const char *method, const char *path,
 		return CTL_HTTP_ECONNECT;
 	}
 	k.deadline = util_mono_us() + (uint64_t)h->timeout_ms * 1000;
-	if (h->tls && ctl_http_tls_start(&k) < 0) {
+	if (h->tls && ctl_http_tls_start(&k, h) < 0) {
+		if (h->verify) {
+			long v = k.ssl != NULL ? SSL_get_verify_result(k.ssl) : X509_V_OK;
+
+			util_bsnprintf(err, errlen, "TLS: %s (certificate checked for %s)",
+			    v != X509_V_OK ? X509_verify_cert_error_string(v) :
+			    "handshake failed", h->verify_name);
+			ctl_http_close(&k);
+			explicit_bzero(req, sizeof(req));
+			return CTL_HTTP_EPROTO;
+		}
 		/*
 		 * XXX the UI serves HTTPS only once the daemon installs its TLS
 		 * context; a handshake that fails on loopback is retried in

@@ -8,7 +8,7 @@
  *           before privileges are dropped.
  * Errors:   bind failures are returned as text for SPEC §3's "Error: failed
  *           to initialize UI backend: <reason>"; a request's errors are
- *           replies (400, 401, 403, 404, 405, 413, 431, 500, 503).
+ *           replies (400, 401, 403, 404, 405, 413, 421, 429, 431, 500, 503).
  * Context:  event-loop thread: every handler answers from memory (the queue's
  *           in-memory envelopes); the one file read is a message's headers
  *           for /api/queue/ID, bounded to 64 KiB.
@@ -17,9 +17,14 @@
  * plus headers (HTTP_MAX_HEADERS_SIZE: 431/400 past it) and the body
  * (HTTP_MAX_BODY: 413) and closes idle connections after HTTP_TIMEOUT_SECS.
  *
- * HTTPS: http_set_tls() installs a bufferevent callback that wraps each new
- * connection in OpenSSL (the SMTP certificate, from the TLS code, when
- * ssl_disabled = no). Until main() calls it the service is plain HTTP.
+ * Connections pass through http_conn.c (caps, the whole-request deadline,
+ * accept errors); HTTPS: once http_set_tls() gave a context (the SMTP
+ * certificate, when ssl_disabled = no), http_conn_bev() wraps each new
+ * connection in OpenSSL. Until main() calls it the service is plain HTTP.
+ *
+ * Order of the checks on a request: header count, target, Host (421),
+ * route; then, except for /healthz and /readyz, the lockout after failed
+ * logins (429) and the credentials (401); method (405); cross-site (403).
  */
 #include "http/http.h"
 #include "http/http_int.h"
@@ -39,7 +44,6 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -67,12 +71,13 @@ struct http_route {
 	http_handler_fn *fn;
 };
 
-static http_handler_fn http_healthz;
+static http_handler_fn http_healthz, http_readyz;
 static http_handler_fn http_api_drain;
 
 /* The first row that matches the path wins; a wrong method is 405. */
 static const struct http_route http_routes[] = {
 	{ "/healthz",           R_GET | R_OPEN,             http_healthz },
+	{ "/readyz",            R_GET | R_OPEN,             http_readyz },
 	{ "/metrics",           R_GET,                      http_api_metrics },
 	{ "/api/stats",         R_GET,                      http_api_stats },
 	{ "/api/history",       R_GET,                      http_api_history },
@@ -119,6 +124,8 @@ http_reply(struct evhttp_request *req, int code, const char *ctype, struct evbuf
 	case 405: reason = "Method Not Allowed"; break;
 	case 409: reason = "Conflict"; break;
 	case 413: reason = "Content Too Large"; break;
+	case 421: reason = "Misdirected Request"; break;
+	case 429: reason = "Too Many Requests"; break;
 	case 431: reason = "Request Header Fields Too Large"; break;
 	case 503: reason = "Service Unavailable"; break;
 	default:  reason = code < 400 ? "OK" : "Internal Server Error"; break;
@@ -190,6 +197,28 @@ http_healthz(struct http *h, struct evhttp_request *req, const char *path,
 	}
 	evbuffer_add(b, "ok\n", 3);
 	http_reply(req, 200, "text/plain; charset=utf-8", b);
+	evbuffer_free(b);
+}
+
+/*
+ * http_readyz - GET /readyz (SPEC §11.4): 200 "ready" while mtad accepts
+ * mail; 503 with the reason while it starts (queue recovery), drains or
+ * refuses mail for lack of disk space. No authentication.
+ */
+static void
+http_readyz(struct http *h, struct evhttp_request *req, const char *path,
+    struct evkeyvalq *query)
+{
+	const char *why = metrics_ready_reason(h->m);
+	struct evbuffer *b = evbuffer_new();
+
+	(void)path; (void)query;
+	if (b == NULL) {
+		evhttp_send_error(req, 500, "Internal Server Error");
+		return;
+	}
+	evbuffer_add_printf(b, "%s\n", why != NULL ? why : "ready");
+	http_reply(req, why != NULL ? 503 : 200, "text/plain; charset=utf-8", b);
 	evbuffer_free(b);
 }
 
@@ -275,16 +304,6 @@ http_unauthorized(struct evhttp_request *req)
 	http_error(req, 401, "authentication required");
 }
 
-/* http_auth_delayed - the failure delay is over: answer 401 */
-static void
-http_auth_delayed(struct http_pending *p)
-{
-	struct evhttp_request *req = p->req;
-
-	http_pending_done(p);
-	http_unauthorized(req);
-}
-
 /*
  * http_peer - the client's address as text, for the log, the failure table
  * (unknown "") and the log lines of queue actions (unknown "?")
@@ -302,8 +321,30 @@ http_peer(struct evhttp_request *req, char *buf, size_t size, const char *unknow
 }
 
 /*
- * http_authorize - 1 when the request may go on; 0 when a 401 was (or will
- * be, after the delay) sent. The delay runs on a timer: the loop never waits.
+ * http_locked_out - 1 when the client is locked out after failed logins
+ * (SPEC §11.1): answered 429 with Retry-After, whatever it sends
+ */
+static int
+http_locked_out(struct http *h, struct evhttp_request *req)
+{
+	char peer[64], secs[24];
+	unsigned left;
+
+	if (!h->auth_on)
+		return 0;
+	http_peer(req, peer, sizeof(peer), "");
+	if ((left = http_auth_locked(&h->fails, peer, util_mono_us())) == 0)
+		return 0;
+	if (util_bsnprintf(secs, sizeof(secs), "%u", left) >= 0)
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", secs);
+	http_error(req, 429, "too many failed logins from this address, try again later");
+	return 1;
+}
+
+/*
+ * http_authorize - 1 when the request may go on; 0 when a 401 was sent.
+ * Wrong credentials count towards the lockout of the client's address;
+ * the log says so at most once a second per address, with a count.
  */
 static int
 http_authorize(struct http *h, struct evhttp_request *req)
@@ -311,16 +352,14 @@ http_authorize(struct http *h, struct evhttp_request *req)
 	struct evkeyvalq *ih = evhttp_request_get_input_headers(req);
 	const char *auth = evhttp_find_header(ih, "Authorization");
 	char peer[64];
-	unsigned ms;
+	unsigned nlog = 0;
 
 	if (!h->auth_on)
 		return 1;
 	if (auth != NULL && strlen(auth) > HTTP_MAX_AUTH_LEN)
 		auth = NULL;
-	http_peer(req, peer, sizeof(peer), "");
 	switch (http_auth_check(auth, h->auth_want)) {
 	case HTTP_AUTH_OK:
-		http_auth_success(&h->fails, peer);
 		return 1;
 	case HTTP_AUTH_MISSING:
 		http_unauthorized(req);
@@ -328,13 +367,17 @@ http_authorize(struct http *h, struct evhttp_request *req)
 	case HTTP_AUTH_BAD:
 		break;
 	}
-	ms = http_auth_fail(&h->fails, peer, util_mono_us());
-	log_warnx("http: %s: authentication failed; answering in %u ms", peer, ms);
-	if (http_pending_new(h, req, ms, http_auth_delayed, NULL, NULL) == NULL) {
-		/* Too many waiting already: refuse without saying whether it matched. */
-		http_error(req, 503, "too many failed logins, try again later");
-		return 0;
-	}
+	http_peer(req, peer, sizeof(peer), "");
+	if (http_auth_fail(&h->fails, peer, util_mono_us(), &nlog))
+		log_warnx("http: %s: authentication failed %u times in %u minutes: "
+		    "every request from it refused (429) for %u minutes", peer, HTTP_LOCK_FAILS,
+		    (unsigned)(HTTP_LOCK_WINDOW_US / 60000000), (unsigned)(HTTP_LOCK_US / 60000000));
+	else if (nlog == 1)
+		log_warnx("http: %s: authentication failed", peer);
+	else if (nlog > 1)
+		log_warnx("http: %s: authentication failed (%u times since the last report)",
+		    peer, nlog);
+	http_unauthorized(req);
 	return 0;
 }
 
@@ -381,6 +424,8 @@ http_dispatch(struct evhttp_request *req, void *arg)
 	const char *why;
 
 	TAILQ_INIT(&query);
+	http_conn_request(h, req);
+	evhttp_request_set_on_complete_cb(req, http_conn_replied, h);
 	http_security_headers(req);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
 	TAILQ_FOREACH(kv, ih, next)
@@ -391,6 +436,11 @@ http_dispatch(struct evhttp_request *req, void *arg)
 	}
 	if (path == NULL || path[0] != '/') {
 		http_error(req, 400, "bad request target");
+		return;
+	}
+	/* SPEC §11.1: a page that rebound its own name to us names itself here. */
+	if (!http_host_allowed(&h->names, evhttp_find_header(ih, "Host"))) {
+		http_error(req, 421, "this server does not answer to that host name (see ui_hosts)");
 		return;
 	}
 	switch (cmd) {
@@ -411,7 +461,7 @@ http_dispatch(struct evhttp_request *req, void *arg)
 	    method == R_POST ? "POST" : "DELETE", path);
 	if (r == NULL || !(r->flags & R_OPEN)) {
 		/* Authentication first: an unknown path says nothing to a stranger. */
-		if (!http_authorize(h, req))
+		if (http_locked_out(h, req) || !http_authorize(h, req))
 			return;
 	}
 	if (r == NULL) {
@@ -430,7 +480,7 @@ http_dispatch(struct evhttp_request *req, void *arg)
 	}
 	if (method != R_GET && http_csrf_check(evhttp_find_header(ih, "X-Requested-With"),
 	    evhttp_find_header(ih, "Origin"), evhttp_find_header(ih, "Referer"),
-	    evhttp_find_header(ih, "Host"), h->tls != NULL, &why) < 0) {
+	    evhttp_find_header(ih, "Host"), &h->names, h->tls != NULL, &why) < 0) {
 		char peer[64];
 		http_peer(req, peer, sizeof(peer), "");
 		log_warnx("http: %s: refused cross-site request for %s: %s", peer, path, why);
@@ -500,6 +550,9 @@ http_apply_config(struct http *h, const struct config *cfg, int startup,
 	memcpy(h->auth_want, want, sizeof(want));
 	OPENSSL_cleanse(want, sizeof(want));
 	h->cfg = cfg;
+	h->names.hostname = cfg->hostname;
+	h->names.ui_hosts = cfg->ui_hosts != NULL ? cfg->ui_hosts : "";
+	h->max_conns = cfg->ui_max_connections != 0 ? cfg->ui_max_connections : 256;
 
 	if (url[0] == '\0') {
 		h->push = metrics_push_free(h->push);
@@ -530,6 +583,7 @@ http_new(struct event_base *base, const struct config *cfg, struct queue *q,
 {
 	struct http *h = calloc(1, sizeof(*h));
 	struct timeval tick = { HTTP_FINE_SECS, 0 }, soon = { 1, 0 };
+	struct evhttp_bound_socket *bound;
 
 	if (h == NULL) {
 		util_bsnprintf(err, errlen, "out of memory");
@@ -563,11 +617,15 @@ http_new(struct event_base *base, const struct config *cfg, struct queue *q,
 	evhttp_set_default_content_type(h->evh, "text/plain; charset=utf-8");
 	evhttp_set_gencb(h->evh, http_dispatch, h);
 	errno = 0;
-	if (evhttp_bind_socket_with_handle(h->evh, cfg->ui_address,
-	    (ev_uint16_t)cfg->ui_port) == NULL) {
+	if ((bound = evhttp_bind_socket_with_handle(h->evh, cfg->ui_address,
+	    (ev_uint16_t)cfg->ui_port)) == NULL) {
 		util_bsnprintf(err, errlen, "cannot listen on %s:%d: %s",
 		    cfg->ui_address, cfg->ui_port,
 		    errno ? strerror(errno) : "bind failed");
+		goto fail;
+	}
+	if (http_conn_init(h, bound) < 0) {
+		util_bsnprintf(err, errlen, "out of memory");
 		goto fail;
 	}
 	if ((h->tick = event_new(base, -1, EV_PERSIST, http_tick, h)) == NULL ||
@@ -630,29 +688,11 @@ http_set_config(struct http *h, const struct config *cfg)
 	}
 }
 
-/*
- * http_tls_bev - evhttp's bufferevent factory for HTTPS: each connection gets
- * its own SSL from the shared context. evhttp sets the fd later, so the
- * bufferevent is made without one (libevent's rule for this callback).
- */
-static struct bufferevent *
-http_tls_bev(struct event_base *base, void *arg)
-{
-	struct http *h = arg;
-	SSL *ssl = SSL_new((SSL_CTX *)h->tls);
-
-	if (ssl == NULL)
-		return NULL;
-	return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-}
-
-/* http_set_tls - serve HTTPS from now on through evhttp's bufferevent factory (NULL: plain) */
+/* http_set_tls - serve HTTPS to new connections from now on (NULL: plain; see http_conn_bev) */
 void
 http_set_tls(struct http *h, struct ssl_ctx_st *ctx)
 {
 	h->tls = ctx;
-	evhttp_set_bevcb(h->evh, ctx != NULL ? http_tls_bev : NULL, h);
 }
 
 /* http_free - answer what is pending, close every connection and the listener, free */
@@ -669,6 +709,7 @@ http_free(struct http *h)
 	}
 	if (h->evh != NULL)
 		evhttp_free(h->evh);
+	http_conn_detach(h);
 	if (h->tick != NULL)
 		event_free(h->tick);
 	if (h->push_soon != NULL)

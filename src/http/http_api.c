@@ -136,6 +136,7 @@ http_snap_take(struct http *h, struct http_snap *s)
 	s->rate_bounced = rates[HTTP_H_BOUNCED];
 	s->rate_rejected = rates[HTTP_H_REJECTED];
 	s->hostname = h->cfg->hostname;
+	s->ui_open = config_ui_is_open(h->cfg);
 }
 
 /* http_tick_sample - the history's sample: cumulative counters and the gauges now */

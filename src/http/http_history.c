@@ -107,7 +107,12 @@ http_history_tick(struct http_history *hi, uint64_t t,
 	}
 }
 
-/* http_history_rates - sum of the last minute's fine samples (fewer at start, scaled) */
+/*
+ * http_history_rates - what happened in the last minute: the sum of the
+ * last minute's fine samples. Soon after start there are fewer samples and
+ * the sum is what was seen so far; it is never extrapolated (one message in
+ * the first seconds is 1/min, not 6/min).
+ */
 void
 http_history_rates(const struct http_history *hi, double out[HTTP_H_COUNTERS])
 {
@@ -125,8 +130,6 @@ http_history_rates(const struct http_history *hi, double out[HTTP_H_COUNTERS])
 		for (int k = 0; k < HTTP_H_COUNTERS; k++)
 			out[k] += (double)s->v[k];
 	}
-	for (int k = 0; k < HTTP_H_COUNTERS; k++)
-		out[k] = out[k] * (double)(HTTP_COARSE_SECS / HTTP_FINE_SECS) / (double)n;
 }
 
 /* http_history_json - column arrays, the shape uPlot takes directly */

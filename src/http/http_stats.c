@@ -108,7 +108,8 @@ http_stats_json(const struct http_snap *s)
 			goto fail;
 	} else if (http_json_set(disk, "free_percent", json_null()) < 0)
 		goto fail;
-	if (http_json_set(o, "hostname", http_json_str(s->hostname)) < 0 ||
+	if (http_json_set(o, "ui", json_pack("{s:b}", "open", s->ui_open)) < 0 ||
+	    http_json_set(o, "hostname", http_json_str(s->hostname)) < 0 ||
 	    http_json_set(o, "now", json_integer((json_int_t)(s->now_us / 1000000))) < 0 ||
 	    http_json_set(o, "started", json_integer((json_int_t)(s->start_us / 1000000))) < 0 ||
 	    http_json_set(o, "uptime", json_integer((json_int_t)(s->now_us > s->start_us ?

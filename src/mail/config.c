@@ -82,7 +82,8 @@ enum cfg_check {
 	CHK_UI_ADDRESS,
 	CHK_METRICS_PUSH,
 	CHK_MAIL_OWNER,
-	CHK_RELAY_TLS,          /* "may" or "encrypt" */
+	CHK_RELAY_TLS,          /* "may", "encrypt" or "verify" */
+	CHK_RELAY_AUTH,         /* "" or "xoauth2" */
 	CHK_HOST_LIST,          /* comma/space list of host names */
 };
 
@@ -157,6 +158,16 @@ static const struct cfg_prop cfg_props[] = {
 
 	/* SPEC §11.3 */
 	{ "dkim_key_table", CFG_STRING, "", OFF(dkim_key_table), 0, 0, 0, CHK_TEXT, 0 },
+
+	/* SPEC §11.2 */
+	{ "smart_relay_ca_file", CFG_STRING, "", OFF(smart_relay_ca_file), 0, 0, 0, CHK_TEXT, 0 },
+	{ "smart_relay_username", CFG_STRING, "", OFF(smart_relay_username), 0, 0, 0, CHK_TEXT, 0 },
+	{ "smart_relay_password", CFG_STRING, "", OFF(smart_relay_password), 0, 0, 0, CHK_SECRET, 0 },
+	{ "smart_relay_password_file", CFG_STRING, "", OFF(smart_relay_password_file), 0, 0, 0,
+	    CHK_TEXT, 0 },
+	{ "smart_relay_auth", CFG_STRING, "", OFF(smart_relay_auth), 0, 0, 0, CHK_RELAY_AUTH, 0 },
+	{ "sender_relay_map", CFG_STRING, "", OFF(sender_relay_map), 0, 0, 0, CHK_TEXT, 0 },
+	{ "smtp_tls_session_cache", CFG_BOOL, "yes", OFF(smtp_tls_session_cache), 0, 0, 1, 0, 0 },
 };
 
 #define CFG_NPROPS (sizeof(cfg_props) / sizeof(cfg_props[0]))
@@ -296,8 +307,14 @@ cfg_check_string(const struct cfg_prop *p, const char *v, char *why, size_t whyl
 	case CHK_MAIL_OWNER:
 		return config_value_mail_owner(v, why, whylen);
 	case CHK_RELAY_TLS:
-		if (strcmp(v, "may") != 0 && strcmp(v, "encrypt") != 0) {
-			util_strlcpy(why, "expected may or encrypt", whylen);
+		if (strcmp(v, "may") != 0 && strcmp(v, "encrypt") != 0 && strcmp(v, "verify") != 0) {
+			util_strlcpy(why, "expected may, encrypt or verify", whylen);
+			return -1;
+		}
+		return 0;
+	case CHK_RELAY_AUTH:
+		if (v[0] != '\0' && strcmp(v, "xoauth2") != 0) {
+			util_strlcpy(why, "expected xoauth2 or an empty value (PLAIN or LOGIN)", whylen);
 			return -1;
 		}
 		return 0;
@@ -392,7 +409,8 @@ cfg_set(struct config *cfg, struct cfg_state *st, const struct cfg_prop *p, cons
 		struct relay_target t;
 
 		if (config_parse_relay(v, &t) < 0) {
-			util_strlcpy(why, "expected host, host:port, [host] or [host]:port", sizeof(why));
+			util_strlcpy(why, "expected host, host:port, [host], [host]:port or "
+			    "smtps://host[:port]", sizeof(why));
 			goto bad;
 		}
 		*FIELD(cfg, p, struct relay_target) = t;
@@ -637,6 +655,23 @@ cfg_cross_check(struct config *cfg, struct cfg_state *st)
 	}
 	if (cfg->logs_enabled && cfg->log_dir[0] == '\0') {
 		cfg_fixed(st->err, st->errlen, CFG_LOGS_ERR);
+		return -1;
+	}
+	if (cfg->smart_relay_password[0] != '\0' && cfg->smart_relay_password_file[0] != '\0') {
+		cfg_err(st->err, st->errlen, "%s: smart_relay_password and "
+		    "smart_relay_password_file are both set; use one", st->path);
+		return -1;
+	}
+	if (cfg->smart_relay_username[0] != '\0' && cfg->smart_relay_password[0] == '\0' &&
+	    cfg->smart_relay_password_file[0] == '\0') {
+		cfg_err(st->err, st->errlen, "%s: smart_relay_username needs "
+		    "smart_relay_password or smart_relay_password_file", st->path);
+		return -1;
+	}
+	if (strcmp(cfg->smart_relay_auth, "xoauth2") == 0 &&
+	    (cfg->smart_relay_username[0] == '\0' || cfg->smart_relay_password_file[0] == '\0')) {
+		cfg_err(st->err, st->errlen, "%s: smart_relay_auth = xoauth2 needs "
+		    "smart_relay_username and smart_relay_password_file (the token file)", st->path);
 		return -1;
 	}
 	if (!cfg->ssl_disabled && (cfg->ssl_key_file[0] == '\0' || cfg->ssl_cert_file[0] == '\0')) {

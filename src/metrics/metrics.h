@@ -34,7 +34,23 @@ struct metrics {
 	uint64_t latency_count;
 	/* smtpd disk guard */
 	int      disk_state;            /* 0 ok, 1 below 5 % free, 2 below 1 % free */
+	/* readiness: METRICS_UNREADY_* bits, each set and cleared by its writer */
+	unsigned unready;
 };
+
+/*
+ * Readiness (SPEC §11.4): /readyz answers 503 while any bit is set (and
+ * while disk_state is 2). Writers: RECOVERING the queue recovery (main
+ * today), DRAINING the drain, DISK the disk guard.
+ */
+#define METRICS_UNREADY_RECOVERING 0x1u  /* starting: the queue is being recovered */
+#define METRICS_UNREADY_DRAINING   0x2u  /* stopping: no new mail, delivering what is queued */
+#define METRICS_UNREADY_DISK       0x4u  /* refusing mail for lack of disk space */
+
+/* metrics_set_unready - set (on) or clear one METRICS_UNREADY_* reason */
+void metrics_set_unready(struct metrics *m, unsigned reason, int on);
+/* metrics_ready_reason - NULL when ready, else why not ("recovering the queue", ...) */
+const char *metrics_ready_reason(const struct metrics *m);
 
 /* Upper bounds in seconds of latency_bucket[i]; the last is +Inf. */
 extern const double metrics_latency_bounds[METRICS_LATENCY_BUCKETS];

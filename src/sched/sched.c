@@ -28,7 +28,7 @@
  * set-up incl. DNS (first transaction of a connection only), d = transfer.
  */
 #include "sched/sched_int.h"
-#include "sched/sched_map.h"
+#include "lib/map.h"
 #include "dns/dns.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -46,7 +46,7 @@
 #define US_PER_S 1000000ull
 
 static struct sched_msg *
-msg_of(struct sched_heap_node *hn)
+msg_of(struct heap_node *hn)
 {
 	return (struct sched_msg *)(void *)((char *)hn - offsetof(struct sched_msg, hn));
 }
@@ -146,7 +146,7 @@ msg_wake(const struct sched_msg *sm)
 static void
 msg_free(struct sched *s, struct sched_msg *sm)
 {
-	sched_heap_remove(&s->heap, &sm->hn);
+	heap_remove(&s->heap, &sm->hn);
 	msg_deactivate(s, sm);
 	sm->m->sched = NULL;
 	free(sm->fail);
@@ -185,14 +185,14 @@ sched_msg_schedule(struct sched *s, struct sched_msg *sm)
 	}
 	msg_deactivate(s, sm);
 	if (sm->m->held) {
-		sched_heap_remove(&s->heap, &sm->hn);
+		heap_remove(&s->heap, &sm->hn);
 		sched_rearm(s);
 		return;
 	}
 	w = msg_wake(sm);
-	if (sm->hn.idx != SCHED_HEAP_NONE)
-		sched_heap_update(&s->heap, &sm->hn, w);
-	else if (sched_heap_push(&s->heap, &sm->hn, w) < 0)
+	if (sm->hn.idx != HEAP_NONE)
+		heap_update(&s->heap, &sm->hn, w);
+	else if (heap_push(&s->heap, &sm->hn, w) < 0)
 		log_warnx("%s: out of memory: not scheduled until a flush or restart", sm->m->id);
 	sched_rearm(s);
 }
@@ -201,12 +201,12 @@ sched_msg_schedule(struct sched *s, struct sched_msg *sm)
 void
 sched_rearm(struct sched *s)
 {
-	struct sched_heap_node *top;
+	struct heap_node *top;
 	uint64_t now;
 
 	if (s->stopping)
 		return;
-	if ((top = sched_heap_top(&s->heap)) == NULL) {
+	if ((top = heap_top(&s->heap)) == NULL) {
 		if (s->timer_at != 0) {
 			evtimer_del(s->timer);
 			s->timer_at = 0;
@@ -269,6 +269,20 @@ reply_dsn(const struct smtpc_reply *rp, enum sched_class cls)
 	if (rp->dsn[0] != '\0')
 		return rp->dsn;
 	return cls == SCHED_OK ? "2.0.0" : cls == SCHED_PERM ? "5.0.0" : "4.0.0";
+}
+
+/*
+ * defer_dsn - the enhanced code of a deferral: always class 4, as Postfix
+ * makes a hard error soft when it decides to retry (a smart relay's name
+ * not found is NXDOMAIN, 5.1.2, yet retried: logged and kept as 4.1.2).
+ */
+static const char *
+defer_dsn(const char *dsn, char *buf, size_t size)
+{
+	if (dsn[0] == '4' || util_strlcpy(buf, dsn, size) >= size)
+		return dsn[0] == '4' ? dsn : "4.0.0";
+	buf[0] = '4';
+	return buf;
 }
 
 /*
@@ -339,11 +353,13 @@ rcpt_outcome(struct sched *s, struct sched_msg *sm, size_t i, enum sched_class c
 	uint64_t now = sched_now(s), next;
 	double delays[4], total;
 	const char *dsn = reply_dsn(rp, cls), *text;
-	char buf[SMTPC_REPLY_MAX + 400];
+	char buf[SMTPC_REPLY_MAX + 400], dbuf[sizeof(rp->dsn)];
 	unsigned attempts = r->attempts + 1;
 
 	total = attempt_delays(sm, a, now, delays);
 	text = log_text(rp, cls, a->relay, stage, buf, sizeof(buf));
+	if (cls == SCHED_TEMP || (cls != SCHED_OK && sched_drain_handover(s)))
+		dsn = defer_dsn(dsn, dbuf, sizeof(dbuf));
 	if (cls != SCHED_OK && sched_drain_handover(s)) {
 		/* SPEC §11.4: what drain_relay refuses stays on the volume, never bounces */
 		maillog_delivery(s->ml, m->id, r->addr, a->relay, total, delays, dsn, "deferred",
@@ -399,7 +415,8 @@ cc_outcome(struct sched *s, struct sched_msg *sm, enum sched_class cls,
 	const struct config *cfg = s->cfg;
 	uint64_t now = sched_now(s), next = 0;
 	double delays[4], total;
-	const char *status = "sent";
+	const char *status = "sent", *dsn = reply_dsn(rp, cls);
+	char dbuf[sizeof(rp->dsn)];
 	int gone = 0;
 
 	total = attempt_delays(sm, a, now, delays);
@@ -413,10 +430,11 @@ cc_outcome(struct sched *s, struct sched_msg *sm, enum sched_class cls,
 			gone = 1;
 		} else {
 			status = "deferred";
+			dsn = defer_dsn(dsn, dbuf, sizeof(dbuf));
 			sm->cc_next_us = next;
 		}
 	}
-	maillog_cc_copy(s->ml, m->id, nrcpt, a->relay, total, delays, reply_dsn(rp, cls),
+	maillog_cc_copy(s->ml, m->id, nrcpt, a->relay, total, delays, dsn,
 	    status, rp->text, cls != SCHED_OK && gone);
 	if (gone) {
 		sm->cc_owed = 0;
@@ -562,8 +580,16 @@ sched_dispatch_group(struct sched *s, struct sched_msg *sm, const struct sched_n
     const char *key, const size_t *idx, size_t n, int cc)
 {
 	struct sched_job *job;
+	struct smtpc_reply why;
 
-	if ((job = job_new(s, sm, idx, n, cc)) != NULL && s->be->enqueue(s, nh, key, job) < 0) {
+	if ((job = job_new(s, sm, idx, n, cc)) != NULL && sched_dead_check(s, key, &why)) {
+		struct sched_attempt a;
+
+		memset(&a, 0, sizeof(a));
+		sched_job_fail(s, job, &a, &why, SCHED_TEMP);     /* never the last: guarded */
+		return;
+	}
+	if (job != NULL && s->be->enqueue(s, nh, key, job) < 0) {
 		TAILQ_REMOVE(&sm->jobs, job, mentry);
 		free(job);
 		sm->njobs--;        /* never the last: msg_dispatch() holds a guard */
@@ -593,6 +619,8 @@ dispatch_rcpts(struct sched *s, struct sched_msg *sm, size_t *idx, size_t n)
 	char *keys = NULL;
 	size_t *run = NULL, k = 0;
 	struct sched_nexthop nh;
+	unsigned rule;
+	const struct relay_target *relay = sched_relay_for(s, m->sender, &rule);
 	const struct sched_nexthop *drain;
 	const char *drain_key;
 
@@ -609,9 +637,12 @@ dispatch_rcpts(struct sched *s, struct sched_msg *sm, size_t *idx, size_t n)
 	}
 	for (size_t i = 0; i < n; i++) {
 		char *key = keys + i * SCHED_KEY_MAX;
-		if (sched_nexthop_rcpt(m->rcpt[idx[i]].addr, &cfg->smart_relay,
-		    cfg->relay_smtp_port, &nh) < 0 ||
-		    sched_nexthop_key(&nh, key, SCHED_KEY_MAX) < 0) {
+		int bad = sched_nexthop_rcpt(m->rcpt[idx[i]].addr, relay, cfg->relay_smtp_port,
+		    &nh) < 0;
+
+		if (!bad && nh.kind == SCHED_KIND_RELAY)
+			nh.rule = rule;
+		if (bad || sched_nexthop_key(&nh, key, SCHED_KEY_MAX) < 0) {
 			dispatch_fail_now(s, sm, &idx[i], 1, SCHED_PERM, "5.1.3",
 			    "Bad recipient address syntax: no routable domain");
 			continue;
@@ -626,9 +657,12 @@ dispatch_rcpts(struct sched *s, struct sched_msg *sm, size_t *idx, size_t n)
 
 		while (j < k && strcmp(grp[j].key, grp[i].key) == 0)
 			run[nrun++] = grp[j++].idx;
-		if (sched_nexthop_rcpt(m->rcpt[run[0]].addr, &cfg->smart_relay,
-		    cfg->relay_smtp_port, &nh) == 0)
+		if (sched_nexthop_rcpt(m->rcpt[run[0]].addr, relay, cfg->relay_smtp_port,
+		    &nh) == 0) {
+			if (nh.kind == SCHED_KIND_RELAY)
+				nh.rule = rule;
 			sched_dispatch_group(s, sm, &nh, grp[i].key, run, nrun, 0);
+		}
 		i = j;
 	}
 done:
@@ -648,8 +682,11 @@ dispatch_cc(struct sched *s, struct sched_msg *sm)
 
 	if (sched_nexthop_relay(&cfg->cc_mta, SCHED_KIND_CC, cfg->relay_smtp_port, &nh) < 0 ||
 	    sched_nexthop_key(&nh, key, sizeof(key)) < 0) {
-		log_warnx("%s: cc_mta %s cannot be used: dropping the cc copy", sm->m->id,
-		    cfg->cc_mta.host);
+		char text[300];
+
+		if (config_format_relay(&cfg->cc_mta, text, sizeof(text)) < 0)
+			util_strlcpy(text, cfg->cc_mta.host, sizeof(text));
+		log_warnx("%s: cc_mta %s cannot be used: dropping the cc copy", sm->m->id, text);
 		sm->cc_owed = 0;
 		(void)s->be->update_flags(s->be_arg, sm->m, sm->m->flags & ~(unsigned)QUEUE_F_CC);
 		return;
@@ -744,17 +781,17 @@ sched_msg_finish(struct sched *s, struct sched_msg *sm)
 void
 sched_run(struct sched *s)
 {
-	struct sched_heap_node *top;
+	struct heap_node *top;
 	uint64_t now = sched_now(s);
 	unsigned n = 0;
 
 	if (s->stopping)
 		return;
-	while ((top = sched_heap_top(&s->heap)) != NULL && top->key <= now &&
+	while ((top = heap_top(&s->heap)) != NULL && top->key <= now &&
 	    n < SCHED_BATCH && s->nactive < SCHED_ACTIVE_MAX) {
 		struct sched_msg *sm = msg_of(top);
 
-		sched_heap_remove(&s->heap, top);
+		heap_remove(&s->heap, top);
 		msg_dispatch(s, sm, now);
 		n++;
 	}
@@ -807,18 +844,25 @@ sched_new_backend(struct event_base *base, const struct config *cfg, struct queu
 	s->ml = ml;
 	s->mt = m;
 	s->start_us = sched_now(s);
-	sched_heap_init(&s->heap);
+	heap_init(&s->heap);
 	LIST_INIT(&s->bounces);
 	if ((s->dns = dns_new(base, cfg, err, errlen)) == NULL)
 		goto fail;
-	if ((s->dnsc = sched_dnsc_new(s->dns)) == NULL || (s->dests = sched_map_new()) == NULL ||
+	if ((s->dnsc = sched_dnsc_new(s->dns)) == NULL || (s->dests = map_new()) == NULL ||
 	    (s->timer = evtimer_new(base, sched_on_timer, s)) == NULL ||
 	    (s->kick = event_new(base, -1, 0, sched_on_kick, s)) == NULL) {
 		util_bsnprintf(err, errlen, "scheduler: out of memory");
 		goto fail;
 	}
-	if (cfg->cc_mta.set && !cfg->smart_relay.set)
-		log_info("cc_mta: a copy of every relayed message goes to %s", cfg->cc_mta.host);
+	if (sched_relay_load(s, cfg, err, errlen) < 0)
+		goto fail;
+	if (cfg->cc_mta.set && !cfg->smart_relay.set) {
+		char text[300];
+
+		if (config_format_relay(&cfg->cc_mta, text, sizeof(text)) < 0)
+			util_strlcpy(text, cfg->cc_mta.host, sizeof(text));
+		log_info("cc_mta: a copy of every relayed message goes to %s", text);
+	}
 	return s;
 fail:
 	return sched_free(s);
@@ -844,7 +888,7 @@ sched_add(struct sched *s, struct queue_msg *m)
 		log_warn("%s: not scheduled until a flush or restart", m->id);
 		return;
 	}
-	sched_heap_node_init(&sm->hn);
+	heap_node_init(&sm->hn);
 	sm->m = m;
 	TAILQ_INIT(&sm->jobs);
 	m->sched = sm;
@@ -887,11 +931,12 @@ sched_free(struct sched *s)
 	if (s->dests != NULL) {
 		s->be->abandon_all(s);
 		s->be->free_all(s);
-		s->dests = sched_map_free(s->dests);
+		s->dests = map_free(s->dests);
 	}
+	sched_dead_free_all(s);
 	sched_bounce_detach_all(s);
 	sched_drain_free(s);
-	sched_heap_clear(&s->heap);     /* touches the nodes: before they go */
+	heap_clear(&s->heap);     /* touches the nodes: before they go */
 	if (s->be_arg != NULL)
 		s->be->foreach(s->be_arg, free_msg_cb, s);
 	if (s->timer != NULL)
@@ -902,6 +947,7 @@ sched_free(struct sched *s)
 		event_free(s->grace);
 	s->dnsc = sched_dnsc_free(s->dnsc);
 	s->dns = dns_free(s->dns);
+	sched_relay_free(s);
 	free(s);
 	return NULL;
 }

@@ -56,7 +56,7 @@ struct sched_drain {
 	void    *arg;
 };
 
-/* drain_queued - messages in the queue (the scheduler's, or counted through the backend) */
+/* drain_count - messages in the queue and how many of them are held (through the backend) */
 static void
 count_cb(void *arg, struct queue_msg *m)
 {
@@ -84,7 +84,7 @@ static int
 drain_quiet(const struct sched_drain *dr)
 {
 	const struct sched *s = dr->s;
-	const struct sched_heap_node *top = sched_heap_top(&s->heap);
+	const struct heap_node *top = heap_top(&s->heap);
 	uint64_t mono = util_mono_us();
 	uint64_t left = dr->phase_end_mono > mono ? dr->phase_end_mono - mono : 0;
 
@@ -150,7 +150,7 @@ drain_on_tick(evutil_socket_t fd, short what, void *arg)
 	if (dr->finished || s->stopping)
 		return;     /* stopped meanwhile (a second SIGTERM): sched_free() frees dr */
 	if (s->nactive == 0 && s->nbounces == 0 && (s->q == NULL || queue_count(s->q) == 0) &&
-	    sched_heap_top(&s->heap) == NULL) {
+	    heap_top(&s->heap) == NULL) {
 		drain_finish(dr);
 		return;
 	}

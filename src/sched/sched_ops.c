@@ -92,7 +92,7 @@ sched_delete(struct sched *s, struct queue_msg *m)
 		return s->be->remove(s->be_arg, m, 1);
 	}
 	sm->deleted = 1;
-	sched_heap_remove(&s->heap, &sm->hn);
+	heap_remove(&s->heap, &sm->hn);
 	sm->njobs++;
 	s->be->unqueue_msg(s, sm);
 	if (--sm->njobs == 0)
@@ -135,6 +135,8 @@ sched_set_config(struct sched *s, const struct config *cfg)
 			s->dns = nd;
 		}
 	}
+	if (sched_relay_load(s, cfg, err, sizeof(err)) < 0)
+		log_warnx("%s; keeping the previous sender_relay_map and relay TLS settings", err);
 	s->cfg = cfg;
 	sched_rearm(s);
 }

@@ -207,6 +207,7 @@ sched_nexthop_relay(const struct relay_target *t, enum sched_kind kind,
 	out->kind = kind;
 	out->port = t->port > 0 ? t->port : default_port;
 	out->no_mx = t->no_mx;
+	out->smtps = t->smtps;
 	if (np_lower(out->name, sizeof(out->name), t->host, strlen(t->host)) < 0)
 		return -1;
 	if (np_literal(out, t->host) == 0) {
@@ -217,12 +218,18 @@ sched_nexthop_relay(const struct relay_target *t, enum sched_kind kind,
 	return 0;
 }
 
-/* sched_nexthop_key - one destination per (kind, name, port, MX or not) */
+/*
+ * sched_nexthop_key - one destination per (kind, name, port, MX or not),
+ * and for relays per implicit TLS and rule (each rule its own credentials)
+ */
 int
 sched_nexthop_key(const struct sched_nexthop *nh, char *buf, size_t size)
 {
 	static const char kinds[] = { 'm', 'r', 'c', 'd' };
 
+	if (nh->smtps || nh->rule > 0)
+		return util_bsnprintf(buf, size, "%c|%s|%d|%d|%s%u", kinds[nh->kind], nh->name,
+		    nh->port, nh->no_mx, nh->smtps ? "s" : "", nh->rule) < 0 ? -1 : 0;
 	return util_bsnprintf(buf, size, "%c|%s|%d|%d", kinds[nh->kind], nh->name,
 	    nh->port, nh->no_mx) < 0 ? -1 : 0;
 }

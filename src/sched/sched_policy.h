@@ -34,6 +34,8 @@ struct sched_nexthop {
 	int      port;
 	int      no_mx;      /* look up A/AAAA of name only */
 	int      literal;    /* name is an IP address: no DNS at all */
+	int      smtps;      /* implicit TLS (smtps://) */
+	unsigned rule;       /* relays: 0 = smart_relay, i+1 = sender_relay_map rule i */
 	struct sockaddr_storage addr;  /* literal: the address, port set */
 	socklen_t addrlen;
 };

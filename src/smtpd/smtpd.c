@@ -19,7 +19,10 @@
  * smtpd_client_connection_limit counts the sessions of one client IP, and
  * like Postfix (smtpd_client_event_limit_exceptions = $mynetworks) it does
  * not apply to clients inside smtpd_trusted_networks, the relay's own
- * applications, which may open many connections at once.
+ * applications, which may open many connections at once. A session from
+ * smtpd_proxy_networks counts against the balancer's address while it
+ * waits for its PROXY header (at most SMTPD_PROXY_WAIT_SEC), then against
+ * the client's (SPEC §11.4): half-open sessions cannot pile up unseen.
  *
  * Disk guard (SPEC §8): fstatvfs(data_dir) every 2 s (and at MAIL when the
  * last look is older); metrics->disk_state 1 below 5 % free, 2 below 1 %,
@@ -265,11 +268,12 @@ refuse(struct smtpd *srv, int fd, const char *text, size_t len)
 }
 
 /*
- * accept_common - a new connection: total limit, TCP_NODELAY (replies go
- * out per batch), session; smtps: TLS from the first byte (RFC 8314 §3.3).
+ * smtpd_accept - a new connection (taken): total limit, TCP_NODELAY
+ * (replies go out per batch), session; smtps: TLS from the first byte
+ * (RFC 8314 §3.3). The listeners' callbacks and the session fuzzer.
  */
-static void
-accept_common(struct smtpd *srv, evutil_socket_t fd, struct sockaddr *sa, int salen, int smtps)
+void
+smtpd_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, socklen_t salen, int smtps)
 {
 	const struct config *cfg = srv->cfg;
 	struct smtpd_sess *s;
@@ -285,29 +289,28 @@ accept_common(struct smtpd *srv, evutil_socket_t fd, struct sockaddr *sa, int sa
 		    "421 4.7.0 %s Error: too many connections\r\n", cfg->hostname);
 		char addr[INET6_ADDRSTRLEN] = "unknown";
 		if (sa->sa_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, addr, sizeof(addr));
+			inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, addr, sizeof(addr));
 		else if (sa->sa_family == AF_INET6)
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, addr, sizeof(addr));
+			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, addr,
+			    sizeof(addr));
 		maillog_too_many_sessions(srv->ml, srv->nsess, addr);
 		refuse(srv, fd, text, n < 0 ? 0 : (size_t)n);
 		return;
 	}
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if ((s = smtpd_sess_new(srv, fd, sa, (socklen_t)salen)) == NULL) {
+	if ((s = smtpd_sess_new(srv, fd, sa, salen)) == NULL) {
 		log_warnx("smtpd: out of memory for a new session");
 		static const char oom[] = "421 4.3.2 Error: out of memory\r\n";
 		refuse(srv, fd, oom, sizeof(oom) - 1);
 		return;
 	}
-	if (smtps) {
+	if (smtps)
 		s->flags |= SMTPD_F_SMTPS;
-		if (smtpd_tls_start(s) < 0) {
-			log_warnx("smtpd: %s: cannot start TLS", s->addr);
-			smtpd_sess_kill(s);
-			return;
-		}
-	}
-	smtpd_sess_start(s);
+	/* SPEC §11.4: a PROXY header is read only from smtpd_proxy_networks */
+	if (cfg->smtpd_proxy_protocol && cidr_list_match(cfg->smtpd_proxy_networks, sa) == 1)
+		smtpd_sess_proxy_wait(s);
+	else
+		smtpd_sess_start(s);
 }
 
 /* accept_cb - a connection on smtp_listen */
@@ -316,7 +319,7 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, i
     void *arg)
 {
 	(void)lev;
-	accept_common(arg, fd, sa, salen, 0);
+	smtpd_accept(arg, fd, sa, (socklen_t)salen, 0);
 }
 
 /* accept_smtps_cb - a connection on smtps_listen (implicit TLS) */
@@ -325,7 +328,7 @@ accept_smtps_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr 
     void *arg)
 {
 	(void)lev;
-	accept_common(arg, fd, sa, salen, 1);
+	smtpd_accept(arg, fd, sa, (socklen_t)salen, 1);
 }
 
 /* relisten_cb - accept again after a pause for lack of descriptors */
@@ -523,9 +526,6 @@ smtpd_new(struct event_base *base, const struct config *cfg, struct queue *q,
 	for (size_t i = 0; !cfg->ssl_disabled && i < cfg->n_smtps_listen; i++)
 		if (add_listener(srv, &cfg->smtps_listen[i], accept_smtps_cb, err, errlen) < 0)
 			goto fail;
-	if (!cfg->ssl_disabled && cfg->smtpd_proxy_protocol && cfg->n_smtps_listen > 0)
-		log_warnx("smtpd: smtpd_proxy_protocol applies to smtp_listen only; "
-		    "SMTPS sessions see the proxy's address");
 	smtpd_disk_check(srv, 1);
 	event_add(srv->ev_disk, &period);
 	return srv;

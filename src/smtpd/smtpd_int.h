@@ -49,10 +49,11 @@ struct dkim_sign;
 #define SMTPD_DISK_PERIOD_US 2000000 /* disk guard: statvfs every 2 s */
 #define SMTPD_LINGER_SEC    2        /* after a 421: read and drop input this long before close */
 #define SMTPD_IPT_MIN       64       /* per-client table: initial buckets */
+#define SMTPD_PROXY_WAIT_SEC 10      /* SPEC §11.4: the whole PROXY header within this */
 
 /* Session states; every change goes through smtpd_sess_enter(). */
 enum smtpd_state {
-	SMTPD_S_PROXY = 0,           /* reading the PROXY header, before the greeting */
+	SMTPD_S_PROXY = 0,           /* at accept; from a proxy: reading its PROXY header */
 	SMTPD_S_CMD,                 /* reading commands */
 	SMTPD_S_DATA,                /* reading DATA content up to <CRLF>.<CRLF> */
 	SMTPD_S_BDAT,                /* reading a BDAT chunk (or discarding one) */
@@ -125,6 +126,18 @@ union smtpd_sockaddr {
 	struct sockaddr_in6 sin6;
 };
 
+/*
+ * The PROXY header being read (smtpd_sess_proxy_wait): straight from the
+ * socket with MSG_PEEK, taking only the header's own bytes, so what
+ * follows (commands, or an SMTPS client's TLS handshake) stays unread.
+ */
+struct smtpd_proxy_wait {
+	struct event *ev;            /* readable, or the deadline */
+	uint64_t deadline_us;        /* monotonic */
+	size_t   len;                /* header bytes taken so far */
+	unsigned char buf[SMTPD_PROXY_MAX];
+};
+
 struct smtpd_sess {
 	TAILQ_ENTRY(smtpd_sess) entry;   /* srv->sessions, then srv->reap */
 	struct smtpd *srv;
@@ -141,6 +154,7 @@ struct smtpd_sess {
 	enum smtpd_cmd_id last_cmd;  /* SMTPD_NCMD before the first command */
 	struct smtpd_txn *txn;
 	struct smtpd_commit *commit;
+	struct smtpd_proxy_wait *proxy;  /* while the PROXY header is awaited */
 	char    *helo;               /* the HELO/EHLO argument, copied */
 	struct smtpd_line line;
 	union smtpd_sockaddr peer;   /* the client (after PROXY: the real one) */
@@ -203,6 +217,8 @@ struct smtpd {
 };
 
 /* smtpd.c */
+void smtpd_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, socklen_t salen,
+    int smtps);
 void smtpd_disk_check(struct smtpd *srv, int force);
 void smtpd_ip_release(struct smtpd *srv, const union smtpd_sockaddr *peer);
 int smtpd_ip_acquire(struct smtpd *srv, const union smtpd_sockaddr *peer);
@@ -223,6 +239,7 @@ void smtpd_sess_kill(struct smtpd_sess *s);
 struct smtpd_sess *smtpd_sess_free(struct smtpd_sess *s);
 void smtpd_sess_shutdown(struct smtpd_sess *s);
 void smtpd_sess_start(struct smtpd_sess *s);
+void smtpd_sess_proxy_wait(struct smtpd_sess *s);
 void smtpd_sess_set_addr(struct smtpd_sess *s, const struct sockaddr *sa, socklen_t salen);
 int smtpd_sess_begin_content(struct smtpd_sess *s);
 void smtpd_sess_start_bdat(struct smtpd_sess *s, uint64_t size, int last, const char *reject);

@@ -204,7 +204,7 @@ smtpd_sess_replyf(struct smtpd_sess *s, const char *fmt, ...)
 static void
 sess_input_update(struct smtpd_sess *s)
 {
-	int want = !(s->flags & SMTPD_F_EOF) &&
+	int want = !(s->flags & SMTPD_F_EOF) && s->state != SMTPD_S_PROXY &&
 	    (s->state < SMTPD_S_CLOSING || s->state == SMTPD_S_LINGER);
 	int have = (bufferevent_get_enabled(s->bev) & EV_READ) != 0;
 
@@ -264,6 +264,17 @@ smtpd_txn_free(struct smtpd_txn *t)
 	return NULL;
 }
 
+/* proxy_wait_free - the PROXY header is in, or the session ends */
+static void
+proxy_wait_free(struct smtpd_sess *s)
+{
+	if (s->proxy == NULL)
+		return;
+	event_free(s->proxy->ev);
+	free(s->proxy);
+	s->proxy = NULL;
+}
+
 /*
  * smtpd_sess_kill - stop all I/O now and free the session from the reap
  * event, after the current callback has returned.
@@ -277,6 +288,7 @@ smtpd_sess_kill(struct smtpd_sess *s)
 		return;
 	smtpd_sess_enter(s, SMTPD_S_DEAD);
 	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	proxy_wait_free(s);
 	s->txn = smtpd_txn_free(s->txn);
 	if (s->commit != NULL) {             /* its answer may come before the reap event */
 		s->commit->sess = NULL;
@@ -334,6 +346,7 @@ smtpd_sess_free(struct smtpd_sess *s)
 	if (s->commit != NULL)
 		s->commit->sess = NULL;      /* the message stays queued; only the reply is lost */
 	s->txn = smtpd_txn_free(s->txn);
+	proxy_wait_free(s);
 	if ((s->flags & SMTPD_F_LOGGED) && maillog_enabled(srv->ml)) {
 		char counts[512];
 		counts_text(s, counts, sizeof(counts));
@@ -455,54 +468,137 @@ sess_greet(struct smtpd_sess *s)
 	smtpd_sess_reply(s, srv->greeting, srv->greeting_len);
 }
 
-/* smtpd_sess_start - after accept: the greeting, or first the PROXY header */
+/*
+ * smtpd_sess_start - the client's address is known (the socket's, or the
+ * one a PROXY header gave): SMTPS starts TLS (the greeting goes out once
+ * the handshake is done), then the greeting.
+ */
 void
 smtpd_sess_start(struct smtpd_sess *s)
 {
-	if (s->srv->cfg->smtpd_proxy_protocol) {
-		s->addr[0] = '\0';           /* not known yet: nothing is logged for it */
+	if ((s->flags & SMTPD_F_SMTPS) && smtpd_tls_start(s) < 0) {
+		log_warnx("smtpd: %s: cannot start TLS", s->addr);
+		smtpd_sess_kill(s);
 		return;
 	}
 	sess_greet(s);
 	smtpd_sess_flush(s);
+	if (s->state != SMTPD_S_DEAD)
+		sess_input_update(s);
 }
 
-/* sess_proxy_input - the PROXY header, bounded by SMTPD_PROXY_MAX; 0 = wait or gone */
-static int
-sess_proxy_input(struct smtpd_sess *s, struct evbuffer *in, size_t len)
+/* proxy_refuse - a malformed header or none in time: close without a word */
+static void
+proxy_refuse(struct smtpd_sess *s, const char *why)
 {
-	struct smtpd_proxy_addr pa;
-	size_t n = len < SMTPD_PROXY_MAX ? len : SMTPD_PROXY_MAX, used = 0;
-	const unsigned char *p = evbuffer_pullup(in, (ev_ssize_t)n);
-	enum smtpd_proxy_result r;
+	log_warnx("smtpd: %s: %s PROXY protocol header, closing", s->addr, why);
+	maillog_printf(s->srv->ml, "smtpd", "warning: haproxy read: %s PROXY header from [%s]",
+	    why, s->addr);
+	smtpd_sess_kill(s);
+}
 
-	if (p == NULL) {
-		smtpd_sess_kill(s);
-		return 0;
+/*
+ * proxy_readcb - haproxy's proxy-protocol.txt §2: look at what has come
+ * (MSG_PEEK) and take only the header's bytes; what follows stays in the
+ * socket for the session (or the TLS handshake). Until the header is
+ * complete every byte seen belongs to it, so those are taken as they come.
+ */
+static void
+proxy_readcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtpd_sess *s = arg;
+	struct smtpd_proxy_wait *w = s->proxy;
+	struct smtpd_proxy_addr pa;
+	enum smtpd_proxy_result r;
+	size_t used = 0, room = sizeof(w->buf) - w->len;
+	uint64_t now = util_mono_us();
+	ssize_t n;
+
+	if ((what & EV_TIMEOUT) || now >= w->deadline_us) {
+		proxy_refuse(s, "no complete");
+		return;
 	}
-	r = smtpd_proxy_parse(p, n, &used, &pa);
-	if (r == SMTPD_PROXY_MORE && n < SMTPD_PROXY_MAX)
-		return 0;
-	if (r != SMTPD_PROXY_OK) {
-		char peer[INET6_ADDRSTRLEN];
-		union smtpd_sockaddr self = s->peer;
-		smtpd_sess_set_addr(s, &self.sa, sizeof(self));
-		util_strlcpy(peer, s->addr, sizeof(peer));
-		log_warnx("smtpd: %s: malformed PROXY protocol header, closing", peer);
-		maillog_proxy_bad(s->srv->ml, peer);
-		s->addr[0] = '\0';
+	n = recv(fd, w->buf + w->len, room, MSG_PEEK);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		goto wait;
+	if (n <= 0) {                        /* gone before its header: nothing to say */
 		smtpd_sess_kill(s);
-		return 0;
+		return;
 	}
-	evbuffer_drain(in, used);
+	r = smtpd_proxy_parse(w->buf, w->len + (size_t)n, &used, &pa);
+	if (r == SMTPD_PROXY_INVALID || (r == SMTPD_PROXY_MORE && (size_t)n == room)) {
+		proxy_refuse(s, "bad or unsupported");
+		return;
+	}
+	if (r == SMTPD_PROXY_MORE)
+		used = w->len + (size_t)n;
+	if (used > w->len && recv(fd, w->buf + w->len, used - w->len, 0) != (ssize_t)(used - w->len)) {
+		smtpd_sess_kill(s);
+		return;
+	}
+	w->len = used;
+	if (r == SMTPD_PROXY_MORE)
+		goto wait;
+
+	proxy_wait_free(s);
+	if (s->flags & SMTPD_F_IPCOUNT) {    /* the balancer's count ends with the wait */
+		smtpd_ip_release(s->srv, &s->peer);
+		s->flags &= ~SMTPD_F_IPCOUNT;
+	}
 	if (pa.have_src) {
 		smtpd_sess_set_addr(s, (const struct sockaddr *)&pa.src, pa.srclen);
-	} else {
+	} else {                             /* UNKNOWN, LOCAL: the socket's own peer */
 		union smtpd_sockaddr self = s->peer;   /* set_addr clears s->peer first */
 		smtpd_sess_set_addr(s, &self.sa, sizeof(self));
 	}
-	sess_greet(s);
-	return 1;
+	smtpd_sess_start(s);
+	return;
+wait:
+	{
+		uint64_t left = w->deadline_us - now;
+		struct timeval tv = { (time_t)(left / 1000000), (suseconds_t)(left % 1000000) };
+
+		if (event_add(w->ev, &tv) < 0)
+			smtpd_sess_kill(s);
+	}
+}
+
+/*
+ * smtpd_sess_proxy_wait - a connection from smtpd_proxy_networks: count
+ * it against the balancer's address while it waits (SPEC §11.4), then read
+ * the PROXY header within SMTPD_PROXY_WAIT_SEC.
+ */
+void
+smtpd_sess_proxy_wait(struct smtpd_sess *s)
+{
+	struct smtpd *srv = s->srv;
+	struct timeval tv = { SMTPD_PROXY_WAIT_SEC, 0 };
+
+	bufferevent_disable(s->bev, EV_READ);
+	if (!smtpd_trusted(srv, &s->peer)) {
+		if (smtpd_ip_acquire(srv, &s->peer) < 0) {
+			srv->m->rejected++;
+			maillog_printf(srv->ml, "smtpd", "warning: Connection concurrency limit "
+			    "exceeded: %u from unknown[%s] for service smtp (waiting for PROXY headers)",
+			    srv->cfg->smtpd_client_connection_limit + 1, s->addr);
+			smtpd_sess_replyf(s, "421 4.7.0 %s Error: too many connections from %s\r\n",
+			    srv->cfg->hostname, s->addr);
+			smtpd_sess_close(s);
+			return;
+		}
+		s->flags |= SMTPD_F_IPCOUNT;
+	}
+	if ((s->proxy = calloc(1, sizeof(*s->proxy))) == NULL ||
+	    (s->proxy->ev = event_new(srv->base, bufferevent_getfd(s->bev), EV_READ,
+	    proxy_readcb, s)) == NULL) {
+		free(s->proxy);
+		s->proxy = NULL;
+		smtpd_sess_kill(s);
+		return;
+	}
+	s->proxy->deadline_us = util_mono_us() + (uint64_t)SMTPD_PROXY_WAIT_SEC * 1000000u;
+	if (event_add(s->proxy->ev, &tv) < 0)
+		smtpd_sess_kill(s);
 }
 
 /* sess_cmd_input - one command line (or a piece of an over-long one); 0 = need more */
@@ -1011,10 +1107,8 @@ again:
 			break;
 		}
 		switch (s->state) {
-		case SMTPD_S_PROXY:
-			if (!sess_proxy_input(s, in, len))
-				goto done;
-			break;
+		case SMTPD_S_PROXY:          /* read by proxy_readcb(), not from here */
+			goto done;
 		case SMTPD_S_CMD:
 			if (s->flags & SMTPD_F_STARTTLS)
 				goto done;           /* RFC 3207 §4.2: nothing more before TLS */

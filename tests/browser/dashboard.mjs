@@ -5,6 +5,8 @@
 //                        "qid":"ID","subject":"...","artifacts":"DIR"}'
 //   node dashboard.mjs '{"mode":"banner","url":...,"want":"Data volume has less than 5% free disk space"}'
 //   node dashboard.mjs '{"mode":"shot","url":...,"shot":"name.png"}'   (just a screenshot)
+//   node dashboard.mjs '{"mode":"live","url":"http://user:pass@127.0.0.1:PORT/"}'
+//        (the page works: live status, the queue listed, the graphs' y ticks, the banners)
 //
 // Prints one JSON line with what it saw; exits 1 (with {"error": ...}) when a step fails.
 import { chromium } from "playwright-core";
@@ -98,6 +100,30 @@ async function snapshot(page) {
   await shot(page, opt.shot || "dashboard-snapshot.png", false);
 }
 
+async function live(page) {
+  await page.waitForSelector('#status[data-state="live"]', { timeout: STEP });
+  out.hostname = await page.textContent("#hostname");
+  await page.waitForFunction(() => document.getElementById("n-all").textContent !== "",
+    null, { timeout: STEP });
+  out.queueCount = await page.textContent("#n-all");
+  await page.waitForFunction(() => document.querySelectorAll(".plot .uplot canvas").length === 3,
+    null, { timeout: STEP });
+  // uPlot draws ticks on the canvas; its scale splits are what it labels.
+  out.ticks = await page.evaluate(() => {
+    const t = {};
+    for (const id of ["chart-sessions", "chart-queue"]) {
+      const u = document.getElementById(id).__uplot;
+      t[id] = u ? u.axes[1]._splits : null;
+    }
+    return t;
+  });
+  out.banners = await page.evaluate(() => [...document.querySelectorAll("#banners .banner")]
+    .map((b) => ({ id: b.id, text: b.textContent })));
+  out.cards = await page.evaluate(() => [...document.querySelectorAll(".card .label")]
+    .map((e) => e.textContent));
+  await shot(page, opt.shot || "dashboard-live.png", false);
+}
+
 async function banner(page) {
   await page.waitForSelector("#disk-banner", { timeout: STEP });
   out.banner = await page.textContent("#disk-banner");
@@ -128,6 +154,7 @@ try {
   out.status = resp.status();
   out.csp = resp.headers()["content-security-policy"];
   if (opt.mode === "banner") await banner(page);
+  else if (opt.mode === "live") await live(page);
   else if (opt.mode === "shot") await snapshot(page);
   else await flow(page);
   out.cspViolations = await page.evaluate(() => window.__csp || []);

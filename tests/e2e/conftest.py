@@ -126,11 +126,13 @@ class Mtad:
         return subprocess.run([MTAD_BIN, "-c", self.conf_path, "-t", *args],
                               env=self.env, capture_output=True, text=True, timeout=30)
 
-    def start(self, wait=True):
+    def start(self, wait=True, preexec_fn=None):
+        """Run mtad; preexec_fn runs in the child before exec (e.g. to lower a limit)."""
         self.stderr = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen([MTAD_BIN, "-c", self.conf_path],
                                      stdout=self.stderr, stderr=self.stderr,
-                                     stdin=subprocess.DEVNULL, env=self.env)
+                                     stdin=subprocess.DEVNULL, env=self.env,
+                                     preexec_fn=preexec_fn)
         if wait:
             seen = {"smtp": False}
 

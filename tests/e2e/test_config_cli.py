@@ -17,6 +17,9 @@ PROPERTIES = [
     "maillog_stdout", "drain_relay", "drain_timeout",
     "smtpd_proxy_protocol", "smtpd_proxy_networks", "mail_owner", "smart_relay_tls",
     "ui_hosts", "ui_max_connections", "dkim_key_table",
+    "smart_relay_ca_file", "smart_relay_username", "smart_relay_password",
+    "smart_relay_password_file", "smart_relay_auth", "sender_relay_map",
+    "smtp_tls_session_cache",
 ]
 
 

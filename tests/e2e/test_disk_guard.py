@@ -92,6 +92,7 @@ def test_disk_guard(small_disk):
     early = wait_queue_total(api, 1)["items"][0]["id"]
     s = api.json("/api/stats")
     assert s["disk"]["level"] == 0 and s["disk"]["message"] is None
+    assert api.get("/readyz").status == 200
     assert s["disk"]["total_bytes"] <= SIZE
 
     # Below 5 %: warning everywhere, mail still accepted.
@@ -106,6 +107,7 @@ def test_disk_guard(small_disk):
     wait_until(lambda: WARN5 in m.read_stderr(), 10, what="the warning in the log")
     send_mail(m, sender="warned@example.com")
     wait_queue_total(api, 2)
+    assert api.get("/readyz").status == 200           # still accepting mail
     banner = dashboard_banner(m, "disk-banner-5.png")
     if banner is not None:
         assert banner == WARN5
@@ -127,9 +129,12 @@ def test_disk_guard(small_disk):
             assert b"4.3.1" in e.smtp_error and b"Insufficient system storage" in e.smtp_error
             return True
     wait_until(refused, 15, interval=0.5, what="452 4.3.1")
+    # SPEC §11.4: not ready while mail is refused for lack of disk.
+    r = api.get("/readyz")
+    assert r.status == 503 and b"less than 1% free disk space" in r.body, r
     banner = dashboard_banner(m, "disk-banner-1.png")
     if banner is not None:
-        assert banner == WARN1
+        assert banner.startswith(WARN1) and "new mail is being refused" in banner, banner
     ids = [x["id"] for x in api.json("/api/queue")["items"]]
     assert early in ids
     queued = set(ids)
@@ -146,6 +151,7 @@ def test_disk_guard(small_disk):
     os.unlink(filler)
     wait_until(lambda: api.json("/api/stats")["disk"]["level"] == 0, 10, what="warning cleared")
     assert metric(api, "mta_disk_state") == 0
+    assert api.get("/readyz").status == 200
 
     def accepted():
         try:

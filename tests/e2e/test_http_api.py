@@ -417,11 +417,49 @@ def test_history_counts_accepted(queued):
     wait_until(counted, 25, interval=0.5, what="accepted in the history")
 
 
+# ---- readiness (SPEC §11.4) -----------------------------------------------------
+
+def test_readyz_and_healthz_need_no_auth(mtad_factory):
+    m = mtad_factory(conf={"username": "admin", "password": "pw"})
+    anon = Api(m)
+    r = anon.get("/readyz")
+    assert r.status == 200 and r.body == b"ready\n", r
+    assert anon.request("HEAD", "/readyz").status == 200
+    assert anon.get("/healthz").status == 200
+    assert anon.get("/api/stats").status == 401
+    assert anon.post("/readyz").status == 405
+
+
+OPEN_UI = "has no username and password: anyone who can reach it can read and change the queue"
+
+
+def test_open_ui_warning_at_check(mtad_factory):
+    p = mtad_factory(conf={"ui_address": "0.0.0.0"}, start=False).run_check()
+    assert p.returncode == 0 and OPEN_UI in p.stderr, p.stderr
+    for conf in ({"ui_address": "127.0.0.1"}, {"ui_address": "::1"},
+                 {"ui_address": "0.0.0.0", "username": "admin", "password": "pw"}):
+        p = mtad_factory(conf=conf, start=False).run_check()
+        assert p.returncode == 0 and OPEN_UI not in p.stderr, (conf, p.stderr)
+
+
+def test_open_ui_warning_on_reload(mtad_factory):
+    # The UI binds every address here; the test talks to it over loopback only.
+    m = mtad_factory(conf={"ui_address": "0.0.0.0", "username": "admin", "password": "pw"})
+    assert OPEN_UI not in m.read_stderr()
+    assert Api(m, "admin", "pw").json("/api/stats")["ui"] == {"open": False}
+    del m.conf["username"]
+    m.write_conf()
+    m.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "configuration reloaded" in m.read_stderr(), 10, what="the reload")
+    assert OPEN_UI in m.read_stderr()
+    assert Api(m).json("/api/stats")["ui"] == {"open": True}
+
+
 # ---- HTTP protocol ------------------------------------------------------------------------
 
 def test_keepalive_http11_and_http10(queued):
     m, api = queued
-    req = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    req = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     with socket.create_connection(("127.0.0.1", m.ui_port), timeout=10) as s:
         f = s.makefile("rb")
         for _ in range(3):
@@ -448,11 +486,11 @@ def test_keepalive_http11_and_http10(queued):
 def test_request_limits(queued):
     m, api = queued
     # Headers past 16 KiB.
-    big = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"
+    big = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"
     out = raw_http(m.ui_port, big, timeout=5)
     assert out == b"" or re.match(rb"HTTP/1\.[01] (400|413|431)", out), out[:100]
     # Too many header fields.
-    many = b"GET /api/stats HTTP/1.1\r\nHost: x\r\n" + \
+    many = b"GET /api/stats HTTP/1.1\r\nHost: 127.0.0.1\r\n" + \
         b"".join(b"X-H%d: 1\r\n" % i for i in range(100)) + b"\r\nConnection: close\r\n\r\n"
     out = raw_http(m.ui_port, many, timeout=5)
     assert re.match(rb"HTTP/1\.[01] 431", out), out[:100]
@@ -472,7 +510,7 @@ def test_idle_connection_is_closed(mtad_factory):
     m = mtad_factory()
     start = time.monotonic()
     with socket.create_connection(("127.0.0.1", m.ui_port), timeout=45) as s:
-        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")   # never finished
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")   # never finished
         data = s.recv(100)
     took = time.monotonic() - start
     assert 20 < took < 44, took
@@ -569,7 +607,10 @@ def test_statsd_push_nobody_listening(mtad_factory):
     p = port.getsockname()[1]
     port.close()
     m = mtad_factory(conf={"metrics_push": "udp://127.0.0.1:%d" % p})
-    time.sleep(1.5)        # let the first push (1 s after start) fail
+    # The first push (1 s after start) draws the ICMP error, the next one
+    # (at the 10 s tick) reports it.
+    wait_until(lambda: "metrics_push: send failed" in m.read_stderr(), 30,
+               what="the failed push")
     api = Api(m)
     assert api.get("/healthz").status == 200
     send_mail(m)

@@ -19,10 +19,13 @@ class ServerClosed(Exception):
 class Client:
     """One raw SMTP connection."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=10.0, greet=True):
+    def __init__(self, port, host="127.0.0.1", timeout=10.0, greet=True, source=None):
+        """source: the local address to connect from (another 127.0.0.0/8 address)."""
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.s = socket.socket(fam, socket.SOCK_STREAM)
         self.s.settimeout(timeout)
+        if source is not None:
+            self.s.bind((source, 0))
         self.s.connect((host, port))
         self.buf = b""
         self.greeting = self.reply() if greet else None

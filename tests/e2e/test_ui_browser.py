@@ -108,3 +108,38 @@ def test_dashboard_without_credentials_is_refused(browser, mtad_factory):
     # Headless Chromium shows no login prompt: the 401 ends the navigation.
     assert report.get("status") == 401 or "ERR_INVALID_AUTH_CREDENTIALS" in report.get("error", ""), report
     assert p.returncode != 0
+
+
+def test_dashboard_with_credentials_in_the_url(browser, mtad_factory):
+    # Chromium refuses fetch() of a URL built on a page URL with user:pass@.
+    conf = dict(QUEUED_CONF)
+    conf.update({"username": "operator", "password": "browser-pass"})
+    m = mtad_factory(conf=conf)
+    api = Api(m, "operator", "browser-pass")
+    send_mail(m)
+    wait_queue_total(api, 1)
+    r = run_browser({"mode": "live",
+                     "url": "http://operator:browser-pass@127.0.0.1:%d/" % m.ui_port})
+    assert r["status"] == 200
+    assert r["hostname"] == "mx.test.example"
+    assert r["queueCount"] == "1"
+    assert r["consoleErrors"] == [], r["consoleErrors"]
+    # Counts get whole-number ticks; the cards say what they count.
+    for chart, ticks in r["ticks"].items():
+        assert ticks and all(float(v).is_integer() for v in ticks), (chart, ticks)
+    assert "Deferred attempts" in r["cards"], r["cards"]
+    # With credentials set there is no open-UI banner.
+    assert [b["id"] for b in r["banners"]] == [], r["banners"]
+
+
+def test_open_ui_banner(browser, mtad_factory):
+    # SPEC §11.1: no username and an address beyond loopback. The UI binds
+    # every address here; the test talks to it over loopback only.
+    m = mtad_factory(conf={"ui_address": "0.0.0.0"})
+    assert Api(m).json("/api/stats")["ui"] == {"open": True}
+    r = run_browser({"mode": "live", "url": "http://127.0.0.1:%d/" % m.ui_port})
+    banners = {b["id"]: b["text"] for b in r["banners"]}
+    assert "anyone who can reach this port can read and change the queue" in \
+        banners.get("open-ui-banner", ""), r["banners"]
+    assert "the web UI on 0.0.0.0 port %d has no username and password" % m.ui_port \
+        in m.read_stderr()

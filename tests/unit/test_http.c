@@ -321,6 +321,7 @@ test_auth_check(void **state)
 static void
 test_csrf(void **state)
 {
+	static const struct http_names names = { "mx.example", "ui.example.net" };
 	static const struct {
 		const char *xrw, *origin, *referer, *host;
 		int https, want;
@@ -330,9 +331,15 @@ test_csrf(void **state)
 		{ "mtad", NULL, "http://127.0.0.1:8080/", "127.0.0.1:8080", 0, 0 },
 		{ "mtad", NULL, "http://127.0.0.1:8080/?q=x", "127.0.0.1:8080", 0, 0 },
 		{ "mtad", "https://mx.example", NULL, "mx.example", 1, 0 },
+		{ "mtad", "https://mx.example:443", NULL, "mx.example", 1, 0 },
+		{ "mtad", "http://ui.example.net:8080", NULL, "127.0.0.1:8080", 0, 0 },
+		{ "mtad", "http://localhost:8080", NULL, "[::1]:8080", 0, 0 },
+		{ "mtad", "http://[::1]:8080", NULL, "localhost:8080", 0, 0 },
 		{ NULL, NULL, NULL, "127.0.0.1:8080", 0, -1 },
 		{ "", NULL, NULL, "127.0.0.1:8080", 0, -1 },
 		{ "mtad", "http://evil.example", NULL, "127.0.0.1:8080", 0, -1 },
+		/* DNS rebinding: Host and Origin both name the attacker's host */
+		{ "mtad", "http://evil.example:8080", NULL, "evil.example:8080", 0, -1 },
 		{ "mtad", "null", NULL, "127.0.0.1:8080", 0, -1 },
 		{ "mtad", "http://127.0.0.1:8080.evil.example", NULL, "127.0.0.1:8080", 0, -1 },
 		{ "mtad", "http://127.0.0.1:9999", NULL, "127.0.0.1:8080", 0, -1 },
@@ -347,7 +354,7 @@ test_csrf(void **state)
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		const char *why = NULL;
 		int got = http_csrf_check(rows[i].xrw, rows[i].origin, rows[i].referer,
-		    rows[i].host, rows[i].https, &why);
+		    rows[i].host, &names, rows[i].https, &why);
 		if (got != rows[i].want)
 			fail_msg("row %zu (origin %s, referer %s): got %d, want %d", i,
 			    rows[i].origin ? rows[i].origin : "-",
@@ -358,35 +365,136 @@ test_csrf(void **state)
 }
 
 static void
-test_auth_delay(void **state)
+test_host_allowed(void **state)
+{
+	static const struct http_names names = { "mx.example", "ui.example.net, other.example.org" };
+	static const struct {
+		const char *host;
+		int want;
+	} rows[] = {
+		{ NULL, 1 },                            /* HTTP/1.0 */
+		{ "mx.example", 1 }, { "MX.Example:8080", 1 }, { "mx.example.", 1 },
+		{ "localhost", 1 }, { "localhost:80", 1 },
+		{ "127.0.0.1", 1 }, { "192.0.2.7:8080", 1 }, { "[::1]", 1 }, { "[2001:db8::1]:443", 1 },
+		{ "ui.example.net", 1 }, { "other.example.org:1", 1 },
+		{ "", 0 }, { "evil.example", 0 }, { "evil.example:8080", 0 },
+		{ "mx.example.evil.example", 0 }, { "xmx.example", 0 }, { "example.net", 0 },
+		{ "ui.example", 0 }, { "127.0.0.1.evil", 0 }, { "999.1.1.1", 0 },
+		{ "[::1", 0 }, { "[::1]x", 0 }, { "[evil.example]", 0 }, { "::1", 0 },
+		{ "mx.example:", 0 }, { "mx.example:80a", 0 }, { "mx.example:123456", 0 },
+		{ "localhost.", 1 }, { "user@mx.example", 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		int got = http_host_allowed(&names, rows[i].host);
+		if (got != rows[i].want)
+			fail_msg("Host %s: got %d, want %d", rows[i].host ? rows[i].host : "(none)",
+			    got, rows[i].want);
+	}
+}
+
+/* The lockout in virtual time (SPEC §11.1): 10 failures in 10 minutes lock out for 10 minutes. */
+static void
+test_auth_lockout(void **state)
 {
 	struct http_auth_table *t = calloc(1, sizeof(*t));
-	static const unsigned want[] = { 1000, 1000, 1000, 2000, 4000, 8000, 16000, 16000, 16000 };
-	uint64_t now = 1000000;
+	const uint64_t S = 1000000, MIN = 60 * S;
+	uint64_t now = 1000 * S, last;
+	unsigned nlog;
 
 	(void)state;
 	assert_non_null(t);
-	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
-		unsigned got = http_auth_fail(t, "192.0.2.1", now += 1000);
-		if (got != want[i])
-			fail_msg("failure %zu: got %u ms, want %u", i + 1, got, want[i]);
+	/* Nine failures: not locked. */
+	for (int i = 0; i < 9; i++) {
+		assert_int_equal(http_auth_fail(t, "192.0.2.1", now += S, &nlog), 0);
+		assert_int_equal(http_auth_locked(t, "192.0.2.1", now), 0);
 	}
-	/* Another client starts at one second. */
-	assert_int_equal(http_auth_fail(t, "192.0.2.2", now), 1000);
-	/* Ten quiet minutes reset the count. */
-	assert_int_equal(http_auth_fail(t, "192.0.2.1", now + 601ULL * 1000000), 1000);
-	/* Success forgets the client. */
-	http_auth_fail(t, "192.0.2.2", now);
-	http_auth_fail(t, "192.0.2.2", now);
-	http_auth_fail(t, "192.0.2.2", now);
-	http_auth_success(t, "192.0.2.2");
-	assert_int_equal(http_auth_fail(t, "192.0.2.2", now), 1000);
-	/* The table stays bounded: many clients just recycle slots. */
-	for (int i = 0; i < HTTP_AUTH_CLIENTS * 3; i++) {
+	/* The tenth within ten minutes locks the address, not its neighbours. */
+	assert_int_equal(http_auth_fail(t, "192.0.2.1", now += S, &nlog), 1);
+	last = now;
+	assert_int_equal(http_auth_locked(t, "192.0.2.1", now), 600);
+	assert_int_equal(http_auth_locked(t, "192.0.2.2", now), 0);
+	/* Retry-After counts down; the lockout ends 10 minutes after the last failure. */
+	assert_int_equal(http_auth_locked(t, "192.0.2.1", last + 5 * MIN), 300);
+	assert_int_equal(http_auth_locked(t, "192.0.2.1", last + 10 * MIN - S / 2), 1);
+	assert_int_equal(http_auth_locked(t, "192.0.2.1", last + 10 * MIN), 0);
+	/* Afterwards it starts from zero: one failure does not lock again. */
+	now = last + 10 * MIN;
+	assert_int_equal(http_auth_fail(t, "192.0.2.1", now, &nlog), 0);
+	assert_int_equal(http_auth_locked(t, "192.0.2.1", now + 1), 0);
+
+	/* Ten failures spread over more than ten minutes never lock. */
+	now = 5000 * S;
+	for (int i = 0; i < 30; i++) {
+		assert_int_equal(http_auth_fail(t, "198.51.100.9", now, &nlog), 0);
+		now += 67 * S;                          /* 10 failures span 603 s */
+	}
+	/* ...but ten within ten minutes do: after a quiet while, the tenth locks. */
+	now += 11 * MIN;
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(http_auth_fail(t, "198.51.100.9", now += S, &nlog), i < 9 ? 0 : 1);
+	/* A sliding window: an old failure and nine recent ones lock too. */
+	now += 20 * MIN;
+	assert_int_equal(http_auth_fail(t, "198.51.100.10", now, &nlog), 0);
+	now += 9 * MIN;
+	for (int i = 0; i < 9; i++)
+		assert_int_equal(http_auth_fail(t, "198.51.100.10", now += S, &nlog), i < 8 ? 0 : 1);
+	free(t);
+}
+
+/* Log lines: at most one a second per address, carrying the count of failures. */
+static void
+test_auth_log_rate(void **state)
+{
+	struct http_auth_table *t = calloc(1, sizeof(*t));
+	const uint64_t S = 1000000;
+	uint64_t now = 77 * S;
+	unsigned nlog, logged = 0, lines = 0;
+
+	(void)state;
+	assert_non_null(t);
+	assert_int_equal(http_auth_fail(t, "2001:db8::1", now, &nlog), 0);
+	assert_int_equal(nlog, 1);                      /* the first at once */
+	logged += nlog;
+	lines++;
+	for (int i = 0; i < 5; i++) {                   /* five more in the same second */
+		http_auth_fail(t, "2001:db8::1", now += S / 10, &nlog);
+		assert_int_equal(nlog, 0);
+	}
+	http_auth_fail(t, "2001:db8::1", now += S, &nlog);
+	assert_int_equal(nlog, 6);                      /* the five and this one */
+	logged += nlog;
+	lines++;
+	assert_int_equal(logged, 7);
+	assert_int_equal(lines, 2);
+	/* Another address has its own second. */
+	http_auth_fail(t, "2001:db8::2", now, &nlog);
+	assert_int_equal(nlog, 1);
+	free(t);
+}
+
+/* The table is bounded; a flood of new addresses does not evict a locked-out one. */
+static void
+test_auth_table_bounded(void **state)
+{
+	struct http_auth_table *t = calloc(1, sizeof(*t));
+	const uint64_t S = 1000000;
+	uint64_t now = 10 * S;
+	unsigned nlog;
+
+	(void)state;
+	assert_non_null(t);
+	for (int i = 0; i < 10; i++)
+		http_auth_fail(t, "203.0.113.5", now += 1000, &nlog);
+	assert_true(http_auth_locked(t, "203.0.113.5", now) > 0);
+	for (int i = 0; i < HTTP_AUTH_SETS * HTTP_AUTH_WAYS * 4; i++) {
 		char a[32];
-		assert_true(util_bsnprintf(a, sizeof(a), "10.0.%d.%d", i / 256, i % 256) >= 0);
-		assert_int_equal(http_auth_fail(t, a, now + (uint64_t)i), 1000);
+		assert_true(util_bsnprintf(a, sizeof(a), "10.%d.%d.%d", i / 65536, (i / 256) % 256,
+		    i % 256) >= 0);
+		assert_int_equal(http_auth_fail(t, a, now += 1000, &nlog), 0);
 	}
+	assert_true(http_auth_locked(t, "203.0.113.5", now) > 0);
 	free(t);
 }
 
@@ -407,6 +515,16 @@ test_history(void **state)
 	http_history_tick(&hi, 1000, cum, g);
 	assert_int_equal(hi.fine.len, 1);
 	assert_int_equal(http_ring_get(&hi.fine, 0)->v[HTTP_H_ACCEPTED], 0);
+	/* Just started, one message: 1 in the last minute, not extrapolated to 6/min. */
+	cum[HTTP_H_ACCEPTED] = 101;
+	http_history_tick(&hi, 1001, cum, g);
+	http_history_rates(&hi, rates);
+	if (rates[HTTP_H_ACCEPTED] != 1.0)
+		fail_msg("accepted rate after start: got %f, want 1/min", rates[HTTP_H_ACCEPTED]);
+	http_history_free(&hi);
+	assert_int_equal(http_history_init(&hi), 0);
+	cum[HTTP_H_ACCEPTED] = 100;
+	http_history_tick(&hi, 1000, cum, g);
 	/* Then 6 per tick, 5 sessions, queue 42. */
 	for (int i = 1; i <= 11; i++) {
 		cum[HTTP_H_ACCEPTED] += 6;
@@ -813,7 +931,10 @@ main(void)
 		cmocka_unit_test(test_json_dump_escapes),
 		cmocka_unit_test(test_auth_check),
 		cmocka_unit_test(test_csrf),
-		cmocka_unit_test(test_auth_delay),
+		cmocka_unit_test(test_host_allowed),
+		cmocka_unit_test(test_auth_lockout),
+		cmocka_unit_test(test_auth_log_rate),
+		cmocka_unit_test(test_auth_table_bounded),
 		cmocka_unit_test(test_history),
 		cmocka_unit_test(test_prometheus),
 		cmocka_unit_test(test_stats_json),

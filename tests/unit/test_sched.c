@@ -1,7 +1,7 @@
 /*
  * test_sched.c - unit tests for the scheduler's pure parts: backoff,
- * expiry, reply classes, next hops, grouping by destination, the wake-up
- * heap and the string map (src/sched/sched_policy.c, sched_heap.c, sched_map.c)
+ * expiry, reply classes, next hops, grouping by destination
+ * (src/sched/sched_policy.c; the heap and the map: test_containers.c)
  *
  * Owns:     nothing.
  * Lifetime: one run.
@@ -22,8 +22,6 @@
 
 #include "lib/util.h"
 #include "mail/config.h"
-#include "sched/sched_heap.h"
-#include "sched/sched_map.h"
 #include "sched/sched_policy.h"
 #include "smtpc/smtpc.h"
 
@@ -405,123 +403,6 @@ test_rcpt_reply(void **state)
 	assert_int_equal(failures, 0);
 }
 
-struct item {
-	struct sched_heap_node hn;
-	int id;
-};
-
-/* heap_check - the heap property and the back pointers */
-static void
-heap_check(const struct sched_heap *h)
-{
-	for (size_t i = 0; i < h->n; i++) {
-		assert_int_equal(h->v[i]->idx, i);
-		if (i > 0) {
-			const struct sched_heap_node *p = h->v[(i - 1) / 2];
-			assert_true(p->key < h->v[i]->key ||
-			    (p->key == h->v[i]->key && p->seq < h->v[i]->seq));
-		}
-	}
-}
-
-static void
-test_heap(void **state)
-{
-	enum { N = 2000 };
-	struct item *it = calloc(N, sizeof(*it));
-	struct sched_heap h;
-	uint64_t last = 0;
-	unsigned seed = 12345;
-	size_t popped = 0;
-
-	(void)state;
-	assert_non_null(it);
-	sched_heap_init(&h);
-	assert_null(sched_heap_top(&h));
-	for (int i = 0; i < N; i++) {
-		seed = seed * 1103515245u + 12345u;
-		sched_heap_node_init(&it[i].hn);
-		it[i].id = i;
-		assert_int_equal(sched_heap_push(&h, &it[i].hn, (seed >> 8) % 500), 0);
-	}
-	heap_check(&h);
-	/* re-key a third, remove a tenth */
-	for (int i = 0; i < N; i += 3)
-		sched_heap_update(&h, &it[i].hn, (uint64_t)(i % 97));
-	heap_check(&h);
-	for (int i = 0; i < N; i += 10) {
-		sched_heap_remove(&h, &it[i].hn);
-		assert_int_equal(it[i].hn.idx, SCHED_HEAP_NONE);
-		sched_heap_remove(&h, &it[i].hn);   /* twice: a no-op */
-	}
-	heap_check(&h);
-	assert_int_equal(h.n, N - N / 10);
-	/* pops come out in key order, FIFO among equal keys */
-	{
-		uint64_t last_seq = 0;
-		while (sched_heap_top(&h) != NULL) {
-			struct sched_heap_node *t = sched_heap_top(&h);
-			if (popped > 0) {
-				if (t->key < last)
-					fail_msg("heap pop %zu: got key %llu after %llu", popped,
-					    (unsigned long long)t->key, (unsigned long long)last);
-				if (t->key == last && t->seq < last_seq)
-					fail_msg("heap pop %zu: FIFO broken among equal keys", popped);
-			}
-			last = t->key;
-			last_seq = t->seq;
-			sched_heap_remove(&h, t);
-			popped++;
-		}
-	}
-	assert_int_equal(popped, N - N / 10);
-	sched_heap_clear(&h);
-	free(it);
-}
-
-static int
-sweep_odd(void *arg, void *val)
-{
-	int *count = arg;
-	long v = (long)(intptr_t)val;
-
-	(*count)++;
-	return v % 2 == 1;
-}
-
-static void
-test_map(void **state)
-{
-	struct sched_map *m = sched_map_new();
-	char key[32];
-	int visited = 0;
-
-	(void)state;
-	assert_non_null(m);
-	assert_null(sched_map_get(m, "none"));
-	for (long i = 0; i < 5000; i++) {
-		assert_true(util_bsnprintf(key, sizeof(key), "m|d%ld.test|25|0", i) > 0);
-		assert_int_equal(sched_map_put(m, key, (void *)(intptr_t)i), 0);
-	}
-	assert_int_equal(sched_map_count(m), 5000);
-	for (long i = 0; i < 5000; i += 7) {
-		assert_true(util_bsnprintf(key, sizeof(key), "m|d%ld.test|25|0", i) > 0);
-		if (sched_map_get(m, key) != (void *)(intptr_t)i)
-			fail_msg("map get %s: got %p, want %ld", key, sched_map_get(m, key), i);
-	}
-	assert_ptr_equal(sched_map_del(m, "m|d10.test|25|0"), (void *)(intptr_t)10);
-	assert_null(sched_map_del(m, "m|d10.test|25|0"));
-	assert_null(sched_map_get(m, "m|d10.test|25|0"));
-	assert_int_equal(sched_map_count(m), 4999);
-	sched_map_sweep(m, sweep_odd, &visited);
-	assert_int_equal(visited, 4999);
-	assert_int_equal(sched_map_count(m), 2499);   /* evens 0..4998 without 10 */
-	assert_null(sched_map_get(m, "m|d11.test|25|0"));
-	assert_ptr_equal(sched_map_get(m, "m|d12.test|25|0"), (void *)(intptr_t)12);
-	sched_map_free(m);
-	assert_null(sched_map_free(NULL));
-}
-
 int
 main(void)
 {
@@ -535,8 +416,6 @@ main(void)
 		cmocka_unit_test(test_group),
 		cmocka_unit_test(test_group_many),
 		cmocka_unit_test(test_rcpt_reply),
-		cmocka_unit_test(test_heap),
-		cmocka_unit_test(test_map),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

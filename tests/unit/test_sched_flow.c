@@ -1,8 +1,9 @@
 /*
  * test_sched_flow.c - the scheduler's flow in virtual time: dispatch,
  * retry with backoff, expiry, DSNs (and their failed commits), delay
- * warnings, the null sender, the cc_mta copy, operator delete
- * (src/sched/sched.c, sched_bounce.c, sched_ops.c through sched_backend.h)
+ * warnings, the null sender, the cc_mta copy, operator delete, dead
+ * destinations (src/sched/sched.c, sched_bounce.c, sched_ops.c,
+ * sched_dead.c through sched_backend.h)
  *
  * Owns:     one fake backend per test: a virtual clock, messages in memory,
  *           a transport that records jobs, a DSN queue that records DSNs.
@@ -638,6 +639,57 @@ test_hold_release(void **state)
 	fake_free(f);
 }
 
+/*
+ * A dead destination (its transport gave up on every connection): the rest
+ * of its mail is deferred without a connection attempt, mail elsewhere goes
+ * on; when the mark runs out the next due message probes it again.
+ */
+static void
+test_dead_destination(void **state)
+{
+	struct fake *f = fake_new(BASE_CONF);
+	static const char *const other[] = { "x@other.example" };
+	struct smtpc_reply why = reply(0, "4.4.1", "connect to mx.test[192.0.2.1]:25: "
+	    "Connection refused");
+	struct queue_msg *b, *c;
+	char key[SCHED_KEY_MAX];
+
+	(void)state;
+	(void)add(f, "s@example.com", 1, one_rcpt);
+	pump(f);
+	assert_int_equal(f->njobs, 1);
+	util_strlcpy(key, f->keys[0], sizeof(key));
+	sched_dead_mark(f->s, key, &why);       /* as sched_dest.c does when it gives up */
+	refuse(f, 0);
+	b = add(f, "s@example.com", 1, one_rcpt);
+	c = add(f, "s@example.com", 1, one_rcpt);
+	(void)add(f, "s@example.com", 1, other);
+	pump(f);
+	/* only the healthy destination got a job */
+	assert_int_equal(f->enqueued, 2);
+	assert_int_equal(f->njobs, 1);
+	assert_string_equal(f->jobs[0]->rcpts[0], "x@other.example");
+	answer(f, 0, 250);
+	assert_int_equal(b->rcpt[0].state, QUEUE_RCPT_PENDING);
+	assert_int_equal(b->rcpt[0].attempts, 1);
+	assert_int_equal(b->rcpt[0].next_try_us, T0 + 300 * S_US);
+	assert_non_null(strstr(b->rcpt[0].last_reply, "delivery temporarily suspended: "
+	    "connect to mx.test"));
+	assert_string_equal(c->rcpt[0].dsn, "4.4.1");
+	assert_int_equal(f->mt.deferred, 3);
+	/* the mark (60 s) is over when they are due again: all three go to the transport */
+	at(f, 300);
+	assert_int_equal(f->njobs, 3);
+	assert_int_equal(f->enqueued, 5);
+	/* a connection that works clears a mark at once */
+	sched_dead_mark(f->s, key, &why);
+	sched_dead_clear(f->s, key);
+	while (f->njobs > 0)
+		answer(f, 0, 250);
+	assert_int_equal(f->nmsgs, 0);
+	fake_free(f);
+}
+
 int
 main(void)
 {
@@ -651,6 +703,7 @@ main(void)
 		cmocka_unit_test(test_cc_copy),
 		cmocka_unit_test(test_delete_queued),
 		cmocka_unit_test(test_hold_release),
+		cmocka_unit_test(test_dead_destination),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -58,6 +58,11 @@
 
   // Same-origin requests; the browser adds the basic-auth credentials it holds.
   // State-changing ones carry X-Requested-With, which mtad requires (CSRF guard).
+  // URLs are built on location.origin, never on the page's own URL: a page
+  // opened as http://user:pass@host/ would give fetch() a URL with credentials,
+  // which it refuses ("Request cannot be constructed from a URL that includes
+  // credentials").
+  const apiUrl = (path) => new URL(path, location.origin).href;
   async function api(path, opts) {
     opts = opts || {};
     const headers = { Accept: "application/json" };
@@ -69,7 +74,7 @@
         init.body = JSON.stringify(opts.body);
       }
     }
-    const r = await fetch(path, init);
+    const r = await fetch(apiUrl(path), init);
     let j = null;
     try { j = await r.json(); } catch (e) { /* not JSON */ }
     if (!r.ok) throw new Error((j && j.error) || r.status + " " + r.statusText);
@@ -88,12 +93,22 @@
     if (subId) $(subId).textContent = sub || "";
   }
 
-  function renderBanners(disk) {
+  function renderBanners(disk, ui) {
     const box = $("banners");
     box.replaceChildren();
     if (disk && disk.message) {
+      // Below 1 % mtad refuses new mail (452 4.3.1): say so, not just the free space.
+      const text = disk.level >= 2
+        ? disk.message + ": new mail is being refused (452 4.3.1) until space is freed."
+        : disk.message;
       box.append(el("div", { class: "banner " + (disk.level >= 2 ? "bad" : "warn"), role: "alert",
-        id: "disk-banner", text: disk.message }));
+        id: "disk-banner", text }));
+    }
+    if (ui && ui.open) {
+      box.append(el("div", { class: "banner bad", role: "alert", id: "open-ui-banner",
+        text: "This web UI has no username and password and listens beyond this machine: " +
+          "anyone who can reach this port can read and change the queue. " +
+          "Set username and password (or ui_address = 127.0.0.1) in mtad.conf." }));
     }
   }
 
@@ -124,7 +139,7 @@
     const card = $("c-disk").parentElement;
     card.classList.toggle("warn", d.level === 1);
     card.classList.toggle("bad", d.level >= 2);
-    renderBanners(d);
+    renderBanners(d, s.ui);
   }
 
   // ---- graphs ---------------------------------------------------------------
@@ -139,16 +154,21 @@
     return { width: w, height: 200 };
   }
 
-  function makeChart(id, series, data) {
+  // Counts (sessions, messages) get whole-number ticks only.
+  const INT_INCRS = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1e3, 2e3, 2500, 5e3, 1e4,
+    2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7, 1e8, 1e9];
+
+  function makeChart(id, series, data, integer) {
     const div = $(id);
     const axis = { stroke: color("--muted"), grid: { stroke: color("--line"), width: 1 }, ticks: { stroke: color("--line") } };
+    const yaxis = Object.assign({ size: 56, values: (u, splits) => splits.map((v) => cf.format(v)) }, axis);
+    if (integer) yaxis.incrs = INT_INCRS;
     const opts = Object.assign(chartSize(div), {
       cursor: { drag: { x: false, y: false } },
       // The x axis always spans the chosen range, however few samples there are yet.
       scales: { x: { time: true, range: (u, min, max) => xRange || [min, max] },
                 y: { range: (u, min, max) => [0, Math.max(1, (max || 0) * 1.1)] } },
-      axes: [Object.assign({}, axis),
-             Object.assign({ size: 56, values: (u, splits) => splits.map((v) => cf.format(v)) }, axis)],
+      axes: [Object.assign({}, axis), yaxis],
       series: [{}].concat(series.map((s) => ({
         label: s.label, stroke: s.color, width: 2, fill: s.fill || undefined,
         value: (u, v) => (v == null ? "–" : (Number.isInteger(v) ? fmtNum(v) : v.toFixed(1))),
@@ -156,12 +176,14 @@
       legend: { live: true },
     });
     div.replaceChildren();
-    return new uPlot(opts, data, div);
+    const u = new uPlot(opts, data, div);
+    div.__uplot = u;          // for the browser test: the axes' ticks
+    return u;
   }
 
-  function setChart(key, id, series, data) {
+  function setChart(key, id, series, data, integer) {
     if (charts[key]) charts[key].setData(data);
-    else charts[key] = makeChart(id, series, data);
+    else charts[key] = makeChart(id, series, data, integer);
   }
 
   async function refreshHistory() {
@@ -181,8 +203,8 @@
       { label: "Bounced", color: color("--c-bounced") },
       { label: "Rejected", color: color("--c-rejected") },
     ], [t, scale(h.accepted), scale(h.delivered), scale(h.deferred), scale(h.bounced), scale(h.rejected)]);
-    setChart("ss", "chart-sessions", [{ label: "Sessions", color: color("--accent"), fill: "rgba(47,111,222,.12)" }], [t, h.sessions]);
-    setChart("qq", "chart-queue", [{ label: "Messages", color: color("--c-deferred"), fill: "rgba(214,158,46,.12)" }], [t, h.queue]);
+    setChart("ss", "chart-sessions", [{ label: "Sessions", color: color("--accent"), fill: "rgba(47,111,222,.12)" }], [t, h.sessions], true);
+    setChart("qq", "chart-queue", [{ label: "Messages", color: color("--c-deferred"), fill: "rgba(214,158,46,.12)" }], [t, h.queue], true);
   }
 
   function resizeCharts() {
