@@ -11,7 +11,7 @@
  * Byte 0 picks the mechanisms asked for (bit 0: XOAUTH2) and seeds the
  * chunking; the first line of the rest is an EHLO "AUTH ..." argument, the
  * rest is the server's reply stream during the exchange, parsed as smtpc
- * does (smtpc_reply.c) and handed to smtpc_sasl_reply() reply by reply.
+ * does (smtpc_reply.c) and handed to smtpc_auth_sasl_reply() reply by reply.
  * Invariants: the exchange ends (OK or FAIL) or asks to send a line that is
  * NUL-terminated, within SMTPC_AUTH_LINE_MAX, plain base64 (or empty) and
  * free of CR and LF; OK only after a 235; nothing after the end.
@@ -59,7 +59,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (mechs & ~(unsigned)(SMTPC_MECH_PLAIN | SMTPC_MECH_LOGIN | SMTPC_MECH_XOAUTH2))
 		abort();
 	off = nl != NULL ? (size_t)((const uint8_t *)nl - data) + 1 : size;
-	if (smtpc_sasl_start(&s, mechs, data[0] & 1, "user@example.com",
+	if (smtpc_auth_sasl_start(&s, mechs, data[0] & 1, "user@example.com",
 	    "secret-password-or-token", line, sizeof(line)) < 0)
 		return 0;
 	check_line(line);
@@ -79,7 +79,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			continue;
 		if (done)
 			return 0;              /* smtpc would have left the AUTH state */
-		switch (smtpc_sasl_reply(&s, &p.reply, line, sizeof(line))) {
+		switch (smtpc_auth_sasl_reply(&s, &p.reply, line, sizeof(line))) {
 		case SMTPC_SASL_SEND:
 			check_line(line);
 			break;

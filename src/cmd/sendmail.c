@@ -164,7 +164,7 @@ sm_add_rcpts(struct sendmail *s, char **list, size_t n)
 static int
 sm_config(struct sendmail *s)
 {
-	const char *path = ctl_config_path(s->conf_arg);
+	const char *path = ctl_cmd_config_path(s->conf_arg);
 	char err[2048];
 
 	s->port = 25;
@@ -238,7 +238,7 @@ sm_run_ctl(struct sendmail *s, const char *cmd)
 	}
 	argv[argc++] = (char *)cmd;
 	argv[argc] = NULL;
-	return ctl_main(argc, argv);
+	return ctl_cmd_main(argc, argv);
 }
 
 int

@@ -157,6 +157,9 @@ static const struct cfg_prop cfg_props[] = {
 	{ "ui_max_connections", CFG_UINT, "256", OFF(ui_max_connections), 0, 1, 100000, 0, 0 },
 
 	/* SPEC §11.3 */
+	{ "submission_listen", CFG_LISTEN, "", OFF(submission_listen), OFF(n_submission_listen),
+	    0, 0, 0, 1 },
+	{ "smtpd_users_file", CFG_STRING, "", OFF(smtpd_users_file), 0, 0, 0, CHK_TEXT, 0 },
 	{ "dkim_key_table", CFG_STRING, "", OFF(dkim_key_table), 0, 0, 0, CHK_TEXT, 0 },
 
 	/* SPEC §11.2 */
@@ -382,9 +385,9 @@ cfg_set(struct config *cfg, struct cfg_state *st, const struct cfg_prop *p, cons
 	case CFG_DURATION: {
 		char lo[32], hi[32];
 
-		if (config_parse_duration(v, &secs) < 0 || secs < p->min || secs > p->max) {
-			if (config_format_duration((unsigned)p->min, lo, sizeof(lo)) < 0 ||
-			    config_format_duration((unsigned)p->max, hi, sizeof(hi)) < 0 ||
+		if (config_value_parse_duration(v, &secs) < 0 || secs < p->min || secs > p->max) {
+			if (config_value_format_duration((unsigned)p->min, lo, sizeof(lo)) < 0 ||
+			    config_value_format_duration((unsigned)p->max, hi, sizeof(hi)) < 0 ||
 			    util_bsnprintf(why, sizeof(why), "expected a duration from %s to %s "
 			    "(a number with suffix s, m, h or d; no suffix = seconds)", lo, hi) < 0)
 				util_strlcpy(why, "bad duration", sizeof(why));
@@ -408,7 +411,7 @@ cfg_set(struct config *cfg, struct cfg_state *st, const struct cfg_prop *p, cons
 	case CFG_RELAY: {
 		struct relay_target t;
 
-		if (config_parse_relay(v, &t) < 0) {
+		if (config_value_parse_relay(v, &t) < 0) {
 			util_strlcpy(why, "expected host, host:port, [host], [host]:port or "
 			    "smtps://host[:port]", sizeof(why));
 			goto bad;
@@ -676,6 +679,11 @@ cfg_cross_check(struct config *cfg, struct cfg_state *st)
 	}
 	if (!cfg->ssl_disabled && (cfg->ssl_key_file[0] == '\0' || cfg->ssl_cert_file[0] == '\0')) {
 		cfg_fixed(st->err, st->errlen, CFG_KEYS_UNDEF_ERR);
+		return -1;
+	}
+	if (cfg->n_submission_listen > 0 && cfg->ssl_disabled) {
+		cfg_err(st->err, st->errlen, "%s: submission_listen needs TLS (ssl_disabled = no): "
+		    "AUTH is never offered in clear text", st->path);
 		return -1;
 	}
 	return cfg_resolve_hostname(cfg, st);
@@ -970,13 +978,13 @@ config_print(const struct config *cfg, int fd)
 			    (unsigned long long)*FIELD(cfg, p, uint64_t));
 			break;
 		case CFG_DURATION:
-			r = config_format_duration(*FIELD(cfg, p, unsigned), buf, sizeof(buf));
+			r = config_value_format_duration(*FIELD(cfg, p, unsigned), buf, sizeof(buf));
 			break;
 		case CFG_CIDR:
 			r = cidr_list_format(*FIELD(cfg, p, struct cidr_list *), buf, sizeof(buf));
 			break;
 		case CFG_RELAY:
-			r = config_format_relay(FIELD(cfg, p, struct relay_target), buf, sizeof(buf));
+			r = config_value_format_relay(FIELD(cfg, p, struct relay_target), buf, sizeof(buf));
 			break;
 		case CFG_LISTEN:
 		case CFG_DNS:

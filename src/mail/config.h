@@ -103,6 +103,9 @@ struct config {
 	unsigned ui_max_connections;       /* HTTP connections in total */
 
 	/* SPEC §11.3: authenticated senders and signing */
+	struct listen_addr submission_listen[CONFIG_MAX_LISTEN];  /* STARTTLS + AUTH */
+	size_t n_submission_listen;
+	char  *smtpd_users_file;           /* key-store relative; "" = no AUTH */
 	char  *dkim_key_table;             /* key-store relative; "" = no signing */
 
 	/* SPEC §11.2 (paths relative to the key store root) */
@@ -153,23 +156,23 @@ int config_check_environment(const struct config *cfg, char *err, size_t errlen)
 int config_check_warnings(const struct config *cfg);
 
 /*
- * config_ui_is_open - 1 when the web UI needs no password (username empty)
+ * config_check_ui_is_open - 1 when the web UI needs no password (username empty)
  * and listens beyond loopback (ui_address not 127.0.0.0/8 or ::1): anyone
  * who reaches the port can read and change the queue (SPEC §11.1).
  */
-int config_ui_is_open(const struct config *cfg);
+int config_check_ui_is_open(const struct config *cfg);
 
 /* config_print - the effective configuration, one "name = value" a line, passwords masked */
 void config_print(const struct config *cfg, int fd);
 
 struct config *config_free(struct config *cfg);
 
-/* config_parse_duration - "300", "300s", "5m", "4h", "5d" -> seconds; -1 on error */
-int config_parse_duration(const char *text, unsigned *out);
-/* config_parse_relay - SPEC's smart_relay/cc_mta forms; -1 on error */
-int config_parse_relay(const char *text, struct relay_target *out);
-/* config_format_relay - the canonical text of a relay target, port included ("" when unset) */
-int config_format_relay(const struct relay_target *t, char *buf, size_t size);
+/* config_value_parse_duration - "300", "300s", "5m", "4h", "5d" -> seconds; -1 on error */
+int config_value_parse_duration(const char *text, unsigned *out);
+/* config_value_parse_relay - SPEC's smart_relay/cc_mta forms; -1 on error */
+int config_value_parse_relay(const char *text, struct relay_target *out);
+/* config_value_format_relay - the canonical text of a relay target, port included ("" when unset) */
+int config_value_format_relay(const struct relay_target *t, char *buf, size_t size);
 
 /*
  * config_parse_buffer - config_load() without the file: parse buf[0..len)

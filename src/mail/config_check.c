@@ -302,7 +302,7 @@ config_check_warnings(const struct config *cfg)
 		log_warnx("cc_mta has no effect when smart_relay is set; ignoring it");
 		n++;
 	}
-	if (config_ui_is_open(cfg)) {
+	if (config_check_ui_is_open(cfg)) {
 		log_warnx("the web UI on %s port %d has no username and password: anyone who can "
 		    "reach it can read and change the queue (set username and password, or "
 		    "ui_address = 127.0.0.1)", cfg->ui_address, cfg->ui_port);
@@ -311,9 +311,9 @@ config_check_warnings(const struct config *cfg)
 	return n;
 }
 
-/* config_ui_is_open - no UI credentials and a UI address beyond loopback? */
+/* config_check_ui_is_open - no UI credentials and a UI address beyond loopback? */
 int
-config_ui_is_open(const struct config *cfg)
+config_check_ui_is_open(const struct config *cfg)
 {
 	struct in_addr a4;
 	struct in6_addr a6;

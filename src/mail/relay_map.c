@@ -17,6 +17,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* rm_err - "line N: what" into err */
 static void
@@ -76,7 +77,7 @@ rm_rule(struct relay_rule *r, char *const *tok, size_t ntok, const char **what)
 		*what = "the pattern must be user@domain or @domain";
 		return -1;
 	}
-	if (config_parse_relay(tok[1], &r->relay) < 0 || !r->relay.set) {
+	if (config_value_parse_relay(tok[1], &r->relay) < 0 || !r->relay.set) {
 		*what = "the relay must be host, host:port, [host], [host]:port or smtps://host[:port]";
 		return -1;
 	}
@@ -166,6 +167,29 @@ relay_map_parse(const char *text, size_t len, char *err, size_t errlen)
 	return m;
 fail:
 	return relay_map_free(m);
+}
+
+/* relay_map_print - see relay_map.h */
+void
+relay_map_print(const struct relay_map *m, int fd)
+{
+	char relay[300], line[RELAY_MAP_LINE_MAX + 128];
+
+	for (size_t i = 0; m != NULL && i < m->n; i++) {
+		const struct relay_rule *r = &m->rules[i];
+		int n;
+
+		if (config_value_format_relay(&r->relay, relay, sizeof(relay)) < 0)
+			util_strlcpy(relay, r->relay.host, sizeof(relay));
+		if (r->username != NULL)
+			n = util_bsnprintf(line, sizeof(line), "# sender_relay_map rule %zu = %s %s "
+			    "user=%s password_file=********\n", i + 1, r->pattern, relay, r->username);
+		else
+			n = util_bsnprintf(line, sizeof(line), "# sender_relay_map rule %zu = %s %s\n",
+			    i + 1, r->pattern, relay);
+		if (n < 0 || write(fd, line, strlen(line)) < 0)
+			return;
+	}
 }
 
 /* relay_map_lookup - see relay_map.h */

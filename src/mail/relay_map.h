@@ -46,6 +46,12 @@ struct relay_map *relay_map_parse(const char *text, size_t len, char *err, size_
 /* relay_map_lookup - the first rule matching sender (index in *idx), or NULL */
 const struct relay_rule *relay_map_lookup(const struct relay_map *m, const char *sender,
     size_t *idx);
+/*
+ * relay_map_print - the rules as comment lines for mtad -t --print
+ * ("# sender_relay_map rule 1 = @a.example [relay]:587 user=u password_file=********"):
+ * the names of password files are masked like the secrets they hold
+ */
+void relay_map_print(const struct relay_map *m, int fd);
 /* relay_map_free - takes NULL, returns NULL */
 struct relay_map *relay_map_free(struct relay_map *m);
 

@@ -365,7 +365,7 @@ rcpt_outcome(struct sched *s, struct sched_msg *sm, size_t i, enum sched_class c
 		maillog_delivery(s->ml, m->id, r->addr, a->relay, total, delays, dsn, "deferred",
 		    text);
 		s->mt->deferred++;
-		next = now + (uint64_t)sched_backoff(attempts, cfg->retry_min_backoff,
+		next = now + (uint64_t)sched_policy_backoff(attempts, cfg->retry_min_backoff,
 		    cfg->retry_max_backoff) * US_PER_S;
 		sched_rcpt_write(s, m, i, QUEUE_RCPT_PENDING, next, dsn, rp->text);
 		/* the file keeps the backoff for the next start; a temporary refusal
@@ -386,7 +386,7 @@ rcpt_outcome(struct sched *s, struct sched_msg *sm, size_t i, enum sched_class c
 		maillog_delivery(s->ml, m->id, r->addr, a->relay, total, delays, dsn, "deferred",
 		    text);
 		s->mt->deferred++;
-		if (!sched_defer(now, m->arrival_us, cfg->queue_lifetime, attempts,
+		if (!sched_policy_defer(now, m->arrival_us, cfg->queue_lifetime, attempts,
 		    cfg->retry_min_backoff, cfg->retry_max_backoff, &next)) {
 			sched_rcpt_write(s, m, i, QUEUE_RCPT_PENDING, next, dsn, rp->text);
 			return;
@@ -399,7 +399,7 @@ rcpt_outcome(struct sched *s, struct sched_msg *sm, size_t i, enum sched_class c
 		break;
 	}
 	/* failed for good: keep the reason for the DSN, retry later should it not be queued */
-	next = now + (uint64_t)sched_backoff(attempts, cfg->retry_min_backoff,
+	next = now + (uint64_t)sched_policy_backoff(attempts, cfg->retry_min_backoff,
 	    cfg->retry_max_backoff) * US_PER_S;
 	sched_rcpt_write(s, m, i, QUEUE_RCPT_PENDING, next, dsn, rp->text);
 	if (fail_add(sm, i) < 0)
@@ -424,7 +424,7 @@ cc_outcome(struct sched *s, struct sched_msg *sm, enum sched_class cls,
 		gone = 1;
 	else {
 		sm->cc_attempts++;
-		if (sched_defer(now, m->arrival_us, cfg->queue_lifetime, sm->cc_attempts,
+		if (sched_policy_defer(now, m->arrival_us, cfg->queue_lifetime, sm->cc_attempts,
 		    cfg->retry_min_backoff, cfg->retry_max_backoff, &next)) {
 			status = "expired";
 			gone = 1;
@@ -465,7 +465,7 @@ job_last_and_clean(const struct sched_msg *sm, const struct sched_job *job,
 	if (sm->njobs != 1 || sm->cc_owed || sm->nfail > 0 || sm->deleted)
 		return 0;
 	for (size_t i = 0; i < job->n; i++)
-		if (sched_classify(sched_rcpt_reply(r, i)->code) != SCHED_OK)
+		if (sched_policy_classify(sched_policy_rcpt_reply(r, i)->code) != SCHED_OK)
 			return 0;
 	for (size_t i = 0; i < sm->m->nrcpt; i++)
 		if (sm->m->rcpt[i].state == QUEUE_RCPT_PENDING)
@@ -475,7 +475,7 @@ job_last_and_clean(const struct sched_msg *sm, const struct sched_job *job,
 
 /*
  * sched_job_result - a transaction finished: each recipient's reply (see
- * sched_rcpt_reply()). When it completes the message, no state is written:
+ * sched_policy_rcpt_reply()). When it completes the message, no state is written:
  * the file is removed right after (a crash in between repeats a delivery).
  */
 void
@@ -485,11 +485,11 @@ sched_job_result(struct sched *s, struct sched_job *job, const struct sched_atte
 	struct sched_msg *sm = job->sm;
 
 	if (job->cc) {
-		const struct smtpc_reply *rp = sched_classify(r->mail.code) != SCHED_OK ?
+		const struct smtpc_reply *rp = sched_policy_classify(r->mail.code) != SCHED_OK ?
 		    &r->mail : &r->data;
 		if (rp == &r->data && r->data.code == 0 && r->nrcpt > 0)
 			rp = &r->rcpt[0];   /* no recipient accepted: say why */
-		cc_outcome(s, sm, sched_classify(rp->code), rp, a, job->n);
+		cc_outcome(s, sm, sched_policy_classify(rp->code), rp, a, job->n);
 	} else {
 		int write = 1;
 
@@ -498,9 +498,9 @@ sched_job_result(struct sched *s, struct sched_job *job, const struct sched_atte
 			write = 0;
 		}
 		for (size_t i = 0; i < job->n; i++) {
-			const struct smtpc_reply *rp = sched_rcpt_reply(r, i);
-			rcpt_outcome(s, sm, job->idx[i], sched_classify(rp->code), rp,
-			    sched_reply_stage(r, rp), a, write);
+			const struct smtpc_reply *rp = sched_policy_rcpt_reply(r, i);
+			rcpt_outcome(s, sm, job->idx[i], sched_policy_classify(rp->code), rp,
+			    sched_policy_reply_stage(r, rp), a, write);
 		}
 	}
 	job_free(s, job);
@@ -637,12 +637,12 @@ dispatch_rcpts(struct sched *s, struct sched_msg *sm, size_t *idx, size_t n)
 	}
 	for (size_t i = 0; i < n; i++) {
 		char *key = keys + i * SCHED_KEY_MAX;
-		int bad = sched_nexthop_rcpt(m->rcpt[idx[i]].addr, relay, cfg->relay_smtp_port,
+		int bad = sched_policy_nexthop_rcpt(m->rcpt[idx[i]].addr, relay, cfg->relay_smtp_port,
 		    &nh) < 0;
 
 		if (!bad && nh.kind == SCHED_KIND_RELAY)
 			nh.rule = rule;
-		if (bad || sched_nexthop_key(&nh, key, SCHED_KEY_MAX) < 0) {
+		if (bad || sched_policy_nexthop_key(&nh, key, SCHED_KEY_MAX) < 0) {
 			dispatch_fail_now(s, sm, &idx[i], 1, SCHED_PERM, "5.1.3",
 			    "Bad recipient address syntax: no routable domain");
 			continue;
@@ -651,13 +651,13 @@ dispatch_rcpts(struct sched *s, struct sched_msg *sm, size_t *idx, size_t n)
 		grp[k].idx = idx[i];
 		k++;
 	}
-	sched_group(grp, k);
+	sched_policy_group(grp, k);
 	for (size_t i = 0; i < k;) {
 		size_t j = i, nrun = 0;
 
 		while (j < k && strcmp(grp[j].key, grp[i].key) == 0)
 			run[nrun++] = grp[j++].idx;
-		if (sched_nexthop_rcpt(m->rcpt[run[0]].addr, relay, cfg->relay_smtp_port,
+		if (sched_policy_nexthop_rcpt(m->rcpt[run[0]].addr, relay, cfg->relay_smtp_port,
 		    &nh) == 0) {
 			if (nh.kind == SCHED_KIND_RELAY)
 				nh.rule = rule;
@@ -680,11 +680,11 @@ dispatch_cc(struct sched *s, struct sched_msg *sm)
 	char key[SCHED_KEY_MAX];
 	size_t *all;
 
-	if (sched_nexthop_relay(&cfg->cc_mta, SCHED_KIND_CC, cfg->relay_smtp_port, &nh) < 0 ||
-	    sched_nexthop_key(&nh, key, sizeof(key)) < 0) {
+	if (sched_policy_nexthop_relay(&cfg->cc_mta, SCHED_KIND_CC, cfg->relay_smtp_port, &nh) < 0 ||
+	    sched_policy_nexthop_key(&nh, key, sizeof(key)) < 0) {
 		char text[300];
 
-		if (config_format_relay(&cfg->cc_mta, text, sizeof(text)) < 0)
+		if (config_value_format_relay(&cfg->cc_mta, text, sizeof(text)) < 0)
 			util_strlcpy(text, cfg->cc_mta.host, sizeof(text));
 		log_warnx("%s: cc_mta %s cannot be used: dropping the cc copy", sm->m->id, text);
 		sm->cc_owed = 0;
@@ -859,7 +859,7 @@ sched_new_backend(struct event_base *base, const struct config *cfg, struct queu
 	if (cfg->cc_mta.set && !cfg->smart_relay.set) {
 		char text[300];
 
-		if (config_format_relay(&cfg->cc_mta, text, sizeof(text)) < 0)
+		if (config_value_format_relay(&cfg->cc_mta, text, sizeof(text)) < 0)
 			util_strlcpy(text, cfg->cc_mta.host, sizeof(text));
 		log_info("cc_mta: a copy of every relayed message goes to %s", text);
 	}

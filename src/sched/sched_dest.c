@@ -121,7 +121,7 @@ conn_free(struct sched_conn *cn)
 	free(cn);
 	dest_kick(d);
 	if (s->stopping)
-		sched_check_done(s);
+		sched_ops_check_done(s);
 }
 
 /*
@@ -184,7 +184,7 @@ conn_give_up(struct sched_conn *cn)
 	if (cn->err_dns)
 		cls = cn->dns_perm && d->nh.kind == SCHED_KIND_MX ? SCHED_PERM : SCHED_TEMP;
 	else
-		cls = sched_classify(why.code);
+		cls = sched_policy_classify(why.code);
 	log_trace(TRACE_SCHED, "sched: %s: giving up (%s), %zu job(s) waiting", d->key,
 	    why.text, d->njobs);
 	/* Others still trying or working keep the queue; the last one, or a DNS verdict, ends it. */
@@ -662,8 +662,8 @@ conn_on_done(void *arg, struct smtpc *c, const struct smtpc_result *r)
 		cn->rd = queue_reader_close(cn->rd);
 	conn_attempt(cn, &a);
 	cn->ntxn++;
-	clean = sched_classify(r->mail.code) == SCHED_OK &&
-	    sched_classify(r->data.code) == SCHED_OK;
+	clean = sched_policy_classify(r->mail.code) == SCHED_OK &&
+	    sched_policy_classify(r->data.code) == SCHED_OK;
 	if (job != NULL)
 		sched_job_result(cn->d->s, job, &a, r);
 	/*
@@ -720,7 +720,7 @@ conn_on_failed(void *arg, struct smtpc *c, const struct smtpc_reply *r)
 			cn->rd = queue_reader_close(cn->rd);
 		conn_attempt(cn, &a);
 		if (job != NULL)
-			sched_job_fail(s, job, &a, &why, sched_classify(why.code) == SCHED_PERM ?
+			sched_job_fail(s, job, &a, &why, sched_policy_classify(why.code) == SCHED_PERM ?
 			    SCHED_PERM : SCHED_TEMP);
 		conn_free(cn);
 		return;

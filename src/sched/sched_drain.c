@@ -92,7 +92,7 @@ drain_quiet(const struct sched_drain *dr)
 	    (top == NULL || top->key > sched_now(s) + left);
 }
 
-/* drain_finish - report and hand control back (sched_shutdown follows in the caller) */
+/* drain_finish - report and hand control back (sched_ops_shutdown follows in the caller) */
 static void
 drain_finish(struct sched_drain *dr)
 {
@@ -134,7 +134,7 @@ drain_handover(struct sched_drain *dr)
 	dr->phase_end_mono = util_mono_us() + (uint64_t)dr->timeout * 1000000u;
 	log_info("drain: handing %llu message(s) over to %s", (unsigned long long)r.left,
 	    dr->relay_text);
-	sched_flush(dr->s);
+	sched_ops_flush(dr->s);
 }
 
 static void
@@ -188,8 +188,8 @@ sched_drain(struct sched *s, const struct relay_target *relay, unsigned timeout_
 	dr->done = done;
 	dr->arg = arg;
 	if (relay != NULL && relay->set) {
-		if (sched_nexthop_relay(relay, SCHED_KIND_DRAIN, s->cfg->relay_smtp_port,
-		    &dr->nh) < 0 || sched_nexthop_key(&dr->nh, dr->key, sizeof(dr->key)) < 0) {
+		if (sched_policy_nexthop_relay(relay, SCHED_KIND_DRAIN, s->cfg->relay_smtp_port,
+		    &dr->nh) < 0 || sched_policy_nexthop_key(&dr->nh, dr->key, sizeof(dr->key)) < 0) {
 			log_warnx("drain: drain_relay %s cannot be used; delivering only",
 			    relay->host);
 		} else {
@@ -209,7 +209,7 @@ sched_drain(struct sched *s, const struct relay_target *relay, unsigned timeout_
 	log_info("drain: delivering for up to %u s%s%s", timeout_s,
 	    dr->has_relay ? ", then handing the rest over to " : "",
 	    dr->has_relay ? dr->relay_text : "");
-	sched_flush(s);
+	sched_ops_flush(s);
 	evtimer_add(dr->tick, &tv);
 	return 0;
 }

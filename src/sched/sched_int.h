@@ -216,8 +216,8 @@ void sched_job_result(struct sched *s, struct sched_job *job, const struct sched
 void sched_job_fail(struct sched *s, struct sched_job *job, const struct sched_attempt *a,
     const struct smtpc_reply *why, enum sched_class cls);
 void sched_job_abandon(struct sched *s, struct sched_job *job);
-/* sched_check_done - shutdown: call done() once nothing runs */
-void sched_check_done(struct sched *s);
+/* sched_ops_check_done - shutdown: call done() once nothing runs */
+void sched_ops_check_done(struct sched *s);
 
 /* sched_bounce.c: the DSN flow */
 /* sched_bounce_start - queue a DSN for recipients idx[0..n); 0 under way, -1 not started */

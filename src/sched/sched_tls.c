@@ -3,10 +3,10 @@
  *               STARTTLS, smart_relay_tls = encrypt, and the per-host plain
  *               fallback after a failed handshake
  *
- * Owns:     a reference to the client TLS context (sched_set_tls) and the
+ * Owns:     a reference to the client TLS context (sched_tls_set) and the
  *           fallback table s->notls: "host[addr]:port" -> until when that
  *           host is sent to without TLS.
- * Lifetime: from sched_set_tls() to sched_tls_free() (called when the
+ * Lifetime: from sched_tls_set() to sched_tls_free() (called when the
  *           destinations are freed, in sched_free). A table entry lives
  *           SCHED_TLS_FALLBACK seconds; expired ones go when next looked up.
  * Errors:   none: without memory for an entry the host is simply retried
@@ -39,9 +39,9 @@ struct sched_tls_off {
 	uint64_t until_us;                  /* monotonic */
 };
 
-/* sched_set_tls - see sched.h */
+/* sched_tls_set - see sched.h */
 void
-sched_set_tls(struct sched *s, struct ssl_ctx_st *ctx)
+sched_tls_set(struct sched *s, struct ssl_ctx_st *ctx)
 {
 	if (ctx != NULL && SSL_CTX_up_ref(ctx) != 1)
 		return;

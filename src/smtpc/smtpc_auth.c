@@ -121,13 +121,13 @@ sasl_challenge(const struct smtpc_reply *r, char *buf, size_t size)
 }
 
 /*
- * smtpc_sasl_start - choose the mechanism (XOAUTH2 when asked for, else
+ * smtpc_auth_sasl_start - choose the mechanism (XOAUTH2 when asked for, else
  * PLAIN, else LOGIN, among those offered) and build the AUTH line into out.
  * user and secret are borrowed for the exchange. -1 when no usable
  * mechanism is offered or the credentials are too long.
  */
 int
-smtpc_sasl_start(struct smtpc_sasl *s, unsigned offered, int xoauth2, const char *user,
+smtpc_auth_sasl_start(struct smtpc_sasl *s, unsigned offered, int xoauth2, const char *user,
     const char *secret, char *out, size_t size)
 {
 	unsigned char buf[SMTPC_AUTH_USER_MAX + SMTPC_AUTH_SECRET_MAX + 32];
@@ -175,14 +175,14 @@ smtpc_sasl_start(struct smtpc_sasl *s, unsigned offered, int xoauth2, const char
 }
 
 /*
- * smtpc_sasl_reply - the server's reply to what was sent last: OK (235),
+ * smtpc_auth_sasl_reply - the server's reply to what was sent last: OK (235),
  * SEND with the next line in out (a 334 challenge), or FAIL (anything
  * else, or a 334 where none may come). For XOAUTH2 a 334 carries the
  * error as base64 JSON: it is kept in s->why and answered with an empty
  * line, after which the server sends its final (failure) reply.
  */
 enum smtpc_sasl_rc
-smtpc_sasl_reply(struct smtpc_sasl *s, const struct smtpc_reply *r, char *out, size_t size)
+smtpc_auth_sasl_reply(struct smtpc_sasl *s, const struct smtpc_reply *r, char *out, size_t size)
 {
 	char ch[SMTPC_REPLY_MAX];
 	const char *v;
@@ -272,7 +272,7 @@ smtpc_auth_start(struct smtpc *c)
 		    c->auth_xoauth2 ? "XOAUTH2" : "PLAIN, LOGIN");
 		return;
 	}
-	if (smtpc_sasl_start(&c->sasl, c->auth_mechs, c->auth_xoauth2, c->auth_user,
+	if (smtpc_auth_sasl_start(&c->sasl, c->auth_mechs, c->auth_xoauth2, c->auth_user,
 	    c->auth_secret, line, sizeof(line)) < 0) {
 		OPENSSL_cleanse(line, sizeof(line));
 		smtpc_fail(c, 0, "4.7.8", "SASL authentication failed: %s with %s", c->auth_xoauth2 ?
@@ -292,7 +292,7 @@ smtpc_auth_reply(struct smtpc *c, const struct smtpc_reply *r)
 {
 	char line[SMTPC_AUTH_LINE_MAX + 1];
 
-	switch (smtpc_sasl_reply(&c->sasl, r, line, sizeof(line))) {
+	switch (smtpc_auth_sasl_reply(&c->sasl, r, line, sizeof(line))) {
 	case SMTPC_SASL_SEND:
 		auth_send(c, line, sizeof(line));
 		return;

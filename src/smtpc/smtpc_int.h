@@ -201,9 +201,9 @@ void smtpc_tls_event(struct smtpc *c, short what);
 
 /* smtpc_auth.c: SMTP AUTH (RFC 4954) */
 unsigned smtpc_auth_mechs(const char *s, size_t len);
-int smtpc_sasl_start(struct smtpc_sasl *s, unsigned offered, int xoauth2, const char *user,
+int smtpc_auth_sasl_start(struct smtpc_sasl *s, unsigned offered, int xoauth2, const char *user,
     const char *secret, char *out, size_t size);
-enum smtpc_sasl_rc smtpc_sasl_reply(struct smtpc_sasl *s, const struct smtpc_reply *r,
+enum smtpc_sasl_rc smtpc_auth_sasl_reply(struct smtpc_sasl *s, const struct smtpc_reply *r,
     char *out, size_t size);
 void smtpc_auth_start(struct smtpc *c);
 void smtpc_auth_reply(struct smtpc *c, const struct smtpc_reply *r);

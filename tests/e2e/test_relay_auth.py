@@ -284,6 +284,11 @@ def test_sender_relay_map_two_senders_two_relays(mtad_factory, tmp_path):
                          env={"SSL_CERT_FILE": ca.cert})
         p = m.run_check("--print")
         assert "sender_relay_map = senders.map" in p.stdout, p.stdout
+        assert "# sender_relay_map rule 1 = @a.example [127.0.0.1]:%d user=user-a " \
+            "password_file=********\n" % a.port in p.stdout, p.stdout
+        assert "# sender_relay_map rule 2 = bob@b.example [127.0.0.1]:%d user=user-b " \
+            "password_file=********\n" % b.port in p.stdout, p.stdout
+        assert "a.pw" not in p.stdout and SECRET not in p.stdout
         _send(m, sender="alice@a.example", rcpt="x@dest.example")
         _send(m, sender="bob@b.example", rcpt="y@dest.example")
         ma = a.wait_for(1, timeout=20)

@@ -807,10 +807,10 @@ test_duration(void **state)
 	int failed = 0;
 
 	(void)state;
-	assert_int_equal(config_parse_duration(NULL, NULL), -1);
+	assert_int_equal(config_value_parse_duration(NULL, NULL), -1);
 	for (size_t i = 0; i < sizeof(duration_rows) / sizeof(duration_rows[0]); i++) {
 		unsigned got = 12345;
-		int r = config_parse_duration(duration_rows[i].in, &got);
+		int r = config_value_parse_duration(duration_rows[i].in, &got);
 
 		if (duration_rows[i].ok && (r != 0 || got != duration_rows[i].want)) {
 			print_error("row %zu '%s': got r=%d %u, want %u\n", i, duration_rows[i].in, r,
@@ -826,8 +826,8 @@ test_duration(void **state)
 		char buf[32];
 		unsigned back;
 
-		assert_int_equal(config_format_duration(s, buf, sizeof(buf)), 0);
-		assert_int_equal(config_parse_duration(buf, &back), 0);
+		assert_int_equal(config_value_format_duration(s, buf, sizeof(buf)), 0);
+		assert_int_equal(config_value_parse_duration(buf, &back), 0);
 		if (back != s) {
 			print_error("format %u -> '%s' -> %u\n", s, buf, back);
 			failed++;
@@ -905,7 +905,7 @@ test_relay(void **state)
 		int r;
 
 		memset(&t, 0xa5, sizeof(t));
-		r = config_parse_relay(relay_rows[i].in, &t);
+		r = config_value_parse_relay(relay_rows[i].in, &t);
 		if (!relay_rows[i].ok) {
 			if (r != -1) {
 				print_error("row %zu '%s': got host '%s', want an error\n", i,
@@ -940,9 +940,9 @@ test_relay(void **state)
 		if (name[len - 1] == '.')
 			name[len - 1] = 'a';
 		assert_int_equal(strlen(name), (size_t)len);
-		assert_int_equal(config_parse_relay(name, &t), len == 253 ? 0 : -1);
+		assert_int_equal(config_value_parse_relay(name, &t), len == 253 ? 0 : -1);
 	}
-	assert_int_equal(config_parse_relay(NULL, &t), -1);
+	assert_int_equal(config_value_parse_relay(NULL, &t), -1);
 	assert_int_equal(failed, 0);
 }
 
@@ -1301,6 +1301,8 @@ test_print_roundtrip(void **state)
 	    "smart_relay_tls = encrypt\n"
 	    "ui_hosts = mta.example.com ui.example.com\n"
 	    "ui_max_connections = 64\n"
+	    "submission_listen = 127.0.0.1:587\n"
+	    "smtpd_users_file = users\n"
 	    "dkim_key_table = dkim/keytable\n"
 	    "smart_relay_ca_file = relay-ca.pem\n"
 	    "smart_relay_username = relay-user\n"
@@ -1325,7 +1327,7 @@ test_print_roundtrip(void **state)
 	out1[n1] = '\0';
 	for (size_t i = 0; i < n1; i++)
 		lines += out1[i] == '\n';
-	assert_int_equal(lines, 51);            /* every property, one line each */
+	assert_int_equal(lines, 53);            /* every property, one line each */
 	assert_non_null(strstr(out1, "\npassword = ********\n"));
 	assert_non_null(strstr(out1, "\nsmart_relay_password = ********\n"));
 	assert_null(strstr(out1, "s3cret"));

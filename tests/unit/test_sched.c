@@ -60,7 +60,7 @@ test_backoff(void **state)
 	(void)state;
 	failures = 0;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		unsigned got = sched_backoff(rows[i].attempts, rows[i].min, rows[i].max);
+		unsigned got = sched_policy_backoff(rows[i].attempts, rows[i].min, rows[i].max);
 		if (got != rows[i].want)
 			ROW_FAIL("backoff row %zu (attempts %u, %u..%u): got %u, want %u\n", i,
 			    rows[i].attempts, rows[i].min, rows[i].max, got, rows[i].want);
@@ -97,7 +97,7 @@ test_defer(void **state)
 	failures = 0;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		uint64_t next = 0;
-		int got = sched_defer(rows[i].now, rows[i].arrival, rows[i].lifetime,
+		int got = sched_policy_defer(rows[i].now, rows[i].arrival, rows[i].lifetime,
 		    rows[i].attempts, rows[i].min, rows[i].max, &next);
 		if (got != rows[i].want_expired)
 			ROW_FAIL("defer row %zu: got expired=%d, want %d\n", i, got,
@@ -128,7 +128,7 @@ test_expired(void **state)
 	(void)state;
 	failures = 0;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		int got = sched_expired(rows[i].now, rows[i].arrival, rows[i].lifetime);
+		int got = sched_policy_expired(rows[i].now, rows[i].arrival, rows[i].lifetime);
 		if (got != rows[i].want)
 			ROW_FAIL("expired row %zu: got %d, want %d\n", i, got, rows[i].want);
 	}
@@ -153,14 +153,14 @@ test_classify(void **state)
 	(void)state;
 	failures = 0;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		enum sched_class got = sched_classify(rows[i].code);
+		enum sched_class got = sched_policy_classify(rows[i].code);
 		if (got != rows[i].want)
 			ROW_FAIL("classify %d: got %d, want %d\n", rows[i].code, got, rows[i].want);
 	}
 	assert_int_equal(failures, 0);
 }
 
-/* relay_of - a relay_target as config_parse_relay() would fill it */
+/* relay_of - a relay_target as config_value_parse_relay() would fill it */
 static struct relay_target
 relay_of(const char *host, int port, int no_mx)
 {
@@ -226,7 +226,7 @@ test_nexthop_rcpt(void **state)
 		struct relay_target t = relay_of(rows[i].relay, rows[i].relay_port,
 		    rows[i].relay_no_mx);
 		struct sched_nexthop nh;
-		int rc = sched_nexthop_rcpt(rows[i].rcpt, &t, 25, &nh);
+		int rc = sched_policy_nexthop_rcpt(rows[i].rcpt, &t, 25, &nh);
 
 		if (rc != rows[i].rc) {
 			ROW_FAIL("nexthop <%s>: got rc %d, want %d\n", rows[i].rcpt, rc, rows[i].rc);
@@ -262,22 +262,22 @@ test_nexthop_key(void **state)
 	    ke[SCHED_KEY_MAX];
 
 	(void)state;
-	assert_int_equal(sched_nexthop_rcpt("x@CC.test", &none, 25, &a), 0);
-	assert_int_equal(sched_nexthop_relay(&cc, SCHED_KIND_CC, 25, &b), 0);
-	assert_int_equal(sched_nexthop_rcpt("x@example.com", &relay, 25, &c), 0);
-	assert_int_equal(sched_nexthop_rcpt("y@cc.TEST", &none, 25, &d), 0);
-	assert_int_equal(sched_nexthop_rcpt("y@cc.test", &none, 2525, &e), 0);
-	assert_int_equal(sched_nexthop_key(&a, ka, sizeof(ka)), 0);
-	assert_int_equal(sched_nexthop_key(&b, kb, sizeof(kb)), 0);
-	assert_int_equal(sched_nexthop_key(&c, kc, sizeof(kc)), 0);
-	assert_int_equal(sched_nexthop_key(&d, kd, sizeof(kd)), 0);
-	assert_int_equal(sched_nexthop_key(&e, ke, sizeof(ke)), 0);
+	assert_int_equal(sched_policy_nexthop_rcpt("x@CC.test", &none, 25, &a), 0);
+	assert_int_equal(sched_policy_nexthop_relay(&cc, SCHED_KIND_CC, 25, &b), 0);
+	assert_int_equal(sched_policy_nexthop_rcpt("x@example.com", &relay, 25, &c), 0);
+	assert_int_equal(sched_policy_nexthop_rcpt("y@cc.TEST", &none, 25, &d), 0);
+	assert_int_equal(sched_policy_nexthop_rcpt("y@cc.test", &none, 2525, &e), 0);
+	assert_int_equal(sched_policy_nexthop_key(&a, ka, sizeof(ka)), 0);
+	assert_int_equal(sched_policy_nexthop_key(&b, kb, sizeof(kb)), 0);
+	assert_int_equal(sched_policy_nexthop_key(&c, kc, sizeof(kc)), 0);
+	assert_int_equal(sched_policy_nexthop_key(&d, kd, sizeof(kd)), 0);
+	assert_int_equal(sched_policy_nexthop_key(&e, ke, sizeof(ke)), 0);
 	assert_string_equal(ka, "m|cc.test|25|0");
 	assert_string_equal(kb, "c|cc.test|25|0");  /* the cc copy never shares a recipient's queue */
 	assert_string_equal(kc, "r|cc.test|25|0");
 	assert_string_equal(ka, kd);                /* case does not split a destination */
 	assert_string_not_equal(ka, ke);            /* the port does */
-	assert_int_equal(sched_nexthop_key(&a, ka, 8), -1);
+	assert_int_equal(sched_policy_nexthop_key(&a, ka, 8), -1);
 }
 
 static void
@@ -307,7 +307,7 @@ test_group(void **state)
 			v[j].key = rows[i].keys[j];
 			v[j].idx = j;
 		}
-		runs = sched_group(v, rows[i].n);
+		runs = sched_policy_group(v, rows[i].n);
 		if (runs != rows[i].want_runs)
 			ROW_FAIL("group row %zu: got %zu runs, want %zu\n", i, runs, rows[i].want_runs);
 		for (size_t j = 0; j < rows[i].n; j++)
@@ -338,12 +338,12 @@ test_group_many(void **state)
 		struct sched_nexthop nh;
 
 		assert_true(util_bsnprintf(rcpt, sizeof(rcpt), "u%zu@D%zu.test", i, (i * 31) % DOMS) > 0);
-		assert_int_equal(sched_nexthop_rcpt(rcpt, &none, 25, &nh), 0);
-		assert_int_equal(sched_nexthop_key(&nh, keys[i], SCHED_KEY_MAX), 0);
+		assert_int_equal(sched_policy_nexthop_rcpt(rcpt, &none, 25, &nh), 0);
+		assert_int_equal(sched_policy_nexthop_key(&nh, keys[i], SCHED_KEY_MAX), 0);
 		v[i].key = keys[i];
 		v[i].idx = i;
 	}
-	runs = sched_group(v, N);
+	runs = sched_policy_group(v, N);
 	assert_int_equal(runs, DOMS);
 	for (size_t i = 0; i < N; i++) {
 		seen[v[i].idx]++;
@@ -391,13 +391,13 @@ test_rcpt_reply(void **state)
 		r.nrcpt = 3;
 		r.data.code = rows[i].data;
 		for (size_t j = 0; j < 3; j++) {
-			const struct smtpc_reply *rp = sched_rcpt_reply(&r, j);
+			const struct smtpc_reply *rp = sched_policy_rcpt_reply(&r, j);
 			if (rp->code != rows[i].want[j])
 				ROW_FAIL("reply row %zu rcpt %zu: got %d, want %d\n", i, j, rp->code,
 				    rows[i].want[j]);
-			if (strcmp(sched_reply_stage(&r, rp), rows[i].stage[j]) != 0)
+			if (strcmp(sched_policy_reply_stage(&r, rp), rows[i].stage[j]) != 0)
 				ROW_FAIL("reply row %zu rcpt %zu: got stage %s, want %s\n", i, j,
-				    sched_reply_stage(&r, rp), rows[i].stage[j]);
+				    sched_policy_reply_stage(&r, rp), rows[i].stage[j]);
 		}
 	}
 	assert_int_equal(failures, 0);

@@ -68,7 +68,7 @@ test_exchanges(void **state)
 	static const struct {
 		unsigned offered;
 		int xoauth2;
-		const char *first;           /* NULL: smtpc_sasl_start must fail */
+		const char *first;           /* NULL: smtpc_auth_sasl_start must fail */
 		struct {
 			int code;
 			const char *text;
@@ -120,7 +120,7 @@ test_exchanges(void **state)
 		struct smtpc_sasl s;
 		struct smtpc_reply r;
 		char line[SMTPC_AUTH_LINE_MAX + 1];
-		int rc = smtpc_sasl_start(&s, rows[i].offered, rows[i].xoauth2, "user", "pw", line,
+		int rc = smtpc_auth_sasl_start(&s, rows[i].offered, rows[i].xoauth2, "user", "pw", line,
 		    sizeof(line));
 
 		if (rows[i].first == NULL) {
@@ -140,7 +140,7 @@ test_exchanges(void **state)
 
 			reply(&r, rows[i].steps[k].code, rows[i].steps[k].text);
 			line[0] = '\0';
-			got = smtpc_sasl_reply(&s, &r, line, sizeof(line));
+			got = smtpc_auth_sasl_reply(&s, &r, line, sizeof(line));
 			if (got != rows[i].steps[k].rc || (rows[i].steps[k].line != NULL &&
 			    strcmp(line, rows[i].steps[k].line) != 0)) {
 				printf("row %zu step %zu: got %d '%s', want %d '%s'\n", i, k, got, line,
@@ -162,16 +162,16 @@ test_xoauth2_why(void **state)
 	char line[SMTPC_AUTH_LINE_MAX + 1];
 
 	(void)state;
-	assert_int_equal(smtpc_sasl_start(&s, SMTPC_MECH_XOAUTH2, 1, "u", "t", line,
+	assert_int_equal(smtpc_auth_sasl_start(&s, SMTPC_MECH_XOAUTH2, 1, "u", "t", line,
 	    sizeof(line)), 0);
 	reply(&r, 334, "334 eyJzdGF0dXMiOiI0MDEifQ==");
-	assert_int_equal(smtpc_sasl_reply(&s, &r, line, sizeof(line)), SMTPC_SASL_SEND);
+	assert_int_equal(smtpc_auth_sasl_reply(&s, &r, line, sizeof(line)), SMTPC_SASL_SEND);
 	assert_string_equal(s.why, "{\"status\":\"401\"}");
 	/* not base64: no text, still answered */
-	assert_int_equal(smtpc_sasl_start(&s, SMTPC_MECH_XOAUTH2, 1, "u", "t", line,
+	assert_int_equal(smtpc_auth_sasl_start(&s, SMTPC_MECH_XOAUTH2, 1, "u", "t", line,
 	    sizeof(line)), 0);
 	reply(&r, 334, "334 !!not base64!!");
-	assert_int_equal(smtpc_sasl_reply(&s, &r, line, sizeof(line)), SMTPC_SASL_SEND);
+	assert_int_equal(smtpc_auth_sasl_reply(&s, &r, line, sizeof(line)), SMTPC_SASL_SEND);
 	assert_string_equal(s.why, "");
 }
 
@@ -185,14 +185,14 @@ test_limits(void **state)
 
 	(void)state;
 	memset(big, 'x', sizeof(big) - 1);
-	assert_int_equal(smtpc_sasl_start(&s, SMTPC_MECH_PLAIN, 0, "u", big, line, sizeof(line)),
+	assert_int_equal(smtpc_auth_sasl_start(&s, SMTPC_MECH_PLAIN, 0, "u", big, line, sizeof(line)),
 	    -1);
 	big[SMTPC_AUTH_SECRET_MAX] = '\0';
-	assert_int_equal(smtpc_sasl_start(&s, SMTPC_MECH_PLAIN, 0, "u", big, line, sizeof(line)),
+	assert_int_equal(smtpc_auth_sasl_start(&s, SMTPC_MECH_PLAIN, 0, "u", big, line, sizeof(line)),
 	    0);
 	assert_true(strlen(line) < sizeof(line));
 	/* a too small output buffer fails instead of truncating */
-	assert_int_equal(smtpc_sasl_start(&s, SMTPC_MECH_PLAIN, 0, "u", big, line, 64), -1);
+	assert_int_equal(smtpc_auth_sasl_start(&s, SMTPC_MECH_PLAIN, 0, "u", big, line, 64), -1);
 }
 
 int
