@@ -48,7 +48,9 @@ struct dkim_sign;
 #define SMTPD_HOP_LIMIT     50       /* Postfix's hopcount_limit: Received: headers */
 #define SMTPD_OUT_MAX       16384    /* stop running commands while this much output is unsent */
 #define SMTPD_IN_MAX        65536    /* read high-water mark: input kept while commands wait */
-#define SMTPD_SCRATCH       16384    /* DATA content is un-stuffed through this buffer */
+#define SMTPD_SCRATCH       131072   /* DATA content is un-stuffed through this buffer */
+#define SMTPD_RBUF          131072   /* DATA content read straight from a plain socket */
+#define SMTPD_DIRECT_MAX    (1024 * 1024) /* ... at most this much per input callback */
 #define SMTPD_DISK_STALE_US 3000000  /* MAIL without SIZE trusts a look this recent */
 #define SMTPD_LINGER_SEC    2        /* after a 421: read and drop input this long before close */
 #define SMTPD_IPT_MIN       64       /* per-client table: initial buckets */
@@ -220,6 +222,7 @@ struct smtpd {
 	time_t   date_sec;           /* the cached RFC 5322 date below is for this second */
 	char     date[64];
 	char     scratch[SMTPD_SCRATCH + 2];
+	char     rbuf[SMTPD_RBUF];
 };
 
 /* smtpd.c */
