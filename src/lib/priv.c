@@ -97,7 +97,10 @@ priv_chown_dir(int fd, dev_t dev, char *path, size_t pathsize, uid_t uid, gid_t 
 			}
 			continue;
 		}
-		if (st.st_dev != dev) {
+		if (S_ISREG(st.st_mode) && st.st_uid == uid && st.st_gid == gid) {
+			/* already theirs (every restart after the first): one fstatat, no
+			 * open or chown, so a queue of millions costs no start-up time here */
+		} else if (st.st_dev != dev) {
 			log_warnx("%s: on another file system; left alone", path);
 			skipped++;
 		} else if (!S_ISDIR(st.st_mode)) {
