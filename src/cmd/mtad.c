@@ -61,6 +61,7 @@ struct mtad {
 	int draining;                  /* SIGTERM with drain_relay, or mtactl drain */
 	int exit_status;               /* 0, or MTAD_EX_LEFT after a drain that left mail */
 	int smtpd_done, sched_done;
+	int check;                     /* -t: check only (no mail-log line on error) */
 	int owner_found;               /* started as root: owner_uid/gid is mail_owner */
 	uid_t owner_uid;
 	gid_t owner_gid;
@@ -73,16 +74,53 @@ usage(void)
 	exit(2);
 }
 
-/* startup_error - the SPEC §3 text (a format) on stderr, one line, and exit non-zero */
-static _Noreturn void __attribute__((format(printf, 1, 2)))
-startup_error(const char *fmt, ...)
+static void maillog_path(const struct config *cfg, char *buf, size_t size);
+
+/*
+ * startup_log - SPEC §3: a start-up error goes "to the log when it can":
+ * the mail log once the configuration is known and the log share works
+ * (opened for this line if start-up has not got that far; never with -t).
+ */
+static void
+startup_log(const struct mtad *d, const char *text)
 {
+	char path[4096], err[256];
+	struct maillog *ml;
+	struct stat st;
+
+	if (d == NULL || d->cfg == NULL || d->check)
+		return;
+	if (d->ml != NULL) {
+		maillog_fatal(d->ml, text);
+		return;
+	}
+	maillog_path(d->cfg, path, sizeof(path));
+	/* only into a log share that is there: never create log_dir for this */
+	if (path[0] == '\0' || stat(d->cfg->log_dir, &st) < 0 || !S_ISDIR(st.st_mode))
+		return;
+	if ((ml = maillog_open(path, d->cfg->hostname, err, sizeof(err))) == NULL)
+		return;
+	maillog_set_stdout(ml, d->cfg->maillog_stdout ? STDOUT_FILENO : -1);
+	maillog_fatal(ml, text);
+	maillog_close(ml);
+}
+
+/*
+ * startup_error - the SPEC §3 text (a format) on stderr, one line, and in
+ * the mail log when it works (startup_log); exit non-zero. d may be NULL.
+ */
+static _Noreturn void __attribute__((format(printf, 2, 3)))
+startup_error(const struct mtad *d, const char *fmt, ...)
+{
+	char text[2048];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	if (vsnprintf(text, sizeof(text), fmt, ap) < 0)
+		util_strlcpy(text, fmt, sizeof(text));
 	va_end(ap);
-	fputc('\n', stderr);
+	fprintf(stderr, "%s\n", text);
+	startup_log(d, text);
 	exit(1);
 }
 
@@ -115,12 +153,12 @@ owner_lookup(struct mtad *d)
 	errno = 0;
 	pw = getpwnam(d->cfg->mail_owner);
 	if (pw == NULL)
-		startup_error("Error: failed to pre-configure MTA: mail_owner: no such user '%s' "
+		startup_error(d, "Error: failed to pre-configure MTA: mail_owner: no such user '%s' "
 		    "(create it, e.g. useradd --system --home-dir /nonexistent "
 		    "--shell /usr/sbin/nologin %s; or set mail_owner = nobody)",
 		    d->cfg->mail_owner, d->cfg->mail_owner);
 	if (pw->pw_uid == 0)
-		startup_error("Error: failed to pre-configure MTA: mail_owner: '%s' has uid 0; "
+		startup_error(d, "Error: failed to pre-configure MTA: mail_owner: '%s' has uid 0; "
 		    "mtad must not keep root's powers", d->cfg->mail_owner);
 	d->owner_uid = pw->pw_uid;
 	d->owner_gid = pw->pw_gid;
@@ -438,16 +476,17 @@ main(int argc, char **argv)
 			usage();
 	}
 	log_init("mtad", debug ? ~0u : 0);
+	d.check = check;
 
 	/* SPEC §1: without -c, /etc/mtad/mtad.conf or else MTA_* alone */
 	d.cfg = config_load_default(conf, environ, err, sizeof(err));
 	if (d.cfg == NULL)
-		startup_error("%s", err);
+		startup_error(&d, "%s", err);
 	if (config_check_environment(d.cfg, err, sizeof(err)) < 0)
-		startup_error("%s", err);
+		startup_error(&d, "%s", err);
 	owner_lookup(&d);
 	if (dkim_load(d.cfg, &d.dkim, err, sizeof(err)) < 0)
-		startup_error("%s", err);
+		startup_error(&d, "%s", err);
 	if (check) {
 		d.dkim = dkim_keys_unref(d.dkim);
 		config_check_warnings(d.cfg);
@@ -465,14 +504,14 @@ main(int argc, char **argv)
 	if (!d.cfg->ssl_disabled || d.cfg->dkim_key_table[0] != '\0') {
 		if (tls_keys_helper_start(key_store(d.cfg), d.owner_uid, d.owner_gid,
 		    err, sizeof(err)) < 0)
-			startup_error("%s", err);
+			startup_error(&d, "%s", err);
 	}
 	if (!d.cfg->ssl_disabled) {
 		char desc[512];
 		d.tls = tls_server_new(key_store(d.cfg), d.cfg->ssl_key_file, d.cfg->ssl_cert_file,
 		    NULL, err, sizeof(err));
 		if (d.tls == NULL)
-			startup_error("%s", err);
+			startup_error(&d, "%s", err);
 		tls_cert_describe(d.tls, desc, sizeof(desc));
 		log_info("TLS: STARTTLS and SMTPS with %s", desc);
 	}
@@ -500,18 +539,18 @@ main(int argc, char **argv)
 	maillog_path(d.cfg, path, sizeof(path));
 	d.ml = maillog_open(path, d.cfg->hostname, err, sizeof(err));
 	if (d.ml == NULL)
-		startup_error("Error: failed to mount log share. (%s)", err);
+		startup_error(&d, "Error: failed to mount log share. (%s)", err);
 	maillog_set_stdout(d.ml, d.cfg->maillog_stdout ? STDOUT_FILENO : -1);
 	if (mkdir(d.cfg->data_dir, 0700) < 0 && errno != EEXIST)
-		startup_error("Error: failed to pre-configure MTA: "
+		startup_error(&d, "Error: failed to pre-configure MTA: "
 		    "data_dir %s: %s", d.cfg->data_dir, strerror(errno));
 	d.q = queue_open(d.base, d.cfg->data_dir, err, sizeof(err));
 	if (d.q == NULL)
-		startup_error("Error: failed to pre-configure MTA: "
+		startup_error(&d, "Error: failed to pre-configure MTA: "
 		    "data_dir: %s", err);
 	d.smtpd = smtpd_new(d.base, d.cfg, d.q, d.ml, &d.metrics, err, sizeof(err));
 	if (d.smtpd == NULL)
-		startup_error("Error: failed to start MTA server: %s", err);
+		startup_error(&d, "Error: failed to start MTA server: %s", err);
 	smtpd_set_tls(d.smtpd, d.tls);
 	smtpd_set_dkim(d.smtpd, d.dkim);
 	if (d.dkim != NULL)
@@ -519,14 +558,14 @@ main(int argc, char **argv)
 		    d.cfg->dkim_key_table);
 	d.http = http_new(d.base, d.cfg, d.q, &d.metrics, err, sizeof(err));
 	if (d.http == NULL)
-		startup_error("Error: failed to initialize UI backend: %s", err);
+		startup_error(&d, "Error: failed to initialize UI backend: %s", err);
 	if (d.tls != NULL)
 		http_set_tls(d.http, d.tls);     /* SPEC §6: HTTPS when TLS is on */
 	drop_privileges(&d);
 
 	d.sched = sched_new(d.base, d.cfg, d.q, d.ml, &d.metrics, err, sizeof(err));
 	if (d.sched == NULL)
-		startup_error("Error: failed to pre-configure MTA: %s", err);
+		startup_error(&d, "Error: failed to pre-configure MTA: %s", err);
 	http_set_sched(d.http, d.sched);
 	http_set_drain(d.http, on_drain, &d);
 	sched_set_tls(d.sched, d.tls_client);    /* SPEC §5: STARTTLS whenever offered */

@@ -158,6 +158,8 @@ struct config *config_free(struct config *cfg);
 int config_parse_duration(const char *text, unsigned *out);
 /* config_parse_relay - SPEC's smart_relay/cc_mta forms; -1 on error */
 int config_parse_relay(const char *text, struct relay_target *out);
+/* config_format_relay - the canonical text of a relay target, port included ("" when unset) */
+int config_format_relay(const struct relay_target *t, char *buf, size_t size);
 
 /*
  * config_parse_buffer - config_load() without the file: parse buf[0..len)

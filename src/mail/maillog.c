@@ -722,6 +722,15 @@ maillog_tls_accept_error(struct maillog *ml, const char *addr, const char *why)
 	    ml_s(addr, "unknown"), ML_REPLY_MAX, ml_s(why, ""));
 }
 
+/* maillog_fatal - see maillog.h */
+void
+maillog_fatal(struct maillog *ml, const char *text)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "master", "fatal: %.*s", ML_REPLY_MAX, ml_s(text, ""));
+}
+
 /* maillog_disk - see maillog.h; the texts are SPEC §8's */
 void
 maillog_disk(struct maillog *ml, int level)

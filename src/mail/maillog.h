@@ -98,6 +98,12 @@ void maillog_tls_from(struct maillog *ml, const char *addr, const char *tls);
 /* "SSL_accept error from unknown[ADDR]: WHY" */
 void maillog_tls_accept_error(struct maillog *ml, const char *addr, const char *why);
 
+/*
+ * maillog_fatal - "fatal: TEXT" as mtad/master, Postfix's line for a
+ * daemon that cannot start: the SPEC §3 start-up error, when the log works
+ */
+void maillog_fatal(struct maillog *ml, const char *text);
+
 /* disk guard (SPEC §8): level 2 = under 1 %, 1 = under 5 %, 0 = 5 % or more again */
 void maillog_disk(struct maillog *ml, int level);
 

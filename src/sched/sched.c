@@ -272,6 +272,20 @@ reply_dsn(const struct smtpc_reply *rp, enum sched_class cls)
 }
 
 /*
+ * defer_dsn - the enhanced code of a deferral: always class 4, as Postfix
+ * makes a hard error soft when it decides to retry (a smart relay's name
+ * not found is NXDOMAIN, 5.1.2, yet retried: logged and kept as 4.1.2).
+ */
+static const char *
+defer_dsn(const char *dsn, char *buf, size_t size)
+{
+	if (dsn[0] == '4' || util_strlcpy(buf, dsn, size) >= size)
+		return dsn[0] == '4' ? dsn : "4.0.0";
+	buf[0] = '4';
+	return buf;
+}
+
+/*
  * log_text - the reason as the mail log shows it: a peer's refusal as
  * Postfix words it ("host mx[1.2.3.4] said: 550 5.1.1 ... (in reply to
  * RCPT TO command)"), anything else (success, our own reasons) as is.
@@ -339,11 +353,13 @@ rcpt_outcome(struct sched *s, struct sched_msg *sm, size_t i, enum sched_class c
 	uint64_t now = sched_now(s), next;
 	double delays[4], total;
 	const char *dsn = reply_dsn(rp, cls), *text;
-	char buf[SMTPC_REPLY_MAX + 400];
+	char buf[SMTPC_REPLY_MAX + 400], dbuf[sizeof(rp->dsn)];
 	unsigned attempts = r->attempts + 1;
 
 	total = attempt_delays(sm, a, now, delays);
 	text = log_text(rp, cls, a->relay, stage, buf, sizeof(buf));
+	if (cls == SCHED_TEMP || (cls != SCHED_OK && sched_drain_handover(s)))
+		dsn = defer_dsn(dsn, dbuf, sizeof(dbuf));
 	if (cls != SCHED_OK && sched_drain_handover(s)) {
 		/* SPEC §11.4: what drain_relay refuses stays on the volume, never bounces */
 		maillog_delivery(s->ml, m->id, r->addr, a->relay, total, delays, dsn, "deferred",
@@ -399,7 +415,8 @@ cc_outcome(struct sched *s, struct sched_msg *sm, enum sched_class cls,
 	const struct config *cfg = s->cfg;
 	uint64_t now = sched_now(s), next = 0;
 	double delays[4], total;
-	const char *status = "sent";
+	const char *status = "sent", *dsn = reply_dsn(rp, cls);
+	char dbuf[sizeof(rp->dsn)];
 	int gone = 0;
 
 	total = attempt_delays(sm, a, now, delays);
@@ -413,10 +430,11 @@ cc_outcome(struct sched *s, struct sched_msg *sm, enum sched_class cls,
 			gone = 1;
 		} else {
 			status = "deferred";
+			dsn = defer_dsn(dsn, dbuf, sizeof(dbuf));
 			sm->cc_next_us = next;
 		}
 	}
-	maillog_cc_copy(s->ml, m->id, nrcpt, a->relay, total, delays, reply_dsn(rp, cls),
+	maillog_cc_copy(s->ml, m->id, nrcpt, a->relay, total, delays, dsn,
 	    status, rp->text, cls != SCHED_OK && gone);
 	if (gone) {
 		sm->cc_owed = 0;
@@ -656,8 +674,11 @@ dispatch_cc(struct sched *s, struct sched_msg *sm)
 
 	if (sched_nexthop_relay(&cfg->cc_mta, SCHED_KIND_CC, cfg->relay_smtp_port, &nh) < 0 ||
 	    sched_nexthop_key(&nh, key, sizeof(key)) < 0) {
-		log_warnx("%s: cc_mta %s cannot be used: dropping the cc copy", sm->m->id,
-		    cfg->cc_mta.host);
+		char text[300];
+
+		if (config_format_relay(&cfg->cc_mta, text, sizeof(text)) < 0)
+			util_strlcpy(text, cfg->cc_mta.host, sizeof(text));
+		log_warnx("%s: cc_mta %s cannot be used: dropping the cc copy", sm->m->id, text);
 		sm->cc_owed = 0;
 		(void)s->be->update_flags(s->be_arg, sm->m, sm->m->flags & ~(unsigned)QUEUE_F_CC);
 		return;
@@ -825,8 +846,13 @@ sched_new_backend(struct event_base *base, const struct config *cfg, struct queu
 		util_bsnprintf(err, errlen, "scheduler: out of memory");
 		goto fail;
 	}
-	if (cfg->cc_mta.set && !cfg->smart_relay.set)
-		log_info("cc_mta: a copy of every relayed message goes to %s", cfg->cc_mta.host);
+	if (cfg->cc_mta.set && !cfg->smart_relay.set) {
+		char text[300];
+
+		if (config_format_relay(&cfg->cc_mta, text, sizeof(text)) < 0)
+			util_strlcpy(text, cfg->cc_mta.host, sizeof(text));
+		log_info("cc_mta: a copy of every relayed message goes to %s", text);
+	}
 	return s;
 fail:
 	return sched_free(s);

@@ -181,6 +181,8 @@ def test_smart_relay_unknown_host_defers(mtad_factory, world_factory):
     send(m, "alice@src.test", ["bob@anywhere.test"], tag="sr4")
     lines = wait_log(m, "status=deferred")
     assert "Host or domain name not found" in lines[0], lines[0]
+    # NXDOMAIN is 5.1.2, but a deferral always carries a 4.x.x code (as in Postfix)
+    assert ", dsn=4.1.2, status=deferred" in lines[0], lines[0]
     assert log_lines(m, "status=bounced") == []
     assert len(m.queue_files()) == 1
     assert w.hop(3).messages == [] and w.hop(2).messages == []

@@ -4,6 +4,7 @@ Real traffic through the real daemon: messages sent, one deferred then
 sent, one bounced (whose DSN is then delivered), and RCPTs rejected for
 relaying; then `pflogsumm --syslog-name=mtad` must count exactly that.
 """
+import os
 import re
 import shutil
 import smtplib
@@ -87,3 +88,11 @@ def test_pflogsumm_counts(mtad_factory, world_factory):
     assert "ok.test" in p.stdout and "slow.test" in p.stdout
     assert "Recipient address rejected" in p.stdout or "User unknown" in p.stdout or \
         "bad.test" in p.stdout
+
+
+def test_operations_doc_runs_pflogsumm_with_the_syslog_name():
+    """docs/operations.md's pflogsumm line must name mtad (without it pflogsumm counts zero)."""
+    doc = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                       "docs", "operations.md")
+    lines = [l for l in open(doc) if "pflogsumm " in l and "maillog" in l]
+    assert lines and all("--syslog-name=mtad" in l for l in lines), lines

@@ -51,3 +51,10 @@ def test_check_mode_prints_the_warnings(mtad_factory):
     p = m.run_check()
     assert p.returncode == 0, p.stderr
     assert OPEN_RELAY in p.stderr, p.stderr
+
+
+def test_cc_mta_logged_with_its_port(mtad_factory):
+    m = mtad_factory(conf={"cc_mta": "[127.0.0.1]:32201"})
+    wait_until(lambda: "cc_mta: a copy" in m.read_stderr(), 10, what="the cc_mta line")
+    assert "cc_mta: a copy of every relayed message goes to [127.0.0.1]:32201" in \
+        m.read_stderr(), m.read_stderr()
