@@ -10,7 +10,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = $(WARN) -D_GNU_SOURCE -Isrc $(PKG_CFLAGS) $(CFLAGS) $(EXTRA_CFLAGS)
-LDLIBS  = $(PKG_LIBS) -lpthread $(EXTRA_LDFLAGS)
+LDLIBS  = $(PKG_LIBS) -lcrypt -lpthread $(EXTRA_LDFLAGS)
 
 # B is the output directory: build/ for release, build/asan/ for sanitizers.
 B       ?= build
@@ -93,7 +93,7 @@ endif
 build/fuzz/%: fuzz/%.c build/fuzzlib/libmtad.a
 	@mkdir -p build/fuzz
 	clang $(WARN) -D_GNU_SOURCE -Isrc $(PKG_CFLAGS) -g -O1 -fsanitize=fuzzer $(FUZZ_SAN) \
-	    -o $@ $< build/fuzzlib/libmtad.a $(PKG_LIBS) -lpthread
+	    -o $@ $< build/fuzzlib/libmtad.a $(PKG_LIBS) -lcrypt -lpthread
 fuzz-build: $(FUZZERS)
 fuzz-all: fuzz-build
 	sh tools/fuzz_all.sh -t $(FUZZ_SECONDS) -j $(FUZZ_JOBS) $(FUZZERS)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages the build and the tests need, when missing.
 set -e
-pkgs="make gcc clang pkg-config libevent-dev libssl-dev libunbound-dev libcmocka-dev libjansson-dev
+pkgs="make gcc clang pkg-config libevent-dev libssl-dev libunbound-dev libcmocka-dev libjansson-dev libcrypt-dev
       python3 python3-pytest python3-pytest-xdist python3-aiosmtpd python3-dnslib swaks postfix pflogsumm gcovr openssl testssl.sh curl groff-base mandoc tzdata chromium nodejs haproxy python3-yaml"
 missing=""
 for p in $pkgs; do

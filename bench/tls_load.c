@@ -13,9 +13,11 @@
  * thread's previous session with -r), EHLO, then MAIL, RCPT, DATA with a
  * body of -S bytes and QUIT (or with -x only QUIT: a handshake per
  * connection and nothing else). smtp-source (Postfix) cannot do TLS.
+ * With -A user:password, each session logs in (AUTH PLAIN, want 235) after
+ * the second EHLO, for bench/auth_bench.sh.
  *
  *   tls_load [-c sessions] [-n messages] [-t seconds] [-S bytes] [-r] [-x]
- *            [-f from] [-a to] [-H host] PORT
+ *            [-f from] [-a to] [-H host] [-A user:password] PORT
  *
  * Output (one line, key=value): sessions=N ok=N failed=N resumed=N
  * seconds=S rate=R (ok sessions per second) plus client CPU seconds.
@@ -39,6 +41,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 
 #define LINE_MAX_BYTES 4096
@@ -54,10 +57,11 @@ struct opts {
 	int handshake_only;
 	const char *from, *to, *host;
 	int port;
+	char auth[512];              /* "AUTH PLAIN <base64>" or "" */
 };
 
 static struct opts o = { 50, 5000, 30.0, 5120, 0, 0, "bench@client.example",
-	"rcpt@dest.example", "127.0.0.1", 0 };
+	"rcpt@dest.example", "127.0.0.1", 0, "" };
 static SSL_CTX *ctx;
 static char *body;
 static size_t body_len;
@@ -191,6 +195,8 @@ session(SSL_SESSION **sess)
 		atomic_fetch_add(&resumed, 1);
 	if (c_cmd(&c, "EHLO client.example", 250) < 0)
 		goto out;
+	if (o.auth[0] != '\0' && c_cmd(&c, o.auth, 235) < 0)
+		goto out;
 	if (!o.handshake_only) {
 		snprintf(line, sizeof(line), "MAIL FROM:<%s>", o.from);
 		if (c_cmd(&c, line, 250) < 0)
@@ -244,7 +250,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: tls_load [-c sessions] [-n messages] [-t seconds] [-S bytes] "
-	    "[-r] [-x] [-f from] [-a to] [-H host] PORT\n");
+	    "[-r] [-x] [-f from] [-a to] [-H host] [-A user:password] PORT\n");
 	exit(2);
 }
 
@@ -256,8 +262,23 @@ main(int argc, char **argv)
 	double t0, el;
 	int ch;
 
-	while ((ch = getopt(argc, argv, "c:n:t:S:rxf:a:H:")) != -1) {
+	while ((ch = getopt(argc, argv, "c:n:t:S:rxf:a:H:A:")) != -1) {
 		switch (ch) {
+		case 'A': {
+			/* "\0user\0password", base64 (RFC 4616) */
+			unsigned char raw[300];
+			const char *colon = strchr(optarg, ':');
+			size_t ul, pl;
+			if (colon == NULL || (ul = (size_t)(colon - optarg)) + (pl = strlen(colon + 1)) + 2 > sizeof(raw))
+				usage();
+			raw[0] = '\0';
+			memcpy(raw + 1, optarg, ul);
+			raw[1 + ul] = '\0';
+			memcpy(raw + 2 + ul, colon + 1, pl);
+			memcpy(o.auth, "AUTH PLAIN ", 11);
+			EVP_EncodeBlock((unsigned char *)o.auth + 11, raw, (int)(ul + pl + 2));
+			break;
+		}
 		case 'c': o.sessions = (int)strtol(optarg, NULL, 10); break;
 		case 'n': o.messages = strtol(optarg, NULL, 10); break;
 		case 't': o.seconds = strtod(optarg, NULL); break;

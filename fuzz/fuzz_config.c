@@ -168,10 +168,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		memcpy(text, file, flen);
 		text[flen] = '\0';
-		if (config_parse_relay(text, &t) == 0 && t.set &&
+		if (config_value_parse_relay(text, &t) == 0 && t.set &&
 		    (t.host[0] == '\0' || strlen(t.host) > 253 || t.port < 0 || t.port > 65535))
 			abort();
-		(void)config_parse_duration(text, &secs);
+		(void)config_value_parse_duration(text, &secs);
 		l = cidr_list_parse(text, err, sizeof(err));
 		if (l != NULL) {
 			char fmt[8192];

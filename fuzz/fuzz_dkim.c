@@ -105,12 +105,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		len = FUZZ_MAX;
 
 	/* header reader + canonicalisers, whole */
-	dkim_hdrs_init(&h);
-	used = dkim_hdrs_feed(&h, (const char *)in, len);
+	dkim_canon_hdrs_init(&h);
+	used = dkim_canon_hdrs_feed(&h, (const char *)in, len);
 	if (used > len)
 		abort();
 	if (!h.done)
-		dkim_hdrs_end(&h);
+		dkim_canon_hdrs_end(&h);
 	if (h.len > DKIM_HDRS_MAX || h.nf > DKIM_FIELDS_MAX)
 		abort();
 	for (unsigned i = 0; i < h.nf; i++) {
@@ -122,18 +122,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (n == 0 || n > h.f[i].len + 2)
 			abort();
 		if (h.f[i].which == DKIM_H_FROM &&
-		    dkim_from_domain(h.buf + h.f[i].off, h.f[i].len, dom, sizeof(dom)) == 0 &&
+		    dkim_canon_from_domain(h.buf + h.f[i].off, h.f[i].len, dom, sizeof(dom)) == 0 &&
 		    (dom[0] == '\0' || strlen(dom) > DKIM_DOMAIN_MAX))
 			abort();
 	}
 	if (!h.bad) {
-		dkim_body_init(&body, count_emit, &emitted);
-		dkim_body_feed(&body, (const char *)in + used, len - used);
-		dkim_body_end(&body);
+		dkim_canon_body_init(&body, count_emit, &emitted);
+		dkim_canon_body_feed(&body, (const char *)in + used, len - used);
+		dkim_canon_body_end(&body);
 		if (emitted > len - used + 2)
 			abort();
 	}
-	dkim_hdrs_clear(&h);
+	dkim_canon_hdrs_clear(&h);
 
 	/* signing: whole vs chunks */
 	ra = sign(in, len, NULL, a, sizeof(a));

@@ -107,7 +107,7 @@ static void
 fuzz_json(const char *s, size_t len)
 {
 	struct evbuffer *b = evbuffer_new();
-	json_t *j = http_json_strn(s, len), *back;
+	json_t *j = jsonout_strn(s, len), *back;
 	size_t n;
 	unsigned char *out;
 
@@ -160,11 +160,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		const char *why = NULL;
 		memset(part, 0, sizeof(part));
 		fuzz_split(s, len, part, 4);
-		if (http_csrf_check(part[0], part[1], part[2], part[3], &names, len & 1, &why) < 0 &&
+		if (http_auth_csrf_check(part[0], part[1], part[2], part[3], &names, len & 1, &why) < 0 &&
 		    why == NULL)
 			abort();
 		/* A Host naming none of our names is refused. */
-		if (http_host_allowed(&names, s) && strstr(s, "evil") != NULL &&
+		if (http_auth_host_allowed(&names, s) && strstr(s, "evil") != NULL &&
 		    strstr(s, "mx.example") == NULL)
 			abort();
 		break;
@@ -192,7 +192,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		m.nrcpt = 2;
 		m.arrival_us = 1600000000ULL * 1000000;
 		(void)http_filter_match(&f, &m);
-		(void)http_parse_age(s);
+		(void)http_filter_parse_age(s);
 		break;
 	}
 	case 3: {

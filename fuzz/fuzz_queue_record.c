@@ -79,9 +79,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (whole == NULL || chunked == NULL)
 		abort();
 
-	a = queue_parse_buffer(whole, buf, len);
+	a = queue_rec_parse_buffer(whole, buf, len);
 
-	queue_parse_init(chunked);
+	queue_rec_parse_init(chunked);
 	for (off = 0; off < len; ) {
 		size_t n;
 
@@ -89,10 +89,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		n = 1 + (seed >> 16) % 512;
 		if (n > len - off)
 			n = len - off;
-		(void)queue_parse_feed(chunked, buf + off, n);
+		(void)queue_rec_parse_feed(chunked, buf + off, n);
 		off += n;
 	}
-	b = queue_parse_finish(chunked);
+	b = queue_rec_parse_finish(chunked);
 
 	if (a != b)
 		abort();
@@ -107,8 +107,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (a == QUEUE_PARSE_CORRUPT && (whole->reason == NULL || whole->bad_off > len))
 		abort();
-	queue_parse_free(whole);
-	queue_parse_free(chunked);
+	queue_rec_parse_free(whole);
+	queue_rec_parse_free(chunked);
 	free(whole);
 	free(chunked);
 	free(buf);

@@ -44,23 +44,23 @@ tokens(struct str line)
 	uint64_t n;
 	int last, r, guard = 0;
 
-	smtpd_cmd_split(line, &cl);
+	smtpd_line_split(line, &cl);
 	if (cl.verb.p < line.p || cl.verb.p + cl.verb.len > line.p + line.len ||
 	    cl.arg.p < line.p || cl.arg.p + cl.arg.len > line.p + line.len)
 		abort();
-	if (smtpd_cmd_path_arg(cl.arg, "FROM:", &rest) == 0 ||
-	    smtpd_cmd_path_arg(cl.arg, "TO:", &rest) == 0) {
+	if (smtpd_line_path_arg(cl.arg, "FROM:", &rest) == 0 ||
+	    smtpd_line_path_arg(cl.arg, "TO:", &rest) == 0) {
 		if (rest.p + rest.len != cl.arg.p + cl.arg.len)
 			abort();
-		while ((r = smtpd_param_next(&rest, &key, &val)) > 0) {
+		while ((r = smtpd_line_param_next(&rest, &key, &val)) > 0) {
 			if (key.len == 0 || key.p + key.len > cl.arg.p + cl.arg.len ||
 			    (val.p != NULL && val.p + val.len > cl.arg.p + cl.arg.len) || ++guard > 512)
 				abort();
 			if (val.p != NULL)
-				(void)smtpd_parse_u64(val, &n);
+				(void)smtpd_line_u64(val, &n);
 		}
 	}
-	if (smtpd_bdat_arg(cl.arg, &n, &last) == 0 && last != 0 && last != 1)
+	if (smtpd_line_bdat_arg(cl.arg, &n, &last) == 0 && last != 0 && last != 1)
 		abort();
 }
 

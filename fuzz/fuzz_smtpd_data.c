@@ -120,18 +120,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	/* header watch: whole content vs random pieces */
-	smtpd_hdr_init(&h1);
-	smtpd_hdr_init(&h2);
-	smtpd_hdr_feed(&h1, (const char *)out, outlen);
+	smtpd_data_hdr_init(&h1);
+	smtpd_data_hdr_init(&h2);
+	smtpd_data_hdr_feed(&h1, (const char *)out, outlen);
 	for (size_t p = 0; p < outlen;) {
 		size_t n = 1 + next_rand(&seed) % 40;
 		if (n > outlen - p)
 			n = outlen - p;
-		smtpd_hdr_feed(&h2, (const char *)out + p, n);
+		smtpd_data_hdr_feed(&h2, (const char *)out + p, n);
 		p += n;
 	}
 	if (h1.found != h2.found || h1.received != h2.received || h1.idlen != h2.idlen ||
-	    strcmp(h1.msgid, h2.msgid) != 0 || smtpd_hdr_in_body(&h1) != smtpd_hdr_in_body(&h2) ||
+	    strcmp(h1.msgid, h2.msgid) != 0 || smtpd_data_hdr_in_body(&h1) != smtpd_data_hdr_in_body(&h2) ||
 	    h1.idlen > SMTPD_HDR_ID_MAX || strlen(h1.msgid) != h1.idlen)
 		abort();
 	return 0;

@@ -7,6 +7,7 @@
  * Errors:   start-up failures print the SPEC §3 text on stderr and exit 1.
  * Context:  the event-loop thread (the queue starts its own fsync thread).
  */
+#include "auth/auth.h"
 #include "dkim/dkim.h"
 #include "http/http.h"
 #include "lib/log.h"
@@ -14,6 +15,7 @@
 #include "lib/util.h"
 #include "mail/config.h"
 #include "mail/maillog.h"
+#include "mail/relay_map.h"
 #include "metrics/metrics.h"
 #include "tls/tls.h"
 #include "queue/queue.h"
@@ -53,6 +55,7 @@ struct mtad {
 	struct ssl_ctx_st *tls;        /* server context (SMTP, SMTPS, HTTPS); NULL = TLS off */
 	struct ssl_ctx_st *tls_client; /* outbound STARTTLS */
 	struct dkim_keys *dkim;        /* dkim_key_table; NULL = no signing */
+	struct auth_users *users;      /* smtpd_users_file; NULL = no SMTP AUTH */
 	struct metrics metrics;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_pipe;
 	struct queue_recovery *recovery; /* the queue is still being read (in slices) */
@@ -230,7 +233,7 @@ stop_now(struct mtad *d)
 	d->stopping = 1;
 	if (!d->draining)
 		smtpd_shutdown(d->smtpd, smtpd_stopped, d);
-	sched_shutdown(d->sched, sched_stopped, d);
+	sched_ops_shutdown(d->sched, sched_stopped, d);
 }
 
 /* drained - the drain is over (sched_drain.c logged the numbers): stop */
@@ -295,6 +298,25 @@ on_stop(evutil_socket_t sig, short what, void *arg)
 		return;
 	log_info("signal %d: stopping", (int)sig);
 	stop_now(d);
+}
+
+/* print_relay_map - -t --print: the sender_relay_map rules, as comments (checked already) */
+static void
+print_relay_map(const struct config *cfg)
+{
+	char err[512];
+	size_t len = 0;
+	char *text;
+	struct relay_map *m;
+	const char *root = cfg->key_dir[0] != '\0' ? cfg->key_dir : cfg->fs_dir;
+
+	if (cfg->sender_relay_map[0] == '\0' ||
+	    (text = tls_keys_read_text(root, cfg->sender_relay_map, &len, err, sizeof(err))) == NULL)
+		return;
+	m = relay_map_parse(text, len, err, sizeof(err));
+	free(text);
+	relay_map_print(m, STDOUT_FILENO);
+	relay_map_free(m);
 }
 
 /* key_store - the TLS key store root of cfg ("" = none) */
@@ -368,11 +390,50 @@ dkim_reload(struct mtad *d, const struct config *ncfg)
 		log_warnx("DKIM: keeping the current keys: %s", err);
 		return;
 	}
-	smtpd_set_dkim(d->smtpd, k);
+	smtpd_dkim_set(d->smtpd, k);
 	dkim_keys_unref(d->dkim);
 	d->dkim = k;
 	if (k != NULL)
 		log_info("DKIM: %zu key(s) loaded from %s", dkim_keys_count(k), ncfg->dkim_key_table);
+}
+
+/* users_load - the SMTP AUTH users of cfg (NULL when none); -1 with the SPEC §3 text */
+static int
+users_load(const struct config *cfg, struct auth_users **out, char *err, size_t errlen)
+{
+	char why[1024];
+
+	*out = NULL;
+	if (cfg->smtpd_users_file[0] == '\0')
+		return 0;
+	if ((*out = auth_users_load(key_store(cfg), cfg->smtpd_users_file, why, sizeof(why))) == NULL) {
+		if (util_bsnprintf(err, errlen, "Error: failed to pre-configure MTA: %s", why) < 0)
+			util_strlcpy(err, "Error: failed to pre-configure MTA: smtpd_users_file", errlen);
+		return -1;
+	}
+	return 0;
+}
+
+/* users_reload - SIGHUP: the users file again; a bad one keeps the running table */
+static void
+users_reload(struct mtad *d, const struct config *ncfg)
+{
+	struct auth_users *u;
+	char err[1200];
+
+	if (users_load(ncfg, &u, err, sizeof(err)) < 0) {
+		log_warnx("AUTH: keeping the current users: %s", err);
+		return;
+	}
+	if (smtpd_set_users(d->smtpd, u) < 0) {
+		log_warnx("AUTH: cannot start the password-check threads; keeping the current users");
+		auth_users_unref(u);
+		return;
+	}
+	auth_users_unref(d->users);
+	d->users = u;
+	if (u != NULL)
+		log_info("AUTH: %zu user(s) loaded from %s", auth_users_count(u), ncfg->smtpd_users_file);
 }
 
 /* on_hup - re-read the configuration; what needs a restart (listeners, data_dir) is kept */
@@ -396,8 +457,9 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	config_check_warnings(ncfg);
 	tls_reload(d, ncfg);
 	dkim_reload(d, ncfg);
+	users_reload(d, ncfg);
 	smtpd_set_config(d->smtpd, ncfg);
-	sched_set_config(d->sched, ncfg);
+	sched_ops_set_config(d->sched, ncfg);
 	http_set_config(d->http, ncfg);
 	if (maillog_reopen(d->ml) < 0)
 		log_warn("cannot reopen the mail log");
@@ -433,6 +495,11 @@ on_recover_slice(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	/*
+	 * The loop runs: the listeners accept mail, so /readyz says 200 from
+	 * the first slice on, while the rest of the queue is still being read.
+	 */
+	metrics_set_unready(&d->metrics, METRICS_UNREADY_RECOVERING, 0);
 	if (d->recovery == NULL || d->stopping)
 		return;
 	while (rc == 0 && util_mono_us() - t0 < RECOVER_SLICE_US)
@@ -487,11 +554,16 @@ main(int argc, char **argv)
 	owner_lookup(&d);
 	if (dkim_load(d.cfg, &d.dkim, err, sizeof(err)) < 0)
 		startup_error(&d, "%s", err);
+	if (users_load(d.cfg, &d.users, err, sizeof(err)) < 0)
+		startup_error(&d, "%s", err);
 	if (check) {
 		d.dkim = dkim_keys_unref(d.dkim);
+		d.users = auth_users_unref(d.users);
 		config_check_warnings(d.cfg);
-		if (print)
+		if (print) {
 			config_print(d.cfg, STDOUT_FILENO);
+			print_relay_map(d.cfg);
+		}
 		config_free(d.cfg);
 		return 0;
 	}
@@ -501,7 +573,10 @@ main(int argc, char **argv)
 	 * CAP_DAC_READ_SEARCH alone); the server context is made now, as
 	 * root, and handed to smtpd and http once they exist.
 	 */
-	if (!d.cfg->ssl_disabled || d.cfg->dkim_key_table[0] != '\0') {
+	if (!d.cfg->ssl_disabled || d.cfg->dkim_key_table[0] != '\0' ||
+	    d.cfg->smart_relay_password_file[0] != '\0' || d.cfg->smart_relay_ca_file[0] != '\0' ||
+	    d.cfg->sender_relay_map[0] != '\0' ||
+	    d.cfg->smtpd_users_file[0] != '\0') {
 		if (tls_keys_helper_start(key_store(d.cfg), d.owner_uid, d.owner_gid,
 		    err, sizeof(err)) < 0)
 			startup_error(&d, "%s", err);
@@ -552,7 +627,11 @@ main(int argc, char **argv)
 	if (d.smtpd == NULL)
 		startup_error(&d, "Error: failed to start MTA server: %s", err);
 	smtpd_set_tls(d.smtpd, d.tls);
-	smtpd_set_dkim(d.smtpd, d.dkim);
+	smtpd_dkim_set(d.smtpd, d.dkim);
+	if (smtpd_set_users(d.smtpd, d.users) < 0)
+		startup_error(&d, "Error: failed to start MTA server: cannot start the password-check threads");
+	if (d.users != NULL)
+		log_info("AUTH: %zu user(s) from %s", auth_users_count(d.users), d.cfg->smtpd_users_file);
 	if (d.dkim != NULL)
 		log_info("DKIM: signing with %zu key(s) from %s", dkim_keys_count(d.dkim),
 		    d.cfg->dkim_key_table);
@@ -568,10 +647,10 @@ main(int argc, char **argv)
 		startup_error(&d, "Error: failed to pre-configure MTA: %s", err);
 	http_set_sched(d.http, d.sched);
 	http_set_drain(d.http, on_drain, &d);
-	sched_set_tls(d.sched, d.tls_client);    /* SPEC §5: STARTTLS whenever offered */
+	sched_tls_set(d.sched, d.tls_client);    /* SPEC §5: STARTTLS whenever offered */
 	if ((d.recovery = queue_recover_start(d.q, on_recovered, &d)) == NULL)
 		fatal("queue recovery in %s failed", d.cfg->data_dir);
-	metrics_set_unready(&d.metrics, METRICS_UNREADY_RECOVERING, 1);   /* /readyz: 503 */
+	metrics_set_unready(&d.metrics, METRICS_UNREADY_RECOVERING, 1);   /* /readyz: 503 until the loop runs */
 	queue_set_listener(d.q, on_recovered, &d);
 	if ((d.ev_recover = evtimer_new(d.base, on_recover_slice, &d)) == NULL)
 		fatalx("cannot create the recovery event");
@@ -598,6 +677,7 @@ main(int argc, char **argv)
 	d.tls = tls_ctx_free(d.tls);
 	d.tls_client = tls_ctx_free(d.tls_client);
 	d.dkim = dkim_keys_unref(d.dkim);
+	d.users = auth_users_unref(d.users);
 	d.q = queue_close(d.q);
 	d.ml = maillog_close(d.ml);
 	event_free(d.ev_term);

@@ -290,7 +290,7 @@ probe_dns_server(struct config *cfg, const char *text)
 	struct relay_target t;
 	struct listen_addr *la;
 
-	if (cfg->n_dns_servers >= CONFIG_MAX_DNS || config_parse_relay(text, &t) < 0)
+	if (cfg->n_dns_servers >= CONFIG_MAX_DNS || config_value_parse_relay(text, &t) < 0)
 		return -1;
 	la = &cfg->dns_servers[cfg->n_dns_servers];
 	memset(la, 0, sizeof(*la));
@@ -415,7 +415,7 @@ main(int argc, char *argv[])
 
 		if (argc < 3)
 			probe_usage();
-		if (config_parse_relay(argv[1], &p.target) < 0 || !p.target.set) {
+		if (config_value_parse_relay(argv[1], &p.target) < 0 || !p.target.set) {
 			fprintf(stderr, "mtad_probe: bad target %s\n", argv[1]);
 			return EX_USAGE_;
 		}

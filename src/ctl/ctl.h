@@ -4,7 +4,7 @@
  *
  * Owns:     nothing beyond one command's run: its configuration, its
  *           connection to mtad and what it read are released before return.
- * Lifetime: ctl_main() runs one command line to completion.
+ * Lifetime: ctl_cmd_main() runs one command line to completion.
  * Errors:   a command's exit status (CTL_EX_*), with the reason on stderr.
  * Context:  a short-lived command-line process, never the daemon: blocking
  *           I/O with deadlines is fine here.
@@ -23,12 +23,12 @@
 #define CTL_DEFAULT_CONFIG "/etc/mtad/mtad.conf"
 
 /*
- * ctl_main - run one mtactl command line. Called as "mailq" (the basename
+ * ctl_cmd_main - run one mtactl command line. Called as "mailq" (the basename
  * of argv[0]) it lists the queue like "mtactl queue". Returns the exit status.
  */
-int ctl_main(int argc, char **argv);
+int ctl_cmd_main(int argc, char **argv);
 
-/* ctl_config_path - the configuration to read: opt if given, else $MTAD_CONFIG, else the default */
-const char *ctl_config_path(const char *opt);
+/* ctl_cmd_config_path - the configuration to read: opt if given, else $MTAD_CONFIG, else the default */
+const char *ctl_cmd_config_path(const char *opt);
 
 #endif

@@ -3,8 +3,8 @@
  *             release, stats, check-config
  *
  * Owns:     one command's configuration, API replies and JSON documents,
- *           all released before ctl_main() returns.
- * Lifetime: ctl_main() runs one command line.
+ *           all released before ctl_cmd_main() returns.
+ * Lifetime: ctl_cmd_main() runs one command line.
  * Errors:   the exit statuses of ctl.h, with "mtactl: ..." on stderr.
  * Context:  a command-line process; blocking I/O with deadlines.
  *
@@ -19,11 +19,11 @@
  * ({"id", "sender", "arrival", "size", "state", "held", "recipients":
  * [{"address", "state", "attempts", "next_try", "last_reply", "dsn"}], ...}),
  * and everything is printed from that: a message read from data_dir goes
- * through the API's own encoder, http_msg_detail() (src/http/http.h).
+ * through the API's own encoder, queue_view_detail() (src/queue/queue_view.h).
  */
 #include "ctl/ctl.h"
 #include "ctl/ctl_int.h"
-#include "http/http.h"
+#include "queue/queue_view.h"
 #include "lib/util.h"
 #include "mail/config.h"
 #include "queue/queue.h"
@@ -63,7 +63,7 @@ struct ctl_mailq {
 };
 
 const char *
-ctl_config_path(const char *opt)
+ctl_cmd_config_path(const char *opt)
 {
 	const char *env;
 
@@ -91,6 +91,7 @@ ctl_usage(const char *prog)
 	    "  hold ID ... | ALL       put messages on hold\n"
 	    "  release ID ... | ALL    release held messages\n"
 	    "  stats [--json]          counters and queue totals\n"
+	    "  qshape [--json]         pending recipients by domain and age (as Postfix's qshape)\n"
 	    "  check-config            check the configuration like mtad -t\n"
 	    "  health                  ask the running mtad's /healthz (exit 0 = healthy)\n"
 	    "  drain                   stop accepting, deliver, hand the rest to drain_relay, exit\n"
@@ -435,13 +436,86 @@ ctl_mailq_end(struct ctl_mailq *q)
 	    (unsigned long long)q->count, q->count == 1 ? "" : "s");
 }
 
+/* --- qshape ----------------------------------------------------------------- */
+
+/* ctl_qshape_row - one line: name, total, then the age columns */
+static void
+ctl_qshape_row(const char *name, json_t *row)
+{
+	json_t *ages = json_object_get(row, "ages"), *v;
+	size_t i;
+
+	printf("%32.32s %7lld", name, (long long)json_integer_value(json_object_get(row, "count")));
+	json_array_foreach(ages, i, v)
+		printf(" %6lld", (long long)json_integer_value(v));
+	printf("\n");
+}
+
+/*
+ * ctl_cmd_qshape - GET /api/qshape: pending recipients by domain (the 50
+ * largest) and message age in minutes, the layout of Postfix's qshape
+ */
+static int
+ctl_cmd_qshape(struct ctl *c)
+{
+	json_t *s = NULL, *b, *v, *doms;
+	int rc, status;
+	size_t i;
+
+	rc = ctl_api(c, "GET", "/api/qshape?limit=50", NULL, &s, &status);
+	if (rc == CTL_EX_NODAEMON) {
+		ctl_err(c, "mtad is not running: qshape asks the running daemon");
+		return rc;
+	}
+	if (rc != CTL_EX_OK)
+		return rc;
+	if (status != 200 || !json_is_object(s)) {
+		ctl_err(c, "GET /api/qshape: HTTP %d: %s", status, ctl_api_error(s, "bad reply"));
+		json_decref(s);
+		return CTL_EX_FAIL;
+	}
+	if (c->json) {
+		char *t = json_dumps(s, JSON_INDENT(2));
+
+		if (t != NULL)
+			puts(t);
+		free(t);
+		json_decref(s);
+		return CTL_EX_OK;
+	}
+	printf("%32s %7s", "", "T");
+	b = json_object_get(s, "buckets");
+	json_array_foreach(b, i, v) {
+		if (json_is_integer(v))
+			printf(" %6lld", (long long)json_integer_value(v));
+		else
+			printf(" %6s", "more");
+	}
+	printf("\n");
+	ctl_qshape_row("TOTAL", json_object_get(s, "total"));
+	doms = json_object_get(s, "domains");
+	json_array_foreach(doms, i, v) {
+		const char *d = json_string_value(json_object_get(v, "domain"));
+		char name[64];
+		size_t k = 0;
+
+		/* a domain is peer data: printable ASCII only */
+		for (; d != NULL && *d != '\0' && k + 1 < sizeof(name); d++)
+			name[k++] = (*d > 0x20 && *d < 0x7f) ? *d : '?';
+		name[k] = '\0';
+		ctl_qshape_row(name, v);
+	}
+	json_decref(s);
+	return CTL_EX_OK;
+}
+
 /* --- queue ------------------------------------------------------------------- */
 
 static void
 ctl_direct_cb(void *arg, struct queue_msg *m)
 {
 	struct ctl_mailq *q = arg;
-	json_t *j = http_msg_detail(m, util_now_us());
+	json_t *j = queue_view_detail(m, util_now_us());
 
 	if (j == NULL) {
 		ctl_err(q->c, "out of memory");
@@ -786,7 +860,7 @@ ctl_cmd_show(struct ctl *c, const char *arg)
 			}
 			return ctl_direct_error(c, errno, err);
 		}
-		m = http_msg_detail(&qm, util_now_us());
+		m = queue_view_detail(&qm, util_now_us());
 		ctl_queue_msg_free(&qm);
 		if (m == NULL || (!c->body && ctl_jset(m, "headers", ctl_file_headers(c, id)) < 0)) {
 			json_decref(m);
@@ -1180,7 +1254,7 @@ ctl_cmd_drain(struct ctl *c)
 /* --- main ----------------------------------------------------------------------- */
 
 int
-ctl_main(int argc, char **argv)
+ctl_cmd_main(int argc, char **argv)
 {
 	struct ctl c;
 	const char *base = strrchr(argv[0], '/') != NULL ? strrchr(argv[0], '/') + 1 : argv[0];
@@ -1225,13 +1299,14 @@ ctl_main(int argc, char **argv)
 		free(args);
 		return CTL_EX_USAGE;
 	}
-	c.conf_path = ctl_config_path(conf);
+	c.conf_path = ctl_cmd_config_path(conf);
 	c.conf_implicit = conf == NULL && strcmp(c.conf_path, CTL_DEFAULT_CONFIG) == 0;
 	if ((rc = ctl_load_config(&c)) != CTL_EX_OK)
 		goto done;
 	if (strcmp(cmd, "mailq") == 0 || strcmp(cmd, "list") == 0)
 		cmd = "queue";
 	if (((strcmp(cmd, "queue") == 0 || strcmp(cmd, "stats") == 0 ||
+	    strcmp(cmd, "qshape") == 0 ||
 	    strcmp(cmd, "check-config") == 0 || strcmp(cmd, "health") == 0 ||
 	    strcmp(cmd, "drain") == 0) && nargs != 0) ||
 	    ((strcmp(cmd, "show") == 0 || strcmp(cmd, "dkim-record") == 0) && nargs != 1)) {
@@ -1244,6 +1319,8 @@ ctl_main(int argc, char **argv)
 		rc = ctl_cmd_show(&c, args[0]);
 	} else if (strcmp(cmd, "stats") == 0) {
 		rc = ctl_cmd_stats(&c);
+	} else if (strcmp(cmd, "qshape") == 0) {
+		rc = ctl_cmd_qshape(&c);
 	} else if (strcmp(cmd, "check-config") == 0) {
 		rc = ctl_cmd_check(&c);
 	} else if (strcmp(cmd, "health") == 0) {

@@ -1,9 +1,9 @@
 /*
  * ctl_int.h - internals shared by the files of src/ctl/, mtactl, sendmail
- *             and their unit tests (private to those)
+ *             and their unit tests (private to those); what only sendmail
+ *             uses is in sendmail.h
  *
- * Owns:     struct ctl_http_resp bodies and struct ctl_msg_reader buffers
- *           until their _free functions run.
+ * Owns:     struct ctl_http_resp bodies until ctl_http_resp_free() runs.
  * Lifetime: per call or per command; nothing is global.
  * Errors:   functions return -1 (or NULL) with errno set, or a reason in
  *           an out-buffer whose size is an argument.
@@ -74,79 +74,6 @@ int ctl_http_init(struct ctl_http *h, const struct config *cfg);
 int ctl_http_request(const struct ctl_http *h, const char *method, const char *path,
     const char *body, size_t body_len, struct ctl_http_resp *r, char *err, size_t errlen);
 void ctl_http_resp_free(struct ctl_http_resp *r);
-
-/* --- ctl_msg.c: local submission (sendmail) -------------------------- */
-
-#define CTL_MSG_HEADER_MAX  (1024 * 1024)  /* header section kept for -t / From: */
-#define CTL_MSG_RCPT_MAX    10000
-
-/* What the input looks like once read: the header lines, the rest is streamed. */
-struct ctl_msg_reader {
-	int    fd;
-	int    dot_ends;             /* no -i: a line of one '.' ends the input */
-	unsigned char *in;           /* read buffer */
-	size_t in_len, in_pos;
-	int    eof;                  /* the input (or the '.' line) has ended */
-	int    input_err;            /* errno of a read error */
-	/* header section: logical lines (folded lines kept), CRLF-free, each NUL-terminated */
-	char  *hdr;
-	size_t hdr_len;
-	int    hdr_too_big;
-	int    have_from;
-	int    body_follows;         /* a blank line (or a non-header line) came */
-	char  *first_body_line;      /* a line that was not a header, stored for the body */
-	size_t first_body_len;
-};
-
-/* ctl_msg_reader_init - read from fd; dot_ends as above */
-int ctl_msg_reader_init(struct ctl_msg_reader *r, int fd, int dot_ends);
-void ctl_msg_reader_free(struct ctl_msg_reader *r);
-/*
- * ctl_msg_read_headers - read the header section (up to CTL_MSG_HEADER_MAX;
- * a leading mbox "From " line is dropped). 0, or -1 (read error or headers
- * too large: see input_err / hdr_too_big).
- */
-int ctl_msg_read_headers(struct ctl_msg_reader *r);
-/*
- * ctl_msg_extract_rcpts - the addresses of To:, Cc: and Bcc: (RFC 5322
- * address lists: display names, comments, groups), appended to *list
- * (grown, at most CTL_MSG_RCPT_MAX); with remove_bcc the Bcc: lines are
- * dropped from the header section. 0 or -1 (ENOMEM, E2BIG).
- */
-int ctl_msg_extract_rcpts(struct ctl_msg_reader *r, int remove_bcc, char ***list, size_t *n);
-/*
- * ctl_msg_addr_list - parse one header's address-list value into *list
- * (appended, copies). 0 or -1 (ENOMEM, E2BIG).
- */
-int ctl_msg_addr_list(const char *value, size_t len, char ***list, size_t *n);
-/* ctl_msg_from_header - "From: Name <addr>" with Name quoted or RFC 2047 encoded as needed */
-int ctl_msg_from_header(const char *name, const char *addr, char *out, size_t outlen);
-
-/*
- * Output side: the SMTP DATA stream. ctl_msg_stuff_* write dot-stuffed CRLF
- * lines through the callback, which returns 0 or -1.
- */
-typedef int (*ctl_msg_out_fn)(void *arg, const void *data, size_t len);
-struct ctl_msg_out {
-	ctl_msg_out_fn fn;
-	void  *arg;
-	unsigned char buf[65536];
-	size_t used;
-	int    at_line_start;
-	int    err;
-};
-void ctl_msg_out_init(struct ctl_msg_out *o, ctl_msg_out_fn fn, void *arg);
-/* ctl_msg_out_line - one logical line (no line end): dot-stuffed, CRLF added */
-int ctl_msg_out_line(struct ctl_msg_out *o, const char *line, size_t len);
-/* ctl_msg_out_headers - the kept header section, then the blank line when one was read */
-int ctl_msg_out_headers(struct ctl_msg_out *o, struct ctl_msg_reader *r);
-/*
- * ctl_msg_out_body - stream the rest of the input: any of CRLF, LF or a
- * lone CR ends a line and becomes CRLF; lines are dot-stuffed; the last
- * line gets a CRLF; then ".\r\n" and a flush. 0 or -1.
- */
-int ctl_msg_out_body(struct ctl_msg_out *o, struct ctl_msg_reader *r);
-int ctl_msg_out_flush(struct ctl_msg_out *o);
 
 /* --- ctl_queue.c: the queue as the operator sees it ------------------ */
 

@@ -67,7 +67,7 @@ ctl_queue_name_ok(const char *name)
 void
 ctl_queue_msg_free(struct queue_msg *m)
 {
-	queue_msg_free_fields(m);
+	queue_rec_msg_free_fields(m);
 }
 
 /*
@@ -81,7 +81,7 @@ ctl_queue_parse_fd(int fd, const char *id, struct queue_msg *m, struct queue_loc
 {
 	struct queue_parse_result res;
 
-	if (queue_parse_fd(fd, m, &res) < 0) {
+	if (queue_reader_parse_fd(fd, m, &res) < 0) {
 		*reason = strerror(errno);
 		return QUEUE_PARSE_CORRUPT;
 	}
@@ -191,9 +191,9 @@ ctl_queue_scan(const char *data_dir, void (*cb)(void *arg, struct queue_msg *m),
 		}
 		if (st != QUEUE_PARSE_OK)
 			continue;
-		if (queue_msg_pending(&m))
+		if (queue_rec_msg_pending(&m))
 			cb(arg, &m);
-		queue_msg_free_fields(&m);
+		queue_rec_msg_free_fields(&m);
 	}
 	rc = 0;
 	goto done;
@@ -244,10 +244,10 @@ ctl_queue_open_msg(const char *data_dir, const char *id, struct queue_msg *m,
 		return -1;
 	}
 	st = ctl_queue_parse_fd(fd, id, m, loc, &why);
-	if (st == QUEUE_PARSE_OK && queue_msg_pending(m))
+	if (st == QUEUE_PARSE_OK && queue_rec_msg_pending(m))
 		return fd;
 	close(fd);
-	queue_msg_free_fields(m);
+	queue_rec_msg_free_fields(m);
 	if (st == QUEUE_PARSE_NOMEM) {
 		errno = ENOMEM;
 		util_bsnprintf(err, errlen, "out of memory");
@@ -306,7 +306,7 @@ ctl_queue_content(const char *data_dir, const char *id, int headers_only,
 
 	if ((fd = ctl_queue_open_msg(data_dir, id, &m, &loc, err, errlen)) < 0)
 		return -1;
-	queue_msg_free_fields(&m);
+	queue_rec_msg_free_fields(&m);
 	if ((buf = malloc(CTL_QUEUE_BUF)) == NULL || (r = queue_reader_fdopen(fd, &loc)) == NULL) {
 		close(fd);
 		errno = ENOMEM;

@@ -57,11 +57,11 @@ struct dkim_body {
 	char     out[2048];          /* emitted in batches */
 };
 
-void dkim_body_init(struct dkim_body *b, dkim_emit_fn *emit, void *arg);
-/* dkim_body_feed - the next len bytes of the body (any split) */
-void dkim_body_feed(struct dkim_body *b, const char *p, size_t len);
-/* dkim_body_end - the end of the body: the final CRLF (none for an empty body) */
-void dkim_body_end(struct dkim_body *b);
+void dkim_canon_body_init(struct dkim_body *b, dkim_emit_fn *emit, void *arg);
+/* dkim_canon_body_feed - the next len bytes of the body (any split) */
+void dkim_canon_body_feed(struct dkim_body *b, const char *p, size_t len);
+/* dkim_canon_body_end - the end of the body: the final CRLF (none for an empty body) */
+void dkim_canon_body_end(struct dkim_body *b);
 
 /*
  * dkim_canon_header - one header field (name ':' value, folded, with or
@@ -95,12 +95,12 @@ struct dkim_hdrs {
 	unsigned nfrom;              /* From: fields seen (kept or not) */
 };
 
-void dkim_hdrs_init(struct dkim_hdrs *h);
-void dkim_hdrs_clear(struct dkim_hdrs *h);
-/* dkim_hdrs_feed - header bytes; returns how many belong to the header section */
-size_t dkim_hdrs_feed(struct dkim_hdrs *h, const char *p, size_t len);
-/* dkim_hdrs_end - end of input: close the last field (a message with no body) */
-void dkim_hdrs_end(struct dkim_hdrs *h);
+void dkim_canon_hdrs_init(struct dkim_hdrs *h);
+void dkim_canon_hdrs_clear(struct dkim_hdrs *h);
+/* dkim_canon_hdrs_feed - header bytes; returns how many belong to the header section */
+size_t dkim_canon_hdrs_feed(struct dkim_hdrs *h, const char *p, size_t len);
+/* dkim_canon_hdrs_end - end of input: close the last field (a message with no body) */
+void dkim_canon_hdrs_end(struct dkim_hdrs *h);
 
 /* The fields signed (RFC 6376 §5.4.1's list), lower case; DKIM_H_FROM first. */
 #define DKIM_H_FROM 0
@@ -108,11 +108,11 @@ extern const char *const dkim_hdrs_signed[];
 extern const unsigned dkim_hdrs_nsigned;
 
 /*
- * dkim_from_domain - the domain of the address in a raw From: field
+ * dkim_canon_from_domain - the domain of the address in a raw From: field
  * (`Name <user@Example.COM>`, `user@example.com (c)`): lower case, into
  * out. 0, or -1 when there is no single usable address.
  */
-int dkim_from_domain(const char *field, size_t len, char *out, size_t size);
+int dkim_canon_from_domain(const char *field, size_t len, char *out, size_t size);
 
 /* --- the key table (dkim_keys.c) -------------------------------------------- */
 

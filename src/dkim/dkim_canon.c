@@ -3,7 +3,7 @@
  *                §3.4.4), the header section reader and the From: domain
  *
  * Owns:     the kept header copy of struct dkim_hdrs (buf).
- * Lifetime: dkim_hdrs from dkim_hdrs_init() to dkim_hdrs_clear();
+ * Lifetime: dkim_hdrs from dkim_canon_hdrs_init() to dkim_canon_hdrs_clear();
  *           struct dkim_body holds no memory.
  * Errors:   a header section we cannot read safely (a line that is neither
  *           a field nor a continuation, limits exceeded, no memory) sets
@@ -37,7 +37,7 @@ const unsigned dkim_hdrs_nsigned = sizeof(dkim_hdrs_signed) / sizeof(dkim_hdrs_s
 /* --- body ----------------------------------------------------------------- */
 
 void
-dkim_body_init(struct dkim_body *b, dkim_emit_fn *emit, void *arg)
+dkim_canon_body_init(struct dkim_body *b, dkim_emit_fn *emit, void *arg)
 {
 	memset(b, 0, offsetof(struct dkim_body, out));
 	b->emit = emit;
@@ -76,9 +76,9 @@ body_char(struct dkim_body *b, char c)
 	b->any = 1;
 }
 
-/* dkim_body_feed - see dkim.h; a CR is a line end only before LF (else it is a byte) */
+/* dkim_canon_body_feed - see dkim.h; a CR is a line end only before LF (else it is a byte) */
 void
-dkim_body_feed(struct dkim_body *b, const char *p, size_t len)
+dkim_canon_body_feed(struct dkim_body *b, const char *p, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
 		char c = p[i];
@@ -101,9 +101,9 @@ dkim_body_feed(struct dkim_body *b, const char *p, size_t len)
 	}
 }
 
-/* dkim_body_end - see dkim.h */
+/* dkim_canon_body_end - see dkim.h */
 void
-dkim_body_end(struct dkim_body *b)
+dkim_canon_body_end(struct dkim_body *b)
 {
 	if (b->cr) {
 		b->cr = 0;
@@ -179,17 +179,17 @@ enum {
 #define NAME_LONG 0xff
 
 void
-dkim_hdrs_init(struct dkim_hdrs *h)
+dkim_canon_hdrs_init(struct dkim_hdrs *h)
 {
 	memset(h, 0, sizeof(*h));
 	h->state = HS_BOL;
 }
 
 void
-dkim_hdrs_clear(struct dkim_hdrs *h)
+dkim_canon_hdrs_clear(struct dkim_hdrs *h)
 {
 	free(h->buf);
-	dkim_hdrs_init(h);
+	dkim_canon_hdrs_init(h);
 }
 
 /* hdrs_fail - stop: nothing of this message is signed */
@@ -278,9 +278,9 @@ hdrs_colon(struct dkim_hdrs *h)
 	}
 }
 
-/* dkim_hdrs_feed - see dkim.h */
+/* dkim_canon_hdrs_feed - see dkim.h */
 size_t
-dkim_hdrs_feed(struct dkim_hdrs *h, const char *p, size_t len)
+dkim_canon_hdrs_feed(struct dkim_hdrs *h, const char *p, size_t len)
 {
 	size_t i = 0;
 
@@ -358,9 +358,9 @@ dkim_hdrs_feed(struct dkim_hdrs *h, const char *p, size_t len)
 	return i;
 }
 
-/* dkim_hdrs_end - see dkim.h */
+/* dkim_canon_hdrs_end - see dkim.h */
 void
-dkim_hdrs_end(struct dkim_hdrs *h)
+dkim_canon_hdrs_end(struct dkim_hdrs *h)
 {
 	if (h->done)
 		return;
@@ -378,13 +378,13 @@ dkim_hdrs_end(struct dkim_hdrs *h)
 #define FROM_MAX 2048
 
 /*
- * dkim_from_domain - see dkim.h. Comments and quoted strings are skipped
+ * dkim_canon_from_domain - see dkim.h. Comments and quoted strings are skipped
  * (a display name may hold '<', '@' or ','); with angle brackets the
  * address is the last <...>; a ',' outside them means several mailboxes,
  * which is refused (DMARC needs one author domain).
  */
 int
-dkim_from_domain(const char *field, size_t len, char *out, size_t size)
+dkim_canon_from_domain(const char *field, size_t len, char *out, size_t size)
 {
 	const char *colon = memchr(field, ':', len);
 	char clean[FROM_MAX];

@@ -28,6 +28,6 @@ struct dkim_keys {
 
 unsigned dkim_keys_find(const struct dkim_keys *k, const char *domain,
     const struct dkim_key **out, unsigned max);
-int dkim_key_public(const struct dkim_key *e, char *out, size_t size);
+int dkim_keys_public(const struct dkim_key *e, char *out, size_t size);
 
 #endif

@@ -311,12 +311,12 @@ dkim_keys_find(const struct dkim_keys *k, const char *domain, const struct dkim_
 }
 
 /*
- * dkim_key_public - the p= value: base64 of the SubjectPublicKeyInfo for
+ * dkim_keys_public - the p= value: base64 of the SubjectPublicKeyInfo for
  * RSA (RFC 6376 §3.6.1), of the raw 32-octet key for Ed25519 (RFC 8463
  * §4.2). Length, or -1.
  */
 int
-dkim_key_public(const struct dkim_key *e, char *out, size_t size)
+dkim_keys_public(const struct dkim_key *e, char *out, size_t size)
 {
 	unsigned char raw[2048], *p = raw;
 	size_t rl = sizeof(raw);
@@ -353,7 +353,7 @@ dkim_keys_record(const struct dkim_keys *k, const char *domain, char *out, size_
 		if (strcasecmp(e->domain, domain) != 0)
 			continue;
 		found = 1;
-		if ((pl = dkim_key_public(e, pub, sizeof(pub))) < 0)
+		if ((pl = dkim_keys_public(e, pub, sizeof(pub))) < 0)
 			return -1;
 		n = util_bsnprintf(out + off, size - off, "%s._domainkey.%s. IN TXT ( \"v=DKIM1; k=%s; \"",
 		    e->selector, e->domain, e->ed25519 ? "ed25519" : "rsa");

@@ -73,7 +73,7 @@ dkim_sign_new(struct dkim_keys *k)
 	if (k == NULL || (s = calloc(1, sizeof(*s))) == NULL)
 		return NULL;
 	s->keys = dkim_keys_ref(k);
-	dkim_hdrs_init(&s->hdrs);
+	dkim_canon_hdrs_init(&s->hdrs);
 	return s;
 }
 
@@ -82,7 +82,7 @@ dkim_sign_free(struct dkim_sign *s)
 {
 	if (s == NULL)
 		return NULL;
-	dkim_hdrs_clear(&s->hdrs);
+	dkim_canon_hdrs_clear(&s->hdrs);
 	EVP_MD_CTX_free(s->bh);
 	dkim_keys_unref(s->keys);
 	free(s);
@@ -115,7 +115,7 @@ sign_decide(struct dkim_sign *s)
 	for (unsigned i = 0; i < h->nf; i++) {
 		if (h->f[i].which != DKIM_H_FROM)
 			continue;
-		if (dkim_from_domain(h->buf + h->f[i].off, h->f[i].len, from, sizeof(from)) < 0) {
+		if (dkim_canon_from_domain(h->buf + h->f[i].off, h->f[i].len, from, sizeof(from)) < 0) {
 			s->why = "no single address in From:";
 			return;
 		}
@@ -133,7 +133,7 @@ sign_decide(struct dkim_sign *s)
 		s->why = "out of memory";
 		return;
 	}
-	dkim_body_init(&s->body, sign_emit, s);
+	dkim_canon_body_init(&s->body, sign_emit, s);
 	s->skip = 0;
 }
 
@@ -144,7 +144,7 @@ dkim_sign_feed(struct dkim_sign *s, const char *p, size_t len)
 	if (s->skip)
 		return;
 	if (!s->decided) {
-		size_t used = dkim_hdrs_feed(&s->hdrs, p, len);
+		size_t used = dkim_canon_hdrs_feed(&s->hdrs, p, len);
 		if (!s->hdrs.done)
 			return;
 		sign_decide(s);
@@ -153,7 +153,7 @@ dkim_sign_feed(struct dkim_sign *s, const char *p, size_t len)
 		p += used;
 		len -= used;
 	}
-	dkim_body_feed(&s->body, p, len);
+	dkim_canon_body_feed(&s->body, p, len);
 }
 
 /* --- the signature field ------------------------------------------------------ */
@@ -319,7 +319,7 @@ dkim_sign_finish(struct dkim_sign *s, const char *extra, size_t extra_len, time_
 
 	*why = NULL;
 	if (!s->decided && !s->skip) {
-		dkim_hdrs_end(&s->hdrs);
+		dkim_canon_hdrs_end(&s->hdrs);
 		sign_decide(s);
 	}
 	if (s->skip) {
@@ -327,7 +327,7 @@ dkim_sign_finish(struct dkim_sign *s, const char *extra, size_t extra_len, time_
 		*why = s->why != NULL ? s->why : "not signed";
 		return 0;
 	}
-	dkim_body_end(&s->body);
+	dkim_canon_body_end(&s->body);
 	if (EVP_DigestFinal_ex(s->bh, bh, &bhlen) != 1 || bhlen != 32) {
 		*why = "hash failure";
 		return -1;
@@ -335,12 +335,12 @@ dkim_sign_finish(struct dkim_sign *s, const char *extra, size_t extra_len, time_
 	b64(bh, 32, bh64);
 
 	/* the server's own fields above the content */
-	dkim_hdrs_init(&x);
+	dkim_canon_hdrs_init(&x);
 	if (extra_len > 0) {
-		dkim_hdrs_feed(&x, extra, extra_len);
-		dkim_hdrs_end(&x);
+		dkim_canon_hdrs_feed(&x, extra, extra_len);
+		dkim_canon_hdrs_end(&x);
 		if (x.bad) {
-			dkim_hdrs_clear(&x);
+			dkim_canon_hdrs_clear(&x);
 			*why = "added header fields unreadable";
 			return -1;
 		}
@@ -426,7 +426,7 @@ dkim_sign_finish(struct dkim_sign *s, const char *extra, size_t extra_len, time_
 	ret = (int)off;
 done:
 	free(data);
-	dkim_hdrs_clear(&x);
+	dkim_canon_hdrs_clear(&x);
 	if (ret < 0)
 		s->domain[0] = '\0';
 	return ret;

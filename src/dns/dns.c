@@ -320,10 +320,10 @@ dns_on_event(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (q->nsub == 1)
-		st = dns_merge_addr(q->sub[0].st, q->sub[0].addrs, q->sub[0].n,
+		st = dns_parse_merge_addr(q->sub[0].st, q->sub[0].addrs, q->sub[0].n,
 		    DNS_NODATA, NULL, 0, out, DNS_MAX_ADDRS, &n);
 	else
-		st = dns_merge_addr(q->sub[0].st, q->sub[0].addrs, q->sub[0].n,
+		st = dns_parse_merge_addr(q->sub[0].st, q->sub[0].addrs, q->sub[0].n,
 		    q->sub[1].st, q->sub[1].addrs, q->sub[1].n, out, DNS_MAX_ADDRS, &n);
 	if (q->nsub == 1 && st == DNS_NODATA && q->sub[0].st == DNS_NXDOMAIN)
 		st = DNS_NXDOMAIN;
@@ -369,7 +369,7 @@ dns_on_answer(void *arg, int err, struct ub_result *res)
 		if (s->rrtype == DNS_TYPE_MX) {
 			s->st = dns_parse_mx(&a, q->mx, DNS_MAX_MX, &q->nmx);
 			if (s->st == DNS_OK)
-				dns_sort_mx(q->mx, q->nmx, dns_rnd, NULL);
+				dns_parse_sort_mx(q->mx, q->nmx, dns_rnd, NULL);
 		} else {
 			s->st = dns_parse_addr(&a, s->rrtype == DNS_TYPE_A ? AF_INET : AF_INET6,
 			    s->addrs, DNS_MAX_ADDRS, &s->n);
@@ -475,7 +475,7 @@ dns_query_addr(struct dns *d, const char *host, dns_addr_cb *cb, void *arg)
 	if ((q = dns_query_new(d, host, DNS_KIND_ADDR, arg)) == NULL)
 		return 0;
 	q->addr_cb = cb;
-	if (dns_literal(host, &ss) == 0) {
+	if (dns_parse_literal(host, &ss) == 0) {
 		q->sub[0].q = q;
 		q->sub[0].done = 1;
 		q->sub[0].st = DNS_OK;

@@ -25,13 +25,13 @@
 #define DNS_RCODE_NXDOMAIN 3
 
 /*
- * dns_name_from_wire - a wire-format name (length-prefixed labels ending in
+ * dns_parse_name_from_wire - a wire-format name (length-prefixed labels ending in
  * the root label) to dotted text without the trailing dot; the root alone
  * becomes ".". Host names only: letters, digits, '-' and '_' in labels, so
  * nothing a log line or an SMTP command could choke on gets through.
  */
 int
-dns_name_from_wire(const unsigned char *p, size_t len, char *out, size_t outlen)
+dns_parse_name_from_wire(const unsigned char *p, size_t len, char *out, size_t outlen)
 {
 	size_t i = 0, o = 0;
 
@@ -112,7 +112,7 @@ dns_parse_mx(const struct dns_answer *a, struct dns_mx *mx, size_t max, size_t *
 			bad++;
 			continue;
 		}
-		if (dns_name_from_wire(p + 2, (size_t)a->len[i] - 2, host, sizeof(host)) == -1) {
+		if (dns_parse_name_from_wire(p + 2, (size_t)a->len[i] - 2, host, sizeof(host)) == -1) {
 			log_trace(TRACE_DNS, "dns: malformed MX record skipped");
 			bad++;
 			continue;
@@ -138,12 +138,12 @@ dns_parse_mx(const struct dns_answer *a, struct dns_mx *mx, size_t max, size_t *
 }
 
 /*
- * dns_sort_mx - insertion sort by (preference, random key): RFC 5321 §5.1
+ * dns_parse_sort_mx - insertion sort by (preference, random key): RFC 5321 §5.1
  * says equal preferences are tried in random order to spread the load. At
  * most DNS_MAX_MX entries, so quadratic is fine.
  */
 void
-dns_sort_mx(struct dns_mx *mx, size_t n, uint32_t (*rnd)(void *), void *rarg)
+dns_parse_sort_mx(struct dns_mx *mx, size_t n, uint32_t (*rnd)(void *), void *rarg)
 {
 	uint32_t key[DNS_MAX_MX];
 
@@ -204,9 +204,9 @@ dns_parse_addr(const struct dns_answer *a, int family, struct sockaddr_storage *
 	return bad > 0 ? DNS_TEMPFAIL : DNS_NODATA;
 }
 
-/* dns_merge_addr - see dns_parse.h */
+/* dns_parse_merge_addr - see dns_parse.h */
 enum dns_status
-dns_merge_addr(enum dns_status st6, const struct sockaddr_storage *a6, size_t n6,
+dns_parse_merge_addr(enum dns_status st6, const struct sockaddr_storage *a6, size_t n6,
     enum dns_status st4, const struct sockaddr_storage *a4, size_t n4,
     struct sockaddr_storage *out, size_t max, size_t *n)
 {
@@ -242,9 +242,9 @@ dns_merge_addr(enum dns_status st6, const struct sockaddr_storage *a6, size_t n6
 	return DNS_NODATA;
 }
 
-/* dns_literal - see dns_parse.h; the brackets of an address literal are allowed */
+/* dns_parse_literal - see dns_parse.h; the brackets of an address literal are allowed */
 int
-dns_literal(const char *host, struct sockaddr_storage *ss)
+dns_parse_literal(const char *host, struct sockaddr_storage *ss)
 {
 	char buf[64];
 	size_t len = strlen(host);

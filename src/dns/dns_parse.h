@@ -25,8 +25,8 @@ struct dns_answer {
 	size_t       count;       /* number of items */
 };
 
-/* dns_name_from_wire - wire-format name to text without trailing dot; 0 or -1 */
-int dns_name_from_wire(const unsigned char *p, size_t len, char *out, size_t outlen);
+/* dns_parse_name_from_wire - wire-format name to text without trailing dot; 0 or -1 */
+int dns_parse_name_from_wire(const unsigned char *p, size_t len, char *out, size_t outlen);
 
 /*
  * dns_parse_mx - MX rdata to at most max entries (unsorted); returns the
@@ -35,8 +35,8 @@ int dns_name_from_wire(const unsigned char *p, size_t len, char *out, size_t out
 enum dns_status dns_parse_mx(const struct dns_answer *a, struct dns_mx *mx, size_t max,
     size_t *n);
 
-/* dns_sort_mx - by preference; equal preferences shuffled with rnd() */
-void dns_sort_mx(struct dns_mx *mx, size_t n, uint32_t (*rnd)(void *), void *rarg);
+/* dns_parse_sort_mx - by preference; equal preferences shuffled with rnd() */
+void dns_parse_sort_mx(struct dns_mx *mx, size_t n, uint32_t (*rnd)(void *), void *rarg);
 
 /*
  * dns_parse_addr - A (family AF_INET) or AAAA (AF_INET6) rdata to at most
@@ -46,15 +46,15 @@ enum dns_status dns_parse_addr(const struct dns_answer *a, int family,
     struct sockaddr_storage *out, size_t max, size_t *n);
 
 /*
- * dns_merge_addr - the combined answer of the AAAA and A look-ups: AAAA
+ * dns_parse_merge_addr - the combined answer of the AAAA and A look-ups: AAAA
  * first, each family limited to half of max when the other has more;
  * returns the combined status.
  */
-enum dns_status dns_merge_addr(enum dns_status st6, const struct sockaddr_storage *a6, size_t n6,
+enum dns_status dns_parse_merge_addr(enum dns_status st6, const struct sockaddr_storage *a6, size_t n6,
     enum dns_status st4, const struct sockaddr_storage *a4, size_t n4,
     struct sockaddr_storage *out, size_t max, size_t *n);
 
-/* dns_literal - "192.0.2.1", "2001:db8::1" or "[2001:db8::1]" to a sockaddr; 0 or -1 */
-int dns_literal(const char *host, struct sockaddr_storage *ss);
+/* dns_parse_literal - "192.0.2.1", "2001:db8::1" or "[2001:db8::1]" to a sockaddr; 0 or -1 */
+int dns_parse_literal(const char *host, struct sockaddr_storage *ss);
 
 #endif

@@ -82,6 +82,7 @@ static const struct http_route http_routes[] = {
 	{ "/api/stats",         R_GET,                      http_api_stats },
 	{ "/api/history",       R_GET,                      http_api_history },
 	{ "/api/queue",         R_GET,                      http_api_queue },
+	{ "/api/qshape",        R_GET,                      http_api_qshape },
 	{ "/api/queue/retry",   R_POST,                     http_api_bulk },
 	{ "/api/queue/flush",   R_POST,                     http_api_bulk },
 	{ "/api/queue/hold",    R_POST,                     http_api_bulk },
@@ -168,7 +169,7 @@ http_error(struct evhttp_request *req, int code, const char *msg)
 
 	if (uri != NULL && strncmp(uri, "/api/", 5) == 0) {
 		json_t *j = json_object();
-		if (j != NULL && http_json_set(j, "error", http_json_str(msg)) == 0) {
+		if (j != NULL && jsonout_set(j, "error", jsonout_str(msg)) == 0) {
 			http_reply_json(req, code, j);
 			return;
 		}
@@ -439,7 +440,7 @@ http_dispatch(struct evhttp_request *req, void *arg)
 		return;
 	}
 	/* SPEC §11.1: a page that rebound its own name to us names itself here. */
-	if (!http_host_allowed(&h->names, evhttp_find_header(ih, "Host"))) {
+	if (!http_auth_host_allowed(&h->names, evhttp_find_header(ih, "Host"))) {
 		http_error(req, 421, "this server does not answer to that host name (see ui_hosts)");
 		return;
 	}
@@ -478,7 +479,7 @@ http_dispatch(struct evhttp_request *req, void *arg)
 		http_error(req, 405, "method not allowed");
 		return;
 	}
-	if (method != R_GET && http_csrf_check(evhttp_find_header(ih, "X-Requested-With"),
+	if (method != R_GET && http_auth_csrf_check(evhttp_find_header(ih, "X-Requested-With"),
 	    evhttp_find_header(ih, "Origin"), evhttp_find_header(ih, "Referer"),
 	    evhttp_find_header(ih, "Host"), &h->names, h->tls != NULL, &why) < 0) {
 		char peer[64];
@@ -513,7 +514,7 @@ http_tick(evutil_socket_t fd, short what, void *arg)
 	struct http *h = arg;
 
 	(void)fd; (void)what;
-	http_tick_sample(h);
+	http_api_tick_sample(h);
 	http_push_now(h);
 }
 
@@ -522,7 +523,7 @@ static void
 http_push_first(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd; (void)what;
-	http_tick_sample(arg);
+	http_api_tick_sample(arg);
 	http_push_now(arg);
 }
 

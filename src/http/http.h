@@ -38,18 +38,4 @@ struct ssl_ctx_st;
 void http_set_tls(struct http *h, struct ssl_ctx_st *ctx);
 struct http *http_free(struct http *h);
 
-/*
- * --- a queued message in the API's JSON shape (http_msg.c) ----------------
- * Also used by mtactl to show a stopped queue exactly as the API would
- * (docs/web-ui.md has the fields). m is borrowed; the caller takes the
- * result (json_decref); NULL when out of memory. now_us (wall clock) gives
- * "age".
- */
-struct json_t;
-struct queue_msg;
-/* http_msg_summary - one row of /api/queue */
-struct json_t *http_msg_summary(const struct queue_msg *m, uint64_t now_us);
-/* http_msg_detail - /api/queue/ID without "headers": client, flags, every recipient */
-struct json_t *http_msg_detail(const struct queue_msg *m, uint64_t now_us);
-
 #endif

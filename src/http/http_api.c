@@ -14,7 +14,7 @@
  *
  * The actions are Postfix's postqueue -f / -i ID (retry), postsuper -h
  * (hold), -H (release) and -d (delete), carried out through the scheduler
- * (sched_retry, sched_hold, sched_delete), which knows whether a delivery
+ * (sched_ops_retry, sched_ops_hold, sched_ops_delete), which knows whether a delivery
  * is running for the message.
  */
 #include "http/http.h"
@@ -45,9 +45,9 @@ http_snap_walk(void *arg, struct queue_msg *m)
 {
 	struct http_snap *s = arg;
 
-	switch (http_msg_state(m)) {
-	case HTTP_STATE_HELD:     s->n_held++; break;
-	case HTTP_STATE_DEFERRED: s->n_deferred++; break;
+	switch (queue_view_state(m)) {
+	case QUEUE_VIEW_HELD:     s->n_held++; break;
+	case QUEUE_VIEW_DEFERRED: s->n_deferred++; break;
 	default:                  s->n_active++; break;
 	}
 	for (size_t i = 0; i < m->nrcpt; i++)
@@ -74,9 +74,9 @@ http_snap_disk(struct http *h, struct http_snap *s)
 	s->disk_free_pct = 100.0 * (double)sv.f_bavail / (double)sv.f_blocks;
 }
 
-/* http_snap_take - fill s from the counters, the queue (walked, or the recent walk reused) and the disk */
+/* http_api_snap_take - fill s from the counters, the queue (walked, or the recent walk reused) and the disk */
 void
-http_snap_take(struct http *h, struct http_snap *s)
+http_api_snap_take(struct http *h, struct http_snap *s)
 {
 	const struct metrics *m = h->m;
 	double rates[HTTP_H_COUNTERS];
@@ -113,6 +113,9 @@ http_snap_take(struct http *h, struct http_snap *s)
 	s->sessions_total = m->sessions_total;
 	s->tls_sessions = m->tls_sessions;
 	s->dkim_signed = m->dkim_signed;
+	s->auth_sessions = m->auth_sessions;
+	s->auth_sessions_active = m->auth_sessions_active;
+	s->auth_failures = m->auth_failures;
 	s->accepted = m->accepted;
 	s->accepted_bytes = m->accepted_bytes;
 	s->rejected = m->rejected;
@@ -127,8 +130,8 @@ http_snap_take(struct http *h, struct http_snap *s)
 	http_snap_disk(h, s);
 	/* The SMTP server's state decides 452s; our own reading may be fresher. */
 	s->disk_state = m->disk_state;
-	if (s->disk_known && http_disk_state_of(s->disk_free_pct) > s->disk_state)
-		s->disk_state = http_disk_state_of(s->disk_free_pct);
+	if (s->disk_known && http_stats_disk_state_of(s->disk_free_pct) > s->disk_state)
+		s->disk_state = http_stats_disk_state_of(s->disk_free_pct);
 	http_history_rates(&h->hist, rates);
 	s->rate_accepted = rates[HTTP_H_ACCEPTED];
 	s->rate_delivered = rates[HTTP_H_DELIVERED];
@@ -136,12 +139,12 @@ http_snap_take(struct http *h, struct http_snap *s)
 	s->rate_bounced = rates[HTTP_H_BOUNCED];
 	s->rate_rejected = rates[HTTP_H_REJECTED];
 	s->hostname = h->cfg->hostname;
-	s->ui_open = config_ui_is_open(h->cfg);
+	s->ui_open = config_check_ui_is_open(h->cfg);
 }
 
-/* http_tick_sample - the history's sample: cumulative counters and the gauges now */
+/* http_api_tick_sample - the history's sample: cumulative counters and the gauges now */
 void
-http_tick_sample(struct http *h)
+http_api_tick_sample(struct http *h)
 {
 	const struct metrics *m = h->m;
 	uint64_t cum[HTTP_H_COUNTERS], g[HTTP_H_FIELDS - HTTP_H_COUNTERS];
@@ -167,7 +170,7 @@ http_api_stats(struct http *h, struct evhttp_request *req, const char *path,
 	struct http_snap s;
 
 	(void)path; (void)query;
-	http_snap_take(h, &s);
+	http_api_snap_take(h, &s);
 	http_reply_json(req, 200, http_stats_json(&s));
 }
 
@@ -188,7 +191,7 @@ http_api_history(struct http *h, struct evhttp_request *req, const char *path,
 		return;
 	}
 	j = http_history_json(r);
-	if (j != NULL && http_json_set(j, "now",
+	if (j != NULL && jsonout_set(j, "now",
 	    json_integer((json_int_t)(util_now_us() / 1000000))) < 0) {
 		json_decref(j);
 		j = NULL;
@@ -205,7 +208,7 @@ http_api_metrics(struct http *h, struct evhttp_request *req, const char *path,
 	struct evbuffer *b = evbuffer_new();
 
 	(void)path; (void)query;
-	http_snap_take(h, &s);
+	http_api_snap_take(h, &s);
 	if (b == NULL || http_metrics_format(&s, metrics_latency_bounds, b) < 0) {
 		if (b != NULL)
 			evbuffer_free(b);
@@ -231,9 +234,9 @@ http_msg_headers(struct http *h, const struct queue_msg *m, json_t *o)
 	int rc;
 
 	if ((r = queue_reader_open(h->q, m)) == NULL) {
-		if (http_json_set(o, "headers", json_array()) < 0)
+		if (jsonout_set(o, "headers", json_array()) < 0)
 			return -1;
-		return http_json_set(o, "headers_error", json_string("cannot read the message file"));
+		return jsonout_set(o, "headers_error", json_string("cannot read the message file"));
 	}
 	if ((buf = malloc(HTTP_MAX_DETAIL_HEAD)) == NULL) {
 		queue_reader_close(r);
@@ -253,11 +256,11 @@ http_msg_headers(struct http *h, const struct queue_msg *m, json_t *o)
 	return rc;
 }
 
-/* http_msg_full - the body of /api/queue/ID: http_msg_detail() and the headers */
+/* http_msg_full - the body of /api/queue/ID: queue_view_detail() and the headers */
 static json_t *
 http_msg_full(struct http *h, const struct queue_msg *m)
 {
-	json_t *o = http_msg_detail(m, util_now_us());
+	json_t *o = queue_view_detail(m, util_now_us());
 
 	if (o == NULL)
 		return NULL;
@@ -309,13 +312,13 @@ http_act(struct http *h, struct queue_msg *m, enum http_action a, const char *pe
 		if (m->held)
 			return 0;
 		if (h->sched != NULL)
-			sched_retry(h->sched, m);
+			sched_ops_retry(h->sched, m);
 		return 1;
 	case HTTP_ACT_HOLD:
 	case HTTP_ACT_RELEASE:
 		if (m->held == (a == HTTP_ACT_HOLD))
 			return 0;
-		rc = h->sched != NULL ? sched_hold(h->sched, m, a == HTTP_ACT_HOLD) :
+		rc = h->sched != NULL ? sched_ops_hold(h->sched, m, a == HTTP_ACT_HOLD) :
 		    queue_set_held(h->q, m, a == HTTP_ACT_HOLD);
 		if (rc < 0)
 			return -1;
@@ -323,8 +326,8 @@ http_act(struct http *h, struct queue_msg *m, enum http_action a, const char *pe
 		    a == HTTP_ACT_HOLD ? "placed on hold" : "released from hold", peer);
 		return 1;
 	case HTTP_ACT_DELETE:
-		/* sched_delete() writes "removed" to the mail log, as postsuper -d does. */
-		rc = h->sched != NULL ? sched_delete(h->sched, m) : queue_remove(h->q, m);
+		/* sched_ops_delete() writes "removed" to the mail log, as postsuper -d does. */
+		rc = h->sched != NULL ? sched_ops_delete(h->sched, m) : queue_remove(h->q, m);
 		if (rc < 0)
 			return -1;
 		log_info("%s: removed (web UI/API, %s)", id, peer);
@@ -415,7 +418,7 @@ struct http_walk {
 	struct queue_msg **v;
 	size_t n, cap;
 	int oom;
-	uint64_t counts[4];            /* by enum http_state, over the whole queue */
+	uint64_t counts[4];            /* by enum queue_view_state, over the whole queue */
 };
 
 /* http_walk_cb - queue_foreach callback of a listing: count by state, keep the matches */
@@ -424,7 +427,7 @@ http_walk_cb(void *arg, struct queue_msg *m)
 {
 	struct http_walk *w = arg;
 
-	w->counts[http_msg_state(m)]++;
+	w->counts[queue_view_state(m)]++;
 	if (w->oom || !http_filter_match(w->f, m))
 		return;
 	if (w->n == w->cap) {
@@ -534,28 +537,28 @@ http_api_queue(struct http *h, struct evhttp_request *req, const char *path,
 		return;
 	}
 	if ((o = json_object()) == NULL || (items = json_array()) == NULL ||
-	    http_json_set(o, "items", items) < 0)
+	    jsonout_set(o, "items", items) < 0)
 		goto oom;
 	for (size_t i = (size_t)off; i < w.n && i < (size_t)(off + per); i++) {
 		const struct queue_msg *m = desc ? w.v[w.n - 1 - i] : w.v[i];
-		if (json_array_append_new(items, http_msg_summary(m, now)) < 0)
+		if (json_array_append_new(items, queue_view_summary(m, now)) < 0)
 			goto oom;
 	}
 	if ((counts = json_pack("{s:I,s:I,s:I,s:I}",
-	    "all", (json_int_t)(w.counts[HTTP_STATE_ACTIVE] + w.counts[HTTP_STATE_DEFERRED] +
-	    w.counts[HTTP_STATE_HELD]),
-	    "active", (json_int_t)w.counts[HTTP_STATE_ACTIVE],
-	    "deferred", (json_int_t)w.counts[HTTP_STATE_DEFERRED],
-	    "held", (json_int_t)w.counts[HTTP_STATE_HELD])) == NULL ||
-	    http_json_set(o, "counts", counts) < 0 ||
-	    http_json_set(o, "total", json_integer((json_int_t)w.n)) < 0 ||
-	    http_json_set(o, "offset", json_integer(off)) < 0 ||
-	    http_json_set(o, "limit", json_integer(per)) < 0 ||
-	    http_json_set(o, "page", json_integer(page)) < 0 ||
-	    http_json_set(o, "per_page", json_integer(per)) < 0 ||
-	    http_json_set(o, "pages", json_integer((json_int_t)((w.n + (size_t)per - 1) / (size_t)per))) < 0 ||
-	    http_json_set(o, "order", json_string(desc ? "desc" : "asc")) < 0 ||
-	    http_json_set(o, "now", json_integer((json_int_t)(now / 1000000))) < 0)
+	    "all", (json_int_t)(w.counts[QUEUE_VIEW_ACTIVE] + w.counts[QUEUE_VIEW_DEFERRED] +
+	    w.counts[QUEUE_VIEW_HELD]),
+	    "active", (json_int_t)w.counts[QUEUE_VIEW_ACTIVE],
+	    "deferred", (json_int_t)w.counts[QUEUE_VIEW_DEFERRED],
+	    "held", (json_int_t)w.counts[QUEUE_VIEW_HELD])) == NULL ||
+	    jsonout_set(o, "counts", counts) < 0 ||
+	    jsonout_set(o, "total", json_integer((json_int_t)w.n)) < 0 ||
+	    jsonout_set(o, "offset", json_integer(off)) < 0 ||
+	    jsonout_set(o, "limit", json_integer(per)) < 0 ||
+	    jsonout_set(o, "page", json_integer(page)) < 0 ||
+	    jsonout_set(o, "per_page", json_integer(per)) < 0 ||
+	    jsonout_set(o, "pages", json_integer((json_int_t)((w.n + (size_t)per - 1) / (size_t)per))) < 0 ||
+	    jsonout_set(o, "order", json_string(desc ? "desc" : "asc")) < 0 ||
+	    jsonout_set(o, "now", json_integer((json_int_t)(now / 1000000))) < 0)
 		goto oom;
 	free(w.v);
 	http_reply_json(req, 200, o);
@@ -765,7 +768,7 @@ http_api_bulk(struct http *h, struct evhttp_request *req, const char *path,
 		http_bulk_free(b);
 		json_decref(doc);
 		if (h->sched != NULL)
-			sched_flush(h->sched);
+			sched_ops_flush(h->sched);
 		log_info("web UI: flush: retry every deferred message now");
 		http_reply_json(req, 200, json_pack("{s:s,s:b}", "action", "retry", "all", 1));
 		return;

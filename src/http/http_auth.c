@@ -203,9 +203,9 @@ http_name_allowed(const struct http_names *n, const char *name, size_t len, int 
 	return 0;
 }
 
-/* http_host_allowed - see http_int.h */
+/* http_auth_host_allowed - see http_int.h */
 int
-http_host_allowed(const struct http_names *n, const char *host)
+http_auth_host_allowed(const struct http_names *n, const char *host)
 {
 	const char *name, *port;
 	size_t nlen, plen;
@@ -254,12 +254,12 @@ http_origin_is(const char *url, const char *host, const struct http_names *n, in
 }
 
 /*
- * http_csrf_check - see http_int.h: X-Requested-With, then Origin or
+ * http_auth_csrf_check - see http_int.h: X-Requested-With, then Origin or
  * Referer against our names (never against the Host header's name, which a
  * rebinding attacker chooses)
  */
 int
-http_csrf_check(const char *xrw, const char *origin, const char *referer,
+http_auth_csrf_check(const char *xrw, const char *origin, const char *referer,
     const char *host, const struct http_names *n, int https, const char **why)
 {
 	if (xrw == NULL || xrw[0] == '\0') {

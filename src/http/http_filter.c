@@ -15,48 +15,20 @@
 #include <string.h>
 #include <strings.h>
 
-/* http_state_name - the name the API and the dashboard use */
-const char *
-http_state_name(enum http_state st)
-{
-	switch (st) {
-	case HTTP_STATE_ACTIVE:   return "active";
-	case HTTP_STATE_DEFERRED: return "deferred";
-	case HTTP_STATE_HELD:     return "held";
-	default:                  return "any";
-	}
-}
-
-/*
- * http_msg_state - held wins; a message with a pending recipient that has
- * already failed once is deferred (Postfix's deferred queue); the rest are
- * active (Postfix's incoming and active queues together).
- */
-enum http_state
-http_msg_state(const struct queue_msg *m)
-{
-	if (m->held)
-		return HTTP_STATE_HELD;
-	for (size_t i = 0; i < m->nrcpt; i++)
-		if (m->rcpt[i].state == QUEUE_RCPT_PENDING && m->rcpt[i].attempts > 0)
-			return HTTP_STATE_DEFERRED;
-	return HTTP_STATE_ACTIVE;
-}
-
 /* http_filter_init - an empty filter (matches everything) measuring ages from now_us */
 void
 http_filter_init(struct http_filter *f, uint64_t now_us)
 {
 	memset(f, 0, sizeof(*f));
-	f->state = HTTP_STATE_ANY;
+	f->state = QUEUE_VIEW_ANY;
 	f->min_age = -1;
 	f->max_age = -1;
 	f->now_us = now_us;
 }
 
-/* http_parse_age - seconds, with an optional s/m/h/d suffix, up to ten years */
+/* http_filter_parse_age - seconds, with an optional s/m/h/d suffix, up to ten years */
 int64_t
-http_parse_age(const char *s)
+http_filter_parse_age(const char *s)
 {
 	char num[24];
 	size_t n = strlen(s);
@@ -114,19 +86,19 @@ http_filter_set(struct http_filter *f, const char *key, const char *value,
 		rc = http_filter_text(&f->id, value, key, err, errlen);
 	else if (strcmp(key, "state") == 0) {
 		if (value[0] == '\0' || strcmp(value, "any") == 0 || strcmp(value, "all") == 0)
-			f->state = HTTP_STATE_ANY;
+			f->state = QUEUE_VIEW_ANY;
 		else if (strcmp(value, "active") == 0)
-			f->state = HTTP_STATE_ACTIVE;
+			f->state = QUEUE_VIEW_ACTIVE;
 		else if (strcmp(value, "deferred") == 0)
-			f->state = HTTP_STATE_DEFERRED;
+			f->state = QUEUE_VIEW_DEFERRED;
 		else if (strcmp(value, "held") == 0 || strcmp(value, "hold") == 0)
-			f->state = HTTP_STATE_HELD;
+			f->state = QUEUE_VIEW_HELD;
 		else {
 			util_bsnprintf(err, errlen,
 			    "state: want active, deferred, held or any");
 			return -1;
 		}
-		if (f->state != HTTP_STATE_ANY)
+		if (f->state != QUEUE_VIEW_ANY)
 			f->any = 1;
 		return 0;
 	} else if (strcmp(key, "min_age") == 0 || strcmp(key, "max_age") == 0) {
@@ -135,7 +107,7 @@ http_filter_set(struct http_filter *f, const char *key, const char *value,
 			*slot = -1;
 			return 0;
 		}
-		if ((*slot = http_parse_age(value)) < 0) {
+		if ((*slot = http_filter_parse_age(value)) < 0) {
 			util_bsnprintf(err, errlen,
 			    "%s: want seconds, or a number with s, m, h or d", key);
 			return -1;
@@ -180,7 +152,7 @@ http_filter_match(const struct http_filter *f, const struct queue_msg *m)
 {
 	if (f->id != NULL && strcasecmp(f->id, m->id) != 0)
 		return 0;
-	if (f->state != HTTP_STATE_ANY && http_msg_state(m) != f->state)
+	if (f->state != QUEUE_VIEW_ANY && queue_view_state(m) != f->state)
 		return 0;
 	if (f->min_age >= 0 || f->max_age >= 0) {
 		int64_t age = f->now_us > m->arrival_us ?

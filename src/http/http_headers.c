@@ -71,8 +71,8 @@ http_field(const char *buf, size_t i, size_t hend, char *tmp, size_t *next)
 	}
 	if ((f = json_object()) == NULL)
 		return NULL;
-	if (http_json_set(f, "name", http_json_strn(buf + i, nlen)) < 0 ||
-	    http_json_set(f, "value", http_json_strn(tmp, o)) < 0) {
+	if (jsonout_set(f, "name", jsonout_strn(buf + i, nlen)) < 0 ||
+	    jsonout_set(f, "value", jsonout_strn(tmp, o)) < 0) {
 		json_decref(f);
 		return NULL;
 	}
@@ -93,7 +93,7 @@ http_headers_json(const char *buf, size_t len, int cut, json_t *o)
 	json_t *arr = json_array(), *f;
 	char *tmp = NULL;
 
-	if (arr == NULL || http_json_set(o, "headers", arr) < 0)
+	if (arr == NULL || jsonout_set(o, "headers", arr) < 0)
 		return -1;
 	if (hend == 0 && !(len > 0 && (buf[0] == '\n' || (len > 1 && buf[0] == '\r' && buf[1] == '\n')))) {
 		/* No blank line seen: all of it is headers (no body, or cut). */
@@ -130,7 +130,7 @@ http_headers_json(const char *buf, size_t len, int cut, json_t *o)
 			break;
 		}
 	}
-	rc = http_json_set(o, "headers_truncated", json_boolean(truncated));
+	rc = jsonout_set(o, "headers_truncated", json_boolean(truncated));
 out:
 	free(tmp);
 	return rc;

@@ -45,9 +45,9 @@ http_ring_push(struct http_ring *r, const struct http_sample *s)
 		r->len++;
 }
 
-/* http_ring_get - the i-th oldest sample */
+/* http_history_ring_get - the i-th oldest sample */
 const struct http_sample *
-http_ring_get(const struct http_ring *r, size_t i)
+http_history_ring_get(const struct http_ring *r, size_t i)
 {
 	size_t first = (r->head + r->cap - r->len) % r->cap;
 
@@ -126,7 +126,7 @@ http_history_rates(const struct http_history *hi, double out[HTTP_H_COUNTERS])
 	if (n == 0)
 		return;
 	for (size_t i = r->len - n; i < r->len; i++) {
-		const struct http_sample *s = http_ring_get(r, i);
+		const struct http_sample *s = http_history_ring_get(r, i);
 		for (int k = 0; k < HTTP_H_COUNTERS; k++)
 			out[k] += (double)s->v[k];
 	}
@@ -146,7 +146,7 @@ http_history_json(const struct http_ring *r)
 	if ((col = json_array()) == NULL || json_object_set_new(o, "t", col) < 0)
 		goto fail;
 	for (size_t i = 0; i < r->len; i++)
-		if (json_array_append_new(col, json_integer((json_int_t)http_ring_get(r, i)->t)) < 0)
+		if (json_array_append_new(col, json_integer((json_int_t)http_history_ring_get(r, i)->t)) < 0)
 			goto fail;
 	for (int k = 0; k < HTTP_H_FIELDS; k++) {
 		if ((col = json_array()) == NULL ||
@@ -154,7 +154,7 @@ http_history_json(const struct http_ring *r)
 			goto fail;
 		for (size_t i = 0; i < r->len; i++)
 			if (json_array_append_new(col,
-			    json_integer((json_int_t)http_ring_get(r, i)->v[k])) < 0)
+			    json_integer((json_int_t)http_history_ring_get(r, i)->v[k])) < 0)
 				goto fail;
 	}
 	return o;

@@ -22,6 +22,9 @@
 
 #include <jansson.h>
 
+#include "lib/jsonout.h"
+#include "queue/queue_view.h"
+
 struct evbuffer;
 struct evhttp_request;
 struct event;
@@ -44,22 +47,9 @@ struct queue_msg;
 #define HTTP_DEF_PER_PAGE      50
 #define HTTP_MAX_DETAIL_HEAD   65536   /* header bytes read for /api/queue/ID */
 #define HTTP_MAX_DETAIL_LINES  500     /* header fields returned */
-#define HTTP_LIST_RCPTS        3       /* recipients shown per row of /api/queue */
 #define HTTP_MAX_PENDING       1024    /* delayed replies (bulk actions) at once */
 #define HTTP_BATCH             1000    /* messages per loop turn in bulk actions */
 #define HTTP_WALK_CACHE_US     1000000 /* see struct http, walk */
-
-/* --- message state as the UI names it ------------------------------------ */
-
-enum http_state {
-	HTTP_STATE_ANY = 0,
-	HTTP_STATE_ACTIVE,     /* waiting for its first attempt or being delivered */
-	HTTP_STATE_DEFERRED,   /* at least one recipient failed temporarily */
-	HTTP_STATE_HELD,       /* put on hold by the operator */
-};
-
-const char *http_state_name(enum http_state st);
-enum http_state http_msg_state(const struct queue_msg *m);
 
 /* --- queue filter (http_filter.c) ---------------------------------------- */
 
@@ -73,7 +63,7 @@ struct http_filter {
 	const char *rcpt;       /* some recipient contains */
 	const char *domain;     /* some recipient's domain is or ends in .domain */
 	const char *id;         /* exact queue id */
-	enum http_state state;
+	enum queue_view_state state;
 	int64_t min_age;        /* seconds; -1 = none */
 	int64_t max_age;
 	uint64_t now_us;        /* wall clock the ages are measured against */
@@ -88,21 +78,16 @@ void http_filter_init(struct http_filter *f, uint64_t now_us);
 int http_filter_set(struct http_filter *f, const char *key, const char *value,
     char *err, size_t errlen);
 int http_filter_match(const struct http_filter *f, const struct queue_msg *m);
-/* http_parse_age - "90", "90s", "15m", "2h", "3d" -> seconds; -1 on error */
-int64_t http_parse_age(const char *s);
+/* http_filter_parse_age - "90", "90s", "15m", "2h", "3d" -> seconds; -1 on error */
+int64_t http_filter_parse_age(const char *s);
 
 /* --- JSON (http_json.c) --------------------------------------------------- */
 
-/* http_json_str - a JSON string from untrusted bytes: bad UTF-8 becomes U+FFFD */
-json_t *http_json_strn(const char *s, size_t len);
-json_t *http_json_str(const char *s);            /* NULL s -> JSON null */
 /*
  * http_json_dump - compact JSON into b, with <, > and & written as \u003c,
  * \u003e, \u0026 so no byte of it can be read as markup. 0 or -1.
  */
 int http_json_dump(const json_t *j, struct evbuffer *b);
-/* http_json_set - json_object_set_new that tolerates a NULL value (-1) */
-int http_json_set(json_t *obj, const char *key, json_t *val);
 
 /* --- a message's header section (http_headers.c) -------------------------- */
 
@@ -124,6 +109,7 @@ struct http_snap {
 	/* struct metrics, copied */
 	uint64_t sessions_active, sessions_total, tls_sessions;
 	uint64_t dkim_signed;
+	uint64_t auth_sessions, auth_sessions_active, auth_failures;
 	uint64_t accepted, accepted_bytes, rejected;
 	uint64_t delivered, deferred, bounced;
 	uint64_t latency_bucket[16];
@@ -141,10 +127,10 @@ struct http_snap {
 	int      ui_open;              /* no credentials and beyond loopback (SPEC §11.1) */
 };
 
-/* http_disk_message - SPEC §8 banner text for a state; NULL when ok */
-const char *http_disk_message(int state);
-/* http_disk_state_of - 0/1/2 from a free percentage (SPEC §8: 5 %, 1 %) */
-int http_disk_state_of(double free_pct);
+/* http_stats_disk_message - SPEC §8 banner text for a state; NULL when ok */
+const char *http_stats_disk_message(int state);
+/* http_stats_disk_state_of - 0/1/2 from a free percentage (SPEC §8: 5 %, 1 %) */
+int http_stats_disk_state_of(double free_pct);
 /* http_metrics_format - the body of /metrics: the snapshot through metrics_prom_format() */
 int http_metrics_format(const struct http_snap *s, const double *bounds,
     struct evbuffer *b);
@@ -198,8 +184,8 @@ void http_history_free(struct http_history *hi);
  */
 void http_history_tick(struct http_history *hi, uint64_t t,
     const uint64_t cum[HTTP_H_COUNTERS], const uint64_t gauges[HTTP_H_FIELDS - HTTP_H_COUNTERS]);
-/* http_ring_get - i-th oldest sample (0 <= i < len) */
-const struct http_sample *http_ring_get(const struct http_ring *r, size_t i);
+/* http_history_ring_get - i-th oldest sample (0 <= i < len) */
+const struct http_sample *http_history_ring_get(const struct http_ring *r, size_t i);
 /* http_history_json - columns for uPlot: {"interval":..,"t":[..],"accepted":[..],..} */
 json_t *http_history_json(const struct http_ring *r);
 /* http_history_rates - events in the last minute of the fine ring (never extrapolated) */
@@ -220,7 +206,7 @@ struct http_asset {
 extern const struct http_asset http_assets[];
 extern const size_t http_assets_count;
 
-const struct http_asset *http_asset_find(const char *path);
+const struct http_asset *http_ui_asset_find(const char *path);
 
 /* --- basic auth and cross-site checks (http_auth.c) ----------------------- */
 
@@ -253,21 +239,21 @@ struct http_names {
 };
 
 /*
- * http_host_allowed - 1 when a request's Host header (NULL: none, as in
+ * http_auth_host_allowed - 1 when a request's Host header (NULL: none, as in
  * HTTP/1.0) names us, with or without a port; 0: answer 421 (a DNS
  * rebinding page names its own host).
  */
-int http_host_allowed(const struct http_names *n, const char *host);
+int http_auth_host_allowed(const struct http_names *n, const char *host);
 
 /*
- * http_csrf_check - may this state-changing request come from our own page?
+ * http_auth_csrf_check - may this state-changing request come from our own page?
  * It needs a non-empty X-Requested-With header (a cross-site form cannot
  * send one, a cross-site script cannot without a CORS preflight we never
  * grant), and Origin, or else Referer, when present, must name one of our
  * names (n, never the Host header's name) on the port of the Host header.
  * 0 = allowed; -1 = refuse (reason, for the log and the 403 body, in why).
  */
-int http_csrf_check(const char *xrw, const char *origin, const char *referer,
+int http_auth_csrf_check(const char *xrw, const char *origin, const char *referer,
     const char *host, const struct http_names *n, int https, const char **why);
 
 /*
@@ -416,6 +402,8 @@ typedef void http_handler_fn(struct http *h, struct evhttp_request *req,
     const char *path, struct evkeyvalq *query);
 http_handler_fn http_api_stats, http_api_history, http_api_queue, http_api_message,
     http_api_bulk, http_api_metrics, http_ui_index, http_ui_asset;
+/* http_qshape.c: GET /api/qshape, the queue by recipient domain and age */
+http_handler_fn http_api_qshape;
 
 /* Connections (http_conn.c). */
 /* http_conn_init - caps and accept errors on evhttp's listener; 0 or -1 */
@@ -429,9 +417,9 @@ void http_conn_replied(struct evhttp_request *req, void *arg);
 /* http_conn_detach - after evhttp_free(): forget the connections still being freed */
 void http_conn_detach(struct http *h);
 
-/* http_snap_take - counters, one queue walk and statvfs of data_dir */
-void http_snap_take(struct http *h, struct http_snap *s);
-/* http_tick_sample - add the 10 s sample to the history */
-void http_tick_sample(struct http *h);
+/* http_api_snap_take - counters, one queue walk and statvfs of data_dir */
+void http_api_snap_take(struct http *h, struct http_snap *s);
+/* http_api_tick_sample - add the 10 s sample to the history */
+void http_api_tick_sample(struct http *h);
 
 #endif

@@ -19,9 +19,9 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
-/* http_asset_find - the embedded file served at path, or NULL */
+/* http_ui_asset_find - the embedded file served at path, or NULL */
 const struct http_asset *
-http_asset_find(const char *path)
+http_ui_asset_find(const char *path)
 {
 	for (size_t i = 0; i < http_assets_count; i++)
 		if (strcmp(http_assets[i].path, path) == 0)
@@ -103,7 +103,7 @@ void
 http_ui_index(struct http *h, struct evhttp_request *req, const char *path,
     struct evkeyvalq *query)
 {
-	const struct http_asset *a = http_asset_find("/assets/index.html");
+	const struct http_asset *a = http_ui_asset_find("/assets/index.html");
 
 	(void)h; (void)path; (void)query;
 	if (a == NULL) {
@@ -118,7 +118,7 @@ void
 http_ui_asset(struct http *h, struct evhttp_request *req, const char *path,
     struct evkeyvalq *query)
 {
-	const struct http_asset *a = http_asset_find(path);
+	const struct http_asset *a = http_ui_asset_find(path);
 
 	(void)h; (void)query;
 	if (a == NULL) {

@@ -152,6 +152,25 @@ priv_chown_tree(const char *dir, uid_t uid, gid_t gid)
 	return n;
 }
 
+/*
+ * priv_split - cut the path at comp into its first component (returned,
+ * NUL-terminated, leading slashes skipped) and the rest (*next, NULL when
+ * nothing but slashes follows). Modifies the buffer.
+ */
+static char *
+priv_split(char *comp, char **next)
+{
+	while (*comp == '/')
+		comp++;
+	if ((*next = strchr(comp, '/')) != NULL)
+		*(*next)++ = '\0';
+	while (*next != NULL && **next == '/')
+		(*next)++;
+	if (*next != NULL && **next == '\0')
+		*next = NULL;
+	return comp;
+}
+
 /* priv_chown_path - see priv.h */
 int
 priv_chown_path(const char *root, const char *rel, uid_t uid, gid_t gid)
@@ -169,14 +188,7 @@ priv_chown_path(const char *root, const char *rel, uid_t uid, gid_t gid)
 	if (fchown(fd, uid, gid) < 0)
 		goto fail;
 	for (comp = buf; ; comp = next) {
-		while (*comp == '/')
-			comp++;
-		if ((next = strchr(comp, '/')) != NULL)
-			*next++ = '\0';
-		while (next != NULL && *next == '/')
-			next++;
-		if (next != NULL && *next == '\0')
-			next = NULL;
+		comp = priv_split(comp, &next);
 		if (*comp == '\0' || strcmp(comp, ".") == 0 || strcmp(comp, "..") == 0) {
 			errno = EINVAL;
 			goto fail;
@@ -229,14 +241,7 @@ priv_walk_beneath(int dirfd, const char *rel, int flags)
 	for (comp = buf; ; comp = next) {
 		int sub;
 
-		while (*comp == '/')
-			comp++;
-		if ((next = strchr(comp, '/')) != NULL)
-			*next++ = '\0';
-		while (next != NULL && *next == '/')
-			next++;
-		if (next != NULL && *next == '\0')
-			next = NULL;
+		comp = priv_split(comp, &next);
 		if (strcmp(comp, "..") == 0) {
 			errno = EXDEV;
 			goto fail;

@@ -82,7 +82,8 @@ enum cfg_check {
 	CHK_UI_ADDRESS,
 	CHK_METRICS_PUSH,
 	CHK_MAIL_OWNER,
-	CHK_RELAY_TLS,          /* "may" or "encrypt" */
+	CHK_RELAY_TLS,          /* "may", "encrypt" or "verify" */
+	CHK_RELAY_AUTH,         /* "" or "xoauth2" */
 	CHK_HOST_LIST,          /* comma/space list of host names */
 };
 
@@ -156,7 +157,20 @@ static const struct cfg_prop cfg_props[] = {
 	{ "ui_max_connections", CFG_UINT, "256", OFF(ui_max_connections), 0, 1, 100000, 0, 0 },
 
 	/* SPEC §11.3 */
+	{ "submission_listen", CFG_LISTEN, "", OFF(submission_listen), OFF(n_submission_listen),
+	    0, 0, 0, 1 },
+	{ "smtpd_users_file", CFG_STRING, "", OFF(smtpd_users_file), 0, 0, 0, CHK_TEXT, 0 },
 	{ "dkim_key_table", CFG_STRING, "", OFF(dkim_key_table), 0, 0, 0, CHK_TEXT, 0 },
+
+	/* SPEC §11.2 */
+	{ "smart_relay_ca_file", CFG_STRING, "", OFF(smart_relay_ca_file), 0, 0, 0, CHK_TEXT, 0 },
+	{ "smart_relay_username", CFG_STRING, "", OFF(smart_relay_username), 0, 0, 0, CHK_TEXT, 0 },
+	{ "smart_relay_password", CFG_STRING, "", OFF(smart_relay_password), 0, 0, 0, CHK_SECRET, 0 },
+	{ "smart_relay_password_file", CFG_STRING, "", OFF(smart_relay_password_file), 0, 0, 0,
+	    CHK_TEXT, 0 },
+	{ "smart_relay_auth", CFG_STRING, "", OFF(smart_relay_auth), 0, 0, 0, CHK_RELAY_AUTH, 0 },
+	{ "sender_relay_map", CFG_STRING, "", OFF(sender_relay_map), 0, 0, 0, CHK_TEXT, 0 },
+	{ "smtp_tls_session_cache", CFG_BOOL, "yes", OFF(smtp_tls_session_cache), 0, 0, 1, 0, 0 },
 };
 
 #define CFG_NPROPS (sizeof(cfg_props) / sizeof(cfg_props[0]))
@@ -296,8 +310,14 @@ cfg_check_string(const struct cfg_prop *p, const char *v, char *why, size_t whyl
 	case CHK_MAIL_OWNER:
 		return config_value_mail_owner(v, why, whylen);
 	case CHK_RELAY_TLS:
-		if (strcmp(v, "may") != 0 && strcmp(v, "encrypt") != 0) {
-			util_strlcpy(why, "expected may or encrypt", whylen);
+		if (strcmp(v, "may") != 0 && strcmp(v, "encrypt") != 0 && strcmp(v, "verify") != 0) {
+			util_strlcpy(why, "expected may, encrypt or verify", whylen);
+			return -1;
+		}
+		return 0;
+	case CHK_RELAY_AUTH:
+		if (v[0] != '\0' && strcmp(v, "xoauth2") != 0) {
+			util_strlcpy(why, "expected xoauth2 or an empty value (PLAIN or LOGIN)", whylen);
 			return -1;
 		}
 		return 0;
@@ -365,9 +385,9 @@ cfg_set(struct config *cfg, struct cfg_state *st, const struct cfg_prop *p, cons
 	case CFG_DURATION: {
 		char lo[32], hi[32];
 
-		if (config_parse_duration(v, &secs) < 0 || secs < p->min || secs > p->max) {
-			if (config_format_duration((unsigned)p->min, lo, sizeof(lo)) < 0 ||
-			    config_format_duration((unsigned)p->max, hi, sizeof(hi)) < 0 ||
+		if (config_value_parse_duration(v, &secs) < 0 || secs < p->min || secs > p->max) {
+			if (config_value_format_duration((unsigned)p->min, lo, sizeof(lo)) < 0 ||
+			    config_value_format_duration((unsigned)p->max, hi, sizeof(hi)) < 0 ||
 			    util_bsnprintf(why, sizeof(why), "expected a duration from %s to %s "
 			    "(a number with suffix s, m, h or d; no suffix = seconds)", lo, hi) < 0)
 				util_strlcpy(why, "bad duration", sizeof(why));
@@ -391,8 +411,9 @@ cfg_set(struct config *cfg, struct cfg_state *st, const struct cfg_prop *p, cons
 	case CFG_RELAY: {
 		struct relay_target t;
 
-		if (config_parse_relay(v, &t) < 0) {
-			util_strlcpy(why, "expected host, host:port, [host] or [host]:port", sizeof(why));
+		if (config_value_parse_relay(v, &t) < 0) {
+			util_strlcpy(why, "expected host, host:port, [host], [host]:port or "
+			    "smtps://host[:port]", sizeof(why));
 			goto bad;
 		}
 		*FIELD(cfg, p, struct relay_target) = t;
@@ -639,8 +660,30 @@ cfg_cross_check(struct config *cfg, struct cfg_state *st)
 		cfg_fixed(st->err, st->errlen, CFG_LOGS_ERR);
 		return -1;
 	}
+	if (cfg->smart_relay_password[0] != '\0' && cfg->smart_relay_password_file[0] != '\0') {
+		cfg_err(st->err, st->errlen, "%s: smart_relay_password and "
+		    "smart_relay_password_file are both set; use one", st->path);
+		return -1;
+	}
+	if (cfg->smart_relay_username[0] != '\0' && cfg->smart_relay_password[0] == '\0' &&
+	    cfg->smart_relay_password_file[0] == '\0') {
+		cfg_err(st->err, st->errlen, "%s: smart_relay_username needs "
+		    "smart_relay_password or smart_relay_password_file", st->path);
+		return -1;
+	}
+	if (strcmp(cfg->smart_relay_auth, "xoauth2") == 0 &&
+	    (cfg->smart_relay_username[0] == '\0' || cfg->smart_relay_password_file[0] == '\0')) {
+		cfg_err(st->err, st->errlen, "%s: smart_relay_auth = xoauth2 needs "
+		    "smart_relay_username and smart_relay_password_file (the token file)", st->path);
+		return -1;
+	}
 	if (!cfg->ssl_disabled && (cfg->ssl_key_file[0] == '\0' || cfg->ssl_cert_file[0] == '\0')) {
 		cfg_fixed(st->err, st->errlen, CFG_KEYS_UNDEF_ERR);
+		return -1;
+	}
+	if (cfg->n_submission_listen > 0 && cfg->ssl_disabled) {
+		cfg_err(st->err, st->errlen, "%s: submission_listen needs TLS (ssl_disabled = no): "
+		    "AUTH is never offered in clear text", st->path);
 		return -1;
 	}
 	return cfg_resolve_hostname(cfg, st);
@@ -935,13 +978,13 @@ config_print(const struct config *cfg, int fd)
 			    (unsigned long long)*FIELD(cfg, p, uint64_t));
 			break;
 		case CFG_DURATION:
-			r = config_format_duration(*FIELD(cfg, p, unsigned), buf, sizeof(buf));
+			r = config_value_format_duration(*FIELD(cfg, p, unsigned), buf, sizeof(buf));
 			break;
 		case CFG_CIDR:
 			r = cidr_list_format(*FIELD(cfg, p, struct cidr_list *), buf, sizeof(buf));
 			break;
 		case CFG_RELAY:
-			r = config_format_relay(FIELD(cfg, p, struct relay_target), buf, sizeof(buf));
+			r = config_value_format_relay(FIELD(cfg, p, struct relay_target), buf, sizeof(buf));
 			break;
 		case CFG_LISTEN:
 		case CFG_DNS:

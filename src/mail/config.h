@@ -32,6 +32,7 @@ struct relay_target {
 	char   host[256];    /* host name or IP literal, brackets removed */
 	int    port;         /* 0 = not given (use relay_smtp_port / 25) */
 	int    no_mx;        /* brackets given: no MX lookup */
+	int    smtps;        /* "smtps://host[:port]": implicit TLS (port 465 when not given) */
 };
 
 struct listen_addr {
@@ -95,14 +96,26 @@ struct config {
 	int    smtpd_proxy_protocol;       /* 0 = none, 1 = haproxy */
 	struct cidr_list *smtpd_proxy_networks; /* whose PROXY header is believed; never NULL */
 	char  *mail_owner;                 /* user to run as when started as root; default "mtad", falling back to "nobody" */
-	char  *smart_relay_tls;            /* "may" (default) or "encrypt" */
+	char  *smart_relay_tls;            /* "may" (default), "encrypt" or "verify" */
 
 	/* SPEC §11.1 */
 	char  *ui_hosts;                   /* comma/space list of host names, "" = none */
 	unsigned ui_max_connections;       /* HTTP connections in total */
 
 	/* SPEC §11.3: authenticated senders and signing */
+	struct listen_addr submission_listen[CONFIG_MAX_LISTEN];  /* STARTTLS + AUTH */
+	size_t n_submission_listen;
+	char  *smtpd_users_file;           /* key-store relative; "" = no AUTH */
 	char  *dkim_key_table;             /* key-store relative; "" = no signing */
+
+	/* SPEC §11.2 (paths relative to the key store root) */
+	char  *smart_relay_ca_file;        /* PEM CAs for "verify"; "" = the system store */
+	char  *smart_relay_username;       /* "" = no SMTP AUTH */
+	char  *smart_relay_password;       /* secret */
+	char  *smart_relay_password_file;  /* its first line: the password (or XOAUTH2 token) */
+	char  *smart_relay_auth;           /* "" (PLAIN, else LOGIN) or "xoauth2" */
+	char  *sender_relay_map;           /* per-sender relays; "" = none */
+	int    smtp_tls_session_cache;     /* resume outbound TLS sessions */
 };
 
 /* Without -c: this file when it exists, else the environment alone. */
@@ -143,23 +156,23 @@ int config_check_environment(const struct config *cfg, char *err, size_t errlen)
 int config_check_warnings(const struct config *cfg);
 
 /*
- * config_ui_is_open - 1 when the web UI needs no password (username empty)
+ * config_check_ui_is_open - 1 when the web UI needs no password (username empty)
  * and listens beyond loopback (ui_address not 127.0.0.0/8 or ::1): anyone
  * who reaches the port can read and change the queue (SPEC §11.1).
  */
-int config_ui_is_open(const struct config *cfg);
+int config_check_ui_is_open(const struct config *cfg);
 
 /* config_print - the effective configuration, one "name = value" a line, passwords masked */
 void config_print(const struct config *cfg, int fd);
 
 struct config *config_free(struct config *cfg);
 
-/* config_parse_duration - "300", "300s", "5m", "4h", "5d" -> seconds; -1 on error */
-int config_parse_duration(const char *text, unsigned *out);
-/* config_parse_relay - SPEC's smart_relay/cc_mta forms; -1 on error */
-int config_parse_relay(const char *text, struct relay_target *out);
-/* config_format_relay - the canonical text of a relay target, port included ("" when unset) */
-int config_format_relay(const struct relay_target *t, char *buf, size_t size);
+/* config_value_parse_duration - "300", "300s", "5m", "4h", "5d" -> seconds; -1 on error */
+int config_value_parse_duration(const char *text, unsigned *out);
+/* config_value_parse_relay - SPEC's smart_relay/cc_mta forms; -1 on error */
+int config_value_parse_relay(const char *text, struct relay_target *out);
+/* config_value_format_relay - the canonical text of a relay target, port included ("" when unset) */
+int config_value_format_relay(const struct relay_target *t, char *buf, size_t size);
 
 /*
  * config_parse_buffer - config_load() without the file: parse buf[0..len)

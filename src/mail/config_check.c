@@ -26,6 +26,7 @@
 #include "lib/cidr.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "mail/relay_map.h"
 #include "tls/tls.h"
 
 #include <arpa/inet.h>
@@ -39,6 +40,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
 
 
 #define CHK_KEYVOL_ERR "Error: failed to load key volume."
@@ -182,6 +185,82 @@ fail:
 	return -1;
 }
 
+/*
+ * chk_relay_files - SPEC §11.2: the smart relay's password (or token) file,
+ * CA file and sender_relay_map must be on the key store and usable. The
+ * secret read here is wiped at once; the files are read again when used
+ * (the token file at every connection).
+ */
+static int
+chk_relay_files(const struct config *cfg, char *err, size_t errlen)
+{
+	const char *root = cfg->key_dir[0] != '\0' ? cfg->key_dir : cfg->fs_dir;
+	char why[512], secret[4097];
+	size_t len = 0;
+	char *text;
+
+	if (cfg->smart_relay_password_file[0] != '\0') {
+		int r = tls_keys_read_line(root, cfg->smart_relay_password_file, secret,
+		    sizeof(secret), why, sizeof(why));
+
+		OPENSSL_cleanse(secret, sizeof(secret));
+		if (r < 0)
+			goto fail_pw;
+	}
+	if (cfg->smart_relay_ca_file[0] != '\0') {
+		struct ssl_ctx_st *ctx = tls_client_new_ca(root, cfg->smart_relay_ca_file, why,
+		    sizeof(why));
+
+		if (ctx == NULL) {
+			if (util_bsnprintf(err, errlen, "Error: failed to pre-configure MTA: "
+			    "smart_relay_ca_file %s", why) < 0)
+				util_strlcpy(err, "Error: failed to pre-configure MTA: smart_relay_ca_file",
+				    errlen);
+			return -1;
+		}
+		tls_ctx_free(ctx);
+	}
+	if (cfg->sender_relay_map[0] != '\0') {
+		struct relay_map *m;
+
+		if ((text = tls_keys_read_text(root, cfg->sender_relay_map, &len, why,
+		    sizeof(why))) == NULL)
+			goto fail_map;
+		m = relay_map_parse(text, len, secret, sizeof(secret));
+		free(text);
+		if (m == NULL) {
+			if (util_bsnprintf(why, sizeof(why), "%s: %s", cfg->sender_relay_map,
+			    secret) < 0)
+				util_strlcpy(why, secret, sizeof(why));
+			goto fail_map;
+		}
+		for (size_t i = 0; i < m->n; i++) {
+			if (m->rules[i].password_file == NULL)
+				continue;
+			if (tls_keys_read_line(root, m->rules[i].password_file, secret,
+			    sizeof(secret), why, sizeof(why)) < 0) {
+				OPENSSL_cleanse(secret, sizeof(secret));
+				relay_map_free(m);
+				goto fail_map;
+			}
+			OPENSSL_cleanse(secret, sizeof(secret));
+		}
+		relay_map_free(m);
+	}
+	return 0;
+fail_pw:
+	if (util_bsnprintf(err, errlen, "Error: failed to pre-configure MTA: "
+	    "smart_relay_password_file %s", why) < 0)
+		util_strlcpy(err, "Error: failed to pre-configure MTA: smart_relay_password_file",
+		    errlen);
+	return -1;
+fail_map:
+	if (util_bsnprintf(err, errlen, "Error: failed to pre-configure MTA: "
+	    "sender_relay_map %s", why) < 0)
+		util_strlcpy(err, "Error: failed to pre-configure MTA: sender_relay_map", errlen);
+	return -1;
+}
+
 /* config_check_environment - see config.h; the order is in the file header */
 int
 config_check_environment(const struct config *cfg, char *err, size_t errlen)
@@ -195,6 +274,8 @@ config_check_environment(const struct config *cfg, char *err, size_t errlen)
 	if (cfg->logs_enabled && chk_log_share(cfg->log_dir, err, errlen) < 0)
 		return -1;
 	if (!cfg->ssl_disabled && chk_tls_files(cfg, err, errlen) < 0)
+		return -1;
+	if (chk_relay_files(cfg, err, errlen) < 0)
 		return -1;
 	if (chk_data_dir(cfg->data_dir, err, errlen) < 0)
 		return -1;
@@ -221,7 +302,7 @@ config_check_warnings(const struct config *cfg)
 		log_warnx("cc_mta has no effect when smart_relay is set; ignoring it");
 		n++;
 	}
-	if (config_ui_is_open(cfg)) {
+	if (config_check_ui_is_open(cfg)) {
 		log_warnx("the web UI on %s port %d has no username and password: anyone who can "
 		    "reach it can read and change the queue (set username and password, or "
 		    "ui_address = 127.0.0.1)", cfg->ui_address, cfg->ui_port);
@@ -230,9 +311,9 @@ config_check_warnings(const struct config *cfg)
 	return n;
 }
 
-/* config_ui_is_open - no UI credentials and a UI address beyond loopback? */
+/* config_check_ui_is_open - no UI credentials and a UI address beyond loopback? */
 int
-config_ui_is_open(const struct config *cfg)
+config_check_ui_is_open(const struct config *cfg)
 {
 	struct in_addr a4;
 	struct in6_addr a6;

@@ -49,7 +49,7 @@ int config_value_timezone(const char *v, const char *zoneinfo, char *why, size_t
 int config_value_relpath(const char *v, char *why, size_t whylen);
 /* config_value_mail_owner - a plausible user name */
 int config_value_mail_owner(const char *v, char *why, size_t whylen);
-/* config_format_duration - seconds -> "5d", "4h", "5m", "4000s", "0" */
-int config_format_duration(unsigned secs, char *buf, size_t size);
+/* config_value_format_duration - seconds -> "5d", "4h", "5m", "4000s", "0" */
+int config_value_format_duration(unsigned secs, char *buf, size_t size);
 
 #endif

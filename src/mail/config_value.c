@@ -79,12 +79,12 @@ config_value_uint(const char *v, unsigned long long max, unsigned long long *out
 }
 
 /*
- * config_parse_duration - "300", "300s", "5m", "4h", "5d" -> seconds.
+ * config_value_parse_duration - "300", "300s", "5m", "4h", "5d" -> seconds.
  * A bare number is seconds; the suffix may be upper or lower case.
  * -1 on syntax error or when the result does not fit an unsigned.
  */
 int
-config_parse_duration(const char *text, unsigned *out)
+config_value_parse_duration(const char *text, unsigned *out)
 {
 	unsigned long long n = 0, mult = 1;
 	size_t i;
@@ -124,9 +124,9 @@ config_parse_duration(const char *text, unsigned *out)
 	return 0;
 }
 
-/* config_format_duration - the shortest exact form: "5d", "4h", "5m", "4000s", "0" */
+/* config_value_format_duration - the shortest exact form: "5d", "4h", "5m", "4000s", "0" */
 int
-config_format_duration(unsigned secs, char *buf, size_t size)
+config_value_format_duration(unsigned secs, char *buf, size_t size)
 {
 	if (secs == 0)
 		return util_bsnprintf(buf, size, "0") < 0 ? -1 : 0;
@@ -263,23 +263,31 @@ cfg_port(const char *p, size_t len)
 }
 
 /*
- * config_parse_relay - smart_relay / cc_mta: "host" (MX lookup),
+ * config_value_parse_relay - smart_relay / cc_mta: "host" (MX lookup),
  * "host:port", "[host]" and "[host]:port" (no MX lookup), IPv6 only in
  * brackets ("[2001:db8::1]:587"). A bare IPv4 literal gets no_mx too: an
  * MX lookup of an address is meaningless. "" leaves the target unset.
+ * "smtps://" before any of the forms asks for implicit TLS (RFC 8314): the
+ * host is then looked up by A/AAAA only and the port defaults to 465.
  */
 int
-config_parse_relay(const char *text, struct relay_target *out)
+config_value_parse_relay(const char *text, struct relay_target *out)
 {
 	const char *host, *rest;
 	size_t hlen;
-	int port = 0, no_mx = 0, fam;
+	int port = 0, no_mx = 0, fam, smtps = 0;
 
 	memset(out, 0, sizeof(*out));
 	if (text == NULL)
 		return -1;
 	if (text[0] == '\0')
 		return 0;
+	if (strncmp(text, "smtps://", 8) == 0) {
+		smtps = 1;
+		text += 8;
+		if (text[0] == '\0' || strchr(text, '/') != NULL)
+			return -1;
+	}
 	if (text[0] == '[') {
 		const char *close = strchr(text, ']');
 
@@ -318,15 +326,16 @@ config_parse_relay(const char *text, struct relay_target *out)
 		return -1;
 	memcpy(out->host, host, hlen);
 	out->host[hlen] = '\0';
-	out->port = port;
-	out->no_mx = no_mx;
+	out->port = port > 0 ? port : smtps ? 465 : 0;
+	out->no_mx = no_mx || smtps;
+	out->smtps = smtps;
 	out->set = 1;
 	return 0;
 }
 
-/* config_format_relay - "host", "host:port", "[host]", "[host]:port"; "" when unset */
+/* config_value_format_relay - "host", "host:port", "[host]", "[host]:port"; "" when unset */
 int
-config_format_relay(const struct relay_target *t, char *buf, size_t size)
+config_value_format_relay(const struct relay_target *t, char *buf, size_t size)
 {
 	char port[8] = "";
 
@@ -334,6 +343,9 @@ config_format_relay(const struct relay_target *t, char *buf, size_t size)
 		return util_bsnprintf(buf, size, "%s", "") < 0 ? -1 : 0;
 	if (t->port > 0 && util_bsnprintf(port, sizeof(port), ":%d", t->port) < 0)
 		return -1;
+	if (t->smtps)
+		return util_bsnprintf(buf, size, "smtps://%s%s%s%s", strchr(t->host, ':') ? "[" : "",
+		    t->host, strchr(t->host, ':') ? "]" : "", port) < 0 ? -1 : 0;
 	if (t->no_mx)
 		return util_bsnprintf(buf, size, "[%s]%s", t->host, port) < 0 ? -1 : 0;
 	return util_bsnprintf(buf, size, "%s%s", t->host, port) < 0 ? -1 : 0;
@@ -512,7 +524,7 @@ config_value_metrics_push(const char *v, char *why, size_t whylen)
 	}
 	hp = v + 6;
 	/* Same host[:port] grammar as a relay target; the port is required. */
-	if (config_parse_relay(hp, &t) < 0 || !t.set || t.port == 0) {
+	if (config_value_parse_relay(hp, &t) < 0 || !t.set || t.port == 0) {
 		cfg_why(why, whylen, "expected udp://host:port");
 		return -1;
 	}

@@ -461,6 +461,18 @@ maillog_client(struct maillog *ml, const char *qid, const char *name, const char
 	    ML_NAME_MAX, ml_s(name, "unknown"), ML_ADDR_MAX, ml_s(addr, "unknown"));
 }
 
+/* maillog_client_sasl - see maillog.h */
+void
+maillog_client_sasl(struct maillog *ml, const char *qid, const char *name, const char *addr,
+    const char *method, const char *user)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "smtpd", "%.*s: client=%.*s[%.*s], sasl_method=%.16s, sasl_username=%.*s",
+	    ML_NAME_MAX, ml_s(qid, "NOQUEUE"), ML_NAME_MAX, ml_s(name, "unknown"), ML_ADDR_MAX,
+	    ml_s(addr, "unknown"), ml_s(method, "PLAIN"), ML_NAME_MAX, ml_s(user, ""));
+}
+
 /*
  * maillog_message_id - cleanup "QID: message-id=<...>"; msgid is the
  * header's value, shown as is when it has its angle brackets.

@@ -48,6 +48,12 @@ void maillog_connect(struct maillog *ml, const char *name, const char *addr);
 void maillog_disconnect(struct maillog *ml, const char *name, const char *addr,
     const char *counts);     /* "ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5" */
 void maillog_client(struct maillog *ml, const char *qid, const char *name, const char *addr);
+/*
+ * maillog_client_sasl - the same for an authenticated session, as Postfix
+ * writes it: "QID: client=name[addr], sasl_method=PLAIN, sasl_username=USER"
+ */
+void maillog_client_sasl(struct maillog *ml, const char *qid, const char *name, const char *addr,
+    const char *method, const char *user);
 void maillog_message_id(struct maillog *ml, const char *qid, const char *msgid);
 void maillog_from(struct maillog *ml, const char *qid, const char *sender,
     uint64_t size, unsigned nrcpt);

@@ -22,6 +22,9 @@ struct metrics {
 	uint64_t sessions_total;
 	uint64_t tls_sessions;
 	uint64_t dkim_signed;           /* messages given DKIM signatures (smtpd_dkim.c) */
+	uint64_t auth_sessions;         /* successful SMTP AUTH logins (smtpd_auth.c) */
+	uint64_t auth_sessions_active;  /* open sessions that are logged in */
+	uint64_t auth_failures;         /* failed SMTP AUTH attempts */
 	uint64_t accepted;              /* messages committed (one per message) */
 	uint64_t accepted_bytes;
 	uint64_t rejected;              /* 4xx/5xx replies to MAIL/RCPT/DATA and refused connections */

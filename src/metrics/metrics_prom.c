@@ -46,6 +46,7 @@ metrics_prom_format(const struct metrics_prom_values *s, struct evbuffer *b)
 		{ "mta_queue_active_messages", "gauge", "Queued messages waiting for their first attempt or in delivery." },
 		{ "mta_queue_deferred_messages", "gauge", "Queued messages with a recipient deferred." },
 		{ "mta_queue_held_messages", "gauge", "Queued messages on hold." },
+		{ "mta_smtp_auth_sessions_active", "gauge", "Open inbound sessions logged in with SMTP AUTH." },
 	};
 	static const struct metrics_prom counters[] = {
 		{ "mta_messages_accepted_total", "counter", "Messages accepted into the queue." },
@@ -57,6 +58,8 @@ metrics_prom_format(const struct metrics_prom_values *s, struct evbuffer *b)
 		{ "mta_smtp_sessions_total", "counter", "Inbound SMTP sessions." },
 		{ "mta_tls_sessions_total", "counter", "Inbound SMTP sessions that used TLS." },
 		{ "mta_dkim_signed_total", "counter", "Messages given DKIM signatures before queueing." },
+		{ "mta_smtp_auth_sessions_total", "counter", "Successful SMTP AUTH logins." },
+		{ "mta_smtp_auth_failures_total", "counter", "Failed SMTP AUTH attempts." },
 	};
 	static const struct metrics_prom age = { "mta_queue_oldest_message_age_seconds",
 	    "gauge", "Age of the oldest queued message (0 when the queue is empty)." };
@@ -68,11 +71,12 @@ metrics_prom_format(const struct metrics_prom_values *s, struct evbuffer *b)
 	    "Free fraction of data_dir's file system (for unprivileged users)." };
 	const uint64_t gv[] = {
 		s->queue_messages, (s->queue_bytes + 1023) / 1024, s->sessions_active,
-		s->queue_rcpts, s->n_active, s->n_deferred, s->n_held,
+		s->queue_rcpts, s->n_active, s->n_deferred, s->n_held, s->auth_sessions_active,
 	};
 	const uint64_t cv[] = {
 		s->accepted, s->accepted_bytes, s->rejected, s->delivered, s->deferred,
 		s->bounced, s->sessions_total, s->tls_sessions, s->dkim_signed,
+		s->auth_sessions, s->auth_failures,
 	};
 	uint64_t cum = 0;
 	double oldest = 0;

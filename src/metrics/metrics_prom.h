@@ -24,6 +24,7 @@ struct metrics_prom_values {
 	uint64_t sessions_active, sessions_total, tls_sessions;
 	uint64_t accepted, accepted_bytes, rejected;
 	uint64_t delivered, deferred, bounced, dkim_signed;
+	uint64_t auth_sessions, auth_sessions_active, auth_failures;   /* SMTP AUTH */
 	const uint64_t *latency_bucket;    /* per bucket, not cumulative */
 	const double *latency_bounds;      /* upper bounds; the last bucket is +Inf */
 	int      latency_buckets;

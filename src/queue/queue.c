@@ -110,7 +110,7 @@ queue_close(struct queue *q)
 	queue_sync_stop(q);
 	for (e = q->head; e != NULL; e = next) {
 		next = e->next;
-		queue_ent_free(e);
+		queue_index_ent_free(e);
 	}
 	free(q->bucket);
 	if (q->qdirfd >= 0)
@@ -141,7 +141,7 @@ queue_set_listener(struct queue *q, void (*cb)(void *arg, struct queue_msg *m), 
 struct queue_msg *
 queue_lookup(struct queue *q, const char *id)
 {
-	uint64_t key = queue_id_key(id);
+	uint64_t key = queue_index_id_key(id);
 	struct queue_ent *e;
 
 	if (key == 0)
@@ -272,7 +272,7 @@ queue_remove(struct queue *q, struct queue_msg *m)
 	}
 	log_trace(TRACE_QUEUE, "%s: removed", m->id);
 	queue_index_unlink(q, e);
-	queue_ent_free(e);
+	queue_index_ent_free(e);
 	return rc;
 }
 
@@ -286,7 +286,7 @@ queue_retire(struct queue *q, struct queue_msg *m)
 		return queue_remove(q, m);
 	log_trace(TRACE_QUEUE, "%s: retired", m->id);
 	queue_index_unlink(q, e);
-	queue_ent_free(e);
+	queue_index_ent_free(e);
 	return 0;
 }
 

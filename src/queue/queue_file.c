@@ -188,7 +188,7 @@ queue_ent_from_env(const struct queue_envelope *env)
 	struct queue_ent *e;
 	struct queue_msg *m;
 
-	if ((e = queue_ent_new()) == NULL)
+	if ((e = queue_index_ent_new()) == NULL)
 		return NULL;
 	m = &e->m;
 	m->flags = env->flags;
@@ -206,7 +206,7 @@ queue_ent_from_env(const struct queue_envelope *env)
 		goto fail;
 	return e;
 fail:
-	queue_ent_free(e);
+	queue_index_ent_free(e);
 	return NULL;
 }
 
@@ -267,7 +267,7 @@ fail:
 		(void)unlinkat(q->idirfd, qf->id, 0);
 		close(qf->fd);
 	}
-	queue_ent_free(qf->ent);
+	queue_index_ent_free(qf->ent);
 	free(qf->buf);
 	free(qf);
 	errno = saved;
@@ -344,7 +344,7 @@ queue_file_free(struct queue_file *qf)
 {
 	if (qf->fd >= 0)
 		close(qf->fd);
-	queue_ent_free(qf->ent);
+	queue_index_ent_free(qf->ent);
 	free(qf->buf);
 	free(qf);
 }

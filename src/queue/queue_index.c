@@ -4,7 +4,7 @@
  *
  * Owns:     struct queue_ent allocation; the index fields of struct queue
  *           (bucket, head/tail, count, bytes).
- * Lifetime: an entry from queue_ent_new() to queue_ent_free(); in the index
+ * Lifetime: an entry from queue_index_ent_new() to queue_index_ent_free(); in the index
  *           from queue_index_insert() to queue_index_unlink().
  * Errors:   allocation failures return NULL (a failed grow only makes the
  *           chains longer); an entry missing from the index is a bug: panic.
@@ -20,27 +20,27 @@
 
 #include <stdlib.h>
 
-/* queue_ent_new - an empty entry (NULL when out of memory) */
+/* queue_index_ent_new - an empty entry (NULL when out of memory) */
 struct queue_ent *
-queue_ent_new(void)
+queue_index_ent_new(void)
 {
 	return calloc(1, sizeof(struct queue_ent));
 }
 
-/* queue_ent_free - free an entry and its strings (not its sched state); returns NULL */
+/* queue_index_ent_free - free an entry and its strings (not its sched state); returns NULL */
 struct queue_ent *
-queue_ent_free(struct queue_ent *e)
+queue_index_ent_free(struct queue_ent *e)
 {
 	if (e == NULL)
 		return NULL;
-	queue_msg_free_fields(&e->m);
+	queue_rec_msg_free_fields(&e->m);
 	free(e);
 	return NULL;
 }
 
-/* queue_id_key - "0123456789ABCDEF" as a number; 0 if not a queue id */
+/* queue_index_id_key - "0123456789ABCDEF" as a number; 0 if not a queue id */
 uint64_t
-queue_id_key(const char *id)
+queue_index_id_key(const char *id)
 {
 	uint64_t k = 0;
 
@@ -59,9 +59,9 @@ queue_id_key(const char *id)
 	return id[QUEUE_ID_LEN] == '\0' ? k : 0;
 }
 
-/* queue_id_format - the 16 upper-case hex digits of key, NUL-terminated */
+/* queue_index_id_format - the 16 upper-case hex digits of key, NUL-terminated */
 void
-queue_id_format(uint64_t key, char *out)
+queue_index_id_format(uint64_t key, char *out)
 {
 	static const char hex[] = "0123456789ABCDEF";
 

@@ -109,10 +109,10 @@ void queue_index_unlink(struct queue *q, struct queue_ent *e);
 void queue_index_insert_recovered(struct queue *q, struct queue_ent *e);
 /* queue_index_hash - the bucket of a key */
 size_t queue_index_hash(const struct queue *q, uint64_t key);
-struct queue_ent *queue_ent_new(void);
-struct queue_ent *queue_ent_free(struct queue_ent *e);
-uint64_t queue_id_key(const char *id);
-void queue_id_format(uint64_t key, char *out);
+struct queue_ent *queue_index_ent_new(void);
+struct queue_ent *queue_index_ent_free(struct queue_ent *e);
+uint64_t queue_index_id_key(const char *id);
+void queue_index_id_format(uint64_t key, char *out);
 
 /* queue_file.c: the loop's end of a commit (called back by queue_sync.c) */
 void queue_file_synced(struct queue *q, struct queue_file *qf, int run_listener);

@@ -3,8 +3,8 @@
  *               parser that checks and loads a file (format: queue_rec.h)
  *
  * Owns:     the strings a struct queue_parse has collected.
- * Lifetime: struct queue_parse from queue_parse_init() to queue_parse_free();
- *           queue_parse_take() moves the message out.
+ * Lifetime: struct queue_parse from queue_rec_parse_init() to queue_rec_parse_free();
+ *           queue_rec_parse_take() moves the message out.
  * Errors:   a malformed file is a verdict (QUEUE_PARSE_CORRUPT + reason),
  *           never a crash: every length is bounded before it is used and
  *           the parser only ever keeps QUEUE_REC_COLLECT_MAX bytes of a
@@ -116,9 +116,9 @@ queue_rec_state_flags(unsigned char *out, uint32_t flags)
 	return queue_rec_state_close(out, QUEUE_REC_ST_FLAGS, 4);
 }
 
-/* queue_msg_free_fields - free what a queue_msg points to, leave it empty */
+/* queue_rec_msg_free_fields - free what a queue_msg points to, leave it empty */
 void
-queue_msg_free_fields(struct queue_msg *m)
+queue_rec_msg_free_fields(struct queue_msg *m)
 {
 	if (m == NULL)
 		return;
@@ -136,9 +136,9 @@ queue_msg_free_fields(struct queue_msg *m)
 	m->nrcpt = 0;
 }
 
-/* queue_msg_pending - does any recipient still wait for delivery? */
+/* queue_rec_msg_pending - does any recipient still wait for delivery? */
 int
-queue_msg_pending(const struct queue_msg *m)
+queue_rec_msg_pending(const struct queue_msg *m)
 {
 	for (size_t i = 0; i < m->nrcpt; i++)
 		if (m->rcpt[i].state == QUEUE_RCPT_PENDING)
@@ -146,9 +146,9 @@ queue_msg_pending(const struct queue_msg *m)
 	return 0;
 }
 
-/* queue_parse_init - ready to read a file from its first byte */
+/* queue_rec_parse_init - ready to read a file from its first byte */
 void
-queue_parse_init(struct queue_parse *p)
+queue_rec_parse_init(struct queue_parse *p)
 {
 	memset(p, 0, sizeof(*p));
 	p->phase = PH_FILEHDR;
@@ -156,17 +156,17 @@ queue_parse_init(struct queue_parse *p)
 	p->status = QUEUE_PARSE_UNCOMMITTED;
 }
 
-/* queue_parse_free - drop whatever was collected and not taken */
+/* queue_rec_parse_free - drop whatever was collected and not taken */
 void
-queue_parse_free(struct queue_parse *p)
+queue_rec_parse_free(struct queue_parse *p)
 {
-	queue_msg_free_fields(&p->msg);
+	queue_rec_msg_free_fields(&p->msg);
 	p->rcpt_cap = 0;
 }
 
-/* queue_parse_take - hand the collected message to the caller */
+/* queue_rec_parse_take - hand the collected message to the caller */
 void
-queue_parse_take(struct queue_parse *p, struct queue_msg *m)
+queue_rec_parse_take(struct queue_parse *p, struct queue_msg *m)
 {
 	*m = p->msg;
 	memset(&p->msg, 0, sizeof(p->msg));
@@ -456,11 +456,11 @@ queue_parse_rec_done(struct queue_parse *p)
 }
 
 /*
- * queue_parse_feed - consume bytes in any chunking: file header, then record
+ * queue_rec_parse_feed - consume bytes in any chunking: file header, then record
  * headers and payloads; checks run as each record completes
  */
 int
-queue_parse_feed(struct queue_parse *p, const void *data, size_t len)
+queue_rec_parse_feed(struct queue_parse *p, const void *data, size_t len)
 {
 	static const unsigned char want[QUEUE_REC_FILEHDR] = {
 		'M', 'T', 'Q', 'F', QUEUE_REC_VERSION, 0, 0, 0 };
@@ -541,9 +541,9 @@ queue_parse_feed(struct queue_parse *p, const void *data, size_t len)
 	return p->phase == PH_STOP ? -1 : 0;
 }
 
-/* queue_parse_finish - end of file: committed, uncommitted or corrupt */
+/* queue_rec_parse_finish - end of file: committed, uncommitted or corrupt */
 enum queue_parse_status
-queue_parse_finish(struct queue_parse *p)
+queue_rec_parse_finish(struct queue_parse *p)
 {
 	if (p->phase == PH_STOP)
 		return p->status;
@@ -555,11 +555,11 @@ queue_parse_finish(struct queue_parse *p)
 	return p->status = QUEUE_PARSE_OK;
 }
 
-/* queue_parse_buffer - a whole file at once (tests and the fuzz harness) */
+/* queue_rec_parse_buffer - a whole file at once (tests and the fuzz harness) */
 enum queue_parse_status
-queue_parse_buffer(struct queue_parse *p, const void *data, size_t len)
+queue_rec_parse_buffer(struct queue_parse *p, const void *data, size_t len)
 {
-	queue_parse_init(p);
-	(void)queue_parse_feed(p, data, len);
-	return queue_parse_finish(p);
+	queue_rec_parse_init(p);
+	(void)queue_rec_parse_feed(p, data, len);
+	return queue_rec_parse_finish(p);
 }

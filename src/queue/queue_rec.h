@@ -5,7 +5,7 @@
  *
  * Owns:     the on-disk format constants; struct queue_parse owns the
  *           strings it collected until they are taken or it is freed.
- * Lifetime: struct queue_parse from queue_parse_init() to queue_parse_free().
+ * Lifetime: struct queue_parse from queue_rec_parse_init() to queue_rec_parse_free().
  * Errors:   the parser never fails on content: it reports
  *           QUEUE_PARSE_CORRUPT with a reason; allocation failure is
  *           QUEUE_PARSE_NOMEM (the file is left alone).
@@ -104,16 +104,16 @@ struct queue_parse {
 	struct queue_loc loc;
 };
 
-void queue_parse_init(struct queue_parse *p);
-/* queue_parse_feed - consume len bytes (any chunking); -1 once the file is known corrupt */
-int queue_parse_feed(struct queue_parse *p, const void *data, size_t len);
-/* queue_parse_finish - end of file reached: the verdict (p->status) */
-enum queue_parse_status queue_parse_finish(struct queue_parse *p);
-/* queue_parse_take - move the parsed strings into *m (p keeps nothing) */
-void queue_parse_take(struct queue_parse *p, struct queue_msg *m);
-void queue_parse_free(struct queue_parse *p);
-/* queue_parse_buffer - init p and parse a whole file held in one buffer (tests, fuzzing) */
-enum queue_parse_status queue_parse_buffer(struct queue_parse *p, const void *data, size_t len);
+void queue_rec_parse_init(struct queue_parse *p);
+/* queue_rec_parse_feed - consume len bytes (any chunking); -1 once the file is known corrupt */
+int queue_rec_parse_feed(struct queue_parse *p, const void *data, size_t len);
+/* queue_rec_parse_finish - end of file reached: the verdict (p->status) */
+enum queue_parse_status queue_rec_parse_finish(struct queue_parse *p);
+/* queue_rec_parse_take - move the parsed strings into *m (p keeps nothing) */
+void queue_rec_parse_take(struct queue_parse *p, struct queue_msg *m);
+void queue_rec_parse_free(struct queue_parse *p);
+/* queue_rec_parse_buffer - init p and parse a whole file held in one buffer (tests, fuzzing) */
+enum queue_parse_status queue_rec_parse_buffer(struct queue_parse *p, const void *data, size_t len);
 
 /* Encoders. */
 void queue_rec_put32(unsigned char *p, uint32_t v);

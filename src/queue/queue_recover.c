@@ -3,7 +3,7 @@
  *                   into the index, uncommitted files (and incoming/)
  *                   removed, corrupt ones quarantined
  *
- * Owns:     nothing beyond the call (queue_parse_fd() reads each file).
+ * Owns:     nothing beyond the call (queue_reader_parse_fd() reads each file).
  * Lifetime: queue_recover_start() once at start-up, then
  *           queue_recover_step() slice by slice from the loop (mail is
  *           accepted meanwhile) until it returns 1, then
@@ -116,7 +116,7 @@ queue_recover_one(struct queue *q, uint64_t key, void (*cb)(void *, struct queue
 	struct queue_ent *e;
 	int fd;
 
-	queue_id_format(key, id);
+	queue_index_id_format(key, id);
 	if ((fd = queue_recover_open(q->qdirfd, id)) < 0) {
 		if (errno == EINVAL || errno == ELOOP)
 			log_warnx("%s/queue/%s: not a regular file; ignoring it", q->data_dir, id);
@@ -124,7 +124,7 @@ queue_recover_one(struct queue *q, uint64_t key, void (*cb)(void *, struct queue
 			log_warn("%s: cannot open queue file", id);
 		return RECOVER_SKIPPED;
 	}
-	if (queue_parse_fd(fd, &m, &res) < 0) {
+	if (queue_reader_parse_fd(fd, &m, &res) < 0) {
 		log_warn("%s: cannot read queue file; leaving it", id);
 		close(fd);
 		return RECOVER_SKIPPED;
@@ -151,15 +151,15 @@ queue_recover_one(struct queue *q, uint64_t key, void (*cb)(void *, struct queue
 	case QUEUE_PARSE_OK:
 		break;
 	}
-	if (!queue_msg_pending(&m)) {
+	if (!queue_rec_msg_pending(&m)) {
 		log_trace(TRACE_QUEUE, "%s: every recipient done; removing", id);
 		if (unlinkat(q->qdirfd, id, 0) < 0)
 			log_warn("%s: cannot remove finished queue file", id);
-		queue_msg_free_fields(&m);
+		queue_rec_msg_free_fields(&m);
 		return RECOVER_DONE;
 	}
-	if ((e = queue_ent_new()) == NULL) {
-		queue_msg_free_fields(&m);
+	if ((e = queue_index_ent_new()) == NULL) {
+		queue_rec_msg_free_fields(&m);
 		errno = ENOMEM;
 		return RECOVER_NOMEM;
 	}
@@ -257,7 +257,7 @@ queue_list(struct queue *q, uint64_t **keys_out, size_t *n_out)
 
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
-		if ((key = queue_id_key(de->d_name)) == 0) {
+		if ((key = queue_index_id_key(de->d_name)) == 0) {
 			log_warnx("%s/queue/%s: not a queue file name; ignoring it",
 			    q->data_dir, de->d_name);
 			continue;
@@ -356,7 +356,7 @@ queue_recover_step(struct queue_recovery *r, size_t max)
 
 		if (key >= q->spare_floor)
 			continue;       /* a spare made after start (recovery ran late) */
-		queue_id_format(key, id);
+		queue_index_id_format(key, id);
 		if (queue_lookup(q, id) != NULL)
 			continue;       /* already loaded (a second call) */
 		switch (queue_recover_one(q, key, r->cb, r->arg)) {

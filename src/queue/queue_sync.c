@@ -66,7 +66,7 @@ queue_create_file(struct queue *q, uint64_t *keyp)
 		uint64_t key = queue_sync_next_key(q);
 		int fd;
 
-		queue_id_format(key, id);
+		queue_index_id_format(key, id);
 		fd = openat(q->idirfd, id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd >= 0 || errno != EEXIST) {
 			*keyp = key;
@@ -94,7 +94,7 @@ queue_unlink_key(struct queue *q, uint64_t key)
 {
 	char id[QUEUE_ID_SIZE];
 
-	queue_id_format(key, id);
+	queue_index_id_format(key, id);
 	if (unlinkat(q->qdirfd, id, 0) < 0 && errno != ENOENT)
 		log_warn("%s: cannot remove queue file", id);
 }
@@ -168,7 +168,7 @@ queue_sync_unlink_later(struct queue *q, const char *id)
 	pthread_mutex_lock(&q->mu);
 	if (q->spare_started == 1 && !q->stop && q->unlink_n < QUEUE_UNLINK_MAX) {
 		q->unlink_key[(q->unlink_head + q->unlink_n) % QUEUE_UNLINK_MAX] =
-		    queue_id_key(id);
+		    queue_index_id_key(id);
 		q->unlink_n++;
 		pthread_cond_signal(&q->spare_cv);
 		rc = 0;
@@ -365,7 +365,7 @@ queue_sync_stop(struct queue *q)
 		struct queue_spare *sp = &q->spare[q->spare_head];
 		char id[QUEUE_ID_SIZE];
 
-		queue_id_format(sp->key, id);
+		queue_index_id_format(sp->key, id);
 		(void)unlinkat(q->idirfd, id, 0);
 		close(sp->fd);
 		q->spare_head = (q->spare_head + 1) % QUEUE_SPARE_MAX;
@@ -396,7 +396,7 @@ queue_sync_take_file(struct queue *q, char *id, uint64_t *keyp)
 		q->spare_n--;
 		pthread_cond_signal(&q->spare_cv);
 		pthread_mutex_unlock(&q->mu);
-		queue_id_format(sp.key, id);
+		queue_index_id_format(sp.key, id);
 		*keyp = sp.key;
 		return sp.fd;
 	}
@@ -408,7 +408,7 @@ queue_sync_take_file(struct queue *q, char *id, uint64_t *keyp)
 	 */
 	fd = queue_create_file(q, keyp);
 	if (fd >= 0)
-		queue_id_format(*keyp, id);
+		queue_index_id_format(*keyp, id);
 	if (q->spare_started == 0)
 		queue_spare_start(q);
 	return fd;

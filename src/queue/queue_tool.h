@@ -6,7 +6,7 @@
  *
  * Owns:     nothing past a call: the caller keeps the file descriptor
  *           (until queue_reader_fdopen() takes it) and the message.
- * Lifetime: a loaded struct queue_msg until queue_msg_free_fields().
+ * Lifetime: a loaded struct queue_msg until queue_rec_msg_free_fields().
  * Errors:   a damaged file is a verdict (QUEUE_PARSE_CORRUPT with a
  *           reason), never an error; -1 with errno only when the file
  *           cannot be read.
@@ -41,7 +41,7 @@ struct queue_loc {
 	int      state_cut;          /* a state record was torn or failed its crc */
 };
 
-/* What queue_parse_fd() found besides the message. */
+/* What queue_reader_parse_fd() found besides the message. */
 struct queue_parse_result {
 	enum queue_parse_status status;
 	const char *reason;          /* CORRUPT: static text (may be NULL) */
@@ -51,7 +51,7 @@ struct queue_parse_result {
 };
 
 /*
- * queue_recover_open - open dirfd/name (a queue file) for queue_parse_fd():
+ * queue_recover_open - open dirfd/name (a queue file) for queue_reader_parse_fd():
  * never blocks and never follows a link. -1 with errno when it cannot be
  * opened; ELOOP (a symbolic link) or EINVAL (a FIFO, device, directory...)
  * when it is not a regular file.
@@ -59,22 +59,22 @@ struct queue_parse_result {
 int queue_recover_open(int dirfd, const char *name);
 
 /*
- * queue_parse_fd - read fd from its current offset to its end through the
+ * queue_reader_parse_fd - read fd from its current offset to its end through the
  * queue's record parser (every check recovery makes). Returns 0 with the
  * verdict in *res; on QUEUE_PARSE_OK *m holds the message (m->id is left
- * empty: the file name is the id) until queue_msg_free_fields(), otherwise
+ * empty: the file name is the id) until queue_rec_msg_free_fields(), otherwise
  * *m is empty. -1 with errno when a read fails (*m empty). fd is borrowed.
  */
-int queue_parse_fd(int fd, struct queue_msg *m, struct queue_parse_result *res);
+int queue_reader_parse_fd(int fd, struct queue_msg *m, struct queue_parse_result *res);
 
-/* queue_msg_free_fields - free the strings and recipients of m (not m) */
-void queue_msg_free_fields(struct queue_msg *m);
+/* queue_rec_msg_free_fields - free the strings and recipients of m (not m) */
+void queue_rec_msg_free_fields(struct queue_msg *m);
 
-/* queue_msg_pending - 1 while some recipient still waits (a file without one is finished) */
-int queue_msg_pending(const struct queue_msg *m);
+/* queue_rec_msg_pending - 1 while some recipient still waits (a file without one is finished) */
+int queue_rec_msg_pending(const struct queue_msg *m);
 
 /*
- * queue_reader_fdopen - stream a file queue_parse_fd() accepted, from the
+ * queue_reader_fdopen - stream a file queue_reader_parse_fd() accepted, from the
  * locations it reported: the prepended headers, then the content (read with
  * queue_reader_read()). Takes fd (queue_reader_close() closes it); on NULL
  * (out of memory) fd is still the caller's.

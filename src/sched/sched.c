@@ -28,7 +28,7 @@
  * set-up incl. DNS (first transaction of a connection only), d = transfer.
  */
 #include "sched/sched_int.h"
-#include "sched/sched_map.h"
+#include "lib/map.h"
 #include "dns/dns.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -46,7 +46,7 @@
 #define US_PER_S 1000000ull
 
 static struct sched_msg *
-msg_of(struct sched_heap_node *hn)
+msg_of(struct heap_node *hn)
 {
 	return (struct sched_msg *)(void *)((char *)hn - offsetof(struct sched_msg, hn));
 }
@@ -146,7 +146,7 @@ msg_wake(const struct sched_msg *sm)
 static void
 msg_free(struct sched *s, struct sched_msg *sm)
 {
-	sched_heap_remove(&s->heap, &sm->hn);
+	heap_remove(&s->heap, &sm->hn);
 	msg_deactivate(s, sm);
 	sm->m->sched = NULL;
 	free(sm->fail);
@@ -185,14 +185,14 @@ sched_msg_schedule(struct sched *s, struct sched_msg *sm)
 	}
 	msg_deactivate(s, sm);
 	if (sm->m->held) {
-		sched_heap_remove(&s->heap, &sm->hn);
+		heap_remove(&s->heap, &sm->hn);
 		sched_rearm(s);
 		return;
 	}
 	w = msg_wake(sm);
-	if (sm->hn.idx != SCHED_HEAP_NONE)
-		sched_heap_update(&s->heap, &sm->hn, w);
-	else if (sched_heap_push(&s->heap, &sm->hn, w) < 0)
+	if (sm->hn.idx != HEAP_NONE)
+		heap_update(&s->heap, &sm->hn, w);
+	else if (heap_push(&s->heap, &sm->hn, w) < 0)
 		log_warnx("%s: out of memory: not scheduled until a flush or restart", sm->m->id);
 	sched_rearm(s);
 }
@@ -201,12 +201,12 @@ sched_msg_schedule(struct sched *s, struct sched_msg *sm)
 void
 sched_rearm(struct sched *s)
 {
-	struct sched_heap_node *top;
+	struct heap_node *top;
 	uint64_t now;
 
 	if (s->stopping)
 		return;
-	if ((top = sched_heap_top(&s->heap)) == NULL) {
+	if ((top = heap_top(&s->heap)) == NULL) {
 		if (s->timer_at != 0) {
 			evtimer_del(s->timer);
 			s->timer_at = 0;
@@ -365,7 +365,7 @@ rcpt_outcome(struct sched *s, struct sched_msg *sm, size_t i, enum sched_class c
 		maillog_delivery(s->ml, m->id, r->addr, a->relay, total, delays, dsn, "deferred",
 		    text);
 		s->mt->deferred++;
-		next = now + (uint64_t)sched_backoff(attempts, cfg->retry_min_backoff,
+		next = now + (uint64_t)sched_policy_backoff(attempts, cfg->retry_min_backoff,
 		    cfg->retry_max_backoff) * US_PER_S;
 		sched_rcpt_write(s, m, i, QUEUE_RCPT_PENDING, next, dsn, rp->text);
 		/* the file keeps the backoff for the next start; a temporary refusal
@@ -386,7 +386,7 @@ rcpt_outcome(struct sched *s, struct sched_msg *sm, size_t i, enum sched_class c
 		maillog_delivery(s->ml, m->id, r->addr, a->relay, total, delays, dsn, "deferred",
 		    text);
 		s->mt->deferred++;
-		if (!sched_defer(now, m->arrival_us, cfg->queue_lifetime, attempts,
+		if (!sched_policy_defer(now, m->arrival_us, cfg->queue_lifetime, attempts,
 		    cfg->retry_min_backoff, cfg->retry_max_backoff, &next)) {
 			sched_rcpt_write(s, m, i, QUEUE_RCPT_PENDING, next, dsn, rp->text);
 			return;
@@ -399,7 +399,7 @@ rcpt_outcome(struct sched *s, struct sched_msg *sm, size_t i, enum sched_class c
 		break;
 	}
 	/* failed for good: keep the reason for the DSN, retry later should it not be queued */
-	next = now + (uint64_t)sched_backoff(attempts, cfg->retry_min_backoff,
+	next = now + (uint64_t)sched_policy_backoff(attempts, cfg->retry_min_backoff,
 	    cfg->retry_max_backoff) * US_PER_S;
 	sched_rcpt_write(s, m, i, QUEUE_RCPT_PENDING, next, dsn, rp->text);
 	if (fail_add(sm, i) < 0)
@@ -424,7 +424,7 @@ cc_outcome(struct sched *s, struct sched_msg *sm, enum sched_class cls,
 		gone = 1;
 	else {
 		sm->cc_attempts++;
-		if (sched_defer(now, m->arrival_us, cfg->queue_lifetime, sm->cc_attempts,
+		if (sched_policy_defer(now, m->arrival_us, cfg->queue_lifetime, sm->cc_attempts,
 		    cfg->retry_min_backoff, cfg->retry_max_backoff, &next)) {
 			status = "expired";
 			gone = 1;
@@ -465,7 +465,7 @@ job_last_and_clean(const struct sched_msg *sm, const struct sched_job *job,
 	if (sm->njobs != 1 || sm->cc_owed || sm->nfail > 0 || sm->deleted)
 		return 0;
 	for (size_t i = 0; i < job->n; i++)
-		if (sched_classify(sched_rcpt_reply(r, i)->code) != SCHED_OK)
+		if (sched_policy_classify(sched_policy_rcpt_reply(r, i)->code) != SCHED_OK)
 			return 0;
 	for (size_t i = 0; i < sm->m->nrcpt; i++)
 		if (sm->m->rcpt[i].state == QUEUE_RCPT_PENDING)
@@ -475,7 +475,7 @@ job_last_and_clean(const struct sched_msg *sm, const struct sched_job *job,
 
 /*
  * sched_job_result - a transaction finished: each recipient's reply (see
- * sched_rcpt_reply()). When it completes the message, no state is written:
+ * sched_policy_rcpt_reply()). When it completes the message, no state is written:
  * the file is removed right after (a crash in between repeats a delivery).
  */
 void
@@ -485,11 +485,11 @@ sched_job_result(struct sched *s, struct sched_job *job, const struct sched_atte
 	struct sched_msg *sm = job->sm;
 
 	if (job->cc) {
-		const struct smtpc_reply *rp = sched_classify(r->mail.code) != SCHED_OK ?
+		const struct smtpc_reply *rp = sched_policy_classify(r->mail.code) != SCHED_OK ?
 		    &r->mail : &r->data;
 		if (rp == &r->data && r->data.code == 0 && r->nrcpt > 0)
 			rp = &r->rcpt[0];   /* no recipient accepted: say why */
-		cc_outcome(s, sm, sched_classify(rp->code), rp, a, job->n);
+		cc_outcome(s, sm, sched_policy_classify(rp->code), rp, a, job->n);
 	} else {
 		int write = 1;
 
@@ -498,9 +498,9 @@ sched_job_result(struct sched *s, struct sched_job *job, const struct sched_atte
 			write = 0;
 		}
 		for (size_t i = 0; i < job->n; i++) {
-			const struct smtpc_reply *rp = sched_rcpt_reply(r, i);
-			rcpt_outcome(s, sm, job->idx[i], sched_classify(rp->code), rp,
-			    sched_reply_stage(r, rp), a, write);
+			const struct smtpc_reply *rp = sched_policy_rcpt_reply(r, i);
+			rcpt_outcome(s, sm, job->idx[i], sched_policy_classify(rp->code), rp,
+			    sched_policy_reply_stage(r, rp), a, write);
 		}
 	}
 	job_free(s, job);
@@ -619,6 +619,8 @@ dispatch_rcpts(struct sched *s, struct sched_msg *sm, size_t *idx, size_t n)
 	char *keys = NULL;
 	size_t *run = NULL, k = 0;
 	struct sched_nexthop nh;
+	unsigned rule;
+	const struct relay_target *relay = sched_relay_for(s, m->sender, &rule);
 	const struct sched_nexthop *drain;
 	const char *drain_key;
 
@@ -635,9 +637,12 @@ dispatch_rcpts(struct sched *s, struct sched_msg *sm, size_t *idx, size_t n)
 	}
 	for (size_t i = 0; i < n; i++) {
 		char *key = keys + i * SCHED_KEY_MAX;
-		if (sched_nexthop_rcpt(m->rcpt[idx[i]].addr, &cfg->smart_relay,
-		    cfg->relay_smtp_port, &nh) < 0 ||
-		    sched_nexthop_key(&nh, key, SCHED_KEY_MAX) < 0) {
+		int bad = sched_policy_nexthop_rcpt(m->rcpt[idx[i]].addr, relay, cfg->relay_smtp_port,
+		    &nh) < 0;
+
+		if (!bad && nh.kind == SCHED_KIND_RELAY)
+			nh.rule = rule;
+		if (bad || sched_policy_nexthop_key(&nh, key, SCHED_KEY_MAX) < 0) {
 			dispatch_fail_now(s, sm, &idx[i], 1, SCHED_PERM, "5.1.3",
 			    "Bad recipient address syntax: no routable domain");
 			continue;
@@ -646,15 +651,18 @@ dispatch_rcpts(struct sched *s, struct sched_msg *sm, size_t *idx, size_t n)
 		grp[k].idx = idx[i];
 		k++;
 	}
-	sched_group(grp, k);
+	sched_policy_group(grp, k);
 	for (size_t i = 0; i < k;) {
 		size_t j = i, nrun = 0;
 
 		while (j < k && strcmp(grp[j].key, grp[i].key) == 0)
 			run[nrun++] = grp[j++].idx;
-		if (sched_nexthop_rcpt(m->rcpt[run[0]].addr, &cfg->smart_relay,
-		    cfg->relay_smtp_port, &nh) == 0)
+		if (sched_policy_nexthop_rcpt(m->rcpt[run[0]].addr, relay, cfg->relay_smtp_port,
+		    &nh) == 0) {
+			if (nh.kind == SCHED_KIND_RELAY)
+				nh.rule = rule;
 			sched_dispatch_group(s, sm, &nh, grp[i].key, run, nrun, 0);
+		}
 		i = j;
 	}
 done:
@@ -672,11 +680,11 @@ dispatch_cc(struct sched *s, struct sched_msg *sm)
 	char key[SCHED_KEY_MAX];
 	size_t *all;
 
-	if (sched_nexthop_relay(&cfg->cc_mta, SCHED_KIND_CC, cfg->relay_smtp_port, &nh) < 0 ||
-	    sched_nexthop_key(&nh, key, sizeof(key)) < 0) {
+	if (sched_policy_nexthop_relay(&cfg->cc_mta, SCHED_KIND_CC, cfg->relay_smtp_port, &nh) < 0 ||
+	    sched_policy_nexthop_key(&nh, key, sizeof(key)) < 0) {
 		char text[300];
 
-		if (config_format_relay(&cfg->cc_mta, text, sizeof(text)) < 0)
+		if (config_value_format_relay(&cfg->cc_mta, text, sizeof(text)) < 0)
 			util_strlcpy(text, cfg->cc_mta.host, sizeof(text));
 		log_warnx("%s: cc_mta %s cannot be used: dropping the cc copy", sm->m->id, text);
 		sm->cc_owed = 0;
@@ -773,17 +781,17 @@ sched_msg_finish(struct sched *s, struct sched_msg *sm)
 void
 sched_run(struct sched *s)
 {
-	struct sched_heap_node *top;
+	struct heap_node *top;
 	uint64_t now = sched_now(s);
 	unsigned n = 0;
 
 	if (s->stopping)
 		return;
-	while ((top = sched_heap_top(&s->heap)) != NULL && top->key <= now &&
+	while ((top = heap_top(&s->heap)) != NULL && top->key <= now &&
 	    n < SCHED_BATCH && s->nactive < SCHED_ACTIVE_MAX) {
 		struct sched_msg *sm = msg_of(top);
 
-		sched_heap_remove(&s->heap, top);
+		heap_remove(&s->heap, top);
 		msg_dispatch(s, sm, now);
 		n++;
 	}
@@ -836,20 +844,22 @@ sched_new_backend(struct event_base *base, const struct config *cfg, struct queu
 	s->ml = ml;
 	s->mt = m;
 	s->start_us = sched_now(s);
-	sched_heap_init(&s->heap);
+	heap_init(&s->heap);
 	LIST_INIT(&s->bounces);
 	if ((s->dns = dns_new(base, cfg, err, errlen)) == NULL)
 		goto fail;
-	if ((s->dnsc = sched_dnsc_new(s->dns)) == NULL || (s->dests = sched_map_new()) == NULL ||
+	if ((s->dnsc = sched_dnsc_new(s->dns)) == NULL || (s->dests = map_new()) == NULL ||
 	    (s->timer = evtimer_new(base, sched_on_timer, s)) == NULL ||
 	    (s->kick = event_new(base, -1, 0, sched_on_kick, s)) == NULL) {
 		util_bsnprintf(err, errlen, "scheduler: out of memory");
 		goto fail;
 	}
+	if (sched_relay_load(s, cfg, err, errlen) < 0)
+		goto fail;
 	if (cfg->cc_mta.set && !cfg->smart_relay.set) {
 		char text[300];
 
-		if (config_format_relay(&cfg->cc_mta, text, sizeof(text)) < 0)
+		if (config_value_format_relay(&cfg->cc_mta, text, sizeof(text)) < 0)
 			util_strlcpy(text, cfg->cc_mta.host, sizeof(text));
 		log_info("cc_mta: a copy of every relayed message goes to %s", text);
 	}
@@ -878,7 +888,7 @@ sched_add(struct sched *s, struct queue_msg *m)
 		log_warn("%s: not scheduled until a flush or restart", m->id);
 		return;
 	}
-	sched_heap_node_init(&sm->hn);
+	heap_node_init(&sm->hn);
 	sm->m = m;
 	TAILQ_INIT(&sm->jobs);
 	m->sched = sm;
@@ -921,12 +931,12 @@ sched_free(struct sched *s)
 	if (s->dests != NULL) {
 		s->be->abandon_all(s);
 		s->be->free_all(s);
-		s->dests = sched_map_free(s->dests);
+		s->dests = map_free(s->dests);
 	}
 	sched_dead_free_all(s);
 	sched_bounce_detach_all(s);
 	sched_drain_free(s);
-	sched_heap_clear(&s->heap);     /* touches the nodes: before they go */
+	heap_clear(&s->heap);     /* touches the nodes: before they go */
 	if (s->be_arg != NULL)
 		s->be->foreach(s->be_arg, free_msg_cb, s);
 	if (s->timer != NULL)
@@ -937,6 +947,7 @@ sched_free(struct sched *s)
 		event_free(s->grace);
 	s->dnsc = sched_dnsc_free(s->dnsc);
 	s->dns = dns_free(s->dns);
+	sched_relay_free(s);
 	free(s);
 	return NULL;
 }

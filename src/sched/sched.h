@@ -18,25 +18,57 @@ struct queue;
 struct queue_msg;
 struct maillog;
 struct metrics;
+struct relay_target;
 struct sched;
+struct ssl_ctx_st;
+
+/* --- life cycle (sched.c, sched_ops.c) ----------------------------------- */
 
 struct sched *sched_new(struct event_base *base, const struct config *cfg,
     struct queue *q, struct maillog *ml, struct metrics *m, char *err, size_t errlen);
+/* sched_ops_set_config - SIGHUP; cfg borrowed */
+void sched_ops_set_config(struct sched *s, const struct config *cfg);
+/*
+ * sched_tls_set - outbound connections use STARTTLS with ctx whenever the
+ * next hop offers it (a reference is taken; NULL = never). With
+ * smart_relay_tls = encrypt the smart relay must do TLS: otherwise its
+ * mail is deferred. (sched_tls.c)
+ */
+void sched_tls_set(struct sched *s, struct ssl_ctx_st *ctx);
+/* sched_ops_shutdown - stop starting deliveries; abandon running ones safely; done(arg) when idle */
+void sched_ops_shutdown(struct sched *s, void (*done)(void *arg), void *arg);
+struct sched *sched_free(struct sched *s);
+
+/* --- messages to deliver (sched.c) --------------------------------------- */
+
 /* sched_add - a message to deliver (from queue_recover() or the commit listener); m borrowed from the queue */
 void sched_add(struct sched *s, struct queue_msg *m);
-/* sched_flush - retry every deferred message now (mtactl flush, UI "retry all") */
-void sched_flush(struct sched *s);
-/* sched_set_config - SIGHUP; cfg borrowed */
-void sched_set_config(struct sched *s, const struct config *cfg);
+
 /*
- * sched_drain - SPEC §11.4 (sched_drain.c): retry everything now and keep
- * delivering for up to timeout_s; then, when relay is set, hand every
- * message still queued to it (deleted only after its 250) for at most
- * another timeout_s. done(arg, result) once the queue is empty or that is
- * over; the caller then calls sched_shutdown(). relay borrowed for the
- * call. 0, or -1 (already draining or stopping, out of memory).
+ * --- operator actions: UI, API, mtactl (sched_ops.c) ----------------------
+ * For a message the scheduler knows (m->sched set), use these instead of
+ * queue_set_held()/queue_remove(): the scheduler may have a transaction
+ * running for it. A transaction already running is not interrupted.
  */
-struct relay_target;
+/* sched_ops_flush - retry every deferred message now (mtactl flush, UI "retry all") */
+void sched_ops_flush(struct sched *s);
+/* sched_ops_retry - deliver one message now (its deferred recipients and cc copy) */
+void sched_ops_retry(struct sched *s, struct queue_msg *m);
+/* sched_ops_hold - hold (1) or release (0); held messages are not delivered; 0 or -1 */
+int sched_ops_hold(struct sched *s, struct queue_msg *m, int held);
+/* sched_ops_delete - remove from the queue ("removed" in the mail log), now or when the running transaction ends; 0 or -1 */
+int sched_ops_delete(struct sched *s, struct queue_msg *m);
+
+/* --- drain: SPEC §11.4 (sched_drain.c) ----------------------------------- */
+
+/*
+ * sched_drain - retry everything now and keep delivering for up to
+ * timeout_s; then, when relay is set, hand every message still queued to
+ * it (deleted only after its 250) for at most another timeout_s.
+ * done(arg, result) once the queue is empty or that is over; the caller
+ * then calls sched_ops_shutdown(). relay borrowed for the call. 0, or -1
+ * (already draining or stopping, out of memory).
+ */
 struct sched_drain_result {
 	unsigned long long left;        /* messages still queued (on disk) */
 	unsigned long long held;        /* of which on hold (never handed over) */
@@ -46,32 +78,5 @@ struct sched_drain_result {
 };
 int sched_drain(struct sched *s, const struct relay_target *relay, unsigned timeout_s,
     void (*done)(void *arg, const struct sched_drain_result *r), void *arg);
-
-/* sched_shutdown - stop starting deliveries; abandon running ones safely; done(arg) when idle */
-void sched_shutdown(struct sched *s, void (*done)(void *arg), void *arg);
-struct sched *sched_free(struct sched *s);
-
-/*
- * --- operator actions (added with the scheduler; UI, API, mtactl) ---------
- * For a message the scheduler knows (m->sched set), use these instead of
- * queue_set_held()/queue_remove(): the scheduler may have a transaction
- * running for it. A transaction already running is not interrupted.
- */
-/* sched_retry - deliver one message now (its deferred recipients and cc copy) */
-void sched_retry(struct sched *s, struct queue_msg *m);
-/* sched_hold - hold (1) or release (0); held messages are not delivered; 0 or -1 */
-int sched_hold(struct sched *s, struct queue_msg *m, int held);
-/* sched_delete - remove from the queue ("removed" in the mail log), now or when the running transaction ends; 0 or -1 */
-int sched_delete(struct sched *s, struct queue_msg *m);
-
-/*
- * --- added with TLS (issue 4) -------------------------------------------------
- * sched_set_tls - outbound connections use STARTTLS with ctx whenever the
- * next hop offers it (a reference is taken; NULL = never). With
- * smart_relay_tls = encrypt the smart relay must do TLS: otherwise its
- * mail is deferred.
- */
-struct ssl_ctx_st;
-void sched_set_tls(struct sched *s, struct ssl_ctx_st *ctx);
 
 #endif

@@ -122,7 +122,7 @@ bounce_on_commit(void *arg, int ok, const char *id)
 	if ((m = s->be->lookup(s->be_arg, op->id)) == NULL || (sm = m->sched) == NULL) {
 		log_warnx("%s: gone before its DSN %s was queued", op->id, op->bid);
 		free(op);
-		sched_check_done(s);
+		sched_ops_check_done(s);
 		return;
 	}
 	if (!ok)
@@ -153,7 +153,7 @@ bounce_on_commit(void *arg, int ok, const char *id)
 	free(op);
 	if (--sm->njobs == 0)
 		sched_msg_finish(s, sm);
-	sched_check_done(s);
+	sched_ops_check_done(s);
 }
 
 /*
@@ -192,7 +192,7 @@ sched_bounce_delay_due(struct sched *s, struct sched_msg *sm, size_t *idx)
 
 	if (s->cfg->delay_warning_time == 0 || sm->warned || m->sender[0] == '\0' ||
 	    (m->flags & QUEUE_F_BOUNCE) || sm->all_done ||
-	    !sched_expired(sched_now(s), m->arrival_us, s->cfg->delay_warning_time))
+	    !sched_policy_expired(sched_now(s), m->arrival_us, s->cfg->delay_warning_time))
 		return 0;
 	for (size_t i = 0; i < m->nrcpt; i++)
 		if (m->rcpt[i].state == QUEUE_RCPT_PENDING && m->rcpt[i].attempts > 0)

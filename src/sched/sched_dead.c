@@ -22,7 +22,7 @@
  * that works clears the mark at once.
  */
 #include "sched/sched_int.h"
-#include "sched/sched_map.h"
+#include "lib/map.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "mail/config.h"
@@ -52,12 +52,12 @@ sched_dead_mark(struct sched *s, const char *key, const struct smtpc_reply *why)
 		secs = SCHED_DEAD_MAX_SECONDS;
 	if (secs == 0)
 		secs = 1;
-	if (s->dead == NULL && (s->dead = sched_map_new()) == NULL)
+	if (s->dead == NULL && (s->dead = map_new()) == NULL)
 		return;
-	if ((dd = sched_map_get(s->dead, key)) == NULL) {
+	if ((dd = map_get(s->dead, key)) == NULL) {
 		if ((dd = calloc(1, sizeof(*dd))) == NULL)
 			return;
-		if (sched_map_put(s->dead, key, dd) < 0) {
+		if (map_put(s->dead, key, dd) < 0) {
 			free(dd);
 			return;
 		}
@@ -75,7 +75,7 @@ sched_dead_clear(struct sched *s, const char *key)
 {
 	struct sched_dead *dd;
 
-	if (s->dead != NULL && (dd = sched_map_del(s->dead, key)) != NULL) {
+	if (s->dead != NULL && (dd = map_del(s->dead, key)) != NULL) {
 		log_trace(TRACE_SCHED, "sched: %s: alive again (%llu job(s) were suspended)",
 		    key, (unsigned long long)dd->suspended);
 		free(dd);
@@ -92,10 +92,10 @@ sched_dead_check(struct sched *s, const char *key, struct smtpc_reply *why)
 {
 	struct sched_dead *dd;
 
-	if (s->dead == NULL || (dd = sched_map_get(s->dead, key)) == NULL)
+	if (s->dead == NULL || (dd = map_get(s->dead, key)) == NULL)
 		return 0;
 	if (sched_now(s) >= dd->until_us) {
-		free(sched_map_del(s->dead, key));
+		free(map_del(s->dead, key));
 		return 0;
 	}
 	dd->suspended++;
@@ -122,6 +122,6 @@ sched_dead_free_all(struct sched *s)
 {
 	if (s->dead == NULL)
 		return;
-	sched_map_sweep(s->dead, dead_free_cb, NULL);
-	s->dead = sched_map_free(s->dead);
+	map_sweep(s->dead, dead_free_cb, NULL);
+	s->dead = map_free(s->dead);
 }

@@ -23,7 +23,7 @@
  * to a dead host costs one walk, not one per message.
  */
 #include "sched/sched_int.h"
-#include "sched/sched_map.h"
+#include "lib/map.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "mail/config.h"
@@ -33,6 +33,8 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/crypto.h>
 
 #include <event2/event.h>
 
@@ -74,7 +76,7 @@ static void
 dest_free(struct sched_dest *d)
 {
 	log_trace(TRACE_SCHED, "sched: %s: destination freed", d->key);
-	sched_map_del(d->s->dests, d->key);
+	map_del(d->s->dests, d->key);
 	event_free(d->kick);
 	free(d);
 }
@@ -117,7 +119,7 @@ conn_free(struct sched_conn *cn)
 	free(cn);
 	dest_kick(d);
 	if (s->stopping)
-		sched_check_done(s);
+		sched_ops_check_done(s);
 }
 
 /*
@@ -180,7 +182,7 @@ conn_give_up(struct sched_conn *cn)
 	if (cn->err_dns)
 		cls = cn->dns_perm && d->nh.kind == SCHED_KIND_MX ? SCHED_PERM : SCHED_TEMP;
 	else
-		cls = sched_classify(why.code);
+		cls = sched_policy_classify(why.code);
 	log_trace(TRACE_SCHED, "sched: %s: giving up (%s), %zu job(s) waiting", d->key,
 	    why.text, d->njobs);
 	/* Others still trying or working keep the queue; the last one, or a DNS verdict, ends it. */
@@ -238,7 +240,7 @@ conn_connect(struct sched_conn *cn, const struct sockaddr_storage *ss, const cha
 	struct sched_dest *d = cn->d;
 	struct sched *s = d->s;
 	struct smtpc_params p;
-	char ip[INET6_ADDRSTRLEN];
+	char ip[INET6_ADDRSTRLEN], secret[SCHED_SECRET_MAX], why[SMTPC_REPLY_MAX];
 	const void *a;
 
 	memset(&p, 0, sizeof(p));
@@ -264,13 +266,26 @@ conn_connect(struct sched_conn *cn, const struct sockaddr_storage *ss, const cha
 	p.cmd_timeout = 300;
 	p.data_timeout = 600;
 	sched_tls_params(s, d, cn->relay, &p);
+	if (sched_relay_params(s, d, host, cn->relay, &p, secret, sizeof(secret), why,
+	    sizeof(why)) < 0) {
+		log_warnx("sched: %s: %s", cn->relay, why);
+		cn->err.code = 0;
+		util_strlcpy(cn->err.dsn, "4.7.8", sizeof(cn->err.dsn));
+		util_strlcpy(cn->err.text, why, sizeof(cn->err.text));
+		cn->err_dns = 0;
+		cn->tries++;
+		conn_route(cn);
+		return;
+	}
 	cn->cur_addr = *ss;
 	cn->cur_host = host;
 	cn->tries++;
 	cn->dns_perm = 0;
 	conn_enter(cn, SC_CONNECT);
 	log_trace(TRACE_SCHED, "sched: %s: connecting to %s", d->key, cn->relay);
-	if ((cn->c = smtpc_connect(s->base, &p, &conn_cb, cn)) == NULL) {
+	cn->c = smtpc_connect(s->base, &p, &conn_cb, cn);
+	OPENSSL_cleanse(secret, sizeof(secret));    /* smtpc has its own copy */
+	if (cn->c == NULL) {
 		log_warnx("sched: cannot start a connection to %s", cn->relay);
 		cn->err.code = 0;
 		util_strlcpy(cn->err.dsn, "4.3.0", sizeof(cn->err.dsn));
@@ -594,8 +609,8 @@ conn_on_done(void *arg, struct smtpc *c, const struct smtpc_result *r)
 		cn->rd = queue_reader_close(cn->rd);
 	conn_attempt(cn, &a);
 	cn->ntxn++;
-	clean = sched_classify(r->mail.code) == SCHED_OK &&
-	    sched_classify(r->data.code) == SCHED_OK;
+	clean = sched_policy_classify(r->mail.code) == SCHED_OK &&
+	    sched_policy_classify(r->data.code) == SCHED_OK;
 	if (job != NULL)
 		sched_job_result(cn->d->s, job, &a, r);
 	/*
@@ -652,7 +667,7 @@ conn_on_failed(void *arg, struct smtpc *c, const struct smtpc_reply *r)
 			cn->rd = queue_reader_close(cn->rd);
 		conn_attempt(cn, &a);
 		if (job != NULL)
-			sched_job_fail(s, job, &a, &why, sched_classify(why.code) == SCHED_PERM ?
+			sched_job_fail(s, job, &a, &why, sched_policy_classify(why.code) == SCHED_PERM ?
 			    SCHED_PERM : SCHED_TEMP);
 		conn_free(cn);
 		return;
@@ -697,7 +712,7 @@ dest_run(evutil_socket_t fd, short what, void *arg)
 struct sched_dest *
 sched_dest_get(struct sched *s, const struct sched_nexthop *nh, const char *key)
 {
-	struct sched_dest *d = sched_map_get(s->dests, key);
+	struct sched_dest *d = map_get(s->dests, key);
 	unsigned conc = s->cfg->destination_concurrency;
 
 	if (d != NULL)
@@ -714,7 +729,7 @@ sched_dest_get(struct sched *s, const struct sched_nexthop *nh, const char *key)
 		d->cap = 1;
 	if ((d->kick = event_new(s->base, -1, 0, dest_run, d)) == NULL)
 		goto fail;
-	if (sched_map_put(s->dests, d->key, d) < 0)
+	if (map_put(s->dests, d->key, d) < 0)
 		goto fail;
 	log_trace(TRACE_SCHED, "sched: %s: new destination", d->key);
 	return d;
@@ -756,13 +771,13 @@ static int
 dest_list_get(struct sched *s, struct dest_list *l)
 {
 	l->n = 0;
-	l->cap = sched_map_count(s->dests);
+	l->cap = map_count(s->dests);
 	l->v = NULL;
 	if (l->cap == 0)
 		return 0;
 	if ((l->v = calloc(l->cap, sizeof(*l->v))) == NULL)
 		return -1;
-	sched_map_sweep(s->dests, dest_collect, l);
+	map_sweep(s->dests, dest_collect, l);
 	return 0;
 }
 
@@ -845,7 +860,7 @@ dest_free_cb(void *arg, void *val)
 void
 sched_dest_free_all(struct sched *s)
 {
-	sched_map_sweep(s->dests, dest_free_cb, NULL);
+	map_sweep(s->dests, dest_free_cb, NULL);
 	sched_tls_free(s);      /* TLS state goes with the destinations (sched_tls.c) */
 }
 

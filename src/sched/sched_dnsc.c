@@ -8,7 +8,7 @@
  * Context:  event-loop thread.
  */
 #include "sched/sched_dnsc.h"
-#include "sched/sched_map.h"
+#include "lib/map.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -37,7 +37,7 @@ struct sched_dnsc_ent {
 
 struct sched_dnsc {
 	struct dns *dns;
-	struct sched_map *map;
+	struct map *map;
 	struct sched_dnsc_ent fail; /* DNS_TEMPFAIL when even that cannot be allocated */
 };
 
@@ -50,7 +50,7 @@ sched_dnsc_new(struct dns *d)
 
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return NULL;
-	if ((c->map = sched_map_new()) == NULL) {
+	if ((c->map = map_new()) == NULL) {
 		free(c);
 		return NULL;
 	}
@@ -112,8 +112,8 @@ sched_dnsc_free(struct sched_dnsc *c)
 {
 	if (c == NULL)
 		return NULL;
-	sched_map_sweep(c->map, dnsc_drop, NULL);
-	sched_map_free(c->map);
+	map_sweep(c->map, dnsc_drop, NULL);
+	map_free(c->map);
 	free(c);
 	return NULL;
 }
@@ -124,7 +124,7 @@ dnsc_unmap(struct sched_dnsc_ent *e)
 {
 	if (!e->in_map)
 		return;
-	sched_map_del(e->c->map, e->key);
+	map_del(e->c->map, e->key);
 	e->in_map = 0;
 	sched_dnsc_unref(e);
 }
@@ -241,14 +241,14 @@ sched_dnsc_lookup(struct sched_dnsc *c, enum sched_dnsc_type type, const char *n
 	if (util_bsnprintf(key, sizeof(key), "%c:%s", type == SCHED_DNSC_MX ? 'M' : 'A',
 	    name) < 0)
 		goto fail;
-	e = sched_map_get(c->map, key);
+	e = map_get(c->map, key);
 	if (e != NULL && !e->pending && e->expires_us <= now) {
 		dnsc_unmap(e);
 		e = NULL;
 	}
 	if (e == NULL) {
-		if (sched_map_count(c->map) >= DNSC_SWEEP_AT)
-			sched_map_sweep(c->map, dnsc_expired, &now);
+		if (map_count(c->map) >= DNSC_SWEEP_AT)
+			map_sweep(c->map, dnsc_expired, &now);
 		if ((e = calloc(1, sizeof(*e))) == NULL)
 			goto fail;
 		e->c = c;
@@ -260,7 +260,7 @@ sched_dnsc_lookup(struct sched_dnsc *c, enum sched_dnsc_type type, const char *n
 			e->st = DNS_TEMPFAIL;
 			return e;   /* the caller's reference; never cached */
 		}
-		if (sched_map_put(c->map, key, e) < 0) {
+		if (map_put(c->map, key, e) < 0) {
 			dns_cancel(c->dns, e->qid);
 			dnsc_ent_free(e);
 			goto fail;
@@ -341,12 +341,12 @@ sched_dnsc_set_dns(struct sched_dnsc *c, struct dns *d)
 	uint64_t never = UINT64_MAX;
 
 	r.n = 0;
-	r.cap = sched_map_count(c->map);
+	r.cap = map_count(c->map);
 	r.v = NULL;
 	if (r.cap > 0 && (r.v = calloc(r.cap, sizeof(*r.v))) == NULL)
 		return -1;
-	sched_map_sweep(c->map, resend_collect, &r);
-	sched_map_sweep(c->map, dnsc_expired, &never);  /* drops every answered entry */
+	map_sweep(c->map, resend_collect, &r);
+	map_sweep(c->map, dnsc_expired, &never);  /* drops every answered entry */
 	c->dns = d;
 	for (size_t i = 0; i < r.n; i++) {
 		struct sched_dnsc_ent *e = r.v[i];

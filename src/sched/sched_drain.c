@@ -56,7 +56,7 @@ struct sched_drain {
 	void    *arg;
 };
 
-/* drain_queued - messages in the queue (the scheduler's, or counted through the backend) */
+/* drain_count - messages in the queue and how many of them are held (through the backend) */
 static void
 count_cb(void *arg, struct queue_msg *m)
 {
@@ -84,7 +84,7 @@ static int
 drain_quiet(const struct sched_drain *dr)
 {
 	const struct sched *s = dr->s;
-	const struct sched_heap_node *top = sched_heap_top(&s->heap);
+	const struct heap_node *top = heap_top(&s->heap);
 	uint64_t mono = util_mono_us();
 	uint64_t left = dr->phase_end_mono > mono ? dr->phase_end_mono - mono : 0;
 
@@ -92,7 +92,7 @@ drain_quiet(const struct sched_drain *dr)
 	    (top == NULL || top->key > sched_now(s) + left);
 }
 
-/* drain_finish - report and hand control back (sched_shutdown follows in the caller) */
+/* drain_finish - report and hand control back (sched_ops_shutdown follows in the caller) */
 static void
 drain_finish(struct sched_drain *dr)
 {
@@ -134,7 +134,7 @@ drain_handover(struct sched_drain *dr)
 	dr->phase_end_mono = util_mono_us() + (uint64_t)dr->timeout * 1000000u;
 	log_info("drain: handing %llu message(s) over to %s", (unsigned long long)r.left,
 	    dr->relay_text);
-	sched_flush(dr->s);
+	sched_ops_flush(dr->s);
 }
 
 static void
@@ -150,7 +150,7 @@ drain_on_tick(evutil_socket_t fd, short what, void *arg)
 	if (dr->finished || s->stopping)
 		return;     /* stopped meanwhile (a second SIGTERM): sched_free() frees dr */
 	if (s->nactive == 0 && s->nbounces == 0 && (s->q == NULL || queue_count(s->q) == 0) &&
-	    sched_heap_top(&s->heap) == NULL) {
+	    heap_top(&s->heap) == NULL) {
 		drain_finish(dr);
 		return;
 	}
@@ -188,8 +188,8 @@ sched_drain(struct sched *s, const struct relay_target *relay, unsigned timeout_
 	dr->done = done;
 	dr->arg = arg;
 	if (relay != NULL && relay->set) {
-		if (sched_nexthop_relay(relay, SCHED_KIND_DRAIN, s->cfg->relay_smtp_port,
-		    &dr->nh) < 0 || sched_nexthop_key(&dr->nh, dr->key, sizeof(dr->key)) < 0) {
+		if (sched_policy_nexthop_relay(relay, SCHED_KIND_DRAIN, s->cfg->relay_smtp_port,
+		    &dr->nh) < 0 || sched_policy_nexthop_key(&dr->nh, dr->key, sizeof(dr->key)) < 0) {
 			log_warnx("drain: drain_relay %s cannot be used; delivering only",
 			    relay->host);
 		} else {
@@ -209,7 +209,7 @@ sched_drain(struct sched *s, const struct relay_target *relay, unsigned timeout_
 	log_info("drain: delivering for up to %u s%s%s", timeout_s,
 	    dr->has_relay ? ", then handing the rest over to " : "",
 	    dr->has_relay ? dr->relay_text : "");
-	sched_flush(s);
+	sched_ops_flush(s);
 	evtimer_add(dr->tick, &tv);
 	return 0;
 }

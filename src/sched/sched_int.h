@@ -27,7 +27,7 @@
 #include "sched/sched_backend.h"
 #include "sched/bounce.h"
 #include "sched/sched_dnsc.h"
-#include "sched/sched_heap.h"
+#include "lib/heap.h"
 #include "sched/sched_policy.h"
 #include "queue/queue.h"
 #include "smtpc/smtpc.h"
@@ -39,7 +39,7 @@
 struct dns;
 struct event;
 struct ssl_ctx_st;
-struct sched_map;
+struct map;
 
 #define SCHED_IDLE_SECONDS     3      /* an idle connection is closed after this */
 #define SCHED_REUSE_MAX        1000   /* transactions per connection, then a fresh one */
@@ -58,7 +58,7 @@ struct sched_bounce;
 TAILQ_HEAD(sched_jobq, sched_job);
 
 struct sched_msg {
-	struct sched_heap_node hn;      /* in s->heap while waiting for a time */
+	struct heap_node hn;      /* in s->heap while waiting for a time */
 	struct queue_msg *m;
 	unsigned njobs;                 /* jobs out, a DSN being committed, or a dispatch guard */
 	int      active;                /* counted in s->nactive */
@@ -150,8 +150,8 @@ struct sched {
 	struct metrics *mt;
 	struct dns *dns;
 	struct sched_dnsc *dnsc;
-	struct sched_map *dests;        /* key -> struct sched_dest */
-	struct sched_heap heap;
+	struct map *dests;        /* key -> struct sched_dest */
+	struct heap heap;
 	struct event *timer;            /* the heap's earliest wake-up */
 	uint64_t timer_at;              /* wall-clock µs it is armed for; 0 = not armed */
 	struct event *kick;             /* dispatch on the next loop pass */
@@ -162,9 +162,10 @@ struct sched {
 	LIST_HEAD(, sched_bounce) bounces;  /* DSN commits in flight */
 	unsigned nbounces;
 	struct ssl_ctx_st *tls;         /* outbound STARTTLS context (one reference); NULL = none */
-	struct sched_map *dead;         /* key -> until when it is not tried (sched_dead.c) */
-	struct sched_map *notls;        /* "host[addr]:port" -> until when TLS is skipped (sched_tls.c) */
+	struct map *dead;         /* key -> until when it is not tried (sched_dead.c) */
+	struct map *notls;        /* "host[addr]:port" -> until when TLS is skipped (sched_tls.c) */
 	struct sched_drain *drain;      /* SIGTERM with drain_relay, mtactl drain (sched_drain.c) */
+	struct sched_relays *relays;    /* sender_relay_map, verify context (sched_relay.c) */
 	int      stopping;
 	int      freeing;                /* sched_free(): results change nothing */
 	int      done_called;
@@ -215,8 +216,8 @@ void sched_job_result(struct sched *s, struct sched_job *job, const struct sched
 void sched_job_fail(struct sched *s, struct sched_job *job, const struct sched_attempt *a,
     const struct smtpc_reply *why, enum sched_class cls);
 void sched_job_abandon(struct sched *s, struct sched_job *job);
-/* sched_check_done - shutdown: call done() once nothing runs */
-void sched_check_done(struct sched *s);
+/* sched_ops_check_done - shutdown: call done() once nothing runs */
+void sched_ops_check_done(struct sched *s);
 
 /* sched_bounce.c: the DSN flow */
 /* sched_bounce_start - queue a DSN for recipients idx[0..n); 0 under way, -1 not started */
@@ -254,6 +255,28 @@ void sched_tls_params(struct sched *s, const struct sched_dest *d, const char *r
 int sched_tls_fallback(struct sched *s, const struct sched_dest *d, const char *relay,
     const char *why);
 void sched_tls_free(struct sched *s);
+
+/* sched_relay.c: per-sender relays, AUTH credentials, implicit TLS, verify */
+struct relay_map;
+#define SCHED_SECRET_MAX 4097           /* a password or token, with its NUL */
+/* sched_relay_read_map - read and parse cfg's sender_relay_map; NULL with err */
+struct relay_map *sched_relay_read_map(const struct config *cfg, char *err, size_t errlen);
+/* sched_relay_load - (re)load the map and the verify context from cfg; 0, or -1 (old kept) */
+int sched_relay_load(struct sched *s, const struct config *cfg, char *err, size_t errlen);
+void sched_relay_free(struct sched *s);
+/* sched_relay_for - the relay of a sender's mail (*rule: 0 = smart_relay, i+1 = map rule i) */
+const struct relay_target *sched_relay_for(struct sched *s, const char *sender, unsigned *rule);
+/* sched_relay_tls_required - TLS is a must: encrypt/verify, smtps://, or credentials */
+int sched_relay_tls_required(const struct sched *s, const struct sched_dest *d);
+/*
+ * sched_relay_params - implicit TLS, verification, the session cache key
+ * and the AUTH credentials of a connection to host; the secret is read into
+ * secret[size] (the caller wipes it once smtpc has its copy). 0, or -1 with
+ * why (the password file cannot be read).
+ */
+int sched_relay_params(struct sched *s, const struct sched_dest *d, const char *host,
+    const char *cache_key, struct smtpc_params *p, char *secret, size_t size, char *why,
+    size_t whylen);
 
 /* sched_dest.c */
 struct sched_dest *sched_dest_get(struct sched *s, const struct sched_nexthop *nh,

@@ -47,9 +47,9 @@ flush_one(void *arg, struct queue_msg *m)
 	msg_retry_now(arg, m);
 }
 
-/* sched_flush - every deferred recipient is due now (kept in memory: no disk writes) */
+/* sched_ops_flush - every deferred recipient is due now (kept in memory: no disk writes) */
 void
-sched_flush(struct sched *s)
+sched_ops_flush(struct sched *s)
 {
 	if (s == NULL || s->stopping)
 		return;
@@ -57,18 +57,18 @@ sched_flush(struct sched *s)
 	sched_rearm(s);
 }
 
-/* sched_retry - one message now */
+/* sched_ops_retry - one message now */
 void
-sched_retry(struct sched *s, struct queue_msg *m)
+sched_ops_retry(struct sched *s, struct queue_msg *m)
 {
 	if (s == NULL || m == NULL || s->stopping)
 		return;
 	msg_retry_now(s, m);
 }
 
-/* sched_hold - hold or release; a transaction already running finishes */
+/* sched_ops_hold - hold or release; a transaction already running finishes */
 int
-sched_hold(struct sched *s, struct queue_msg *m, int held)
+sched_ops_hold(struct sched *s, struct queue_msg *m, int held)
 {
 	struct sched_msg *sm = m->sched;
 
@@ -81,9 +81,9 @@ sched_hold(struct sched *s, struct queue_msg *m, int held)
 	return 0;
 }
 
-/* sched_delete - the operator removes a message; after a running transaction when there is one */
+/* sched_ops_delete - the operator removes a message; after a running transaction when there is one */
 int
-sched_delete(struct sched *s, struct queue_msg *m)
+sched_ops_delete(struct sched *s, struct queue_msg *m)
 {
 	struct sched_msg *sm = m->sched;
 
@@ -92,7 +92,7 @@ sched_delete(struct sched *s, struct queue_msg *m)
 		return s->be->remove(s->be_arg, m, 1);
 	}
 	sm->deleted = 1;
-	sched_heap_remove(&s->heap, &sm->hn);
+	heap_remove(&s->heap, &sm->hn);
 	sm->njobs++;
 	s->be->unqueue_msg(s, sm);
 	if (--sm->njobs == 0)
@@ -113,11 +113,11 @@ dns_changed(const struct config *a, const struct config *b)
 }
 
 /*
- * sched_set_config - SIGHUP: limits, timers, relays and cc_mta apply to
+ * sched_ops_set_config - SIGHUP: limits, timers, relays and cc_mta apply to
  * what is dispatched from now on; new dns_servers get a new resolver.
  */
 void
-sched_set_config(struct sched *s, const struct config *cfg)
+sched_ops_set_config(struct sched *s, const struct config *cfg)
 {
 	char err[256];
 	struct dns *nd;
@@ -135,13 +135,15 @@ sched_set_config(struct sched *s, const struct config *cfg)
 			s->dns = nd;
 		}
 	}
+	if (sched_relay_load(s, cfg, err, sizeof(err)) < 0)
+		log_warnx("%s; keeping the previous sender_relay_map and relay TLS settings", err);
 	s->cfg = cfg;
 	sched_rearm(s);
 }
 
-/* sched_check_done - shutdown: done() once no connection and no DSN commit is left */
+/* sched_ops_check_done - shutdown: done() once no connection and no DSN commit is left */
 void
-sched_check_done(struct sched *s)
+sched_ops_check_done(struct sched *s)
 {
 	if (!s->stopping || s->done_called || s->nconns > 0 || s->nbounces > 0)
 		return;
@@ -162,17 +164,17 @@ sched_on_grace(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	log_info("sched: abandoning %u connection(s) still delivering", s->nconns);
 	s->be->abandon_all(s);
-	sched_check_done(s);
+	sched_ops_check_done(s);
 }
 
 /*
- * sched_shutdown - no new deliveries; waiting jobs are abandoned (their
+ * sched_ops_shutdown - no new deliveries; waiting jobs are abandoned (their
  * recipients stay pending on disk), idle connections QUIT, running
  * transactions get SCHED_STOP_GRACE seconds to finish before they are
  * dropped too (a repeat after the restart at worst). done() when idle.
  */
 void
-sched_shutdown(struct sched *s, void (*done)(void *arg), void *arg)
+sched_ops_shutdown(struct sched *s, void (*done)(void *arg), void *arg)
 {
 	struct timeval tv = { SCHED_STOP_GRACE, 0 };
 
@@ -187,5 +189,5 @@ sched_shutdown(struct sched *s, void (*done)(void *arg), void *arg)
 		evtimer_add(s->grace, &tv);
 	else if (s->nconns > 0)
 		s->be->abandon_all(s);
-	sched_check_done(s);
+	sched_ops_check_done(s);
 }

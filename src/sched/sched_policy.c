@@ -23,13 +23,13 @@
 #define US_PER_S 1000000ull
 
 /*
- * sched_backoff - Postfix-like exponential backoff: the first failure waits
+ * sched_policy_backoff - Postfix-like exponential backoff: the first failure waits
  * min_backoff, each further one doubles it, never more than max_backoff
  * (min(max, min * 2^(attempts-1))). At least one second, so a zero minimum
  * cannot make a busy loop.
  */
 unsigned
-sched_backoff(unsigned attempts, unsigned min_backoff, unsigned max_backoff)
+sched_policy_backoff(unsigned attempts, unsigned min_backoff, unsigned max_backoff)
 {
 	uint64_t b = min_backoff;
 
@@ -42,21 +42,21 @@ sched_backoff(unsigned attempts, unsigned min_backoff, unsigned max_backoff)
 	return (unsigned)b;
 }
 
-/* sched_expired - lifetime counts from the end of DATA (arrival), as Postfix's maximal_queue_lifetime */
+/* sched_policy_expired - lifetime counts from the end of DATA (arrival), as Postfix's maximal_queue_lifetime */
 int
-sched_expired(uint64_t now_us, uint64_t arrival_us, unsigned lifetime)
+sched_policy_expired(uint64_t now_us, uint64_t arrival_us, unsigned lifetime)
 {
 	return now_us >= arrival_us + (uint64_t)lifetime * US_PER_S;
 }
 
 /*
- * sched_defer - the decision after a temporary failure. A recipient past
+ * sched_policy_defer - the decision after a temporary failure. A recipient past
  * its lifetime bounces; otherwise it waits its backoff, but never beyond
  * the expiry time, so that the last attempt is made right then and a
  * failure there bounces without another full backoff.
  */
 int
-sched_defer(uint64_t now_us, uint64_t arrival_us, unsigned lifetime,
+sched_policy_defer(uint64_t now_us, uint64_t arrival_us, unsigned lifetime,
     unsigned attempts, unsigned min_backoff, unsigned max_backoff, uint64_t *next_us)
 {
 	uint64_t expiry = arrival_us + (uint64_t)lifetime * US_PER_S;
@@ -64,16 +64,16 @@ sched_defer(uint64_t now_us, uint64_t arrival_us, unsigned lifetime,
 
 	if (now_us >= expiry)
 		return 1;
-	next = now_us + (uint64_t)sched_backoff(attempts, min_backoff, max_backoff) * US_PER_S;
+	next = now_us + (uint64_t)sched_policy_backoff(attempts, min_backoff, max_backoff) * US_PER_S;
 	if (next > expiry)
 		next = expiry;
 	*next_us = next;
 	return 0;
 }
 
-/* sched_classify - RFC 5321 §4.2.1: the first digit decides */
+/* sched_policy_classify - RFC 5321 §4.2.1: the first digit decides */
 enum sched_class
-sched_classify(int code)
+sched_policy_classify(int code)
 {
 	if (code >= 200 && code < 300)
 		return SCHED_OK;
@@ -82,21 +82,21 @@ sched_classify(int code)
 	return SCHED_TEMP;
 }
 
-/* sched_rcpt_reply - the reply that decides recipient i (see sched_policy.h) */
+/* sched_policy_rcpt_reply - the reply that decides recipient i (see sched_policy.h) */
 const struct smtpc_reply *
-sched_rcpt_reply(const struct smtpc_result *r, size_t i)
+sched_policy_rcpt_reply(const struct smtpc_result *r, size_t i)
 {
-	if (sched_classify(r->mail.code) != SCHED_OK)
+	if (sched_policy_classify(r->mail.code) != SCHED_OK)
 		return &r->mail;
 	if (r->rcpt != NULL && i < r->nrcpt &&
-	    sched_classify(r->rcpt[i].code) != SCHED_OK)
+	    sched_policy_classify(r->rcpt[i].code) != SCHED_OK)
 		return &r->rcpt[i];
 	return &r->data;
 }
 
-/* sched_reply_stage - "MAIL FROM", "RCPT TO" or "end of DATA", as Postfix's "(in reply to ...)" */
+/* sched_policy_reply_stage - "MAIL FROM", "RCPT TO" or "end of DATA", as Postfix's "(in reply to ...)" */
 const char *
-sched_reply_stage(const struct smtpc_result *r, const struct smtpc_reply *rp)
+sched_policy_reply_stage(const struct smtpc_result *r, const struct smtpc_reply *rp)
 {
 	if (rp == &r->mail)
 		return "MAIL FROM";
@@ -145,13 +145,13 @@ np_literal(struct sched_nexthop *nh, const char *text)
 }
 
 /*
- * sched_nexthop_rcpt - route one recipient. With a smart relay everything
+ * sched_policy_nexthop_rcpt - route one recipient. With a smart relay everything
  * goes there. Otherwise the domain after the last '@' (a quoted local part
  * may hold '@'), lower-cased: an MX destination, or for an RFC 5321 §4.1.3
  * address literal ("[192.0.2.1]", "[IPv6:2001:db8::1]") that address.
  */
 int
-sched_nexthop_rcpt(const char *rcpt, const struct relay_target *relay,
+sched_policy_nexthop_rcpt(const char *rcpt, const struct relay_target *relay,
     int default_port, struct sched_nexthop *out)
 {
 	const char *at, *dom;
@@ -159,7 +159,7 @@ sched_nexthop_rcpt(const char *rcpt, const struct relay_target *relay,
 	char lit[64];
 
 	if (relay != NULL && relay->set)
-		return sched_nexthop_relay(relay, SCHED_KIND_RELAY, default_port, out);
+		return sched_policy_nexthop_relay(relay, SCHED_KIND_RELAY, default_port, out);
 	memset(out, 0, sizeof(*out));
 	out->kind = SCHED_KIND_MX;
 	out->port = default_port;
@@ -195,18 +195,19 @@ sched_nexthop_rcpt(const char *rcpt, const struct relay_target *relay,
 }
 
 /*
- * sched_nexthop_relay - smart_relay / cc_mta in every SPEC §2.1 form: an IP
+ * sched_policy_nexthop_relay - smart_relay / cc_mta in every SPEC §2.1 form: an IP
  * address (bracketed or not) needs no DNS; "[host]" is A/AAAA only; a bare
  * host is MX then A/AAAA. The port, when not given, is relay_smtp_port.
  */
 int
-sched_nexthop_relay(const struct relay_target *t, enum sched_kind kind,
+sched_policy_nexthop_relay(const struct relay_target *t, enum sched_kind kind,
     int default_port, struct sched_nexthop *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->kind = kind;
 	out->port = t->port > 0 ? t->port : default_port;
 	out->no_mx = t->no_mx;
+	out->smtps = t->smtps;
 	if (np_lower(out->name, sizeof(out->name), t->host, strlen(t->host)) < 0)
 		return -1;
 	if (np_literal(out, t->host) == 0) {
@@ -217,12 +218,18 @@ sched_nexthop_relay(const struct relay_target *t, enum sched_kind kind,
 	return 0;
 }
 
-/* sched_nexthop_key - one destination per (kind, name, port, MX or not) */
+/*
+ * sched_policy_nexthop_key - one destination per (kind, name, port, MX or not),
+ * and for relays per implicit TLS and rule (each rule its own credentials)
+ */
 int
-sched_nexthop_key(const struct sched_nexthop *nh, char *buf, size_t size)
+sched_policy_nexthop_key(const struct sched_nexthop *nh, char *buf, size_t size)
 {
 	static const char kinds[] = { 'm', 'r', 'c', 'd' };
 
+	if (nh->smtps || nh->rule > 0)
+		return util_bsnprintf(buf, size, "%c|%s|%d|%d|%s%u", kinds[nh->kind], nh->name,
+		    nh->port, nh->no_mx, nh->smtps ? "s" : "", nh->rule) < 0 ? -1 : 0;
 	return util_bsnprintf(buf, size, "%c|%s|%d|%d", kinds[nh->kind], nh->name,
 	    nh->port, nh->no_mx) < 0 ? -1 : 0;
 }
@@ -239,9 +246,9 @@ grp_cmp(const void *a, const void *b)
 	return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-/* sched_group - sort by destination key; the number of distinct keys */
+/* sched_policy_group - sort by destination key; the number of distinct keys */
 size_t
-sched_group(struct sched_grp *v, size_t n)
+sched_policy_group(struct sched_grp *v, size_t n)
 {
 	size_t runs = 0;
 

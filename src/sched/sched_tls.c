@@ -3,10 +3,10 @@
  *               STARTTLS, smart_relay_tls = encrypt, and the per-host plain
  *               fallback after a failed handshake
  *
- * Owns:     a reference to the client TLS context (sched_set_tls) and the
+ * Owns:     a reference to the client TLS context (sched_tls_set) and the
  *           fallback table s->notls: "host[addr]:port" -> until when that
  *           host is sent to without TLS.
- * Lifetime: from sched_set_tls() to sched_tls_free() (called when the
+ * Lifetime: from sched_tls_set() to sched_tls_free() (called when the
  *           destinations are freed, in sched_free). A table entry lives
  *           SCHED_TLS_FALLBACK seconds; expired ones go when next looked up.
  * Errors:   none: without memory for an entry the host is simply retried
@@ -22,7 +22,7 @@
  * no STARTTLS, a refusal or a failed handshake defers its mail.
  */
 #include "sched/sched_int.h"
-#include "sched/sched_map.h"
+#include "lib/map.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "mail/config.h"
@@ -39,9 +39,9 @@ struct sched_tls_off {
 	uint64_t until_us;                  /* monotonic */
 };
 
-/* sched_set_tls - see sched.h */
+/* sched_tls_set - see sched.h */
 void
-sched_set_tls(struct sched *s, struct ssl_ctx_st *ctx)
+sched_tls_set(struct sched *s, struct ssl_ctx_st *ctx)
 {
 	if (ctx != NULL && SSL_CTX_up_ref(ctx) != 1)
 		return;
@@ -49,12 +49,11 @@ sched_set_tls(struct sched *s, struct ssl_ctx_st *ctx)
 	s->tls = ctx;
 }
 
-/* tls_required - the destination must use TLS (the smart relay with smart_relay_tls = encrypt) */
+/* tls_required - the destination must use TLS (see sched_relay_tls_required) */
 static int
 tls_required(const struct sched *s, const struct sched_dest *d)
 {
-	return d->nh.kind == SCHED_KIND_RELAY && s->cfg->smart_relay_tls != NULL &&
-	    strcmp(s->cfg->smart_relay_tls, "encrypt") == 0;
+	return sched_relay_tls_required(s, d);
 }
 
 /* tls_off - relay is in the fallback table (and the entry is still valid) */
@@ -63,11 +62,11 @@ tls_off(struct sched *s, const char *relay)
 {
 	struct sched_tls_off *e;
 
-	if (s->notls == NULL || (e = sched_map_get(s->notls, relay)) == NULL)
+	if (s->notls == NULL || (e = map_get(s->notls, relay)) == NULL)
 		return 0;
 	if (util_mono_us() < e->until_us)
 		return 1;
-	free(sched_map_del(s->notls, relay));
+	free(map_del(s->notls, relay));
 	return 0;
 }
 
@@ -96,12 +95,12 @@ sched_tls_fallback(struct sched *s, const struct sched_dest *d, const char *rela
 		maillog_tls_required(s->ml, why, relay);
 		return 0;
 	}
-	if (s->notls == NULL && (s->notls = sched_map_new()) == NULL)
+	if (s->notls == NULL && (s->notls = map_new()) == NULL)
 		return 0;
-	if ((e = sched_map_get(s->notls, relay)) == NULL) {
+	if ((e = map_get(s->notls, relay)) == NULL) {
 		if ((e = malloc(sizeof(*e))) == NULL)
 			return 0;
-		if (sched_map_put(s->notls, relay, e) < 0) {
+		if (map_put(s->notls, relay, e) < 0) {
 			free(e);
 			return 0;
 		}
@@ -111,7 +110,7 @@ sched_tls_fallback(struct sched *s, const struct sched_dest *d, const char *rela
 	return 1;
 }
 
-/* free_off - sched_map_sweep callback: drop every entry */
+/* free_off - map_sweep callback: drop every entry */
 static int
 free_off(void *arg, void *val)
 {
@@ -125,8 +124,8 @@ void
 sched_tls_free(struct sched *s)
 {
 	if (s->notls != NULL) {
-		sched_map_sweep(s->notls, free_off, NULL);
-		s->notls = sched_map_free(s->notls);
+		map_sweep(s->notls, free_off, NULL);
+		s->notls = map_free(s->notls);
 	}
 	SSL_CTX_free(s->tls);
 	s->tls = NULL;

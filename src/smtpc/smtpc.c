@@ -46,6 +46,8 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include <openssl/crypto.h>
+
 #include "lib/log.h"
 #include "lib/util.h"
 #include "smtpc/smtpc.h"
@@ -57,8 +59,8 @@
 #define SMTPC_OUT_LOW     (32 * 1024)  /* write callback when drained below this */
 
 static const char *const smtpc_state_names[] = {
-	"CONNECTING", "GREETING", "EHLO", "HELO", "STARTTLS", "TLS", "READY", "TXN", "CONTENT",
-	"QUIT", "DEAD",
+	"CONNECTING", "GREETING", "EHLO", "HELO", "STARTTLS", "TLS", "AUTH", "READY", "TXN",
+	"CONTENT", "QUIT", "DEAD",
 };
 
 static const struct {
@@ -73,6 +75,7 @@ static const struct {
 	{ "CHUNKING", SMTPC_EXT_CHUNKING },
 	{ "ENHANCEDSTATUSCODES", SMTPC_EXT_ENHANCED },
 	{ "DSN", SMTPC_EXT_DSN },
+	{ "AUTH", SMTPC_EXT_AUTH },
 };
 
 static void smtpc_on_read(struct bufferevent *bev, void *arg);
@@ -190,6 +193,10 @@ smtpc_on_timer(evutil_socket_t fd, short what, void *arg)
 		c->tls = SMTPC_TLS_FAILED;
 		smtpc_fail(c, 0, "4.7.5", "Cannot start TLS: handshake with %s timed out", c->peer);
 		return;
+	case SMTPC_S_AUTH:
+		smtpc_fail(c, 0, "4.7.8", "conversation with %s timed out while performing the "
+		    "AUTH handshake", c->peer);
+		return;
 	default:
 		smtpc_fail(c, 0, "4.4.2", "conversation with %s timed out while waiting for a "
 		    "reply (%s)", c->peer, smtpc_state_names[c->state]);
@@ -220,6 +227,21 @@ smtpc_fmt_peer(struct smtpc *c, const char *name)
 		(void)util_bsnprintf(c->peer, sizeof(c->peer), "[%s]:%d", a, port);
 }
 
+/* smtpc_free_strings - the copies of the parameters; the secret is wiped first */
+static void
+smtpc_free_strings(struct smtpc *c)
+{
+	if (c->auth_secret != NULL)
+		OPENSSL_cleanse(c->auth_secret, strlen(c->auth_secret));
+	free(c->auth_secret);
+	free(c->auth_user);
+	free(c->verify_name);
+	free(c->tls_cache_key);
+	free(c->helo_name);
+	free(c->sni);
+	memset(&c->sasl, 0, sizeof(c->sasl));
+}
+
 /*
  * smtpc_connect - start a non-blocking connect to p->addr; every outcome
  * is a callback. p and its strings are copied; cb is copied; arg borrowed.
@@ -247,7 +269,16 @@ smtpc_connect(struct event_base *base, const struct smtpc_params *p,
 	smtpc_fmt_peer(c, p->peer_name);
 	c->tls_ctx = p->tls_ctx;
 	c->tls_required = p->tls_required;
+	c->smtps = p->smtps && p->tls_ctx != NULL;
 	c->ml = p->ml;
+	if ((p->verify_name != NULL && (c->verify_name = strdup(p->verify_name)) == NULL) ||
+	    (p->tls_cache_key != NULL && (c->tls_cache_key = strdup(p->tls_cache_key)) == NULL))
+		goto fail;
+	c->authed = p->auth_user == NULL;
+	if (p->auth_user != NULL && ((c->auth_user = strdup(p->auth_user)) == NULL ||
+	    (c->auth_secret = strdup(p->auth_secret != NULL ? p->auth_secret : "")) == NULL))
+		goto fail;
+	c->auth_xoauth2 = p->auth_xoauth2;
 	if (p->peer_name != NULL && p->peer_name[0] != '\0' && smtpc_tls_sni(p->peer_name) &&
 	    (c->sni = strdup(p->peer_name)) == NULL)
 		goto fail;
@@ -280,8 +311,7 @@ fail:
 		event_free(c->ev_notify);
 	if (c->ev_timer != NULL)
 		event_free(c->ev_timer);
-	free(c->helo_name);
-	free(c->sni);
+	smtpc_free_strings(c);
 	free(c);
 	return NULL;
 }
@@ -301,8 +331,7 @@ smtpc_free(struct smtpc *c)
 		event_free(c->ev_timer);
 	smtpc_txn_clear(c);
 	free(c->res.rcpt);
-	free(c->helo_name);
-	free(c->sni);
+	smtpc_free_strings(c);
 	free(c);
 	return NULL;
 }
@@ -384,6 +413,10 @@ smtpc_ehlo_keyword(struct smtpc *c, const char *s, size_t len)
 		if (strlen(smtpc_exts[i].name) != kl || !util_ncaseeq(s, kl, smtpc_exts[i].name))
 			continue;
 		c->exts |= smtpc_exts[i].bit;
+		if (smtpc_exts[i].bit == SMTPC_EXT_AUTH) {
+			c->auth_mechs |= smtpc_auth_mechs(s + kl, len - kl);
+			return;
+		}
 		if (smtpc_exts[i].bit == SMTPC_EXT_SIZE) {
 			/* RFC 1870 §4: "SIZE" alone or "SIZE 0" means no fixed limit */
 			uint64_t v = 0;
@@ -426,6 +459,7 @@ void
 smtpc_send_hello(struct smtpc *c, enum smtpc_state st)
 {
 	c->exts = 0;
+	c->auth_mechs = 0;
 	c->size_limit = 0;
 	smtpc_enter(c, st);
 	if (smtpc_write(c, "%s %s", st == SMTPC_S_EHLO ? "EHLO" : "HELO", c->helo_name) == 0)
@@ -449,6 +483,10 @@ smtpc_ready(struct smtpc *c)
 	if (c->tls != SMTPC_TLS_ON && c->tls_required) {
 		smtpc_fail(c, 0, "4.7.4", "TLS is required, but was not offered by host %s",
 		    c->peer);
+		return;
+	}
+	if (!c->authed) {
+		smtpc_auth_start(c);
 		return;
 	}
 	(void)event_del(c->ev_timer);
@@ -840,6 +878,9 @@ smtpc_reply(struct smtpc *c, const struct smtpc_reply *r)
 	case SMTPC_S_STARTTLS:
 		smtpc_tls_reply(c, r);
 		return;
+	case SMTPC_S_AUTH:
+		smtpc_auth_reply(c, r);
+		return;
 	case SMTPC_S_TXN:
 		smtpc_txn_reply(c, r);
 		return;
@@ -903,6 +944,7 @@ smtpc_state_doing(const struct smtpc *c)
 	case SMTPC_S_HELO:      return "performing the HELO handshake";
 	case SMTPC_S_STARTTLS:  return "sending STARTTLS";
 	case SMTPC_S_TLS:       return "performing the TLS handshake";
+	case SMTPC_S_AUTH:      return "performing the AUTH handshake";
 	case SMTPC_S_CONTENT:   return "sending message content";
 	case SMTPC_S_TXN:
 		if (c->recv_pos < c->nsteps) {
@@ -943,6 +985,11 @@ smtpc_on_event(struct bufferevent *bev, short what, void *arg)
 		smtpc_tls_event(c, what);
 		return;
 	}
+	if ((what & BEV_EVENT_CONNECTED) && c->smtps) {
+		/* RFC 8314 §3: TLS from the first byte; the greeting comes over it */
+		smtpc_tls_start(c);
+		return;
+	}
 	if (what & BEV_EVENT_CONNECTED) {
 		smtpc_enter(c, SMTPC_S_GREETING);
 		/* the greeting gets the command timeout (Postfix's smtp_helo_timeout) */
@@ -964,12 +1011,14 @@ smtpc_on_event(struct bufferevent *bev, short what, void *arg)
 		    (what & BEV_EVENT_ERROR) && e != 0 ? strerror(e) : "Connection closed");
 		return;
 	}
+	/* a drop during AUTH is an AUTH failure (4.7.8): deferred, like a refusal */
 	if ((what & BEV_EVENT_ERROR) && e != 0)
-		smtpc_fail(c, 0, "4.4.2", "lost connection with %s while %s: %s", c->peer,
-		    smtpc_state_doing(c), strerror(e));
+		smtpc_fail(c, 0, c->state == SMTPC_S_AUTH ? "4.7.8" : "4.4.2",
+		    "lost connection with %s while %s: %s", c->peer, smtpc_state_doing(c),
+		    strerror(e));
 	else
-		smtpc_fail(c, 0, "4.4.2", "lost connection with %s while %s", c->peer,
-		    smtpc_state_doing(c));
+		smtpc_fail(c, 0, c->state == SMTPC_S_AUTH ? "4.7.8" : "4.4.2",
+		    "lost connection with %s while %s", c->peer, smtpc_state_doing(c));
 }
 
 /*

@@ -15,7 +15,10 @@
  * RCPT TO for each recipient, DATA with dot-stuffing — MAIL/RCPT/DATA sent
  * as one group when the peer offers PIPELINING (RFC 2920). STARTTLS (RFC
  * 3207) whenever the peer offers it and a TLS context is given, then EHLO
- * again; see smtpc_tls() for how a failed handshake is reported.
+ * again; see smtpc_tls() for how a failed handshake is reported. Implicit
+ * TLS (RFC 8314) from the first byte instead when asked. SMTP AUTH (RFC
+ * 4954: PLAIN, else LOGIN, or XOAUTH2) once TLS is up, before the first
+ * transaction, when credentials are given.
  */
 #ifndef MTAD_SMTPC_H
 #define MTAD_SMTPC_H
@@ -44,7 +47,17 @@ struct smtpc_params {
 	/* TLS (all zero = plain SMTP) */
 	struct ssl_ctx_st *tls_ctx;             /* borrowed: STARTTLS whenever offered; NULL = never */
 	int         tls_required;               /* no STARTTLS, refused or failed = failure, never plain */
+	int         smtps;                      /* implicit TLS from the first byte (needs tls_ctx) */
+	const char *verify_name;                /* non-NULL: the handshake fails unless the chain
+	                                         * verifies and the certificate matches this name
+	                                         * (RFC 6125); copied */
+	const char *tls_cache_key;              /* non-NULL: resume TLS sessions cached under this
+	                                         * key ("host[addr]:port"); copied */
 	struct maillog *ml;                     /* "... TLS connection established to ..."; may be NULL */
+	/* SMTP AUTH (all NULL = none). Secrets are copied and wiped when the session ends. */
+	const char *auth_user;                  /* copied */
+	const char *auth_secret;                /* password, or the XOAUTH2 bearer token; copied */
+	int         auth_xoauth2;               /* SASL XOAUTH2 instead of PLAIN/LOGIN */
 };
 
 /* A reply: its code, enhanced status ("" when the peer gave none) and text. */

@@ -53,7 +53,8 @@ enum smtpc_state {
 	SMTPC_S_EHLO,
 	SMTPC_S_HELO,
 	SMTPC_S_STARTTLS,              /* waiting for the 220 to STARTTLS */
-	SMTPC_S_TLS,                   /* TLS handshake (RFC 3207 §4) */
+	SMTPC_S_TLS,                   /* TLS handshake (RFC 3207 §4, or RFC 8314 implicit TLS) */
+	SMTPC_S_AUTH,                  /* SMTP AUTH exchange (RFC 4954) */
 	SMTPC_S_READY,
 	SMTPC_S_TXN,
 	SMTPC_S_CONTENT,
@@ -71,6 +72,33 @@ enum {
 	SMTPC_EXT_CHUNKING   = 1u << 5,
 	SMTPC_EXT_ENHANCED   = 1u << 6,
 	SMTPC_EXT_DSN        = 1u << 7,
+	SMTPC_EXT_AUTH       = 1u << 8,
+};
+
+/* SASL mechanisms (the EHLO AUTH line) */
+enum {
+	SMTPC_MECH_PLAIN   = 1u << 0,
+	SMTPC_MECH_LOGIN   = 1u << 1,
+	SMTPC_MECH_XOAUTH2 = 1u << 2,
+};
+
+/* RFC 4954 §4: an AUTH command line may be 12288 octets; our own are no longer */
+#define SMTPC_AUTH_LINE_MAX 12288
+#define SMTPC_AUTH_USER_MAX 512
+#define SMTPC_AUTH_SECRET_MAX 4096
+
+/* The client side of one SASL exchange: pure, no I/O (fuzz/fuzz_smtpc_auth.c drives it). */
+struct smtpc_sasl {
+	unsigned    mech;                /* SMTPC_MECH_*: the one in use */
+	int         step;                /* 0 = nothing sent yet */
+	const char *user, *secret;       /* borrowed */
+	char        why[SMTPC_REPLY_MAX];/* XOAUTH2: the server's decoded error of a 334 */
+};
+
+enum smtpc_sasl_rc {
+	SMTPC_SASL_SEND,                 /* out holds the next line to send */
+	SMTPC_SASL_OK,                   /* 235: authenticated */
+	SMTPC_SASL_FAIL,                 /* refused, or a reply out of step */
 };
 
 enum smtpc_step_kind {
@@ -117,8 +145,19 @@ struct smtpc {
 	struct ssl_ctx_st  *tls_ctx;            /* borrowed; NULL = no STARTTLS */
 	int                 tls_required;
 	int                 tls;                /* SMTPC_TLS_* */
+	int                 smtps;              /* implicit TLS: the handshake before the greeting */
 	char               *sni;                /* host name for SNI; NULL for an address */
+	char               *verify_name;        /* RFC 6125 check; NULL = none */
+	char               *tls_cache_key;      /* session cache key; NULL = no resumption */
 	struct maillog     *ml;
+
+	/* AUTH */
+	char               *auth_user;          /* NULL = no AUTH */
+	char               *auth_secret;        /* wiped on free */
+	int                 auth_xoauth2;
+	int                 authed;             /* AUTH done (or not needed) */
+	unsigned            auth_mechs;         /* SMTPC_MECH_* the peer offered */
+	struct smtpc_sasl   sasl;
 
 	struct smtpc_rparser rp;
 	unsigned            exts;
@@ -154,10 +193,20 @@ void smtpc_send_hello(struct smtpc *c, enum smtpc_state st);
 void smtpc_ready(struct smtpc *c);
 void smtpc_set_bev(struct smtpc *c, struct bufferevent *bev);
 
-/* smtpc_tls.c: STARTTLS (RFC 3207) */
+/* smtpc_tls.c: STARTTLS (RFC 3207), implicit TLS (RFC 8314) */
 int smtpc_tls_sni(const char *name);
+void smtpc_tls_start(struct smtpc *c);
 void smtpc_tls_reply(struct smtpc *c, const struct smtpc_reply *r);
 void smtpc_tls_event(struct smtpc *c, short what);
+
+/* smtpc_auth.c: SMTP AUTH (RFC 4954) */
+unsigned smtpc_auth_mechs(const char *s, size_t len);
+int smtpc_auth_sasl_start(struct smtpc_sasl *s, unsigned offered, int xoauth2, const char *user,
+    const char *secret, char *out, size_t size);
+enum smtpc_sasl_rc smtpc_auth_sasl_reply(struct smtpc_sasl *s, const struct smtpc_reply *r,
+    char *out, size_t size);
+void smtpc_auth_start(struct smtpc *c);
+void smtpc_auth_reply(struct smtpc *c, const struct smtpc_reply *r);
 
 /* smtpc_reply_init - an empty parser */
 void smtpc_reply_init(struct smtpc_rparser *p);

@@ -50,12 +50,13 @@ smtpc_tls_sni(const char *name)
 }
 
 /*
- * smtpc_tls_start - the 220 to STARTTLS: everything the server sent after
- * it is dropped unread (a reply injected before the handshake must never
- * count as a reply over TLS), and an OpenSSL bufferevent takes over the
- * socket, with SNI for a host name.
+ * smtpc_tls_start - the 220 to STARTTLS (or, for implicit TLS, the
+ * connect): everything the server sent before is dropped unread (a reply
+ * injected before the handshake must never count as a reply over TLS), and
+ * an OpenSSL bufferevent takes over the socket, with SNI for a host name,
+ * the name to verify when there is one, and a cached session to resume.
  */
-static void
+void
 smtpc_tls_start(struct smtpc *c)
 {
 	struct bufferevent *old = c->bev, *nb;
@@ -72,6 +73,12 @@ smtpc_tls_start(struct smtpc *c)
 	}
 	if (c->sni != NULL && SSL_set_tlsext_host_name(ssl, c->sni) != 1)
 		ERR_clear_error();
+	if ((c->verify_name != NULL && tls_client_verify(ssl, c->verify_name) < 0) ||
+	    (c->tls_cache_key != NULL && tls_client_session(ssl, c->tls_cache_key) < 0)) {
+		SSL_free(ssl);
+		smtpc_fail(c, 0, "4.3.0", "cannot start TLS with %s: out of resources", c->peer);
+		return;
+	}
 	/* XXX on failure libevent may or may not have freed ssl: a rare leak beats a double free */
 	nb = bufferevent_openssl_socket_new(c->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
 	    BEV_OPT_CLOSE_ON_FREE);
@@ -127,9 +134,17 @@ smtpc_tls_event(struct smtpc *c, short what)
 		tls_info_get(ssl, &ti);
 		if (tls_info_text(&ti, text, sizeof(text)) < 0)
 			util_strlcpy(text, ti.protocol, sizeof(text));
-		maillog_tls_to(c->ml, ti.verified ? "Trusted" : "Untrusted", c->peer, text);
+		/* Postfix's words: Verified = chain and name checked, Trusted = chain only */
+		maillog_tls_to(c->ml, c->verify_name != NULL ? "Verified" :
+		    ti.verified ? "Trusted" : "Untrusted", c->peer, text);
 		log_trace(TRACE_SMTPC, "smtpc %s: TLS: %s%s", c->peer, text,
 		    ti.reused ? " (resumed)" : "");
+		if (c->smtps) {
+			/* implicit TLS: now the greeting (the command timeout, as in plain) */
+			smtpc_enter(c, SMTPC_S_GREETING);
+			smtpc_timer(c, c->cmd_timeout);
+			return;
+		}
 		smtpc_send_hello(c, SMTPC_S_EHLO);
 		return;
 	}
@@ -141,6 +156,13 @@ smtpc_tls_event(struct smtpc *c, short what)
 			ERR_error_string_n(e, why, sizeof(why));
 	ERR_clear_error();
 	c->tls = SMTPC_TLS_FAILED;
+	if (c->verify_name != NULL && ssl != NULL && SSL_get_verify_result(ssl) != X509_V_OK) {
+		long v = SSL_get_verify_result(ssl);
+
+		smtpc_fail(c, 0, "4.7.5", "Server certificate not verified: %s: %s (name %s)",
+		    c->peer, X509_verify_cert_error_string(v), c->verify_name);
+		return;
+	}
 	smtpc_fail(c, 0, "4.7.5", "Cannot start TLS: handshake failure with %s%s%s", c->peer,
 	    why[0] != '\0' ? ": " : "", why);
 }

@@ -269,17 +269,18 @@ refuse(struct smtpd *srv, int fd, const char *text, size_t len)
 
 /*
  * smtpd_accept - a new connection (taken): total limit, TCP_NODELAY
- * (replies go out per batch), session; smtps: TLS from the first byte
- * (RFC 8314 §3.3). The listeners' callbacks and the session fuzzer.
+ * (replies go out per batch), session. kind: SMTPD_LISTEN_SMTPS = TLS from
+ * the first byte (RFC 8314 §3.3), SMTPD_LISTEN_SUBMISSION = STARTTLS then
+ * AUTH. The listeners' callbacks and the session fuzzer.
  */
 void
-smtpd_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, socklen_t salen, int smtps)
+smtpd_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, socklen_t salen, int kind)
 {
 	const struct config *cfg = srv->cfg;
 	struct smtpd_sess *s;
 	int one = 1;
 
-	if (srv->stopping || (smtps && srv->tls == NULL)) {
+	if (srv->stopping || (kind == SMTPD_LISTEN_SMTPS && srv->tls == NULL)) {
 		close(fd);
 		return;
 	}
@@ -304,8 +305,10 @@ smtpd_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, socklen_t sal
 		refuse(srv, fd, oom, sizeof(oom) - 1);
 		return;
 	}
-	if (smtps)
+	if (kind == SMTPD_LISTEN_SMTPS)
 		s->flags |= SMTPD_F_SMTPS;
+	else if (kind == SMTPD_LISTEN_SUBMISSION)
+		s->flags |= SMTPD_F_SUBMISSION;
 	/* SPEC §11.4: a PROXY header is read only from smtpd_proxy_networks */
 	if (cfg->smtpd_proxy_protocol && cidr_list_match(cfg->smtpd_proxy_networks, sa) == 1)
 		smtpd_sess_proxy_wait(s);
@@ -328,7 +331,16 @@ accept_smtps_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr 
     void *arg)
 {
 	(void)lev;
-	smtpd_accept(arg, fd, sa, (socklen_t)salen, 1);
+	smtpd_accept(arg, fd, sa, (socklen_t)salen, SMTPD_LISTEN_SMTPS);
+}
+
+/* accept_submission_cb - a connection on submission_listen (STARTTLS, then AUTH) */
+static void
+accept_submission_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	(void)lev;
+	smtpd_accept(arg, fd, sa, (socklen_t)salen, SMTPD_LISTEN_SUBMISSION);
 }
 
 /* relisten_cb - accept again after a pause for lack of descriptors */
@@ -526,6 +538,9 @@ smtpd_new(struct event_base *base, const struct config *cfg, struct queue *q,
 	for (size_t i = 0; !cfg->ssl_disabled && i < cfg->n_smtps_listen; i++)
 		if (add_listener(srv, &cfg->smtps_listen[i], accept_smtps_cb, err, errlen) < 0)
 			goto fail;
+	for (size_t i = 0; !cfg->ssl_disabled && i < cfg->n_submission_listen; i++)
+		if (add_listener(srv, &cfg->submission_listen[i], accept_submission_cb, err, errlen) < 0)
+			goto fail;
 	smtpd_disk_check(srv, 1);
 	event_add(srv->ev_disk, &period);
 	return srv;
@@ -619,7 +634,8 @@ smtpd_free(struct smtpd *srv)
 	free(srv->ehlo);
 	free(srv->ehlo_starttls);
 	SSL_CTX_free(srv->tls);
-	smtpd_set_dkim(srv, NULL);
+	smtpd_dkim_set(srv, NULL);
+	smtpd_auth_server_free(srv);
 	free(srv);
 	return NULL;
 }

@@ -55,6 +55,7 @@ static void cmd_vrfy(struct smtpd_sess *s, struct str arg);
 static void cmd_help(struct smtpd_sess *s, struct str arg);
 static void cmd_quit(struct smtpd_sess *s, struct str arg);
 static void cmd_junk(struct smtpd_sess *s, struct str arg);
+static void cmd_auth(struct smtpd_sess *s, struct str arg);
 
 static const struct smtpd_cmd_def cmd_table[] = {
 	{ "EHLO",     SMTPD_C_EHLO,     CMD_F_GROUP_END,              cmd_ehlo },
@@ -69,6 +70,7 @@ static const struct smtpd_cmd_def cmd_table[] = {
 	{ "VRFY",     SMTPD_C_VRFY,     CMD_F_8BIT | CMD_F_GROUP_END, cmd_vrfy },
 	{ "HELP",     SMTPD_C_HELP,     CMD_F_8BIT | CMD_F_GROUP_END, cmd_help },
 	{ "STARTTLS", SMTPD_C_STARTTLS, CMD_F_GROUP_END,              cmd_starttls },
+	{ "AUTH",     SMTPD_C_AUTH,     CMD_F_HELO | CMD_F_GROUP_END | CMD_F_LATE, cmd_auth },
 	/* Postfix's smtpd_forbidden_commands: HTTP through a proxy, cross-protocol attacks */
 	{ "CONNECT",  SMTPD_C_UNKNOWN,  CMD_F_JUNK | CMD_F_8BIT,      cmd_junk },
 	{ "GET",      SMTPD_C_UNKNOWN,  CMD_F_JUNK | CMD_F_8BIT,      cmd_junk },
@@ -77,6 +79,7 @@ static const struct smtpd_cmd_def cmd_table[] = {
 
 static const char *const cmd_names[SMTPD_NCMD] = {
 	[SMTPD_C_HELO] = "helo", [SMTPD_C_EHLO] = "ehlo", [SMTPD_C_STARTTLS] = "starttls",
+	[SMTPD_C_AUTH] = "auth",
 	[SMTPD_C_MAIL] = "mail", [SMTPD_C_RCPT] = "rcpt", [SMTPD_C_DATA] = "data",
 	[SMTPD_C_BDAT] = "bdat", [SMTPD_C_RSET] = "rset", [SMTPD_C_NOOP] = "noop",
 	[SMTPD_C_VRFY] = "vrfy", [SMTPD_C_HELP] = "help", [SMTPD_C_QUIT] = "quit",
@@ -85,6 +88,7 @@ static const char *const cmd_names[SMTPD_NCMD] = {
 
 static const char *const cmd_labels[SMTPD_NCMD] = {
 	[SMTPD_C_HELO] = "HELO", [SMTPD_C_EHLO] = "EHLO", [SMTPD_C_STARTTLS] = "STARTTLS",
+	[SMTPD_C_AUTH] = "AUTH",
 	[SMTPD_C_MAIL] = "MAIL", [SMTPD_C_RCPT] = "RCPT", [SMTPD_C_DATA] = "DATA",
 	[SMTPD_C_BDAT] = "BDAT", [SMTPD_C_RSET] = "RSET", [SMTPD_C_NOOP] = "NOOP",
 	[SMTPD_C_VRFY] = "VRFY", [SMTPD_C_HELP] = "HELP", [SMTPD_C_QUIT] = "QUIT",
@@ -145,7 +149,7 @@ helo_set(struct smtpd_sess *s, struct str arg)
 	h[arg.len] = '\0';
 	free(s->helo);
 	s->helo = h;
-	s->txn = smtpd_txn_free(s->txn);     /* RFC 5321 §4.1.4: EHLO mid-transaction = RSET */
+	s->txn = smtpd_sess_txn_free(s->txn);     /* RFC 5321 §4.1.4: EHLO mid-transaction = RSET */
 	s->flags |= SMTPD_F_HELO;
 	return 0;
 }
@@ -181,7 +185,7 @@ cmd_ehlo(struct smtpd_sess *s, struct str arg)
 	s->flags |= SMTPD_F_ESMTP;
 	if (s->srv->tls != NULL && !(s->flags & SMTPD_F_TLS))
 		smtpd_sess_reply(s, s->srv->ehlo_starttls, s->srv->ehlo_starttls_len);
-	else
+	else if (!smtpd_auth_ehlo(s))        /* with AUTH after TLS on submission/SMTPS */
 		smtpd_sess_reply(s, s->srv->ehlo, s->srv->ehlo_len);
 }
 
@@ -234,7 +238,7 @@ cmd_mail(struct smtpd_sess *s, struct str arg)
 		SMTPD_REPLY(s, "503 5.5.1 Error: nested MAIL command\r\n");
 		return;
 	}
-	if (smtpd_cmd_path_arg(arg, "FROM:", &rest) < 0) {
+	if (smtpd_line_path_arg(arg, "FROM:", &rest) < 0) {
 		SMTPD_REPLY(s, "501 5.5.4 Syntax: MAIL FROM:<address>\r\n");
 		return;
 	}
@@ -245,9 +249,9 @@ cmd_mail(struct smtpd_sess *s, struct str arg)
 	}
 	params.p = rest.p + used;
 	params.len = rest.len - used;
-	while ((r = smtpd_param_next(&params, &key, &val)) > 0) {
+	while ((r = smtpd_line_param_next(&params, &key, &val)) > 0) {
 		if (util_ncaseeq(key.p, key.len, "SIZE")) {
-			if (val.p == NULL || smtpd_parse_u64(val, &size) < 0) {
+			if (val.p == NULL || smtpd_line_u64(val, &size) < 0) {
 				SMTPD_REPLY(s, "501 5.5.4 Bad message size syntax\r\n");
 				return;
 			}
@@ -264,6 +268,8 @@ cmd_mail(struct smtpd_sess *s, struct str arg)
 				return;
 			}
 			qflags |= QUEUE_F_SMTPUTF8;
+		} else if (util_ncaseeq(key.p, key.len, "AUTH") && (s->flags & SMTPD_F_AUTH)) {
+			/* RFC 4954 §5: accepted, not passed on */
 		} else {
 			smtpd_sess_replyf(s, "555 5.5.4 Unsupported option: %.*s\r\n",
 			    (int)(key.len > 64 ? 64 : key.len), key.p);
@@ -278,6 +284,8 @@ cmd_mail(struct smtpd_sess *s, struct str arg)
 		SMTPD_REPLY(s, "553 5.6.7 Error: non-ASCII address without SMTPUTF8\r\n");
 		return;
 	}
+	if (!smtpd_auth_sender_ok(s, a.text))
+		return;                      /* 553 5.7.1: not this user's sender */
 	if (cfg->message_size_limit != 0 && size > cfg->message_size_limit) {
 		log_reject(s, "MAIL", "552 5.3.4 Message size exceeds fixed limit", a.text, NULL);
 		SMTPD_REPLY(s, "552 5.3.4 Message size exceeds fixed limit\r\n");
@@ -291,7 +299,7 @@ cmd_mail(struct smtpd_sess *s, struct str arg)
 	}
 	if ((s->txn = calloc(1, sizeof(*s->txn))) == NULL ||
 	    (s->txn->sender = strdup(a.text)) == NULL) {
-		s->txn = smtpd_txn_free(s->txn);
+		s->txn = smtpd_sess_txn_free(s->txn);
 		SMTPD_REPLY(s, "451 4.3.0 Error: out of memory\r\n");
 		return;
 	}
@@ -347,7 +355,7 @@ cmd_rcpt(struct smtpd_sess *s, struct str arg)
 		SMTPD_REPLY(s, "503 5.5.1 Error: RCPT after BDAT\r\n");
 		return;
 	}
-	if (smtpd_cmd_path_arg(arg, "TO:", &rest) < 0) {
+	if (smtpd_line_path_arg(arg, "TO:", &rest) < 0) {
 		SMTPD_REPLY(s, "501 5.5.4 Syntax: RCPT TO:<address>\r\n");
 		return;
 	}
@@ -358,7 +366,7 @@ cmd_rcpt(struct smtpd_sess *s, struct str arg)
 	}
 	params.p = rest.p + used;
 	params.len = rest.len - used;
-	r = smtpd_param_next(&params, &key, &val);
+	r = smtpd_line_param_next(&params, &key, &val);
 	if (r < 0) {
 		SMTPD_REPLY(s, "501 5.5.4 Syntax error in parameters or arguments\r\n");
 		return;
@@ -373,7 +381,7 @@ cmd_rcpt(struct smtpd_sess *s, struct str arg)
 		s->nerrors--;                /* RFC 5321 §4.5.3.1.10: expected, not an error */
 		return;
 	}
-	if (!smtpd_trusted(srv, &s->peer)) {
+	if (!smtpd_trusted(srv, &s->peer) && !(s->flags & SMTPD_F_AUTH)) {
 		char reply[ADDR_MAX + 64];
 		if (util_bsnprintf(reply, sizeof(reply), "554 5.7.1 <%s>: Relay access denied",
 		    a.text) < 0)
@@ -431,7 +439,7 @@ cmd_bdat(struct smtpd_sess *s, struct str arg)
 	uint64_t size;
 	int last;
 
-	if (smtpd_bdat_arg(arg, &size, &last) < 0) {
+	if (smtpd_line_bdat_arg(arg, &size, &last) < 0) {
 		SMTPD_REPLY(s, "501 5.5.4 Syntax: BDAT count [LAST]\r\n");
 		return;
 	}
@@ -455,7 +463,7 @@ cmd_rset(struct smtpd_sess *s, struct str arg)
 		SMTPD_REPLY(s, "501 5.5.4 Syntax: RSET\r\n");
 		return;
 	}
-	s->txn = smtpd_txn_free(s->txn);
+	s->txn = smtpd_sess_txn_free(s->txn);
 	SMTPD_REPLY(s, "250 2.0.0 Ok\r\n");
 }
 
@@ -506,6 +514,13 @@ cmd_junk(struct smtpd_sess *s, struct str arg)
 	smtpd_sess_close(s);
 }
 
+/* cmd_auth - RFC 4954: smtpd_auth.c */
+static void
+cmd_auth(struct smtpd_sess *s, struct str arg)
+{
+	smtpd_auth_cmd(s, arg);
+}
+
 /* cmd_lookup - the table row for a verb (case-insensitive), or NULL */
 static const struct smtpd_cmd_def *
 cmd_lookup(struct str verb)
@@ -538,7 +553,12 @@ smtpd_cmd_line(struct smtpd_sess *s, struct str line)
 	struct smtpd_cmdline cl;
 	const struct smtpd_cmd_def *def = NULL;
 
-	smtpd_cmd_split(line, &cl);
+	if (smtpd_auth_response(s, line)) {  /* a line of an AUTH exchange, not a command */
+		smtpd_cmd_after(s);
+		smtpd_sess_flush(s);
+		return;
+	}
+	smtpd_line_split(line, &cl);
 	s->last_code = 0;
 	if ((cl.faults & (SMTPD_CL_CTRL | SMTPD_CL_8BIT_VERB)) || cl.verb.len == 0) {
 		s->counts[SMTPD_C_UNKNOWN][1]++;

@@ -198,7 +198,7 @@ smtpd_data_feed(struct smtpd_data *d, const char *in, size_t len, size_t *consum
 }
 
 /*
- * smtpd_bdat_scan - BDAT content is taken as sent (no dot-stuffing), but
+ * smtpd_data_bdat_scan - BDAT content is taken as sent (no dot-stuffing), but
  * under DATA's rule for line ends (SPEC §4): every CR must be followed by
  * LF and every LF preceded by CR, also across chunk boundaries, else
  * d->bare is set. A chunk that ends with a CR leaves d->state at DS_CR
@@ -206,7 +206,7 @@ smtpd_data_feed(struct smtpd_data *d, const char *in, size_t len, size_t *consum
  * line that starts with '.' sets d->dotline.
  */
 void
-smtpd_bdat_scan(struct smtpd_data *d, const char *p, size_t len)
+smtpd_data_bdat_scan(struct smtpd_data *d, const char *p, size_t len)
 {
 	size_t i = 0;
 
@@ -248,9 +248,9 @@ smtpd_bdat_scan(struct smtpd_data *d, const char *p, size_t len)
 	}
 }
 
-/* smtpd_bdat_end - the last chunk is in: a CR at the very end is bare too */
+/* smtpd_data_bdat_end - the last chunk is in: a CR at the very end is bare too */
 int
-smtpd_bdat_end(struct smtpd_data *d)
+smtpd_data_bdat_end(struct smtpd_data *d)
 {
 	if (d->state == DS_CR)
 		d->bare = 1;
@@ -270,17 +270,17 @@ enum hdr_state {
 
 #define HDR_NAME_LONG    0xff
 
-/* smtpd_hdr_init - before the first byte of a message */
+/* smtpd_data_hdr_init - before the first byte of a message */
 void
-smtpd_hdr_init(struct smtpd_hdr *h)
+smtpd_data_hdr_init(struct smtpd_hdr *h)
 {
 	memset(h, 0, sizeof(*h));
 	h->state = HS_BOL;
 }
 
-/* smtpd_hdr_in_body - the header section has ended */
+/* smtpd_data_hdr_in_body - the header section has ended */
 int
-smtpd_hdr_in_body(const struct smtpd_hdr *h)
+smtpd_data_hdr_in_body(const struct smtpd_hdr *h)
 {
 	return h->state == HS_BODY;
 }
@@ -313,13 +313,13 @@ hdr_name_done(struct smtpd_hdr *h)
 }
 
 /*
- * smtpd_hdr_feed - a header line is a field name, optional blanks (obsolete
+ * smtpd_data_hdr_feed - a header line is a field name, optional blanks (obsolete
  * syntax), ':' and a value that may continue on lines starting with a
  * blank; the first line that is neither (the empty line, normally) ends
  * the section. LF ends a line here; the CR before it is ignored.
  */
 void
-smtpd_hdr_feed(struct smtpd_hdr *h, const char *p, size_t len)
+smtpd_data_hdr_feed(struct smtpd_hdr *h, const char *p, size_t len)
 {
 	size_t i = 0;
 

@@ -4,7 +4,7 @@
  *
  * Owns:     the server's reference to the key table (srv->dkim) and a
  *           transaction's signer (t->dkim, freed with the transaction).
- * Lifetime: the table from smtpd_set_dkim() to the next one or smtpd_free();
+ * Lifetime: the table from smtpd_dkim_set() to the next one or smtpd_free();
  *           each signer holds its own reference, so a SIGHUP never pulls
  *           keys from under a message being signed.
  * Errors:   a message that cannot be signed is queued unsigned, with a
@@ -30,9 +30,9 @@
 #include <string.h>
 #include <time.h>
 
-/* smtpd_set_dkim - see smtpd.h */
+/* smtpd_dkim_set - see smtpd.h */
 void
-smtpd_set_dkim(struct smtpd *srv, struct dkim_keys *keys)
+smtpd_dkim_set(struct smtpd *srv, struct dkim_keys *keys)
 {
 	dkim_keys_unref(srv->dkim);
 	srv->dkim = dkim_keys_ref(keys);

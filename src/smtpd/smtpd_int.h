@@ -13,7 +13,7 @@
  *
  * Files: smtpd.c (listeners, limits, disk guard, shutdown), smtpd_sess.c
  * (socket I/O seam, states, input loop, DATA/BDAT content, commit),
- * smtpd_cmd.c (the command table and handlers), smtpd_tls.c (STARTTLS,
+ * smtpd_cmd.c (the command table and handlers), smtpd_auth.c (AUTH), smtpd_tls.c (STARTTLS,
  * SMTPS, what a TLS session logs and records), smtpd_line.c,
  * smtpd_data.c and smtpd_proxy.c (the parsers of smtpd_proto.h).
  */
@@ -37,6 +37,10 @@ struct evconnlistener;
 struct event;
 struct queue_file;
 struct dkim_keys;
+struct auth_users;
+struct auth_worker;
+struct auth_guard;
+struct smtpd_auth;
 struct dkim_sign;
 
 #define SMTPD_ERROR_LIMIT   20       /* Postfix's smtpd_hard_error_limit */
@@ -56,6 +60,7 @@ enum smtpd_state {
 	SMTPD_S_DATA,                /* reading DATA content up to <CRLF>.<CRLF> */
 	SMTPD_S_BDAT,                /* reading a BDAT chunk (or discarding one) */
 	SMTPD_S_COMMIT,              /* waiting for the queue's sync: input is not read */
+	SMTPD_S_AUTH,                /* waiting for the password check: input is not read */
 	SMTPD_S_CLOSING,             /* sending the last replies, then close */
 	SMTPD_S_LINGER,              /* write side shut; dropping input until EOF */
 	SMTPD_S_DEAD,                /* on the reap list */
@@ -63,7 +68,7 @@ enum smtpd_state {
 
 /* Commands, in the order of the disconnect line's counts (Postfix's order). */
 enum smtpd_cmd_id {
-	SMTPD_C_HELO = 0, SMTPD_C_EHLO, SMTPD_C_STARTTLS, SMTPD_C_MAIL, SMTPD_C_RCPT,
+	SMTPD_C_HELO = 0, SMTPD_C_EHLO, SMTPD_C_STARTTLS, SMTPD_C_AUTH, SMTPD_C_MAIL, SMTPD_C_RCPT,
 	SMTPD_C_DATA, SMTPD_C_BDAT, SMTPD_C_RSET, SMTPD_C_NOOP, SMTPD_C_VRFY,
 	SMTPD_C_HELP, SMTPD_C_QUIT, SMTPD_C_UNKNOWN,
 	SMTPD_NCMD,
@@ -86,6 +91,8 @@ enum {
 	SMTPD_F_STARTTLS  = 1u << 12, /* 220 to STARTTLS queued: TLS starts once it is sent */
 	SMTPD_F_HANDSHAKE = 1u << 13, /* TLS handshake in progress (STARTTLS or SMTPS) */
 	SMTPD_F_SMTPS     = 1u << 14, /* accepted on smtps_listen: TLS from the first byte */
+	SMTPD_F_SUBMISSION = 1u << 15, /* accepted on submission_listen (AUTH after STARTTLS) */
+	SMTPD_F_AUTH      = 1u << 16, /* SMTP AUTH succeeded (smtpd_auth.c) */
 };
 
 /* struct smtpd_txn reject reasons, found while reading content */
@@ -152,6 +159,7 @@ struct smtpd_sess {
 	enum smtpd_cmd_id last_cmd;  /* SMTPD_NCMD before the first command */
 	struct smtpd_txn *txn;
 	struct smtpd_commit *commit;
+	struct smtpd_auth *auth;     /* AUTH exchange and login (smtpd_auth.c); NULL = none */
 	struct smtpd_proxy_wait *proxy;  /* while the PROXY header is awaited */
 	char    *helo;               /* the HELO/EHLO argument, copied */
 	struct smtpd_line line;
@@ -172,10 +180,13 @@ struct smtpd {
 	struct queue *q;
 	struct maillog *ml;
 	struct metrics *m;
-	struct evconnlistener *lev[2 * CONFIG_MAX_LISTEN];  /* smtp_listen, then smtps_listen */
+	struct evconnlistener *lev[3 * CONFIG_MAX_LISTEN];  /* smtp, smtps, submission */
 	size_t nlev;
 	struct ssl_ctx_st *tls;      /* one reference; NULL = no TLS (smtpd_set_tls) */
-	struct dkim_keys *dkim;      /* one reference; NULL = no signing (smtpd_set_dkim) */
+	struct dkim_keys *dkim;      /* one reference; NULL = no signing (smtpd_dkim_set) */
+	struct auth_users *users;    /* one reference; NULL = no AUTH (smtpd_set_users) */
+	struct auth_worker *auth_worker;
+	struct auth_guard *auth_guard;
 	struct event *ev_reap;
 	struct event *ev_disk;
 	struct event *ev_relisten;
@@ -214,14 +225,15 @@ struct smtpd {
 };
 
 /* smtpd.c */
+enum { SMTPD_LISTEN_SMTP = 0, SMTPD_LISTEN_SMTPS = 1, SMTPD_LISTEN_SUBMISSION = 2 };
 void smtpd_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, socklen_t salen,
-    int smtps);
+    int kind);
 void smtpd_disk_check(struct smtpd *srv, int force);
 void smtpd_ip_release(struct smtpd *srv, const union smtpd_sockaddr *peer);
 int smtpd_ip_acquire(struct smtpd *srv, const union smtpd_sockaddr *peer);
 int smtpd_trusted(const struct smtpd *srv, const union smtpd_sockaddr *peer);
 void smtpd_maybe_done(struct smtpd *srv);
-const char *smtpd_date(struct smtpd *srv);
+const char *smtpd_sess_date(struct smtpd *srv);
 
 /* smtpd_sess.c */
 struct smtpd_sess *smtpd_sess_new(struct smtpd *srv, int fd, const struct sockaddr *sa,
@@ -231,6 +243,7 @@ void smtpd_sess_reply(struct smtpd_sess *s, const char *text, size_t len);
 void smtpd_sess_replyf(struct smtpd_sess *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void smtpd_sess_flush(struct smtpd_sess *s);
+void smtpd_sess_resume(struct smtpd_sess *s);
 void smtpd_sess_close(struct smtpd_sess *s);
 void smtpd_sess_kill(struct smtpd_sess *s);
 struct smtpd_sess *smtpd_sess_free(struct smtpd_sess *s);
@@ -240,7 +253,7 @@ void smtpd_sess_proxy_wait(struct smtpd_sess *s);
 void smtpd_sess_set_addr(struct smtpd_sess *s, const struct sockaddr *sa, socklen_t salen);
 int smtpd_sess_begin_content(struct smtpd_sess *s);
 void smtpd_sess_start_bdat(struct smtpd_sess *s, uint64_t size, int last, const char *reject);
-struct smtpd_txn *smtpd_txn_free(struct smtpd_txn *t);
+struct smtpd_txn *smtpd_sess_txn_free(struct smtpd_txn *t);
 const char *smtpd_sess_proto(const struct smtpd_sess *s);
 
 /* smtpd_sess.c: the I/O seam for smtpd_tls.c */
@@ -257,6 +270,17 @@ void smtpd_tls_close(struct smtpd_sess *s);
 void smtpd_dkim_begin(struct smtpd_sess *s);
 size_t smtpd_dkim_prepend(struct smtpd_sess *s, const char *qid, char *buf, size_t len,
     size_t size);
+
+/* smtpd_auth.c */
+void smtpd_auth_server_free(struct smtpd *srv);
+int smtpd_auth_ehlo(struct smtpd_sess *s);
+void smtpd_auth_cmd(struct smtpd_sess *s, struct str arg);
+int smtpd_auth_response(struct smtpd_sess *s, struct str line);
+void smtpd_auth_reset(struct smtpd_sess *s);
+void smtpd_auth_end(struct smtpd_sess *s);
+int smtpd_auth_sender_ok(struct smtpd_sess *s, const char *sender);
+void smtpd_auth_log_client(struct smtpd_sess *s, const char *qid);
+const char *smtpd_auth_user(const struct smtpd_sess *s);
 
 /* smtpd_cmd.c */
 void smtpd_cmd_line(struct smtpd_sess *s, struct str line);

@@ -70,9 +70,9 @@ is_blank(unsigned char c)
 	return c == ' ' || c == '\t';
 }
 
-/* smtpd_cmd_split - verb up to the first blank; faults classify the bytes (RFC 5321 §2.4) */
+/* smtpd_line_split - verb up to the first blank; faults classify the bytes (RFC 5321 §2.4) */
 void
-smtpd_cmd_split(struct str line, struct smtpd_cmdline *out)
+smtpd_line_split(struct str line, struct smtpd_cmdline *out)
 {
 	size_t i = 0, end = line.len;
 
@@ -105,9 +105,9 @@ smtpd_cmd_split(struct str line, struct smtpd_cmdline *out)
 	}
 }
 
-/* smtpd_cmd_path_arg - "FROM:" / "TO:" then optional blanks (Postfix accepts "FROM: <a>") */
+/* smtpd_line_path_arg - "FROM:" / "TO:" then optional blanks (Postfix accepts "FROM: <a>") */
 int
-smtpd_cmd_path_arg(struct str arg, const char *kw, struct str *rest)
+smtpd_line_path_arg(struct str arg, const char *kw, struct str *rest)
 {
 	size_t kl = strlen(kw), i;
 
@@ -122,13 +122,13 @@ smtpd_cmd_path_arg(struct str arg, const char *kw, struct str *rest)
 }
 
 /*
- * smtpd_param_next - RFC 5321 §4.1.2: esmtp-keyword = (ALPHA / DIGIT)
+ * smtpd_line_param_next - RFC 5321 §4.1.2: esmtp-keyword = (ALPHA / DIGIT)
  * *(ALPHA / DIGIT / "-"); esmtp-value = 1*(%d33-60 / %d62-126), i.e. no
  * "=", no blank, no control, no 8-bit (RFC 6531 allows UTF-8 only in some
  * values; we accept none).
  */
 int
-smtpd_param_next(struct str *s, struct str *key, struct str *val)
+smtpd_line_param_next(struct str *s, struct str *key, struct str *val)
 {
 	size_t i = 0;
 
@@ -172,9 +172,9 @@ smtpd_param_next(struct str *s, struct str *key, struct str *val)
 	return 1;
 }
 
-/* smtpd_parse_u64 - 1 to 19 decimal digits (fits in 64 bits), nothing else */
+/* smtpd_line_u64 - 1 to 19 decimal digits (fits in 64 bits), nothing else */
 int
-smtpd_parse_u64(struct str s, uint64_t *out)
+smtpd_line_u64(struct str s, uint64_t *out)
 {
 	uint64_t v = 0;
 
@@ -190,9 +190,9 @@ smtpd_parse_u64(struct str s, uint64_t *out)
 	return 0;
 }
 
-/* smtpd_bdat_arg - RFC 3030 §2: bdat-cmd = "BDAT" SP chunk-size [ SP end-marker ] */
+/* smtpd_line_bdat_arg - RFC 3030 §2: bdat-cmd = "BDAT" SP chunk-size [ SP end-marker ] */
 int
-smtpd_bdat_arg(struct str arg, uint64_t *size, int *last)
+smtpd_line_bdat_arg(struct str arg, uint64_t *size, int *last)
 {
 	struct str num = arg;
 	size_t i = 0;
@@ -200,7 +200,7 @@ smtpd_bdat_arg(struct str arg, uint64_t *size, int *last)
 	while (i < arg.len && arg.p[i] >= '0' && arg.p[i] <= '9')
 		i++;
 	num.len = i;
-	if (smtpd_parse_u64(num, size) < 0)
+	if (smtpd_line_u64(num, size) < 0)
 		return -1;
 	*last = 0;
 	if (i == arg.len)

@@ -47,7 +47,7 @@ void smtpd_line_init(struct smtpd_line *st);
 enum smtpd_line_result smtpd_line_next(struct smtpd_line *st, const char *p, size_t len,
     struct str *line, size_t *consumed);
 
-/* Faults found by smtpd_cmd_split() (bit set). */
+/* Faults found by smtpd_line_split() (bit set). */
 enum {
 	SMTPD_CL_CTRL   = 1u << 0,   /* NUL, control character or DEL anywhere: 500 */
 	SMTPD_CL_8BIT_VERB = 1u << 1,/* non-ASCII in the command name: 500 */
@@ -60,28 +60,28 @@ struct smtpd_cmdline {
 	unsigned faults;             /* SMTPD_CL_* */
 };
 
-/* smtpd_cmd_split - split a line into verb and argument and classify its bytes */
-void smtpd_cmd_split(struct str line, struct smtpd_cmdline *out);
+/* smtpd_line_split - split a line into verb and argument and classify its bytes */
+void smtpd_line_split(struct str line, struct smtpd_cmdline *out);
 
 /*
- * smtpd_cmd_path_arg - "FROM:<a> params" / "TO:<a> params": check the
+ * smtpd_line_path_arg - "FROM:<a> params" / "TO:<a> params": check the
  * keyword (case-insensitive, blanks allowed after the colon like Postfix)
  * and return in *rest the text from the '<'. -1 when the keyword is wrong.
  */
-int smtpd_cmd_path_arg(struct str arg, const char *kw, struct str *rest);
+int smtpd_line_path_arg(struct str arg, const char *kw, struct str *rest);
 
 /*
- * smtpd_param_next - the next "KEY[=VALUE]" of an ESMTP parameter list
+ * smtpd_line_param_next - the next "KEY[=VALUE]" of an ESMTP parameter list
  * (RFC 5321 §4.1.2 esmtp-param); 1 found, 0 at the end, -1 malformed.
  * *s advances; val.len is 0 and val.p NULL when there is no '='.
  */
-int smtpd_param_next(struct str *s, struct str *key, struct str *val);
+int smtpd_line_param_next(struct str *s, struct str *key, struct str *val);
 
-/* smtpd_parse_u64 - all digits, at most 19 of them (no sign, no blanks) */
-int smtpd_parse_u64(struct str s, uint64_t *out);
+/* smtpd_line_u64 - all digits, at most 19 of them (no sign, no blanks) */
+int smtpd_line_u64(struct str s, uint64_t *out);
 
-/* smtpd_bdat_arg - "n" or "n LAST" (RFC 3030 §2); -1 on anything else */
-int smtpd_bdat_arg(struct str arg, uint64_t *size, int *last);
+/* smtpd_line_bdat_arg - "n" or "n LAST" (RFC 3030 §2); -1 on anything else */
+int smtpd_line_bdat_arg(struct str arg, uint64_t *size, int *last);
 
 /* --- DATA content (RFC 5321 §4.1.1.4, §4.5.2) ------------------------- */
 
@@ -109,13 +109,13 @@ enum smtpd_data_result smtpd_data_feed(struct smtpd_data *d, const char *in, siz
     size_t *consumed, char *out, size_t *outlen);
 
 /*
- * smtpd_bdat_scan - check BDAT content in[0..len) (taken as sent) for bare
- * CR or LF, across chunk boundaries; sets d->bare. smtpd_bdat_end - after
+ * smtpd_data_bdat_scan - check BDAT content in[0..len) (taken as sent) for bare
+ * CR or LF, across chunk boundaries; sets d->bare. smtpd_data_bdat_end - after
  * the LAST chunk (a trailing CR is bare); returns d->bare. Start each
  * message with smtpd_data_init().
  */
-void smtpd_bdat_scan(struct smtpd_data *d, const char *in, size_t len);
-int smtpd_bdat_end(struct smtpd_data *d);
+void smtpd_data_bdat_scan(struct smtpd_data *d, const char *in, size_t len);
+int smtpd_data_bdat_end(struct smtpd_data *d);
 
 /*
  * smtpd_data_wire - after the end of the content (DATA or the last BDAT):
@@ -146,14 +146,14 @@ struct smtpd_hdr {
 	char msgid[SMTPD_HDR_ID_MAX + 1]; /* the first Message-ID value, blanks removed */
 };
 
-void smtpd_hdr_init(struct smtpd_hdr *h);
+void smtpd_data_hdr_init(struct smtpd_hdr *h);
 /*
- * smtpd_hdr_feed - follow the header section across any split of the
+ * smtpd_data_hdr_feed - follow the header section across any split of the
  * content; stops looking at the first empty line or non-header line.
  */
-void smtpd_hdr_feed(struct smtpd_hdr *h, const char *p, size_t len);
-/* smtpd_hdr_in_body - 1 once the header section has ended */
-int smtpd_hdr_in_body(const struct smtpd_hdr *h);
+void smtpd_data_hdr_feed(struct smtpd_hdr *h, const char *p, size_t len);
+/* smtpd_data_hdr_in_body - 1 once the header section has ended */
+int smtpd_data_hdr_in_body(const struct smtpd_hdr *h);
 
 /* --- PROXY protocol v1/v2 (haproxy's proxy-protocol.txt) --------------- */
 

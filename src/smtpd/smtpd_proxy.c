@@ -46,7 +46,7 @@ v1_port(const char *s, size_t len)
 	struct str t = { s, len };
 	uint64_t v;
 
-	if (len > 5 || smtpd_parse_u64(t, &v) < 0 || v > 65535)
+	if (len > 5 || smtpd_line_u64(t, &v) < 0 || v > 65535)
 		return -1;
 	return (int)v;
 }

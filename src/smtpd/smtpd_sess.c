@@ -52,7 +52,7 @@
 #define PREPEND_MAX 16384    /* Received:, Message-ID:, Date: and DKIM signatures */
 
 static const char *const state_names[] = {
-	"PROXY", "CMD", "DATA", "BDAT", "COMMIT", "CLOSING", "LINGER", "DEAD",
+	"PROXY", "CMD", "DATA", "BDAT", "COMMIT", "AUTH", "CLOSING", "LINGER", "DEAD",
 };
 
 static void sess_readcb(struct bufferevent *bev, void *arg);
@@ -145,6 +145,8 @@ smtpd_sess_new(struct smtpd *srv, int fd, const struct sockaddr *sa, socklen_t s
 const char *
 smtpd_sess_proto(const struct smtpd_sess *s)
 {
+	if (s->flags & SMTPD_F_AUTH)             /* RFC 3848 */
+		return (s->flags & SMTPD_F_ESMTP) ? "ESMTPSA" : "SMTPSA";
 	if (s->flags & SMTPD_F_TLS)
 		return (s->flags & SMTPD_F_ESMTP) ? "ESMTPS" : "SMTPS";
 	return (s->flags & SMTPD_F_ESMTP) ? "ESMTP" : "SMTP";
@@ -249,9 +251,9 @@ smtpd_sess_flush(struct smtpd_sess *s)
 	bufferevent_enable(s->bev, EV_WRITE);
 }
 
-/* smtpd_txn_free - end a transaction; an uncommitted queue file is removed */
+/* smtpd_sess_txn_free - end a transaction; an uncommitted queue file is removed */
 struct smtpd_txn *
-smtpd_txn_free(struct smtpd_txn *t)
+smtpd_sess_txn_free(struct smtpd_txn *t)
 {
 	if (t == NULL)
 		return NULL;
@@ -289,7 +291,8 @@ smtpd_sess_kill(struct smtpd_sess *s)
 	smtpd_sess_enter(s, SMTPD_S_DEAD);
 	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 	proxy_wait_free(s);
-	s->txn = smtpd_txn_free(s->txn);
+	s->txn = smtpd_sess_txn_free(s->txn);
+	smtpd_auth_end(s);                   /* a pending password check is cancelled */
 	if (s->commit != NULL) {             /* its answer may come before the reap event */
 		s->commit->sess = NULL;
 		s->commit = NULL;
@@ -345,7 +348,8 @@ smtpd_sess_free(struct smtpd_sess *s)
 		TAILQ_REMOVE(&srv->sessions, s, entry);
 	if (s->commit != NULL)
 		s->commit->sess = NULL;      /* the message stays queued; only the reply is lost */
-	s->txn = smtpd_txn_free(s->txn);
+	s->txn = smtpd_sess_txn_free(s->txn);
+	smtpd_auth_end(s);
 	proxy_wait_free(s);
 	if ((s->flags & SMTPD_F_LOGGED) && maillog_enabled(srv->ml)) {
 		char counts[512];
@@ -413,7 +417,7 @@ smtpd_sess_close(struct smtpd_sess *s)
 {
 	if (s->state >= SMTPD_S_CLOSING)
 		return;
-	s->txn = smtpd_txn_free(s->txn);
+	s->txn = smtpd_sess_txn_free(s->txn);
 	smtpd_sess_enter(s, SMTPD_S_CLOSING);
 	sess_input_update(s);
 	if (!(s->flags & SMTPD_F_BUSY))
@@ -635,6 +639,7 @@ sess_cmd_input(struct smtpd_sess *s, struct evbuffer *in, size_t len)
 		evbuffer_drain(in, used);
 		s->counts[SMTPD_C_UNKNOWN][1]++;
 		SMTPD_REPLY(s, "500 5.5.2 Error: line too long\r\n");
+		smtpd_auth_reset(s);         /* an AUTH exchange does not go on after it */
 		smtpd_cmd_after(s);
 		return 1;
 	case SMTPD_LINE_OK:
@@ -664,8 +669,8 @@ txn_content(struct smtpd_sess *s, const char *p, size_t n)
 		t->reject |= SMTPD_R_SIZE;
 		return;
 	}
-	if (!smtpd_hdr_in_body(&t->hdr))
-		smtpd_hdr_feed(&t->hdr, p, n);
+	if (!smtpd_data_hdr_in_body(&t->hdr))
+		smtpd_data_hdr_feed(&t->hdr, p, n);
 	if (t->dkim != NULL)
 		dkim_sign_feed(t->dkim, p, n);
 	if (queue_file_write(t->qf, p, n) < 0) {
@@ -674,9 +679,9 @@ txn_content(struct smtpd_sess *s, const char *p, size_t n)
 	}
 }
 
-/* smtpd_date - RFC 5322 §3.3 date-time of now, local time, cached for the second */
+/* smtpd_sess_date - RFC 5322 §3.3 date-time of now, local time, cached for the second */
 const char *
-smtpd_date(struct smtpd *srv)
+smtpd_sess_date(struct smtpd *srv)
 {
 	static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
 	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -712,7 +717,7 @@ build_prepend(struct smtpd_sess *s, const char *qid, char *buf, size_t size)
 	struct smtpd *srv = s->srv;
 	struct smtpd_txn *t = s->txn;
 	const char *host = srv->cfg->hostname;
-	const char *date = smtpd_date(srv);
+	const char *date = smtpd_sess_date(srv);
 	const char *v6 = s->peer.sa.sa_family == AF_INET6 ? "IPv6:" : "";
 	const char *helo = s->helo != NULL ? s->helo : "unknown";
 	int n;
@@ -816,7 +821,7 @@ txn_reject(struct smtpd_sess *s, const char *reply, size_t len)
 		    NULL, smtpd_sess_proto(s), s->helo);
 	}
 	smtpd_sess_reply(s, reply, len);
-	s->txn = smtpd_txn_free(t);
+	s->txn = smtpd_sess_txn_free(t);
 }
 
 /*
@@ -835,7 +840,7 @@ txn_finish(struct smtpd_sess *s, int is_data)
 	size_t plen, slen;
 
 	smtpd_sess_enter(s, SMTPD_S_CMD);
-	if ((!is_data && smtpd_bdat_end(&t->data)) || t->data.bare) {
+	if ((!is_data && smtpd_data_bdat_end(&t->data)) || t->data.bare) {
 		TXN_REJECT(s, BARE_REPLY);
 		return;
 	}
@@ -881,7 +886,7 @@ txn_finish(struct smtpd_sess *s, int is_data)
 	}
 	qf = t->qf;
 	t->qf = NULL;
-	s->txn = smtpd_txn_free(t);
+	s->txn = smtpd_sess_txn_free(t);
 	smtpd_sess_enter(s, SMTPD_S_COMMIT);
 	queue_file_commit(qf, prepend, plen, commit_done, h);
 }
@@ -958,7 +963,7 @@ sess_bdat_input(struct smtpd_sess *s, struct evbuffer *in)
 		if ((uint64_t)n > s->bdat_left)
 			n = (size_t)s->bdat_left;
 		if (s->bdat_reply == NULL) {
-			smtpd_bdat_scan(&s->txn->data, v.iov_base, n);
+			smtpd_data_bdat_scan(&s->txn->data, v.iov_base, n);
 			txn_content(s, v.iov_base, n);
 		}
 		evbuffer_drain(in, n);
@@ -1019,11 +1024,11 @@ smtpd_sess_begin_content(struct smtpd_sess *s)
 		log_warn("smtpd: cannot create a queue file");
 		return -1;
 	}
-	maillog_client(srv->ml, queue_file_id(t->qf), "unknown", s->addr);
+	smtpd_auth_log_client(s, queue_file_id(t->qf));
 	t->size = 0;
 	t->reject = 0;
 	smtpd_data_init(&t->data);
-	smtpd_hdr_init(&t->hdr);
+	smtpd_data_hdr_init(&t->hdr);
 	smtpd_dkim_begin(s);
 	return 0;
 }
@@ -1065,6 +1070,7 @@ again:
 			sess_bdat_input(s, in);
 			break;
 		case SMTPD_S_COMMIT:
+		case SMTPD_S_AUTH:
 		case SMTPD_S_CLOSING:        /* sess_output_done() decides about the rest */
 		case SMTPD_S_DEAD:
 			goto done;
@@ -1105,6 +1111,13 @@ done:
 	}
 	if (s->state != SMTPD_S_DEAD)
 		sess_input_update(s);
+}
+
+/* smtpd_sess_resume - a wait (password check) is over: run what was buffered meanwhile */
+void
+smtpd_sess_resume(struct smtpd_sess *s)
+{
+	sess_process(s);
 }
 
 /* sess_readcb - input arrived */

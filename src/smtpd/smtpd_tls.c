@@ -72,7 +72,7 @@ smtpd_tls_start(struct smtpd_sess *s)
 	bufferevent_free(old);
 	smtpd_sess_set_bev(s, nb);
 	s->flags |= SMTPD_F_HANDSHAKE;
-	s->txn = smtpd_txn_free(s->txn);
+	s->txn = smtpd_sess_txn_free(s->txn);
 	smtpd_line_init(&s->line);
 	log_trace(TRACE_SMTPD, "smtpd %llu: TLS handshake started", (unsigned long long)s->id);
 	return 0;

@@ -26,8 +26,12 @@
 #include "tls/tls_int.h"
 #include "lib/util.h"
 
+#include <arpa/inet.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -36,6 +40,7 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #define TLS12_CIPHERS \
 	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
@@ -272,11 +277,105 @@ fail:
 	return NULL;
 }
 
-/* tls_client_new - see tls.h */
-SSL_CTX *
-tls_client_new(char *err, size_t errlen)
+/*
+ * The client session cache (tls_client_session): per context, at most
+ * TLS_CLIENT_CACHE_MAX entries "key -> SSL_SESSION", the least recently
+ * used one replaced when full. OpenSSL hands every new session (TLS 1.2
+ * at the end of the handshake, TLS 1.3 with each ticket) to ccache_new_cb,
+ * which files it under the key the connection was given.
+ */
+#define TLS_CLIENT_CACHE_MAX 256
+
+struct tls_ccache_ent {
+	char        *key;                 /* NULL: free slot */
+	SSL_SESSION *sess;
+	uint64_t     used;                /* ccache tick of the last use */
+};
+
+struct tls_ccache {
+	struct tls_ccache_ent ent[TLS_CLIENT_CACHE_MAX];
+	uint64_t tick;
+};
+
+static int tls_ccache_idx = -1;       /* SSL_CTX ex_data: struct tls_ccache */
+static int tls_ckey_idx = -1;         /* SSL ex_data: the connection's cache key (char *) */
+
+/* ccache_free - ex_data destructor of the context's cache */
+static void
+ccache_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	struct tls_ccache *c = ptr;
+
+	(void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < TLS_CLIENT_CACHE_MAX; i++) {
+		free(c->ent[i].key);
+		SSL_SESSION_free(c->ent[i].sess);
+	}
+	free(c);
+}
+
+/* ckey_free - ex_data destructor of a connection's key */
+static void
+ckey_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	(void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
+	free(ptr);
+}
+
+/* ccache_find - the entry of key, or NULL */
+static struct tls_ccache_ent *
+ccache_find(struct tls_ccache *c, const char *key)
+{
+	for (size_t i = 0; i < TLS_CLIENT_CACHE_MAX; i++)
+		if (c->ent[i].key != NULL && strcmp(c->ent[i].key, key) == 0)
+			return &c->ent[i];
+	return NULL;
+}
+
+/* ccache_new_cb - OpenSSL's new-session callback: 1 = we keep the reference */
+static int
+ccache_new_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	struct tls_ccache *c = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tls_ccache_idx);
+	const char *key = SSL_get_ex_data(ssl, tls_ckey_idx);
+	struct tls_ccache_ent *e;
+
+	if (c == NULL || key == NULL || !SSL_SESSION_is_resumable(sess))
+		return 0;
+	if ((e = ccache_find(c, key)) == NULL) {
+		struct tls_ccache_ent *lru = &c->ent[0];
+		char *k;
+
+		for (size_t i = 0; i < TLS_CLIENT_CACHE_MAX; i++) {
+			if (c->ent[i].key == NULL) {
+				lru = &c->ent[i];
+				break;
+			}
+			if (c->ent[i].used < lru->used)
+				lru = &c->ent[i];
+		}
+		if ((k = strdup(key)) == NULL)
+			return 0;
+		free(lru->key);
+		SSL_SESSION_free(lru->sess);
+		lru->key = k;
+		lru->sess = NULL;
+		e = lru;
+	}
+	SSL_SESSION_free(e->sess);
+	e->sess = sess;
+	e->used = ++c->tick;
+	return 1;
+}
+
+/* client_setup - the policy and the session cache of a client context */
+static SSL_CTX *
+client_setup(char *err, size_t errlen)
 {
 	SSL_CTX *ctx;
+	struct tls_ccache *c;
 
 	ERR_clear_error();
 	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
@@ -288,16 +387,109 @@ tls_client_new(char *err, size_t errlen)
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
+	if ((tls_ccache_idx < 0 && (tls_ccache_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL,
+	    NULL, ccache_free)) < 0) ||
+	    (tls_ckey_idx < 0 && (tls_ckey_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL,
+	    ckey_free)) < 0) ||
+	    (c = calloc(1, sizeof(*c))) == NULL) {
+		ctx_fail(err, errlen, "out of memory");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	if (SSL_CTX_set_ex_data(ctx, tls_ccache_idx, c) != 1) {
+		free(c);
+		ctx_fail(err, errlen, "out of memory");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(ctx, ccache_new_cb);
 	/*
-	 * Opportunistic (Postfix's "may"): the handshake never fails on the
-	 * peer's certificate; the verification result is read afterwards and
-	 * logged. An unusable CA store is only a warning's worth: every peer
-	 * is then "Untrusted".
+	 * The handshake never fails on the peer's certificate unless
+	 * tls_client_verify() asks for it (Postfix's "may" and "encrypt"):
+	 * the verification result is read afterwards and logged.
 	 */
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-	if (SSL_CTX_set_default_verify_paths(ctx) != 1)
+	return ctx;
+}
+
+/* tls_client_new - see tls.h; an unusable system CA store only makes every peer "Untrusted" */
+SSL_CTX *
+tls_client_new(char *err, size_t errlen)
+{
+	SSL_CTX *ctx = client_setup(err, errlen);
+
+	if (ctx != NULL && SSL_CTX_set_default_verify_paths(ctx) != 1)
 		ERR_clear_error();
 	return ctx;
+}
+
+/* tls_client_new_ca - see tls.h */
+SSL_CTX *
+tls_client_new_ca(const char *root, const char *ca_file, char *err, size_t errlen)
+{
+	SSL_CTX *ctx;
+
+	if (ca_file == NULL || ca_file[0] == '\0')
+		return tls_client_new(err, errlen);
+	if ((ctx = client_setup(err, errlen)) == NULL)
+		return NULL;
+	if (tls_keys_read_cas(root, ca_file, SSL_CTX_get_cert_store(ctx), err, errlen) < 0) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+/* tls_client_verify - see tls.h */
+int
+tls_client_verify(SSL *ssl, const char *name)
+{
+	unsigned char a[16];
+	int r;
+
+	SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+	if (inet_pton(AF_INET, name, a) == 1 || inet_pton(AF_INET6, name, a) == 1)
+		r = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name);
+	else {
+		SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+		r = SSL_set1_host(ssl, name);
+	}
+	if (r != 1) {
+		ERR_clear_error();
+		return -1;
+	}
+	return 0;
+}
+
+/* tls_client_session - see tls.h */
+int
+tls_client_session(SSL *ssl, const char *key)
+{
+	struct tls_ccache *c = tls_ccache_idx < 0 ? NULL :
+	    SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tls_ccache_idx);
+	struct tls_ccache_ent *e;
+	char *k;
+
+	if (c == NULL || (k = strdup(key)) == NULL)
+		return -1;
+	if (SSL_set_ex_data(ssl, tls_ckey_idx, k) != 1) {
+		free(k);
+		return -1;
+	}
+	if ((e = ccache_find(c, key)) == NULL || e->sess == NULL)
+		return 0;
+	if (!SSL_SESSION_is_resumable(e->sess) ||
+	    (uint64_t)SSL_SESSION_get_time(e->sess) + (uint64_t)SSL_SESSION_get_timeout(e->sess) <
+	    (uint64_t)time(NULL)) {
+		SSL_SESSION_free(e->sess);
+		e->sess = NULL;
+		return 0;
+	}
+	e->used = ++c->tick;
+	if (SSL_set_session(ssl, e->sess) != 1)
+		ERR_clear_error();
+	return 0;
 }
 
 /* tls_ctx_free - see tls.h */

@@ -64,6 +64,19 @@ int tls_keys_helper_start(const char *root, uid_t uid, gid_t gid, char *err, siz
  */
 char *tls_keys_read(const char *root, const char *rel, size_t *len, char *why, size_t whylen);
 
+/*
+ * tls_keys_read_text - tls_keys_read() for text files (secrets, maps): no
+ * key store, a missing file or a NUL in it is an error, with "FILE: why"
+ * in err. The caller wipes (when it holds a secret) and frees it.
+ * tls_keys_read_line - its first line without the line end into buf
+ * (SPEC §11: a secret read from a file); 0, or -1 with "FILE: why" (also
+ * for an empty first line or one that does not fit).
+ */
+char *tls_keys_read_text(const char *root, const char *rel, size_t *len, char *err,
+    size_t errlen);
+int tls_keys_read_line(const char *root, const char *rel, char *buf, size_t size, char *err,
+    size_t errlen);
+
 /* --- contexts ---------------------------------------------------------------- */
 
 /*
@@ -75,8 +88,36 @@ char *tls_keys_read(const char *root, const char *rel, size_t *len, char *why, s
 struct ssl_ctx_st *tls_server_new(const char *root, const char *key_file,
     const char *cert_file, struct ssl_ctx_st *prev, char *err, size_t errlen);
 
-/* tls_client_new - the outbound context (opportunistic STARTTLS); NULL with err */
+/*
+ * tls_client_new - the outbound context: TLS 1.2+, the system CA store, or
+ * with ca_file (key-store relative under root; NULL or "" = none) only the
+ * CAs of that PEM file. The handshake itself checks nothing unless
+ * tls_client_verify() asks for it. Each context keeps a cache of client
+ * sessions (see tls_client_session). NULL with err.
+ */
 struct ssl_ctx_st *tls_client_new(char *err, size_t errlen);
+struct ssl_ctx_st *tls_client_new_ca(const char *root, const char *ca_file, char *err,
+    size_t errlen);
+
+/*
+ * tls_client_verify - before the handshake: the peer's chain must verify
+ * and its certificate match name (RFC 6125 via X509_VERIFY_PARAM: DNS
+ * names with one left-most wildcard label, no partial wildcards; an IP
+ * address text matches an iPAddress entry), or the handshake fails.
+ * 0 or -1 (out of memory).
+ */
+int tls_client_verify(struct ssl_st *ssl, const char *name);
+
+/*
+ * tls_client_session - before the handshake: offer the session cached
+ * under key ("host:port" plus whatever else must match, e.g. the policy)
+ * and cache the session the server gives under it (TLS 1.2 session ids and
+ * tickets, TLS 1.3 tickets). The cache is the context's, bounded
+ * (TLS_CLIENT_CACHE_MAX entries, the oldest goes) and in-memory; sessions
+ * expire as the server says. 0, or -1 when the key cannot be kept (the
+ * handshake is then simply a full one).
+ */
+int tls_client_session(struct ssl_st *ssl, const char *key);
 
 /* tls_ctx_free - drop our reference; takes NULL, returns NULL */
 struct ssl_ctx_st *tls_ctx_free(struct ssl_ctx_st *ctx);

@@ -26,6 +26,10 @@ int tls_keys_load(const char *root, const char *key_file, const char *cert_file,
 /* tls_keys_free - release what tls_keys_load() gave (zeroes k) */
 void tls_keys_free(struct tls_keys *k);
 
+/* tls_keys_read_cas - add the PEM certificates of the key-store file rel to store; 0 or -1 */
+int tls_keys_read_cas(const char *root, const char *rel, X509_STORE *store, char *err,
+    size_t errlen);
+
 /* tls_tickets_age - tests only: make ctx's current ticket key secs seconds older */
 struct ssl_ctx_st;
 void tls_tickets_age(struct ssl_ctx_st *ctx, unsigned secs);

@@ -508,3 +508,98 @@ tls_keys_check(const char *root, const char *key_file, const char *cert_file,
 	tls_keys_free(&k);
 	return 0;
 }
+
+/*
+ * tls_keys_read_text - see tls.h. The whole file is read (at most
+ * TLS_PEM_MAX), the copy handed out is NUL-terminated, and the read buffer
+ * is wiped: the file may hold a password.
+ */
+char *
+tls_keys_read_text(const char *root, const char *rel, size_t *len, char *err, size_t errlen)
+{
+	char why[TLS_WHY_MAX];
+	size_t n = 0;
+	char *buf;
+
+	if (root == NULL || root[0] == '\0') {
+		util_bsnprintf(err, errlen, "%s: no key store is configured (set key_dir or fs_dir)",
+		    rel);
+		return NULL;
+	}
+	if ((buf = tls_keys_read(root, rel, &n, why, sizeof(why))) == NULL) {
+		if (util_bsnprintf(err, errlen, "%s: %s", rel, why) < 0)
+			util_strlcpy(err, why, errlen);
+		return NULL;
+	}
+	if (memchr(buf, '\0', n) != NULL) {
+		OPENSSL_cleanse(buf, n);
+		free(buf);
+		util_bsnprintf(err, errlen, "%s: not a text file", rel);
+		return NULL;
+	}
+	if (len != NULL)
+		*len = n;
+	return buf;
+}
+
+/* tls_keys_read_line - see tls.h */
+int
+tls_keys_read_line(const char *root, const char *rel, char *buf, size_t size, char *err,
+    size_t errlen)
+{
+	size_t n = 0, l;
+	char *text = tls_keys_read_text(root, rel, &n, err, errlen);
+	int ret = -1;
+
+	if (text == NULL)
+		return -1;
+	l = strcspn(text, "\r\n");
+	if (l == 0)
+		util_bsnprintf(err, errlen, "%s: the first line is empty", rel);
+	else if (l >= size)
+		util_bsnprintf(err, errlen, "%s: the first line is too long (over %zu octets)", rel,
+		    size - 1);
+	else {
+		memcpy(buf, text, l);
+		buf[l] = '\0';
+		ret = 0;
+	}
+	OPENSSL_cleanse(text, n);
+	free(text);
+	return ret;
+}
+
+/* tls_keys_read_cas - see tls_int.h */
+int
+tls_keys_read_cas(const char *root, const char *rel, X509_STORE *store, char *err,
+    size_t errlen)
+{
+	char why[TLS_WHY_MAX];
+	BIO *bio;
+	X509 *x;
+	int n = 0;
+
+	if (root == NULL || root[0] == '\0') {
+		util_bsnprintf(err, errlen, "%s: no key store is configured (set key_dir or fs_dir)",
+		    rel);
+		return -1;
+	}
+	if ((bio = keys_bio(root, rel, why, sizeof(why))) == NULL) {
+		util_bsnprintf(err, errlen, "%s: %s", rel, why);
+		return -1;
+	}
+	ERR_clear_error();
+	while ((x = PEM_read_bio_X509(bio, NULL, keys_no_password, NULL)) != NULL) {
+		if (X509_STORE_add_cert(store, x) != 1)
+			ERR_clear_error();          /* a duplicate: harmless */
+		X509_free(x);
+		n++;
+	}
+	ERR_clear_error();
+	BIO_free(bio);
+	if (n == 0) {
+		util_bsnprintf(err, errlen, "%s: no PEM certificate in it", rel);
+		return -1;
+	}
+	return 0;
+}

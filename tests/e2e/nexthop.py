@@ -32,7 +32,15 @@ message records whether it came over TLS (.tls). nh.starttls_inject = b"..."
 sends those bytes right behind the 220 to STARTTLS, in the same write (a
 man in the middle injecting a reply before the handshake: a client must
 drop them). nh.sni records the server names clients asked for (SNI).
+
+SMTP AUTH (RFC 4954): nh.auth_mechs = ["PLAIN", "LOGIN", "XOAUTH2"] offers
+them (after STARTTLS only, unless nh.auth_in_clear), nh.auth_users = {user:
+password-or-token} is who may log in, nh.auths records (conn_id, mechanism,
+user, ok). A rule at "AUTH" (reply_at, drop_at) replaces the exchange.
+NextHop(..., implicit_tls=True) speaks TLS from the first byte (SMTPS).
 """
+import base64
+import json
 import socket
 import socketserver
 import threading
@@ -159,6 +167,8 @@ class _Session:
             ext.append("SMTPUTF8")
         if self.nh.tls_context is not None and not self.tls:
             ext.append("STARTTLS")
+        if self.nh.auth_mechs and (self.tls or self.nh.auth_in_clear):
+            ext.append("AUTH " + " ".join(self.nh.auth_mechs))
         ext.append("ENHANCEDSTATUSCODES")
         lines = [self.nh.name] + ext
         for i, l in enumerate(lines):
@@ -192,6 +202,65 @@ class _Session:
         self.tls = True
         self.helo = None
         self.reset_txn()
+
+    def _b64line(self):
+        raw = self.readline().rstrip(b"\r\n")
+        self.nh._log(self.conn_id, "(auth data)")
+        if raw == b"*":
+            return None
+        try:
+            return base64.b64decode(raw, validate=True)
+        except ValueError:
+            return None
+
+    def cmd_AUTH(self, arg):
+        if self.helo is None or not self.esmtp:
+            self.send("503 5.5.1 Error: send EHLO first")
+            return
+        if self.apply("AUTH"):
+            return
+        mech, _, initial = arg.partition(" ")
+        mech = mech.upper()
+        if mech not in self.nh.auth_mechs:
+            self.send("535 5.7.8 Error: authentication failed: mechanism not offered")
+            return
+        user = ok = None
+        if mech == "PLAIN":
+            if initial:
+                data = base64.b64decode(initial)
+            else:
+                self.send("334 ")
+                data = self._b64line()
+            parts = (data or b"").split(b"\0")
+            if len(parts) == 3:
+                user, pw = parts[1].decode(), parts[2].decode()
+                ok = self.nh.auth_users.get(user) == pw
+        elif mech == "LOGIN":
+            self.send("334 " + base64.b64encode(b"Username:").decode())
+            u = self._b64line()
+            self.send("334 " + base64.b64encode(b"Password:").decode())
+            p = self._b64line()
+            if u is not None and p is not None:
+                user = u.decode()
+                ok = self.nh.auth_users.get(user) == p.decode()
+        elif mech == "XOAUTH2":
+            data = base64.b64decode(initial) if initial else b""
+            fields = dict(f.split(b"=", 1) for f in data.split(b"\x01") if b"=" in f)
+            user = fields.get(b"user", b"").decode()
+            tok = fields.get(b"auth", b"").decode()
+            ok = tok == "Bearer " + self.nh.auth_users.get(user, "\0")
+            if not ok:
+                err = json.dumps({"status": "401", "schemes": "bearer",
+                                  "scope": "https://mail.example/"}).encode()
+                self.send("334 " + base64.b64encode(err).decode())
+                self.readline()         # the client's empty response
+        with self.nh._lock:
+            self.nh.auths.append((self.conn_id, mech, user, bool(ok)))
+        if ok:
+            self.authed = user
+            self.send("235 2.7.0 Authentication successful")
+        else:
+            self.send("535 5.7.8 Error: authentication failed: bad credentials")
 
     def cmd_MAIL(self, arg):
         if self.helo is None:
@@ -303,7 +372,16 @@ class _Handler(socketserver.BaseRequestHandler):
     def handle(self):
         nh = self.server.nexthop
         conn_id = nh._new_conn(self.request)
-        sess = _Session(nh, self.request, conn_id)
+        sock = self.request
+        if nh.implicit_tls:
+            try:
+                sock = nh.tls_context.wrap_socket(sock, server_side=True)
+            except (OSError, ValueError):
+                nh._end_conn(self.request)
+                return
+            nh._swap_sock(self.request, sock)
+        sess = _Session(nh, sock, conn_id)
+        sess.tls = nh.implicit_tls
         try:
             sess.run()
         except _Closed:
@@ -325,7 +403,9 @@ class _Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
 class NextHop:
     """A scriptable SMTP server on (host, port); port 0 picks a free one."""
 
-    def __init__(self, host="127.0.0.1", port=0, name="nexthop.test", tls_context=None):
+    def __init__(self, host="127.0.0.1", port=0, name="nexthop.test", tls_context=None,
+                 implicit_tls=False):
+        self.implicit_tls = implicit_tls
         self.host = host
         self.port = port
         self.name = name
@@ -357,6 +437,10 @@ class NextHop:
             self.commands = []          # (conn_id, line) for every command line
             self.connections = 0
             self.quits = 0
+            self.auth_mechs = []        # offered in EHLO (after TLS unless auth_in_clear)
+            self.auth_in_clear = False
+            self.auth_users = {}        # user -> password (or XOAUTH2 token)
+            self.auths = []             # (conn_id, mechanism, user, ok)
 
     # scripting
     def reply_at(self, at, reply, rcpt=None, times=None):

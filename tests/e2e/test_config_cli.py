@@ -16,7 +16,11 @@ PROPERTIES = [
     "queue_lifetime", "delay_warning_time", "destination_concurrency", "smtp_connect_timeout",
     "maillog_stdout", "drain_relay", "drain_timeout",
     "smtpd_proxy_protocol", "smtpd_proxy_networks", "mail_owner", "smart_relay_tls",
-    "ui_hosts", "ui_max_connections", "dkim_key_table",
+    "ui_hosts", "ui_max_connections", "submission_listen", "smtpd_users_file",
+    "dkim_key_table",
+    "smart_relay_ca_file", "smart_relay_username", "smart_relay_password",
+    "smart_relay_password_file", "smart_relay_auth", "sender_relay_map",
+    "smtp_tls_session_cache",
 ]
 
 
@@ -76,7 +80,7 @@ def test_print_shows_file_values_and_defaults(mtad_factory):
         "destination_concurrency": "20", "smtp_connect_timeout": "30s",
         "smtpd_proxy_protocol": "", "smtpd_proxy_networks": "",
         "smart_relay_tls": "may", "ui_hosts": "", "ui_max_connections": "256",
-        "dkim_key_table": "",
+        "submission_listen": "", "smtpd_users_file": "", "dkim_key_table": "",
         "timezone": "", "key_dir": "", "fs_dir": "",
     }
     for k, v in want.items():

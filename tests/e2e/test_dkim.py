@@ -21,6 +21,7 @@ import pytest
 
 from conftest import BIN_DIR, wait_until
 from nexthop import NextHop
+from tls_fixture import open_for_reload
 
 DEADLINE = 20
 PY = "/usr/bin/python3"      # the Debian interpreter, which has python3-dkim
@@ -254,6 +255,7 @@ def test_reload_on_sighup(mtad_factory, keys, sink, tmp_path):
     with open(keys / "dkim" / "keytable", "a") as f:
         f.write("new.test n1 dkim/new.pem\n")
     import signal
+    open_for_reload(m)       # another pytest run on the machine may have reset pytest-of-root to 0700
     m.proc.send_signal(signal.SIGHUP)
     wait_until(lambda: "DKIM: 4 key(s) loaded" in m.read_stderr(), DEADLINE,
                what="reload; stderr: %s" % m.read_stderr()[-1500:])
@@ -265,6 +267,7 @@ def test_reload_on_sighup(mtad_factory, keys, sink, tmp_path):
     assert dkimpy_verify(recs, paths[1]) == ["ed25519-sha256=pass"]
     # a broken table on reload keeps the running keys
     (keys / "dkim" / "keytable").write_text("bad line\n")
+    open_for_reload(m)
     m.proc.send_signal(signal.SIGHUP)
     wait_until(lambda: "DKIM: keeping the current keys" in m.read_stderr(), DEADLINE)
     send(m, "a@other.test", ["bob@dest.test"], b"From: a@new.test\r\n\r\nbody\r\n")

@@ -10,6 +10,8 @@ import signal
 import smtplib
 import subprocess
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -33,6 +35,19 @@ def tags(msgs):
             if line.startswith(b"X-Test-Id: "):
                 out.append(line[11:].decode())
     return sorted(out)
+
+
+def http_get(m, path):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%s%s" % (m.conf["ui_port"], path),
+                                    timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def readyz(m):
+    return http_get(m, "/readyz")
 
 
 def wait_exit(m, timeout=DEADLINE):
@@ -97,6 +112,7 @@ def test_drain_closes_listeners_and_finishes_running_delivery(mtad_factory, hops
     slow.hang_seconds = 2
     slow.hang_at("DATAEND", times=1)
     m = mtad_factory(drain_conf(slow, relay, timeout="30s"))
+    wait_until(lambda: readyz(m) == 200, DEADLINE, what="/readyz 200")
     send(m, "slow1")
     wait_until(lambda: any("DATA" in c for _, c in slow.commands), DEADLINE,
                what="the delivery to be under way")
@@ -104,6 +120,9 @@ def test_drain_closes_listeners_and_finishes_running_delivery(mtad_factory, hops
     wait_until(lambda: not port_open("127.0.0.1", m.smtp_port), DEADLINE,
                what="the SMTP listener to close")
     assert m.proc.poll() is None, "still draining while the delivery runs"
+    # the UI stays up while draining: not ready (503), still alive (200)
+    assert readyz(m) == 503
+    assert http_get(m, "/healthz") == 200
     rc = wait_exit(m)
     assert rc == 0, m.read_stderr()[-3000:]
     # the running delivery got its reply (the hang ends with a reply or a drop):

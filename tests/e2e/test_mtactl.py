@@ -404,3 +404,27 @@ def test_queue_many_pages(mtad_factory):
     assert footer.endswith("in 660 Requests.")
     m.stop()
     assert sorted(r["queue_id"] for r in queue_json(m)) == files
+
+
+def test_qshape(mtad_factory):
+    """mtactl qshape and /api/qshape: pending recipients by domain and age."""
+    m = mtad_factory(DEFER)
+    send(m, "a@src.test", ["x@Big.Test", "y@big.test"])
+    send(m, "a@src.test", ["z@big.test", "w@small.test"])
+    wait_until(lambda: len(queued_ids(m)) == 2, 10, what="two queued")
+    p = ctl(m, "qshape", "--json")
+    assert p.returncode == 0, p.stderr
+    j = json.loads(p.stdout)
+    assert j["buckets"] == [5, 10, 20, 40, 80, 160, 320, 640, 1280, None]
+    assert j["total"] == {"count": 4, "ages": [4, 0, 0, 0, 0, 0, 0, 0, 0, 0]}
+    assert [(d["domain"], d["count"]) for d in j["domains"]] == [("big.test", 3),
+                                                                  ("small.test", 1)]
+    assert j["ndomains"] == 2
+    p = ctl(m, "qshape")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].split() == ["T", "5", "10", "20", "40", "80", "160", "320", "640",
+                                "1280", "more"]
+    assert lines[1].split() == ["TOTAL", "4", "4"] + ["0"] * 9
+    assert lines[2].split()[:3] == ["big.test", "3", "3"]
+    assert lines[3].split()[:2] == ["small.test", "1"]

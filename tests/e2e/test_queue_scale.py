@@ -43,9 +43,12 @@ def test_accepts_mail_while_a_big_queue_is_recovered(mtad_factory, world_factory
         code, _ = s.ehlo()
         assert code == 250
         assert s.sendmail("carol@src.test", ["dave@dst.test"], b"Subject: new\r\n\r\nhi\r\n") == {}
+    with urllib.request.urlopen("http://127.0.0.1:%d/readyz" % m.ui_port, timeout=10) as r:
+        ready = r.status
     err = m.read_stderr()
     assert "%d queue file(s) to recover in the background" % (N + 1) in err, err
     assert "queue recovered" not in err, "the new message was accepted only after recovery"
+    assert ready == 200, "accepting mail: ready while the queue is still being read"
 
     wait_until(lambda: "queue recovered: %d message(s) kept" % (N + 1) in m.read_stderr(),
                DEADLINE * 4, what="the recovery to finish")

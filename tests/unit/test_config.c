@@ -49,7 +49,7 @@ _Static_assert(CONFIG_RECIPIENT_LIMIT_MAX == QUEUE_REC_RCPT_MAX,
 #define KEYS_UNDEF_ERR "Error: ssl_disabled=no, but key files are not defined!"
 #define DUR(lo, hi) "expected a duration from " lo " to " hi \
 	" (a number with suffix s, m, h or d; no suffix = seconds)"
-#define RELAY_WHY "expected host, host:port, [host] or [host]:port"
+#define RELAY_WHY "expected host, host:port, [host], [host]:port or smtps://host[:port]"
 #define SYSHOST "<system host name>"
 #define NOBASE 1
 
@@ -246,6 +246,16 @@ static const struct {
 	{ "smart_relay = 192.0.2.1:25\n", { NULL }, "smart_relay", "[192.0.2.1]:25" },
 	{ "cc_mta = [cc.example.org]:25\n", { NULL }, "cc_mta", "[cc.example.org]:25" },
 	{ "cc_mta = archive.example.org\n", { NULL }, "cc_mta", "archive.example.org" },
+	{ "smart_relay = smtps://relay.example.com\n", { NULL }, "smart_relay",
+	    "smtps://relay.example.com:465" },
+	{ "smart_relay = smtps://[2001:db8::1]:4650\n", { NULL }, "smart_relay",
+	    "smtps://[2001:db8::1]:4650" },
+	{ "smart_relay_tls = verify\n", { NULL }, "smart_relay_tls", "verify" },
+	{ "smart_relay_auth = xoauth2\nsmart_relay_username = u\n"
+	  "smart_relay_password_file = token\n", { NULL }, "smart_relay_auth", "xoauth2" },
+	{ "smart_relay_username = u\nsmart_relay_password = p\n", { NULL },
+	    "smart_relay_password", "********" },
+	{ "", { "MTA_SMTP_TLS_SESSION_CACHE=no", NULL }, "smtp_tls_session_cache", "no" },
 
 	/* listen lists, DNS servers, UI address, metrics */
 	{ "smtp_listen = 127.0.0.1:2525,[::1]:2525\n", { NULL }, "smtp_listen",
@@ -540,7 +550,22 @@ static const struct {
 	{ "mail_owner = mail user\n", { NULL }, 0,
 	    PFX "test.conf line 1: mail_owner = 'mail user': expected a user name" },
 	{ "smart_relay_tls = none\n", { NULL }, 0,
-	    PFX "test.conf line 1: smart_relay_tls = 'none': expected may or encrypt" },
+	    PFX "test.conf line 1: smart_relay_tls = 'none': expected may, encrypt or verify" },
+	{ "smart_relay_auth = cram-md5\n", { NULL }, 0,
+	    PFX "test.conf line 1: smart_relay_auth = 'cram-md5': expected xoauth2 or an empty "
+	    "value (PLAIN or LOGIN)" },
+	{ "smart_relay_username = u\n", { NULL }, 0,
+	    PFX "test.conf: smart_relay_username needs smart_relay_password or "
+	    "smart_relay_password_file" },
+	{ "smart_relay_username = u\nsmart_relay_password = p\nsmart_relay_password_file = f\n",
+	    { NULL }, 0, PFX "test.conf: smart_relay_password and smart_relay_password_file are "
+	    "both set; use one" },
+	{ "smart_relay_auth = xoauth2\nsmart_relay_username = u\nsmart_relay_password = p\n",
+	    { NULL }, 0, PFX "test.conf: smart_relay_auth = xoauth2 needs smart_relay_username "
+	    "and smart_relay_password_file (the token file)" },
+	/* a relay password is never echoed */
+	{ "smart_relay_password = \"top\tsecret\"\n", { NULL }, 0,
+	    PFX "test.conf line 1: smart_relay_password: control character in value" },
 	{ "ui_hosts = a.example, bad_host\n", { NULL }, 0,
 	    PFX "test.conf line 1: ui_hosts = 'a.example, bad_host': expected host names "
 	    "separated by commas or spaces" },
@@ -782,10 +807,10 @@ test_duration(void **state)
 	int failed = 0;
 
 	(void)state;
-	assert_int_equal(config_parse_duration(NULL, NULL), -1);
+	assert_int_equal(config_value_parse_duration(NULL, NULL), -1);
 	for (size_t i = 0; i < sizeof(duration_rows) / sizeof(duration_rows[0]); i++) {
 		unsigned got = 12345;
-		int r = config_parse_duration(duration_rows[i].in, &got);
+		int r = config_value_parse_duration(duration_rows[i].in, &got);
 
 		if (duration_rows[i].ok && (r != 0 || got != duration_rows[i].want)) {
 			print_error("row %zu '%s': got r=%d %u, want %u\n", i, duration_rows[i].in, r,
@@ -801,8 +826,8 @@ test_duration(void **state)
 		char buf[32];
 		unsigned back;
 
-		assert_int_equal(config_format_duration(s, buf, sizeof(buf)), 0);
-		assert_int_equal(config_parse_duration(buf, &back), 0);
+		assert_int_equal(config_value_format_duration(s, buf, sizeof(buf)), 0);
+		assert_int_equal(config_value_parse_duration(buf, &back), 0);
 		if (back != s) {
 			print_error("format %u -> '%s' -> %u\n", s, buf, back);
 			failed++;
@@ -831,6 +856,15 @@ static const struct {
 	{ "relay.example.com.", 1, "relay.example.com.", 0, 0, 1 },
 	{ "relay.example.com:65535", 1, "relay.example.com", 65535, 0, 1 },
 	{ "xn--bcher-kva.example", 1, "xn--bcher-kva.example", 0, 0, 1 },
+	/* implicit TLS: port 465 unless given, never an MX lookup */
+	{ "smtps://relay.example.com", 1, "relay.example.com", 465, 1, 1 },
+	{ "smtps://relay.example.com:4650", 1, "relay.example.com", 4650, 1, 1 },
+	{ "smtps://[relay.example.com]", 1, "relay.example.com", 465, 1, 1 },
+	{ "smtps://[2001:db8::1]:465", 1, "2001:db8::1", 465, 1, 1 },
+	{ "smtps://", 0, NULL, 0, 0, 0 },
+	{ "smtps://relay.example.com/", 0, NULL, 0, 0, 0 },
+	{ "smtps:/relay.example.com", 0, NULL, 0, 0, 0 },
+	{ "SMTPS://relay.example.com", 0, NULL, 0, 0, 0 },
 	{ "2001:db8::1", 0, NULL, 0, 0, 0 },
 	{ "2001:db8::1:25", 0, NULL, 0, 0, 0 },
 	{ "[2001:db8::1", 0, NULL, 0, 0, 0 },
@@ -871,7 +905,7 @@ test_relay(void **state)
 		int r;
 
 		memset(&t, 0xa5, sizeof(t));
-		r = config_parse_relay(relay_rows[i].in, &t);
+		r = config_value_parse_relay(relay_rows[i].in, &t);
 		if (!relay_rows[i].ok) {
 			if (r != -1) {
 				print_error("row %zu '%s': got host '%s', want an error\n", i,
@@ -906,9 +940,9 @@ test_relay(void **state)
 		if (name[len - 1] == '.')
 			name[len - 1] = 'a';
 		assert_int_equal(strlen(name), (size_t)len);
-		assert_int_equal(config_parse_relay(name, &t), len == 253 ? 0 : -1);
+		assert_int_equal(config_value_parse_relay(name, &t), len == 253 ? 0 : -1);
 	}
-	assert_int_equal(config_parse_relay(NULL, &t), -1);
+	assert_int_equal(config_value_parse_relay(NULL, &t), -1);
 	assert_int_equal(failed, 0);
 }
 
@@ -1267,7 +1301,15 @@ test_print_roundtrip(void **state)
 	    "smart_relay_tls = encrypt\n"
 	    "ui_hosts = mta.example.com ui.example.com\n"
 	    "ui_max_connections = 64\n"
-	    "dkim_key_table = dkim/keytable\n";
+	    "submission_listen = 127.0.0.1:587\n"
+	    "smtpd_users_file = users\n"
+	    "dkim_key_table = dkim/keytable\n"
+	    "smart_relay_ca_file = relay-ca.pem\n"
+	    "smart_relay_username = relay-user\n"
+	    "smart_relay_password = \"s3cret pw\"\n"
+	    "smart_relay_auth = \n"
+	    "sender_relay_map = senders.map\n"
+	    "smtp_tls_session_cache = no\n";
 	char err[2048], out1[16384], out2[16384];
 	struct config *a, *b;
 	FILE *f;
@@ -1285,8 +1327,10 @@ test_print_roundtrip(void **state)
 	out1[n1] = '\0';
 	for (size_t i = 0; i < n1; i++)
 		lines += out1[i] == '\n';
-	assert_int_equal(lines, 44);            /* every property, one line each */
+	assert_int_equal(lines, 53);            /* every property, one line each */
 	assert_non_null(strstr(out1, "\npassword = ********\n"));
+	assert_non_null(strstr(out1, "\nsmart_relay_password = ********\n"));
+	assert_null(strstr(out1, "s3cret"));
 	assert_null(strstr(out1, "p\\\"w"));
 	assert_non_null(strstr(out1, "\nusername = \" admin \"\n"));
 

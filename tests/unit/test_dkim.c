@@ -85,15 +85,15 @@ body_run(const struct body_row *r, size_t split, int bytewise)
 	size_t n = strlen(r->in);
 
 	s.len = 0;
-	dkim_body_init(&b, sink_emit, &s);
+	dkim_canon_body_init(&b, sink_emit, &s);
 	if (bytewise) {
 		for (size_t i = 0; i < n; i++)
-			dkim_body_feed(&b, r->in + i, 1);
+			dkim_canon_body_feed(&b, r->in + i, 1);
 	} else {
-		dkim_body_feed(&b, r->in, split);
-		dkim_body_feed(&b, r->in + split, n - split);
+		dkim_canon_body_feed(&b, r->in, split);
+		dkim_canon_body_feed(&b, r->in + split, n - split);
 	}
-	dkim_body_end(&b);
+	dkim_canon_body_end(&b);
 	if (s.len != strlen(r->want) || memcmp(s.buf, r->want, s.len) != 0) {
 		print_error("%s (split %zu%s): got \"%.*s\", want \"%s\"\n", r->name, split,
 		    bytewise ? ", bytewise" : "", (int)s.len, s.buf, r->want);
@@ -128,14 +128,14 @@ test_body_large(void **state)
 
 	(void)state;
 	s.len = 0;
-	dkim_body_init(&b, sink_emit, &s);
+	dkim_canon_body_init(&b, sink_emit, &s);
 	for (int i = 0; i < 1000; i++) {
-		dkim_body_feed(&b, line, strlen(line));
+		dkim_canon_body_feed(&b, line, strlen(line));
 		want += 5;                   /* "x y\r\n" */
 	}
 	for (int i = 0; i < 100000; i++)
-		dkim_body_feed(&b, "\r\n", 2);   /* trailing empty lines: counted, not kept */
-	dkim_body_end(&b);
+		dkim_canon_body_feed(&b, "\r\n", 2);   /* trailing empty lines: counted, not kept */
+	dkim_canon_body_end(&b);
 	assert_int_equal(s.len, want);
 	assert_memory_equal(s.buf + s.len - 5, "x y\r\n", 5);
 }
@@ -222,17 +222,17 @@ hdrs_run(const struct hdrs_row *r, size_t split, int bytewise)
 	size_t n = strlen(r->in), used = 0, gl = 0;
 	int bad = 0;
 
-	dkim_hdrs_init(&h);
+	dkim_canon_hdrs_init(&h);
 	if (bytewise) {
 		for (size_t i = 0; i < n && !h.done; i++)
-			used += dkim_hdrs_feed(&h, r->in + i, 1);
+			used += dkim_canon_hdrs_feed(&h, r->in + i, 1);
 	} else {
-		used = dkim_hdrs_feed(&h, r->in, split);
+		used = dkim_canon_hdrs_feed(&h, r->in, split);
 		if (!h.done)
-			used += dkim_hdrs_feed(&h, r->in + split, n - split);
+			used += dkim_canon_hdrs_feed(&h, r->in + split, n - split);
 	}
 	if (!h.done && !r->want_done)
-		dkim_hdrs_end(&h);
+		dkim_canon_hdrs_end(&h);
 	for (unsigned i = 0; i < h.nf; i++) {
 		if (i > 0)
 			got[gl++] = '|';
@@ -250,7 +250,7 @@ hdrs_run(const struct hdrs_row *r, size_t split, int bytewise)
 		    r->name, split, used, got, h.nfrom, r->want_used, r->want_fields, r->want_nfrom);
 		bad = 1;
 	}
-	dkim_hdrs_clear(&h);
+	dkim_canon_hdrs_clear(&h);
 	return bad;
 }
 
@@ -276,23 +276,23 @@ test_hdrs_limits(void **state)
 	char line[1100];
 
 	(void)state;
-	dkim_hdrs_init(&h);
+	dkim_canon_hdrs_init(&h);
 	for (int i = 0; i <= DKIM_FIELDS_MAX && !h.bad; i++)
-		dkim_hdrs_feed(&h, "To: x\r\n", 7);
+		dkim_canon_hdrs_feed(&h, "To: x\r\n", 7);
 	assert_true(h.bad);
-	dkim_hdrs_clear(&h);
+	dkim_canon_hdrs_clear(&h);
 
 	memset(line, 'a', sizeof(line));
 	memcpy(line, "Subject: ", 9);
 	line[sizeof(line) - 2] = '\r';
 	line[sizeof(line) - 1] = '\n';
-	dkim_hdrs_init(&h);
-	dkim_hdrs_feed(&h, "Subject: a\r\n", 12);
+	dkim_canon_hdrs_init(&h);
+	dkim_canon_hdrs_feed(&h, "Subject: a\r\n", 12);
 	for (int i = 0; i < DKIM_HDRS_MAX / (int)sizeof(line) + 1 && !h.bad; i++)
-		dkim_hdrs_feed(&h, " aaaaaaaa", 9), dkim_hdrs_feed(&h, line + 9, sizeof(line) - 9);
+		dkim_canon_hdrs_feed(&h, " aaaaaaaa", 9), dkim_canon_hdrs_feed(&h, line + 9, sizeof(line) - 9);
 	assert_true(h.bad);
 	assert_true(h.len <= DKIM_HDRS_MAX);
-	dkim_hdrs_clear(&h);
+	dkim_canon_hdrs_clear(&h);
 }
 
 /* --- From: domain --------------------------------------------------------------- */
@@ -327,7 +327,7 @@ test_from_domain(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(from_rows) / sizeof(from_rows[0]); i++) {
 		const struct from_row *r = &from_rows[i];
-		int rc = dkim_from_domain(r->in, strlen(r->in), out, sizeof(out));
+		int rc = dkim_canon_from_domain(r->in, strlen(r->in), out, sizeof(out));
 
 		if (r->want == NULL ? rc != -1 : (rc != 0 || strcmp(out, r->want) != 0)) {
 			print_error("%s: got %d \"%s\", want %s\n", r->in, rc, rc == 0 ? out : "",

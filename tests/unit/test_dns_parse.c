@@ -57,7 +57,7 @@ test_name_from_wire(void **state)
 	for (size_t i = 0; i < sizeof(name_rows) / sizeof(name_rows[0]); i++) {
 		const struct name_row *r = &name_rows[i];
 		char out[256];
-		int rc = dns_name_from_wire((const unsigned char *)r->wire, r->len, out, sizeof(out));
+		int rc = dns_parse_name_from_wire((const unsigned char *)r->wire, r->len, out, sizeof(out));
 
 		if (rc != r->want_rc || (rc == 0 && strcmp(out, r->want) != 0)) {
 			printf("%s: got %d \"%s\", want %d \"%s\"\n", r->name, rc, rc == 0 ? out : "",
@@ -83,10 +83,10 @@ test_name_too_long(void **state)
 		o += 63;
 	}
 	wire[o++] = 0;
-	assert_int_equal(dns_name_from_wire(wire, o, out, sizeof(out)), -1);
+	assert_int_equal(dns_parse_name_from_wire(wire, o, out, sizeof(out)), -1);
 	/* and the output buffer bounds the result too */
-	assert_int_equal(dns_name_from_wire((const unsigned char *)"\x03mx1\x00", 5, out, 3), -1);
-	assert_int_equal(dns_name_from_wire((const unsigned char *)"\x03mx1\x00", 5, out, 4), 0);
+	assert_int_equal(dns_parse_name_from_wire((const unsigned char *)"\x03mx1\x00", 5, out, 3), -1);
+	assert_int_equal(dns_parse_name_from_wire((const unsigned char *)"\x03mx1\x00", 5, out, 4), 0);
 }
 
 /* ---- MX ---------------------------------------------------------------- */
@@ -165,7 +165,7 @@ test_mx_table(void **state)
 		a.len = len;
 		a.count = r->count;
 		st = dns_parse_mx(&a, mx, DNS_MAX_MX, &n);
-		dns_sort_mx(mx, n, NULL, NULL);
+		dns_parse_sort_mx(mx, n, NULL, NULL);
 		format_mx(got, sizeof(got), mx, n);
 		if (st != r->want_st || n != r->want_n || strcmp(got, r->want_hosts) != 0) {
 			printf("%s: got %d n=%zu \"%s\", want %d n=%zu \"%s\"\n", r->name, st, n, got,
@@ -239,7 +239,7 @@ test_mx_sort_shuffle(void **state)
 		}
 		mx[4].pref = 5;
 		(void)snprintf(mx[4].host, sizeof(mx[4].host), "first");
-		dns_sort_mx(mx, 5, seq_rnd, &seed);
+		dns_parse_sort_mx(mx, 5, seq_rnd, &seed);
 		assert_string_equal(mx[0].host, "first");
 		assert_string_equal(mx[4].host, "late");
 		for (int i = 1; i < 4; i++)
@@ -261,7 +261,7 @@ mk(const char *text)
 {
 	struct sockaddr_storage ss;
 
-	assert_int_equal(dns_literal(text, &ss), 0);
+	assert_int_equal(dns_parse_literal(text, &ss), 0);
 	return ss;
 }
 
@@ -355,7 +355,7 @@ test_merge_table(void **state)
 			(void)snprintf(t, sizeof(t), "127.0.0.%zu", k + 1);
 			a4[k] = mk(t);
 		}
-		st = dns_merge_addr(r->st6, a6, r->n6, r->st4, a4, r->n4, out, r->max, &n);
+		st = dns_parse_merge_addr(r->st6, a6, r->n6, r->st4, a4, r->n4, out, r->max, &n);
 		for (size_t k = 0; k < n; k++) {
 			int w;
 
@@ -396,7 +396,7 @@ test_literal(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		struct sockaddr_storage ss;
-		int rc = dns_literal(rows[i].in, &ss);
+		int rc = dns_parse_literal(rows[i].in, &ss);
 
 		if (rc != rows[i].rc || (rc == 0 && ss.ss_family != rows[i].family)) {
 			printf("literal \"%s\": got %d family %d, want %d family %d\n", rows[i].in, rc,

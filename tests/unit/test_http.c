@@ -166,7 +166,7 @@ test_parse_age(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		int64_t got = http_parse_age(rows[i].in);
+		int64_t got = http_filter_parse_age(rows[i].in);
 		if (got != rows[i].want)
 			fail_msg("age \"%s\": got %lld, want %lld", rows[i].in, (long long)got,
 			    (long long)rows[i].want);
@@ -180,14 +180,14 @@ test_msg_state(void **state)
 
 	(void)state;
 	fake_init(&f, "0000000000000001", "a@b", 1, 0, "x@y", 0, "z@y", 0);
-	assert_int_equal(http_msg_state(&f.m), HTTP_STATE_ACTIVE);
+	assert_int_equal(queue_view_state(&f.m), QUEUE_VIEW_ACTIVE);
 	f.r[1].attempts = 1;
-	assert_int_equal(http_msg_state(&f.m), HTTP_STATE_DEFERRED);
+	assert_int_equal(queue_view_state(&f.m), QUEUE_VIEW_DEFERRED);
 	f.r[1].state = QUEUE_RCPT_DELIVERED;        /* tried, but done: not deferred */
-	assert_int_equal(http_msg_state(&f.m), HTTP_STATE_ACTIVE);
+	assert_int_equal(queue_view_state(&f.m), QUEUE_VIEW_ACTIVE);
 	f.m.held = 1;
-	assert_int_equal(http_msg_state(&f.m), HTTP_STATE_HELD);
-	assert_string_equal(http_state_name(HTTP_STATE_HELD), "held");
+	assert_int_equal(queue_view_state(&f.m), QUEUE_VIEW_HELD);
+	assert_string_equal(queue_view_state_name(QUEUE_VIEW_HELD), "held");
 }
 
 /* --- JSON ------------------------------------------------------------------ */
@@ -213,13 +213,13 @@ test_json_utf8(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		json_t *j = http_json_strn(rows[i].in, rows[i].len);
+		json_t *j = jsonout_strn(rows[i].in, rows[i].len);
 		assert_non_null(j);
 		if (strcmp(json_string_value(j), rows[i].want) != 0)
 			fail_msg("row %zu: got \"%s\", want \"%s\"", i, json_string_value(j), rows[i].want);
 		json_decref(j);
 	}
-	assert_true(json_is_null(http_json_str(NULL)));
+	assert_true(json_is_null(jsonout_str(NULL)));
 }
 
 static void
@@ -353,7 +353,7 @@ test_csrf(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		const char *why = NULL;
-		int got = http_csrf_check(rows[i].xrw, rows[i].origin, rows[i].referer,
+		int got = http_auth_csrf_check(rows[i].xrw, rows[i].origin, rows[i].referer,
 		    rows[i].host, &names, rows[i].https, &why);
 		if (got != rows[i].want)
 			fail_msg("row %zu (origin %s, referer %s): got %d, want %d", i,
@@ -387,7 +387,7 @@ test_host_allowed(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		int got = http_host_allowed(&names, rows[i].host);
+		int got = http_auth_host_allowed(&names, rows[i].host);
 		if (got != rows[i].want)
 			fail_msg("Host %s: got %d, want %d", rows[i].host ? rows[i].host : "(none)",
 			    got, rows[i].want);
@@ -514,7 +514,7 @@ test_history(void **state)
 	cum[HTTP_H_ACCEPTED] = 100;
 	http_history_tick(&hi, 1000, cum, g);
 	assert_int_equal(hi.fine.len, 1);
-	assert_int_equal(http_ring_get(&hi.fine, 0)->v[HTTP_H_ACCEPTED], 0);
+	assert_int_equal(http_history_ring_get(&hi.fine, 0)->v[HTTP_H_ACCEPTED], 0);
 	/* Just started, one message: 1 in the last minute, not extrapolated to 6/min. */
 	cum[HTTP_H_ACCEPTED] = 101;
 	http_history_tick(&hi, 1001, cum, g);
@@ -534,18 +534,18 @@ test_history(void **state)
 		http_history_tick(&hi, 1000 + 10 * (uint64_t)i, cum, g);
 	}
 	assert_int_equal(hi.fine.len, 12);
-	s = http_ring_get(&hi.fine, 11);
+	s = http_history_ring_get(&hi.fine, 11);
 	assert_int_equal(s->t, 1110);
 	assert_int_equal(s->v[HTTP_H_ACCEPTED], 6);
 	assert_int_equal(s->v[HTTP_H_SESSIONS], 5);
 	/* Two coarse samples: ticks 1-6 (0+5*6=30 accepted) and 7-12 (36). */
 	assert_int_equal(hi.coarse.len, 2);
-	if (http_ring_get(&hi.coarse, 0)->v[HTTP_H_ACCEPTED] != 30 ||
-	    http_ring_get(&hi.coarse, 1)->v[HTTP_H_ACCEPTED] != 36)
+	if (http_history_ring_get(&hi.coarse, 0)->v[HTTP_H_ACCEPTED] != 30 ||
+	    http_history_ring_get(&hi.coarse, 1)->v[HTTP_H_ACCEPTED] != 36)
 		fail_msg("coarse accepted: got %llu,%llu, want 30,36",
-		    (unsigned long long)http_ring_get(&hi.coarse, 0)->v[HTTP_H_ACCEPTED],
-		    (unsigned long long)http_ring_get(&hi.coarse, 1)->v[HTTP_H_ACCEPTED]);
-	assert_int_equal(http_ring_get(&hi.coarse, 1)->v[HTTP_H_QUEUE], 42);
+		    (unsigned long long)http_history_ring_get(&hi.coarse, 0)->v[HTTP_H_ACCEPTED],
+		    (unsigned long long)http_history_ring_get(&hi.coarse, 1)->v[HTTP_H_ACCEPTED]);
+	assert_int_equal(http_history_ring_get(&hi.coarse, 1)->v[HTTP_H_QUEUE], 42);
 	http_history_rates(&hi, rates);
 	if (rates[HTTP_H_ACCEPTED] < 35.99 || rates[HTTP_H_ACCEPTED] > 36.01)
 		fail_msg("accepted rate: got %f, want 36/min", rates[HTTP_H_ACCEPTED]);
@@ -553,12 +553,12 @@ test_history(void **state)
 	for (int i = 0; i < HTTP_FINE_LEN + 50; i++)
 		http_history_tick(&hi, 5000 + (uint64_t)i, cum, g);
 	assert_int_equal(hi.fine.len, HTTP_FINE_LEN);
-	assert_int_equal(http_ring_get(&hi.fine, 0)->t, 5000 + 50);
-	assert_int_equal(http_ring_get(&hi.fine, HTTP_FINE_LEN - 1)->t, 5000 + HTTP_FINE_LEN + 49);
+	assert_int_equal(http_history_ring_get(&hi.fine, 0)->t, 5000 + 50);
+	assert_int_equal(http_history_ring_get(&hi.fine, HTTP_FINE_LEN - 1)->t, 5000 + HTTP_FINE_LEN + 49);
 	/* A counter that goes backwards (never should) gives 0, not a huge number. */
 	cum[HTTP_H_ACCEPTED] = 1;
 	http_history_tick(&hi, 9999, cum, g);
-	assert_int_equal(http_ring_get(&hi.fine, HTTP_FINE_LEN - 1)->v[HTTP_H_ACCEPTED], 0);
+	assert_int_equal(http_history_ring_get(&hi.fine, HTTP_FINE_LEN - 1)->v[HTTP_H_ACCEPTED], 0);
 	/* The JSON has a column per field, each as long as "t". */
 	json_t *j = http_history_json(&hi.fine);
 	assert_non_null(j);
@@ -672,8 +672,8 @@ test_stats_json(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		int got = http_disk_state_of(rows[i].pct);
-		const char *m = http_disk_message(got);
+		int got = http_stats_disk_state_of(rows[i].pct);
+		const char *m = http_stats_disk_message(got);
 		if (got != rows[i].state || (m == NULL) != (rows[i].msg == NULL) ||
 		    (m != NULL && strcmp(m, rows[i].msg) != 0))
 			fail_msg("%.2f %% free: got %d \"%s\", want %d \"%s\"", rows[i].pct, got,
@@ -812,7 +812,7 @@ test_assets(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		const struct http_asset *a = http_asset_find(rows[i].path);
+		const struct http_asset *a = http_ui_asset_find(rows[i].path);
 		if (a == NULL)
 			fail_msg("%s: got no asset, want one", rows[i].path);
 		if (strncmp(a->ctype, rows[i].ctype_prefix, strlen(rows[i].ctype_prefix)) != 0)
@@ -822,11 +822,11 @@ test_assets(void **state)
 		if (a->gz != NULL)
 			assert_true(a->gzlen < a->len && a->gz[0] == 0x1f && a->gz[1] == 0x8b);
 	}
-	assert_null(http_asset_find("/assets/vendor/LICENSE.uplot"));
-	assert_null(http_asset_find("/assets/vendor/README.md"));
-	assert_null(http_asset_find("/assets/../http.c"));
+	assert_null(http_ui_asset_find("/assets/vendor/LICENSE.uplot"));
+	assert_null(http_ui_asset_find("/assets/vendor/README.md"));
+	assert_null(http_ui_asset_find("/assets/../http.c"));
 	/* The page loads no inline script: every <script> has a src. */
-	const struct http_asset *ix = http_asset_find("/assets/index.html");
+	const struct http_asset *ix = http_ui_asset_find("/assets/index.html");
 	char *page = calloc(1, ix->len + 1);
 	assert_non_null(page);
 	memcpy(page, ix->data, ix->len);

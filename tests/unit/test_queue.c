@@ -793,10 +793,10 @@ status_name(enum queue_parse_status s)
 static enum queue_parse_status
 parse_bytes(const unsigned char *b, size_t len, size_t chunk, struct queue_parse *p)
 {
-	queue_parse_init(p);
+	queue_rec_parse_init(p);
 	for (size_t off = 0; off < len; off += chunk)
-		(void)queue_parse_feed(p, b + off, len - off < chunk ? len - off : chunk);
-	return queue_parse_finish(p);
+		(void)queue_rec_parse_feed(p, b + off, len - off < chunk ? len - off : chunk);
+	return queue_rec_parse_finish(p);
 }
 
 static void
@@ -809,7 +809,7 @@ expect_status(const char *row, const unsigned char *b, size_t len,
 	for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
 		enum queue_parse_status got = parse_bytes(b, len, chunks[c], &p);
 
-		queue_parse_free(&p);
+		queue_rec_parse_free(&p);
 		if (got != want)
 			fail_msg("%s (chunks of %zu): got %s, want %s (%s)", row, chunks[c],
 			    status_name(got), status_name(want), p.reason ? p.reason : "-");
@@ -833,8 +833,8 @@ test_parse_valid(void **state)
 	assert_int_equal(p.loc.data_off, ends[7]);
 	assert_int_equal(p.loc.prepend_off, ends[9]);
 	assert_int_equal(p.loc.prepend_len, 13);
-	queue_parse_take(&p, &m);
-	queue_parse_free(&p);
+	queue_rec_parse_take(&p, &m);
+	queue_rec_parse_free(&p);
 	assert_string_equal(m.sender, "s@example.org");
 	assert_int_equal(m.nrcpt, 2);
 	assert_string_equal(m.rcpt[1].addr, "r2@example.org");
@@ -844,7 +844,7 @@ test_parse_valid(void **state)
 	assert_int_equal(m.flags, QUEUE_F_8BITMIME);
 	assert_int_equal(m.size, 14 + 6 + 13);
 	assert_int_equal(m.arrival_us, 1700000000000000ULL);
-	queue_msg_free_fields(&m);
+	queue_rec_msg_free_fields(&m);
 }
 
 /* Every truncation before the end record is complete: uncommitted (remove). */
@@ -892,7 +892,7 @@ test_parse_flipped(void **state)
 
 			fb.b[i] ^= (unsigned char)(1u << bit);
 			got = parse_bytes(fb.b, fb.n, 7, &p);
-			queue_parse_free(&p);
+			queue_rec_parse_free(&p);
 			fb.b[i] ^= (unsigned char)(1u << bit);
 			if (got == QUEUE_PARSE_OK)
 				fail_msg("flip bit %u of byte %zu: got OK, want not OK", bit, i);
@@ -1222,7 +1222,7 @@ test_parse_state(void **state)
 				fail_msg("%s: held: got %d, want %d", rows[i].name, p.msg.held,
 				    rows[i].held);
 		}
-		queue_parse_free(&p);
+		queue_rec_parse_free(&p);
 	}
 }
 
@@ -1279,7 +1279,7 @@ test_recover_dir(void **state)
 	/* "restart": drop the open file's handle without unlinking (the crash) */
 	close(qf->fd);
 	qf->fd = -1;
-	queue_ent_free(qf->ent);
+	queue_index_ent_free(qf->ent);
 	free(qf->buf);
 	free(qf);
 
@@ -1448,7 +1448,7 @@ tool_read_all(int fd, const struct queue_loc *loc, size_t chunk, size_t *len)
 }
 
 /*
- * queue_parse_fd() and queue_reader_fdopen() on the daemon's own files:
+ * queue_reader_parse_fd() and queue_reader_fdopen() on the daemon's own files:
  * the same message and content as the index and queue_reader_open() give.
  */
 static void
@@ -1477,7 +1477,7 @@ test_tool_committed(void **state)
 		assert_non_null(m);
 		fd = open(fx_path(f, "queue", m->id, path, sizeof(path)), O_RDONLY);
 		assert_true(fd >= 0);
-		assert_int_equal(queue_parse_fd(fd, &got, &res), 0);
+		assert_int_equal(queue_reader_parse_fd(fd, &got, &res), 0);
 		if (res.status != QUEUE_PARSE_OK)
 			fail_msg("%s: status: got %s, want OK", rt_rows[i].name,
 			    status_name(res.status));
@@ -1491,7 +1491,7 @@ test_tool_committed(void **state)
 		assert_int_equal(got.flags, rt_rows[i].flags);
 		assert_int_equal(got.size, m->size);
 		assert_int_equal(got.arrival_us, m->arrival_us);
-		assert_int_equal(queue_msg_pending(&got), 1);
+		assert_int_equal(queue_rec_msg_pending(&got), 1);
 		assert_int_equal(res.loc.state_cut, 0);
 		assert_int_equal(res.loc.good_len, res.length);
 		content = tool_read_all(fd, &res.loc, 1 + i * 1999, &clen);
@@ -1502,14 +1502,14 @@ test_tool_committed(void **state)
 		if (memcmp(content, prepend, rt_rows[i].plen) != 0 ||
 		    (rt_rows[i].len > 0 && memcmp(content + rt_rows[i].plen, data, rt_rows[i].len) != 0))
 			fail_msg("%s: content differs from what was written", rt_rows[i].name);
-		queue_msg_free_fields(&got);
+		queue_rec_msg_free_fields(&got);
 		free(content);
 		free(data);
 		free(prepend);
 	}
 }
 
-/* queue_parse_fd() on hand-built files: the verdict and what comes with it */
+/* queue_reader_parse_fd() on hand-built files: the verdict and what comes with it */
 static void
 test_tool_verdicts(void **state)
 {
@@ -1546,7 +1546,7 @@ test_tool_verdicts(void **state)
 			fb_build(&fb, (enum mal)rows[i].kind);
 		write_file(path, fb.b, fb.n - rows[i].cut);
 		assert_true((fd = open(path, O_RDONLY)) >= 0);
-		assert_int_equal(queue_parse_fd(fd, &m, &res), 0);
+		assert_int_equal(queue_reader_parse_fd(fd, &m, &res), 0);
 		close(fd);
 		if (res.status != rows[i].want)
 			fail_msg("%s: status: got %s, want %s", rows[i].name,
@@ -1562,7 +1562,7 @@ test_tool_verdicts(void **state)
 			fail_msg("%s: a message came with verdict %s", rows[i].name,
 			    status_name(res.status));
 		}
-		queue_msg_free_fields(&m);
+		queue_rec_msg_free_fields(&m);
 	}
 	/* a file that cannot be read: -1 and errno, nothing in m */
 	{
@@ -1572,7 +1572,7 @@ test_tool_verdicts(void **state)
 
 		assert_true(fd >= 0);
 		errno = 0;
-		assert_int_equal(queue_parse_fd(fd, &m, &res), -1);
+		assert_int_equal(queue_reader_parse_fd(fd, &m, &res), -1);
 		if (errno != EISDIR)
 			fail_msg("read of a directory: errno got %d, want EISDIR", errno);
 		assert_null(m.sender);
@@ -1582,7 +1582,7 @@ test_tool_verdicts(void **state)
 	rmdir(dir);
 }
 
-/* queue_msg_pending - one row per recipient-state mix */
+/* queue_rec_msg_pending - one row per recipient-state mix */
 static void
 test_tool_pending(void **state)
 {
@@ -1610,7 +1610,7 @@ test_tool_pending(void **state)
 			r[k].state = rows[i].st[k];
 		m.rcpt = r;
 		m.nrcpt = rows[i].n;
-		if ((got = queue_msg_pending(&m)) != rows[i].want)
+		if ((got = queue_rec_msg_pending(&m)) != rows[i].want)
 			fail_msg("row %zu: got %d, want %d", i, got, rows[i].want);
 	}
 }

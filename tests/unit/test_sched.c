@@ -1,7 +1,7 @@
 /*
  * test_sched.c - unit tests for the scheduler's pure parts: backoff,
- * expiry, reply classes, next hops, grouping by destination, the wake-up
- * heap and the string map (src/sched/sched_policy.c, sched_heap.c, sched_map.c)
+ * expiry, reply classes, next hops, grouping by destination
+ * (src/sched/sched_policy.c; the heap and the map: test_containers.c)
  *
  * Owns:     nothing.
  * Lifetime: one run.
@@ -22,8 +22,6 @@
 
 #include "lib/util.h"
 #include "mail/config.h"
-#include "sched/sched_heap.h"
-#include "sched/sched_map.h"
 #include "sched/sched_policy.h"
 #include "smtpc/smtpc.h"
 
@@ -62,7 +60,7 @@ test_backoff(void **state)
 	(void)state;
 	failures = 0;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		unsigned got = sched_backoff(rows[i].attempts, rows[i].min, rows[i].max);
+		unsigned got = sched_policy_backoff(rows[i].attempts, rows[i].min, rows[i].max);
 		if (got != rows[i].want)
 			ROW_FAIL("backoff row %zu (attempts %u, %u..%u): got %u, want %u\n", i,
 			    rows[i].attempts, rows[i].min, rows[i].max, got, rows[i].want);
@@ -99,7 +97,7 @@ test_defer(void **state)
 	failures = 0;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		uint64_t next = 0;
-		int got = sched_defer(rows[i].now, rows[i].arrival, rows[i].lifetime,
+		int got = sched_policy_defer(rows[i].now, rows[i].arrival, rows[i].lifetime,
 		    rows[i].attempts, rows[i].min, rows[i].max, &next);
 		if (got != rows[i].want_expired)
 			ROW_FAIL("defer row %zu: got expired=%d, want %d\n", i, got,
@@ -130,7 +128,7 @@ test_expired(void **state)
 	(void)state;
 	failures = 0;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		int got = sched_expired(rows[i].now, rows[i].arrival, rows[i].lifetime);
+		int got = sched_policy_expired(rows[i].now, rows[i].arrival, rows[i].lifetime);
 		if (got != rows[i].want)
 			ROW_FAIL("expired row %zu: got %d, want %d\n", i, got, rows[i].want);
 	}
@@ -155,14 +153,14 @@ test_classify(void **state)
 	(void)state;
 	failures = 0;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		enum sched_class got = sched_classify(rows[i].code);
+		enum sched_class got = sched_policy_classify(rows[i].code);
 		if (got != rows[i].want)
 			ROW_FAIL("classify %d: got %d, want %d\n", rows[i].code, got, rows[i].want);
 	}
 	assert_int_equal(failures, 0);
 }
 
-/* relay_of - a relay_target as config_parse_relay() would fill it */
+/* relay_of - a relay_target as config_value_parse_relay() would fill it */
 static struct relay_target
 relay_of(const char *host, int port, int no_mx)
 {
@@ -228,7 +226,7 @@ test_nexthop_rcpt(void **state)
 		struct relay_target t = relay_of(rows[i].relay, rows[i].relay_port,
 		    rows[i].relay_no_mx);
 		struct sched_nexthop nh;
-		int rc = sched_nexthop_rcpt(rows[i].rcpt, &t, 25, &nh);
+		int rc = sched_policy_nexthop_rcpt(rows[i].rcpt, &t, 25, &nh);
 
 		if (rc != rows[i].rc) {
 			ROW_FAIL("nexthop <%s>: got rc %d, want %d\n", rows[i].rcpt, rc, rows[i].rc);
@@ -264,22 +262,22 @@ test_nexthop_key(void **state)
 	    ke[SCHED_KEY_MAX];
 
 	(void)state;
-	assert_int_equal(sched_nexthop_rcpt("x@CC.test", &none, 25, &a), 0);
-	assert_int_equal(sched_nexthop_relay(&cc, SCHED_KIND_CC, 25, &b), 0);
-	assert_int_equal(sched_nexthop_rcpt("x@example.com", &relay, 25, &c), 0);
-	assert_int_equal(sched_nexthop_rcpt("y@cc.TEST", &none, 25, &d), 0);
-	assert_int_equal(sched_nexthop_rcpt("y@cc.test", &none, 2525, &e), 0);
-	assert_int_equal(sched_nexthop_key(&a, ka, sizeof(ka)), 0);
-	assert_int_equal(sched_nexthop_key(&b, kb, sizeof(kb)), 0);
-	assert_int_equal(sched_nexthop_key(&c, kc, sizeof(kc)), 0);
-	assert_int_equal(sched_nexthop_key(&d, kd, sizeof(kd)), 0);
-	assert_int_equal(sched_nexthop_key(&e, ke, sizeof(ke)), 0);
+	assert_int_equal(sched_policy_nexthop_rcpt("x@CC.test", &none, 25, &a), 0);
+	assert_int_equal(sched_policy_nexthop_relay(&cc, SCHED_KIND_CC, 25, &b), 0);
+	assert_int_equal(sched_policy_nexthop_rcpt("x@example.com", &relay, 25, &c), 0);
+	assert_int_equal(sched_policy_nexthop_rcpt("y@cc.TEST", &none, 25, &d), 0);
+	assert_int_equal(sched_policy_nexthop_rcpt("y@cc.test", &none, 2525, &e), 0);
+	assert_int_equal(sched_policy_nexthop_key(&a, ka, sizeof(ka)), 0);
+	assert_int_equal(sched_policy_nexthop_key(&b, kb, sizeof(kb)), 0);
+	assert_int_equal(sched_policy_nexthop_key(&c, kc, sizeof(kc)), 0);
+	assert_int_equal(sched_policy_nexthop_key(&d, kd, sizeof(kd)), 0);
+	assert_int_equal(sched_policy_nexthop_key(&e, ke, sizeof(ke)), 0);
 	assert_string_equal(ka, "m|cc.test|25|0");
 	assert_string_equal(kb, "c|cc.test|25|0");  /* the cc copy never shares a recipient's queue */
 	assert_string_equal(kc, "r|cc.test|25|0");
 	assert_string_equal(ka, kd);                /* case does not split a destination */
 	assert_string_not_equal(ka, ke);            /* the port does */
-	assert_int_equal(sched_nexthop_key(&a, ka, 8), -1);
+	assert_int_equal(sched_policy_nexthop_key(&a, ka, 8), -1);
 }
 
 static void
@@ -309,7 +307,7 @@ test_group(void **state)
 			v[j].key = rows[i].keys[j];
 			v[j].idx = j;
 		}
-		runs = sched_group(v, rows[i].n);
+		runs = sched_policy_group(v, rows[i].n);
 		if (runs != rows[i].want_runs)
 			ROW_FAIL("group row %zu: got %zu runs, want %zu\n", i, runs, rows[i].want_runs);
 		for (size_t j = 0; j < rows[i].n; j++)
@@ -340,12 +338,12 @@ test_group_many(void **state)
 		struct sched_nexthop nh;
 
 		assert_true(util_bsnprintf(rcpt, sizeof(rcpt), "u%zu@D%zu.test", i, (i * 31) % DOMS) > 0);
-		assert_int_equal(sched_nexthop_rcpt(rcpt, &none, 25, &nh), 0);
-		assert_int_equal(sched_nexthop_key(&nh, keys[i], SCHED_KEY_MAX), 0);
+		assert_int_equal(sched_policy_nexthop_rcpt(rcpt, &none, 25, &nh), 0);
+		assert_int_equal(sched_policy_nexthop_key(&nh, keys[i], SCHED_KEY_MAX), 0);
 		v[i].key = keys[i];
 		v[i].idx = i;
 	}
-	runs = sched_group(v, N);
+	runs = sched_policy_group(v, N);
 	assert_int_equal(runs, DOMS);
 	for (size_t i = 0; i < N; i++) {
 		seen[v[i].idx]++;
@@ -393,133 +391,16 @@ test_rcpt_reply(void **state)
 		r.nrcpt = 3;
 		r.data.code = rows[i].data;
 		for (size_t j = 0; j < 3; j++) {
-			const struct smtpc_reply *rp = sched_rcpt_reply(&r, j);
+			const struct smtpc_reply *rp = sched_policy_rcpt_reply(&r, j);
 			if (rp->code != rows[i].want[j])
 				ROW_FAIL("reply row %zu rcpt %zu: got %d, want %d\n", i, j, rp->code,
 				    rows[i].want[j]);
-			if (strcmp(sched_reply_stage(&r, rp), rows[i].stage[j]) != 0)
+			if (strcmp(sched_policy_reply_stage(&r, rp), rows[i].stage[j]) != 0)
 				ROW_FAIL("reply row %zu rcpt %zu: got stage %s, want %s\n", i, j,
-				    sched_reply_stage(&r, rp), rows[i].stage[j]);
+				    sched_policy_reply_stage(&r, rp), rows[i].stage[j]);
 		}
 	}
 	assert_int_equal(failures, 0);
-}
-
-struct item {
-	struct sched_heap_node hn;
-	int id;
-};
-
-/* heap_check - the heap property and the back pointers */
-static void
-heap_check(const struct sched_heap *h)
-{
-	for (size_t i = 0; i < h->n; i++) {
-		assert_int_equal(h->v[i]->idx, i);
-		if (i > 0) {
-			const struct sched_heap_node *p = h->v[(i - 1) / 2];
-			assert_true(p->key < h->v[i]->key ||
-			    (p->key == h->v[i]->key && p->seq < h->v[i]->seq));
-		}
-	}
-}
-
-static void
-test_heap(void **state)
-{
-	enum { N = 2000 };
-	struct item *it = calloc(N, sizeof(*it));
-	struct sched_heap h;
-	uint64_t last = 0;
-	unsigned seed = 12345;
-	size_t popped = 0;
-
-	(void)state;
-	assert_non_null(it);
-	sched_heap_init(&h);
-	assert_null(sched_heap_top(&h));
-	for (int i = 0; i < N; i++) {
-		seed = seed * 1103515245u + 12345u;
-		sched_heap_node_init(&it[i].hn);
-		it[i].id = i;
-		assert_int_equal(sched_heap_push(&h, &it[i].hn, (seed >> 8) % 500), 0);
-	}
-	heap_check(&h);
-	/* re-key a third, remove a tenth */
-	for (int i = 0; i < N; i += 3)
-		sched_heap_update(&h, &it[i].hn, (uint64_t)(i % 97));
-	heap_check(&h);
-	for (int i = 0; i < N; i += 10) {
-		sched_heap_remove(&h, &it[i].hn);
-		assert_int_equal(it[i].hn.idx, SCHED_HEAP_NONE);
-		sched_heap_remove(&h, &it[i].hn);   /* twice: a no-op */
-	}
-	heap_check(&h);
-	assert_int_equal(h.n, N - N / 10);
-	/* pops come out in key order, FIFO among equal keys */
-	{
-		uint64_t last_seq = 0;
-		while (sched_heap_top(&h) != NULL) {
-			struct sched_heap_node *t = sched_heap_top(&h);
-			if (popped > 0) {
-				if (t->key < last)
-					fail_msg("heap pop %zu: got key %llu after %llu", popped,
-					    (unsigned long long)t->key, (unsigned long long)last);
-				if (t->key == last && t->seq < last_seq)
-					fail_msg("heap pop %zu: FIFO broken among equal keys", popped);
-			}
-			last = t->key;
-			last_seq = t->seq;
-			sched_heap_remove(&h, t);
-			popped++;
-		}
-	}
-	assert_int_equal(popped, N - N / 10);
-	sched_heap_clear(&h);
-	free(it);
-}
-
-static int
-sweep_odd(void *arg, void *val)
-{
-	int *count = arg;
-	long v = (long)(intptr_t)val;
-
-	(*count)++;
-	return v % 2 == 1;
-}
-
-static void
-test_map(void **state)
-{
-	struct sched_map *m = sched_map_new();
-	char key[32];
-	int visited = 0;
-
-	(void)state;
-	assert_non_null(m);
-	assert_null(sched_map_get(m, "none"));
-	for (long i = 0; i < 5000; i++) {
-		assert_true(util_bsnprintf(key, sizeof(key), "m|d%ld.test|25|0", i) > 0);
-		assert_int_equal(sched_map_put(m, key, (void *)(intptr_t)i), 0);
-	}
-	assert_int_equal(sched_map_count(m), 5000);
-	for (long i = 0; i < 5000; i += 7) {
-		assert_true(util_bsnprintf(key, sizeof(key), "m|d%ld.test|25|0", i) > 0);
-		if (sched_map_get(m, key) != (void *)(intptr_t)i)
-			fail_msg("map get %s: got %p, want %ld", key, sched_map_get(m, key), i);
-	}
-	assert_ptr_equal(sched_map_del(m, "m|d10.test|25|0"), (void *)(intptr_t)10);
-	assert_null(sched_map_del(m, "m|d10.test|25|0"));
-	assert_null(sched_map_get(m, "m|d10.test|25|0"));
-	assert_int_equal(sched_map_count(m), 4999);
-	sched_map_sweep(m, sweep_odd, &visited);
-	assert_int_equal(visited, 4999);
-	assert_int_equal(sched_map_count(m), 2499);   /* evens 0..4998 without 10 */
-	assert_null(sched_map_get(m, "m|d11.test|25|0"));
-	assert_ptr_equal(sched_map_get(m, "m|d12.test|25|0"), (void *)(intptr_t)12);
-	sched_map_free(m);
-	assert_null(sched_map_free(NULL));
 }
 
 int
@@ -535,8 +416,6 @@ main(void)
 		cmocka_unit_test(test_group),
 		cmocka_unit_test(test_group_many),
 		cmocka_unit_test(test_rcpt_reply),
-		cmocka_unit_test(test_heap),
-		cmocka_unit_test(test_map),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

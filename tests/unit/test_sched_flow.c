@@ -114,7 +114,7 @@ fake_set_held(void *arg, struct queue_msg *m, int held)
 static void
 msg_destroy(struct queue_msg *m)
 {
-	queue_msg_free_fields(m);
+	queue_rec_msg_free_fields(m);
 	free(m);
 }
 
@@ -476,7 +476,7 @@ test_expiry_bounces(void **state)
 	answer(f, 0, 451);
 	/* the last retry before expiry, and the failure after it */
 	f->now = T0 + 86400 * S_US + 1;
-	sched_flush(f->s);
+	sched_ops_flush(f->s);
 	pump(f);
 	assert_int_equal(f->njobs, 1);
 	answer(f, 0, 451);
@@ -548,7 +548,7 @@ test_delay_warning(void **state)
 	answer(f, 0, 451);
 	assert_int_equal(f->ndsn, 0);       /* not yet: only 0 s old */
 	f->now = T0 + 3601 * S_US;
-	sched_flush(f->s);
+	sched_ops_flush(f->s);
 	pump(f);
 	answer(f, 0, 451);
 	assert_int_equal(f->ndsn, 1);
@@ -558,7 +558,7 @@ test_delay_warning(void **state)
 	assert_int_equal(m->rcpt[0].state, QUEUE_RCPT_PENDING);
 	/* no second warning */
 	f->now = T0 + 7200 * S_US;
-	sched_flush(f->s);
+	sched_ops_flush(f->s);
 	pump(f);
 	answer(f, 0, 451);
 	assert_int_equal(f->ndsn, 1);
@@ -611,7 +611,7 @@ test_delete_queued(void **state)
 	m = add(f, "s@example.com", 1, one_rcpt);
 	pump(f);
 	assert_int_equal(f->njobs, 1);
-	assert_int_equal(sched_delete(f->s, m), 0);
+	assert_int_equal(sched_ops_delete(f->s, m), 0);
 	assert_int_equal(f->njobs, 0);
 	assert_int_equal(f->nremoved, 1);
 	fake_free(f);
@@ -628,10 +628,10 @@ test_hold_release(void **state)
 	m = add(f, "s@example.com", 1, one_rcpt);
 	pump(f);
 	answer(f, 0, 451);
-	assert_int_equal(sched_hold(f->s, m, 1), 0);
+	assert_int_equal(sched_ops_hold(f->s, m, 1), 0);
 	at(f, 1000);
 	assert_int_equal(f->njobs, 0);
-	assert_int_equal(sched_hold(f->s, m, 0), 0);
+	assert_int_equal(sched_ops_hold(f->s, m, 0), 0);
 	pump(f);
 	assert_int_equal(f->njobs, 1);
 	answer(f, 0, 250);

@@ -213,7 +213,7 @@ test_split_rows(void **state)
 
 		if (split_rows[i].len)       /* the NUL row: the verb stops at no blank */
 			wvl = 5;
-		smtpd_cmd_split(line, &cl);
+		smtpd_line_split(line, &cl);
 		if (cl.verb.len != wvl || memcmp(cl.verb.p, split_rows[i].len ? split_rows[i].line : wv, wvl) != 0 ||
 		    cl.arg.len != strlen(wa) || memcmp(cl.arg.p, wa, cl.arg.len) != 0 ||
 		    cl.faults != split_rows[i].faults) {
@@ -251,7 +251,7 @@ test_path_rows(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(path_rows) / sizeof(path_rows[0]); i++) {
 		struct str arg = { path_rows[i].arg, strlen(path_rows[i].arg) }, rest;
-		int r = smtpd_cmd_path_arg(arg, path_rows[i].kw, &rest);
+		int r = smtpd_line_path_arg(arg, path_rows[i].kw, &rest);
 		const char *w = path_rows[i].want;
 
 		if ((w == NULL) != (r < 0) ||
@@ -295,7 +295,7 @@ test_param_rows(void **state)
 		int r, guard = 0;
 
 		got[0] = '\0';
-		while ((r = smtpd_param_next(&s, &k, &v)) > 0 && guard++ < 20) {
+		while ((r = smtpd_line_param_next(&s, &k, &v)) > 0 && guard++ < 20) {
 			if (v.p != NULL)
 				off += (size_t)snprintf(got + off, sizeof(got) - off, "%.*s=%.*s;",
 				    (int)k.len, k.p, (int)v.len, v.p);
@@ -346,7 +346,7 @@ test_bdat_rows(void **state)
 		struct str a = { bdat_rows[i].in, strlen(bdat_rows[i].in) };
 		uint64_t size = 7;
 		int last = 7;
-		int r = smtpd_bdat_arg(a, &size, &last);
+		int r = smtpd_line_bdat_arg(a, &size, &last);
 
 		if ((r == 0) != bdat_rows[i].ok ||
 		    (r == 0 && (size != bdat_rows[i].size || last != bdat_rows[i].last))) {

@@ -252,19 +252,19 @@ feed_hdr(const struct hdr_row *r, const size_t *chunks, size_t nchunks, const ch
 	size_t len = strlen(r->in), pos = 0, ci = 0;
 	struct smtpd_hdr h;
 
-	smtpd_hdr_init(&h);
+	smtpd_data_hdr_init(&h);
 	while (pos < len) {
 		size_t n = nchunks ? chunks[ci++ % nchunks] : len;
 		if (n > len - pos)
 			n = len - pos;
-		smtpd_hdr_feed(&h, r->in + pos, n);
+		smtpd_data_hdr_feed(&h, r->in + pos, n);
 		pos += n;
 	}
 	if (h.found != r->want_found || strcmp(h.msgid, r->want_msgid) != 0 ||
-	    h.received != r->want_received || smtpd_hdr_in_body(&h) != r->want_body) {
+	    h.received != r->want_received || smtpd_data_hdr_in_body(&h) != r->want_body) {
 		print_error("%s [%s]: got found=%#x msgid=\"%s\" received=%u body=%d, "
 		    "want found=%#x msgid=\"%s\" received=%u body=%d\n", r->name, how, h.found,
-		    h.msgid, h.received, smtpd_hdr_in_body(&h), r->want_found, r->want_msgid,
+		    h.msgid, h.received, smtpd_data_hdr_in_body(&h), r->want_found, r->want_msgid,
 		    r->want_received, r->want_body);
 		return 1;
 	}
@@ -302,10 +302,10 @@ bdat_run(const char *in, size_t a, size_t b)
 	size_t len = strlen(in);
 
 	smtpd_data_init(&d);
-	smtpd_bdat_scan(&d, in, a);
-	smtpd_bdat_scan(&d, in + a, b - a);
-	smtpd_bdat_scan(&d, in + b, len - b);
-	return smtpd_bdat_end(&d);
+	smtpd_data_bdat_scan(&d, in, a);
+	smtpd_data_bdat_scan(&d, in + a, b - a);
+	smtpd_data_bdat_scan(&d, in + b, len - b);
+	return smtpd_data_bdat_end(&d);
 }
 
 static void
@@ -372,12 +372,12 @@ test_hdr_long_msgid(void **state)
 	n += 2000;
 	memcpy(in + n, ">\r\nDate: d\r\n\r\n", 14);
 	n += 14;
-	smtpd_hdr_init(&h);
-	smtpd_hdr_feed(&h, in, n);
+	smtpd_data_hdr_init(&h);
+	smtpd_data_hdr_feed(&h, in, n);
 	assert_int_equal(h.idlen, SMTPD_HDR_ID_MAX);
 	assert_int_equal(strlen(h.msgid), SMTPD_HDR_ID_MAX);
 	assert_int_equal(h.found, SMTPD_HDR_MESSAGE_ID | SMTPD_HDR_DATE);
-	assert_true(smtpd_hdr_in_body(&h));
+	assert_true(smtpd_data_hdr_in_body(&h));
 }
 
 /* --- differential: the fast scanner against a byte-at-a-time reference --- */
@@ -512,7 +512,7 @@ test_data_differential(void **state)
 	}
 }
 
-/* test_bdat_differential - smtpd_bdat_scan in random pieces against a byte loop */
+/* test_bdat_differential - smtpd_data_bdat_scan in random pieces against a byte loop */
 static void
 test_bdat_differential(void **state)
 {
@@ -544,10 +544,10 @@ test_bdat_differential(void **state)
 		while (p < len) {
 			size_t n = 1 + rnd(&seed) % (len - p);
 
-			smtpd_bdat_scan(&d, in + p, n);
+			smtpd_data_bdat_scan(&d, in + p, n);
 			p += n;
 		}
-		smtpd_bdat_end(&d);
+		smtpd_data_bdat_end(&d);
 		wire = !bare && !dotline && (len == 0 || (len >= 2 && in[len - 2] == '\r' &&
 		    in[len - 1] == '\n'));
 		if (d.bare != bare || (!bare && d.dotline != dotline) ||

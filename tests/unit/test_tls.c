@@ -517,6 +517,104 @@ test_client(void **state)
 	tls_ctx_free(sctx);
 }
 
+/*
+ * The client session cache: a second connection under the same key resumes
+ * (TLS 1.3 ticket), another key does not; with no key nothing is cached.
+ */
+static void
+test_client_session_cache(void **state)
+{
+	static const struct {
+		const char *key;             /* NULL: tls_client_session() not called */
+		int want_reused;
+	} rows[] = {
+		{ "mx.test.example[192.0.2.1]:25", 0 },     /* first: full handshake */
+		{ "mx.test.example[192.0.2.1]:25", 1 },     /* same host: resumed */
+		{ "mx.test.example[192.0.2.1]:25", 1 },     /* and again */
+		{ "other.example[192.0.2.2]:25", 0 },       /* another host: full */
+		{ NULL, 0 },                                /* no cache asked for */
+		{ "other.example[192.0.2.2]:25", 1 },
+	};
+	char err[512];
+	SSL_CTX *sctx = tls_server_new(root, "key.pem", "cert.pem", NULL, err, sizeof(err));
+	SSL_CTX *cctx = tls_client_new(err, sizeof(err));
+
+	(void)state;
+	assert_non_null(sctx);
+	assert_non_null(cctx);
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		SSL *c = SSL_new(cctx), *s = SSL_new(sctx);
+
+		if (rows[i].key != NULL)
+			assert_int_equal(tls_client_session(c, rows[i].key), 0);
+		assert_int_equal(handshake(c, s), 1);
+		pump(c, s);
+		if (SSL_session_reused(c) != rows[i].want_reused)
+			print_error("row %zu: got reused %d, want %d\n", i, SSL_session_reused(c),
+			    rows[i].want_reused);
+		assert_int_equal(SSL_session_reused(c), rows[i].want_reused);
+		bye(c, s);
+		SSL_free(c);
+		SSL_free(s);
+	}
+	tls_ctx_free(cctx);
+	tls_ctx_free(sctx);
+}
+
+/*
+ * tls_client_verify with a CA file from the key store: the right name
+ * connects, a wrong one fails the handshake with a host name mismatch, and
+ * without the CA (system store) even the right name fails.
+ */
+static void
+test_client_verify(void **state)
+{
+	static const struct {
+		int use_ca;
+		const char *name;
+		int want_ok;
+		long want_err;
+	} rows[] = {
+		{ 1, "mx.test.example", 1, X509_V_OK },
+		{ 1, "MX.Test.Example", 1, X509_V_OK },
+		{ 1, "other.example", 0, X509_V_ERR_HOSTNAME_MISMATCH },
+		{ 1, "test.example", 0, X509_V_ERR_HOSTNAME_MISMATCH },
+		{ 1, "192.0.2.1", 0, X509_V_ERR_IP_ADDRESS_MISMATCH },
+		{ 0, "mx.test.example", 0, X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN },  /* CA not trusted */
+	};
+	char err[512];
+	SSL_CTX *sctx = tls_server_new(root, "key.pem", "cert.pem", NULL, err, sizeof(err));
+	SSL_CTX *ca = tls_client_new_ca(root, "cert.pem", err, sizeof(err));
+	SSL_CTX *sys = tls_client_new(err, sizeof(err));
+
+	(void)state;
+	assert_non_null(sctx);
+	assert_non_null(ca);
+	assert_non_null(sys);
+	/* a CA file that is not PEM, or missing: an error naming it */
+	assert_null(tls_client_new_ca(root, "garbage.pem", err, sizeof(err)));
+	assert_null(tls_client_new_ca(root, "missing.pem", err, sizeof(err)));
+	assert_non_null(strstr(err, "missing.pem"));
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		SSL *c = SSL_new(rows[i].use_ca ? ca : sys), *s = SSL_new(sctx);
+		int ok;
+
+		assert_int_equal(tls_client_verify(c, rows[i].name), 0);
+		ok = handshake(c, s);
+		if (ok != rows[i].want_ok || SSL_get_verify_result(c) != rows[i].want_err)
+			print_error("row %zu (%s): got %d/%ld, want %d/%ld\n", i, rows[i].name, ok,
+			    SSL_get_verify_result(c), rows[i].want_ok, rows[i].want_err);
+		assert_int_equal(ok, rows[i].want_ok);
+		assert_int_equal(SSL_get_verify_result(c), rows[i].want_err);
+		ERR_clear_error();
+		SSL_free(c);
+		SSL_free(s);
+	}
+	tls_ctx_free(sys);
+	tls_ctx_free(ca);
+	tls_ctx_free(sctx);
+}
+
 /* Log and header texts, and the certificate description for the reload log line. */
 static void
 test_texts(void **state)
@@ -571,6 +669,8 @@ main(void)
 		cmocka_unit_test(test_resumption),
 		cmocka_unit_test(test_ticket_rotation),
 		cmocka_unit_test(test_client),
+		cmocka_unit_test(test_client_session_cache),
+		cmocka_unit_test(test_client_verify),
 		cmocka_unit_test(test_texts),
 	};
 

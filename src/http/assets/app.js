@@ -127,7 +127,8 @@
     const q = s.queue, t = s.totals, r = s.rates;
     setCard("c-queue", fmtNum(q.messages), fmtNum(q.deferred) + " deferred · " + fmtNum(q.held) + " held", "c-queue-sub");
     setCard("c-queue-kb", fmtNum(q.kilobytes) + " KB", q.messages ? "oldest " + fmtAge(q.oldest_age) : "", "c-oldest");
-    setCard("c-sessions", fmtNum(s.sessions.active), fmtNum(s.sessions.total) + " total · " + fmtNum(s.sessions.tls_total) + " TLS", "c-sessions-sub");
+    setCard("c-sessions", fmtNum(s.sessions.active), fmtNum(s.sessions.total) + " total · " + fmtNum(s.sessions.tls_total) + " TLS" +
+      (s.sessions.auth_total ? " · " + fmtNum(s.sessions.auth_active) + " logged in (AUTH)" : ""), "c-sessions-sub");
     setCard("c-accepted", fmtNum(t.accepted), rate(r.accepted_per_min), "c-accepted-rate");
     setCard("c-delivered", fmtNum(t.delivered), rate(r.delivered_per_min), "c-delivered-rate");
     setCard("c-deferred", fmtNum(t.deferred), rate(r.deferred_per_min), "c-deferred-rate");

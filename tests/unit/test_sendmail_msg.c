@@ -1,5 +1,5 @@
 /*
- * test_ctl_msg.c - table-driven tests for src/ctl/ctl_msg.c (sendmail's
+ * test_sendmail_msg.c - table-driven tests for src/ctl/sendmail_msg.c (sendmail's
  *                  input): address lists, the From: header, the header
  *                  section, and the DATA stream (line ends, dot-stuffing)
  *
@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "ctl/ctl_int.h"
+#include "ctl/sendmail.h"
 
 /* join - append "|" (unless first) and s to buf */
 static void
@@ -74,7 +75,7 @@ test_addr_list(void **state)
 	for (size_t i = 0; i < sizeof(addr_rows) / sizeof(addr_rows[0]); i++) {
 		char **list = NULL, got[1024] = "";
 		size_t n = 0;
-		int rc = ctl_msg_addr_list(addr_rows[i].in, strlen(addr_rows[i].in), &list, &n);
+		int rc = sendmail_msg_addr_list(addr_rows[i].in, strlen(addr_rows[i].in), &list, &n);
 
 		for (size_t k = 0; k < n; k++) {
 			join(got, sizeof(got), k == 0, list[k]);
@@ -102,7 +103,7 @@ test_addr_list_too_long(void **state)
 	memset(big, 'a', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	big[10] = '@';
-	assert_int_equal(ctl_msg_addr_list(big, strlen(big), &list, &n), -1);
+	assert_int_equal(sendmail_msg_addr_list(big, strlen(big), &list, &n), -1);
 	assert_int_equal(errno, E2BIG);
 	assert_int_equal(n, 0);
 	free(list);
@@ -133,7 +134,7 @@ test_from_header(void **state)
 	for (size_t i = 0; i < sizeof(from_rows) / sizeof(from_rows[0]); i++) {
 		char out[512];
 
-		if (ctl_msg_from_header(from_rows[i].name, "me@example.org", out, sizeof(out)) < 0 ||
+		if (sendmail_msg_from_header(from_rows[i].name, "me@example.org", out, sizeof(out)) < 0 ||
 		    strcmp(out, from_rows[i].want) != 0) {
 			print_message("from(%s): got \"%s\", want \"%s\"\n",
 			    from_rows[i].name ? from_rows[i].name : "NULL", out, from_rows[i].want);
@@ -156,7 +157,7 @@ test_from_header_long_utf8(void **state)
 		name[n++] = (char)0xa9;
 	}
 	name[n] = '\0';
-	assert_int_equal(ctl_msg_from_header(name, "x@y", out, sizeof(out)), 0);
+	assert_int_equal(sendmail_msg_from_header(name, "x@y", out, sizeof(out)), 0);
 	for (char *w = strstr(out, "=?UTF-8?B?"); w != NULL; w = strstr(w + 1, "=?UTF-8?B?")) {
 		char *end = strstr(w, "?=");
 
@@ -165,7 +166,7 @@ test_from_header_long_utf8(void **state)
 		assert_int_equal((end - (w + 10)) % 4, 0);
 	}
 	assert_non_null(strstr(out, " <x@y>"));
-	assert_int_equal(ctl_msg_from_header(name, "x@y", out, 40), -1);
+	assert_int_equal(sendmail_msg_from_header(name, "x@y", out, 40), -1);
 }
 
 /* --- the whole path: input -> headers, recipients -> DATA stream --------- */
@@ -227,8 +228,8 @@ test_stream(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(stream_rows) / sizeof(stream_rows[0]); i++) {
-		struct ctl_msg_reader r;
-		struct ctl_msg_out *o = malloc(sizeof(*o));
+		struct sendmail_msg_reader r;
+		struct sendmail_msg_out *o = malloc(sizeof(*o));
 		struct sink s = { .len = 0 };
 		char **list = NULL, rc_s[512] = "";
 		size_t n = 0;
@@ -239,18 +240,18 @@ test_stream(void **state)
 		assert_int_equal(write(fds[1], stream_rows[i].in, strlen(stream_rows[i].in)),
 		    (ssize_t)strlen(stream_rows[i].in));
 		close(fds[1]);
-		assert_int_equal(ctl_msg_reader_init(&r, fds[0], stream_rows[i].dot_ends), 0);
-		assert_int_equal(ctl_msg_read_headers(&r), 0);
+		assert_int_equal(sendmail_msg_reader_init(&r, fds[0], stream_rows[i].dot_ends), 0);
+		assert_int_equal(sendmail_msg_read_headers(&r), 0);
 		if (stream_rows[i].t)
-			assert_int_equal(ctl_msg_extract_rcpts(&r, 1, &list, &n), 0);
+			assert_int_equal(sendmail_msg_extract_rcpts(&r, 1, &list, &n), 0);
 		for (size_t k = 0; k < n; k++) {
 			join(rc_s, sizeof(rc_s), k == 0, list[k]);
 			free(list[k]);
 		}
 		free(list);
-		ctl_msg_out_init(o, sink_write, &s);
-		assert_int_equal(ctl_msg_out_headers(o, &r), 0);
-		assert_int_equal(ctl_msg_out_body(o, &r), 0);
+		sendmail_msg_out_init(o, sink_write, &s);
+		assert_int_equal(sendmail_msg_out_headers(o, &r), 0);
+		assert_int_equal(sendmail_msg_out_body(o, &r), 0);
 		s.buf[s.len] = '\0';
 		if (strcmp(s.buf, stream_rows[i].want) != 0 || strcmp(rc_s, stream_rows[i].rcpts) != 0 ||
 		    r.have_from != stream_rows[i].have_from) {
@@ -259,7 +260,7 @@ test_stream(void **state)
 			    stream_rows[i].have_from);
 			failed++;
 		}
-		ctl_msg_reader_free(&r);
+		sendmail_msg_reader_free(&r);
 		free(o);
 		close(fds[0]);
 	}

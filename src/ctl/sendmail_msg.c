@@ -1,17 +1,17 @@
 /*
- * ctl_msg.c - local submission input for sendmail: read the header section,
- *             take recipients from To:/Cc:/Bcc:, and stream the message as
- *             a dot-stuffed CRLF DATA stream
+ * sendmail_msg.c - sendmail's message: read the header section, take
+ *                  recipients from To:/Cc:/Bcc:, and stream the message
+ *                  as a dot-stuffed CRLF DATA stream
  *
  * Owns:     the reader's input buffer and kept header lines; the output's
- *           buffer (inside struct ctl_msg_out).
- * Lifetime: ctl_msg_reader_init() to ctl_msg_reader_free().
+ *           buffer (inside struct sendmail_msg_out).
+ * Lifetime: sendmail_msg_reader_init() to sendmail_msg_reader_free().
  * Errors:   -1 with errno (ENOMEM, E2BIG) or the reader's input_err /
  *           hdr_too_big; the caller maps them to sysexits codes.
  * Context:  the sendmail process; reads its input with blocking read(2).
  *
  * Memory is bounded: the header section is kept (at most
- * CTL_MSG_HEADER_MAX bytes, needed for -t and for the From: check); the
+ * SENDMAIL_MSG_HEADER_MAX bytes, needed for -t and for the From: check); the
  * body is streamed through a 64 KiB buffer, whatever its line lengths.
  *
  * Local programs are trusted (unlike the network, SPEC §4): CRLF, a bare
@@ -20,6 +20,7 @@
  * with '.' are dot-stuffed (RFC 5321 §4.5.2).
  */
 #include "ctl/ctl_int.h"
+#include "ctl/sendmail.h"
 #include "lib/util.h"
 
 #include <errno.h>
@@ -28,22 +29,22 @@
 #include <strings.h>
 #include <unistd.h>
 
-#define CTL_MSG_INBUF   65536
-#define CTL_MSG_ADDR_MAX 998
+#define SENDMAIL_MSG_INBUF   65536
+#define SENDMAIL_MSG_ADDR_MAX 998
 
 int
-ctl_msg_reader_init(struct ctl_msg_reader *r, int fd, int dot_ends)
+sendmail_msg_reader_init(struct sendmail_msg_reader *r, int fd, int dot_ends)
 {
 	memset(r, 0, sizeof(*r));
 	r->fd = fd;
 	r->dot_ends = dot_ends;
-	if ((r->in = malloc(CTL_MSG_INBUF)) == NULL)
+	if ((r->in = malloc(SENDMAIL_MSG_INBUF)) == NULL)
 		return -1;
 	return 0;
 }
 
 void
-ctl_msg_reader_free(struct ctl_msg_reader *r)
+sendmail_msg_reader_free(struct sendmail_msg_reader *r)
 {
 	free(r->in);
 	free(r->hdr);
@@ -51,9 +52,9 @@ ctl_msg_reader_free(struct ctl_msg_reader *r)
 	memset(r, 0, sizeof(*r));
 }
 
-/* ctl_msg_fill - refill the input buffer; 1 when bytes are there, 0 at end or error */
+/* sendmail_msg_fill - refill the input buffer; 1 when bytes are there, 0 at end or error */
 static int
-ctl_msg_fill(struct ctl_msg_reader *r)
+sendmail_msg_fill(struct sendmail_msg_reader *r)
 {
 	ssize_t n;
 
@@ -62,7 +63,7 @@ ctl_msg_fill(struct ctl_msg_reader *r)
 	if (r->eof)
 		return 0;
 	for (;;) {
-		n = read(r->fd, r->in, CTL_MSG_INBUF);
+		n = read(r->fd, r->in, SENDMAIL_MSG_INBUF);
 		if (n < 0 && errno == EINTR)
 			continue;
 		break;
@@ -78,41 +79,41 @@ ctl_msg_fill(struct ctl_msg_reader *r)
 	return 1;
 }
 
-/* ctl_msg_getc - the next input byte, or -1 at the end of input */
+/* sendmail_msg_getc - the next input byte, or -1 at the end of input */
 static int
-ctl_msg_getc(struct ctl_msg_reader *r)
+sendmail_msg_getc(struct sendmail_msg_reader *r)
 {
-	if (r->in_pos >= r->in_len && !ctl_msg_fill(r))
+	if (r->in_pos >= r->in_len && !sendmail_msg_fill(r))
 		return -1;
 	return r->in[r->in_pos++];
 }
 
-/* ctl_msg_peek - the next byte without consuming it, or -1 */
+/* sendmail_msg_peek - the next byte without consuming it, or -1 */
 static int
-ctl_msg_peek(struct ctl_msg_reader *r)
+sendmail_msg_peek(struct sendmail_msg_reader *r)
 {
-	if (r->in_pos >= r->in_len && !ctl_msg_fill(r))
+	if (r->in_pos >= r->in_len && !sendmail_msg_fill(r))
 		return -1;
 	return r->in[r->in_pos];
 }
 
 /*
- * ctl_msg_read_line - one input line into line (without its end), at most
+ * sendmail_msg_read_line - one input line into line (without its end), at most
  * max bytes. Returns 1 with a line, 0 at the end of input (nothing read),
  * -1 when the line is longer than max (E2BIG).
  */
 static int
-ctl_msg_read_line(struct ctl_msg_reader *r, char *line, size_t max, size_t *len)
+sendmail_msg_read_line(struct sendmail_msg_reader *r, char *line, size_t max, size_t *len)
 {
 	size_t n = 0;
 	int c, got = 0;
 
-	while ((c = ctl_msg_getc(r)) >= 0) {
+	while ((c = sendmail_msg_getc(r)) >= 0) {
 		got = 1;
 		if (c == '\n')
 			break;
 		if (c == '\r') {
-			if (ctl_msg_peek(r) == '\n')
+			if (sendmail_msg_peek(r) == '\n')
 				r->in_pos++;
 			break;
 		}
@@ -126,9 +127,9 @@ ctl_msg_read_line(struct ctl_msg_reader *r, char *line, size_t max, size_t *len)
 	return got;
 }
 
-/* ctl_msg_is_header - "name:" with a name of printable ASCII other than ':' (RFC 5322 §2.2) */
+/* sendmail_msg_is_header - "name:" with a name of printable ASCII other than ':' (RFC 5322 §2.2) */
 static int
-ctl_msg_is_header(const char *line, size_t len)
+sendmail_msg_is_header(const char *line, size_t len)
 {
 	size_t i;
 
@@ -143,13 +144,13 @@ ctl_msg_is_header(const char *line, size_t len)
 	return 0;
 }
 
-/* ctl_msg_keep - append a header line (NUL-terminated) to the kept section */
+/* sendmail_msg_keep - append a header line (NUL-terminated) to the kept section */
 static int
-ctl_msg_keep(struct ctl_msg_reader *r, const char *line, size_t len)
+sendmail_msg_keep(struct sendmail_msg_reader *r, const char *line, size_t len)
 {
 	char *nh;
 
-	if (r->hdr_len + len + 1 > CTL_MSG_HEADER_MAX) {
+	if (r->hdr_len + len + 1 > SENDMAIL_MSG_HEADER_MAX) {
 		r->hdr_too_big = 1;
 		errno = E2BIG;
 		return -1;
@@ -163,18 +164,18 @@ ctl_msg_keep(struct ctl_msg_reader *r, const char *line, size_t len)
 	return 0;
 }
 
-/* ctl_msg_read_headers - read and keep the header section; see ctl_int.h */
+/* sendmail_msg_read_headers - read and keep the header section; see ctl_int.h */
 int
-ctl_msg_read_headers(struct ctl_msg_reader *r)
+sendmail_msg_read_headers(struct sendmail_msg_reader *r)
 {
 	char *line;
 	size_t len;
 	int first = 1, rc = -1, got;
 
-	if ((line = malloc(CTL_MSG_HEADER_MAX)) == NULL)
+	if ((line = malloc(SENDMAIL_MSG_HEADER_MAX)) == NULL)
 		return -1;
 	for (;;) {
-		got = ctl_msg_read_line(r, line, CTL_MSG_HEADER_MAX - 1, &len);
+		got = sendmail_msg_read_line(r, line, SENDMAIL_MSG_HEADER_MAX - 1, &len);
 		if (got < 0) {
 			r->hdr_too_big = 1;
 			goto done;
@@ -195,11 +196,11 @@ ctl_msg_read_headers(struct ctl_msg_reader *r)
 			break;
 		}
 		if ((line[0] == ' ' || line[0] == '\t') && !first && memchr(line, '\0', len) == NULL) {
-			if (ctl_msg_keep(r, line, len) < 0)
+			if (sendmail_msg_keep(r, line, len) < 0)
 				goto done;
 			continue;
 		}
-		if (!ctl_msg_is_header(line, len) || memchr(line, '\0', len) != NULL) {
+		if (!sendmail_msg_is_header(line, len) || memchr(line, '\0', len) != NULL) {
 			/* Not a header: the body starts here, after a blank line we add. */
 			if ((r->first_body_line = malloc(len + 1)) == NULL)
 				goto done;
@@ -212,7 +213,7 @@ ctl_msg_read_headers(struct ctl_msg_reader *r)
 		first = 0;
 		if (len >= 5 && util_ncaseeq(line, 5, "from:"))
 			r->have_from = 1;
-		if (ctl_msg_keep(r, line, len) < 0)
+		if (sendmail_msg_keep(r, line, len) < 0)
 			goto done;
 	}
 	rc = 0;
@@ -221,22 +222,22 @@ done:
 	return rc;
 }
 
-/* ctl_msg_push - append a copy of addr (len bytes) to the list unless it is there already */
+/* sendmail_msg_push - append a copy of addr (len bytes) to the list unless it is there already */
 static int
-ctl_msg_push(char ***list, size_t *n, const char *addr, size_t len)
+sendmail_msg_push(char ***list, size_t *n, const char *addr, size_t len)
 {
 	char **nl, *copy;
 
 	if (len == 0)
 		return 0;
-	if (len > CTL_MSG_ADDR_MAX) {
+	if (len > SENDMAIL_MSG_ADDR_MAX) {
 		errno = E2BIG;
 		return -1;
 	}
 	for (size_t i = 0; i < *n; i++)
 		if (strlen((*list)[i]) == len && strncasecmp((*list)[i], addr, len) == 0)
 			return 0;
-	if (*n >= CTL_MSG_RCPT_MAX) {
+	if (*n >= SENDMAIL_MSG_RCPT_MAX) {
 		errno = E2BIG;
 		return -1;
 	}
@@ -254,16 +255,16 @@ ctl_msg_push(char ***list, size_t *n, const char *addr, size_t len)
 }
 
 /*
- * ctl_msg_addr_list - RFC 5322 §3.4 address-list: mailboxes ("Name <a@b>",
+ * sendmail_msg_addr_list - RFC 5322 §3.4 address-list: mailboxes ("Name <a@b>",
  * "a@b (comment)") and groups ("team: a@b, c@d;"). Comments and white
  * space outside quoted strings are dropped; a route in <@x,@y:a@b> is
  * dropped; display names are skipped. Obsolete forms degrade to whatever
  * addr-spec characters remain, which the SMTP server then judges.
  */
 int
-ctl_msg_addr_list(const char *value, size_t len, char ***list, size_t *n)
+sendmail_msg_addr_list(const char *value, size_t len, char ***list, size_t *n)
 {
-	char cur[CTL_MSG_ADDR_MAX + 1], ang[CTL_MSG_ADDR_MAX + 1];
+	char cur[SENDMAIL_MSG_ADDR_MAX + 1], ang[SENDMAIL_MSG_ADDR_MAX + 1];
 	size_t clen = 0, alen = 0, i = 0;
 	int in_angle = 0, have_angle = 0, overflow = 0, gap = 0, spaced = 0;
 
@@ -304,12 +305,12 @@ ctl_msg_addr_list(const char *value, size_t len, char ***list, size_t *n)
 					return -1;
 				}
 				if (in_angle) {
-					if (alen < CTL_MSG_ADDR_MAX)
+					if (alen < SENDMAIL_MSG_ADDR_MAX)
 						ang[alen++] = value[k];
 					else
 						overflow = 1;
 				} else {
-					if (clen < CTL_MSG_ADDR_MAX)
+					if (clen < SENDMAIL_MSG_ADDR_MAX)
 						cur[clen++] = value[k];
 					else
 						overflow = 1;
@@ -324,7 +325,7 @@ ctl_msg_addr_list(const char *value, size_t len, char ***list, size_t *n)
 			} else if (c == ':' && alen > 0 && ang[0] == '@') {
 				alen = 0;           /* obsolete route: dropped */
 			} else if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
-				if (alen < CTL_MSG_ADDR_MAX)
+				if (alen < SENDMAIL_MSG_ADDR_MAX)
 					ang[alen++] = (char)c;
 				else
 					overflow = 1;
@@ -347,12 +348,12 @@ ctl_msg_addr_list(const char *value, size_t len, char ***list, size_t *n)
 				return -1;
 			}
 			if (have_angle) {
-				if (ctl_msg_push(list, n, ang, alen) < 0)
+				if (sendmail_msg_push(list, n, ang, alen) < 0)
 					return -1;
 			} else if (spaced) {
 				errno = EINVAL;     /* "john doe" or "a b@c": words, no address */
 				return -1;
-			} else if (ctl_msg_push(list, n, cur, clen) < 0)
+			} else if (sendmail_msg_push(list, n, cur, clen) < 0)
 				return -1;
 			clen = alen = 0;
 			have_angle = gap = spaced = 0;
@@ -368,7 +369,7 @@ ctl_msg_addr_list(const char *value, size_t len, char ***list, size_t *n)
 		if (gap && c != '.' && c != '@' && cur[clen - 1] != '.' && cur[clen - 1] != '@')
 			spaced = 1;
 		gap = 0;
-		if (clen < CTL_MSG_ADDR_MAX)
+		if (clen < SENDMAIL_MSG_ADDR_MAX)
 			cur[clen++] = (char)c;
 		else
 			overflow = 1;
@@ -376,18 +377,18 @@ ctl_msg_addr_list(const char *value, size_t len, char ***list, size_t *n)
 	return 0;
 }
 
-/* ctl_msg_field_name - 1 when the header line starts with "name:" (any case, no space before ':') */
+/* sendmail_msg_field_name - 1 when the header line starts with "name:" (any case, no space before ':') */
 static int
-ctl_msg_field_is(const char *line, const char *name)
+sendmail_msg_field_is(const char *line, const char *name)
 {
 	size_t nl = strlen(name);
 
 	return strlen(line) > nl && line[nl] == ':' && util_ncaseeq(line, nl, name);
 }
 
-/* ctl_msg_extract_rcpts - To:, Cc:, Bcc: addresses; Bcc: removed on request */
+/* sendmail_msg_extract_rcpts - To:, Cc:, Bcc: addresses; Bcc: removed on request */
 int
-ctl_msg_extract_rcpts(struct ctl_msg_reader *r, int remove_bcc, char ***list, size_t *n)
+sendmail_msg_extract_rcpts(struct sendmail_msg_reader *r, int remove_bcc, char ***list, size_t *n)
 {
 	size_t off = 0, out = 0;
 	char *value = NULL;
@@ -400,8 +401,8 @@ ctl_msg_extract_rcpts(struct ctl_msg_reader *r, int remove_bcc, char ***list, si
 	while (off < r->hdr_len) {
 		const char *line = r->hdr + off;
 		size_t llen = strlen(line), end = off + llen + 1, vlen = 0;
-		int is_to = ctl_msg_field_is(line, "to") || ctl_msg_field_is(line, "cc");
-		int is_bcc = ctl_msg_field_is(line, "bcc");
+		int is_to = sendmail_msg_field_is(line, "to") || sendmail_msg_field_is(line, "cc");
+		int is_bcc = sendmail_msg_field_is(line, "bcc");
 
 		/* the logical field: this line and its continuation lines */
 		while (end < r->hdr_len && (r->hdr[end] == ' ' || r->hdr[end] == '\t'))
@@ -418,7 +419,7 @@ ctl_msg_extract_rcpts(struct ctl_msg_reader *r, int remove_bcc, char ***list, si
 				value[vlen++] = ' ';
 				p += l + 1;
 			}
-			if (ctl_msg_addr_list(value, vlen, list, n) < 0)
+			if (sendmail_msg_addr_list(value, vlen, list, n) < 0)
 				goto done;
 		}
 		if (is_bcc && remove_bcc) {
@@ -436,9 +437,9 @@ done:
 	return rc;
 }
 
-/* ctl_msg_atext_phrase - the name can be written as atoms separated by spaces */
+/* sendmail_msg_atext_phrase - the name can be written as atoms separated by spaces */
 static int
-ctl_msg_atext_phrase(const char *s)
+sendmail_msg_atext_phrase(const char *s)
 {
 	if (*s == '\0' || *s == ' ')
 		return 0;
@@ -454,12 +455,12 @@ ctl_msg_atext_phrase(const char *s)
 }
 
 /*
- * ctl_msg_from_header - "From: Name <addr>": Name as atoms when it can
+ * sendmail_msg_from_header - "From: Name <addr>": Name as atoms when it can
  * be, else a quoted string, or RFC 2047 B-encoded words when it has
  * non-ASCII bytes (split between UTF-8 sequences, each word <= 75 chars).
  */
 int
-ctl_msg_from_header(const char *name, const char *addr, char *out, size_t outlen)
+sendmail_msg_from_header(const char *name, const char *addr, char *out, size_t outlen)
 {
 	static const char b64[] =
 	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -472,7 +473,7 @@ ctl_msg_from_header(const char *name, const char *addr, char *out, size_t outlen
 	for (size_t i = 0; i < nlen; i++)
 		if ((unsigned char)name[i] >= 0x80 || (unsigned char)name[i] < 0x20)
 			ascii = 0;
-	if (ascii && ctl_msg_atext_phrase(name))
+	if (ascii && sendmail_msg_atext_phrase(name))
 		return util_bsnprintf(out, outlen, "From: %s <%s>", name, addr) < 0 ? -1 : 0;
 	if (util_bsnprintf(out, outlen, "From: ") < 0)
 		return -1;
@@ -529,7 +530,7 @@ ctl_msg_from_header(const char *name, const char *addr, char *out, size_t outlen
 }
 
 void
-ctl_msg_out_init(struct ctl_msg_out *o, ctl_msg_out_fn fn, void *arg)
+sendmail_msg_out_init(struct sendmail_msg_out *o, sendmail_msg_out_fn fn, void *arg)
 {
 	o->fn = fn;
 	o->arg = arg;
@@ -539,7 +540,7 @@ ctl_msg_out_init(struct ctl_msg_out *o, ctl_msg_out_fn fn, void *arg)
 }
 
 int
-ctl_msg_out_flush(struct ctl_msg_out *o)
+sendmail_msg_out_flush(struct sendmail_msg_out *o)
 {
 	if (o->err)
 		return -1;
@@ -551,89 +552,89 @@ ctl_msg_out_flush(struct ctl_msg_out *o)
 	return 0;
 }
 
-/* ctl_msg_put - one output byte */
+/* sendmail_msg_put - one output byte */
 static inline int
-ctl_msg_put(struct ctl_msg_out *o, int c)
+sendmail_msg_put(struct sendmail_msg_out *o, int c)
 {
-	if (o->used == sizeof(o->buf) && ctl_msg_out_flush(o) < 0)
+	if (o->used == sizeof(o->buf) && sendmail_msg_out_flush(o) < 0)
 		return -1;
 	o->buf[o->used++] = (unsigned char)c;
 	return 0;
 }
 
-/* ctl_msg_eol - end the current output line */
+/* sendmail_msg_eol - end the current output line */
 static int
-ctl_msg_eol(struct ctl_msg_out *o)
+sendmail_msg_eol(struct sendmail_msg_out *o)
 {
 	o->at_line_start = 1;
-	if (ctl_msg_put(o, '\r') < 0 || ctl_msg_put(o, '\n') < 0)
+	if (sendmail_msg_put(o, '\r') < 0 || sendmail_msg_put(o, '\n') < 0)
 		return -1;
 	return 0;
 }
 
 int
-ctl_msg_out_line(struct ctl_msg_out *o, const char *line, size_t len)
+sendmail_msg_out_line(struct sendmail_msg_out *o, const char *line, size_t len)
 {
-	if (len > 0 && line[0] == '.' && ctl_msg_put(o, '.') < 0)
+	if (len > 0 && line[0] == '.' && sendmail_msg_put(o, '.') < 0)
 		return -1;
 	for (size_t i = 0; i < len; i++)
-		if (ctl_msg_put(o, (unsigned char)line[i]) < 0)
+		if (sendmail_msg_put(o, (unsigned char)line[i]) < 0)
 			return -1;
-	return ctl_msg_eol(o);
+	return sendmail_msg_eol(o);
 }
 
 int
-ctl_msg_out_headers(struct ctl_msg_out *o, struct ctl_msg_reader *r)
+sendmail_msg_out_headers(struct sendmail_msg_out *o, struct sendmail_msg_reader *r)
 {
 	size_t off = 0;
 
 	while (off < r->hdr_len) {
 		size_t l = strlen(r->hdr + off);
 
-		if (ctl_msg_out_line(o, r->hdr + off, l) < 0)
+		if (sendmail_msg_out_line(o, r->hdr + off, l) < 0)
 			return -1;
 		off += l + 1;
 	}
-	if (r->body_follows && ctl_msg_out_line(o, "", 0) < 0)
+	if (r->body_follows && sendmail_msg_out_line(o, "", 0) < 0)
 		return -1;
 	if (r->first_body_line != NULL &&
-	    ctl_msg_out_line(o, r->first_body_line, r->first_body_len) < 0)
+	    sendmail_msg_out_line(o, r->first_body_line, r->first_body_len) < 0)
 		return -1;
 	return 0;
 }
 
-/* ctl_msg_out_body - stream the body; see ctl_int.h */
+/* sendmail_msg_out_body - stream the body; see ctl_int.h */
 int
-ctl_msg_out_body(struct ctl_msg_out *o, struct ctl_msg_reader *r)
+sendmail_msg_out_body(struct sendmail_msg_out *o, struct sendmail_msg_reader *r)
 {
 	int c;
 
-	while ((c = ctl_msg_getc(r)) >= 0) {
+	while ((c = sendmail_msg_getc(r)) >= 0) {
 		if (c == '\r') {
-			if (ctl_msg_peek(r) == '\n')
+			if (sendmail_msg_peek(r) == '\n')
 				r->in_pos++;
 			c = '\n';
 		}
 		if (c == '\n') {
-			if (ctl_msg_eol(o) < 0)
+			if (sendmail_msg_eol(o) < 0)
 				return -1;
 			continue;
 		}
 		if (o->at_line_start && c == '.') {
-			int nx = ctl_msg_peek(r);
+			int nx = sendmail_msg_peek(r);
 
 			if (r->dot_ends && (nx == '\n' || nx == '\r' || nx < 0))
 				break;      /* a line of one '.': the end of the input */
-			if (ctl_msg_put(o, '.') < 0)
+			if (sendmail_msg_put(o, '.') < 0)
 				return -1;
 		}
 		o->at_line_start = 0;
-		if (ctl_msg_put(o, c) < 0)
+		if (sendmail_msg_put(o, c) < 0)
 			return -1;
 	}
-	if (!o->at_line_start && ctl_msg_eol(o) < 0)
+	if (!o->at_line_start && sendmail_msg_eol(o) < 0)
 		return -1;
-	if (ctl_msg_put(o, '.') < 0 || ctl_msg_eol(o) < 0)
+	if (sendmail_msg_put(o, '.') < 0 || sendmail_msg_eol(o) < 0)
 		return -1;
-	return ctl_msg_out_flush(o);
+	return sendmail_msg_out_flush(o);
 }

@@ -1,6 +1,6 @@
 /*
- * fuzz_ctl_msg.c - libFuzzer harness for sendmail's input handling
- *                  (src/ctl/ctl_msg.c): address lists and the message stream
+ * fuzz_sendmail_msg.c - libFuzzer harness for sendmail's input handling
+ *                     (src/ctl/sendmail_msg.c): address lists and the message stream
  *
  * Owns:     nothing.
  * Lifetime: one input at a time.
@@ -8,7 +8,7 @@
  * Context:  libFuzzer's thread.
  *
  * The first octet picks the mode: even = one header value through
- * ctl_msg_addr_list(); odd = the whole path (read the header section from a
+ * sendmail_msg_addr_list(); odd = the whole path (read the header section from a
  * pipe, take -t recipients, write the DATA stream), with bit 1 = -i. The
  * stream must come out with CRLF line ends only, no line starting with a
  * lone '.' other than the final one, and end with "\r\n.\r\n".
@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "ctl/ctl_int.h"
+#include "ctl/sendmail.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -67,8 +68,8 @@ fuzz_check_stream(const unsigned char *b, size_t n)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct ctl_msg_reader r;
-	struct ctl_msg_out *o;
+	struct sendmail_msg_reader r;
+	struct sendmail_msg_out *o;
 	struct fuzz_sink s;
 	char **list = NULL;
 	size_t n = 0;
@@ -82,7 +83,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (copy == NULL)
 			return 0;
 		memcpy(copy, data + 1, size - 1);
-		(void)ctl_msg_addr_list(copy, size - 1, &list, &n);
+		(void)sendmail_msg_addr_list(copy, size - 1, &list, &n);
 		for (size_t i = 0; i < n; i++) {
 			if (list[i][0] == '\0')
 				abort();
@@ -100,7 +101,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (write(fds[1], data + 1, size - 1) != (ssize_t)(size - 1))
 		abort();
 	close(fds[1]);
-	if (ctl_msg_reader_init(&r, fds[0], (data[0] & 2) == 0) < 0) {
+	if (sendmail_msg_reader_init(&r, fds[0], (data[0] & 2) == 0) < 0) {
 		close(fds[0]);
 		return 0;
 	}
@@ -108,10 +109,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	s.cap = 4 * size + 16;
 	s.len = 0;
 	s.buf = malloc(s.cap);
-	if (o != NULL && s.buf != NULL && ctl_msg_read_headers(&r) == 0) {
-		(void)ctl_msg_extract_rcpts(&r, 1, &list, &n);
-		ctl_msg_out_init(o, fuzz_write, &s);
-		if (ctl_msg_out_headers(o, &r) < 0 || ctl_msg_out_body(o, &r) < 0)
+	if (o != NULL && s.buf != NULL && sendmail_msg_read_headers(&r) == 0) {
+		(void)sendmail_msg_extract_rcpts(&r, 1, &list, &n);
+		sendmail_msg_out_init(o, fuzz_write, &s);
+		if (sendmail_msg_out_headers(o, &r) < 0 || sendmail_msg_out_body(o, &r) < 0)
 			abort();
 		fuzz_check_stream(s.buf, s.len);
 	}
@@ -120,7 +121,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	free(list);
 	free(s.buf);
 	free(o);
-	ctl_msg_reader_free(&r);
+	sendmail_msg_reader_free(&r);
 	close(fds[0]);
 	return 0;
 }

@@ -1,12 +1,12 @@
 /*
- * sched_map.c - a string-keyed hash table with chaining (FNV-1a)
+ * map.c - a string-keyed hash table with chaining (FNV-1a)
  *
  * Owns:     buckets, entries and key copies.
- * Lifetime: sched_map_new() to sched_map_free().
+ * Lifetime: map_new() to map_free().
  * Errors:   out of memory returns NULL/-1 and leaves the table as it was.
  * Context:  event-loop thread.
  */
-#include "sched/sched_map.h"
+#include "lib/map.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -19,7 +19,7 @@ struct map_ent {
 	char     key[];
 };
 
-struct sched_map {
+struct map {
 	struct map_ent **b;
 	size_t nb;           /* a power of two */
 	size_t n;
@@ -38,10 +38,10 @@ map_hash(const char *key)
 	return h;
 }
 
-struct sched_map *
-sched_map_new(void)
+struct map *
+map_new(void)
 {
-	struct sched_map *m;
+	struct map *m;
 
 	if ((m = calloc(1, sizeof(*m))) == NULL)
 		return NULL;
@@ -53,8 +53,8 @@ sched_map_new(void)
 	return m;
 }
 
-struct sched_map *
-sched_map_free(struct sched_map *m)
+struct map *
+map_free(struct map *m)
 {
 	if (m == NULL)
 		return NULL;
@@ -71,7 +71,7 @@ sched_map_free(struct sched_map *m)
 }
 
 static struct map_ent **
-map_find(const struct sched_map *m, const char *key, uint64_t h)
+map_find(const struct map *m, const char *key, uint64_t h)
 {
 	struct map_ent **pp = &m->b[h & (m->nb - 1)];
 
@@ -82,7 +82,7 @@ map_find(const struct sched_map *m, const char *key, uint64_t h)
 }
 
 void *
-sched_map_get(const struct sched_map *m, const char *key)
+map_get(const struct map *m, const char *key)
 {
 	struct map_ent **pp = map_find(m, key, map_hash(key));
 
@@ -91,7 +91,7 @@ sched_map_get(const struct sched_map *m, const char *key)
 
 /* map_grow - double the buckets when the load passes 1; failure only costs speed */
 static void
-map_grow(struct sched_map *m)
+map_grow(struct map *m)
 {
 	size_t nb = m->nb * 2;
 	struct map_ent **b;
@@ -112,7 +112,7 @@ map_grow(struct sched_map *m)
 }
 
 int
-sched_map_put(struct sched_map *m, const char *key, void *val)
+map_put(struct map *m, const char *key, void *val)
 {
 	size_t klen = strlen(key);
 	uint64_t h = map_hash(key);
@@ -132,7 +132,7 @@ sched_map_put(struct sched_map *m, const char *key, void *val)
 }
 
 void *
-sched_map_del(struct sched_map *m, const char *key)
+map_del(struct map *m, const char *key)
 {
 	struct map_ent **pp = map_find(m, key, map_hash(key)), *e = *pp;
 	void *val;
@@ -147,13 +147,13 @@ sched_map_del(struct sched_map *m, const char *key)
 }
 
 size_t
-sched_map_count(const struct sched_map *m)
+map_count(const struct map *m)
 {
 	return m->n;
 }
 
 void
-sched_map_sweep(struct sched_map *m, int (*cb)(void *arg, void *val), void *arg)
+map_sweep(struct map *m, int (*cb)(void *arg, void *val), void *arg)
 {
 	for (size_t i = 0; i < m->nb; i++) {
 		struct map_ent **pp = &m->b[i];

@@ -1,17 +1,17 @@
 /*
- * queue_read.c - read queue files: stream a queued message as it is
+ * queue_reader.c - read queue files: stream a queued message as it is
  *                delivered (the prepended headers, then the content
- *                records), and parse one whole file (queue_parse_fd)
+ *                records), and parse one whole file (queue_reader_parse_fd)
  *
  * Owns:     struct queue_reader and its file descriptor; during
- *           queue_parse_fd(), the parser and its read buffer.
+ *           queue_reader_parse_fd(), the parser and its read buffer.
  * Lifetime: queue_reader_open() (or _fdopen()) to queue_reader_close(); the
  *           message must stay queued meanwhile (queue_remove() after closing).
  * Errors:   -1 with errno set (EIO when the file does not have the shape
  *           its index entry says: the file changed under us).
  * Context:  the reader: event-loop thread (page-cache reads of a file we
  *           just wrote or recovered; bounded by the caller's buffer size).
- *           queue_parse_fd() reads a whole file: recovery before the loop
+ *           queue_reader_parse_fd() reads a whole file: recovery before the loop
  *           runs, and tools (queue_tool.h).
  */
 #include "queue/queue_int.h"
@@ -24,7 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define QUEUE_PARSE_BUF (64 * 1024)     /* read size of queue_parse_fd() */
+#define QUEUE_PARSE_BUF (64 * 1024)     /* read size of queue_reader_parse_fd() */
 
 enum { QR_PREPEND, QR_DATA, QR_EOF };
 
@@ -184,11 +184,11 @@ struct queue_parse_job {
 };
 
 /*
- * queue_parse_fd - see queue_tool.h. Reads until the end of the file, or
+ * queue_reader_parse_fd - see queue_tool.h. Reads until the end of the file, or
  * until the parser knows the file is corrupt.
  */
 int
-queue_parse_fd(int fd, struct queue_msg *m, struct queue_parse_result *res)
+queue_reader_parse_fd(int fd, struct queue_msg *m, struct queue_parse_result *res)
 {
 	struct queue_parse_job *j;
 	ssize_t n = 0;
@@ -199,32 +199,32 @@ queue_parse_fd(int fd, struct queue_msg *m, struct queue_parse_result *res)
 		res->status = QUEUE_PARSE_NOMEM;
 		return 0;
 	}
-	queue_parse_init(&j->p);
+	queue_rec_parse_init(&j->p);
 	for (;;) {
 		n = read(fd, j->buf, sizeof(j->buf));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			break;
-		if (queue_parse_feed(&j->p, j->buf, (size_t)n) < 0)
+		if (queue_rec_parse_feed(&j->p, j->buf, (size_t)n) < 0)
 			break;
 	}
 	if (n < 0) {
 		int saved = errno;
 
-		queue_parse_free(&j->p);
+		queue_rec_parse_free(&j->p);
 		free(j);
 		errno = saved;
 		return -1;
 	}
-	res->status = queue_parse_finish(&j->p);
+	res->status = queue_rec_parse_finish(&j->p);
 	res->reason = j->p.reason;
 	res->bad_off = j->p.bad_off;
 	res->length = j->p.off;
 	res->loc = j->p.loc;
 	if (res->status == QUEUE_PARSE_OK)
-		queue_parse_take(&j->p, m);
-	queue_parse_free(&j->p);
+		queue_rec_parse_take(&j->p, m);
+	queue_rec_parse_free(&j->p);
 	free(j);
 	return 0;
 }

@@ -1,0 +1,119 @@
+#!/bin/bash
+# bench/queue_million.sh - mtad over a big queue (SPEC §11.5): build an N-message
+# queue (default 1,000,000) through the queue's API, start mtad on it, and report
+#
+#   fill          time to write the queue (bench/queue_bench.c, 50 commits in flight)
+#   first 250     start of mtad -> a new message's 250 (listeners open, mail accepted)
+#   recovered     start of mtad -> "queue recovered" in its log
+#   rss           mtad's VmRSS and VmHWM once the queue is recovered
+#   api page      GET /api/queue?limit=50 (time_total)
+#   qshape        GET /api/qshape (reported as absent when mtad has none)
+#   mtactl queue  mtactl queue | wc -l, against the running mtad
+#
+#   bench/queue_million.sh                 # N=1000000, 1 KB messages, 100 domains
+#   N=200000 SIZE=1024 DOMAINS=100 bench/queue_million.sh
+#   KEEP=/path/to/dir bench/queue_million.sh   # reuse (or keep) the filled data_dir
+#
+# The relay is a closed port on loopback (the upstream is down), so the queue stays.
+# Everything runs on loopback with private ports; mtad is stopped by PID at the end.
+# A benchmark, not a test: it asserts nothing; numbers depend on the machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+N=${N:-1000000}
+SIZE=${SIZE:-1024}
+DOMAINS=${DOMAINS:-100}
+PORT_BASE=${PORT_BASE:-${MTAD_TEST_PORT_BASE:-15700}}
+SMTP_PORT=$((PORT_BASE + 1))
+UI_PORT=$((PORT_BASE + 2))
+DEAD_PORT=$((PORT_BASE + 3))
+MAIL_OWNER=${MAIL_OWNER:-nobody}
+WORK=${KEEP:-$(mktemp -d /tmp/queue_million.XXXXXX)}
+PYTHON=${PYTHON:-/usr/bin/python3}
+
+make -s -j2 all build/bench/queue_bench >/dev/null
+mkdir -p "$WORK/logs"
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+
+if [ ! -d "$WORK/data/queue" ] || [ "$(ls -f "$WORK/data/queue" | wc -l)" -lt "$N" ]; then
+	t0=$(now)
+	build/bench/queue_bench "$WORK/data" "$N" "$SIZE" "$DOMAINS"
+	echo "fill: $N messages of $SIZE bytes in $(secs "$t0" "$(now)") s"
+fi
+du -sh "$WORK/data/queue" | awk '{ print "queue on disk: " $1 }'
+
+cat > "$WORK/mtad.conf" <<EOF
+data_dir = $WORK/data
+smtp_listen = 127.0.0.1:$SMTP_PORT
+ui_address = 127.0.0.1
+ui_port = $UI_PORT
+smtpd_trusted_networks = 127.0.0.0/8
+logs_enabled = yes
+log_dir = $WORK/logs
+maillog_filename = maillog
+hostname = mx.bench.example
+dns_servers = 127.0.0.1:1
+smart_relay = [127.0.0.1]:$DEAD_PORT
+retry_min_backoff = 1h
+retry_max_backoff = 4h
+mail_owner = $MAIL_OWNER
+EOF
+
+sync -f "$WORK/data/queue"      # the fill's dirty pages are not the restart's business
+t0=$(now)
+build/mtad -c "$WORK/mtad.conf" 2> "$WORK/mtad.err" &
+PID=$!
+trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null || true' EXIT
+
+# restart to the first 250 of a new message (polls with a deadline)
+"$PYTHON" - "$SMTP_PORT" <<'EOF'
+import smtplib, socket, sys, time
+port = int(sys.argv[1])
+deadline = time.monotonic() + 600
+while True:
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+            s.sendmail("probe@bench.example", ["probe@d0.example"],
+                       b"Subject: probe\r\n\r\nprobe\r\n")
+        break
+    except (OSError, smtplib.SMTPException):
+        if time.monotonic() > deadline:
+            sys.exit("no 250 within 600 s")
+        time.sleep(0.01)
+EOF
+echo "restart to first 250: $(secs "$t0" "$(now)") s"
+
+deadline=$((SECONDS + 1800))
+until grep -q "queue recovered" "$WORK/mtad.err"; do
+	[ $SECONDS -lt $deadline ] || { echo "recovery did not finish within 1800 s"; break; }
+	kill -0 $PID 2>/dev/null || { echo "mtad exited:"; tail -5 "$WORK/mtad.err"; exit 1; }
+	sleep 0.2
+done
+echo "restart to recovery complete: $(secs "$t0" "$(now)") s ($(grep -o 'queue recovered.*' "$WORK/mtad.err"))"
+grep -E 'VmRSS|VmHWM' /proc/$PID/status | tr -s ' \t' ' ' | sed 's/^/mtad /'
+
+curl -s -o /dev/null -w "api page (GET /api/queue?limit=50): %{time_total} s, HTTP %{http_code}\n" \
+	"http://127.0.0.1:$UI_PORT/api/queue?limit=50"
+curl -s -o /dev/null -w "api page 1000 (GET /api/queue?page=1000&per_page=50): %{time_total} s, HTTP %{http_code}\n" \
+	"http://127.0.0.1:$UI_PORT/api/queue?page=1000&per_page=50"
+code=$(curl -s -o /dev/null -w "%{http_code}" "http://127.0.0.1:$UI_PORT/api/qshape" || true)
+if [ "$code" = 200 ]; then
+	curl -s -o /dev/null -w "qshape (GET /api/qshape): %{time_total} s\n" \
+		"http://127.0.0.1:$UI_PORT/api/qshape"
+else
+	echo "qshape: not available (GET /api/qshape -> HTTP $code)"
+fi
+t1=$(now)
+lines=$(build/mtactl -c "$WORK/mtad.conf" queue | wc -l)
+echo "mtactl queue: $lines lines in $(secs "$t1" "$(now)") s"
+grep -E 'VmRSS|VmHWM' /proc/$PID/status | tr -s ' \t' ' ' | sed 's/^/mtad after the views: /'
+
+kill $PID
+wait $PID 2>/dev/null || true
+trap - EXIT
+if [ -z "${KEEP:-}" ]; then
+	rm -rf "$WORK"
+else
+	echo "data_dir kept in $WORK"
+fi
