@@ -12,7 +12,9 @@
 # Counts are written when a process exits normally (exit(), not _exit() or
 # SIGKILL). mtad runs as mail_owner (nobody) after start-up, so it cannot
 # write beside the root-owned objects: every process writes its counts
-# under GCOV_PREFIX, a directory tree open to all (umask 0), and the
+# under GCOV_PREFIX, a directory tree in which every count file (.gcda) is
+# made ahead, empty and writable by all (libgcov fills an empty one), so
+# that a file first written by root stays writable by mtad; the
 # compile-time notes (.gcno) are copied there before gcovr reads it.
 #
 # Environment: COV_E2E (test paths, default tests/e2e), COV_JOBS (xdist
@@ -31,11 +33,12 @@ command -v gcovr >/dev/null || { echo "$0: gcovr missing (apt-get install gcovr)
 prefix=$(mktemp -d /tmp/mtad-cov.XXXXXX) || exit 2
 trap 'rm -rf "$prefix"' EXIT
 find "$B" -name '*.gcda' -delete
-# The object tree, mirrored under the prefix, writable by every user.
+# The object tree, mirrored under the prefix, with an empty count file per
+# object, all writable by every user.
 find "$B/obj" -type d | while read -r d; do mkdir -p "$prefix$root/$d"; done
-chmod -R a+rwx "$prefix"
+find "$root/$B/obj" -name '*.gcno' | while read -r f; do : > "$prefix${f%.gcno}.gcda"; done
+chmod -R a+rwX "$prefix"
 export GCOV_PREFIX="$prefix" GCOV_PREFIX_STRIP=0
-umask 000
 
 status=0
 echo "== unit tests ($B/tests)"
@@ -44,8 +47,8 @@ echo "== black-box tests against $B/mtad: $e2e"
 # shellcheck disable=SC2086
 MTAD_BIN="$root/$B/mtad" nice -n "$nicen" $PYTHON -m pytest -q -p no:cacheprovider -n "$jobs" $e2e \
     || status=1
-umask 022
 
+find "$prefix" -name '*.gcda' -size 0 -delete      # objects no test ran
 find "$root/$B/obj" -name '*.gcno' | while read -r f; do cp "$f" "$prefix$f"; done
 gcovr -r "$root" --filter "$root/src/" --exclude "$root/src/http/http_assets.c" \
     --exclude "$root/src/.*/.*_assets\.c" \

@@ -31,6 +31,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "mail/config.h"
+#include "mail/diskguard.h"
 #include "metrics/metrics.h"
 #include "metrics/metrics_push.h"
 #include "queue/queue.h"
@@ -594,10 +595,10 @@ http_new(struct event_base *base, const struct config *cfg, struct queue *q,
 	h->q = q;
 	h->m = m;
 	/*
-	 * For statvfs of data_dir after privileges are dropped: the path's
+	 * The free space of data_dir after privileges are dropped: the path's
 	 * parents may not be searchable by mail_owner, an open descriptor is.
 	 */
-	h->data_fd = open(cfg->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	h->disk = diskguard_new(cfg->data_dir);
 	if (http_history_init(&h->hist) < 0) {
 		util_bsnprintf(err, errlen, "out of memory");
 		goto fail;
@@ -719,8 +720,7 @@ http_free(struct http *h)
 	free(h->push_url);
 	http_history_free(&h->hist);
 	OPENSSL_cleanse(h->auth_want, sizeof(h->auth_want));
-	if (h->data_fd >= 0)
-		close(h->data_fd);
+	h->disk = diskguard_free(h->disk);
 	free(h);
 	return NULL;
 }

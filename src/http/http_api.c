@@ -22,6 +22,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "mail/config.h"
+#include "mail/diskguard.h"
 #include "metrics/metrics.h"
 #include "queue/queue.h"
 #include "sched/sched.h"
@@ -31,7 +32,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
-#include <sys/statvfs.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -57,21 +57,21 @@ http_snap_walk(void *arg, struct queue_msg *m)
 		s->oldest_arrival_us = m->arrival_us;
 }
 
-/* http_snap_disk - free space of data_dir's file system for an unprivileged user */
+/* http_snap_disk - free space of data_dir's file system (mail/diskguard.c, as smtpd reads it) */
 static void
 http_snap_disk(struct http *h, struct http_snap *s)
 {
-	struct statvfs sv;
+	const struct diskguard_info *d;
 
-	if (h->data_fd >= 0 ? fstatvfs(h->data_fd, &sv) < 0 :
-	    statvfs(queue_data_dir(h->q), &sv) < 0)
+	if (h->disk == NULL || diskguard_measure(h->disk, 0, NULL) < 0)
 		return;
-	if (sv.f_blocks == 0)
+	d = diskguard_get(h->disk);
+	if (d->total_bytes == 0)
 		return;
 	s->disk_known = 1;
-	s->disk_total_bytes = (uint64_t)sv.f_blocks * sv.f_frsize;
-	s->disk_free_bytes = (uint64_t)sv.f_bavail * sv.f_frsize;
-	s->disk_free_pct = 100.0 * (double)sv.f_bavail / (double)sv.f_blocks;
+	s->disk_total_bytes = d->total_bytes;
+	s->disk_free_bytes = d->free_bytes;
+	s->disk_free_pct = d->free_pct;
 }
 
 /* http_api_snap_take - fill s from the counters, the queue (walked, or the recent walk reused) and the disk */

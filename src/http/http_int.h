@@ -322,7 +322,7 @@ struct http {
 	void (*drain_fn)(void *arg);       /* POST /api/drain (http_set_drain); NULL = 503 */
 	void *drain_arg;
 	struct ssl_ctx_st *tls;            /* borrowed; NULL = plain HTTP */
-	int data_fd;                       /* data_dir, for fstatvfs; -1 if it could not be opened */
+	struct diskguard *disk;            /* data_dir's free space; NULL if it could not be opened */
 	int auth_on;
 	unsigned char auth_want[HTTP_DIGEST_LEN];
 	struct http_auth_table fails;

@@ -8,6 +8,7 @@
  * Context:  event-loop thread.
  */
 #include "http/http_int.h"
+#include "mail/diskguard.h"
 #include "metrics/metrics_prom.h"
 
 /* http_stats_disk_message - SPEC §8's text for a disk state; NULL when there is nothing to say */
@@ -21,15 +22,11 @@ http_stats_disk_message(int state)
 	}
 }
 
-/* http_stats_disk_state_of - SPEC §8's thresholds: below 1 % free is 2, below 5 % is 1 */
+/* http_stats_disk_state_of - SPEC §8's thresholds, as the disk guard has them */
 int
 http_stats_disk_state_of(double free_pct)
 {
-	if (free_pct < 1.0)
-		return 2;
-	if (free_pct < 5.0)
-		return 1;
-	return 0;
+	return diskguard_level(free_pct);
 }
 
 /* http_disk_state_name - the state's name in /api/stats */

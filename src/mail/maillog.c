@@ -757,6 +757,19 @@ maillog_disk(struct maillog *ml, int level)
 		ml_log(ml, "smtpd", "Data volume has 5%% or more free disk space again");
 }
 
+/* maillog_disk_size - see maillog.h */
+void
+maillog_disk_size(struct maillog *ml, const char *addr, uint64_t size, uint64_t free_bytes,
+    uint64_t reserve)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "smtpd", "warning: Data volume has too little free space for a message of "
+	    "%llu bytes from unknown[%.*s]: %llu bytes free, %llu kept in reserve",
+	    (unsigned long long)size, ML_ADDR_MAX, ml_s(addr, "unknown"),
+	    (unsigned long long)free_bytes, (unsigned long long)reserve);
+}
+
 /* maillog_tls_to - see maillog.h */
 void
 maillog_tls_to(struct maillog *ml, const char *trust, const char *peer, const char *tls)

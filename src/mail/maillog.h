@@ -112,6 +112,13 @@ void maillog_fatal(struct maillog *ml, const char *text);
 
 /* disk guard (SPEC §8): level 2 = under 1 %, 1 = under 5 %, 0 = 5 % or more again */
 void maillog_disk(struct maillog *ml, int level);
+/*
+ * maillog_disk_size - "warning: Data volume has too little free space for a
+ * message of SIZE bytes from unknown[ADDR]: FREE bytes free, RESERVE kept in
+ * reserve" (the MAIL that got 452 4.3.1 for its SIZE, SPEC §8)
+ */
+void maillog_disk_size(struct maillog *ml, const char *addr, uint64_t size, uint64_t free_bytes,
+    uint64_t reserve);
 
 /* SMTP client (smtp); peer is "host[addr]:port" */
 /*

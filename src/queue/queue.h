@@ -39,6 +39,7 @@ enum {
 	QUEUE_F_SMTPUTF8 = 1u << 1,  /* SMTPUTF8 given */
 	QUEUE_F_BOUNCE   = 1u << 2,  /* a DSN we generated: never bounce it */
 	QUEUE_F_CC       = 1u << 3,  /* the cc_mta copy is still owed */
+	QUEUE_F_WIRE     = 1u << 4,  /* content goes on the wire inside DATA as stored */
 };
 
 enum queue_rcpt_state {
@@ -121,6 +122,13 @@ struct queue_file *queue_file_create(struct queue *q, const struct queue_envelop
 const char *queue_file_id(const struct queue_file *qf);
 /* queue_file_write - append message content (CRLF line ends, already un-dot-stuffed) */
 int queue_file_write(struct queue_file *qf, const void *data, size_t len);
+
+/*
+ * queue_file_add_flags - flags learnt from the content (QUEUE_F_WIRE: no
+ * line starts with '.', no bare CR or LF, empty or ending with CRLF); they
+ * are recorded at commit, as an 'f' state record right after the end record.
+ */
+void queue_file_add_flags(struct queue_file *qf, unsigned flags);
 /* queue_file_size - content bytes written so far */
 uint64_t queue_file_size(const struct queue_file *qf);
 /*
@@ -145,6 +153,18 @@ struct queue_reader;
 struct queue_reader *queue_reader_open(struct queue *q, const struct queue_msg *m);
 /* queue_reader_read - up to len bytes; 0 at end; -1 on error */
 ssize_t queue_reader_read(struct queue_reader *r, void *buf, size_t len);
+
+/*
+ * queue_reader_ranges - the content as delivered, as byte ranges of the
+ * file (queue_reader_fd()): the prepend payload, then each content
+ * record's payload, in order, each given to fn(arg, off, len) (which
+ * returns 0, or -1 to stop). For sending straight from the page cache
+ * (sendfile). 0, or -1 with errno (EIO: the file does not have the shape
+ * its entry says). Use it instead of queue_reader_read(), not after it.
+ */
+int queue_reader_ranges(struct queue_reader *r,
+    int (*fn)(void *arg, uint64_t off, uint64_t len), void *arg);
+int queue_reader_fd(const struct queue_reader *r);
 struct queue_reader *queue_reader_close(struct queue_reader *r);
 
 /*

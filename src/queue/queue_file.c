@@ -362,6 +362,13 @@ queue_file_abort(struct queue_file *qf)
 	return NULL;
 }
 
+/* queue_file_add_flags - see queue.h */
+void
+queue_file_add_flags(struct queue_file *qf, unsigned flags)
+{
+	qf->add_flags |= flags;
+}
+
 /*
  * queue_file_commit - write the prepend and end records, queue the file for
  * the next group sync; the callback runs on the loop once it is durable
@@ -399,6 +406,20 @@ queue_file_commit(struct queue_file *qf, const char *prepend, size_t prepend_len
 			crc = crc32c(crc32c(qf->crc, qf->buf, qf->used), end, sizeof(end) - 4);
 			queue_rec_put32(qf->buf + qf->used + sizeof(end) - 4, crc);
 			qf->used += sizeof(end);
+			if (qf->add_flags != 0) {
+				/* flags known only now: a state record, synced with the rest */
+				unsigned char rec[QUEUE_REC_ST_MAXLEN];
+				size_t n;
+
+				e->m.flags |= qf->add_flags;
+				n = queue_rec_state_flags(rec, e->m.flags);
+				if (QUEUE_WBUF_SIZE - qf->used < n)
+					(void)queue_file_flush(qf);
+				if (!qf->err) {
+					memcpy(qf->buf + qf->used, rec, n);
+					qf->used += n;
+				}
+			}
 			(void)queue_file_flush(qf);
 		}
 	}

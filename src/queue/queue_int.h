@@ -44,6 +44,7 @@ struct queue_file {
 	uint64_t data_size;
 	uint32_t crc;                /* CRC-32C of the bytes written so far */
 	int err;                     /* first write errno; 0 if none */
+	unsigned add_flags;          /* queue_file_add_flags(): an 'f' record at commit */
 	int ok;                      /* set by the worker */
 	int moved;                   /* renamed into queue/ by the worker */
 	void (*cb)(void *, int, const char *);

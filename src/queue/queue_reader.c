@@ -166,6 +166,47 @@ bad:
 	return -1;
 }
 
+/* queue_reader_fd - the file the ranges of queue_reader_ranges() are in */
+int
+queue_reader_fd(const struct queue_reader *r)
+{
+	return r->fd;
+}
+
+/* queue_reader_ranges - see queue.h: the record headers are read, the payloads are not */
+int
+queue_reader_ranges(struct queue_reader *r, int (*fn)(void *arg, uint64_t off, uint64_t len),
+    void *arg)
+{
+	unsigned char hdr[QUEUE_REC_HDR];
+	uint64_t off = r->off;
+
+	if (r->phase != QR_PREPEND || r->pdone != 0 || r->rrem != 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (r->plen > 0 && fn(arg, r->poff, r->plen) < 0)
+		return -1;
+	while (off < r->end) {
+		uint32_t rl;
+
+		if (off + QUEUE_REC_HDR > r->end || queue_pread_full(r->fd, hdr, sizeof(hdr), off) < 0)
+			goto bad;
+		rl = queue_rec_get32(hdr + 1);
+		if (hdr[0] != QUEUE_REC_DATA || rl == 0 || rl > QUEUE_REC_DATA_MAX ||
+		    off + QUEUE_REC_HDR + rl > r->end)
+			goto bad;
+		if (fn(arg, off + QUEUE_REC_HDR, rl) < 0)
+			return -1;
+		off += QUEUE_REC_HDR + rl;
+	}
+	r->phase = QR_EOF;
+	return 0;
+bad:
+	errno = EIO;
+	return -1;
+}
+
 /* queue_reader_close - close and free; returns NULL */
 struct queue_reader *
 queue_reader_close(struct queue_reader *r)

@@ -33,9 +33,11 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 
 static void conn_route(struct sched_conn *cn);
@@ -476,6 +478,56 @@ conn_read(void *arg, void *buf, size_t len)
 	return queue_reader_read(arg, buf, len);
 }
 
+/* A content's file ranges collected into one evbuffer by reference. */
+struct conn_wire_job {
+	struct evbuffer *buf;
+	struct evbuffer_file_segment *seg;
+};
+
+/* conn_wire_range - one range of the queue file, by reference */
+static int
+conn_wire_range(void *arg, uint64_t off, uint64_t len)
+{
+	struct conn_wire_job *w = arg;
+
+	return evbuffer_add_file_segment(w->buf, w->seg, (ev_off_t)off, (ev_off_t)len);
+}
+
+/*
+ * conn_wire - the content source's wire(): a content stored as it goes on
+ * the wire (QUEUE_F_WIRE) is added to out as segments of the queue file,
+ * which libevent sends with sendfile(2). The segment holds its own
+ * descriptor (a dup, closed when the last byte is sent or the connection
+ * is freed), so it never outlives or confuses the reader's. All or
+ * nothing: the ranges are collected in a buffer of their own first.
+ */
+static int
+conn_wire(void *arg, struct evbuffer *out)
+{
+	struct queue_reader *rd = arg;
+	struct conn_wire_job w = { NULL, NULL };
+	int fd, rc = -1;
+
+	if ((fd = dup(queue_reader_fd(rd))) < 0)
+		return -1;
+	w.seg = evbuffer_file_segment_new(fd, 0, -1, EVBUF_FS_CLOSE_ON_FREE | EVBUF_FS_DISABLE_LOCKING);
+	if (w.seg == NULL) {
+		close(fd);
+		return -1;
+	}
+	/* DRAINS_TO_FD, as on the socket's own buffer: segments stay sendfile
+	 * chains (on a plain evbuffer libevent would map or read them in) */
+	if ((w.buf = evbuffer_new()) != NULL &&
+	    evbuffer_set_flags(w.buf, EVBUFFER_FLAG_DRAINS_TO_FD) == 0 &&
+	    queue_reader_ranges(rd, conn_wire_range, &w) == 0 &&
+	    evbuffer_add_buffer(out, w.buf) == 0)
+		rc = 0;
+	if (w.buf != NULL)
+		evbuffer_free(w.buf);
+	evbuffer_file_segment_free(w.seg);   /* the chains in out keep their references */
+	return rc;
+}
+
 /*
  * conn_send - start the transaction of cn->job: the message's content
  * through a queue reader, the job's recipients. 0 when under way; when it
@@ -509,6 +561,7 @@ conn_send(struct sched_conn *cn)
 	t.need_8bit = (m->flags & QUEUE_F_8BITMIME) != 0;
 	t.smtputf8 = (m->flags & QUEUE_F_SMTPUTF8) != 0;
 	t.content.read = conn_read;
+	t.content.wire = (m->flags & QUEUE_F_WIRE) ? conn_wire : NULL;
 	t.content.arg = cn->rd;
 	cn->txn_start_us = util_mono_us();
 	cn->job_start_us = util_now_us();

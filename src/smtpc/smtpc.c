@@ -44,6 +44,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 
 #include <openssl/crypto.h>
@@ -57,6 +58,7 @@
 #define SMTPC_CHUNK       16384        /* content read from the queue at a time */
 #define SMTPC_OUT_HIGH    (128 * 1024) /* fill the output buffer up to this */
 #define SMTPC_OUT_LOW     (32 * 1024)  /* write callback when drained below this */
+#define SMTPC_MAX_WRITE   (256 * 1024) /* largest single write(v)/sendfile on a plain socket */
 
 static const char *const smtpc_state_names[] = {
 	"CONNECTING", "GREETING", "EHLO", "HELO", "STARTTLS", "TLS", "AUTH", "READY", "TXN",
@@ -294,6 +296,8 @@ smtpc_connect(struct event_base *base, const struct smtpc_params *p,
 		goto fail;
 	bufferevent_setcb(c->bev, smtpc_on_read, smtpc_on_write, smtpc_on_event, c);
 	bufferevent_setwatermark(c->bev, EV_WRITE, SMTPC_OUT_LOW, 0);
+	/* writev/sendfile up to this much at once (libevent's default is 16 KiB) */
+	bufferevent_set_max_single_write(c->bev, SMTPC_MAX_WRITE);
 	log_trace(TRACE_SMTPC, "smtpc %s: connecting", c->peer);
 	smtpc_timer(c, c->connect_timeout);
 	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&c->addr,
@@ -323,8 +327,10 @@ smtpc_free(struct smtpc *c)
 	if (c == NULL)
 		return NULL;
 	log_trace(TRACE_SMTPC, "smtpc %s: closed", c->peer);
-	if (c->bev != NULL)
+	if (c->bev != NULL) {
+		smtpc_tls_close(c);
 		bufferevent_free(c->bev);
+	}
 	if (c->ev_notify != NULL)
 		event_free(c->ev_notify);
 	if (c->ev_timer != NULL)
@@ -673,6 +679,38 @@ fail:
 	return -1;
 }
 
+/*
+ * smtpc_stuff - buf[0..n) to out, with one more '.' before every line that
+ * starts with '.' (RFC 5321 §4.5.2). A line starts after LF and also after
+ * CR: a next hop that takes a bare CR as a line end must never see
+ * "<CR>.<CR>" (SMTP smuggling), whatever the content holds. memchr finds
+ * the dots; the text between them goes out in one evbuffer_add.
+ */
+static int
+smtpc_stuff(struct smtpc *c, struct evbuffer *out, const char *buf, size_t n)
+{
+	size_t i = 0, start = 0;
+
+	while (i < n) {
+		const char *dot = memchr(buf + i, '.', n - i);
+		size_t j;
+
+		if (dot == NULL)
+			break;
+		j = (size_t)(dot - buf);
+		if (j == 0 ? c->at_bol : (buf[j - 1] == '\n' || buf[j - 1] == '\r')) {
+			if (evbuffer_add(out, buf + start, j - start) == -1 ||
+			    evbuffer_add(out, ".", 1) == -1)
+				return -1;
+			start = j;           /* the line's own dot goes with the next run */
+		}
+		i = j + 1;
+	}
+	if (n > 0)
+		c->at_bol = buf[n - 1] == '\n' || buf[n - 1] == '\r';
+	return evbuffer_add(out, buf + start, n - start);
+}
+
 /* smtpc_content_fill - move content into the output, dot-stuffed, up to HIGH */
 static void
 smtpc_content_fill(struct smtpc *c)
@@ -682,7 +720,6 @@ smtpc_content_fill(struct smtpc *c)
 
 	while (!c->content_eof && evbuffer_get_length(out) < SMTPC_OUT_HIGH) {
 		ssize_t n = c->src.read(c->src.arg, buf, sizeof(buf));
-		size_t i = 0;
 
 		if (n < 0) {
 			smtpc_fail(c, 0, "4.3.0", "error reading the queue file while sending to %s",
@@ -693,25 +730,8 @@ smtpc_content_fill(struct smtpc *c)
 			c->content_eof = 1;
 			break;
 		}
-		/*
-		 * RFC 5321 §4.5.2: a line starting with "." gets one more ".".
-		 * A line starts after LF and also after CR: a next hop that
-		 * takes a bare CR as a line end must never see "<CR>.<CR>"
-		 * (SMTP smuggling), whatever the content holds.
-		 */
-		while (i < (size_t)n) {
-			size_t run = 0;
-
-			if (c->at_bol && buf[i] == '.' && evbuffer_add(out, ".", 1) == -1)
-				goto nomem;
-			while (i + run < (size_t)n && buf[i + run] != '\n' && buf[i + run] != '\r')
-				run++;
-			c->at_bol = i + run < (size_t)n;
-			run += (size_t)c->at_bol;    /* the CR or LF itself */
-			if (evbuffer_add(out, buf + i, run) == -1)
-				goto nomem;
-			i += run;
-		}
+		if (smtpc_stuff(c, out, buf, (size_t)n) == -1)
+			goto nomem;
 		if (n >= 2) {
 			c->last2[0] = buf[n - 2];
 			c->last2[1] = buf[n - 1];
@@ -737,6 +757,33 @@ nomem:
 	smtpc_fail(c, 0, "4.3.0", "out of memory sending to %s", c->peer);
 }
 
+/*
+ * smtpc_content_wire - a content that needs no change goes out by
+ * reference: the source appends file segments that libevent hands to
+ * sendfile(2), so its bytes never pass through this process. Plain
+ * connections only: over TLS the bytes must be encrypted here. 0 when
+ * the whole content and the final "." are queued for sending.
+ */
+static int
+smtpc_content_wire(struct smtpc *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	if (c->src.wire == NULL || bufferevent_openssl_get_ssl(c->bev) != NULL)
+		return -1;
+	if (c->src.wire(c->src.arg, out) < 0)
+		return -1;
+	if (evbuffer_add(out, ".\r\n", 3) == -1) {
+		smtpc_fail(c, 0, "4.3.0", "out of memory sending to %s", c->peer);
+		return 0;
+	}
+	c->content_eof = 1;
+	memset(&c->src, 0, sizeof(c->src));
+	smtpc_enter(c, SMTPC_S_TXN);
+	smtpc_timer(c, c->data_timeout);
+	return 0;
+}
+
 /* smtpc_content_start - the 354: stream the message */
 static void
 smtpc_content_start(struct smtpc *c)
@@ -748,6 +795,8 @@ smtpc_content_start(struct smtpc *c)
 	c->content_eof = 0;
 	smtpc_enter(c, SMTPC_S_CONTENT);
 	smtpc_timer(c, c->data_timeout);
+	if (smtpc_content_wire(c) == 0)
+		return;
 	smtpc_content_fill(c);
 }
 

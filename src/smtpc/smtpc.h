@@ -29,6 +29,8 @@
 
 #include <sys/types.h>
 
+struct evbuffer;
+
 struct event_base;
 struct maillog;
 struct smtpc;
@@ -76,6 +78,15 @@ struct smtpc_reply {
 struct smtpc_source {
 	ssize_t   (*read)(void *arg, void *buf, size_t len);
 	void       *arg;
+	/*
+	 * wire (optional, NULL = none): the content needs no change inside
+	 * DATA (no line starts with '.', CRLF line ends, ends with CRLF or is
+	 * empty). On a plain connection smtpc calls it instead of read(): it
+	 * appends the whole content to out by reference (file segments that
+	 * libevent sends with sendfile(2)), all or nothing, and returns 0;
+	 * -1 = nothing appended, use read().
+	 */
+	int       (*wire)(void *arg, struct evbuffer *out);
 };
 
 struct smtpc_txn {

@@ -198,6 +198,7 @@ int smtpc_tls_sni(const char *name);
 void smtpc_tls_start(struct smtpc *c);
 void smtpc_tls_reply(struct smtpc *c, const struct smtpc_reply *r);
 void smtpc_tls_event(struct smtpc *c, short what);
+void smtpc_tls_close(struct smtpc *c);
 
 /* smtpc_auth.c: SMTP AUTH (RFC 4954) */
 unsigned smtpc_auth_mechs(const char *s, size_t len);

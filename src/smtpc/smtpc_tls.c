@@ -167,6 +167,28 @@ smtpc_tls_event(struct smtpc *c, short what)
 	    why[0] != '\0' ? ": " : "", why);
 }
 
+/*
+ * smtpc_tls_close - end an established TLS session with a close_notify
+ * (RFC 8446 §6.1) before the socket closes, so the server sees an orderly
+ * end, not a truncation (Exim logs "TLS error ... non-properly terminated").
+ * One non-blocking attempt, only when nothing is left to write; its outcome
+ * does not matter.
+ */
+void
+smtpc_tls_close(struct smtpc *c)
+{
+	SSL *ssl;
+
+	if (c->tls != SMTPC_TLS_ON || c->bev == NULL ||
+	    (ssl = bufferevent_openssl_get_ssl(c->bev)) == NULL)
+		return;
+	if ((SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN) ||
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) != 0)
+		return;
+	(void)SSL_shutdown(ssl);
+	ERR_clear_error();
+}
+
 /* smtpc_tls - see smtpc.h */
 int
 smtpc_tls(const struct smtpc *c)

@@ -24,16 +24,16 @@
  * waits for its PROXY header (at most SMTPD_PROXY_WAIT_SEC), then against
  * the client's (SPEC §11.4): half-open sessions cannot pile up unseen.
  *
- * Disk guard (SPEC §8): fstatvfs(data_dir) every 2 s (and at MAIL when the
- * last look is older); metrics->disk_state 1 below 5 % free, 2 below 1 %,
- * where MAIL gets 452 4.3.1. For tests only, the environment variable
- * MTAD_TEST_DISK_FREE_PCT (a number of percent) replaces the statvfs
- * result; it is read once at start.
+ * Disk guard (SPEC §8, mail/diskguard.c): measured every 2 s, at MAIL
+ * when the last look is older, and at once for a MAIL with SIZE; the level
+ * goes to metrics->disk_state (1 below 5 % free, 2 below 1 %, where MAIL
+ * gets 452 4.3.1, as does a SIZE that would not leave the 1 % reserve).
  */
 #include "smtpd/smtpd_int.h"
 #include "lib/cidr.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "mail/diskguard.h"
 #include "mail/maillog.h"
 #include "metrics/metrics.h"
 
@@ -181,41 +181,33 @@ smtpd_trusted(const struct smtpd *srv, const union smtpd_sockaddr *peer)
 
 /* --- disk guard ------------------------------------------------------------ */
 
-/* smtpd_disk_check - SPEC §8; force = the timer (else only when the last look is stale) */
+/*
+ * smtpd_disk_check - SPEC §8 through mail/diskguard.c: measure when the
+ * last look is older than max_age_us (0: now), publish the level in the
+ * metrics (the UI's banner and /readyz read it) and log each change.
+ */
 void
-smtpd_disk_check(struct smtpd *srv, int force)
+smtpd_disk_check(struct smtpd *srv, uint64_t max_age_us)
 {
-	uint64_t now = util_mono_us();
-	struct statvfs st;
-	double pct;
-	int state;
+	int old, level;
 
-	if (!force && now - srv->disk_checked_us < SMTPD_DISK_PERIOD_US + SMTPD_DISK_PERIOD_US / 2)
+	if (srv->disk == NULL)
 		return;
-	srv->disk_checked_us = now;
-	if (srv->disk_fake_pct >= 0) {
-		pct = srv->disk_fake_pct;
-	} else {
-		if (srv->data_fd < 0 || fstatvfs(srv->data_fd, &st) < 0) {
-			log_warn("smtpd: statvfs %s", srv->cfg->data_dir);
-			return;
-		}
-		pct = st.f_blocks == 0 ? 100.0 : 100.0 * (double)st.f_bavail / (double)st.f_blocks;
+	if (diskguard_measure(srv->disk, max_age_us, &old) < 0) {
+		log_warn("smtpd: statvfs %s", srv->cfg->data_dir);
+		return;
 	}
-	state = pct < 1.0 ? 2 : pct < 5.0 ? 1 : 0;
-	if (state == srv->m->disk_state)
+	level = diskguard_get(srv->disk)->level;
+	srv->m->disk_state = level;
+	if (level == old)
 		return;
-	srv->m->disk_state = state;
-	if (state == 2) {
+	if (level == 2)
 		log_warnx("Data volume has less than 1%% free disk space");
-		maillog_disk(srv->ml, 2);
-	} else if (state == 1) {
+	else if (level == 1)
 		log_warnx("Data volume has less than 5%% free disk space");
-		maillog_disk(srv->ml, 1);
-	} else {
+	else
 		log_info("Data volume has 5%% or more free disk space again");
-		maillog_disk(srv->ml, 0);
-	}
+	maillog_disk(srv->ml, level);
 }
 
 /* disk_cb - the 2 s disk guard timer */
@@ -224,7 +216,7 @@ disk_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	smtpd_disk_check(arg, 1);
+	smtpd_disk_check(arg, 0);
 }
 
 /* --- sessions come and go ------------------------------------------------ */
@@ -492,8 +484,7 @@ smtpd_new(struct event_base *base, const struct config *cfg, struct queue *q,
     struct maillog *ml, struct metrics *m, char *err, size_t errlen)
 {
 	struct smtpd *srv;
-	struct timeval period = { SMTPD_DISK_PERIOD_US / 1000000, 0 };
-	const char *fake;
+	struct timeval period = { DISKGUARD_PERIOD_US / 1000000, 0 };
 
 	if ((srv = calloc(1, sizeof(*srv))) == NULL) {
 		util_strlcpy(err, "out of memory", errlen);
@@ -507,21 +498,9 @@ smtpd_new(struct event_base *base, const struct config *cfg, struct queue *q,
 	TAILQ_INIT(&srv->sessions);
 	TAILQ_INIT(&srv->reap);
 	LIST_INIT(&srv->commits);
-	srv->disk_fake_pct = -1;
-	/* an fd: data_dir's parents may not be searchable once we run as mail_owner */
-	srv->data_fd = open(cfg->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (srv->data_fd < 0)
+	/* opened now: data_dir's parents may not be searchable once we run as mail_owner */
+	if ((srv->disk = diskguard_new(cfg->data_dir)) == NULL)
 		log_warn("smtpd: %s: cannot watch its free space", cfg->data_dir);
-	if ((fake = getenv("MTAD_TEST_DISK_FREE_PCT")) != NULL && fake[0] != '\0') {
-		char *end;
-		double v;
-		errno = 0;
-		v = strtod(fake, &end);
-		if (errno == 0 && *end == '\0' && v >= 0) {
-			srv->disk_fake_pct = v;
-			log_warnx("smtpd: MTAD_TEST_DISK_FREE_PCT=%g replaces the disk check (tests only)", v);
-		}
-	}
 	srv->ev_reap = event_new(base, -1, 0, reap_cb, srv);
 	srv->ev_disk = event_new(base, -1, EV_PERSIST, disk_cb, srv);
 	srv->ev_relisten = evtimer_new(base, relisten_cb, srv);
@@ -541,7 +520,7 @@ smtpd_new(struct event_base *base, const struct config *cfg, struct queue *q,
 	for (size_t i = 0; !cfg->ssl_disabled && i < cfg->n_submission_listen; i++)
 		if (add_listener(srv, &cfg->submission_listen[i], accept_submission_cb, err, errlen) < 0)
 			goto fail;
-	smtpd_disk_check(srv, 1);
+	smtpd_disk_check(srv, 0);
 	event_add(srv->ev_disk, &period);
 	return srv;
 fail:
@@ -628,8 +607,7 @@ smtpd_free(struct smtpd *srv)
 		event_free(srv->ev_disk);
 	if (srv->ev_relisten != NULL)
 		event_free(srv->ev_relisten);
-	if (srv->data_fd >= 0)
-		close(srv->data_fd);
+	srv->disk = diskguard_free(srv->disk);
 	free(srv->greeting);
 	free(srv->ehlo);
 	free(srv->ehlo_starttls);

@@ -20,6 +20,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "mail/addr.h"
+#include "mail/diskguard.h"
 #include "mail/maillog.h"
 #include "metrics/metrics.h"
 #include "queue/queue.h"
@@ -291,8 +292,20 @@ cmd_mail(struct smtpd_sess *s, struct str arg)
 		SMTPD_REPLY(s, "552 5.3.4 Message size exceeds fixed limit\r\n");
 		return;
 	}
-	smtpd_disk_check(srv, 0);
+	/* SPEC §8: a declared size is checked against a fresh look at the disk */
+	smtpd_disk_check(srv, size > 0 ? 0 : SMTPD_DISK_STALE_US);
 	if (srv->m->disk_state >= 2) {
+		log_reject(s, "MAIL", "452 4.3.1 Insufficient system storage", a.text, NULL);
+		SMTPD_REPLY(s, "452 4.3.1 Insufficient system storage\r\n");
+		return;
+	}
+	if (size > 0 && srv->disk != NULL && !diskguard_fits(diskguard_get(srv->disk), size)) {
+		const struct diskguard_info *d = diskguard_get(srv->disk);
+
+		log_warnx("smtpd: %s: MAIL SIZE=%llu refused: %llu bytes free on the data volume, "
+		    "%llu kept in reserve", s->addr, (unsigned long long)size,
+		    (unsigned long long)d->free_bytes, (unsigned long long)d->reserve_bytes);
+		maillog_disk_size(srv->ml, s->addr, size, d->free_bytes, d->reserve_bytes);
 		log_reject(s, "MAIL", "452 4.3.1 Insufficient system storage", a.text, NULL);
 		SMTPD_REPLY(s, "452 4.3.1 Insufficient system storage\r\n");
 		return;

@@ -11,7 +11,7 @@
  * Errors:   see the functions.
  * Context:  event-loop thread.
  *
- * Files: smtpd.c (listeners, limits, disk guard, shutdown), smtpd_sess.c
+ * Files: smtpd.c (listeners, limits, the disk guard's timer, shutdown), smtpd_sess.c
  * (socket I/O seam, states, input loop, DATA/BDAT content, commit),
  * smtpd_cmd.c (the command table and handlers), smtpd_auth.c (AUTH), smtpd_tls.c (STARTTLS,
  * SMTPS, what a TLS session logs and records), smtpd_line.c,
@@ -36,6 +36,7 @@ struct evbuffer;
 struct evconnlistener;
 struct event;
 struct queue_file;
+struct diskguard;
 struct dkim_keys;
 struct auth_users;
 struct auth_worker;
@@ -47,8 +48,10 @@ struct dkim_sign;
 #define SMTPD_HOP_LIMIT     50       /* Postfix's hopcount_limit: Received: headers */
 #define SMTPD_OUT_MAX       16384    /* stop running commands while this much output is unsent */
 #define SMTPD_IN_MAX        65536    /* read high-water mark: input kept while commands wait */
-#define SMTPD_SCRATCH       16384    /* DATA content is un-stuffed through this buffer */
-#define SMTPD_DISK_PERIOD_US 2000000 /* disk guard: statvfs every 2 s */
+#define SMTPD_SCRATCH       131072   /* DATA content is un-stuffed through this buffer */
+#define SMTPD_RBUF          131072   /* DATA content read straight from a plain socket */
+#define SMTPD_DIRECT_MAX    (1024 * 1024) /* ... at most this much per input callback */
+#define SMTPD_DISK_STALE_US 3000000  /* MAIL without SIZE trusts a look this recent */
 #define SMTPD_LINGER_SEC    2        /* after a 421: read and drop input this long before close */
 #define SMTPD_IPT_MIN       64       /* per-client table: initial buckets */
 #define SMTPD_PROXY_WAIT_SEC 10      /* SPEC §11.4: the whole PROXY header within this */
@@ -209,10 +212,7 @@ struct smtpd {
 	size_t   ehlo_starttls_len;
 	struct timeval timeout;      /* smtpd_timeout, as a libevent common timeout */
 
-	/* disk guard (SPEC §8) */
-	uint64_t disk_checked_us;    /* monotonic */
-	int      data_fd;            /* data_dir, opened before privileges are dropped */
-	double   disk_fake_pct;      /* < 0: real statvfs; see smtpd_disk_check() */
+	struct diskguard *disk;      /* data_dir's free space (SPEC §8); NULL if unwatchable */
 
 	/* shutdown */
 	int      stopping;
@@ -222,13 +222,14 @@ struct smtpd {
 	time_t   date_sec;           /* the cached RFC 5322 date below is for this second */
 	char     date[64];
 	char     scratch[SMTPD_SCRATCH + 2];
+	char     rbuf[SMTPD_RBUF];
 };
 
 /* smtpd.c */
 enum { SMTPD_LISTEN_SMTP = 0, SMTPD_LISTEN_SMTPS = 1, SMTPD_LISTEN_SUBMISSION = 2 };
 void smtpd_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, socklen_t salen,
     int kind);
-void smtpd_disk_check(struct smtpd *srv, int force);
+void smtpd_disk_check(struct smtpd *srv, uint64_t max_age_us);
 void smtpd_ip_release(struct smtpd *srv, const union smtpd_sockaddr *peer);
 int smtpd_ip_acquire(struct smtpd *srv, const union smtpd_sockaddr *peer);
 int smtpd_trusted(const struct smtpd *srv, const union smtpd_sockaddr *peer);

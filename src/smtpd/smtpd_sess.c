@@ -886,9 +886,70 @@ txn_finish(struct smtpd_sess *s, int is_data)
 	}
 	qf = t->qf;
 	t->qf = NULL;
+	if (smtpd_data_wire(&t->data))       /* delivery may send it from the file as it is */
+		queue_file_add_flags(qf, QUEUE_F_WIRE);
 	s->txn = smtpd_sess_txn_free(t);
 	smtpd_sess_enter(s, SMTPD_S_COMMIT);
 	queue_file_commit(qf, prepend, plen, commit_done, h);
+}
+
+/*
+ * sess_data_feed - p[0..n) through the end-of-data machine into the queue
+ * file; returns how much was eaten (less than n only at the end of data).
+ */
+static size_t
+sess_data_feed(struct smtpd_sess *s, const char *p, size_t n)
+{
+	char *out = s->srv->scratch;
+	size_t off = 0;
+
+	while (off < n && s->state == SMTPD_S_DATA) {
+		size_t len = n - off < SMTPD_SCRATCH ? n - off : SMTPD_SCRATCH;
+		size_t used = 0, olen = 0;
+		enum smtpd_data_result r;
+
+		r = smtpd_data_feed(&s->txn->data, p + off, len, &used, out, &olen);
+		txn_content(s, out, olen);
+		off += used;
+		if (r == SMTPD_DATA_END)
+			txn_finish(s, 1);
+	}
+	return off;
+}
+
+/*
+ * sess_data_direct - once the input buffer is empty, DATA content on a
+ * plain socket is read straight into the server's 128 KiB read buffer:
+ * libevent 2.1 reads at most 4096 bytes per read(2) (EVBUFFER_MAX_READ),
+ * which made a 100 KB message cost 25 system calls and callbacks. At most
+ * SMTPD_DIRECT_MAX bytes per callback, so one fast sender cannot hold the
+ * loop; bytes after the end of data go back to the input buffer for the
+ * command reader. EOF and errors are left for libevent's own read, which
+ * sees them next (the socket stays readable).
+ */
+static void
+sess_data_direct(struct smtpd_sess *s, struct evbuffer *in)
+{
+	int fd = bufferevent_getfd(s->bev);
+	size_t total = 0;
+
+	if (fd < 0 || !(s->flags & SMTPD_F_DIRECT_IO) ||
+	    (s->flags & (SMTPD_F_TLS | SMTPD_F_HANDSHAKE | SMTPD_F_SMTPS)))
+		return;
+	while (s->state == SMTPD_S_DATA && total < SMTPD_DIRECT_MAX) {
+		ssize_t n = recv(fd, s->srv->rbuf, SMTPD_RBUF, MSG_DONTWAIT);
+		size_t used;
+
+		if (n <= 0)
+			return;
+		total += (size_t)n;
+		used = sess_data_feed(s, s->srv->rbuf, (size_t)n);
+		if (used < (size_t)n && evbuffer_add(in, s->srv->rbuf + used, (size_t)n - used) < 0) {
+			log_warnx("smtpd: out of memory keeping pipelined input");
+			smtpd_sess_kill(s);
+			return;
+		}
+	}
 }
 
 /* sess_data_input - DATA content through the end-of-data machine, one buffer chain at a time */
@@ -896,21 +957,17 @@ static void
 sess_data_input(struct smtpd_sess *s, struct evbuffer *in)
 {
 	struct evbuffer_iovec v;
-	char *out = s->srv->scratch;
 
 	while (s->state == SMTPD_S_DATA && evbuffer_peek(in, -1, NULL, &v, 1) > 0) {
-		size_t n = v.iov_len < SMTPD_SCRATCH ? v.iov_len : SMTPD_SCRATCH;
-		size_t used = 0, olen = 0;
-		enum smtpd_data_result r;
+		size_t used;
 
-		if (n == 0)
+		if (v.iov_len == 0)
 			break;
-		r = smtpd_data_feed(&s->txn->data, v.iov_base, n, &used, out, &olen);
-		txn_content(s, out, olen);
+		used = sess_data_feed(s, v.iov_base, v.iov_len);
 		evbuffer_drain(in, used);
-		if (r == SMTPD_DATA_END)
-			txn_finish(s, 1);
 	}
+	if (s->state == SMTPD_S_DATA && evbuffer_get_length(in) == 0)
+		sess_data_direct(s, in);
 }
 
 /* bdat_chunk_done - a whole chunk is in: its reply (RFC 3030 §2), or the end of the message */

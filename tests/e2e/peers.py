@@ -222,10 +222,20 @@ class PostfixPeer:
         for n in ("main.cf", "master.cf"):
             os.utime(os.path.join(self.etc, n), (past, past))
         open_path(self.dir)
-        p = subprocess.run(["postfix", "-c", self.etc, "start"], capture_output=True,
-                           text=True, timeout=60)
-        if p.returncode != 0:
-            raise AssertionError("postfix start: %s%s" % (p.stdout, p.stderr))
+        # "postfix start" now and then fails without a word while other
+        # instances start on the machine (its checks log to syslog only):
+        # a second attempt, then the checks' own words in the failure.
+        for attempt in range(3):
+            p = subprocess.run(["postfix", "-c", self.etc, "start"], capture_output=True,
+                               text=True, timeout=60)
+            if p.returncode == 0:
+                break
+            time.sleep(0.5)
+        else:
+            c = subprocess.run(["postfix", "-v", "-c", self.etc, "check"], capture_output=True,
+                               text=True, timeout=60)
+            raise AssertionError("postfix start: rc %d %s%s; check: %s%s" % (
+                p.returncode, p.stdout, p.stderr, c.stdout, c.stderr[-2000:]))
         pidfile = os.path.join(self.spool, "pid", "master.pid")
         wait_until(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(), 20,
                    what="postfix master.pid")

@@ -162,6 +162,44 @@ def test_disk_guard(small_disk):
     wait_until(accepted, 15, interval=0.5, what="mail accepted again")
 
 
+def test_size_that_would_not_fit_is_refused_at_mail(small_disk):
+    """SPEC §8 with the declared size: a MAIL whose SIZE would take the
+    free space below the 1 % reserve gets 452 4.3.1 at once (not a 451 after
+    the whole body), and the log says why; a SIZE that fits is accepted."""
+    m, filler = small_disk
+    m.start()
+    pct = fill_to(m.data_dir, filler, 3.0)
+    assert 2.0 < pct < 5.0, pct
+    st = os.statvfs(m.data_dir)
+    room = st.f_bavail * st.f_frsize - st.f_blocks * st.f_frsize // 100
+    assert 50000 < room < 150000, room
+    with smtplib.SMTP("127.0.0.1", m.smtp_port, timeout=30) as s:
+        s.ehlo("client.test")
+        code, text = s.mail("big@example.com", ["SIZE=%d" % (room + 20000)])
+        assert (code, text) == (452, b"4.3.1 Insufficient system storage"), (code, text)
+        code, _ = s.mail("small@example.com", ["SIZE=%d" % (room // 4)])
+        assert code == 250
+        s.rset()
+        code, _ = s.mail("nosize@example.com")
+        assert code == 250                   # 3 % free: still above the reserve
+    want = ("warning: Data volume has too little free space for a message of %d bytes "
+            "from unknown[127.0.0.1]" % (room + 20000))
+    wait_until(lambda: want in m.maillog(), 10, what="the size warning in the mail log")
+    wait_until(lambda: "NOQUEUE: reject: MAIL from unknown[127.0.0.1]: 452 4.3.1 "
+               "Insufficient system storage; from=<big@example.com>" in m.maillog(), 10,
+               what="the reject line")
+    assert "MAIL SIZE=%d refused" % (room + 20000) in m.read_stderr()
+
+
+def test_production_daemon_ignores_the_test_variable(small_disk):
+    """MTAD_TEST_DISK_FREE_PCT no longer replaces the real measurement."""
+    m, filler = small_disk
+    m.env["MTAD_TEST_DISK_FREE_PCT"] = "0.5"
+    m.start()
+    send_mail(m, sender="real@example.com")   # the real disk is nearly empty
+    assert "MTAD_TEST_DISK_FREE_PCT" not in m.read_stderr()
+
+
 def dashboard_banner(m, shot):
     """The banner text the dashboard shows, or None when no browser is here."""
     try:

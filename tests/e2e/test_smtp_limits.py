@@ -187,21 +187,3 @@ def test_idle_timeout_in_data(mtad_factory):
     c.s.settimeout(15)
     assert c.reply()[0] == 421
     assert committed(m) == []
-
-
-def test_disk_below_one_percent(mtad_factory):
-    m = mtad_factory(env={"MTAD_TEST_DISK_FREE_PCT": "0.5"})
-    c = Client(m.smtp_port)
-    c.expect("EHLO x", 250)
-    assert c.cmd("MAIL FROM:<a@example.org>") == (452, ["4.3.1 Insufficient system storage"])
-    wait_until(lambda: "Data volume has less than 1% free disk space" in m.read_stderr(), 10)
-    wait_until(lambda: "Data volume has less than 1% free disk space" in m.maillog(), 10)
-
-
-def test_disk_below_five_percent_still_accepts(mtad_factory):
-    m = mtad_factory(env={"MTAD_TEST_DISK_FREE_PCT": "3"})
-    c = Client(m.smtp_port)
-    c.expect("EHLO x", 250)
-    queued_id(transaction(c))
-    wait_until(lambda: "Data volume has less than 5% free disk space" in m.read_stderr(), 10)
-    assert "less than 1%" not in m.read_stderr()

@@ -345,7 +345,7 @@ h_done(void *arg, struct smtpc *c, const struct smtpc_result *r)
 	if (h->keep_after_done) {
 		/* a second send on a dead session is refused */
 		if (smtpc_send(c, &(struct smtpc_txn){ "a", (const char *const[]){ "b" }, 1, 1, 0, 0,
-		    { h_read, h } }) != -1)
+		    { h_read, h, NULL } }) != -1)
 			fail_msg("smtpc_send on a dead session accepted");
 		return;
 	}
