@@ -131,7 +131,7 @@ struct http_snap {
 const char *http_stats_disk_message(int state);
 /* http_stats_disk_state_of - 0/1/2 from a free percentage (SPEC §8: 5 %, 1 %) */
 int http_stats_disk_state_of(double free_pct);
-/* http_metrics_format - Prometheus text exposition format 0.0.4 */
+/* http_metrics_format - the body of /metrics: the snapshot through metrics_prom_format() */
 int http_metrics_format(const struct http_snap *s, const double *bounds,
     struct evbuffer *b);
 /* http_stats_json - the body of /api/stats */

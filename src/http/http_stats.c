@@ -1,5 +1,6 @@
 /*
- * http_stats.c - the body of /api/stats and the disk banner texts (SPEC §8)
+ * http_stats.c - the body of /api/stats, the disk banner texts (SPEC §8) and
+ * the snapshot handed to the Prometheus format (src/metrics/metrics_prom.c)
  *
  * Owns:     the SPEC §8 texts as the UI shows them.
  * Lifetime: stateless: it formats a struct http_snap.
@@ -8,6 +9,7 @@
  */
 #include "http/http_int.h"
 #include "mail/diskguard.h"
+#include "metrics/metrics_prom.h"
 
 /* http_stats_disk_message - SPEC §8's text for a disk state; NULL when there is nothing to say */
 const char *
@@ -121,4 +123,33 @@ http_stats_json(const struct http_snap *s)
 fail:
 	json_decref(o);
 	return NULL;
+}
+
+/*
+ * http_metrics_format - /metrics: the snapshot in the Prometheus text
+ * format (metrics_prom.c owns the names and the encoding)
+ */
+int
+http_metrics_format(const struct http_snap *s, const double *bounds, struct evbuffer *b)
+{
+	struct metrics_prom_values v = {
+		.now_us = s->now_us, .start_us = s->start_us,
+		.queue_messages = s->queue_messages, .queue_bytes = s->queue_bytes,
+		.queue_rcpts = s->queue_rcpts, .n_active = s->n_active,
+		.n_deferred = s->n_deferred, .n_held = s->n_held,
+		.oldest_arrival_us = s->oldest_arrival_us,
+		.sessions_active = s->sessions_active, .sessions_total = s->sessions_total,
+		.tls_sessions = s->tls_sessions, .accepted = s->accepted,
+		.accepted_bytes = s->accepted_bytes, .rejected = s->rejected,
+		.delivered = s->delivered, .deferred = s->deferred, .bounced = s->bounced,
+		.dkim_signed = s->dkim_signed, .auth_sessions = s->auth_sessions,
+		.auth_sessions_active = s->auth_sessions_active, .auth_failures = s->auth_failures,
+		.latency_bucket = s->latency_bucket, .latency_bounds = bounds,
+		.latency_buckets = s->latency_buckets, .latency_sum = s->latency_sum,
+		.latency_count = s->latency_count,
+		.disk_known = s->disk_known, .disk_free_pct = s->disk_free_pct,
+		.disk_state = s->disk_state,
+	};
+
+	return metrics_prom_format(&v, b);
 }
