@@ -194,8 +194,13 @@ def test_kubectl_kustomize_renders_offline():
 
 
 def exported_metrics():
-    with open(os.path.join(ROOT, "src", "http", "http_metrics.c")) as f:
-        src = f.read()
+    src = ""
+    for d in ("metrics", "http"):           # the encoder and whatever feeds it
+        base = os.path.join(ROOT, "src", d)
+        for n in sorted(os.listdir(base)):
+            if n.endswith(".c"):
+                with open(os.path.join(base, n)) as f:
+                    src += f.read()
     names = set(re.findall(r'"(mta_[a-z_]+)"', src)) | set(re.findall(r"# TYPE (mta_[a-z_]+)", src))
     hist = set(re.findall(r"# TYPE (mta_[a-z_]+) histogram", src))
     for h in hist:
