@@ -478,6 +478,8 @@ conn_read(void *arg, void *buf, size_t len)
 	return queue_reader_read(arg, buf, len);
 }
 
+#define SCHED_WIRE_MIN (64 * 1024)    /* smaller contents are copied, not sent with sendfile */
+
 /* A content's file ranges collected into one evbuffer by reference. */
 struct conn_wire_job {
 	struct evbuffer *buf;
@@ -561,7 +563,12 @@ conn_send(struct sched_conn *cn)
 	t.need_8bit = (m->flags & QUEUE_F_8BITMIME) != 0;
 	t.smtputf8 = (m->flags & QUEUE_F_SMTPUTF8) != 0;
 	t.content.read = conn_read;
-	t.content.wire = (m->flags & QUEUE_F_WIRE) ? conn_wire : NULL;
+	/*
+	 * sendfile only pays for big contents: a small one would go out as
+	 * three writes (prepend, content, ".") that Nagle's algorithm holds
+	 * back behind delayed ACKs, where one copy through the buffer is cheap.
+	 */
+	t.content.wire = (m->flags & QUEUE_F_WIRE) && m->size >= SCHED_WIRE_MIN ? conn_wire : NULL;
 	t.content.arg = cn->rd;
 	cn->txn_start_us = util_mono_us();
 	cn->job_start_us = util_now_us();
