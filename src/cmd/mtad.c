@@ -301,21 +301,23 @@ on_stop(evutil_socket_t sig, short what, void *arg)
 	stop_now(d);
 }
 
+/* key_store - the TLS key store root of cfg ("" = none) */
+static const char *
+key_store(const struct config *cfg)
+{
+	return cfg->key_dir[0] != '\0' ? cfg->key_dir : cfg->fs_dir;
+}
+
 /* print_relay_map - -t --print: the sender_relay_map rules, as comments (checked already) */
 static void
 print_relay_map(const struct config *cfg)
 {
 	char err[512];
-	size_t len = 0;
-	char *text;
 	struct relay_map *m;
-	const char *root = cfg->key_dir[0] != '\0' ? cfg->key_dir : cfg->fs_dir;
 
 	if (cfg->sender_relay_map[0] == '\0' ||
-	    (text = tls_keys_read_text(root, cfg->sender_relay_map, &len, err, sizeof(err))) == NULL)
+	    (m = relay_map_load(key_store(cfg), cfg->sender_relay_map, err, sizeof(err))) == NULL)
 		return;
-	m = relay_map_parse(text, len, err, sizeof(err));
-	free(text);
 	relay_map_print(m, STDOUT_FILENO);
 	relay_map_free(m);
 }
@@ -332,13 +334,6 @@ print_dest_policy(const struct config *cfg)
 		return;
 	dest_policy_print(p, STDOUT_FILENO);
 	dest_policy_free(p);
-}
-
-/* key_store - the TLS key store root of cfg ("" = none) */
-static const char *
-key_store(const struct config *cfg)
-{
-	return cfg->key_dir[0] != '\0' ? cfg->key_dir : cfg->fs_dir;
 }
 
 /*
