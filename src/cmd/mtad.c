@@ -300,30 +300,25 @@ on_stop(evutil_socket_t sig, short what, void *arg)
 	stop_now(d);
 }
 
-/* print_relay_map - -t --print: the sender_relay_map rules, as comments (checked already) */
-static void
-print_relay_map(const struct config *cfg)
-{
-	char err[512];
-	size_t len = 0;
-	char *text;
-	struct relay_map *m;
-	const char *root = cfg->key_dir[0] != '\0' ? cfg->key_dir : cfg->fs_dir;
-
-	if (cfg->sender_relay_map[0] == '\0' ||
-	    (text = tls_keys_read_text(root, cfg->sender_relay_map, &len, err, sizeof(err))) == NULL)
-		return;
-	m = relay_map_parse(text, len, err, sizeof(err));
-	free(text);
-	relay_map_print(m, STDOUT_FILENO);
-	relay_map_free(m);
-}
-
 /* key_store - the TLS key store root of cfg ("" = none) */
 static const char *
 key_store(const struct config *cfg)
 {
 	return cfg->key_dir[0] != '\0' ? cfg->key_dir : cfg->fs_dir;
+}
+
+/* print_relay_map - -t --print: the sender_relay_map rules, as comments (checked already) */
+static void
+print_relay_map(const struct config *cfg)
+{
+	char err[512];
+	struct relay_map *m;
+
+	if (cfg->sender_relay_map[0] == '\0' ||
+	    (m = relay_map_load(key_store(cfg), cfg->sender_relay_map, err, sizeof(err))) == NULL)
+		return;
+	relay_map_print(m, STDOUT_FILENO);
+	relay_map_free(m);
 }
 
 /*

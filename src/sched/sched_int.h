@@ -64,7 +64,7 @@ struct sched_msg {
 	int      active;                /* counted in s->nactive */
 	int      force;                 /* flush: everything pending is due now */
 	int      deleted;               /* operator delete: remove once njobs is 0 */
-	int      all_done;              /* every recipient final (state not written) */
+	int      all_done;              /* the last job delivered every recipient left */
 	int      warned;                /* delay warning sent (in memory only) */
 	int      cc_owed;               /* QUEUE_F_CC: the cc_mta copy is still to go */
 	unsigned cc_attempts;
