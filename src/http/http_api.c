@@ -132,7 +132,7 @@ http_api_snap_take(struct http *h, struct http_snap *s)
 	s->disk_state = m->disk_state;
 	if (s->disk_known && http_stats_disk_state_of(s->disk_free_pct) > s->disk_state)
 		s->disk_state = http_stats_disk_state_of(s->disk_free_pct);
-	http_history_rates(&h->hist, rates);
+	http_history_rates(&h->hist, s->now_us / 1000000, rates);
 	s->rate_accepted = rates[HTTP_H_ACCEPTED];
 	s->rate_delivered = rates[HTTP_H_DELIVERED];
 	s->rate_deferred = rates[HTTP_H_DEFERRED];
