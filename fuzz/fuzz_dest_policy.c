@@ -9,7 +9,7 @@
  *
  * The input is the file; its first line is also tried as a
  * destination_rate_limit value. Invariants: a parse either fails with a
- * NUL-terminated "FILE:N: ..." message or gives at most
+ * NUL-terminated "destination_policy_file f ..." message or gives at most
  * DEST_POLICY_MAX_RULES rules, sorted, each domain lower case, unique and
  * found by the look-up (in any case), with a concurrency in range and a
  * rate that formats and parses back to itself.
@@ -59,7 +59,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	p = dest_policy_parse((const char *)data, size, "f", err, sizeof(err));
 	if (p == NULL) {
-		if (strnlen(err, sizeof(err)) >= sizeof(err) || strncmp(err, "f:", 2) != 0)
+		if (strnlen(err, sizeof(err)) >= sizeof(err) || strncmp(err, "destination_policy_file f", 25) != 0)
 			abort();
 		return 0;
 	}

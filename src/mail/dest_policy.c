@@ -4,20 +4,21 @@
  *
  * Owns:     struct dest_policy, its sorted rule array and every domain in it.
  * Lifetime: dest_policy_parse() to dest_policy_free(); text is not kept.
- * Errors:   NULL with "FILE:N: what" in err for a malformed file (too many
+ * Errors:   NULL with "destination_policy_file FILE line N: what" in err
+ *           for a malformed file (too many
  *           rules, a line over DEST_POLICY_LINE_MAX, a bad domain, an
  *           unknown or repeated option, a bad number, a repeated domain);
  *           out of memory likewise.
  * Context:  any thread; no globals.
  *
- * The format is in dest_policy.h. Lines are tokenized in a bounded copy;
- * fields are separated by blanks (space or tab). The rules are sorted by
+ * The format is in dest_policy.h. Lines, comments and fields are read by
+ * mail/tablefile.c (fields separated by blanks, '#' anywhere). The rules are sorted by
  * domain once, so a look-up (one per new destination) is a binary search.
  */
 #include "mail/dest_policy.h"
 #include "lib/util.h"
 #include "mail/config.h"
-#include "tls/tls.h"
+#include "mail/tablefile.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -96,14 +97,6 @@ dest_rate_format(const struct dest_rate *r, char *buf, size_t size)
 	return util_bsnprintf(buf, size, "%u/%s", r->n, u) < 0 ? -1 : 0;
 }
 
-/* dp_err - "FILE:N: what" into err */
-static void
-dp_err(char *err, size_t errlen, const char *file, unsigned line, const char *what)
-{
-	if (util_bsnprintf(err, errlen, "%s:%u: %s", file, line, what) < 0)
-		util_strlcpy(err, what, errlen);
-}
-
 /* dp_domain_ok - a host name or address: letters, digits, '-', '.', '_', ':' */
 static int
 dp_domain_ok(const char *d)
@@ -123,7 +116,7 @@ dp_domain_ok(const char *d)
 
 /* dp_rule - tok[0..ntok) of one line into r (domain copied); -1 with what */
 static int
-dp_rule(struct dest_policy_rule *r, char *const *tok, size_t ntok, char *what, size_t wlen)
+dp_rule(struct dest_policy_rule *r, char *const *tok, unsigned ntok, char *what, size_t wlen)
 {
 	int have_conc = 0;
 
@@ -138,7 +131,7 @@ dp_rule(struct dest_policy_rule *r, char *const *tok, size_t ntok, char *what, s
 		    wlen);
 		return -1;
 	}
-	for (size_t i = 1; i < ntok; i++) {
+	for (unsigned i = 1; i < ntok; i++) {
 		const char *t = tok[i];
 
 		if (strncmp(t, "concurrency=", 12) == 0) {
@@ -219,57 +212,32 @@ dp_cmp(const void *a, const void *b)
 	return x->line < y->line ? -1 : x->line > y->line;
 }
 
-/* dest_policy_parse - see dest_policy.h */
-struct dest_policy *
-dest_policy_parse(const char *text, size_t len, const char *file, char *err, size_t errlen)
+static const struct tablefile_format dest_policy_format = {
+	"destination_policy_file", DEST_POLICY_LINE_MAX, '\0', 3, 1
+};
+
+/* dp_read - the rules of the open table t, sorted; NULL with "... line N: what" in err */
+static struct dest_policy *
+dp_read(struct tablefile *t, char *err, size_t errlen)
 {
 	struct dest_policy *p;
-	size_t pos = 0, cap = 0;
-	unsigned lineno = 0;
-	char line[DEST_POLICY_LINE_MAX + 1], what[160];
+	struct tablefile_line l;
+	size_t cap = 0;
+	char what[160];
+	int r;
 
 	if ((p = calloc(1, sizeof(*p))) == NULL) {
-		dp_err(err, errlen, file, 0, "out of memory");
+		tablefile_err(t, 0, err, errlen, "out of memory");
 		return NULL;
 	}
-	while (pos < len) {
-		const char *nl = memchr(text + pos, '\n', len - pos);
-		size_t l = nl != NULL ? (size_t)(nl - (text + pos)) : len - pos;
-		char *tok[4], *q, *hash;
-		size_t ntok = 0;
-
-		lineno++;
-		if (l > DEST_POLICY_LINE_MAX) {
-			dp_err(err, errlen, file, lineno, "line too long");
+	while ((r = tablefile_next(t, &l, err, errlen)) > 0) {
+		if (l.n > dest_policy_format.fields_max) {
+			tablefile_err(t, l.lineno, err, errlen,
+			    "expected DOMAIN [concurrency=N] [rate=N/UNIT]: too many fields");
 			goto fail;
 		}
-		memcpy(line, text + pos, l);
-		line[l] = '\0';
-		pos += l + (nl != NULL);
-		if (memchr(line, '\0', l) != NULL) {
-			dp_err(err, errlen, file, lineno, "NUL in the line");
-			goto fail;
-		}
-		if ((hash = strchr(line, '#')) != NULL)
-			*hash = '\0';
-		for (q = line; *q != '\0';) {
-			while (*q == ' ' || *q == '\t' || *q == '\r')
-				*q++ = '\0';
-			if (*q == '\0')
-				break;
-			if (ntok == sizeof(tok) / sizeof(tok[0])) {
-				dp_err(err, errlen, file, lineno,
-				    "expected DOMAIN [concurrency=N] [rate=N/UNIT]: too many fields");
-				goto fail;
-			}
-			tok[ntok++] = q;
-			while (*q != '\0' && *q != ' ' && *q != '\t' && *q != '\r')
-				q++;
-		}
-		if (ntok == 0)
-			continue;
 		if (p->n == DEST_POLICY_MAX_RULES) {
-			dp_err(err, errlen, file, lineno, "too many lines");
+			tablefile_err(t, l.lineno, err, errlen, "too many lines");
 			goto fail;
 		}
 		if (p->n == cap) {
@@ -277,32 +245,46 @@ dest_policy_parse(const char *text, size_t len, const char *file, char *err, siz
 			struct dest_policy_rule *nr = realloc(p->rules, ncap * sizeof(*nr));
 
 			if (nr == NULL) {
-				dp_err(err, errlen, file, lineno, "out of memory");
+				tablefile_err(t, l.lineno, err, errlen, "out of memory");
 				goto fail;
 			}
 			p->rules = nr;
 			cap = ncap;
 		}
-		if (dp_rule(&p->rules[p->n], tok, ntok, what, sizeof(what)) < 0) {
-			dp_err(err, errlen, file, lineno, what);
+		if (dp_rule(&p->rules[p->n], l.field, l.n, what, sizeof(what)) < 0) {
+			tablefile_err(t, l.lineno, err, errlen, "%s", what);
 			goto fail;
 		}
-		p->rules[p->n].line = lineno;
+		p->rules[p->n].line = l.lineno;
 		p->n++;
 	}
+	if (r < 0)
+		goto fail;
 	if (p->n > 1)
 		qsort(p->rules, p->n, sizeof(*p->rules), dp_cmp);
 	for (size_t i = 1; i < p->n; i++)
 		if (strcmp(p->rules[i - 1].domain, p->rules[i].domain) == 0) {
-			if (util_bsnprintf(what, sizeof(what), "domain %.100s repeated (first on "
-			    "line %u)", p->rules[i].domain, p->rules[i - 1].line) < 0)
-				util_strlcpy(what, "domain repeated", sizeof(what));
-			dp_err(err, errlen, file, p->rules[i].line, what);
+			tablefile_err(t, p->rules[i].line, err, errlen, "domain %.100s repeated (first "
+			    "on line %u)", p->rules[i].domain, p->rules[i - 1].line);
 			goto fail;
 		}
 	return p;
 fail:
 	return dest_policy_free(p);
+}
+
+/* dest_policy_parse - see dest_policy.h */
+struct dest_policy *
+dest_policy_parse(const char *text, size_t len, const char *file, char *err, size_t errlen)
+{
+	struct tablefile t;
+	struct dest_policy *p;
+
+	if (tablefile_open_text(&t, &dest_policy_format, file, text, len, err, errlen) < 0)
+		return NULL;
+	p = dp_read(&t, err, errlen);
+	tablefile_close(&t);
+	return p;
 }
 
 /* dest_policy_read - see dest_policy.h */
@@ -311,22 +293,14 @@ dest_policy_read(const struct config *cfg, char *err, size_t errlen)
 {
 	const char *root = cfg->key_dir[0] != '\0' ? cfg->key_dir :
 	    cfg->fs_dir[0] != '\0' ? cfg->fs_dir : cfg->data_dir;
-	char why[512];
-	size_t len = 0;
-	char *text;
+	struct tablefile t;
 	struct dest_policy *p;
 
-	if ((text = tls_keys_read_text(root, cfg->destination_policy_file, &len, why,
-	    sizeof(why))) == NULL) {
-		if (util_bsnprintf(err, errlen, "destination_policy_file %s", why) < 0)
-			util_strlcpy(err, "destination_policy_file cannot be read", errlen);
+	if (tablefile_open(&t, &dest_policy_format, root, cfg->destination_policy_file, err,
+	    errlen) < 0)
 		return NULL;
-	}
-	if ((p = dest_policy_parse(text, len, cfg->destination_policy_file, why,
-	    sizeof(why))) == NULL &&
-	    util_bsnprintf(err, errlen, "destination_policy_file %s", why) < 0)
-		util_strlcpy(err, "destination_policy_file: bad line", errlen);
-	free(text);
+	p = dp_read(&t, err, errlen);
+	tablefile_close(&t);
 	return p;
 }
 

@@ -6,7 +6,8 @@
  * Owns:     struct dest_policy and its rules' domain strings.
  * Lifetime: dest_policy_parse() to dest_policy_free(); read-only in between
  *           (SIGHUP builds a new policy and swaps it whole).
- * Errors:   dest_policy_parse() returns NULL with "FILE:N: what" in err;
+ * Errors:   dest_policy_parse() returns NULL with "destination_policy_file
+ *           FILE line N: what" in err;
  *           dest_rate_parse() returns -1 with what in why.
  * Context:  any thread; no globals.
  *
@@ -61,7 +62,7 @@ int dest_rate_parse(const char *s, struct dest_rate *out, char *why, size_t whyl
 int dest_rate_format(const struct dest_rate *r, char *buf, size_t size);
 /*
  * dest_policy_parse - the rules of text[0..len) (file names the file in
- * messages); NULL with "FILE:N: what" in err
+ * messages); NULL with "destination_policy_file FILE line N: what" in err
  */
 struct dest_policy *dest_policy_parse(const char *text, size_t len, const char *file,
     char *err, size_t errlen);
@@ -69,7 +70,7 @@ struct config;
 /*
  * dest_policy_read - cfg's destination_policy_file (relative to the key
  * store, or to data_dir when there is none), read and parsed; NULL with
- * "destination_policy_file FILE:N: what" (or why it cannot be read) in err.
+ * "destination_policy_file FILE line N: what" (or why it cannot be read) in err.
  * An empty destination_policy_file is an error too: check it first.
  */
 struct dest_policy *dest_policy_read(const struct config *cfg, char *err, size_t errlen);

@@ -266,7 +266,7 @@ def test_policy_file_errors_and_sighup_reload(mtad_factory, world_factory):
     write_policy(m, "a.test concurrency=2\nb.test speed=3\n")
     r = m.run_check()
     assert r.returncode != 0
-    assert "destination_policy_file policy.txt:2: unknown option 'speed=3'" in r.stderr, r.stderr
+    assert "destination_policy_file policy.txt line 2: unknown option 'speed=3'" in r.stderr, r.stderr
     write_policy(m, "a.test concurrency=2\nb.test rate=10/m\n")
     r = m.run_check("--print")
     assert r.returncode == 0, r.stderr
@@ -278,7 +278,7 @@ def test_policy_file_errors_and_sighup_reload(mtad_factory, world_factory):
     write_policy(m, "slow.test rate=3/s\nslow.test concurrency=1\n")
     m.proc.send_signal(signal.SIGHUP)
     wait_until(lambda: "reload failed" in m.read_stderr(), DEADLINE, what="the failed reload")
-    assert "policy.txt:2: domain slow.test repeated (first on line 1)" in m.read_stderr()
+    assert "destination_policy_file policy.txt line 2: domain slow.test repeated (first on line 1)" in m.read_stderr()
     write_policy(m, "slow.test rate=3/s\n")
     m.proc.send_signal(signal.SIGHUP)
     wait_until(lambda: "configuration reloaded" in m.read_stderr(), DEADLINE, what="the reload")

@@ -23,6 +23,8 @@
 #include "sched/sched_rate.h"
 #include "smtpc/smtpc.h"
 
+#define PFX "destination_policy_file p "
+
 /* The bucket: 5/s spaces starts 200 ms apart; an idle bucket holds one token only. */
 static void
 test_rate_bucket(void **state)
@@ -247,23 +249,23 @@ test_policy_parse(void **state)
 		{ "# comment\n\n  \t\n", NULL, 0 },
 		{ "example.com concurrency=2\n", NULL, 1 },
 		{ "A.example rate=5/s concurrency=3 # c\r\nb.example rate=none\n", NULL, 2 },
-		{ "a.example\n", "p:1: expected DOMAIN [concurrency=N] [rate=N/UNIT]: no limit given", 0 },
-		{ "\na.example speed=3\n", "p:2: unknown option 'speed=3' (expected concurrency=N or "
+		{ "a.example\n", PFX "line 1: expected DOMAIN [concurrency=N] [rate=N/UNIT]: no limit given", 0 },
+		{ "\na.example speed=3\n", PFX "line 2: unknown option 'speed=3' (expected concurrency=N or "
 		  "rate=N/UNIT)", 0 },
-		{ "a.example concurrency=0\n", "p:1: concurrency: expected a number from 1 to 1000", 0 },
-		{ "a.example concurrency=1001\n", "p:1: concurrency: expected a number from 1 to 1000",
+		{ "a.example concurrency=0\n", PFX "line 1: concurrency: expected a number from 1 to 1000", 0 },
+		{ "a.example concurrency=1001\n", PFX "line 1: concurrency: expected a number from 1 to 1000",
 		  0 },
-		{ "a.example concurrency=1 concurrency=2\n", "p:1: concurrency given twice", 0 },
-		{ "a.example rate=5/s rate=6/s\n", "p:1: rate given twice", 0 },
-		{ "a.example rate=\n", "p:1: rate: expected N/UNIT (e.g. 100/m) or none", 0 },
-		{ "a.example rate=5/x\n", "p:1: rate: expected N/UNIT with N from 1 to 1000000 and "
+		{ "a.example concurrency=1 concurrency=2\n", PFX "line 1: concurrency given twice", 0 },
+		{ "a.example rate=5/s rate=6/s\n", PFX "line 1: rate given twice", 0 },
+		{ "a.example rate=\n", PFX "line 1: rate: expected N/UNIT (e.g. 100/m) or none", 0 },
+		{ "a.example rate=5/x\n", PFX "line 1: rate: expected N/UNIT with N from 1 to 1000000 and "
 		  "UNIT s, m, h or d (e.g. 100/m), or none", 0 },
-		{ "a.example rate=1/s concurrency=1 x y\n", "p:1: expected DOMAIN [concurrency=N] "
+		{ "a.example rate=1/s concurrency=1 x y\n", PFX "line 1: expected DOMAIN [concurrency=N] "
 		  "[rate=N/UNIT]: too many fields", 0 },
-		{ "a/b concurrency=1\n", "p:1: expected DOMAIN [concurrency=N] [rate=N/UNIT]: not a "
+		{ "a/b concurrency=1\n", PFX "line 1: expected DOMAIN [concurrency=N] [rate=N/UNIT]: not a "
 		  "domain", 0 },
 		{ "b.example rate=1/s\na.example rate=1/s\nB.EXAMPLE concurrency=2\n",
-		  "p:3: domain b.example repeated (first on line 1)", 0 },
+		  PFX "line 3: domain b.example repeated (first on line 1)", 0 },
 	};
 	int failed = 0;
 
@@ -329,15 +331,15 @@ test_policy_bounds(void **state)
 	(void)state;
 	memset(big, 'x', sizeof(big) - 1);
 	assert_null(dest_policy_parse(big, strlen(big), "p", err, sizeof(err)));
-	assert_string_equal(err, "p:1: line too long");
+	assert_string_equal(err, PFX "line 1: line too long");
 	assert_null(dest_policy_parse("a rate=1/s\0x\n", 13, "p", err, sizeof(err)));
-	assert_string_equal(err, "p:1: NUL in the line");
+	assert_string_equal(err, PFX "line 1: NUL in the line");
 	many = test_malloc(cap);
 	for (unsigned i = 0; i <= DEST_POLICY_MAX_RULES; i++)
 		len += (size_t)snprintf(many + len, cap - len, "d%u.example rate=1/s\n", i);
 	p = dest_policy_parse(many, len, "p", err, sizeof(err));
 	assert_null(p);
-	assert_string_equal(err, "p:10001: too many lines");
+	assert_string_equal(err, PFX "line 10001: too many lines");
 	p = dest_policy_parse(many, len - strlen("d10000.example rate=1/s\n"), "p", err,
 	    sizeof(err));
 	assert_non_null(p);
