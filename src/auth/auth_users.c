@@ -17,21 +17,26 @@
  * USER (no ':', no blanks or controls, at most AUTH_USER_MAX octets),
  * CRYPT_HASH as crypt(3) writes it, then optionally the envelope senders
  * the user may use: user@domain or @domain, comma-separated. No patterns:
- * any sender. The file is read through the key store (tls_keys_read).
+ * any sender. The file is read beneath the key store, its lines and
+ * fields by mail/tablefile.c; a line may hold USERS_LINE_MAX octets.
  */
 #include "auth/auth.h"
 #include "lib/util.h"
-#include "tls/tls.h"
+#include "mail/tablefile.h"
 
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include <openssl/crypto.h>
 
-#define USERS_MAX 100000
+#define USERS_MAX      100000
+#define USERS_LINE_MAX 65536         /* octets: a user with many sender patterns */
+
+/* ':'-separated, the third field keeps the rest; '#' only in column one (hashes are free text) */
+static const struct tablefile_format users_format = {
+	"smtpd_users_file", USERS_LINE_MAX, ':', 3, 0
+};
 
 struct auth_user {
 	char *name;
@@ -48,22 +53,6 @@ struct auth_users {
 /* A SHA-512 hash of a random password: an unknown user costs a real crypt_r(). */
 static const char dummy_hash[] =
     "$6$rounds=5000$mtaddummysalt$0Nt0xk2jBD3e3OaZAzvn6B3O3KmhHcCsUnqSrpj5rV.GhgKdX4Ek8hDV5U3VHRWC5oVTD1q1pqQyVd4h7wA0d/";
-
-static void __attribute__((format(printf, 5, 6)))
-users_err(char *err, size_t errlen, const char *file, unsigned line, const char *fmt, ...)
-{
-	char what[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (vsnprintf(what, sizeof(what), fmt, ap) < 0)
-		what[0] = '\0';
-	va_end(ap);
-	if (line > 0)
-		(void)util_bsnprintf(err, errlen, "smtpd_users_file %s line %u: %s", file, line, what);
-	else
-		(void)util_bsnprintf(err, errlen, "smtpd_users_file %s: %s", file, what);
-}
 
 static int
 user_cmp(const void *a, const void *b)
@@ -111,107 +100,98 @@ users_free_entries(struct auth_users *u)
 	free(u->u);
 }
 
+/* users_add - one more user (strings copied); -1 when out of memory */
+static int
+users_add(struct auth_users *u, size_t *cap, const char *name, const char *hash,
+    const char *patterns)
+{
+	struct auth_user *e;
+
+	if (u->n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 16;
+		struct auth_user *nu = realloc(u->u, ncap * sizeof(*nu));
+
+		if (nu == NULL)
+			return -1;
+		u->u = nu;
+		*cap = ncap;
+	}
+	e = &u->u[u->n];
+	e->name = strdup(name);
+	e->hash = strdup(hash);
+	e->patterns = strdup(patterns);
+	u->n++;
+	return e->name == NULL || e->hash == NULL || e->patterns == NULL ? -1 : 0;
+}
+
 /* auth_users_load - see auth.h */
 struct auth_users *
 auth_users_load(const char *root, const char *rel, char *err, size_t errlen)
 {
 	struct auth_users *u = NULL;
-	size_t len = 0, cap = 0;
-	unsigned lineno = 0;
-	char why[256], *text, *line, *next;
+	struct tablefile t;
+	struct tablefile_line l;
+	size_t cap = 0;
+	int r;
 
-	if (root == NULL || root[0] == '\0') {
-		users_err(err, errlen, rel, 0, "no key store is configured (set key_dir or fs_dir)");
+	if (tablefile_open(&t, &users_format, root, rel, err, errlen) < 0)
 		return NULL;
-	}
-	if ((text = tls_keys_read(root, rel, &len, why, sizeof(why))) == NULL) {
-		users_err(err, errlen, rel, 0, "%s", why);
-		return NULL;
-	}
 	if ((u = calloc(1, sizeof(*u))) == NULL) {
-		users_err(err, errlen, rel, 0, "out of memory");
+		tablefile_err(&t, 0, err, errlen, "out of memory");
 		goto fail;
 	}
 	u->refs = 1;
-	for (line = text; line < text + len; line = next) {
-		char *c1, *c2, *end;
-		struct auth_user *e;
+	while ((r = tablefile_next(&t, &l, err, errlen)) > 0) {
+		const char *name = l.field[0], *hash = l.n > 1 ? l.field[1] : NULL;
+		const char *patterns = l.n > 2 ? l.field[2] : NULL;
 
-		lineno++;
-		next = memchr(line, '\n', (size_t)(text + len - line));
-		next = next != NULL ? next + 1 : text + len;
-		end = next;
-		while (end > line && (end[-1] == '\n' || end[-1] == '\r'))
-			end--;
-		*end = '\0';
-		if (line[0] == '#' || line[strspn(line, " \t")] == '\0')
-			continue;
-		if ((c1 = strchr(line, ':')) == NULL || c1 == line || (size_t)(c1 - line) > AUTH_USER_MAX) {
-			users_err(err, errlen, rel, lineno, "expected USER:CRYPT_HASH[:SENDER_PATTERN,...]");
+		if (hash == NULL || name[0] == '\0' || strlen(name) > AUTH_USER_MAX) {
+			tablefile_err(&t, l.lineno, err, errlen,
+			    "expected USER:CRYPT_HASH[:SENDER_PATTERN,...]");
 			goto fail;
 		}
-		*c1++ = '\0';
-		for (const char *p = line; *p; p++)
+		for (const char *p = name; *p; p++)
 			if ((unsigned char)*p <= ' ' || *p == 0x7f) {
-				users_err(err, errlen, rel, lineno, "blank or control character in the user name");
+				tablefile_err(&t, l.lineno, err, errlen,
+				    "blank or control character in the user name");
 				goto fail;
 			}
-		/* bcrypt and SHA-crypt hashes contain no ':', so the next one ends the hash */
-		if ((c2 = strchr(c1, ':')) != NULL)
-			*c2++ = '\0';
-		if (!hash_ok(c1)) {
-			users_err(err, errlen, rel, lineno, "user %.64s: not a yescrypt ($y$), SHA-512 ($6$) "
-			    "or bcrypt ($2b$) hash", line);
+		if (!hash_ok(hash)) {
+			tablefile_err(&t, l.lineno, err, errlen, "user %.64s: not a yescrypt ($y$), "
+			    "SHA-512 ($6$) or bcrypt ($2b$) hash", name);
 			goto fail;
 		}
-		if (c2 != NULL) {
-			for (const char *p = c2; *p;) {
-				size_t n = strcspn(p, ",");
-				if (!pattern_ok(p, n)) {
-					users_err(err, errlen, rel, lineno, "user %.64s: bad sender pattern '%.*s' "
-					    "(want user@domain or @domain)", line, (int)(n > 64 ? 64 : n), p);
-					goto fail;
-				}
-				p += n + (p[n] == ',');
+		for (const char *p = patterns; p != NULL && *p;) {
+			size_t n = strcspn(p, ",");
+
+			if (!pattern_ok(p, n)) {
+				tablefile_err(&t, l.lineno, err, errlen, "user %.64s: bad sender pattern "
+				    "'%.*s' (want user@domain or @domain)", name, (int)(n > 64 ? 64 : n), p);
+				goto fail;
 			}
+			p += n + (p[n] == ',');
 		}
 		if (u->n == USERS_MAX) {
-			users_err(err, errlen, rel, lineno, "more than %d users", USERS_MAX);
+			tablefile_err(&t, l.lineno, err, errlen, "more than %d users", USERS_MAX);
 			goto fail;
 		}
-		if (u->n == cap) {
-			size_t ncap = cap ? cap * 2 : 16;
-			struct auth_user *nu = realloc(u->u, ncap * sizeof(*nu));
-			if (nu == NULL) {
-				users_err(err, errlen, rel, lineno, "out of memory");
-				goto fail;
-			}
-			u->u = nu;
-			cap = ncap;
-		}
-		e = &u->u[u->n];
-		e->name = strdup(line);
-		e->hash = strdup(c1);
-		e->patterns = strdup(c2 != NULL ? c2 : "");
-		u->n++;
-		if (e->name == NULL || e->hash == NULL || e->patterns == NULL) {
-			users_err(err, errlen, rel, lineno, "out of memory");
+		if (users_add(u, &cap, name, hash, patterns != NULL ? patterns : "") < 0) {
+			tablefile_err(&t, l.lineno, err, errlen, "out of memory");
 			goto fail;
 		}
 	}
+	if (r < 0)
+		goto fail;
 	qsort(u->u, u->n, sizeof(*u->u), user_cmp);
 	for (size_t i = 1; i < u->n; i++)
 		if (strcmp(u->u[i - 1].name, u->u[i].name) == 0) {
-			users_err(err, errlen, rel, 0, "user %.64s is listed twice", u->u[i].name);
+			tablefile_err(&t, 0, err, errlen, "user %.64s is listed twice", u->u[i].name);
 			goto fail;
 		}
-	OPENSSL_cleanse(text, len);
-	free(text);
+	tablefile_close(&t);
 	return u;
 fail:
-	OPENSSL_cleanse(text, len);
-	free(text);
-	u->refs = 1;
+	tablefile_close(&t);
 	auth_users_unref(u);
 	return NULL;
 }

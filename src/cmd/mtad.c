@@ -16,6 +16,7 @@
 #include "mail/config.h"
 #include "mail/maillog.h"
 #include "mail/relay_map.h"
+#include "mail/dest_policy.h"
 #include "metrics/metrics.h"
 #include "tls/tls.h"
 #include "queue/queue.h"
@@ -300,30 +301,39 @@ on_stop(evutil_socket_t sig, short what, void *arg)
 	stop_now(d);
 }
 
-/* print_relay_map - -t --print: the sender_relay_map rules, as comments (checked already) */
-static void
-print_relay_map(const struct config *cfg)
-{
-	char err[512];
-	size_t len = 0;
-	char *text;
-	struct relay_map *m;
-	const char *root = cfg->key_dir[0] != '\0' ? cfg->key_dir : cfg->fs_dir;
-
-	if (cfg->sender_relay_map[0] == '\0' ||
-	    (text = tls_keys_read_text(root, cfg->sender_relay_map, &len, err, sizeof(err))) == NULL)
-		return;
-	m = relay_map_parse(text, len, err, sizeof(err));
-	free(text);
-	relay_map_print(m, STDOUT_FILENO);
-	relay_map_free(m);
-}
-
 /* key_store - the TLS key store root of cfg ("" = none) */
 static const char *
 key_store(const struct config *cfg)
 {
 	return cfg->key_dir[0] != '\0' ? cfg->key_dir : cfg->fs_dir;
+}
+
+/* print_relay_map - -t --print: the sender_relay_map rules, as comments (checked already) */
+static void
+print_relay_map(const struct config *cfg)
+{
+	char err[512];
+	struct relay_map *m;
+
+	if (cfg->sender_relay_map[0] == '\0' ||
+	    (m = relay_map_load(key_store(cfg), cfg->sender_relay_map, err, sizeof(err))) == NULL)
+		return;
+	relay_map_print(m, STDOUT_FILENO);
+	relay_map_free(m);
+}
+
+/* print_dest_policy - -t --print: the destination_policy_file rules, as comments (checked already) */
+static void
+print_dest_policy(const struct config *cfg)
+{
+	char err[600];
+	struct dest_policy *p;
+
+	if (cfg->destination_policy_file[0] == '\0' ||
+	    (p = dest_policy_read(cfg, err, sizeof(err))) == NULL)
+		return;
+	dest_policy_print(p, STDOUT_FILENO);
+	dest_policy_free(p);
 }
 
 /*
@@ -564,6 +574,7 @@ main(int argc, char **argv)
 		if (print) {
 			config_print(d.cfg, STDOUT_FILENO);
 			print_relay_map(d.cfg);
+			print_dest_policy(d.cfg);
 		}
 		config_free(d.cfg);
 		return 0;
@@ -577,6 +588,7 @@ main(int argc, char **argv)
 	if (!d.cfg->ssl_disabled || d.cfg->dkim_key_table[0] != '\0' ||
 	    d.cfg->smart_relay_password_file[0] != '\0' || d.cfg->smart_relay_ca_file[0] != '\0' ||
 	    d.cfg->sender_relay_map[0] != '\0' ||
+	    (d.cfg->destination_policy_file[0] != '\0' && key_store(d.cfg)[0] != '\0') ||
 	    d.cfg->smtpd_users_file[0] != '\0') {
 		if (tls_keys_helper_start(key_store(d.cfg), d.owner_uid, d.owner_gid,
 		    err, sizeof(err)) < 0)

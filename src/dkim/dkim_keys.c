@@ -9,7 +9,8 @@
  *           error names the key file and why.
  * Context:  event-loop thread (start-up, SIGHUP) and mtactl.
  *
- * Table format, one key a line, '#' starts a comment:
+ * Table format (lines, comments and fields read by mail/tablefile.c), one
+ * key a line, '#' starts a comment:
  *
  *     example.com     sel2025r   dkim/example.com.rsa.pem
  *     example.com     sel2025e   dkim/example.com.ed25519.pem
@@ -22,10 +23,9 @@
  */
 #include "dkim/dkim_int.h"
 #include "lib/util.h"
+#include "mail/tablefile.h"
 #include "tls/tls.h"
 
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -40,22 +40,10 @@
 #define DKIM_TABLE_MAX_KEYS 4096
 #define DKIM_LINE_MAX 4096
 
-/* keys_err - "dkim_key_table FILE line N: what" */
-static void __attribute__((format(printf, 5, 6)))
-keys_err(char *err, size_t errlen, const char *table, unsigned line, const char *fmt, ...)
-{
-	char what[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (vsnprintf(what, sizeof(what), fmt, ap) < 0)
-		what[0] = '\0';
-	va_end(ap);
-	if (line > 0)
-		(void)util_bsnprintf(err, errlen, "dkim_key_table %s line %u: %s", table, line, what);
-	else
-		(void)util_bsnprintf(err, errlen, "dkim_key_table %s: %s", table, what);
-}
+/* blank-separated fields, '#' anywhere: DOMAIN SELECTOR KEY_FILE, a fourth is an error */
+static const struct tablefile_format keys_format = {
+	"dkim_key_table", DKIM_LINE_MAX, '\0', 3, 1
+};
 
 static int
 valid_domain(const char *d)
@@ -136,29 +124,24 @@ done:
 	return pk;
 }
 
-/* table_line - one line's three words; 1 = a key line, 0 = blank/comment, -1 = malformed */
-static int
-table_line(char *line, char **w)
+/* keys_add - one more key slot, zeroed; NULL when out of memory */
+static struct dkim_key *
+keys_add(struct dkim_keys *k, size_t *cap)
 {
-	int n = 0;
-	char *p = line, *hash = strchr(line, '#');
+	struct dkim_key *e;
 
-	if (hash != NULL)
-		*hash = '\0';
-	for (;;) {
-		while (*p == ' ' || *p == '\t' || *p == '\r')
-			p++;
-		if (*p == '\0')
-			break;
-		if (n == 3)
-			return -1;
-		w[n++] = p;
-		while (*p != '\0' && *p != ' ' && *p != '\t' && *p != '\r')
-			p++;
-		if (*p != '\0')
-			*p++ = '\0';
+	if (k->n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 8;
+		struct dkim_key *nk = realloc(k->k, ncap * sizeof(*nk));
+
+		if (nk == NULL)
+			return NULL;
+		k->k = nk;
+		*cap = ncap;
 	}
-	return n == 0 ? 0 : n == 3 ? 1 : -1;
+	e = &k->k[k->n];
+	memset(e, 0, sizeof(*e));
+	return e;
 }
 
 /* dkim_keys_load - see dkim.h */
@@ -166,88 +149,69 @@ struct dkim_keys *
 dkim_keys_load(const char *root, const char *rel, char *err, size_t errlen)
 {
 	struct dkim_keys *k = NULL;
+	struct tablefile t;
+	struct tablefile_line l;
 	char why[256];
-	size_t len = 0, cap = 0;
-	unsigned lineno = 0;
-	char *text, *line, *next;
+	size_t cap = 0;
+	int r;
 
-	if (root == NULL || root[0] == '\0') {
-		keys_err(err, errlen, rel, 0, "no key store is configured (set key_dir or fs_dir)");
+	if (tablefile_open(&t, &keys_format, root, rel, err, errlen) < 0)
 		return NULL;
-	}
-	if ((text = tls_keys_read(root, rel, &len, why, sizeof(why))) == NULL) {
-		keys_err(err, errlen, rel, 0, "%s", why);
-		return NULL;
-	}
 	if ((k = calloc(1, sizeof(*k))) == NULL) {
-		keys_err(err, errlen, rel, 0, "out of memory");
+		tablefile_err(&t, 0, err, errlen, "out of memory");
 		goto fail;
 	}
 	k->refs = 1;
-	for (line = text; line != NULL && line < text + len; line = next) {
-		char *w[3];
+	while ((r = tablefile_next(&t, &l, err, errlen)) > 0) {
+		char *domain;
+		const char *selector, *file;
 		struct dkim_key *e;
-		int r;
 
-		lineno++;
-		next = memchr(line, '\n', (size_t)(text + len - line));
-		if (next != NULL)
-			*next++ = '\0';
-		if (strlen(line) > DKIM_LINE_MAX) {
-			keys_err(err, errlen, rel, lineno, "line too long");
+		if (l.n != 3) {
+			tablefile_err(&t, l.lineno, err, errlen, "expected DOMAIN SELECTOR KEY_FILE");
 			goto fail;
 		}
-		if ((r = table_line(line, w)) == 0)
-			continue;
-		if (r < 0) {
-			keys_err(err, errlen, rel, lineno, "expected DOMAIN SELECTOR KEY_FILE");
-			goto fail;
-		}
-		for (char *c = w[0]; *c; c++)
+		domain = l.field[0];
+		selector = l.field[1];
+		file = l.field[2];
+		for (char *c = domain; *c; c++)
 			if (*c >= 'A' && *c <= 'Z')
 				*c = (char)(*c + 32);
-		if (!valid_domain(w[0])) {
-			keys_err(err, errlen, rel, lineno, "'%.64s' is not a domain name", w[0]);
+		if (!valid_domain(domain)) {
+			tablefile_err(&t, l.lineno, err, errlen, "'%.64s' is not a domain name", domain);
 			goto fail;
 		}
-		if (!valid_selector(w[1])) {
-			keys_err(err, errlen, rel, lineno, "'%.64s' is not a selector", w[1]);
+		if (!valid_selector(selector)) {
+			tablefile_err(&t, l.lineno, err, errlen, "'%.64s' is not a selector", selector);
 			goto fail;
 		}
-		if (dkim_keys_find(k, w[0], NULL, 0) >= DKIM_KEYS_PER_DOMAIN) {
-			keys_err(err, errlen, rel, lineno, "more than %d keys for %s",
-			    DKIM_KEYS_PER_DOMAIN, w[0]);
+		if (dkim_keys_find(k, domain, NULL, 0) >= DKIM_KEYS_PER_DOMAIN) {
+			tablefile_err(&t, l.lineno, err, errlen, "more than %d keys for %s",
+			    DKIM_KEYS_PER_DOMAIN, domain);
 			goto fail;
 		}
 		if (k->n == DKIM_TABLE_MAX_KEYS) {
-			keys_err(err, errlen, rel, lineno, "more than %d keys", DKIM_TABLE_MAX_KEYS);
+			tablefile_err(&t, l.lineno, err, errlen, "more than %d keys", DKIM_TABLE_MAX_KEYS);
 			goto fail;
 		}
-		if (k->n == cap) {
-			size_t ncap = cap ? cap * 2 : 8;
-			struct dkim_key *nk = realloc(k->k, ncap * sizeof(*nk));
-			if (nk == NULL) {
-				keys_err(err, errlen, rel, lineno, "out of memory");
-				goto fail;
-			}
-			k->k = nk;
-			cap = ncap;
+		if ((e = keys_add(k, &cap)) == NULL) {
+			tablefile_err(&t, l.lineno, err, errlen, "out of memory");
+			goto fail;
 		}
-		e = &k->k[k->n];
-		memset(e, 0, sizeof(*e));
-		util_strlcpy(e->domain, w[0], sizeof(e->domain));
-		util_strlcpy(e->selector, w[1], sizeof(e->selector));
-		if ((e->pkey = key_load(root, w[2], &e->ed25519, why, sizeof(why))) == NULL) {
-			keys_err(err, errlen, rel, lineno, "%.200s: %s", w[2], why);
+		util_strlcpy(e->domain, domain, sizeof(e->domain));
+		util_strlcpy(e->selector, selector, sizeof(e->selector));
+		if ((e->pkey = key_load(root, file, &e->ed25519, why, sizeof(why))) == NULL) {
+			tablefile_err(&t, l.lineno, err, errlen, "%.200s: %s", file, why);
 			goto fail;
 		}
 		k->n++;
 	}
-	OPENSSL_cleanse(text, len);
-	free(text);
+	if (r < 0)
+		goto fail;
+	tablefile_close(&t);
 	return k;
 fail:
-	free(text);
+	tablefile_close(&t);
 	dkim_keys_unref(k);
 	return NULL;
 }

@@ -27,6 +27,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "mail/relay_map.h"
+#include "mail/dest_policy.h"
 #include "tls/tls.h"
 
 #include <arpa/inet.h>
@@ -196,8 +197,6 @@ chk_relay_files(const struct config *cfg, char *err, size_t errlen)
 {
 	const char *root = cfg->key_dir[0] != '\0' ? cfg->key_dir : cfg->fs_dir;
 	char why[512], secret[4097];
-	size_t len = 0;
-	char *text;
 
 	if (cfg->smart_relay_password_file[0] != '\0') {
 		int r = tls_keys_read_line(root, cfg->smart_relay_password_file, secret,
@@ -223,17 +222,8 @@ chk_relay_files(const struct config *cfg, char *err, size_t errlen)
 	if (cfg->sender_relay_map[0] != '\0') {
 		struct relay_map *m;
 
-		if ((text = tls_keys_read_text(root, cfg->sender_relay_map, &len, why,
-		    sizeof(why))) == NULL)
+		if ((m = relay_map_load(root, cfg->sender_relay_map, why, sizeof(why))) == NULL)
 			goto fail_map;
-		m = relay_map_parse(text, len, secret, sizeof(secret));
-		free(text);
-		if (m == NULL) {
-			if (util_bsnprintf(why, sizeof(why), "%s: %s", cfg->sender_relay_map,
-			    secret) < 0)
-				util_strlcpy(why, secret, sizeof(why));
-			goto fail_map;
-		}
 		for (size_t i = 0; i < m->n; i++) {
 			if (m->rules[i].password_file == NULL)
 				continue;
@@ -241,7 +231,7 @@ chk_relay_files(const struct config *cfg, char *err, size_t errlen)
 			    sizeof(secret), why, sizeof(why)) < 0) {
 				OPENSSL_cleanse(secret, sizeof(secret));
 				relay_map_free(m);
-				goto fail_map;
+				goto fail_map_pw;
 			}
 			OPENSSL_cleanse(secret, sizeof(secret));
 		}
@@ -254,7 +244,11 @@ fail_pw:
 		util_strlcpy(err, "Error: failed to pre-configure MTA: smart_relay_password_file",
 		    errlen);
 	return -1;
-fail_map:
+fail_map:                                /* why names the map: "sender_relay_map FILE ..." */
+	if (util_bsnprintf(err, errlen, "Error: failed to pre-configure MTA: %s", why) < 0)
+		util_strlcpy(err, "Error: failed to pre-configure MTA: sender_relay_map", errlen);
+	return -1;
+fail_map_pw:                             /* why names a rule's password file */
 	if (util_bsnprintf(err, errlen, "Error: failed to pre-configure MTA: "
 	    "sender_relay_map %s", why) < 0)
 		util_strlcpy(err, "Error: failed to pre-configure MTA: sender_relay_map", errlen);
@@ -277,6 +271,19 @@ config_check_environment(const struct config *cfg, char *err, size_t errlen)
 		return -1;
 	if (chk_relay_files(cfg, err, errlen) < 0)
 		return -1;
+	if (cfg->destination_policy_file[0] != '\0') {
+		char why[600];
+		struct dest_policy *p = dest_policy_read(cfg, why, sizeof(why));
+
+		if (p == NULL) {
+			if (util_bsnprintf(err, errlen, "Error: failed to pre-configure MTA: %s",
+			    why) < 0)
+				util_strlcpy(err, "Error: failed to pre-configure MTA: "
+				    "destination_policy_file", errlen);
+			return -1;
+		}
+		dest_policy_free(p);
+	}
 	if (chk_data_dir(cfg->data_dir, err, errlen) < 0)
 		return -1;
 	return 0;

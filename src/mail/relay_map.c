@@ -3,29 +3,30 @@
  *               rules and find a sender's rule
  *
  * Owns:     struct relay_map, its rule array and every string in it.
- * Lifetime: relay_map_parse() to relay_map_free(); text is not kept.
- * Errors:   NULL with "line N: what" in err for a malformed file (too many
+ * Lifetime: relay_map_load() or relay_map_parse() to relay_map_free();
+ *           the file's text is not kept.
+ * Errors:   NULL with "sender_relay_map FILE line N: what" in err ("line N:
+ *           what" from relay_map_parse) for a malformed file (too many
  *           rules, a line over RELAY_MAP_LINE_MAX, a bad pattern or relay,
  *           a user name without a password file); out of memory likewise.
  * Context:  any thread; no globals.
  *
- * The format is in relay_map.h. Lines are tokenized in place of a bounded
- * copy; fields are separated by blanks (space or tab).
+ * The format is in relay_map.h; lines, comments and fields are read by
+ * mail/tablefile.c (fields separated by blanks, '#' anywhere).
  */
+
 #include "mail/relay_map.h"
+#include "mail/tablefile.h"
 #include "lib/util.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* rm_err - "line N: what" into err */
-static void
-rm_err(char *err, size_t errlen, unsigned line, const char *what)
-{
-	if (util_bsnprintf(err, errlen, "line %u: %s", line, what) < 0)
-		util_strlcpy(err, what, errlen);
-}
+/* blank-separated fields, '#' anywhere: PATTERN RELAY [USERNAME PASSWORD_FILE] and more is an error */
+static const struct tablefile_format relay_map_format = {
+	"sender_relay_map", RELAY_MAP_LINE_MAX, '\0', 4, 1
+};
 
 /* rm_pattern_ok - "local@domain" or "@domain": one '@', a domain, no controls */
 static int
@@ -64,9 +65,9 @@ relay_map_free(struct relay_map *m)
 	return NULL;
 }
 
-/* rm_line - parse one line's fields (tok[0..ntok)) into r; -1 with what */
+/* rm_rule - one line's fields (tok[0..ntok)) into r; -1 with what */
 static int
-rm_rule(struct relay_rule *r, char *const *tok, size_t ntok, const char **what)
+rm_rule(struct relay_rule *r, char *const *tok, unsigned ntok, const char **what)
 {
 	memset(r, 0, sizeof(*r));
 	if (ntok != 2 && ntok != 4) {
@@ -93,58 +94,24 @@ nomem:
 	return -1;
 }
 
-/* relay_map_parse - see relay_map.h */
-struct relay_map *
-relay_map_parse(const char *text, size_t len, char *err, size_t errlen)
+/* relay_map_read - the rules of the open table t; NULL with "... line N: what" in err */
+static struct relay_map *
+relay_map_read(struct tablefile *t, char *err, size_t errlen)
 {
 	struct relay_map *m;
-	size_t pos = 0, cap = 0;
-	unsigned lineno = 0;
-	char line[RELAY_MAP_LINE_MAX + 1];
+	struct tablefile_line l;
+	size_t cap = 0;
+	int r;
 
 	if ((m = calloc(1, sizeof(*m))) == NULL) {
-		rm_err(err, errlen, 0, "out of memory");
+		tablefile_err(t, 0, err, errlen, "out of memory");
 		return NULL;
 	}
-	while (pos < len) {
-		const char *nl = memchr(text + pos, '\n', len - pos);
-		size_t l = nl != NULL ? (size_t)(nl - (text + pos)) : len - pos;
-		char *tok[5], *p, *hash;
-		size_t ntok = 0;
+	while ((r = tablefile_next(t, &l, err, errlen)) > 0) {
 		const char *what = NULL;
 
-		lineno++;
-		if (l > RELAY_MAP_LINE_MAX) {
-			rm_err(err, errlen, lineno, "line too long");
-			goto fail;
-		}
-		memcpy(line, text + pos, l);
-		line[l] = '\0';
-		pos += l + (nl != NULL);
-		if (memchr(line, '\0', l) != NULL) {
-			rm_err(err, errlen, lineno, "NUL in the line");
-			goto fail;
-		}
-		if ((hash = strchr(line, '#')) != NULL)
-			*hash = '\0';
-		for (p = line; *p != '\0';) {
-			while (*p == ' ' || *p == '\t' || *p == '\r')
-				*p++ = '\0';
-			if (*p == '\0')
-				break;
-			if (ntok == 5) {
-				rm_err(err, errlen, lineno,
-				    "expected PATTERN RELAY [USERNAME PASSWORD_FILE]");
-				goto fail;
-			}
-			tok[ntok++] = p;
-			while (*p != '\0' && *p != ' ' && *p != '\t' && *p != '\r')
-				p++;
-		}
-		if (ntok == 0)
-			continue;
 		if (m->n == RELAY_MAP_MAX_RULES) {
-			rm_err(err, errlen, lineno, "too many rules");
+			tablefile_err(t, l.lineno, err, errlen, "too many rules");
 			goto fail;
 		}
 		if (m->n == cap) {
@@ -152,21 +119,52 @@ relay_map_parse(const char *text, size_t len, char *err, size_t errlen)
 			struct relay_rule *nr = realloc(m->rules, ncap * sizeof(*nr));
 
 			if (nr == NULL) {
-				rm_err(err, errlen, lineno, "out of memory");
+				tablefile_err(t, l.lineno, err, errlen, "out of memory");
 				goto fail;
 			}
 			m->rules = nr;
 			cap = ncap;
 		}
-		if (rm_rule(&m->rules[m->n], tok, ntok, &what) < 0) {
-			rm_err(err, errlen, lineno, what);
+		if (rm_rule(&m->rules[m->n], l.field, l.n, &what) < 0) {
+			tablefile_err(t, l.lineno, err, errlen, "%s", what);
 			goto fail;
 		}
 		m->n++;
 	}
+	if (r < 0)
+		goto fail;
 	return m;
 fail:
 	return relay_map_free(m);
+}
+
+/* relay_map_parse - see relay_map.h */
+struct relay_map *
+relay_map_parse(const char *text, size_t len, char *err, size_t errlen)
+{
+	static const struct tablefile_format nameless = { NULL, RELAY_MAP_LINE_MAX, '\0', 4, 1 };
+	struct tablefile t;
+	struct relay_map *m;
+
+	if (tablefile_open_text(&t, &nameless, NULL, text, len, err, errlen) < 0)
+		return NULL;
+	m = relay_map_read(&t, err, errlen);
+	tablefile_close(&t);
+	return m;
+}
+
+/* relay_map_load - see relay_map.h */
+struct relay_map *
+relay_map_load(const char *root, const char *rel, char *err, size_t errlen)
+{
+	struct tablefile t;
+	struct relay_map *m;
+
+	if (tablefile_open(&t, &relay_map_format, root, rel, err, errlen) < 0)
+		return NULL;
+	m = relay_map_read(&t, err, errlen);
+	tablefile_close(&t);
+	return m;
 }
 
 /* relay_map_print - see relay_map.h */

@@ -3,12 +3,15 @@
  *               interface of src/mail/relay_map.c)
  *
  * Owns:     struct relay_map and its rules' strings.
- * Lifetime: relay_map_parse() to relay_map_free(); read-only in between
- *           (SIGHUP builds a new map and swaps it whole).
- * Errors:   relay_map_parse() returns NULL with "line N: what" in err.
+ * Lifetime: relay_map_load() or relay_map_parse() to relay_map_free();
+ *           read-only in between (SIGHUP builds a new map and swaps it whole).
+ * Errors:   relay_map_load() returns NULL with "sender_relay_map FILE line
+ *           N: what" (or "sender_relay_map FILE: why") in err,
+ *           relay_map_parse() with "line N: what".
  * Context:  any thread; no globals.
  *
- * File format, one rule a line, '#' starts a comment, blank lines ignored:
+ * File format (lines, comments and fields as mail/tablefile.h reads them),
+ * one rule a line, '#' starts a comment, blank lines ignored:
  *
  *     PATTERN RELAY [USERNAME PASSWORD_FILE]
  *
@@ -41,7 +44,13 @@ struct relay_map {
 	size_t n;
 };
 
-/* relay_map_parse - the rules of text[0..len); NULL with "line N: what" in err */
+/*
+ * relay_map_load - the rules of the key store file rel (tablefile_open:
+ * beneath root, at most 1 MiB); NULL with "sender_relay_map FILE line N:
+ * what" or "sender_relay_map FILE: why" in err
+ */
+struct relay_map *relay_map_load(const char *root, const char *rel, char *err, size_t errlen);
+/* relay_map_parse - the rules of text[0..len) (tests, fuzzing); NULL with "line N: what" in err */
 struct relay_map *relay_map_parse(const char *text, size_t len, char *err, size_t errlen);
 /* relay_map_lookup - the first rule matching sender (index in *idx), or NULL */
 const struct relay_rule *relay_map_lookup(const struct relay_map *m, const char *sender,

@@ -352,14 +352,15 @@ sched_rcpt_write(struct sched *s, struct queue_msg *m, size_t i, enum queue_rcpt
 
 /*
  * rcpt_outcome - one recipient's result: the mail-log line, the counters,
- * and its new state (unless write is 0: the message is done and goes).
+ * and its new state, recorded in the file at once (also when it completes the
+ * message: the file's unlink is left to another thread, see sched_job_result()).
  * Temporary failures wait their backoff or, past queue_lifetime, join the
  * DSN; permanent ones join the DSN (they stay pending on disk until it is
  * queued, so a crash before that repeats the attempt instead of losing it).
  */
 static void
 rcpt_outcome(struct sched *s, struct sched_msg *sm, size_t i, enum sched_class cls,
-    const struct smtpc_reply *rp, const char *stage, const struct sched_attempt *a, int write)
+    const struct smtpc_reply *rp, const char *stage, const struct sched_attempt *a)
 {
 	struct queue_msg *m = sm->m;
 	struct queue_rcpt *r = &m->rcpt[i];
@@ -393,8 +394,7 @@ rcpt_outcome(struct sched *s, struct sched_msg *sm, size_t i, enum sched_class c
 		maillog_delivery(s->ml, m->id, r->addr, a->relay, total, delays, dsn, "sent", text);
 		s->mt->delivered++;
 		metrics_observe_latency(s->mt, total);
-		if (write)
-			sched_rcpt_write(s, m, i, QUEUE_RCPT_DELIVERED, 0, dsn, rp->text);
+		sched_rcpt_write(s, m, i, QUEUE_RCPT_DELIVERED, 0, dsn, rp->text);
 		return;
 	case SCHED_TEMP:
 		maillog_delivery(s->ml, m->id, r->addr, a->relay, total, delays, dsn, "deferred",
@@ -489,8 +489,10 @@ job_last_and_clean(const struct sched_msg *sm, const struct sched_job *job,
 
 /*
  * sched_job_result - a transaction finished: each recipient's reply (see
- * sched_policy_rcpt_reply()). When it completes the message, no state is written:
- * the file is removed right after (a crash in between repeats a delivery).
+ * sched_policy_rcpt_reply()). The delivered state is recorded even when the
+ * transaction completes the message: its file is unlinked a moment later by
+ * the queue's spare thread (queue_retire()), and a crash before that unlink
+ * must find every recipient done rather than deliver them all again.
  */
 void
 sched_job_result(struct sched *s, struct sched_job *job, const struct sched_attempt *a,
@@ -505,16 +507,12 @@ sched_job_result(struct sched *s, struct sched_job *job, const struct sched_atte
 			rp = &r->rcpt[0];   /* no recipient accepted: say why */
 		cc_outcome(s, sm, sched_policy_classify(rp->code), rp, a, job->n);
 	} else {
-		int write = 1;
-
-		if (job_last_and_clean(sm, job, r)) {
+		if (job_last_and_clean(sm, job, r))
 			sm->all_done = 1;
-			write = 0;
-		}
 		for (size_t i = 0; i < job->n; i++) {
 			const struct smtpc_reply *rp = sched_policy_rcpt_reply(r, i);
 			rcpt_outcome(s, sm, job->idx[i], sched_policy_classify(rp->code), rp,
-			    sched_policy_reply_stage(r, rp), a, write);
+			    sched_policy_reply_stage(r, rp), a);
 		}
 	}
 	job_free(s, job);
@@ -533,7 +531,7 @@ sched_job_fail(struct sched *s, struct sched_job *job, const struct sched_attemp
 		cc_outcome(s, sm, cls, why, a, job->n);
 	else
 		for (size_t i = 0; i < job->n; i++)
-			rcpt_outcome(s, sm, job->idx[i], cls, why, NULL, a, 1);
+			rcpt_outcome(s, sm, job->idx[i], cls, why, NULL, a);
 	job_free(s, job);
 }
 
@@ -585,7 +583,7 @@ dispatch_fail_now(struct sched *s, struct sched_msg *sm, const size_t *idx, size
 	util_strlcpy(why.dsn, dsn, sizeof(why.dsn));
 	util_strlcpy(why.text, text, sizeof(why.text));
 	for (size_t i = 0; i < n; i++)
-		rcpt_outcome(s, sm, idx[i], cls, &why, NULL, &a, 1);
+		rcpt_outcome(s, sm, idx[i], cls, &why, NULL, &a);
 }
 
 /* sched_dispatch_group - one job for recipients idx[0..n) that share next hop nh */
@@ -870,7 +868,8 @@ sched_new_backend(struct event_base *base, const struct config *cfg, struct queu
 		util_bsnprintf(err, errlen, "scheduler: out of memory");
 		goto fail;
 	}
-	if (sched_relay_load(s, cfg, err, errlen) < 0)
+	if (sched_relay_load(s, cfg, err, errlen) < 0 ||
+	    sched_dest_limits_load(s, cfg, err, errlen) < 0)
 		goto fail;
 	if (cfg->cc_mta.set && !cfg->smart_relay.set) {
 		char text[300];
@@ -1007,6 +1006,7 @@ sched_free(struct sched *s)
 	s->dnsc = sched_dnsc_free(s->dnsc);
 	s->dns = dns_free(s->dns);
 	sched_relay_free(s);
+	sched_dest_limits_free(s);
 	free(s);
 	return NULL;
 }

@@ -29,6 +29,8 @@
 #include "sched/sched_dnsc.h"
 #include "lib/heap.h"
 #include "sched/sched_policy.h"
+#include "sched/sched_rate.h"
+#include "mail/dest_policy.h"
 #include "queue/queue.h"
 #include "smtpc/smtpc.h"
 
@@ -54,6 +56,7 @@ struct map;
 #define SCHED_HEADERS_MAX      65536  /* original headers copied into a DSN */
 #define SCHED_STOP_GRACE       3      /* seconds running transactions get at shutdown */
 #define SCHED_DRAIN_RETRY      2      /* seconds between hand-over attempts of a message */
+#define SCHED_REQUEUE_MAX      3      /* times a job refused by throttling waits again at its destination */
 
 struct sched_job;
 struct sched_conn;
@@ -67,7 +70,7 @@ struct sched_msg {
 	int      active;                /* counted in s->nactive */
 	int      force;                 /* flush: everything pending is due now */
 	int      deleted;               /* operator delete: remove once njobs is 0 */
-	int      all_done;              /* every recipient final (state not written) */
+	int      all_done;              /* the last job delivered every recipient left */
 	int      warned;                /* delay warning sent (in memory only) */
 	int      cc_owed;               /* QUEUE_F_CC: the cc_mta copy is still to go */
 	unsigned cc_attempts;
@@ -92,6 +95,7 @@ struct sched_job {
 	size_t  *idx;                   /* recipient indices (in the same allocation) */
 	const char **rcpts;             /* their addresses, borrowed from the queue_msg */
 	uint64_t queued_us;
+	unsigned requeued;              /* sent back to wait after a throttling reply */
 };
 
 enum sched_conn_state {
@@ -126,6 +130,7 @@ struct sched_conn {
 	unsigned ntxn;
 	struct smtpc_reply err;         /* the last reason for a failed setup */
 	int      tls_retried;           /* the TLS handshake failed: this attempt is the plain retry */
+	unsigned epoch;                 /* d->fb.epoch when it started (feedback cohort) */
 	struct sockaddr_storage cur_addr;  /* the address being tried (for that retry) */
 	const char *cur_host;           /* its host name (in nh or the MX answer cn holds) */
 	char     relay[320];            /* "host[addr]:port" */
@@ -141,7 +146,13 @@ struct sched_dest {
 	struct sched_connq conns;
 	unsigned nconns;
 	unsigned nsetup;                /* connections not yet ready (will take jobs) */
-	unsigned cap;                   /* connections allowed now: grows with each that works */
+	struct sched_fb fb;             /* connections allowed now: slow start, throttle feedback */
+	struct sched_rate rate;         /* interval_us 0: no rate limit (no timer, no cost) */
+	struct dest_rate rate_cfg;      /* the rate in force, as configured */
+	struct event *rate_timer;       /* NULL until the rate first holds a job back */
+	uint64_t delivered;             /* transactions that went through */
+	uint64_t throttle_us;           /* wall clock of the last throttling signal; 0 = none */
+	char     throttle_why[SMTPC_REPLY_MAX];  /* its reply */
 	struct event *kick;
 };
 
@@ -173,6 +184,8 @@ struct sched {
 	struct sched_relays *relays;    /* sender_relay_map, verify context (sched_relay.c) */
 	struct queue *wq;               /* the queue whose window this scheduler serves; NULL: none */
 	TAILQ_HEAD(, sched_msg) waitq;  /* held, or waiting for a later attempt: eviction order */
+	struct dest_policy *policy;     /* destination_policy_file; NULL = none */
+	struct dest_rate rate_default;  /* destination_rate_limit */
 	int      stopping;
 	int      freeing;                /* sched_free(): results change nothing */
 	int      done_called;
@@ -297,5 +310,13 @@ void sched_dest_abandon_all(struct sched *s);
 void sched_dest_free_all(struct sched *s);
 /* sched_dest_unqueue_msg - operator delete: take sm's queued (not running) jobs back */
 void sched_dest_unqueue_msg(struct sched *s, struct sched_msg *sm);
+/*
+ * sched_dest_limits_load - destination_rate_limit and destination_policy_file
+ * of cfg, applied to the destinations there are and to new ones; 0, or -1
+ * with err (the previous limits are kept)
+ */
+int sched_dest_limits_load(struct sched *s, const struct config *cfg, char *err, size_t errlen);
+/* sched_dest_limits_free - sched_free: the policy */
+void sched_dest_limits_free(struct sched *s);
 
 #endif

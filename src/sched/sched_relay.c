@@ -63,20 +63,7 @@ key_root(const struct config *cfg)
 struct relay_map *
 sched_relay_read_map(const struct config *cfg, char *err, size_t errlen)
 {
-	char why[256];
-	size_t len = 0;
-	char *text;
-	struct relay_map *m;
-
-	if ((text = tls_keys_read_text(key_root(cfg), cfg->sender_relay_map, &len, why,
-	    sizeof(why))) == NULL) {
-		util_bsnprintf(err, errlen, "sender_relay_map %s", why);
-		return NULL;
-	}
-	if ((m = relay_map_parse(text, len, why, sizeof(why))) == NULL)
-		util_bsnprintf(err, errlen, "sender_relay_map %s %s", cfg->sender_relay_map, why);
-	free(text);
-	return m;
+	return relay_map_load(key_root(cfg), cfg->sender_relay_map, err, errlen);
 }
 
 /* sched_relay_load - see sched_int.h */

@@ -316,7 +316,7 @@ def test_bad_sender_relay_map_is_a_startup_error(mtad_factory, tmp_path):
     m = mtad_factory(conf={"key_dir": keys, "sender_relay_map": "senders.map"}, start=False)
     rc, err = m.start_expect_fail()
     assert rc != 0
-    assert "Error: failed to pre-configure MTA: sender_relay_map senders.map: line 1: " \
+    assert "Error: failed to pre-configure MTA: sender_relay_map senders.map line 1: " \
         "expected PATTERN RELAY [USERNAME PASSWORD_FILE]" in err, err
 
 

@@ -61,6 +61,7 @@ struct fake {
 	struct fake_dsn dsn[FAKE_MAX];
 	size_t   ndsn;
 	char     removed[FAKE_MAX][QUEUE_ID_SIZE];
+	int      pending_at_remove[FAKE_MAX];  /* recipients still PENDING in the "file" */
 	size_t   nremoved;
 	unsigned nextid;
 	/* the real pieces around the scheduler */
@@ -129,6 +130,10 @@ fake_remove(void *arg, struct queue_msg *m, int now)
 			f->msgs[i] = f->msgs[--f->nmsgs];
 			break;
 		}
+	f->pending_at_remove[f->nremoved] = 0;
+	for (size_t i = 0; i < m->nrcpt; i++)
+		if (m->rcpt[i].state == QUEUE_RCPT_PENDING)
+			f->pending_at_remove[f->nremoved]++;
 	util_strlcpy(f->removed[f->nremoved++], m->id, QUEUE_ID_SIZE);
 	msg_destroy(m);
 	return 0;
@@ -410,12 +415,17 @@ static const char *const one_rcpt[] = { "rcpt@example.org" };
 
 /* --- tests ------------------------------------------------------------------ */
 
-/* A new message goes out at once; 250 removes it (retired, not written). */
+/*
+ * A new message goes out at once; 250 removes it. Its recipients are
+ * recorded as delivered before the removal: the real file is unlinked a
+ * moment later off the loop, and a crash in between must not send it again.
+ */
 static void
 test_deliver_removes(void **state)
 {
+	static const char *const two[] = { "a@example.org", "b@example.org" };
 	struct fake *f = fake_new(BASE_CONF);
-	char id[QUEUE_ID_SIZE];
+	char id[QUEUE_ID_SIZE], id2[QUEUE_ID_SIZE];
 
 	(void)state;
 	util_strlcpy(id, add(f, "s@example.com", 1, one_rcpt)->id, sizeof(id));
@@ -424,8 +434,20 @@ test_deliver_removes(void **state)
 	assert_string_equal(f->jobs[0]->rcpts[0], "rcpt@example.org");
 	answer(f, 0, 250);
 	assert_true(was_removed(f, id));
+	assert_int_equal(f->nremoved, 1);
+	assert_int_equal(f->pending_at_remove[0], 0);
 	assert_int_equal(f->mt.delivered, 1);
 	assert_int_equal(f->ndsn, 0);
+	/* two recipients in one transaction that completes the message: both recorded */
+	util_strlcpy(id2, add(f, "s@example.com", 2, two)->id, sizeof(id2));
+	pump(f);
+	assert_int_equal(f->njobs, 1);
+	assert_int_equal(f->jobs[0]->n, 2);
+	answer(f, 0, 250);
+	assert_true(was_removed(f, id2));
+	assert_int_equal(f->nremoved, 2);
+	assert_int_equal(f->pending_at_remove[1], 0);
+	assert_int_equal(f->mt.delivered, 3);
 	fake_free(f);
 }
 
