@@ -84,6 +84,7 @@ static const struct http_route http_routes[] = {
 	{ "/api/history",       R_GET,                      http_api_history },
 	{ "/api/queue",         R_GET,                      http_api_queue },
 	{ "/api/qshape",        R_GET,                      http_api_qshape },
+	{ "/api/destinations",  R_GET,                      http_api_destinations },
 	{ "/api/queue/retry",   R_POST,                     http_api_bulk },
 	{ "/api/queue/flush",   R_POST,                     http_api_bulk },
 	{ "/api/queue/hold",    R_POST,                     http_api_bulk },
@@ -508,7 +509,23 @@ http_push_now(struct http *h)
 		    (queue_bytes(h->q) + 1023) / 1024);
 }
 
-/* http_tick - every HTTP_FINE_SECS: a history sample and a StatsD push */
+/* http_persist_now - a copy of the totals and the history for the writer thread */
+static void
+http_persist_now(struct http *h)
+{
+	unsigned char *buf;
+	size_t len;
+
+	if (h->persist == NULL)
+		return;
+	if ((buf = http_persist_encode(h->m, &h->hist, util_now_us() / 1000000, &len)) == NULL) {
+		log_warnx("stats: out of memory; not saved this time");
+		return;
+	}
+	http_persist_save(h->persist, buf, len);
+}
+
+/* http_tick - every HTTP_FINE_SECS: a history sample and a StatsD push; a save every minute */
 static void
 http_tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -517,6 +534,8 @@ http_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd; (void)what;
 	http_api_tick_sample(h);
 	http_push_now(h);
+	if (++h->ticks % HTTP_PERSIST_TICKS == 0)
+		http_persist_now(h);
 }
 
 /* http_push_first - a sample and a push soon after start, so graphs and StatsD do not wait 10 s */
@@ -603,6 +622,25 @@ http_new(struct event_base *base, const struct config *cfg, struct queue *q,
 		util_bsnprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	/*
+	 * The totals and graphs of the previous run (SPEC §7: counters stay
+	 * monotonic across a restart). Nothing has counted yet: the loop has
+	 * not run. A bad file is a warning, and the counters start from zero.
+	 */
+	if ((h->persist = http_persist_start(cfg->data_dir)) != NULL &&
+	    http_persist_load(http_persist_dirfd(h->persist), util_now_us() / 1000000, m,
+	    &h->hist) > 0)
+		log_info("stats: totals and graphs restored from %s/%s", cfg->data_dir,
+		    HTTP_PERSIST_FILE);
+	if (!h->hist.have_last) {
+		/* what is counted from now on, also before the first tick, is graphed */
+		h->hist.last[HTTP_H_ACCEPTED] = m->accepted;
+		h->hist.last[HTTP_H_DELIVERED] = m->delivered;
+		h->hist.last[HTTP_H_DEFERRED] = m->deferred;
+		h->hist.last[HTTP_H_BOUNCED] = m->bounced;
+		h->hist.last[HTTP_H_REJECTED] = m->rejected;
+		h->hist.have_last = 1;
+	}
 	if (http_apply_config(h, cfg, 1, err, errlen) < 0)
 		goto fail;
 	if ((h->evh = evhttp_new(base)) == NULL) {
@@ -637,6 +675,7 @@ http_new(struct event_base *base, const struct config *cfg, struct queue *q,
 		util_bsnprintf(err, errlen, "cannot start the statistics timer");
 		goto fail;
 	}
+	h->persist_on = 1;
 	return h;
 fail:
 	http_free(h);
@@ -712,6 +751,16 @@ http_free(struct http *h)
 	if (h->evh != NULL)
 		evhttp_free(h->evh);
 	http_conn_detach(h);
+	/* the last save: a clean stop loses nothing (a kill -9 at most a minute) */
+	if (h->persist != NULL && h->persist_on) {
+		unsigned char *last;
+		size_t len;
+
+		http_api_tick_sample(h);
+		last = http_persist_encode(h->m, &h->hist, util_now_us() / 1000000, &len);
+		h->persist = http_persist_stop(h->persist, last, last != NULL ? len : 0);
+	} else
+		h->persist = http_persist_stop(h->persist, NULL, 0);
 	if (h->tick != NULL)
 		event_free(h->tick);
 	if (h->push_soon != NULL)

@@ -132,7 +132,7 @@ http_api_snap_take(struct http *h, struct http_snap *s)
 	s->disk_state = m->disk_state;
 	if (s->disk_known && http_stats_disk_state_of(s->disk_free_pct) > s->disk_state)
 		s->disk_state = http_stats_disk_state_of(s->disk_free_pct);
-	http_history_rates(&h->hist, rates);
+	http_history_rates(&h->hist, s->now_us / 1000000, rates);
 	s->rate_accepted = rates[HTTP_H_ACCEPTED];
 	s->rate_delivered = rates[HTTP_H_DELIVERED];
 	s->rate_deferred = rates[HTTP_H_DEFERRED];
@@ -209,7 +209,8 @@ http_api_metrics(struct http *h, struct evhttp_request *req, const char *path,
 
 	(void)path; (void)query;
 	http_api_snap_take(h, &s);
-	if (b == NULL || http_metrics_format(&s, metrics_latency_bounds, b) < 0) {
+	if (b == NULL || http_metrics_format(&s, metrics_latency_bounds, b) < 0 ||
+	    http_dests_metrics(h, b) < 0) {
 		if (b != NULL)
 			evbuffer_free(b);
 		http_error(req, 503, "out of memory");

@@ -3,8 +3,8 @@
  *
  * Owns:     two rings of samples: one every 10 s for the last hour, one a
  *           minute for the last 24 hours (1,440 samples).
- * Lifetime: http_history_init() to http_history_free(); the history starts
- *           empty at each start of mtad (nothing is written to disk).
+ * Lifetime: http_history_init() to http_history_free(); restored at start
+ *           from <data_dir>/stats and saved there (http_persist.c).
  * Errors:   init returns -1 when memory is short; nothing else fails.
  * Context:  event-loop thread (the HTTP service's 10 s timer).
  *
@@ -114,7 +114,7 @@ http_history_tick(struct http_history *hi, uint64_t t,
  * the first seconds is 1/min, not 6/min).
  */
 void
-http_history_rates(const struct http_history *hi, double out[HTTP_H_COUNTERS])
+http_history_rates(const struct http_history *hi, uint64_t now, double out[HTTP_H_COUNTERS])
 {
 	size_t n = HTTP_COARSE_SECS / HTTP_FINE_SECS;
 	const struct http_ring *r = &hi->fine;
@@ -127,6 +127,8 @@ http_history_rates(const struct http_history *hi, double out[HTTP_H_COUNTERS])
 		return;
 	for (size_t i = r->len - n; i < r->len; i++) {
 		const struct http_sample *s = http_history_ring_get(r, i);
+		if (s->t + HTTP_COARSE_SECS <= now)
+			continue;              /* older than a minute (from before a restart) */
 		for (int k = 0; k < HTTP_H_COUNTERS; k++)
 			out[k] += (double)s->v[k];
 	}

@@ -6,7 +6,9 @@
  * Errors:   none.
  * Context:  event-loop thread only (no atomics needed).
  *
- * Each field has one writer, named beside it; everyone else reads.
+ * Each field has one writer, named beside it; everyone else reads. The
+ * totals (not the gauges) are restored from <data_dir>/stats by http_new()
+ * before the event loop runs, and saved by src/http/http_persist.c.
  */
 #ifndef MTAD_METRICS_H
 #define MTAD_METRICS_H

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <openssl/evp.h>
@@ -518,7 +519,7 @@ test_history(void **state)
 	/* Just started, one message: 1 in the last minute, not extrapolated to 6/min. */
 	cum[HTTP_H_ACCEPTED] = 101;
 	http_history_tick(&hi, 1001, cum, g);
-	http_history_rates(&hi, rates);
+	http_history_rates(&hi, 1001, rates);
 	if (rates[HTTP_H_ACCEPTED] != 1.0)
 		fail_msg("accepted rate after start: got %f, want 1/min", rates[HTTP_H_ACCEPTED]);
 	http_history_free(&hi);
@@ -546,9 +547,13 @@ test_history(void **state)
 		    (unsigned long long)http_history_ring_get(&hi.coarse, 0)->v[HTTP_H_ACCEPTED],
 		    (unsigned long long)http_history_ring_get(&hi.coarse, 1)->v[HTTP_H_ACCEPTED]);
 	assert_int_equal(http_history_ring_get(&hi.coarse, 1)->v[HTTP_H_QUEUE], 42);
-	http_history_rates(&hi, rates);
+	http_history_rates(&hi, 1110, rates);
 	if (rates[HTTP_H_ACCEPTED] < 35.99 || rates[HTTP_H_ACCEPTED] > 36.01)
 		fail_msg("accepted rate: got %f, want 36/min", rates[HTTP_H_ACCEPTED]);
+	/* Samples older than a minute (restored from before a restart) are not a rate. */
+	http_history_rates(&hi, 1110 + 3600, rates);
+	if (rates[HTTP_H_ACCEPTED] != 0)
+		fail_msg("accepted rate an hour later: got %f, want 0", rates[HTTP_H_ACCEPTED]);
 	/* Wrap the fine ring: it keeps the newest HTTP_FINE_LEN. */
 	for (int i = 0; i < HTTP_FINE_LEN + 50; i++)
 		http_history_tick(&hi, 5000 + (uint64_t)i, cum, g);
@@ -569,6 +574,200 @@ test_history(void **state)
 	json_decref(j);
 	/* 24 hours of coarse samples fit. */
 	assert_true(HTTP_COARSE_LEN * HTTP_COARSE_SECS >= 24 * 3600);
+	http_history_free(&hi);
+}
+
+/* --- <data_dir>/stats (http_persist.c) -------------------------------------------- */
+
+/* persist_fill - a history of n fine ticks from t0 and totals that look used */
+static void
+persist_fill(struct metrics *m, struct http_history *hi, uint64_t t0, int n)
+{
+	uint64_t cum[HTTP_H_COUNTERS] = { 0 }, g[HTTP_H_FIELDS - HTTP_H_COUNTERS] = { 0 };
+
+	memset(m, 0, sizeof(*m));
+	assert_int_equal(http_history_init(hi), 0);
+	for (int i = 0; i < n; i++) {
+		cum[HTTP_H_ACCEPTED] += 3;
+		cum[HTTP_H_DELIVERED] += 2;
+		g[HTTP_H_QUEUE - HTTP_H_COUNTERS] = (uint64_t)i;
+		http_history_tick(hi, t0 + 10 * (uint64_t)i, cum, g);
+	}
+	m->accepted = cum[HTTP_H_ACCEPTED];
+	m->delivered = cum[HTTP_H_DELIVERED];
+	m->deferred = 7;
+	m->bounced = 5;
+	m->rejected = 11;
+	m->accepted_bytes = 123456789012ULL;
+	m->sessions_total = 99;
+	m->auth_failures = 4;
+	m->latency_bucket[3] = 2;
+	m->latency_bucket[METRICS_LATENCY_BUCKETS - 1] = 1;
+	m->latency_count = 3;
+	m->latency_sum = 12.5;
+	m->sessions_active = 8;     /* a gauge: never saved */
+}
+
+static void
+test_persist_roundtrip(void **state)
+{
+	struct metrics m, r;
+	struct http_history hi, rh;
+	unsigned char *buf;
+	size_t len;
+	char err[128];
+	const uint64_t t0 = 1700000000;
+	const int n = 200;             /* 2,000 s: the fine ring keeps all, 33 coarse samples */
+
+	(void)state;
+	persist_fill(&m, &hi, t0, n);
+	assert_non_null(buf = http_persist_encode(&m, &hi, t0 + 10 * n, &len));
+	memset(&r, 0, sizeof(r));
+	r.sessions_active = 1;
+	assert_int_equal(http_history_init(&rh), 0);
+	if (http_persist_decode(buf, len, t0 + 10 * n + 5, &r, &rh, err, sizeof(err)) != 0)
+		fail_msg("decode: got error '%s', want success", err);
+	assert_int_equal(r.accepted, m.accepted);
+	assert_int_equal(r.delivered, m.delivered);
+	assert_int_equal(r.deferred, 7);
+	assert_int_equal(r.bounced, 5);
+	assert_int_equal(r.rejected, 11);
+	assert_int_equal(r.accepted_bytes, 123456789012ULL);
+	assert_int_equal(r.sessions_total, 99);
+	assert_int_equal(r.auth_failures, 4);
+	assert_memory_equal(r.latency_bucket, m.latency_bucket, sizeof(m.latency_bucket));
+	assert_int_equal(r.latency_count, 3);
+	assert_true(r.latency_sum == 12.5);
+	assert_int_equal(r.sessions_active, 1);     /* gauges are left alone */
+	assert_int_equal(rh.fine.len, hi.fine.len);
+	assert_int_equal(rh.coarse.len, hi.coarse.len);
+	for (size_t i = 0; i < hi.fine.len; i++)
+		assert_memory_equal(http_history_ring_get(&rh.fine, i),
+		    http_history_ring_get(&hi.fine, i), sizeof(struct http_sample));
+	for (size_t i = 0; i < hi.coarse.len; i++)
+		assert_memory_equal(http_history_ring_get(&rh.coarse, i),
+		    http_history_ring_get(&hi.coarse, i), sizeof(struct http_sample));
+	assert_int_equal(rh.acc_n, hi.acc_n);
+	assert_int_equal(rh.have_last, 1);
+	assert_memory_equal(rh.last, hi.last, sizeof(hi.last));
+	http_history_free(&rh);
+
+	/* Two hours later: the fine ring (1 h) is gone, the 24 h ring stays. */
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(http_history_init(&rh), 0);
+	assert_int_equal(http_persist_decode(buf, len, t0 + 7200 + 10 * n, &r, &rh, err,
+	    sizeof(err)), 0);
+	assert_int_equal(rh.fine.len, 0);
+	assert_int_equal(rh.coarse.len, hi.coarse.len);
+	assert_int_equal(rh.acc_n, 0);
+	assert_int_equal(r.accepted, m.accepted);
+	/* Two days later: no history, the totals still. */
+	assert_int_equal(http_persist_decode(buf, len, t0 + 2 * 86400, &r, &rh, err,
+	    sizeof(err)), 0);
+	assert_int_equal(rh.fine.len + rh.coarse.len, 0);
+	assert_int_equal(r.delivered, m.delivered);
+	http_history_free(&rh);
+	http_history_free(&hi);
+	free(buf);
+}
+
+static void
+test_persist_bad(void **state)
+{
+	struct metrics m, r;
+	struct http_history hi, rh;
+	unsigned char *buf, *copy;
+	size_t len;
+	char err[128];
+	const uint64_t t0 = 1700000000;
+
+	(void)state;
+	persist_fill(&m, &hi, t0, 50);
+	assert_non_null(buf = http_persist_encode(&m, &hi, t0 + 500, &len));
+	assert_non_null(copy = malloc(len));
+	assert_int_equal(http_history_init(&rh), 0);
+	/* Every truncation is refused and leaves the counters and history alone. */
+	for (size_t cut = 0; cut < len; cut += (cut < 64 ? 1 : 97)) {
+		memset(&r, 0, sizeof(r));
+		r.accepted = 42;
+		if (http_persist_decode(buf, cut, t0 + 500, &r, &rh, err, sizeof(err)) == 0)
+			fail_msg("truncated at %zu of %zu: got success, want an error", cut, len);
+		assert_int_equal(r.accepted, 42);
+		assert_int_equal(rh.fine.len, 0);
+	}
+	/* A flipped bit anywhere is refused (the header checks or the checksum). */
+	for (size_t i = 0; i < len; i += (i < 64 ? 1 : 211)) {
+		memcpy(copy, buf, len);
+		copy[i] ^= 0x10;
+		memset(&r, 0, sizeof(r));
+		if (http_persist_decode(copy, len, t0 + 500, &r, &rh, err, sizeof(err)) == 0)
+			fail_msg("bit flipped at %zu: got success, want an error", i);
+		assert_int_equal(r.accepted, 0);
+	}
+	/* The reasons say what is wrong. */
+	memcpy(copy, buf, len);
+	copy[0] = 'X';
+	assert_int_equal(http_persist_decode(copy, len, t0, &r, &rh, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "magic"));
+	memcpy(copy, buf, len);
+	copy[4] = 2;
+	assert_int_equal(http_persist_decode(copy, len, t0, &r, &rh, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "version"));
+	memcpy(copy, buf, len);
+	copy[len - 1] ^= 1;
+	assert_int_equal(http_persist_decode(copy, len, t0, &r, &rh, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "checksum"));
+	free(copy);
+	free(buf);
+	http_history_free(&rh);
+	http_history_free(&hi);
+}
+
+static void
+test_persist_file(void **state)
+{
+	char dir[] = "/tmp/mtad-test-stats-XXXXXX", path[256];
+	struct metrics m, r;
+	struct http_history hi, rh;
+	struct http_persist *p;
+	unsigned char *buf;
+	size_t len;
+	FILE *f;
+	const uint64_t t0 = 1700000000;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	persist_fill(&m, &hi, t0, 30);
+	/* No file: nothing restored, not an error. */
+	assert_non_null(p = http_persist_start(dir));
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(http_history_init(&rh), 0);
+	assert_int_equal(http_persist_load(http_persist_dirfd(p), t0 + 300, &r, &rh), 0);
+	/* The writer thread writes it; stop waits for the last copy. */
+	assert_non_null(buf = http_persist_encode(&m, &hi, t0 + 300, &len));
+	http_persist_save(p, buf, len);
+	m.accepted += 1000;
+	assert_non_null(buf = http_persist_encode(&m, &hi, t0 + 300, &len));
+	p = http_persist_stop(p, buf, len);
+	assert_null(p);
+	assert_non_null(p = http_persist_start(dir));
+	assert_int_equal(http_persist_load(http_persist_dirfd(p), t0 + 300, &r, &rh), 1);
+	assert_int_equal(r.accepted, m.accepted);
+	assert_int_equal(rh.fine.len, 30);
+	/* A garbage file: -1, the counters untouched (start from zero). */
+	assert_true(util_bsnprintf(path, sizeof(path), "%s/stats", dir) > 0);
+	assert_non_null(f = fopen(path, "w"));
+	fputs("garbage", f);
+	fclose(f);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(http_persist_load(http_persist_dirfd(p), t0 + 300, &r, &rh), -1);
+	assert_int_equal(r.accepted, 0);
+	p = http_persist_stop(p, NULL, 0);
+	unlink(path);
+	assert_true(util_bsnprintf(path, sizeof(path), "%s/stats.tmp", dir) > 0);
+	assert_int_equal(access(path, F_OK), -1);
+	assert_int_equal(rmdir(dir), 0);
+	http_history_free(&rh);
 	http_history_free(&hi);
 }
 
@@ -936,6 +1135,9 @@ main(void)
 		cmocka_unit_test(test_auth_log_rate),
 		cmocka_unit_test(test_auth_table_bounded),
 		cmocka_unit_test(test_history),
+		cmocka_unit_test(test_persist_roundtrip),
+		cmocka_unit_test(test_persist_bad),
+		cmocka_unit_test(test_persist_file),
 		cmocka_unit_test(test_prometheus),
 		cmocka_unit_test(test_stats_json),
 		cmocka_unit_test(test_headers),
