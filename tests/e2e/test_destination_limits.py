@@ -274,10 +274,16 @@ def test_policy_file_errors_and_sighup_reload(mtad_factory, world_factory):
     assert "# destination_policy a.test = concurrency=2\n" in r.stdout
     assert "# destination_policy b.test = rate=10/m\n" in r.stdout
     m.start()
+    # the listeners open before the scheduler has read the file: wait for it
+    wait_until(lambda: "destination_policy_file: 2 domain(s)" in m.read_stderr(), DEADLINE,
+               what="the policy to be loaded")
     # a broken file at SIGHUP: named with its line, the running limits stay
     write_policy(m, "slow.test rate=3/s\nslow.test concurrency=1\n")
     m.proc.send_signal(signal.SIGHUP)
-    wait_until(lambda: "reload failed" in m.read_stderr(), DEADLINE, what="the failed reload")
+    try:
+        wait_until(lambda: "reload failed" in m.read_stderr(), DEADLINE, what="the failed reload")
+    except AssertionError:
+        raise AssertionError("no failed reload: " + m.read_stderr()[-3000:])
     assert "destination_policy_file policy.txt line 2: domain slow.test repeated (first on line 1)" in m.read_stderr()
     write_policy(m, "slow.test rate=3/s\n")
     m.proc.send_signal(signal.SIGHUP)
