@@ -563,7 +563,7 @@ ctl_cmd_queue(struct ctl *c)
 {
 	struct ctl_mailq q;
 	char path[256];
-	long long off = 0;
+	long long off = 0, cursor = 0, next;
 	int rc, status;
 
 	memset(&q, 0, sizeof(q));
@@ -572,7 +572,9 @@ ctl_cmd_queue(struct ctl *c)
 		json_t *page, *items, *row;
 		size_t i, n;
 
-		if (util_bsnprintf(path, sizeof(path), "/api/queue?offset=%lld&limit=%d&order=asc",
+		if (cursor > 0 ? util_bsnprintf(path, sizeof(path), "/api/queue?cursor=%lld&limit=%d",
+		    cursor, CTL_PAGE) < 0 :
+		    util_bsnprintf(path, sizeof(path), "/api/queue?offset=%lld&limit=%d&order=asc",
 		    off, CTL_PAGE) < 0)
 			return CTL_EX_FAIL;
 		rc = ctl_api(c, "GET", path, NULL, &page, &status);
@@ -621,8 +623,14 @@ ctl_cmd_queue(struct ctl *c)
 			ctl_mailq_emit(&q, m);
 			json_decref(m);
 		}
+		/* messages parked on disk come after the window, by the API's cursor */
+		next = json_integer_value(json_object_get(page, "cursor"));
 		json_decref(page);
-		if (n < CTL_PAGE)
+		if (next > 0) {
+			cursor = next;
+			continue;
+		}
+		if (n < CTL_PAGE || cursor > 0)
 			break;
 		off += (long long)n;
 	}

@@ -32,6 +32,7 @@
 #include "sched/sched.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -548,12 +549,13 @@ http_api_queue(struct http *h, struct evhttp_request *req, const char *path,
     struct evkeyvalq *query)
 {
 	static const char *const known[] = {
-		"page", "per_page", "offset", "limit", "order", NULL,
+		"page", "per_page", "offset", "limit", "order", "cursor", NULL,
 	};
 	struct http_filter f;
 	struct http_walk w;
 	char err[256];
-	long long page = 1, per = HTTP_DEF_PER_PAGE, off = -1, lim = -1;
+	long long page = 1, per = HTTP_DEF_PER_PAGE, off = -1, lim = -1, cursor = 0;
+	long pos = 0;
 	const char *order = evhttp_find_header(query, "order");
 	int desc = 0, have_page, partial = 0;
 	uint64_t now = util_now_us();
@@ -571,7 +573,8 @@ http_api_queue(struct http *h, struct evhttp_request *req, const char *path,
 	    (have_page = http_query_num(query, "page", 1, 1000000000, &page, err, sizeof(err))) < 0 ||
 	    http_query_num(query, "per_page", 1, HTTP_MAX_PER_PAGE, &per, err, sizeof(err)) < 0 ||
 	    http_query_num(query, "offset", 0, 1000000000, &off, err, sizeof(err)) < 0 ||
-	    http_query_num(query, "limit", 1, HTTP_MAX_PER_PAGE, &lim, err, sizeof(err)) < 0) {
+	    http_query_num(query, "limit", 1, HTTP_MAX_PER_PAGE, &lim, err, sizeof(err)) < 0 ||
+	    http_query_num(query, "cursor", 1, LONG_MAX, &cursor, err, sizeof(err)) < 0) {
 		http_error(req, 400, err);
 		return;
 	}
@@ -603,7 +606,7 @@ http_api_queue(struct http *h, struct evhttp_request *req, const char *path,
 	if ((o = json_object()) == NULL || (items = json_array()) == NULL ||
 	    jsonout_set(o, "items", items) < 0)
 		goto oom;
-	for (size_t i = (size_t)off; i < w.n && i < (size_t)(off + per); i++) {
+	for (size_t i = (size_t)off; cursor == 0 && i < w.n && i < (size_t)(off + per); i++) {
 		const struct queue_msg *m = desc ? w.v[w.n - 1 - i] : w.v[i];
 		if (json_array_append_new(items, queue_view_summary(m, now)) < 0)
 			goto oom;
@@ -629,15 +632,28 @@ http_api_queue(struct http *h, struct evhttp_request *req, const char *path,
 			size_t want = (size_t)(off + per) > w.n + skip ?
 			    (size_t)(off + per) - (w.n + skip) : 0;
 
-			pw.pos = w.n + skip;
-			rc = want > 0 ? queue_parked_walk(h->q, skip, want, http_parked_cb, &pw, &more) : 0;
+			if (cursor > 0) {
+				/* a cursor: the next parked rows, where the last page stopped */
+				pos = (long)cursor;
+				skip = 0;
+				want = (size_t)per;
+				pw.from = 0;
+				pw.to = (size_t)per;
+				pw.pos = 0;
+			} else
+				pw.pos = w.n + skip;
+			rc = want > 0 ? queue_parked_walk(h->q, skip, want, http_parked_cb, &pw, &more,
+			    &pos) : 0;
+			if (!more)
+				pos = 0;
 			total = w.n + pk.messages;
 			for (int st = 1; st < 4; st++)
 				w.counts[st] += st == QUEUE_VIEW_HELD ? pk.held :
 				    st == QUEUE_VIEW_DEFERRED ? pk.deferred :
 				    pk.messages - pk.held - pk.deferred;
 		} else {
-			rc = queue_parked_walk(h->q, 0, HTTP_PARKED_READ, http_parked_cb, &pw, &more);
+			rc = queue_parked_walk(h->q, 0, HTTP_PARKED_READ, http_parked_cb, &pw, &more,
+			    NULL);
 			total = pw.pos;
 			partial = more;
 			for (int st = 1; st < 4; st++)
@@ -661,6 +677,8 @@ http_api_queue(struct http *h, struct evhttp_request *req, const char *path,
 	    jsonout_set(o, "pages", json_integer((json_int_t)((total + (size_t)per - 1) / (size_t)per))) < 0 ||
 	    jsonout_set(o, "order", json_string(desc ? "desc" : "asc")) < 0 ||
 	    jsonout_set(o, "now", json_integer((json_int_t)(now / 1000000))) < 0)
+		goto oom;
+	if (pos > 0 && jsonout_set(o, "cursor", json_integer((json_int_t)pos)) < 0)
 		goto oom;
 	if (partial && (jsonout_set(o, "partial", json_true()) < 0 ||
 	    jsonout_set(o, "note", json_sprintf("the search read %d of %llu messages kept on disk; "
@@ -889,7 +907,7 @@ http_api_bulk(struct http *h, struct evhttp_request *req, const char *path,
 		/* parked messages too, as far as HTTP_PARKED_READ files go (they are loaded to act) */
 		memset(&pw, 0, sizeof(pw));
 		pw.f = &f;
-		if (queue_parked_walk(h->q, 0, HTTP_PARKED_READ, http_parked_cb, &pw, &more) < 0 ||
+		if (queue_parked_walk(h->q, 0, HTTP_PARKED_READ, http_parked_cb, &pw, &more, NULL) < 0 ||
 		    pw.oom) {
 			free(pw.ids);
 			goto oom;

@@ -769,16 +769,20 @@ queue_window_free(struct queue *q)
  * order: the first `skip` parked files are passed over unread, then up to
  * max_read are read and given to cb(arg, m) (m lives for the call only;
  * cb returns 1 to stop). *more is set when parked files were left unread.
- * Blocking reads on the loop: the caller bounds max_read. 0, or -1 with
- * errno when queue/ cannot be listed or memory runs out.
+ * Blocking reads on the loop: the caller bounds max_read. With pos, a
+ * walk goes on where an earlier one stopped (*pos > 0: a telldir()
+ * position of queue/, skip is ignored), and *pos says where this one
+ * stopped when *more is set. 0, or -1 with errno when queue/ cannot be
+ * listed or memory runs out.
  */
 int
 queue_parked_walk(struct queue *q, size_t skip, size_t max_read,
-    int (*cb)(void *arg, const struct queue_msg *m), void *arg, int *more)
+    int (*cb)(void *arg, const struct queue_msg *m), void *arg, int *more, long *pos)
 {
 	struct dirent *de;
 	size_t seen = 0, read = 0;
 	int fd, rc = 0;
+	long before;
 	DIR *d;
 
 	*more = 0;
@@ -790,7 +794,11 @@ queue_parked_walk(struct queue *q, size_t skip, size_t max_read,
 		close(fd);
 		return -1;
 	}
-	while ((de = readdir(d)) != NULL) {
+	if (pos != NULL && *pos > 0) {
+		seekdir(d, *pos);
+		skip = 0;
+	}
+	while ((before = telldir(d)), (de = readdir(d)) != NULL) {
 		struct queue_parse_result res;
 		struct queue_msg m;
 		uint64_t key = queue_index_id_key(de->d_name);
@@ -802,6 +810,8 @@ queue_parked_walk(struct queue *q, size_t skip, size_t max_read,
 			continue;
 		if (read == max_read) {
 			*more = 1;
+			if (pos != NULL)
+				*pos = before;  /* this entry comes first next time */
 			break;
 		}
 		if ((mfd = queue_recover_open(q->qdirfd, de->d_name)) < 0)

@@ -12,6 +12,7 @@ import time
 import urllib.request
 
 from conftest import wait_until
+from test_mtactl import ctl
 from test_delivery import DEADLINE, dns_with, message, queue_empty, tag_of, world_factory  # noqa: F401
 
 N = 200
@@ -72,6 +73,21 @@ def test_window_parks_and_delivers_everything_once(mtad_factory, world_factory):
         seen += [r["id"] for r in page["items"]]
     assert sorted(seen) == files
     assert page["counts"]["deferred"] == N
+    # the API's cursor pages through what is parked, and mtactl queue uses it: every id once
+    _, p1 = api(m, "/api/queue?offset=0&limit=%d" % (LIMIT + 10))
+    assert p1["cursor"] > 0 and len(p1["items"]) == LIMIT + 10
+    ids = [r["id"] for r in p1["items"]]
+    cur = p1["cursor"]
+    while cur:
+        _, pn = api(m, "/api/queue?cursor=%d&limit=37" % cur)
+        ids += [r["id"] for r in pn["items"]]
+        cur = pn.get("cursor")
+    assert sorted(ids) == files
+    p = ctl(m, "queue")
+    assert p.returncode == 0, p.stderr
+    listed = re.findall(r"^([0-9A-F]{16})\b", p.stdout, re.M)
+    assert sorted(listed) == files, p.stdout[-500:]
+
     # a search reaches parked messages (one recipient address per message here: the sender)
     _, found = api(m, "/api/queue?sender=alice@src.test&limit=500")
     assert found["total"] == N and len(found["items"]) == N and "partial" not in found
