@@ -1,6 +1,8 @@
 /*
  * sched_dest.c - destinations and their outbound connections: MX and
- * address walk, connection limits, connection reuse, idle close
+ * address walk, connection limits (destination_policy_file, the rate
+ * limit's timer, the throttling feedback of sched_rate.c), connection
+ * reuse (also after a refused transaction), idle close
  *
  * Owns:     struct sched_dest (in s->dests) with its queued jobs and its
  *           struct sched_conn, each with an smtpc connection, a DNS wait,
