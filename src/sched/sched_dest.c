@@ -6,7 +6,8 @@
  *
  * Owns:     struct sched_dest (in s->dests) with its queued jobs and its
  *           struct sched_conn, each with an smtpc connection, a DNS wait,
- *           an idle timer and the queue reader of the job it sends.
+ *           an idle timer and the queue reader of the job it sends; the
+ *           rate timer of a destination whose rate held a job back.
  * Lifetime: a destination lives while it has jobs or connections; it is
  *           freed from its own kick event (dest_run), never from inside a
  *           call that still uses it. A connection is freed by conn_free()
