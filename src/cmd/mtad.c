@@ -16,6 +16,7 @@
 #include "mail/config.h"
 #include "mail/maillog.h"
 #include "mail/relay_map.h"
+#include "mail/dest_policy.h"
 #include "metrics/metrics.h"
 #include "tls/tls.h"
 #include "queue/queue.h"
@@ -321,6 +322,20 @@ print_relay_map(const struct config *cfg)
 	relay_map_free(m);
 }
 
+/* print_dest_policy - -t --print: the destination_policy_file rules, as comments (checked already) */
+static void
+print_dest_policy(const struct config *cfg)
+{
+	char err[600];
+	struct dest_policy *p;
+
+	if (cfg->destination_policy_file[0] == '\0' ||
+	    (p = dest_policy_read(cfg, err, sizeof(err))) == NULL)
+		return;
+	dest_policy_print(p, STDOUT_FILENO);
+	dest_policy_free(p);
+}
+
 /*
  * tls_reload - SIGHUP: a new server context from the key store for new
  * sessions (SMTP, SMTPS, HTTPS); sessions running keep theirs (each SSL
@@ -558,6 +573,7 @@ main(int argc, char **argv)
 		if (print) {
 			config_print(d.cfg, STDOUT_FILENO);
 			print_relay_map(d.cfg);
+			print_dest_policy(d.cfg);
 		}
 		config_free(d.cfg);
 		return 0;
@@ -571,6 +587,7 @@ main(int argc, char **argv)
 	if (!d.cfg->ssl_disabled || d.cfg->dkim_key_table[0] != '\0' ||
 	    d.cfg->smart_relay_password_file[0] != '\0' || d.cfg->smart_relay_ca_file[0] != '\0' ||
 	    d.cfg->sender_relay_map[0] != '\0' ||
+	    (d.cfg->destination_policy_file[0] != '\0' && key_store(d.cfg)[0] != '\0') ||
 	    d.cfg->smtpd_users_file[0] != '\0') {
 		if (tls_keys_helper_start(key_store(d.cfg), d.owner_uid, d.owner_gid,
 		    err, sizeof(err)) < 0)

@@ -85,6 +85,7 @@ static const struct http_route http_routes[] = {
 	{ "/api/history",       R_GET,                      http_api_history },
 	{ "/api/queue",         R_GET,                      http_api_queue },
 	{ "/api/qshape",        R_GET,                      http_api_qshape },
+	{ "/api/destinations",  R_GET,                      http_api_destinations },
 	{ "/api/queue/retry",   R_POST,                     http_api_bulk },
 	{ "/api/queue/flush",   R_POST,                     http_api_bulk },
 	{ "/api/queue/hold",    R_POST,                     http_api_bulk },

@@ -210,7 +210,8 @@ http_api_metrics(struct http *h, struct evhttp_request *req, const char *path,
 
 	(void)path; (void)query;
 	http_api_snap_take(h, &s);
-	if (b == NULL || http_metrics_format(&s, metrics_latency_bounds, b) < 0) {
+	if (b == NULL || http_metrics_format(&s, metrics_latency_bounds, b) < 0 ||
+	    http_dests_metrics(h, b) < 0) {
 		if (b != NULL)
 			evbuffer_free(b);
 		http_error(req, 503, "out of memory");

@@ -437,6 +437,10 @@ http_handler_fn http_api_stats, http_api_history, http_api_queue, http_api_messa
     http_api_bulk, http_api_metrics, http_ui_index, http_ui_asset;
 /* http_qshape.c: GET /api/qshape, the queue by recipient domain and age */
 http_handler_fn http_api_qshape;
+/* http_dests.c: GET /api/destinations, limits and throttling per destination */
+http_handler_fn http_api_destinations;
+/* http_dests_metrics - the per-destination gauges of /metrics, appended to b; 0 or -1 */
+int http_dests_metrics(struct http *h, struct evbuffer *b);
 
 /* Connections (http_conn.c). */
 /* http_conn_init - caps and accept errors on evhttp's listener; 0 or -1 */

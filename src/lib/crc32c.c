@@ -111,6 +111,15 @@ crc32c_sw(uint32_t c, const unsigned char *p, size_t len)
 	return c;
 }
 
+/* crc32c_portable - see crc32c.h */
+uint32_t
+crc32c_portable(uint32_t crc, const void *p, size_t len)
+{
+	pthread_once(&crc32c_once, crc32c_init);
+	return ~crc32c_sw(~crc, p, len);
+}
+
+/* crc32c - see crc32c.h */
 uint32_t
 crc32c(uint32_t crc, const void *p, size_t len)
 {

@@ -70,6 +70,17 @@ map_free(struct map *m)
 	return NULL;
 }
 
+struct map *
+map_free_all(struct map *m, void (*val_free)(void *val))
+{
+	if (m == NULL)
+		return NULL;
+	for (size_t i = 0; i < m->nb; i++)
+		for (struct map_ent *e = m->b[i]; e != NULL; e = e->next)
+			val_free(e->val);
+	return map_free(m);
+}
+
 static struct map_ent **
 map_find(const struct map *m, const char *key, uint64_t h)
 {

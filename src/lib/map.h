@@ -7,7 +7,8 @@
  * Context:  event-loop thread.
  *
  * The scheduler finds its destinations, DNS cache entries, dead and no-TLS
- * marks by name with it, on every dispatch.
+ * marks by name with it, on every dispatch; smtpd counts the sessions of
+ * each client address in one.
  */
 #ifndef MTAD_LIB_MAP_H
 #define MTAD_LIB_MAP_H
@@ -17,8 +18,10 @@
 struct map;
 
 struct map *map_new(void);
-/* map_free - free the table and keys (not the values); returns NULL */
+/* map_free - free the table and keys (not the values); takes NULL, returns NULL */
 struct map *map_free(struct map *m);
+/* map_free_all - val_free(val) for every value, then map_free(); takes NULL, returns NULL */
+struct map *map_free_all(struct map *m, void (*val_free)(void *val));
 void *map_get(const struct map *m, const char *key);
 /* map_put - add key (copied) -> val; the key must not be present; 0 or -1 */
 int map_put(struct map *m, const char *key, void *val);

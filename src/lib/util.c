@@ -11,11 +11,13 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 void *
 xmalloc(size_t n)
@@ -154,3 +156,19 @@ util_mono_us(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
+
+#ifdef MTAD_COVERAGE
+void __gcov_dump(void);     /* libgcov, linked by --coverage */
+
+/* util_cov_exit - see util.h (coverage builds only) */
+_Noreturn void
+util_cov_exit(int status)
+{
+	sigset_t all;
+
+	(void)sigfillset(&all);
+	(void)sigprocmask(SIG_BLOCK, &all, NULL);
+	__gcov_dump();
+	_exit(status);
+}
+#endif

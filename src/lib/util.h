@@ -53,4 +53,17 @@ uint64_t util_now_us(void);
 /* util_mono_us - CLOCK_MONOTONIC in microseconds */
 uint64_t util_mono_us(void);
 
+/*
+ * util_cov_exit - _exit() for a forked child. A child that leaves with
+ * _exit() writes no line counts, so in a coverage build (`make coverage`
+ * defines MTAD_COVERAGE) this writes them first, signals blocked so that a
+ * SIGTERM cannot cut the count files short. In every other build it is
+ * _exit() itself (callers include <unistd.h>).
+ */
+#ifdef MTAD_COVERAGE
+_Noreturn void util_cov_exit(int status);
+#else
+#define util_cov_exit(status) _exit(status)
+#endif
+
 #endif

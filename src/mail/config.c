@@ -36,6 +36,7 @@
  */
 #include "mail/config.h"
 #include "mail/config_priv.h"
+#include "mail/dest_policy.h"
 #include "lib/cidr.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -85,6 +86,7 @@ enum cfg_check {
 	CHK_RELAY_TLS,          /* "may", "encrypt" or "verify" */
 	CHK_RELAY_AUTH,         /* "" or "xoauth2" */
 	CHK_HOST_LIST,          /* comma/space list of host names */
+	CHK_RATE,               /* "" or N/UNIT (dest_policy.h) */
 };
 
 struct cfg_prop {
@@ -171,6 +173,10 @@ static const struct cfg_prop cfg_props[] = {
 	{ "smart_relay_auth", CFG_STRING, "", OFF(smart_relay_auth), 0, 0, 0, CHK_RELAY_AUTH, 0 },
 	{ "sender_relay_map", CFG_STRING, "", OFF(sender_relay_map), 0, 0, 0, CHK_TEXT, 0 },
 	{ "smtp_tls_session_cache", CFG_BOOL, "yes", OFF(smtp_tls_session_cache), 0, 0, 1, 0, 0 },
+	{ "destination_rate_limit", CFG_STRING, "", OFF(destination_rate_limit), 0, 0, 0,
+	    CHK_RATE, 0 },
+	{ "destination_policy_file", CFG_STRING, "", OFF(destination_policy_file), 0, 0, 0,
+	    CHK_TEXT, 0 },
 };
 
 #define CFG_NPROPS (sizeof(cfg_props) / sizeof(cfg_props[0]))
@@ -323,6 +329,11 @@ cfg_check_string(const struct cfg_prop *p, const char *v, char *why, size_t whyl
 		return 0;
 	case CHK_HOST_LIST:
 		return config_value_host_list(v, why, whylen);
+	case CHK_RATE: {
+		struct dest_rate r;
+
+		return dest_rate_parse(v, &r, why, whylen);
+	}
 	}
 	util_strlcpy(why, "internal error: unknown check", whylen);
 	return -1;

@@ -116,6 +116,8 @@ struct config {
 	char  *smart_relay_auth;           /* "" (PLAIN, else LOGIN) or "xoauth2" */
 	char  *sender_relay_map;           /* per-sender relays; "" = none */
 	int    smtp_tls_session_cache;     /* resume outbound TLS sessions */
+	char  *destination_rate_limit;     /* "N/UNIT" messages per destination; "" = none */
+	char  *destination_policy_file;    /* per-domain limits (key store, else data_dir); "" = none */
 };
 
 /* Without -c: this file when it exists, else the environment alone. */

@@ -27,6 +27,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "mail/relay_map.h"
+#include "mail/dest_policy.h"
 #include "tls/tls.h"
 
 #include <arpa/inet.h>
@@ -270,6 +271,19 @@ config_check_environment(const struct config *cfg, char *err, size_t errlen)
 		return -1;
 	if (chk_relay_files(cfg, err, errlen) < 0)
 		return -1;
+	if (cfg->destination_policy_file[0] != '\0') {
+		char why[600];
+		struct dest_policy *p = dest_policy_read(cfg, why, sizeof(why));
+
+		if (p == NULL) {
+			if (util_bsnprintf(err, errlen, "Error: failed to pre-configure MTA: %s",
+			    why) < 0)
+				util_strlcpy(err, "Error: failed to pre-configure MTA: "
+				    "destination_policy_file", errlen);
+			return -1;
+		}
+		dest_policy_free(p);
+	}
 	if (chk_data_dir(cfg->data_dir, err, errlen) < 0)
 		return -1;
 	return 0;

@@ -891,7 +891,8 @@ sched_new_backend(struct event_base *base, const struct config *cfg, struct queu
 		util_bsnprintf(err, errlen, "scheduler: out of memory");
 		goto fail;
 	}
-	if (sched_relay_load(s, cfg, err, errlen) < 0)
+	if (sched_relay_load(s, cfg, err, errlen) < 0 ||
+	    sched_dest_limits_load(s, cfg, err, errlen) < 0)
 		goto fail;
 	if (cfg->cc_mta.set && !cfg->smart_relay.set) {
 		char text[300];
@@ -985,6 +986,7 @@ sched_free(struct sched *s)
 	s->dnsc = sched_dnsc_free(s->dnsc);
 	s->dns = dns_free(s->dns);
 	sched_relay_free(s);
+	sched_dest_limits_free(s);
 	free(s);
 	return NULL;
 }

@@ -11,6 +11,7 @@
 #define MTAD_SCHED_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct event_base;
 struct config;
@@ -78,5 +79,30 @@ struct sched_drain_result {
 };
 int sched_drain(struct sched *s, const struct relay_target *relay, unsigned timeout_s,
     void (*done)(void *arg, const struct sched_drain_result *r), void *arg);
+
+/* --- destinations: limits and throttling, SPEC §11.2 (sched_dest.c) ------ */
+
+struct sched_dest_info {
+	char     name[256];             /* recipient domain, or the relay host */
+	const char *kind;               /* "mx", "relay", "cc" or "drain" (static) */
+	int      port;
+	unsigned limit;                 /* connections allowed now (feedback) */
+	unsigned max;                   /* configured concurrency */
+	unsigned conns;                 /* connections open or being set up */
+	unsigned busy;                  /* transactions in flight */
+	size_t   queued;                /* jobs waiting at the destination */
+	char     rate[32];              /* "5/s"; "" = no rate limit */
+	int      throttled;             /* limit below max after a throttling signal */
+	uint64_t halvings;              /* throttling signals that halved the limit */
+	uint64_t delivered;             /* transactions that went through */
+	uint64_t throttle_us;           /* wall clock of the last throttling signal; 0 = none */
+	char     throttle_why[512];     /* its reply */
+};
+
+/*
+ * sched_dest_list - the destinations with jobs or connections now, busiest
+ * (queued + in flight) first, at most max into v; their total in *total
+ */
+size_t sched_dest_list(struct sched *s, struct sched_dest_info *v, size_t max, size_t *total);
 
 #endif

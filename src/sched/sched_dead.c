@@ -108,20 +108,9 @@ sched_dead_check(struct sched *s, const char *key, struct smtpc_reply *why)
 	return 1;
 }
 
-static int
-dead_free_cb(void *arg, void *val)
-{
-	(void)arg;
-	free(val);
-	return 1;
-}
-
 /* sched_dead_free_all - sched_free: every mark */
 void
 sched_dead_free_all(struct sched *s)
 {
-	if (s->dead == NULL)
-		return;
-	map_sweep(s->dead, dead_free_cb, NULL);
-	s->dead = map_free(s->dead);
+	s->dead = map_free_all(s->dead, free);
 }

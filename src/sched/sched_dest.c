@@ -80,17 +80,74 @@ dest_free(struct sched_dest *d)
 	log_trace(TRACE_SCHED, "sched: %s: destination freed", d->key);
 	map_del(d->s->dests, d->key);
 	event_free(d->kick);
+	if (d->rate_timer != NULL)
+		event_free(d->rate_timer);
 	free(d);
 }
 
+/* dest_limit - connections d may have now (feedback-adjusted, at most the configured) */
 static unsigned
 dest_limit(const struct sched_dest *d)
 {
-	unsigned conc = d->s->cfg->destination_concurrency;
+	return d->fb.limit;
+}
 
-	if (conc == 0)
-		conc = 1;
-	return d->cap < conc ? d->cap : conc;
+/* dest_on_rate - the rate limit lets the next job go: hand it out */
+static void
+dest_on_rate(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	dest_kick(arg);
+}
+
+/*
+ * dest_rate_ready - 1 when a job may leave d now (no rate limit, or its
+ * time has come); else 0, with a timer that kicks d when it may
+ */
+static int
+dest_rate_ready(struct sched_dest *d)
+{
+	uint64_t wait;
+	struct timeval tv;
+
+	if ((wait = sched_rate_wait(&d->rate, util_mono_us())) == 0)
+		return 1;
+	if (d->rate_timer == NULL &&
+	    (d->rate_timer = evtimer_new(d->s->base, dest_on_rate, d)) == NULL) {
+		log_warnx("sched: %s: out of memory: rate limit not enforced", d->key);
+		return 1;
+	}
+	if (!evtimer_pending(d->rate_timer, NULL)) {
+		tv.tv_sec = (time_t)(wait / 1000000u);
+		tv.tv_usec = (suseconds_t)(wait % 1000000u);
+		evtimer_add(d->rate_timer, &tv);
+	}
+	return 0;
+}
+
+/*
+ * dest_throttled - cn saw a throttling signal (why): the limit halves, once
+ * per cohort of connections (sched_rate.c)
+ */
+static void
+dest_throttled(struct sched_conn *cn, const struct smtpc_reply *why)
+{
+	struct sched_dest *d = cn->d;
+	unsigned before = d->fb.limit;
+
+	d->throttle_us = util_now_us();
+	util_strlcpy(d->throttle_why, why->text, sizeof(d->throttle_why));
+	if (sched_fb_throttle(&d->fb, cn->epoch, d->nconns))
+		log_info("sched: %s: throttled by %s, concurrency %u -> %u: %s", d->key,
+		    cn->relay, before, d->fb.limit, why->text);
+}
+
+/* conn_refused - a connect() that the peer refused (a full listen queue, a limit) */
+static int
+conn_refused(const struct smtpc_reply *r)
+{
+	return r->code == 0 && strstr(r->text, "Connection refused") != NULL;
 }
 
 /* conn_free - close and forget a connection; the job it holds must be gone */
@@ -192,8 +249,8 @@ conn_give_up(struct sched_conn *cn)
 		sched_dead_mark(d->s, d->key, &why);    /* the rest of its mail waits, untried */
 	if (!others || (cn->err_dns && cls == SCHED_PERM))
 		dest_fail_all(d, &why, cls, cn->err_dns || why.code == 0 ? NULL : cn->relay);
-	else if (d->cap > d->nconns - 1)
-		d->cap = d->nconns - 1 > 0 ? d->nconns - 1 : 1;
+	else if (d->fb.limit > d->nconns - 1)
+		d->fb.limit = d->nconns - 1 > 0 ? d->nconns - 1 : 1;
 	conn_free(cn);
 }
 
@@ -438,6 +495,7 @@ conn_start(struct sched_dest *d)
 	cn->st = SC_MX;
 	cn->dns_perm = 1;
 	cn->in_setup = 1;
+	cn->epoch = d->fb.epoch;
 	cn->setup_start_us = util_mono_us();
 	TAILQ_INSERT_TAIL(&d->conns, cn, entry);
 	d->nconns++;
@@ -603,12 +661,17 @@ conn_next(struct sched_conn *cn)
 	struct timeval tv = { SCHED_IDLE_SECONDS, 0 };
 	int rc;
 
-	if (s->stopping || cn->ntxn >= SCHED_REUSE_MAX ||
+	if (s->stopping || cn->ntxn >= SCHED_REUSE_MAX || d->nconns > dest_limit(d) ||
 	    util_mono_us() - cn->opened_us > (uint64_t)SCHED_REUSE_SECONDS * 1000000u) {
 		conn_quit(cn);
 		return;
 	}
 	while ((job = TAILQ_FIRST(&d->jobs)) != NULL) {
+		if (d->rate.interval_us != 0) {
+			if (!dest_rate_ready(d))
+				break;
+			sched_rate_take(&d->rate, util_mono_us());
+		}
 		TAILQ_REMOVE(&d->jobs, job, entry);
 		job->queued = 0;
 		d->njobs--;
@@ -629,7 +692,8 @@ conn_next(struct sched_conn *cn)
 		return;
 	}
 	evtimer_add(cn->idle, &tv);
-	dest_kick(d);   /* maybe nothing is left: let the destination go */
+	if (d->njobs == 0)
+		dest_kick(d);   /* maybe nothing is left: let the destination go */
 }
 
 static void
@@ -637,7 +701,6 @@ conn_on_ready(void *arg, struct smtpc *c)
 {
 	struct sched_conn *cn = arg;
 	struct sched_dest *d = cn->d;
-	unsigned conc = d->s->cfg->destination_concurrency;
 
 	(void)c;
 	cn->in_setup = 0;
@@ -646,8 +709,7 @@ conn_on_ready(void *arg, struct smtpc *c)
 	cn->setup_us = cn->opened_us - cn->setup_start_us;
 	cn->ae = sched_dnsc_unref(cn->ae);
 	cn->mxe = sched_dnsc_unref(cn->mxe);
-	if (d->cap < conc)
-		d->cap++;
+	sched_fb_connected(&d->fb);
 	log_trace(TRACE_SCHED, "sched: %s: connected to %s", d->key, cn->relay);
 	sched_dead_clear(d->s, d->key);
 	conn_next(cn);
@@ -655,13 +717,51 @@ conn_on_ready(void *arg, struct smtpc *c)
 		dest_kick(d);   /* a larger cap may allow another connection */
 }
 
+/*
+ * dest_requeue - a job refused by throttling waits at d again, first in
+ * line, instead of going to the retry schedule; -1 when it has come back
+ * SCHED_REQUEUE_MAX times already (then it is deferred as usual)
+ */
+static int
+dest_requeue(struct sched_dest *d, struct sched_job *job)
+{
+	if (job->requeued >= SCHED_REQUEUE_MAX || d->s->stopping)
+		return -1;
+	job->requeued++;
+	job->queued = 1;
+	TAILQ_INSERT_HEAD(&d->jobs, job, entry);
+	d->njobs++;
+	dest_kick(d);
+	return 0;
+}
+
+/* conn_txn_throttled - a refused transaction's reply that asks to slow down, or NULL */
+static const struct smtpc_reply *
+conn_txn_throttled(const struct smtpc_result *r)
+{
+	if (sched_rate_throttle_reply(&r->mail))
+		return &r->mail;
+	for (size_t i = 0; i < r->nrcpt; i++)
+		if (sched_rate_throttle_reply(&r->rcpt[i]))
+			return &r->rcpt[i];
+	return NULL;
+}
+
+/*
+ * conn_on_done - a transaction finished: its result goes to sched.c, a
+ * success feeds the concurrency back up, a throttling reply halves it.
+ * After a refused transaction smtpc has ended it (a refused MAIL leaves
+ * none; otherwise RSET, or the end-of-data reply): the connection is
+ * reused unless the RSET itself was refused.
+ */
 static void
 conn_on_done(void *arg, struct smtpc *c, const struct smtpc_result *r)
 {
 	struct sched_conn *cn = arg;
+	struct sched_dest *d = cn->d;
 	struct sched_job *job = cn->job;
+	const struct smtpc_reply *thr;
 	struct sched_attempt a;
-	int clean;
 
 	(void)c;
 	cn->job = NULL;
@@ -669,16 +769,24 @@ conn_on_done(void *arg, struct smtpc *c, const struct smtpc_result *r)
 		cn->rd = queue_reader_close(cn->rd);
 	conn_attempt(cn, &a);
 	cn->ntxn++;
-	clean = sched_policy_classify(r->mail.code) == SCHED_OK &&
-	    sched_policy_classify(r->data.code) == SCHED_OK;
+	if (sched_policy_classify(r->mail.code) == SCHED_OK &&
+	    sched_policy_classify(r->data.code) == SCHED_OK) {
+		d->delivered++;
+		if (d->fb.throttled && sched_fb_success(&d->fb)) {
+			if (!d->fb.throttled)
+				log_info("sched: %s: concurrency back to %u", d->key, d->fb.limit);
+			if (d->njobs > d->nsetup)
+				dest_kick(d);   /* one more connection is allowed */
+		}
+	} else if ((thr = conn_txn_throttled(r)) != NULL) {
+		dest_throttled(cn, thr);
+		/* MAIL refused by the throttle: nobody got it, the whole job waits again */
+		if (job != NULL && thr == &r->mail && dest_requeue(d, job) == 0)
+			job = NULL;
+	}
 	if (job != NULL)
-		sched_job_result(cn->d->s, job, &a, r);
-	/*
-	 * XXX after a refused transaction a peer may still hold its MAIL state
-	 * (a refused DATA does not end it, and smtpc does not send RSET then):
-	 * such a connection is closed rather than reused.
-	 */
-	if (!clean) {
+		sched_job_result(d->s, job, &a, r);
+	if (r->rset != 0 && sched_policy_classify(r->rset) != SCHED_OK) {
 		conn_quit(cn);
 		return;
 	}
@@ -712,6 +820,8 @@ conn_on_failed(void *arg, struct smtpc *c, const struct smtpc_reply *r)
 		}
 		cn->tls_retried = 0;
 		log_trace(TRACE_SCHED, "sched: %s: %s: %s", cn->d->key, cn->relay, why.text);
+		if (sched_rate_throttle_reply(&why) || conn_refused(&why))
+			dest_throttled(cn, &why);
 		cn->err = why;
 		cn->err_dns = 0;
 		if (why.code != 0 && strstr(why.text, " said: ") == NULL &&
@@ -726,6 +836,11 @@ conn_on_failed(void *arg, struct smtpc *c, const struct smtpc_reply *r)
 		if (cn->rd != NULL)
 			cn->rd = queue_reader_close(cn->rd);
 		conn_attempt(cn, &a);
+		if (sched_rate_throttle_reply(&why)) {
+			dest_throttled(cn, &why);
+			if (job != NULL && dest_requeue(cn->d, job) == 0)
+				job = NULL;
+		}
 		if (job != NULL)
 			sched_job_fail(s, job, &a, &why, sched_policy_classify(why.code) == SCHED_PERM ?
 			    SCHED_PERM : SCHED_TEMP);
@@ -753,6 +868,8 @@ dest_run(evutil_socket_t fd, short what, void *arg)
 	if (!s->stopping) {
 		while (d->njobs > 0) {
 			struct sched_conn *cn;
+			if (d->rate.interval_us != 0 && !dest_rate_ready(d))
+				break;
 			TAILQ_FOREACH(cn, &d->conns, entry)
 				if (cn->st == SC_IDLE)
 					break;
@@ -760,7 +877,9 @@ dest_run(evutil_socket_t fd, short what, void *arg)
 				break;
 			conn_next(cn);
 		}
-		while (d->njobs > d->nsetup && d->nconns < dest_limit(d))
+		/* rate-limited: one connection in set-up at a time, and only when a job may go */
+		while (d->njobs > d->nsetup && d->nconns < dest_limit(d) &&
+		    (d->rate.interval_us == 0 || (d->nsetup == 0 && dest_rate_ready(d))))
 			if (conn_start(d) < 0)
 				break;
 	}
@@ -768,12 +887,38 @@ dest_run(evutil_socket_t fd, short what, void *arg)
 		dest_free(d);
 }
 
+/*
+ * dest_apply_limits - the destination's concurrency and rate from
+ * destination_policy_file (its domain's line) or the defaults; fresh: a
+ * new destination starts its slow start, else the running limit is capped
+ */
+static void
+dest_apply_limits(struct sched_dest *d, int fresh)
+{
+	struct sched *s = d->s;
+	const struct dest_policy_rule *r = dest_policy_lookup(s->policy, d->nh.name);
+	unsigned conc = s->cfg->destination_concurrency;
+	struct dest_rate rate = s->rate_default;
+
+	if (r != NULL) {
+		if (r->concurrency > 0)
+			conc = r->concurrency;
+		if (r->has_rate)
+			rate = r->rate;
+	}
+	if (fresh)
+		sched_fb_init(&d->fb, conc, SCHED_INIT_CONCURRENCY);
+	else
+		sched_fb_set_max(&d->fb, conc);
+	d->rate_cfg = rate;
+	sched_rate_set(&d->rate, rate.n, rate.per_s);
+}
+
 /* sched_dest_get - the destination for key, created on first use; NULL when out of memory */
 struct sched_dest *
 sched_dest_get(struct sched *s, const struct sched_nexthop *nh, const char *key)
 {
 	struct sched_dest *d = map_get(s->dests, key);
-	unsigned conc = s->cfg->destination_concurrency;
 
 	if (d != NULL)
 		return d;
@@ -784,9 +929,7 @@ sched_dest_get(struct sched *s, const struct sched_nexthop *nh, const char *key)
 	d->nh = *nh;
 	TAILQ_INIT(&d->jobs);
 	TAILQ_INIT(&d->conns);
-	d->cap = conc < SCHED_INIT_CONCURRENCY ? conc : SCHED_INIT_CONCURRENCY;
-	if (d->cap == 0)
-		d->cap = 1;
+	dest_apply_limits(d, 1);
 	if ((d->kick = event_new(s->base, -1, 0, dest_run, d)) == NULL)
 		goto fail;
 	if (map_put(s->dests, d->key, d) < 0)
@@ -912,6 +1055,8 @@ dest_free_cb(void *arg, void *val)
 
 	(void)arg;
 	event_free(d->kick);
+	if (d->rate_timer != NULL)
+		event_free(d->rate_timer);
 	free(d);
 	return 1;
 }
@@ -940,4 +1085,108 @@ sched_dest_unqueue_msg(struct sched *s, struct sched_msg *sm)
 		dest_kick(job->d);
 		sched_job_abandon(s, job);
 	}
+}
+
+static int
+dest_limits_cb(void *arg, void *val)
+{
+	struct sched_dest *d = val;
+
+	(void)arg;
+	dest_apply_limits(d, 0);
+	dest_kick(d);
+	return 0;
+}
+
+/* sched_dest_limits_load - see sched_int.h */
+int
+sched_dest_limits_load(struct sched *s, const struct config *cfg, char *err, size_t errlen)
+{
+	struct dest_policy *p = NULL;
+	struct dest_rate rate;
+	char why[160];
+
+	if (dest_rate_parse(cfg->destination_rate_limit, &rate, why, sizeof(why)) < 0) {
+		if (util_bsnprintf(err, errlen, "destination_rate_limit: %s", why) < 0)
+			util_strlcpy(err, "destination_rate_limit: bad value", errlen);
+		return -1;
+	}
+	if (cfg->destination_policy_file[0] != '\0' &&
+	    (p = dest_policy_read(cfg, err, errlen)) == NULL)
+		return -1;
+	dest_policy_free(s->policy);
+	s->policy = p;
+	s->rate_default = rate;
+	if (s->dests != NULL)
+		map_sweep(s->dests, dest_limits_cb, NULL);
+	if (p != NULL)
+		log_info("destination_policy_file: %zu domain(s) from %s", p->n,
+		    cfg->destination_policy_file);
+	return 0;
+}
+
+/* sched_dest_limits_free - see sched_int.h */
+void
+sched_dest_limits_free(struct sched *s)
+{
+	s->policy = dest_policy_free(s->policy);
+}
+
+/* dest_load - how busy d is, for sched_dest_list's order */
+static size_t
+dest_load(const struct sched_dest *d)
+{
+	return d->njobs + d->nconns;
+}
+
+static int
+dest_load_cmp(const void *a, const void *b)
+{
+	size_t x = dest_load(*(struct sched_dest *const *)a);
+	size_t y = dest_load(*(struct sched_dest *const *)b);
+
+	return x > y ? -1 : x < y;
+}
+
+/* sched_dest_list - see sched.h */
+size_t
+sched_dest_list(struct sched *s, struct sched_dest_info *v, size_t max, size_t *total)
+{
+	static const char *const kinds[] = { "mx", "relay", "cc", "drain" };
+	struct dest_list l;
+	size_t n = 0;
+
+	*total = 0;
+	if (s == NULL || s->dests == NULL || dest_list_get(s, &l) < 0)
+		return 0;
+	*total = l.n;
+	if (l.n > 1)
+		qsort(l.v, l.n, sizeof(*l.v), dest_load_cmp);
+	for (size_t i = 0; i < l.n && n < max; i++, n++) {
+		const struct sched_dest *d = l.v[i];
+		struct sched_dest_info *o = &v[n];
+		const struct sched_conn *cn;
+
+		memset(o, 0, sizeof(*o));
+		util_strlcpy(o->name, d->nh.name, sizeof(o->name));
+		o->kind = (size_t)d->nh.kind < sizeof(kinds) / sizeof(kinds[0]) ?
+		    kinds[d->nh.kind] : "mx";
+		o->port = d->nh.port;
+		o->limit = d->fb.limit;
+		o->max = d->fb.max;
+		o->conns = d->nconns;
+		TAILQ_FOREACH(cn, &d->conns, entry)
+			if (cn->st == SC_BUSY)
+				o->busy++;
+		o->queued = d->njobs;
+		if (dest_rate_format(&d->rate_cfg, o->rate, sizeof(o->rate)) < 0)
+			o->rate[0] = '\0';
+		o->throttled = d->fb.throttled;
+		o->halvings = d->fb.halvings;
+		o->delivered = d->delivered;
+		o->throttle_us = d->throttle_us;
+		util_strlcpy(o->throttle_why, d->throttle_why, sizeof(o->throttle_why));
+	}
+	free(l.v);
+	return n;
 }

@@ -29,6 +29,8 @@
 #include "sched/sched_dnsc.h"
 #include "lib/heap.h"
 #include "sched/sched_policy.h"
+#include "sched/sched_rate.h"
+#include "mail/dest_policy.h"
 #include "queue/queue.h"
 #include "smtpc/smtpc.h"
 
@@ -51,6 +53,7 @@ struct map;
 #define SCHED_HEADERS_MAX      65536  /* original headers copied into a DSN */
 #define SCHED_STOP_GRACE       3      /* seconds running transactions get at shutdown */
 #define SCHED_DRAIN_RETRY      2      /* seconds between hand-over attempts of a message */
+#define SCHED_REQUEUE_MAX      3      /* times a job refused by throttling waits again at its destination */
 
 struct sched_job;
 struct sched_conn;
@@ -87,6 +90,7 @@ struct sched_job {
 	size_t  *idx;                   /* recipient indices (in the same allocation) */
 	const char **rcpts;             /* their addresses, borrowed from the queue_msg */
 	uint64_t queued_us;
+	unsigned requeued;              /* sent back to wait after a throttling reply */
 };
 
 enum sched_conn_state {
@@ -121,6 +125,7 @@ struct sched_conn {
 	unsigned ntxn;
 	struct smtpc_reply err;         /* the last reason for a failed setup */
 	int      tls_retried;           /* the TLS handshake failed: this attempt is the plain retry */
+	unsigned epoch;                 /* d->fb.epoch when it started (feedback cohort) */
 	struct sockaddr_storage cur_addr;  /* the address being tried (for that retry) */
 	const char *cur_host;           /* its host name (in nh or the MX answer cn holds) */
 	char     relay[320];            /* "host[addr]:port" */
@@ -136,7 +141,13 @@ struct sched_dest {
 	struct sched_connq conns;
 	unsigned nconns;
 	unsigned nsetup;                /* connections not yet ready (will take jobs) */
-	unsigned cap;                   /* connections allowed now: grows with each that works */
+	struct sched_fb fb;             /* connections allowed now: slow start, throttle feedback */
+	struct sched_rate rate;         /* interval_us 0: no rate limit (no timer, no cost) */
+	struct dest_rate rate_cfg;      /* the rate in force, as configured */
+	struct event *rate_timer;       /* NULL until the rate first holds a job back */
+	uint64_t delivered;             /* transactions that went through */
+	uint64_t throttle_us;           /* wall clock of the last throttling signal; 0 = none */
+	char     throttle_why[SMTPC_REPLY_MAX];  /* its reply */
 	struct event *kick;
 };
 
@@ -166,6 +177,8 @@ struct sched {
 	struct map *notls;        /* "host[addr]:port" -> until when TLS is skipped (sched_tls.c) */
 	struct sched_drain *drain;      /* SIGTERM with drain_relay, mtactl drain (sched_drain.c) */
 	struct sched_relays *relays;    /* sender_relay_map, verify context (sched_relay.c) */
+	struct dest_policy *policy;     /* destination_policy_file; NULL = none */
+	struct dest_rate rate_default;  /* destination_rate_limit */
 	int      stopping;
 	int      freeing;                /* sched_free(): results change nothing */
 	int      done_called;
@@ -291,5 +304,13 @@ void sched_dest_abandon_all(struct sched *s);
 void sched_dest_free_all(struct sched *s);
 /* sched_dest_unqueue_msg - operator delete: take sm's queued (not running) jobs back */
 void sched_dest_unqueue_msg(struct sched *s, struct sched_msg *sm);
+/*
+ * sched_dest_limits_load - destination_rate_limit and destination_policy_file
+ * of cfg, applied to the destinations there are and to new ones; 0, or -1
+ * with err (the previous limits are kept)
+ */
+int sched_dest_limits_load(struct sched *s, const struct config *cfg, char *err, size_t errlen);
+/* sched_dest_limits_free - sched_free: the policy */
+void sched_dest_limits_free(struct sched *s);
 
 #endif

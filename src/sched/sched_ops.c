@@ -119,7 +119,7 @@ dns_changed(const struct config *a, const struct config *b)
 void
 sched_ops_set_config(struct sched *s, const struct config *cfg)
 {
-	char err[256];
+	char err[640];
 	struct dns *nd;
 
 	if (s == NULL || cfg == NULL)
@@ -138,6 +138,8 @@ sched_ops_set_config(struct sched *s, const struct config *cfg)
 	if (sched_relay_load(s, cfg, err, sizeof(err)) < 0)
 		log_warnx("%s; keeping the previous sender_relay_map and relay TLS settings", err);
 	s->cfg = cfg;
+	if (sched_dest_limits_load(s, cfg, err, sizeof(err)) < 0)
+		log_warnx("%s; keeping the previous destination limits", err);
 	sched_rearm(s);
 }
 

@@ -110,23 +110,11 @@ sched_tls_fallback(struct sched *s, const struct sched_dest *d, const char *rela
 	return 1;
 }
 
-/* free_off - map_sweep callback: drop every entry */
-static int
-free_off(void *arg, void *val)
-{
-	(void)arg;
-	free(val);
-	return 1;
-}
-
 /* sched_tls_free - the table and the context reference */
 void
 sched_tls_free(struct sched *s)
 {
-	if (s->notls != NULL) {
-		map_sweep(s->notls, free_off, NULL);
-		s->notls = map_free(s->notls);
-	}
+	s->notls = map_free_all(s->notls, free);
 	SSL_CTX_free(s->tls);
 	s->tls = NULL;
 }

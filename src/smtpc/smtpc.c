@@ -871,7 +871,10 @@ smtpc_txn_reply(struct smtpc *c, const struct smtpc_reply *r)
 		smtpc_txn_done(c);
 		return;
 	case SMTPC_STEP_DOT_IGNORE:
+		smtpc_txn_done(c);
+		return;
 	case SMTPC_STEP_RSET:
+		c->res.rset = r->code;
 		smtpc_txn_done(c);
 		return;
 	}

@@ -104,6 +104,8 @@ struct smtpc_result {
 	struct smtpc_reply *rcpt;                /* nrcpt replies, owned by smtpc until the next txn */
 	size_t      nrcpt;
 	struct smtpc_reply data;                 /* end-of-data reply (code 0 if not reached) */
+	int         rset;                        /* reply code to the RSET that ended a refused
+	                                          * transaction; 0 = none was needed */
 };
 
 struct smtpc_cb {

@@ -32,6 +32,7 @@
 #include "smtpd/smtpd_int.h"
 #include "lib/cidr.h"
 #include "lib/log.h"
+#include "lib/map.h"
 #include "lib/util.h"
 #include "mail/diskguard.h"
 #include "mail/maillog.h"
@@ -61,112 +62,44 @@
 
 /* --- per-client session counts ------------------------------------------ */
 
-/* ip_key - the table key: family byte and address (port ignored) */
-static void
-ip_key(const union smtpd_sockaddr *p, unsigned char key[17])
-{
-	memset(key, 0, 17);
-	if (p->sa.sa_family == AF_INET) {
-		key[0] = 4;
-		memcpy(key + 1, &p->sin.sin_addr, 4);
-	} else if (p->sa.sa_family == AF_INET6) {
-		key[0] = 6;
-		memcpy(key + 1, &p->sin6.sin6_addr, 16);
-	}
-}
-
-/* ip_hash - FNV-1a of the key, masked to the (power of two) bucket count */
-static size_t
-ip_hash(const unsigned char key[17], size_t size)
-{
-	uint32_t h = 2166136261u;            /* FNV-1a */
-
-	for (int i = 0; i < 17; i++)
-		h = (h ^ key[i]) * 16777619u;
-	return h & (size - 1);
-}
-
-/* ip_grow - double the bucket array; on failure the table stays as it is */
-static void
-ip_grow(struct smtpd *srv)
-{
-	size_t nsize = srv->ipt_size ? srv->ipt_size * 2 : SMTPD_IPT_MIN;
-	struct smtpd_ipent **nt = calloc(nsize, sizeof(*nt));
-
-	if (nt == NULL)
-		return;
-	for (size_t i = 0; i < srv->ipt_size; i++) {
-		struct smtpd_ipent *e = srv->ipt[i], *next;
-		for (; e != NULL; e = next) {
-			size_t b = ip_hash(e->key, nsize);
-			next = e->next;
-			e->next = nt[b];
-			nt[b] = e;
-		}
-	}
-	free(srv->ipt);
-	srv->ipt = nt;
-	srv->ipt_size = nsize;
-}
+/*
+ * srv->ipt maps a client address, as smtpd_sess_set_addr() spells it (one
+ * text per address, v4-mapped written as v4, "unknown" for the rest), to
+ * its sessions; an entry lives while its count is above zero.
+ */
+struct smtpd_ipent {
+	unsigned count;
+};
 
 /* smtpd_ip_acquire - count one more session of this client; -1 over the limit (or no memory) */
 int
-smtpd_ip_acquire(struct smtpd *srv, const union smtpd_sockaddr *peer)
+smtpd_ip_acquire(struct smtpd *srv, const char *addr)
 {
 	unsigned limit = srv->cfg->smtpd_client_connection_limit;
-	unsigned char key[17];
-	struct smtpd_ipent *e;
-	size_t b;
+	struct smtpd_ipent *e = map_get(srv->ipt, addr);
 
-	if (srv->ipt_count >= srv->ipt_size)
-		ip_grow(srv);
-	if (srv->ipt_size == 0)
-		return -1;
-	ip_key(peer, key);
-	b = ip_hash(key, srv->ipt_size);
-	for (e = srv->ipt[b]; e != NULL; e = e->next)
-		if (memcmp(e->key, key, sizeof(key)) == 0)
-			break;
 	if (e == NULL) {
 		if ((e = calloc(1, sizeof(*e))) == NULL)
 			return -1;
-		memcpy(e->key, key, sizeof(key));
-		e->next = srv->ipt[b];
-		srv->ipt[b] = e;
-		srv->ipt_count++;
-	}
-	if (limit != 0 && e->count >= limit) {
-		if (e->count == 0) {         /* cannot happen with limit != 0, but stay tidy */
-			srv->ipt[b] = e->next;
+		if (map_put(srv->ipt, addr, e) < 0) {
 			free(e);
-			srv->ipt_count--;
+			return -1;
 		}
-		return -1;
 	}
+	if (limit != 0 && e->count >= limit)
+		return -1;                       /* count >= limit > 0: the entry stays */
 	e->count++;
 	return 0;
 }
 
 /* smtpd_ip_release - one session of this client ended */
 void
-smtpd_ip_release(struct smtpd *srv, const union smtpd_sockaddr *peer)
+smtpd_ip_release(struct smtpd *srv, const char *addr)
 {
-	unsigned char key[17];
-	struct smtpd_ipent **pp, *e;
+	struct smtpd_ipent *e = map_get(srv->ipt, addr);
 
-	if (srv->ipt_size == 0)
-		return;
-	ip_key(peer, key);
-	for (pp = &srv->ipt[ip_hash(key, srv->ipt_size)]; (e = *pp) != NULL; pp = &e->next) {
-		if (memcmp(e->key, key, sizeof(key)) != 0)
-			continue;
-		if (--e->count == 0) {
-			*pp = e->next;
-			free(e);
-			srv->ipt_count--;
-		}
-		return;
-	}
+	if (e != NULL && --e->count == 0)
+		free(map_del(srv->ipt, addr));
 }
 
 /* smtpd_trusted - the client may relay (smtpd_trusted_networks, current configuration) */
@@ -504,8 +437,9 @@ smtpd_new(struct event_base *base, const struct config *cfg, struct queue *q,
 	srv->ev_reap = event_new(base, -1, 0, reap_cb, srv);
 	srv->ev_disk = event_new(base, -1, EV_PERSIST, disk_cb, srv);
 	srv->ev_relisten = evtimer_new(base, relisten_cb, srv);
+	srv->ipt = map_new();
 	if (srv->ev_reap == NULL || srv->ev_disk == NULL || srv->ev_relisten == NULL ||
-	    build_replies(srv, cfg) < 0) {
+	    srv->ipt == NULL || build_replies(srv, cfg) < 0) {
 		util_strlcpy(err, "out of memory", errlen);
 		goto fail;
 	}
@@ -593,14 +527,7 @@ smtpd_free(struct smtpd *srv)
 		h->srv = NULL;
 		h->sess = NULL;
 	}
-	for (size_t i = 0; i < srv->ipt_size; i++) {
-		struct smtpd_ipent *e, *next;
-		for (e = srv->ipt[i]; e != NULL; e = next) {
-			next = e->next;
-			free(e);
-		}
-	}
-	free(srv->ipt);
+	srv->ipt = map_free_all(srv->ipt, free);
 	if (srv->ev_reap != NULL)
 		event_free(srv->ev_reap);
 	if (srv->ev_disk != NULL)

@@ -41,6 +41,7 @@ struct dkim_keys;
 struct auth_users;
 struct auth_worker;
 struct auth_guard;
+struct map;
 struct smtpd_auth;
 struct dkim_sign;
 
@@ -53,7 +54,6 @@ struct dkim_sign;
 #define SMTPD_DIRECT_MAX    (1024 * 1024) /* ... at most this much per input callback */
 #define SMTPD_DISK_STALE_US 3000000  /* MAIL without SIZE trusts a look this recent */
 #define SMTPD_LINGER_SEC    2        /* after a 421: read and drop input this long before close */
-#define SMTPD_IPT_MIN       64       /* per-client table: initial buckets */
 #define SMTPD_PROXY_WAIT_SEC 10      /* SPEC §11.4: the whole PROXY header within this */
 
 /* Session states; every change goes through smtpd_sess_enter(). */
@@ -171,12 +171,6 @@ struct smtpd_sess {
 	uint16_t counts[SMTPD_NCMD][2];  /* [ok, total] per command */
 };
 
-struct smtpd_ipent {
-	struct smtpd_ipent *next;
-	unsigned count;
-	unsigned char key[17];       /* family byte + 16 address bytes */
-};
-
 struct smtpd {
 	struct event_base *base;
 	const struct config *cfg;    /* borrowed; replaced whole on SIGHUP */
@@ -200,8 +194,7 @@ struct smtpd {
 	size_t   ncommits;
 	uint64_t next_id;
 
-	struct smtpd_ipent **ipt;    /* per-client session counts (untrusted clients) */
-	size_t   ipt_size, ipt_count;
+	struct map *ipt;             /* client address text -> session count (untrusted clients) */
 
 	/* replies built from the configuration */
 	char    *greeting;
@@ -230,8 +223,9 @@ enum { SMTPD_LISTEN_SMTP = 0, SMTPD_LISTEN_SMTPS = 1, SMTPD_LISTEN_SUBMISSION = 
 void smtpd_accept(struct smtpd *srv, int fd, const struct sockaddr *sa, socklen_t salen,
     int kind);
 void smtpd_disk_check(struct smtpd *srv, uint64_t max_age_us);
-void smtpd_ip_release(struct smtpd *srv, const union smtpd_sockaddr *peer);
-int smtpd_ip_acquire(struct smtpd *srv, const union smtpd_sockaddr *peer);
+/* smtpd_ip_acquire/_release - a session of the client whose address text (s->addr) is addr */
+int smtpd_ip_acquire(struct smtpd *srv, const char *addr);
+void smtpd_ip_release(struct smtpd *srv, const char *addr);
 int smtpd_trusted(const struct smtpd *srv, const union smtpd_sockaddr *peer);
 void smtpd_maybe_done(struct smtpd *srv);
 const char *smtpd_sess_date(struct smtpd *srv);

@@ -357,7 +357,7 @@ smtpd_sess_free(struct smtpd_sess *s)
 		maillog_disconnect(srv->ml, "unknown", s->addr, counts);
 	}
 	if (s->flags & SMTPD_F_IPCOUNT)
-		smtpd_ip_release(srv, &s->peer);
+		smtpd_ip_release(srv, s->addr);
 	if (s->flags & SMTPD_F_TLS)
 		smtpd_tls_close(s);          /* close_notify when the output is all out */
 	bufferevent_free(s->bev);
@@ -459,7 +459,7 @@ sess_greet(struct smtpd_sess *s)
 	s->flags |= SMTPD_F_LOGGED;
 	smtpd_sess_enter(s, SMTPD_S_CMD);
 	if (!smtpd_trusted(srv, &s->peer)) {
-		if (smtpd_ip_acquire(srv, &s->peer) < 0) {
+		if (smtpd_ip_acquire(srv, s->addr) < 0) {
 			srv->m->rejected++;
 			maillog_conn_limit(srv->ml, cfg->smtpd_client_connection_limit + 1, s->addr);
 			smtpd_sess_replyf(s, "421 4.7.0 %s Error: too many connections from %s\r\n",
@@ -546,7 +546,7 @@ proxy_readcb(evutil_socket_t fd, short what, void *arg)
 
 	proxy_wait_free(s);
 	if (s->flags & SMTPD_F_IPCOUNT) {    /* the balancer's count ends with the wait */
-		smtpd_ip_release(s->srv, &s->peer);
+		smtpd_ip_release(s->srv, s->addr);
 		s->flags &= ~SMTPD_F_IPCOUNT;
 	}
 	if (pa.have_src) {
@@ -580,7 +580,7 @@ smtpd_sess_proxy_wait(struct smtpd_sess *s)
 
 	bufferevent_disable(s->bev, EV_READ);
 	if (!smtpd_trusted(srv, &s->peer)) {
-		if (smtpd_ip_acquire(srv, &s->peer) < 0) {
+		if (smtpd_ip_acquire(srv, s->addr) < 0) {
 			srv->m->rejected++;
 			maillog_printf(srv->ml, "smtpd", "warning: Connection concurrency limit "
 			    "exceeded: %u from unknown[%s] for service smtp (waiting for PROXY headers)",

@@ -20,7 +20,7 @@ PROPERTIES = [
     "dkim_key_table",
     "smart_relay_ca_file", "smart_relay_username", "smart_relay_password",
     "smart_relay_password_file", "smart_relay_auth", "sender_relay_map",
-    "smtp_tls_session_cache",
+    "smtp_tls_session_cache", "destination_rate_limit", "destination_policy_file",
 ]
 
 

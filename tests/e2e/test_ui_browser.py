@@ -135,6 +135,7 @@ def test_dashboard_with_credentials_in_the_url(browser, mtad_factory):
     for chart, ticks in r["ticks"].items():
         assert ticks and all(float(v).is_integer() for v in ticks), (chart, ticks)
     assert "Deferred attempts" in r["cards"], r["cards"]
+    assert "Throttled destinations" in r["cards"], r["cards"]
     # With credentials set there is no open-UI banner.
     assert [b["id"] for b in r["banners"]] == [], r["banners"]
 

@@ -256,6 +256,8 @@ static const struct {
 	{ "smart_relay_username = u\nsmart_relay_password = p\n", { NULL },
 	    "smart_relay_password", "********" },
 	{ "", { "MTA_SMTP_TLS_SESSION_CACHE=no", NULL }, "smtp_tls_session_cache", "no" },
+	{ "destination_rate_limit = 5/s\n", { NULL }, "destination_rate_limit", "5/s" },
+	{ "", { "MTA_DESTINATION_RATE_LIMIT=100/m", NULL }, "destination_rate_limit", "100/m" },
 
 	/* listen lists, DNS servers, UI address, metrics */
 	{ "smtp_listen = 127.0.0.1:2525,[::1]:2525\n", { NULL }, "smtp_listen",
@@ -551,6 +553,9 @@ static const struct {
 	    PFX "test.conf line 1: mail_owner = 'mail user': expected a user name" },
 	{ "smart_relay_tls = none\n", { NULL }, 0,
 	    PFX "test.conf line 1: smart_relay_tls = 'none': expected may, encrypt or verify" },
+	{ "destination_rate_limit = 5/w\n", { NULL }, 0,
+	    PFX "test.conf line 1: destination_rate_limit = '5/w': expected N/UNIT with N from 1 "
+	    "to 1000000 and UNIT s, m, h or d (e.g. 100/m), or none" },
 	{ "smart_relay_auth = cram-md5\n", { NULL }, 0,
 	    PFX "test.conf line 1: smart_relay_auth = 'cram-md5': expected xoauth2 or an empty "
 	    "value (PLAIN or LOGIN)" },
@@ -1309,7 +1314,9 @@ test_print_roundtrip(void **state)
 	    "smart_relay_password = \"s3cret pw\"\n"
 	    "smart_relay_auth = \n"
 	    "sender_relay_map = senders.map\n"
-	    "smtp_tls_session_cache = no\n";
+	    "smtp_tls_session_cache = no\n"
+	    "destination_rate_limit = 100/m\n"
+	    "destination_policy_file = limits/policy\n";
 	char err[2048], out1[16384], out2[16384];
 	struct config *a, *b;
 	FILE *f;
@@ -1327,7 +1334,8 @@ test_print_roundtrip(void **state)
 	out1[n1] = '\0';
 	for (size_t i = 0; i < n1; i++)
 		lines += out1[i] == '\n';
-	assert_int_equal(lines, 53);            /* every property, one line each */
+	assert_int_equal(lines, 55);            /* every property, one line each */
+	assert_non_null(strstr(out1, "\ndestination_rate_limit = 100/m\n"));
 	assert_non_null(strstr(out1, "\npassword = ********\n"));
 	assert_non_null(strstr(out1, "\nsmart_relay_password = ********\n"));
 	assert_null(strstr(out1, "s3cret"));

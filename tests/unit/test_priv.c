@@ -21,6 +21,7 @@
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@
 #include <unistd.h>
 
 #include "lib/priv.h"
+#include "lib/util.h"
 
 static char top[256];                 /* the temporary tree */
 
@@ -175,8 +177,8 @@ test_open_beneath_walk(void **state)
 	(void)state;
 	if ((pid = fork()) == 0) {
 		if (deny_openat2() < 0)
-			_exit(100);
-		_exit(run_beneath_rows(1) > 0 ? 1 : 0);
+			util_cov_exit(100);
+		util_cov_exit(run_beneath_rows(1) > 0 ? 1 : 0);
 	}
 	assert_true(pid > 0);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -263,6 +265,83 @@ test_chown_path(void **state)
 	assert_int_equal(owner("outdir/x.pem"), 1000);
 }
 
+/*
+ * The limits of the chowns: a tree deeper than PRIV_MAX_DEPTH stops there
+ * (what is below stays root's), names that are no path, a FIFO, a missing
+ * or non-directory root, a path longer than PATH_MAX.
+ */
+static void
+test_chown_limits(void **state)
+{
+	char rel[600], p[800], longname[PATH_MAX + 16];
+	int n;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	/* deep/d1/.../d17/f: d1..d16 are walked into, d17 is left alone with f */
+	mk("deep", "dir", NULL);
+	rel[0] = '\0';
+	snprintf(rel, sizeof(rel), "deep");
+	for (int i = 1; i <= PRIV_MAX_DEPTH + 1; i++) {
+		size_t l = strlen(rel);
+
+		snprintf(rel + l, sizeof(rel) - l, "/d%d", i);
+		mk(rel, "dir", NULL);
+	}
+	strncat(rel, "/f", sizeof(rel) - strlen(rel) - 1);
+	mk(rel, "file", NULL);
+	snprintf(p, sizeof(p), "%s/deep", top);
+	n = priv_chown_tree(p, 1000, 1000);
+	if (n != 1)
+		fail_msg("deep tree: got %d entries left alone, want 1", n);
+	*strrchr(rel, '/') = '\0';                      /* deep/d1/.../d17 */
+	assert_int_equal(owner(rel), 0);
+	*strrchr(rel, '/') = '\0';                      /* deep/d1/.../d16 */
+	assert_int_equal(owner(rel), 1000);
+	/* a second walk: all but the too deep left as they are, same count */
+	assert_int_equal(priv_chown_tree(p, 1000, 1000), 1);
+	/* the root itself: missing, not a directory, a name too long */
+	snprintf(p, sizeof(p), "%s/missing", top);
+	errno = 0;
+	assert_int_equal(priv_chown_tree(p, 1000, 1000), -1);
+	assert_int_equal(errno, ENOENT);
+	snprintf(p, sizeof(p), "%s/outside.pem", top);
+	assert_int_equal(priv_chown_tree(p, 1000, 1000), -1);
+	assert_int_equal(errno, ENOTDIR);
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	assert_int_equal(priv_chown_tree(longname, 1000, 1000), -1);
+	assert_int_equal(errno, ENAMETOOLONG);
+	/* priv_chown_path: names that are no path beneath root, a FIFO, a missing root */
+	static const struct {
+		const char *rel;
+		int want;
+	} rows[] = {
+		{ "",                EINVAL },
+		{ "/",               EINVAL },
+		{ "outdir/./x.pem",  EINVAL },
+		{ "outdir/../outside.pem", EINVAL },
+		{ "store/fifo",      EINVAL },      /* not a regular file */
+		{ "store",           EINVAL },      /* a directory as the last name */
+		{ "store/missing",   ENOENT },
+		{ "outside.pem/x",   ENOTDIR },
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		errno = 0;
+		if (priv_chown_path(top, rows[i].rel, 1000, 1000) != -1 || errno != rows[i].want)
+			fail_msg("chown_path row %zu \"%s\": got %s, want %s", i, rows[i].rel,
+			    strerror(errno), strerror(rows[i].want));
+	}
+	assert_int_equal(owner("store/fifo"), 0);
+	assert_int_equal(owner("outside.pem"), 0);
+	snprintf(p, sizeof(p), "%s/missing", top);
+	assert_int_equal(priv_chown_path(p, "x", 1000, 1000), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(priv_chown_path(top, longname, 1000, 1000), -1);
+	assert_int_equal(errno, ENAMETOOLONG);
+}
+
 static void
 test_keep_read_only(void **state)
 {
@@ -279,20 +358,20 @@ test_keep_read_only(void **state)
 
 		if (priv_keep_read_only(65534, 65534, why, sizeof(why)) < 0) {
 			fprintf(stderr, "priv_keep_read_only: %s\n", why);
-			_exit(1);
+			util_cov_exit(1);
 		}
 		if (getuid() != 65534 || geteuid() != 65534 || getgid() != 65534)
-			_exit(2);
+			util_cov_exit(2);
 		if (syscall(SYS_capget, &hdr, data) < 0 ||
 		    data[0].effective != 1u << CAP_DAC_READ_SEARCH || data[1].effective != 0)
-			_exit(3);
+			util_cov_exit(3);
 		if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1 || prctl(PR_GET_DUMPABLE) != 0)
-			_exit(4);
+			util_cov_exit(4);
 		if (prctl(PR_CAPBSET_READ, CAP_CHOWN, 0, 0, 0) != 0)
-			_exit(5);
+			util_cov_exit(5);
 		if (setuid(0) == 0)
-			_exit(6);
-		_exit(0);
+			util_cov_exit(6);
+		util_cov_exit(0);
 	}
 	assert_true(pid > 0);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -309,6 +388,7 @@ main(void)
 		cmocka_unit_test(test_open_beneath_walk),
 		cmocka_unit_test(test_chown_tree),
 		cmocka_unit_test(test_chown_path),
+		cmocka_unit_test(test_chown_limits),
 		cmocka_unit_test(test_keep_read_only),
 	};
 

@@ -14,11 +14,15 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -102,6 +106,19 @@ write_certs(const char *rel, X509 *a, X509 *b)
 	assert_int_equal(fclose(f), 0);
 }
 
+/* put - rel gets the n bytes of text */
+static void
+put(const char *rel, const char *text, size_t n)
+{
+	char p[512];
+	FILE *f;
+
+	path(p, sizeof(p), rel);
+	assert_non_null(f = fopen(p, "w"));
+	assert_int_equal(fwrite(text, 1, n, f), n);
+	assert_int_equal(fclose(f), 0);
+}
+
 static int
 rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -141,6 +158,36 @@ setup(void **state)
 		assert_non_null(f = fopen(p, "w"));
 		fputs("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", f);
 		fclose(f);
+	}
+	/* the odd files of the key store tests */
+	{
+		char p[512];
+		int fd;
+
+		put("empty.pem", "", 0);
+		put("nul.txt", "pass\0word\n", 10);
+		put("pass.txt", "s3cret\r\nsecond line\n", 20);
+		put("blank.txt", "\nsecond line\n", 13);
+		put("nocert.pem", "just text\n", 10);
+		path(p, sizeof(p), "big.pem");
+		assert_true((fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600)) >= 0);
+		assert_int_equal(ftruncate(fd, 1024 * 1024 + 1), 0);
+		close(fd);
+		path(p, sizeof(p), "dir.pem");
+		assert_int_equal(mkdir(p, 0700), 0);
+		path(p, sizeof(p), "fifo.pem");
+		assert_int_equal(mkfifo(p, 0600), 0);
+		path(p, sizeof(p), "sub");
+		assert_int_equal(mkdir(p, 0700), 0);
+		write_key("sub/key.pem", k1, NULL);
+		path(p, sizeof(p), "link_in.pem");
+		assert_int_equal(symlink("sub/key.pem", p), 0);
+		path(p, sizeof(p), "link_out.pem");
+		assert_int_equal(symlink("../outside.pem", p), 0);
+		/* a private key only its owner (root) may read */
+		write_key("root_only.pem", k1, NULL);
+		path(p, sizeof(p), "root_only.pem");
+		assert_int_equal(chmod(p, 0600), 0);
 	}
 	EVP_PKEY_free(k1);
 	EVP_PKEY_free(k2);
@@ -660,6 +707,229 @@ test_texts(void **state)
 	assert_int_equal(failed, 0);
 }
 
+/* The files a key store may hold by mistake: each refused with its reason. */
+static const struct {
+	const char *key, *cert, *want;          /* want NULL = loads */
+	const char *want2;                      /* or this, without openat2 (priv.c's walk) */
+} store_rows[] = {
+	{ "link_in.pem", "cert.pem", NULL, NULL },  /* a link inside the store is followed */
+	{ "sub/key.pem", "cert.pem", NULL, NULL },
+	{ "link_out.pem", "cert.pem", TLS_KEYS_ERR " (link_out.pem: the file is outside the key "
+	    "store)", TLS_KEYS_ERR " (link_out.pem: a symbolic link that may not be followed in "
+	    "the key store)" },
+	{ "dir.pem", "cert.pem", TLS_KEYS_ERR " (dir.pem: not a regular file)", NULL },
+	{ "fifo.pem", "cert.pem", TLS_KEYS_ERR " (fifo.pem: not a regular file)", NULL },
+	{ "big.pem", "cert.pem", TLS_KEYS_ERR " (big.pem: file too large for a PEM key or "
+	    "certificate)", NULL },
+	{ "empty.pem", "cert.pem", TLS_KEYS_ERR " (empty.pem: not a PEM private key (or "
+	    "protected by a passphrase))", NULL },
+	{ "key.pem", "empty.pem", TLS_KEYS_ERR " (empty.pem: not a PEM certificate)", NULL },
+	{ "key.pem", "key.pem", TLS_KEYS_ERR " (key.pem: not a PEM certificate)", NULL },
+	{ "key.pem", "dir.pem", TLS_KEYS_ERR " (dir.pem: not a regular file)", NULL },
+	{ "sub/../key.pem", "cert.pem", TLS_KEYS_ERR " (sub/../key.pem: '..' leaves the key "
+	    "store)", NULL },
+	{ "//", "cert.pem", TLS_KEYS_ERR " (//: empty file name)", NULL },
+};
+
+/* run_store_rows - every store_rows row through tls_keys_load; the number that failed */
+static int
+run_store_rows(const char *how)
+{
+	int failed = 0;
+
+	for (size_t i = 0; i < sizeof(store_rows) / sizeof(store_rows[0]); i++) {
+		struct tls_keys k;
+		char err[512] = "";
+		int rc = tls_keys_load(root, store_rows[i].key, store_rows[i].cert, &k, err,
+		    sizeof(err));
+
+		if (store_rows[i].want == NULL ? rc != 0 : rc != -1 || (strcmp(err,
+		    store_rows[i].want) != 0 && (store_rows[i].want2 == NULL ||
+		    strcmp(err, store_rows[i].want2) != 0))) {
+			print_error("%s row %zu: got %d \"%s\", want \"%s\"\n", how, i, rc, err,
+			    store_rows[i].want != NULL ? store_rows[i].want : "success");
+			failed++;
+		}
+		if (rc == 0)
+			tls_keys_free(&k);
+	}
+	return failed;
+}
+
+/* The key store read here (no reader process): odd files, a missing store, a root-only file. */
+static void
+test_store_files(void **state)
+{
+	char err[512], store[300];
+	struct tls_keys k;
+	int failed, status;
+	pid_t pid;
+
+	(void)state;
+	failed = run_store_rows("local");
+	assert_true(util_bsnprintf(store, sizeof(store), "%s/no-such-store", root) >= 0);
+	assert_int_equal(tls_keys_load(store, "key.pem", "cert.pem", &k, err, sizeof(err)), -1);
+	if (strcmp(err, TLS_KEYS_ERR " (key.pem: No such file or directory)") != 0) {
+		print_error("missing store: got \"%s\"\n", err);
+		failed++;
+	}
+	assert_int_equal(failed, 0);
+	/* without root (and without the reader) a file only root may read is refused, named */
+	if (geteuid() != 0)
+		skip();
+	if ((pid = fork()) == 0) {
+		if (setgid(65534) < 0 || setuid(65534) < 0)
+			util_cov_exit(2);
+		if (tls_keys_load(root, "root_only.pem", "cert.pem", &k, err, sizeof(err)) != -1)
+			util_cov_exit(3);
+		util_cov_exit(strcmp(err, TLS_KEYS_ERR " (root_only.pem: Permission denied)") == 0 ?
+		    0 : 4);
+	}
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* Secrets and CA files from the key store: the first line, text only, certificates only. */
+static void
+test_store_texts(void **state)
+{
+	char err[512], line[64];
+	size_t n = 0;
+	char *text;
+	X509_STORE *st;
+
+	(void)state;
+	/* the first line, without its line end */
+	assert_int_equal(tls_keys_read_line(root, "pass.txt", line, sizeof(line), err,
+	    sizeof(err)), 0);
+	assert_string_equal(line, "s3cret");
+	assert_int_equal(tls_keys_read_line(root, "pass.txt", line, 4, err, sizeof(err)), -1);
+	assert_string_equal(err, "pass.txt: the first line is too long (over 3 octets)");
+	assert_int_equal(tls_keys_read_line(root, "blank.txt", line, sizeof(line), err,
+	    sizeof(err)), -1);
+	assert_string_equal(err, "blank.txt: the first line is empty");
+	assert_int_equal(tls_keys_read_line(root, "missing.txt", line, sizeof(line), err,
+	    sizeof(err)), -1);
+	assert_string_equal(err, "missing.txt: No such file or directory");
+	/* the whole text: its length; a NUL makes it binary; no store configured */
+	assert_non_null(text = tls_keys_read_text(root, "pass.txt", &n, err, sizeof(err)));
+	assert_int_equal(n, 20);
+	assert_string_equal(text, "s3cret\r\nsecond line\n");
+	free(text);
+	assert_null(tls_keys_read_text(root, "nul.txt", &n, err, sizeof(err)));
+	assert_string_equal(err, "nul.txt: not a text file");
+	assert_null(tls_keys_read_text("", "pass.txt", &n, err, sizeof(err)));
+	assert_string_equal(err, "pass.txt: no key store is configured (set key_dir or fs_dir)");
+	assert_null(tls_keys_read_text(root, "../pass.txt", &n, err, sizeof(err)));
+	assert_string_equal(err, "../pass.txt: '..' leaves the key store");
+	/* CA files: every certificate of the file counts, text without one is refused */
+	assert_non_null(st = X509_STORE_new());
+	assert_int_equal(tls_keys_read_cas(root, "cert.pem", st, err, sizeof(err)), 0);
+	assert_int_equal(sk_X509_OBJECT_num(X509_STORE_get0_objects(st)), 2);
+	assert_int_equal(tls_keys_read_cas(root, "cert.pem", st, err, sizeof(err)), 0);
+	assert_int_equal(sk_X509_OBJECT_num(X509_STORE_get0_objects(st)), 2);   /* no duplicates */
+	assert_int_equal(tls_keys_read_cas(root, "nocert.pem", st, err, sizeof(err)), -1);
+	assert_string_equal(err, "nocert.pem: no PEM certificate in it");
+	assert_int_equal(tls_keys_read_cas(root, "fifo.pem", st, err, sizeof(err)), -1);
+	assert_string_equal(err, "fifo.pem: not a regular file");
+	assert_int_equal(tls_keys_read_cas("", "cert.pem", st, err, sizeof(err)), -1);
+	assert_string_equal(err, "cert.pem: no key store is configured (set key_dir or fs_dir)");
+	X509_STORE_free(st);
+	/* a client context: without a CA file the system store, with a bad one an error */
+	SSL_CTX *ctx = tls_client_new_ca(root, "", err, sizeof(err));
+	assert_non_null(ctx);
+	tls_ctx_free(ctx);
+	assert_null(tls_client_new_ca(root, "nocert.pem", err, sizeof(err)));
+	assert_string_equal(err, "nocert.pem: no PEM certificate in it");
+}
+
+/* What the loop asks of a context or a connection that has not got that far. */
+static void
+test_edges(void **state)
+{
+	char buf[256], err[512];
+	struct tls_info ti;
+	SSL_CTX *sctx;
+	SSL *ssl;
+
+	(void)state;
+	/* the OpenSSL reason when there is one, else the default */
+	ERR_clear_error();
+	tls_error_text(buf, sizeof(buf), "nothing");
+	assert_string_equal(buf, "nothing");
+	ERR_raise(ERR_LIB_SSL, SSL_R_NO_CERTIFICATE_ASSIGNED);
+	tls_error_text(buf, sizeof(buf), "nothing");
+	assert_non_null(strstr(buf, "no certificate assigned"));
+	assert_int_equal(ERR_peek_error(), 0);          /* and the queue is left empty */
+	/* no context, no description */
+	strcpy(buf, "x");
+	tls_cert_describe(NULL, buf, sizeof(buf));
+	assert_string_equal(buf, "");
+	/* before a handshake: no cipher yet, and a server connection has no client cache */
+	assert_non_null(sctx = tls_server_new(root, "key.pem", "cert.pem", NULL, err,
+	    sizeof(err)));
+	assert_non_null(ssl = SSL_new(sctx));
+	tls_info_get(ssl, &ti);
+	assert_string_equal(ti.cipher, "unknown");
+	assert_int_equal(ti.reused, 0);
+	assert_int_equal(tls_client_session(ssl, "mx.example:25"), -1);
+	SSL_free(ssl);
+	tls_ctx_free(sctx);
+}
+
+/*
+ * The key store reader process (root only): started with the store's root,
+ * it answers exactly as the local reader does, reads a file only root may
+ * read although it runs as nobody, and serves no other root.
+ */
+static void
+test_store_reader(void **state)
+{
+	char err[512], link[300], other[300], line[64], name[PATH_MAX + 8];
+	size_t n;
+	char *text;
+	int failed;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	assert_true(util_bsnprintf(other, sizeof(other), "%s/no-such-store", root) >= 0);
+	assert_int_equal(tls_keys_helper_start(other, 65534, 65534, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "no-such-store: No such file or directory"));
+	/* the store named through a link: the reader works on the real path */
+	assert_true(util_bsnprintf(link, sizeof(link), "%s.link", root) >= 0);
+	(void)unlink(link);
+	assert_int_equal(symlink(root, link), 0);
+	assert_int_equal(tls_keys_helper_start(link, 65534, 65534, err, sizeof(err)), 0);
+	assert_int_equal(tls_keys_helper_start(root, 65534, 65534, err, sizeof(err)), 0);  /* once */
+	failed = run_store_rows("reader");
+	assert_int_equal(failed, 0);
+	/* nobody could not read it (test_store_files); the reader can */
+	assert_int_equal(tls_keys_check(root, "root_only.pem", "cert.pem", err, sizeof(err)), 0);
+	assert_int_equal(tls_keys_check(link, "root_only.pem", "cert.pem", err, sizeof(err)), 0);
+	assert_int_equal(tls_keys_read_line(root, "pass.txt", line, sizeof(line), err,
+	    sizeof(err)), 0);
+	assert_string_equal(line, "s3cret");
+	assert_null(tls_keys_read_text(root, "nul.txt", &n, err, sizeof(err)));
+	assert_string_equal(err, "nul.txt: not a text file");
+	/* names the reader refuses before asking: empty, longer than a path */
+	assert_null(tls_keys_read(root, "", &n, err, sizeof(err)));
+	assert_string_equal(err, "empty file name");
+	memset(name, 'a', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	assert_null(tls_keys_read(root, name, &n, err, sizeof(err)));
+	assert_string_equal(err, "path too long");
+	/* another root is read here, the reader is still there afterwards */
+	assert_non_null(text = tls_keys_read_text(root, "sub/key.pem", &n, err, sizeof(err)));
+	free(text);
+	assert_null(tls_keys_read_text(other, "key.pem", &n, err, sizeof(err)));
+	assert_string_equal(err, "key.pem: No such file or directory");
+	assert_int_equal(tls_keys_check(root, "key.pem", "cert.pem", err, sizeof(err)), 0);
+	assert_int_equal(unlink(link), 0);
+}
+
 int
 main(void)
 {
@@ -672,6 +942,10 @@ main(void)
 		cmocka_unit_test(test_client_session_cache),
 		cmocka_unit_test(test_client_verify),
 		cmocka_unit_test(test_texts),
+		cmocka_unit_test(test_store_files),
+		cmocka_unit_test(test_store_texts),
+		cmocka_unit_test(test_edges),
+		cmocka_unit_test(test_store_reader),     /* last: the reader stays for the process */
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

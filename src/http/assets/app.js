@@ -143,6 +143,25 @@
     renderBanners(d, s.ui);
   }
 
+  // Throttled destinations: current/configured connections, rate, queued; the reply as a tooltip.
+  async function refreshDests() {
+    let r;
+    try {
+      r = await api("/api/destinations");
+    } catch (e) {
+      return;
+    }
+    const thr = r.destinations.filter((d) => d.throttled);
+    setCard("c-dests", fmtNum(thr.length),
+      thr.length ? "" : fmtNum(r.total) + " active, none throttled", "c-dests-sub");
+    $("c-dests-list").replaceChildren(...thr.slice(0, 5).map((d) => el("li", {
+      title: d.last_throttle_reply || "",
+      text: d.destination + " " + d.concurrency_limit + "/" + d.concurrency_max +
+        (d.rate_limit ? " · " + d.rate_limit : "") + " · " + fmtNum(d.queued) + " queued",
+    })));
+    $("c-dests").parentElement.classList.toggle("warn", thr.length > 0);
+  }
+
   // ---- graphs ---------------------------------------------------------------
   let range = "1h";
   let xRange = null;
@@ -437,6 +456,7 @@
   window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(resizeCharts, 100); });
 
   every(STATS_MS, refreshStats);
+  every(STATS_MS, refreshDests);
   every(QUEUE_MS, () => { if (!$("detail").open && !$("confirm").open) refreshQueue(); });
   // uPlot is loaded with defer before this file, so it exists by now.
   every(HISTORY_MS, refreshHistory);
