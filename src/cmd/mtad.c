@@ -470,6 +470,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	users_reload(d, ncfg);
 	smtpd_set_config(d->smtpd, ncfg);
 	sched_ops_set_config(d->sched, ncfg);
+	queue_set_active_limit(d->q, ncfg->queue_active_limit);
 	http_set_config(d->http, ncfg);
 	if (maillog_reopen(d->ml) < 0)
 		log_warn("cannot reopen the mail log");
@@ -660,24 +661,18 @@ main(int argc, char **argv)
 	http_set_sched(d.http, d.sched);
 	http_set_drain(d.http, on_drain, &d);
 	sched_tls_set(d.sched, d.tls_client);    /* SPEC §5: STARTTLS whenever offered */
+	queue_set_active_limit(d.q, d.cfg->queue_active_limit);
+	sched_set_window(d.sched, d.q);
 	if ((d.recovery = queue_recover_start(d.q, on_recovered, &d)) == NULL)
 		fatal("queue recovery in %s failed", d.cfg->data_dir);
 	metrics_set_unready(&d.metrics, METRICS_UNREADY_RECOVERING, 1);   /* /readyz: 503 until the loop runs */
 	queue_set_listener(d.q, on_recovered, &d);
 	if ((d.ev_recover = evtimer_new(d.base, on_recover_slice, &d)) == NULL)
 		fatalx("cannot create the recovery event");
-	{
-		size_t done, total;
-
-		queue_recover_progress(d.recovery, &done, &total);
-		if (total == 0) {
-			d.recovery = queue_recover_finish(d.recovery);
-			metrics_set_unready(&d.metrics, METRICS_UNREADY_RECOVERING, 0);
-		} else
-			event_active(d.ev_recover, EV_TIMEOUT, 0);   /* the first slice: once the loop runs */
-		log_info("mtad %s started: %zu queue file(s) to recover%s", MTAD_VERSION, total,
-		    total > 0 ? " in the background" : "");
-	}
+	/* the first slice once the loop runs: the listeners take mail meanwhile */
+	event_active(d.ev_recover, EV_TIMEOUT, 0);
+	log_info("mtad %s started: the queue is recovered in the background (a window of %u "
+	    "message(s) in memory)", MTAD_VERSION, d.cfg->queue_active_limit);
 	event_base_dispatch(d.base);
 	d.recovery = queue_recover_finish(d.recovery);
 	event_free(d.ev_recover);

@@ -1086,7 +1086,7 @@ ctl_count_cb(void *arg, struct queue_msg *m)
 	int deferred = 0;
 
 	n->messages++;
-	n->bytes += m->size;
+	n->bytes += m->file_size;
 	for (size_t i = 0; i < m->nrcpt; i++) {
 		if (m->rcpt[i].state != QUEUE_RCPT_PENDING)
 			continue;

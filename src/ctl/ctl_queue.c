@@ -182,6 +182,13 @@ ctl_queue_scan(const char *data_dir, void (*cb)(void *arg, struct queue_msg *m),
 			goto done;
 		}
 		st = ctl_queue_parse_fd(fd, names[i], &m, NULL, &why);
+		{
+			struct stat fst;
+
+			/* Mqueue-Kilobytes counts file sizes, as the daemon does */
+			if (st == QUEUE_PARSE_OK && fstat(fd, &fst) == 0)
+				m.file_size = (uint64_t)fst.st_size;
+		}
 		close(fd);
 		if (st == QUEUE_PARSE_NOMEM)
 			goto nomem;

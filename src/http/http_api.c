@@ -110,6 +110,19 @@ http_api_snap_take(struct http *h, struct http_snap *s)
 		h->walk.n_held = s->n_held;
 		h->walk.oldest_us = s->oldest_arrival_us;
 	}
+	{
+		/* the window's walk, plus what the parked messages' stamps say */
+		struct queue_parked_info pk;
+
+		queue_parked(h->q, &pk);
+		s->n_held += pk.held;
+		s->n_deferred += pk.deferred;
+		s->n_active += pk.messages - pk.held - pk.deferred;
+		s->queue_rcpts += pk.rcpts;
+		if (pk.oldest_arrival_us != 0 && (s->oldest_arrival_us == 0 ||
+		    pk.oldest_arrival_us < s->oldest_arrival_us))
+			s->oldest_arrival_us = pk.oldest_arrival_us;
+	}
 	s->sessions_active = m->sessions_active;
 	s->sessions_total = m->sessions_total;
 	s->tls_sessions = m->tls_sessions;

@@ -140,6 +140,7 @@ static const struct cfg_prop cfg_props[] = {
 	{ "retry_min_backoff", CFG_DURATION, "300s", OFF(retry_min_backoff), 0, 1, 30 * 86400, 0, 0 },
 	{ "retry_max_backoff", CFG_DURATION, "4000s", OFF(retry_max_backoff), 0, 1, 30 * 86400, 0, 0 },
 	{ "queue_lifetime", CFG_DURATION, "5d", OFF(queue_lifetime), 0, 0, 365 * 86400, 0, 0 },
+	{ "queue_active_limit", CFG_UINT, "10000", OFF(queue_active_limit), 0, 10, 10000000, 0, 0 },
 	{ "delay_warning_time", CFG_DURATION, "0", OFF(delay_warning_time), 0, 0, 365 * 86400, 0, 0 },
 	{ "destination_concurrency", CFG_UINT, "20", OFF(destination_concurrency), 0, 1, 1000, 0, 0 },
 	{ "smtp_connect_timeout", CFG_DURATION, "30s", OFF(smtp_connect_timeout), 0, 1, 3600, 0, 0 },

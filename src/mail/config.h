@@ -83,6 +83,7 @@ struct config {
 	unsigned retry_min_backoff;
 	unsigned retry_max_backoff;
 	unsigned queue_lifetime;
+	unsigned queue_active_limit;    /* messages in memory at most; the rest parked on disk (SPEC §11.5) */
 	unsigned delay_warning_time;
 	unsigned destination_concurrency;
 	unsigned smtp_connect_timeout;

@@ -18,6 +18,7 @@
 #include "queue/queue_int.h"
 #include "queue/queue_rec.h"
 #include "lib/log.h"
+#include "lib/map.h"
 #include "lib/util.h"
 
 #include <errno.h>
@@ -28,8 +29,6 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-
-#define QUEUE_NBUCKET_MIN 1024
 
 /* queue_open_dir - mkdir (mode 0700) if missing, then open it as a directory fd */
 static int
@@ -57,9 +56,8 @@ queue_open(struct event_base *base, const char *data_dir, char *err, size_t errl
 	pthread_cond_init(&q->cv, NULL);
 	pthread_cond_init(&q->spare_cv, NULL);
 	q->spare_floor = UINT64_MAX;
-	q->nbucket = QUEUE_NBUCKET_MIN;
-	if ((q->data_dir = strdup(data_dir)) == NULL ||
-	    (q->bucket = calloc(q->nbucket, sizeof(*q->bucket))) == NULL) {
+	if ((q->data_dir = strdup(data_dir)) == NULL || (q->index = map_new()) == NULL ||
+	    queue_window_init(q) < 0) {
 		(void)util_bsnprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -108,11 +106,12 @@ queue_close(struct queue *q)
 		return NULL;
 	q->closing = 1;
 	queue_sync_stop(q);
+	queue_window_free(q);
 	for (e = q->head; e != NULL; e = next) {
 		next = e->next;
 		queue_index_ent_free(e);
 	}
-	free(q->bucket);
+	q->index = map_free(q->index);
 	if (q->qdirfd >= 0)
 		close(q->qdirfd);
 	if (q->idirfd >= 0)
@@ -137,7 +136,7 @@ queue_set_listener(struct queue *q, void (*cb)(void *arg, struct queue_msg *m), 
 	q->listener_arg = arg;
 }
 
-/* queue_lookup - O(1) by id; NULL for anything that is not a queued id */
+/* queue_lookup - by id (a parked message is loaded); NULL for anything that is not a queued id */
 struct queue_msg *
 queue_lookup(struct queue *q, const char *id)
 {
@@ -146,10 +145,9 @@ queue_lookup(struct queue *q, const char *id)
 
 	if (key == 0)
 		return NULL;
-	for (e = q->bucket[queue_index_hash(q, key)]; e != NULL; e = e->hnext)
-		if (e->key == key)
-			return &e->m;
-	return NULL;
+	if ((e = queue_index_find(q, key)) != NULL)
+		return &e->m;
+	return queue_window_lookup(q, key);
 }
 
 /* queue_foreach - arrival order; cb may queue_remove() the message it was given */
@@ -170,8 +168,9 @@ queue_foreach(struct queue *q, void (*cb)(void *arg, struct queue_msg *m), void 
  * is cut off again so the next record starts on a record boundary.
  */
 static int
-queue_append_state(struct queue *q, const char *id, const unsigned char *rec, size_t len)
+queue_append_state(struct queue *q, struct queue_msg *m, const unsigned char *rec, size_t len)
 {
+	const char *id = m->id;
 	int fd, saved;
 	off_t end;
 	ssize_t n;
@@ -192,6 +191,8 @@ queue_append_state(struct queue *q, const char *id, const unsigned char *rec, si
 		goto fail_close;
 	}
 	close(fd);
+	m->file_size += len;
+	q->bytes += len;
 	return 0;
 fail_close:
 	saved = errno;
@@ -251,7 +252,7 @@ queue_update_rcpt_hist(struct queue *q, struct queue_msg *m, size_t idx,
 		len = queue_rec_state_attempt(rec, a);
 	len += queue_rec_state_rcpt(rec + len, (uint32_t)idx, (unsigned)state, r->attempts,
 	    next_try_us, r->dsn, r->last_reply);
-	return queue_append_state(q, m->id, rec, len);
+	return queue_append_state(q, m, rec, len);
 }
 
 /* queue_set_held - hold (1) or release (0) */
@@ -261,7 +262,7 @@ queue_set_held(struct queue *q, struct queue_msg *m, int held)
 	unsigned char rec[QUEUE_REC_ST_MAXLEN];
 
 	m->held = held ? 1 : 0;
-	return queue_append_state(q, m->id, rec, queue_rec_state_held(rec, m->held));
+	return queue_append_state(q, m, rec, queue_rec_state_held(rec, m->held));
 }
 
 /* queue_update_flags - replace the message flags (e.g. QUEUE_F_CC done) */
@@ -271,7 +272,16 @@ queue_update_flags(struct queue *q, struct queue_msg *m, unsigned flags)
 	unsigned char rec[QUEUE_REC_ST_MAXLEN];
 
 	m->flags = flags;
-	return queue_append_state(q, m->id, rec, queue_rec_state_flags(rec, flags));
+	return queue_append_state(q, m, rec, queue_rec_state_flags(rec, flags));
+}
+
+/* queue_forget - a loaded message leaves the queue: out of the index and the counters */
+static void
+queue_forget(struct queue *q, struct queue_ent *e)
+{
+	q->count -= q->count > 0;
+	q->bytes -= q->bytes >= e->m.file_size ? e->m.file_size : q->bytes;
+	queue_index_unlink(q, e);
 }
 
 /* queue_remove - unlink, then forget; m is freed even if the unlink fails */
@@ -286,7 +296,7 @@ queue_remove(struct queue *q, struct queue_msg *m)
 		rc = -1;
 	}
 	log_trace(TRACE_QUEUE, "%s: removed", m->id);
-	queue_index_unlink(q, e);
+	queue_forget(q, e);
 	queue_index_ent_free(e);
 	return rc;
 }
@@ -300,7 +310,7 @@ queue_retire(struct queue *q, struct queue_msg *m)
 	if (queue_sync_unlink_later(q, m->id) < 0)
 		return queue_remove(q, m);
 	log_trace(TRACE_QUEUE, "%s: retired", m->id);
-	queue_index_unlink(q, e);
+	queue_forget(q, e);
 	queue_index_ent_free(e);
 	return 0;
 }

@@ -3,12 +3,14 @@
  *
  * Owns:     everything under <data_dir>: the message files, the group-commit
  *           (fsync) worker thread, the live counters of queued messages and
- *           bytes, and the in-memory struct queue_msg of each message.
+ *           bytes, and the in-memory struct queue_msg of each message in
+ *           the window (queue_set_active_limit(); the others are parked).
  * Lifetime: struct queue from queue_open() to queue_close().
  *           struct queue_file from queue_file_create() until it is handed to
  *           queue_file_commit() (which takes it) or queue_file_abort().
- *           struct queue_msg is owned by the queue: created on commit or by
- *           queue_recover(), freed by queue_remove(); callers borrow it.
+ *           struct queue_msg is owned by the queue: created on commit, by
+ *           queue_recover() or when a parked message is loaded, freed by
+ *           queue_remove() or queue_park(); callers borrow it.
  * Errors:   I/O failures return -1 (or NULL) with errno set and leave the
  *           queue consistent; a corrupt file found on recovery is moved
  *           to <data_dir>/corrupt/ and logged, never fatal.
@@ -106,10 +108,12 @@ struct queue_msg {
 	int          held;
 	uint64_t     arrival_us;     /* wall clock at end of data */
 	uint64_t     size;           /* bytes of content as delivered (prepend + data) */
+	uint64_t     file_size;      /* bytes of its queue file: what queue_bytes() counts */
 	char        *client_addr;
 	char        *client_name;
 	char        *helo;
 	void        *sched;          /* the scheduler's own per-message state */
+	int          forced;         /* loaded by a flush: every pending recipient is due now */
 };
 
 /* queue_open - create <data_dir> layout if missing, start the commit thread */
@@ -173,8 +177,9 @@ struct queue_file *queue_file_abort(struct queue_file *qf);
 
 /* --- reading and updating (scheduler, UI, mtactl) -------------------- */
 
+/* queue_lookup - by id; a parked message is loaded (beyond the window if need be) */
 struct queue_msg *queue_lookup(struct queue *q, const char *id);
-/* queue_foreach - every message in the queue, in arrival order */
+/* queue_foreach - every loaded message (the window), in arrival order */
 void queue_foreach(struct queue *q, void (*cb)(void *arg, struct queue_msg *m), void *arg);
 
 struct queue_reader;
@@ -229,7 +234,43 @@ int queue_remove(struct queue *q, struct queue_msg *m);
  */
 int queue_retire(struct queue *q, struct queue_msg *m);
 
-/* Live counters (SPEC §7 Mqueue-Messages, Mqueue-Kilobytes). */
+/* --- the window (SPEC §11.5; queue_window.c, docs/queue.md) ---------- */
+
+/*
+ * queue_set_active_limit - at most limit messages in memory (0: every
+ * message, the default). The others are parked: on disk only, loaded
+ * again by a scan of queue/ when due and the window has room.
+ */
+void queue_set_active_limit(struct queue *q, size_t limit);
+/*
+ * queue_set_evictor - when a committed message finds the window full,
+ * fn(arg) is asked to park one message that waits (queue_park()): 1 if it
+ * did, 0 if nothing waits (the new message is parked instead).
+ */
+void queue_set_evictor(struct queue *q, int (*fn)(void *arg), void *arg);
+/*
+ * queue_park - m leaves memory (freed), its state stamped on its file; it
+ * stays queued and is loaded again when due. The caller has dropped its
+ * own state (m->sched NULL). -1: m stays loaded.
+ */
+int queue_park(struct queue *q, struct queue_msg *m);
+/* queue_flush_parked - every parked message (not held) is due now, loaded as forced */
+void queue_flush_parked(struct queue *q);
+
+struct queue_parked_info {
+	uint64_t messages, held, deferred, rcpts;  /* parked: by state, pending recipients */
+	uint64_t oldest_arrival_us;  /* of the oldest parked message seen by the last scan; 0 */
+	uint64_t loaded;             /* messages in memory */
+};
+/* queue_parked - what the parked messages add to the counters of the loaded ones */
+void queue_parked(const struct queue *q, struct queue_parked_info *out);
+
+/*
+ * Live counters (SPEC §7 Mqueue-Messages, Mqueue-Kilobytes): every queued
+ * message, loaded or parked; bytes are the sizes of their files. While
+ * recovery's first pass runs, the files it has not reached yet are not
+ * counted.
+ */
 uint64_t queue_count(const struct queue *q);
 uint64_t queue_bytes(const struct queue *q);
 const char *queue_data_dir(const struct queue *q);

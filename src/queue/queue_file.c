@@ -23,6 +23,7 @@
 #include "queue/queue_rec.h"
 #include "lib/crc32c.h"
 #include "lib/log.h"
+#include "lib/map.h"
 #include "lib/util.h"
 
 #include <errno.h>
@@ -236,6 +237,10 @@ queue_file_create(struct queue *q, const struct queue_envelope *env)
 	if ((qf->fd = queue_sync_take_file(q, qf->id, &qf->ent->key)) < 0)
 		goto fail;
 	memcpy(qf->ent->m.id, qf->id, QUEUE_ID_SIZE);
+	/* its file reaches queue/ before the loop hears of it: the window's scan must skip it */
+	if (map_put(q->committing, qf->id, qf) < 0)
+		goto fail;
+	qf->listed = 1;
 
 	queue_rec_filehdr(qf->buf);
 	qf->used = QUEUE_REC_FILEHDR;
@@ -267,6 +272,8 @@ fail:
 		(void)unlinkat(q->idirfd, qf->id, 0);
 		close(qf->fd);
 	}
+	if (qf->listed)
+		(void)map_del(qf->q->committing, qf->id);
 	queue_index_ent_free(qf->ent);
 	free(qf->buf);
 	free(qf);
@@ -344,6 +351,8 @@ queue_file_free(struct queue_file *qf)
 {
 	if (qf->fd >= 0)
 		close(qf->fd);
+	if (qf->listed)
+		(void)map_del(qf->q->committing, qf->id);
 	queue_index_ent_free(qf->ent);
 	free(qf->buf);
 	free(qf);
@@ -441,13 +450,21 @@ queue_file_synced(struct queue *q, struct queue_file *qf, int run_listener)
 {
 	if (qf->ok) {
 		struct queue_ent *e = qf->ent;
+		int load;
 
 		qf->ent = NULL;
-		queue_index_insert(q, e);
-		log_trace(TRACE_QUEUE, "%s: committed", qf->id);
+		e->m.file_size = qf->off;
+		q->count++;
+		q->bytes += e->m.file_size;
+		/* the window is full and nothing waiting could make room: parked (on disk only) */
+		if (!(load = queue_window_commit_room(q)) || queue_index_insert(q, e) < 0) {
+			queue_window_park_new(q, e);
+			e = queue_index_ent_free(e);
+		}
+		log_trace(TRACE_QUEUE, "%s: committed%s", qf->id, load ? "" : ", parked");
 		if (qf->cb != NULL)
 			qf->cb(qf->cb_arg, 1, qf->id);
-		if (run_listener && q->listener != NULL)
+		if (e != NULL && run_listener && q->listener != NULL)
 			q->listener(q->listener_arg, &e->m);
 	} else {
 		if (unlinkat(qf->moved ? q->qdirfd : q->idirfd, qf->id, 0) < 0 &&

@@ -3,20 +3,22 @@
  *                 messages (by id, and in arrival order) with the counters
  *
  * Owns:     struct queue_ent allocation; the index fields of struct queue
- *           (bucket, head/tail, count, bytes).
+ *           (index, head/tail, nloaded).
  * Lifetime: an entry from queue_index_ent_new() to queue_index_ent_free(); in the index
  *           from queue_index_insert() to queue_index_unlink().
- * Errors:   allocation failures return NULL (a failed grow only makes the
- *           chains longer); an entry missing from the index is a bug: panic.
+ * Errors:   allocation failures return NULL or -1; an entry missing from
+ *           the index is a bug: panic.
  * Context:  event-loop thread.
  *
- * Index: a chained hash table keyed by the queue id read as a 64-bit
- * number (O(1) look-up; it doubles as the queue grows), and a doubly
- * linked list in commit order for queue_foreach().
+ * Index: the loaded messages (the window, queue_window.c) by id in a
+ * lib/map.c table, and a doubly linked list in commit order for
+ * queue_foreach(). The counters of every queued message (loaded or
+ * parked) are kept by queue.c, queue_file.c and queue_window.c.
  */
 #include "queue/queue_int.h"
 #include "queue/queue_rec.h"
 #include "lib/log.h"
+#include "lib/map.h"
 
 #include <stdlib.h>
 
@@ -72,54 +74,24 @@ queue_index_id_format(uint64_t key, char *out)
 	out[QUEUE_ID_LEN] = '\0';
 }
 
-/* queue_hash - spread the time-ordered ids over the buckets */
-size_t
-queue_index_hash(const struct queue *q, uint64_t key)
+/* queue_index_find - the loaded entry of key, or NULL */
+struct queue_ent *
+queue_index_find(const struct queue *q, uint64_t key)
 {
-	key ^= key >> 33;
-	key *= 0xff51afd7ed558ccdULL;
-	key ^= key >> 33;
-	key *= 0xc4ceb9fe1a85ec53ULL;
-	key ^= key >> 33;
-	return (size_t)key & (q->nbucket - 1);
+	char id[QUEUE_ID_SIZE];
+
+	if (key == 0)
+		return NULL;
+	queue_index_id_format(key, id);
+	return map_get(q->index, id);
 }
 
-/* queue_index_grow - double the buckets; on allocation failure chains just get longer */
-static void
-queue_index_grow(struct queue *q)
-{
-	size_t n = q->nbucket * 2, old = q->nbucket;
-	struct queue_ent **nb = calloc(n, sizeof(*nb)), **ob = q->bucket;
-
-	if (nb == NULL)
-		return;
-	q->bucket = nb;
-	q->nbucket = n;
-	for (size_t i = 0; i < old; i++) {
-		struct queue_ent *e, *next;
-
-		for (e = ob[i]; e != NULL; e = next) {
-			size_t h = queue_index_hash(q, e->key);
-
-			next = e->hnext;
-			e->hnext = nb[h];
-			nb[h] = e;
-		}
-	}
-	free(ob);
-}
-
-/* queue_index_link - hash it, and put it in the arrival list after `after` (NULL: at the head) */
-static void
+/* queue_index_link - index it by id, and put it in the arrival list after `after` (NULL: at the head) */
+static int
 queue_index_link(struct queue *q, struct queue_ent *e, struct queue_ent *after)
 {
-	size_t h;
-
-	if (q->count >= q->nbucket)
-		queue_index_grow(q);
-	h = queue_index_hash(q, e->key);
-	e->hnext = q->bucket[h];
-	q->bucket[h] = e;
+	if (map_put(q->index, e->m.id, e) < 0)
+		return -1;
 	e->prev = after;
 	e->next = after != NULL ? after->next : q->head;
 	if (e->next != NULL)
@@ -130,15 +102,15 @@ queue_index_link(struct queue *q, struct queue_ent *e, struct queue_ent *after)
 		after->next = e;
 	else
 		q->head = e;
-	q->count++;
-	q->bytes += e->m.size;
+	q->nloaded++;
+	return 0;
 }
 
-/* queue_index_insert - add a durable message: hash, arrival list (at the end), counters */
-void
+/* queue_index_insert - add a loaded message: index, arrival list (at the end); -1 out of memory */
+int
 queue_index_insert(struct queue *q, struct queue_ent *e)
 {
-	queue_index_link(q, e, q->tail);
+	return queue_index_link(q, e, q->tail);
 }
 
 /*
@@ -147,28 +119,23 @@ queue_index_insert(struct queue *q, struct queue_ent *e)
  * older, recovered in id order) go after the last recovered one, so the
  * arrival list stays in id order.
  */
-void
+int
 queue_index_insert_recovered(struct queue *q, struct queue_ent *e)
 {
-	if (!q->recovering) {
-		queue_index_insert(q, e);
-		return;
-	}
-	queue_index_link(q, e, q->recover_anchor);
+	if (!q->recovering)
+		return queue_index_insert(q, e);
+	if (queue_index_link(q, e, q->recover_anchor) < 0)
+		return -1;
 	q->recover_anchor = e;
+	return 0;
 }
 
-/* queue_index_unlink - take a message out of the index and the counters */
+/* queue_index_unlink - take a message out of memory's index (the counters are the caller's) */
 void
 queue_index_unlink(struct queue *q, struct queue_ent *e)
 {
-	struct queue_ent **pp = &q->bucket[queue_index_hash(q, e->key)];
-
-	while (*pp != NULL && *pp != e)
-		pp = &(*pp)->hnext;
-	if (*pp == NULL)
+	if (map_del(q->index, e->m.id) != e)
 		panic("%s: queue entry not in the index", e->m.id);
-	*pp = e->hnext;
 	if (q->recover_anchor == e)
 		q->recover_anchor = e->prev;    /* recovered too, or NULL: the head */
 	if (e->prev != NULL)
@@ -179,7 +146,7 @@ queue_index_unlink(struct queue *q, struct queue_ent *e)
 		e->next->prev = e->prev;
 	else
 		q->tail = e->prev;
-	e->prev = e->next = e->hnext = NULL;
-	q->count--;
-	q->bytes -= e->m.size;
+	e->prev = e->next = NULL;
+	q->nloaded--;
+	queue_window_room_freed(q);
 }

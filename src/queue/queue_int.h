@@ -14,15 +14,23 @@
 #include "queue/queue.h"
 
 #include <pthread.h>
+#include <sys/stat.h>
 #include <stdint.h>
 
 struct event;
+struct map;
+struct queue_scan;
+
+/* What the parked messages (on disk only) add to the counters. */
+struct queue_parked {
+	uint64_t n, held, deferred, rcpts;
+	uint64_t oldest_key;         /* the smallest id seen parked (0: none known) */
+};
 
 /* A queued message: the public struct plus index links and file offsets. */
 struct queue_ent {
 	struct queue_msg m;          /* first member: container of &m */
 	uint64_t key;                /* the queue id as a number */
-	struct queue_ent *hnext;     /* hash chain */
 	struct queue_ent *prev, *next; /* arrival order */
 	uint64_t data_off;           /* first content record */
 	uint64_t prepend_off;        /* the prepend record header */
@@ -47,6 +55,7 @@ struct queue_file {
 	unsigned add_flags;          /* queue_file_add_flags(): an 'f' record at commit */
 	int ok;                      /* set by the worker */
 	int moved;                   /* renamed into queue/ by the worker */
+	int listed;                  /* in queue.committing */
 	void (*cb)(void *, int, const char *);
 	void *cb_arg;
 	struct queue_file *next;     /* pending / done lists */
@@ -64,16 +73,30 @@ struct queue {
 	int cdirfd;                  /* <data_dir>/corrupt */
 	uint64_t last_id;            /* under mu once the spare thread runs */
 
-	/* index: hash id -> entry, and a list in arrival order */
-	struct queue_ent **bucket;
-	size_t nbucket;              /* power of two */
+	/* index: id -> loaded entry, and a list in arrival order */
+	struct map *index;
 	struct queue_ent *head, *tail;
-	uint64_t count, bytes;
+	uint64_t count, bytes;       /* every message: loaded and parked */
 	int recovering;              /* a recovery runs in slices (queue_recover_start) */
 	struct queue_ent *recover_anchor; /* the last recovered entry; NULL: insert at head */
 
 	void (*listener)(void *, struct queue_msg *);
 	void *listener_arg;
+
+	/* the window (queue_window.c): at most `limit` messages in memory */
+	size_t limit;                /* 0: no limit, every message is loaded */
+	size_t nloaded;              /* entries in the index */
+	int (*evict)(void *);        /* make room: park one waiting message; 1 if done */
+	void *evict_arg;
+	struct queue_parked pk;      /* the parked messages, from their files' stamps */
+	struct map *committing;      /* ids being committed (their files may be in queue/) */
+	struct map *unlinking;       /* ids retired, not yet unlinked (under mu) */
+	struct queue_scan *scan;     /* the refill scan; NULL before the first */
+	struct event *ev_scan;
+	uint64_t scan_next_us;       /* wall clock: the next pass is wanted then (UINT64_MAX: none) */
+	int scan_flush;              /* a flush: every parked file is due, loaded as forced */
+	int scan_want_room;          /* due files wait for room in the window */
+	unsigned flush_gen, flush_done_gen; /* flushes asked for, and covered by a whole pass */
 
 	/* worker */
 	pthread_mutex_t mu;
@@ -104,16 +127,56 @@ struct queue {
 };
 
 /* queue_index.c: ids, entries, the index and its counters */
-void queue_index_insert(struct queue *q, struct queue_ent *e);
+/* queue_index_insert - into the index (nloaded); -1 out of memory */
+int queue_index_insert(struct queue *q, struct queue_ent *e);
 void queue_index_unlink(struct queue *q, struct queue_ent *e);
 /* queue_index_insert_recovered - a recovered message: after the recovered ones, before newer mail */
-void queue_index_insert_recovered(struct queue *q, struct queue_ent *e);
-/* queue_index_hash - the bucket of a key */
-size_t queue_index_hash(const struct queue *q, uint64_t key);
+int queue_index_insert_recovered(struct queue *q, struct queue_ent *e);
+/* queue_index_find - the loaded entry of key, or NULL */
+struct queue_ent *queue_index_find(const struct queue *q, uint64_t key);
 struct queue_ent *queue_index_ent_new(void);
 struct queue_ent *queue_index_ent_free(struct queue_ent *e);
 uint64_t queue_index_id_key(const char *id);
 void queue_index_id_format(uint64_t key, char *out);
+
+/* queue_window.c: parking, loading, the refill scan (and recovery's first pass) */
+/* queue_window_room_freed - a message left the index: a refill waiting for room goes on */
+void queue_window_room_freed(struct queue *q);
+/* queue_window_busy - key's file must not be loaded: in memory, being committed or retired */
+int queue_window_busy(struct queue *q, uint64_t key);
+/* queue_window_pk - a parked file (its stamp in *st) joins (sign 1) or leaves (-1) the totals */
+void queue_window_pk(struct queue *q, uint64_t key, const struct stat *st, int sign);
+/* queue_window_stamp - write e's state into its file's mode and mtime; *st as written */
+int queue_window_stamp(struct queue *q, struct queue_ent *e, struct stat *st);
+/* queue_window_commit_room - 1: a committed message may be loaded; 0: park it */
+int queue_window_commit_room(struct queue *q);
+/* queue_window_park_new - a committed message parked at once (e is still the caller's) */
+void queue_window_park_new(struct queue *q, struct queue_ent *e);
+/* queue_window_lookup - load a parked message asked for by id; NULL if none */
+struct queue_msg *queue_window_lookup(struct queue *q, uint64_t key);
+int queue_window_init(struct queue *q);
+void queue_window_free(struct queue *q);
+/* queue_scan_begin - open a pass (counting = recovery's first); -1 when queue/ cannot be listed */
+int queue_scan_begin(struct queue *q, int counting, void (*cb)(void *, struct queue_msg *),
+    void *arg);
+/* queue_scan_step - the next max entries: 0 more, 1 over, 2 paused for room, -1 out of memory */
+int queue_scan_step(struct queue *q, size_t max);
+/* queue_scan_finish_counting - recovery's pass is over: refills from now on */
+void queue_scan_finish_counting(struct queue *q);
+size_t queue_scan_seen(const struct queue *q);
+void queue_scan_summary(const struct queue *q, size_t *kept, size_t *dropped, size_t *skipped);
+
+/* queue_recover.c: loading one file (recovery, refills, look-ups) */
+enum { QUEUE_LOAD_KEPT, QUEUE_LOAD_GONE, QUEUE_LOAD_LEFT, QUEUE_LOAD_NOMEM };
+/*
+ * queue_window_load_key - parse queue/ID of key, counted and parked as *st
+ * says, and act on the verdict (*verdict): a pending message joins the
+ * index and is returned; a finished or uncommitted file is removed and a
+ * corrupt one quarantined (both leave the counters); an unreadable one
+ * stays (LEFT), as it does when memory runs out (NOMEM).
+ */
+struct queue_ent *queue_window_load_key(struct queue *q, uint64_t key, const struct stat *st,
+    int *verdict);
 
 /* queue_file.c: the loop's end of a commit (called back by queue_sync.c) */
 void queue_file_synced(struct queue *q, struct queue_file *qf, int run_listener);

@@ -66,8 +66,8 @@ fail:
 	return -1;
 }
 
-/* queue_quarantine - move a bad file to corrupt/ under a name not yet taken there */
-static void
+/* queue_quarantine - move a bad file to corrupt/ under a name not yet taken there; 0 moved */
+static int
 queue_quarantine(struct queue *q, const char *id)
 {
 	char name[QUEUE_ID_SIZE + 8];
@@ -81,11 +81,12 @@ queue_quarantine(struct queue *q, const char *id)
 			continue;
 		if (renameat(q->qdirfd, id, q->cdirfd, name) == 0) {
 			log_warnx("%s: moved to %s/corrupt/%s", id, q->data_dir, name);
-			return;
+			return 0;
 		}
 		break;
 	}
 	log_warn("%s: cannot move corrupt queue file to corrupt/; leaving it", id);
+	return -1;
 }
 
 /* queue_recover_cut - drop a torn or unreadable tail of state records */
@@ -105,10 +106,18 @@ queue_recover_cut(struct queue *q, const char *id, uint64_t good_len, uint64_t f
 		close(fd);
 }
 
-/* queue_recover_one - parse one file and act on the verdict */
-static int
-queue_recover_one(struct queue *q, uint64_t key, void (*cb)(void *, struct queue_msg *),
-    void *arg)
+/* queue_load_gone - a counted file left the queue (removed or quarantined) */
+static void
+queue_load_gone(struct queue *q, uint64_t key, const struct stat *st)
+{
+	queue_window_pk(q, key, st, -1);
+	q->count -= q->count > 0;
+	q->bytes -= q->bytes >= (uint64_t)st->st_size ? (uint64_t)st->st_size : q->bytes;
+}
+
+/* queue_window_load_key - see queue_int.h: parse one file and act on the verdict */
+struct queue_ent *
+queue_window_load_key(struct queue *q, uint64_t key, const struct stat *st, int *verdict)
 {
 	char id[QUEUE_ID_SIZE];
 	struct queue_parse_result res;
@@ -116,24 +125,29 @@ queue_recover_one(struct queue *q, uint64_t key, void (*cb)(void *, struct queue
 	struct queue_ent *e;
 	int fd;
 
+	*verdict = QUEUE_LOAD_LEFT;
 	queue_index_id_format(key, id);
 	if ((fd = queue_recover_open(q->qdirfd, id)) < 0) {
-		if (errno == EINVAL || errno == ELOOP)
+		if (errno == ENOENT) {
+			queue_load_gone(q, key, st);
+			*verdict = QUEUE_LOAD_GONE;
+		} else if (errno == EINVAL || errno == ELOOP)
 			log_warnx("%s/queue/%s: not a regular file; ignoring it", q->data_dir, id);
 		else
 			log_warn("%s: cannot open queue file", id);
-		return RECOVER_SKIPPED;
+		return NULL;
 	}
 	if (queue_reader_parse_fd(fd, &m, &res) < 0) {
 		log_warn("%s: cannot read queue file; leaving it", id);
 		close(fd);
-		return RECOVER_SKIPPED;
+		return NULL;
 	}
 	close(fd);
 	switch (res.status) {
 	case QUEUE_PARSE_NOMEM:
 		errno = ENOMEM;
-		return RECOVER_NOMEM;
+		*verdict = QUEUE_LOAD_NOMEM;
+		return NULL;
 	case QUEUE_PARSE_UNCOMMITTED:
 		if (res.length > 0)
 			log_info("%s: removing uncommitted queue file (%llu bytes)", id,
@@ -142,12 +156,17 @@ queue_recover_one(struct queue *q, uint64_t key, void (*cb)(void *, struct queue
 			log_trace(TRACE_QUEUE, "%s: removing empty queue file", id);
 		if (unlinkat(q->qdirfd, id, 0) < 0)
 			log_warn("%s: cannot remove uncommitted queue file", id);
-		return RECOVER_DONE;
+		queue_load_gone(q, key, st);
+		*verdict = QUEUE_LOAD_GONE;
+		return NULL;
 	case QUEUE_PARSE_CORRUPT:
 		log_warnx("%s: corrupt queue file: %s at offset %llu", id,
 		    res.reason != NULL ? res.reason : "?", (unsigned long long)res.bad_off);
-		queue_quarantine(q, id);
-		return RECOVER_SKIPPED;
+		if (queue_quarantine(q, id) == 0) {
+			queue_load_gone(q, key, st);
+			*verdict = QUEUE_LOAD_GONE;
+		}
+		return NULL;
 	case QUEUE_PARSE_OK:
 		break;
 	}
@@ -156,25 +175,39 @@ queue_recover_one(struct queue *q, uint64_t key, void (*cb)(void *, struct queue
 		if (unlinkat(q->qdirfd, id, 0) < 0)
 			log_warn("%s: cannot remove finished queue file", id);
 		queue_rec_msg_free_fields(&m);
-		return RECOVER_DONE;
+		queue_load_gone(q, key, st);
+		*verdict = QUEUE_LOAD_GONE;
+		return NULL;
 	}
 	if ((e = queue_index_ent_new()) == NULL) {
 		queue_rec_msg_free_fields(&m);
 		errno = ENOMEM;
-		return RECOVER_NOMEM;
+		*verdict = QUEUE_LOAD_NOMEM;
+		return NULL;
 	}
-	if (res.loc.state_cut || res.loc.good_len < res.length)
-		queue_recover_cut(q, id, res.loc.good_len, res.length);
 	e->m = m;
 	memcpy(e->m.id, id, QUEUE_ID_SIZE);
 	e->key = key;
 	e->data_off = res.loc.data_off;
 	e->prepend_off = res.loc.prepend_off;
 	e->prepend_len = res.loc.prepend_len;
-	queue_index_insert_recovered(q, e);
-	if (cb != NULL)
-		cb(arg, &e->m);
-	return RECOVER_KEPT;
+	if (queue_index_insert_recovered(q, e) < 0) {
+		queue_index_ent_free(e);
+		errno = ENOMEM;
+		*verdict = QUEUE_LOAD_NOMEM;
+		return NULL;
+	}
+	if (res.loc.state_cut || res.loc.good_len < res.length) {
+		queue_recover_cut(q, id, res.loc.good_len, res.length);
+		e->m.file_size = res.loc.good_len;
+	} else
+		e->m.file_size = res.length;
+	/* counted from its stat when parked; from now on from its length */
+	queue_window_pk(q, key, st, -1);
+	q->bytes -= q->bytes >= (uint64_t)st->st_size ? (uint64_t)st->st_size : q->bytes;
+	q->bytes += e->m.file_size;
+	*verdict = QUEUE_LOAD_KEPT;
+	return e;
 }
 
 /*
@@ -227,101 +260,32 @@ queue_recover_incoming(struct queue *q)
 	log_trace(TRACE_QUEUE, "incoming/: %zu file(s) removed", n);
 }
 
-/* queue_key_cmp - qsort order of ids (= arrival order) */
-static int
-queue_key_cmp(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* queue_list - the queue ids in queue/, sorted (= arrival order); other names are logged */
-static int
-queue_list(struct queue *q, uint64_t **keys_out, size_t *n_out)
-{
-	uint64_t *keys = NULL;
-	size_t n = 0, cap = 0;
-	struct dirent *de;
-	DIR *d;
-	int fd;
-
-	if ((fd = openat(q->qdirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-		return -1;
-	if ((d = fdopendir(fd)) == NULL) {
-		close(fd);
-		return -1;
-	}
-	while ((errno = 0, de = readdir(d)) != NULL) {
-		uint64_t key;
-
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if ((key = queue_index_id_key(de->d_name)) == 0) {
-			log_warnx("%s/queue/%s: not a queue file name; ignoring it",
-			    q->data_dir, de->d_name);
-			continue;
-		}
-		if (n == cap) {
-			size_t ncap = cap ? cap * 2 : 256;
-			uint64_t *nk = realloc(keys, ncap * sizeof(*nk));
-
-			if (nk == NULL)
-				goto fail;
-			keys = nk;
-			cap = ncap;
-		}
-		keys[n++] = key;
-	}
-	if (errno != 0)
-		goto fail;
-	closedir(d);
-	if (n > 1)
-		qsort(keys, n, sizeof(*keys), queue_key_cmp);
-	*keys_out = keys;
-	*n_out = n;
-	return 0;
-fail:
-	{
-		int saved = errno;
-
-		closedir(d);
-		free(keys);
-		errno = saved;
-	}
-	return -1;
-}
-
 /* The state of a recovery that runs in slices (queue_recover_start()). */
 struct queue_recovery {
 	struct queue *q;
-	void (*cb)(void *, struct queue_msg *);
-	void *arg;
-	uint64_t *keys;
-	size_t n, next;
-	size_t kept, dropped, skipped;
+	int done;
 	uint64_t t0_us;
 };
 
 /*
- * queue_recover_start - empty incoming/, list queue/, and raise the id
- * counter above every id found, so that messages committed while the
- * recovery runs get higher ids and are never mistaken for recovered ones.
+ * queue_recover_start - empty incoming/, raise the id counter above every
+ * id in queue/, and open recovery's counting pass over queue/ (see
+ * queue_window.c). Ids are microseconds: none in queue/ is newer than the
+ * directory's last change, so its mtime bounds them without a listing.
  * NULL (errno set) when queue/ cannot be listed or memory runs out.
  */
 struct queue_recovery *
 queue_recover_start(struct queue *q, void (*cb)(void *arg, struct queue_msg *m), void *arg)
 {
 	struct queue_recovery *r;
+	struct stat st;
 
 	if ((r = calloc(1, sizeof(*r))) == NULL)
 		return NULL;
 	r->q = q;
-	r->cb = cb;
-	r->arg = arg;
 	r->t0_us = util_mono_us();
 	queue_recover_incoming(q);
-	if (queue_list(q, &r->keys, &r->n) < 0) {
+	if (fstat(q->qdirfd, &st) < 0 || queue_scan_begin(q, 1, cb, arg) < 0) {
 		int saved = errno;
 
 		log_warn("%s/queue: cannot list the queue", q->data_dir);
@@ -329,72 +293,73 @@ queue_recover_start(struct queue *q, void (*cb)(void *arg, struct queue_msg *m),
 		errno = saved;
 		return NULL;
 	}
-	pthread_mutex_lock(&q->mu);
-	for (size_t i = 0; i < r->n; i++)
-		if (r->keys[i] < q->spare_floor && r->keys[i] > q->last_id)
-			q->last_id = r->keys[i];
-	pthread_mutex_unlock(&q->mu);
+	if (st.st_mtim.tv_sec > 0) {
+		uint64_t top = ((uint64_t)st.st_mtim.tv_sec * 1000000u +
+		    (uint64_t)st.st_mtim.tv_nsec / 1000u + 1) << 12;
+
+		pthread_mutex_lock(&q->mu);
+		if (top < q->spare_floor && top > q->last_id)
+			q->last_id = top;
+		pthread_mutex_unlock(&q->mu);
+	}
 	q->recovering = 1;
 	q->recover_anchor = NULL;
 	return r;
 }
 
 /*
- * queue_recover_step - recover up to max more files (in id order), each
- * inserted among the recovered ones, before the messages that came after
- * the start. 1 when every file is done, 0 when more are left, -1 when
- * memory ran out (the rest stays on disk for the next start).
+ * queue_recover_step - look at up to max more entries of queue/ (counted),
+ * then load the oldest of them, in id order, as far as the window goes,
+ * each among the recovered ones, before the messages that came after the
+ * start. 1 when the pass is done, 0 when more are left, -1 when memory
+ * ran out (the rest stays on disk, loaded by later scans).
  */
 int
 queue_recover_step(struct queue_recovery *r, size_t max)
 {
-	struct queue *q = r->q;
+	int rc;
 
-	for (size_t done = 0; r->next < r->n && done < max; done++) {
-		uint64_t key = r->keys[r->next++];
-		char id[QUEUE_ID_SIZE];
-
-		if (key >= q->spare_floor)
-			continue;       /* a spare made after start (recovery ran late) */
-		queue_index_id_format(key, id);
-		if (queue_lookup(q, id) != NULL)
-			continue;       /* already loaded (a second call) */
-		switch (queue_recover_one(q, key, r->cb, r->arg)) {
-		case RECOVER_KEPT:    r->kept++; break;
-		case RECOVER_DONE:    r->dropped++; break;
-		case RECOVER_SKIPPED: r->skipped++; break;
-		case RECOVER_NOMEM:   return -1;
-		}
-	}
-	return r->next >= r->n;
+	if (r->done)
+		return 1;
+	rc = queue_scan_step(r->q, max);
+	if (rc == 2)
+		rc = 0;
+	if (rc != 0)
+		r->done = 1;
+	return rc;
 }
 
-/* queue_recover_finish - log what was done, free r; returns NULL */
+/* queue_recover_finish - log what was done, end the pass, free r; returns NULL */
 struct queue_recovery *
 queue_recover_finish(struct queue_recovery *r)
 {
+	struct queue *q;
+	size_t kept, dropped, skipped, seen;
+
 	if (r == NULL)
 		return NULL;
-	r->q->recovering = 0;
-	r->q->recover_anchor = NULL;
-	if (r->n > 0)
-		log_info("queue recovered: %zu message(s) kept, %zu file(s) removed, "
-		    "%zu left aside%s (%.1f s)", r->kept, r->dropped, r->skipped,
-		    r->next < r->n ? ", the rest not read" : "",
+	q = r->q;
+	queue_scan_summary(q, &kept, &dropped, &skipped);
+	seen = queue_scan_seen(q);
+	q->recovering = 0;
+	q->recover_anchor = NULL;
+	if (seen > 2)
+		log_info("queue recovered: %llu message(s) queued, %zu loaded, %zu file(s) removed, "
+		    "%zu left aside%s (%.1f s)", (unsigned long long)q->count, kept, dropped, skipped,
+		    r->done ? "" : ", the rest not read",
 		    (double)(util_mono_us() - r->t0_us) / 1e6);
-	free(r->keys);
+	queue_scan_finish_counting(q);
 	free(r);
 	return NULL;
 }
 
-/* queue_recover_progress - how many of the files listed at the start have been looked at */
+/* queue_recover_progress - entries of queue/ looked at so far; total 0 once the pass is over */
 void
 queue_recover_progress(const struct queue_recovery *r, size_t *done, size_t *total)
 {
-	*done = r->next;
-	*total = r->n;
+	*done = queue_scan_seen(r->q);
+	*total = r->done ? *done : *done + 1;
 }
-
 /* queue_recover - the whole recovery at once (tests, tools); see the table in docs/queue.md */
 int
 queue_recover(struct queue *q, void (*cb)(void *arg, struct queue_msg *m), void *arg)

@@ -27,6 +27,7 @@
  */
 #include "queue/queue_int.h"
 #include "lib/log.h"
+#include "lib/map.h"
 #include "lib/util.h"
 
 #include <errno.h>
@@ -99,6 +100,18 @@ queue_unlink_key(struct queue *q, uint64_t key)
 		log_warn("%s: cannot remove queue file", id);
 }
 
+/* queue_unlink_done - the file is gone: the window's scan may no longer skip its id (under mu) */
+static void
+queue_unlink_done(struct queue *q, uint64_t key)
+{
+	char id[QUEUE_ID_SIZE];
+
+	if (q->unlinking == NULL)
+		return;
+	queue_index_id_format(key, id);
+	(void)map_del(q->unlinking, id);
+}
+
 /*
  * queue_spare_main - the spare-file thread: keep QUEUE_SPARE_MAX empty
  * files created and open in incoming/. Creating a file on ext4 waits for
@@ -122,6 +135,7 @@ queue_spare_main(void *arg)
 			pthread_mutex_unlock(&q->mu);
 			queue_unlink_key(q, key);
 			pthread_mutex_lock(&q->mu);
+			queue_unlink_done(q, key);
 			continue;
 		}
 		if (q->spare_n == QUEUE_SPARE_MAX) {
@@ -166,7 +180,8 @@ queue_sync_unlink_later(struct queue *q, const char *id)
 	int rc = -1;
 
 	pthread_mutex_lock(&q->mu);
-	if (q->spare_started == 1 && !q->stop && q->unlink_n < QUEUE_UNLINK_MAX) {
+	if (q->spare_started == 1 && !q->stop && q->unlink_n < QUEUE_UNLINK_MAX &&
+	    (q->unlinking == NULL || map_put(q->unlinking, id, q) == 0)) {
 		q->unlink_key[(q->unlink_head + q->unlink_n) % QUEUE_UNLINK_MAX] =
 		    queue_index_id_key(id);
 		q->unlink_n++;
@@ -358,8 +373,12 @@ queue_sync_stop(struct queue *q)
 		q->spare_started = 0;
 	}
 	/* removals the spare thread did not get to */
-	while (q->unlink_n > 0)
-		queue_unlink_key(q, queue_unlink_pop(q));
+	while (q->unlink_n > 0) {
+		uint64_t key = queue_unlink_pop(q);
+
+		queue_unlink_key(q, key);
+		queue_unlink_done(q, key);
+	}
 	/* unused spares: nobody will write them */
 	for (; q->spare_n > 0; q->spare_n--) {
 		struct queue_spare *sp = &q->spare[q->spare_head];

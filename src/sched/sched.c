@@ -142,10 +142,22 @@ msg_wake(const struct sched_msg *sm)
 	return w;
 }
 
+/* msg_wait - sm waits (held, or for a later attempt): the window may park it */
+static void
+msg_wait(struct sched *s, struct sched_msg *sm, int waiting)
+{
+	if (waiting && !sm->waiting)
+		TAILQ_INSERT_TAIL(&s->waitq, sm, wentry);
+	else if (!waiting && sm->waiting)
+		TAILQ_REMOVE(&s->waitq, sm, wentry);
+	sm->waiting = waiting;
+}
+
 /* msg_free - forget the scheduler's state of a message */
 static void
 msg_free(struct sched *s, struct sched_msg *sm)
 {
+	msg_wait(s, sm, 0);
 	heap_remove(&s->heap, &sm->hn);
 	msg_deactivate(s, sm);
 	sm->m->sched = NULL;
@@ -186,10 +198,12 @@ sched_msg_schedule(struct sched *s, struct sched_msg *sm)
 	msg_deactivate(s, sm);
 	if (sm->m->held) {
 		heap_remove(&s->heap, &sm->hn);
+		msg_wait(s, sm, 1);
 		sched_rearm(s);
 		return;
 	}
 	w = msg_wake(sm);
+	msg_wait(s, sm, w > sched_now(s));
 	if (sm->hn.idx != HEAP_NONE)
 		heap_update(&s->heap, &sm->hn, w);
 	else if (heap_push(&s->heap, &sm->hn, w) < 0)
@@ -751,6 +765,7 @@ msg_dispatch(struct sched *s, struct sched_msg *sm, uint64_t now)
 
 	if (m->held)
 		return;     /* parked until released */
+	msg_wait(s, sm, 0);
 	msg_activate(s, sm);
 	sm->dispatch_us = now;
 	sm->force = 0;
@@ -883,6 +898,7 @@ sched_new_backend(struct event_base *base, const struct config *cfg, struct queu
 	s->start_us = sched_now(s);
 	heap_init(&s->heap);
 	LIST_INIT(&s->bounces);
+	TAILQ_INIT(&s->waitq);
 	if ((s->dns = dns_new(base, cfg, err, errlen)) == NULL)
 		goto fail;
 	if ((s->dnsc = sched_dnsc_new(s->dns)) == NULL || (s->dests = map_new()) == NULL ||
@@ -930,6 +946,10 @@ sched_add(struct sched *s, struct queue_msg *m)
 	sm->m = m;
 	TAILQ_INIT(&sm->jobs);
 	m->sched = sm;
+	if (m->forced) {
+		sm->force = 1;  /* loaded by a flush */
+		m->forced = 0;
+	}
 	if (msg_cc_wanted(s, m) && !(m->flags & QUEUE_F_CC) && msg_is_new(s, m) &&
 	    s->be->update_flags(s->be_arg, m, m->flags | QUEUE_F_CC) < 0)
 		log_warn("%s: cannot record the cc copy; sending it anyway", m->id);
@@ -942,6 +962,45 @@ sched_add(struct sched *s, struct queue_msg *m)
 	log_trace(TRACE_SCHED, "%s: added: %zu recipient(s)%s", m->id, m->nrcpt,
 	    sm->cc_owed ? " + cc copy" : "");
 	sched_msg_schedule(s, sm);
+}
+
+/*
+ * sched_evict - the window is full and new mail wants in: park the
+ * message that has waited longest (held, or deferred until later). Its
+ * state is in its file already; only memory is freed. 1 if one was parked.
+ */
+static int
+sched_evict(void *arg)
+{
+	struct sched *s = arg;
+	struct sched_msg *sm;
+
+	while ((sm = TAILQ_FIRST(&s->waitq)) != NULL) {
+		struct queue_msg *m = sm->m;
+
+		msg_wait(s, sm, 0);
+		if (sm->njobs > 0 || sm->active || sm->nfail > 0 || sm->deleted)
+			continue;
+		heap_remove(&s->heap, &sm->hn);
+		m->sched = NULL;
+		free(sm->fail);
+		free(sm);
+		if (queue_park(s->wq, m) < 0) {
+			sched_add(s, m);        /* cannot stamp its file: it stays */
+			return 0;
+		}
+		sched_rearm(s);
+		return 1;
+	}
+	return 0;
+}
+
+/* sched_set_window - see sched.h */
+void
+sched_set_window(struct sched *s, struct queue *q)
+{
+	s->wq = q;
+	queue_set_evictor(q, sched_evict, s);
 }
 
 static void

@@ -42,6 +42,12 @@ struct sched *sched_free(struct sched *s);
 
 /* --- messages to deliver (sched.c) --------------------------------------- */
 
+/*
+ * sched_set_window - q's window (queue_set_active_limit()) may ask s to
+ * park a message that waits (held, or deferred until later) when new mail
+ * finds it full; flushes and the drain reach parked messages too.
+ */
+void sched_set_window(struct sched *s, struct queue *q);
 /* sched_add - a message to deliver (from queue_recover() or the commit listener); m borrowed from the queue */
 void sched_add(struct sched *s, struct queue_msg *m);
 

@@ -943,10 +943,45 @@ fail:
 	return NULL;
 }
 
+/*
+ * dest_rate_defer - a rate-limited destination with more waiting than it
+ * may send within retry_min_backoff: the job is deferred (4.7.0, the usual
+ * backoff) instead of waiting, so that a slow destination cannot hold the
+ * scheduler's active messages (SCHED_ACTIVE_MAX) for hours. 1 when deferred.
+ */
+static int
+dest_rate_defer(struct sched_dest *d, struct sched_job *job)
+{
+	struct smtpc_reply why;
+	struct sched_attempt a;
+	char rate[32];
+
+	if ((uint64_t)d->njobs * d->rate.interval_us <=
+	    (uint64_t)d->s->cfg->retry_min_backoff * 1000000u)
+		return 0;
+	memset(&why, 0, sizeof(why));
+	memset(&a, 0, sizeof(a));
+	util_strlcpy(why.dsn, "4.7.0", sizeof(why.dsn));
+	if (dest_rate_format(&d->rate_cfg, rate, sizeof(rate)) < 0)
+		util_strlcpy(rate, "?", sizeof(rate));
+	if (util_bsnprintf(why.text, sizeof(why.text), "delivery deferred: destination rate "
+	    "limit %s reached (%zu messages waiting)", rate, d->njobs) < 0)
+		util_strlcpy(why.text, "delivery deferred: destination rate limit reached",
+		    sizeof(why.text));
+	job->d = d;
+	sched_job_fail(d->s, job, &a, &why, SCHED_TEMP);    /* never the last: dispatch guards it */
+	return 1;
+}
+
 /* sched_dest_enqueue - a job waits at d; the destination runs on the next pass */
 void
 sched_dest_enqueue(struct sched_dest *d, struct sched_job *job)
 {
+	if (d->rate.interval_us != 0 && dest_rate_defer(d, job)) {
+		if (d->njobs == 0 && d->nconns == 0)
+			dest_kick(d);   /* let it go */
+		return;
+	}
 	job->d = d;
 	job->queued = 1;
 	TAILQ_INSERT_TAIL(&d->jobs, job, entry);

@@ -73,6 +73,13 @@ drain_count(struct sched *s, struct sched_drain_result *r)
 	r->left = 0;
 	r->held = 0;
 	s->be->foreach(s->be_arg, count_cb, r);
+	if (s->wq != NULL) {
+		struct queue_parked_info pk;
+
+		queue_parked(s->wq, &pk);
+		r->left += pk.messages;
+		r->held += pk.held;
+	}
 }
 
 /*
@@ -87,6 +94,13 @@ drain_quiet(const struct sched_drain *dr)
 	const struct heap_node *top = heap_top(&s->heap);
 	uint64_t mono = util_mono_us();
 	uint64_t left = dr->phase_end_mono > mono ? dr->phase_end_mono - mono : 0;
+	struct queue_parked_info pk;
+
+	if (dr->handover && s->wq != NULL) {
+		queue_parked(s->wq, &pk);
+		if (pk.messages > pk.held)
+			return 0;       /* parked messages still come back to be handed over */
+	}
 
 	return s->nactive == 0 && s->nbounces == 0 &&
 	    (top == NULL || top->key > sched_now(s) + left);
@@ -131,6 +145,8 @@ drain_handover(struct sched_drain *dr)
 	drain_count(dr->s, &r);
 	dr->handover = 1;
 	dr->at_handover = r.left;
+	if (dr->s->wq != NULL)
+		queue_flush_parked(dr->s->wq);      /* parked messages are handed over too */
 	dr->phase_end_mono = util_mono_us() + (uint64_t)dr->timeout * 1000000u;
 	log_info("drain: handing %llu message(s) over to %s", (unsigned long long)r.left,
 	    dr->relay_text);

@@ -47,7 +47,10 @@ struct map;
 #define SCHED_REUSE_MAX        1000   /* transactions per connection, then a fresh one */
 #define SCHED_REUSE_SECONDS    300    /* and no older connections than this (Postfix) */
 #define SCHED_BATCH            256    /* messages dispatched per loop pass */
-#define SCHED_ACTIVE_MAX       20000  /* messages in delivery at once (Postfix's qmgr_message_active_limit) */
+#define SCHED_ACTIVE_MAX       20000  /* messages in delivery at once; the queue's window
+                                        * (queue_active_limit, default 10000) is the tighter
+                                        * bound in the daemon: this one guards the backends
+                                        * without a window (tests) */
 #define SCHED_INIT_CONCURRENCY 5      /* connections to a destination before one has worked */
 #define SCHED_MAX_ADDRS        10     /* addresses tried per connection attempt */
 #define SCHED_HEADERS_MAX      65536  /* original headers copied into a DSN */
@@ -77,6 +80,8 @@ struct sched_msg {
 	size_t   nfail, failcap;
 	int      expired;               /* some of fail[] outlived queue_lifetime */
 	struct sched_jobq jobs;         /* its jobs out (queued or running) */
+	TAILQ_ENTRY(sched_msg) wentry;  /* in s->waitq: may be parked to make room */
+	int      waiting;               /* in s->waitq */
 };
 
 struct sched_job {
@@ -177,6 +182,8 @@ struct sched {
 	struct map *notls;        /* "host[addr]:port" -> until when TLS is skipped (sched_tls.c) */
 	struct sched_drain *drain;      /* SIGTERM with drain_relay, mtactl drain (sched_drain.c) */
 	struct sched_relays *relays;    /* sender_relay_map, verify context (sched_relay.c) */
+	struct queue *wq;               /* the queue whose window this scheduler serves; NULL: none */
+	TAILQ_HEAD(, sched_msg) waitq;  /* held, or waiting for a later attempt: eviction order */
 	struct dest_policy *policy;     /* destination_policy_file; NULL = none */
 	struct dest_rate rate_default;  /* destination_rate_limit */
 	int      stopping;

@@ -54,6 +54,8 @@ sched_ops_flush(struct sched *s)
 	if (s == NULL || s->stopping)
 		return;
 	s->be->foreach(s->be_arg, flush_one, s);
+	if (s->wq != NULL)
+		queue_flush_parked(s->wq);      /* parked messages come back as forced */
 	sched_rearm(s);
 }
 

@@ -175,7 +175,8 @@ def test_rate_limit_spreads_deliveries(mtad_factory, world_factory):
     w = world_factory()
     hop = start_hop("127.0.0.5")
     try:
-        m = mtad_factory(relay_conf(w, hop, destination_rate_limit="5/s"))
+        m = mtad_factory(relay_conf(w, hop, destination_rate_limit="5/s",
+                                    retry_min_backoff="60s", retry_max_backoff="120s"))
         for i in range(20):
             send(m, "alice@src.test", ["bob%d@far.test" % i], tag="t%d" % i)
         msgs = hop.wait_for(20, DEADLINE)
@@ -189,12 +190,32 @@ def test_rate_limit_spreads_deliveries(mtad_factory, world_factory):
         hop.stop()
 
 
+def test_rate_backlog_beyond_min_backoff_is_deferred(mtad_factory, world_factory):
+    """More than the rate sends within retry_min_backoff is deferred, then delivered."""
+    w = world_factory()
+    hop = start_hop("127.0.0.5")
+    try:
+        m = mtad_factory(relay_conf(w, hop, destination_rate_limit="2/s",
+                                    retry_min_backoff="1s", retry_max_backoff="2s"))
+        for i in range(8):
+            send(m, "alice@src.test", ["bob%d@far.test" % i], tag="t%d" % i)
+        hop.wait_for(8, DEADLINE)
+        deferred = log_lines(m, "status=deferred")
+        assert deferred, "nothing deferred"
+        assert all("delivery deferred: destination rate limit 2/s reached" in l
+                   for l in deferred), deferred
+        assert log_lines(m, "status=bounced") == []
+    finally:
+        hop.stop()
+
+
 def test_metrics_and_api_show_active_destination(mtad_factory, world_factory):
     w = world_factory()
     hop = start_hop("127.0.0.5")
     try:
         m = mtad_factory(relay_conf(w, hop, destination_rate_limit="2/s",
-                                    destination_concurrency="7"))
+                                    destination_concurrency="7", retry_min_backoff="60s",
+                                    retry_max_backoff="120s"))
         for i in range(6):
             send(m, "alice@src.test", ["bob%d@far.test" % i], tag="t%d" % i)
 
@@ -245,8 +266,8 @@ def write_policy(m, text):
 
 def test_policy_file_per_domain(mtad_factory, world_factory):
     w = sink_world(world_factory)
-    m = mtad_factory(w.conf(destination_policy_file="policy.txt", destination_concurrency="10"),
-                     start=False)
+    m = mtad_factory(w.conf(destination_policy_file="policy.txt", destination_concurrency="10",
+                            retry_min_backoff="60s", retry_max_backoff="120s"), start=False)
     write_policy(m, "# limits\nslow.test concurrency=1 rate=4/s\nother.test rate=none\n")
     m.start()
     for i in range(8):
@@ -256,13 +277,15 @@ def test_policy_file_per_domain(mtad_factory, world_factory):
     fast = w.hop(3).wait_for(8, DEADLINE)
     assert w.hop(2).max_active == 1
     assert span(slow) >= 1.5, span(slow)          # 7 gaps of 250 ms
+    assert log_lines(m, "status=deferred") == []
     assert len(fast) == 8
     assert "destination_policy_file: 2 domain(s) from policy.txt" in m.read_stderr()
 
 
 def test_policy_file_errors_and_sighup_reload(mtad_factory, world_factory):
     w = sink_world(world_factory)
-    m = mtad_factory(w.conf(destination_policy_file="policy.txt"), start=False)
+    m = mtad_factory(w.conf(destination_policy_file="policy.txt", retry_min_backoff="60s",
+                            retry_max_backoff="120s"), start=False)
     write_policy(m, "a.test concurrency=2\nb.test speed=3\n")
     r = m.run_check()
     assert r.returncode != 0

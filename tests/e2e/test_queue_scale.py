@@ -46,15 +46,15 @@ def test_accepts_mail_while_a_big_queue_is_recovered(mtad_factory, world_factory
     with urllib.request.urlopen("http://127.0.0.1:%d/readyz" % m.ui_port, timeout=10) as r:
         ready = r.status
     err = m.read_stderr()
-    assert "%d queue file(s) to recover in the background" % (N + 1) in err, err
+    assert "the queue is recovered in the background" in err, err
     # The listeners open before the recovery ends: "started" comes first. (Whether the
     # new message also beat the end of the recovery depends on the disk: 20,000 files
     # take a few tenths of a second to read.)
-    started = err.index("%d queue file(s) to recover in the background" % (N + 1))
+    started = err.index("the queue is recovered in the background")
     assert "queue recovered" not in err[:started], err
     assert ready == 200, "accepting mail: ready while the queue is still being read"
 
-    wait_until(lambda: "queue recovered: %d message(s) kept" % (N + 1) in m.read_stderr(),
+    wait_until(lambda: "queue recovered: " in m.read_stderr(),
                DEADLINE * 4, what="the recovery to finish")
     # every message counted once: the recovered ones and the new one
     wait_until(lambda: metric(m, "mta_queue_messages") == N + 2, DEADLINE,

@@ -1334,7 +1334,7 @@ test_print_roundtrip(void **state)
 	out1[n1] = '\0';
 	for (size_t i = 0; i < n1; i++)
 		lines += out1[i] == '\n';
-	assert_int_equal(lines, 55);            /* every property, one line each */
+	assert_int_equal(lines, 56);            /* every property, one line each */
 	assert_non_null(strstr(out1, "\ndestination_rate_limit = 100/m\n"));
 	assert_non_null(strstr(out1, "\npassword = ********\n"));
 	assert_non_null(strstr(out1, "\nsmart_relay_password = ********\n"));

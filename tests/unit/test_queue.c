@@ -92,6 +92,27 @@ struct fx {
 	int nrecovered;
 };
 
+/* fx_file_bytes - the sizes of the files in queue/ (what queue_bytes() counts) */
+static uint64_t
+fx_file_bytes(struct fx *f)
+{
+	char path[400];
+	struct dirent *de;
+	uint64_t n = 0;
+	DIR *d;
+
+	(void)util_bsnprintf(path, sizeof(path), "%s/queue", f->data_dir);
+	assert_non_null(d = opendir(path));
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+
+		if (de->d_name[0] != '.' && fstatat(dirfd(d), de->d_name, &st, 0) == 0)
+			n += (uint64_t)st.st_size;
+	}
+	closedir(d);
+	return n;
+}
+
 static int
 rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -455,12 +476,12 @@ test_roundtrip(void **state)
 	}
 	assert_int_equal(f->nok, (int)nrows);
 	assert_int_equal(queue_count(f->q), nrows);
-	assert_int_equal(queue_bytes(f->q), want_bytes);
+	assert_int_equal(queue_bytes(f->q), fx_file_bytes(f));
 
 	fx_reopen(f);
 	assert_int_equal(f->nrecovered, (int)nrows);
 	assert_int_equal(queue_count(f->q), nrows);
-	assert_int_equal(queue_bytes(f->q), want_bytes);
+	assert_int_equal(queue_bytes(f->q), fx_file_bytes(f));
 	for (size_t i = 0; i < nrows; i++) {
 		unsigned char *data = make_content(rt_rows[i].len, (unsigned)i);
 		char *prepend = (char *)make_content(rt_rows[i].plen, (unsigned)i + 100);
@@ -526,7 +547,7 @@ test_foreach_remove_counters(void **state)
 		memcpy(ids[i], m->id, QUEUE_ID_SIZE);
 	}
 	assert_int_equal(queue_count(f->q), 5);
-	assert_int_equal(queue_bytes(f->q), 5 * 16);
+	assert_int_equal(queue_bytes(f->q), fx_file_bytes(f));
 	queue_foreach(f->q, collect_order, &o);
 	assert_int_equal(o.n, 5);
 	for (int i = 0; i < 5; i++)
@@ -542,7 +563,7 @@ test_foreach_remove_counters(void **state)
 	}
 	assert_false(file_exists(path));
 	assert_int_equal(queue_count(f->q), 4);
-	assert_int_equal(queue_bytes(f->q), 4 * 16);
+	assert_int_equal(queue_bytes(f->q), fx_file_bytes(f));
 	o.n = 0;
 	queue_foreach(f->q, collect_order, &o);
 	assert_int_equal(o.n, 4);
@@ -558,7 +579,7 @@ test_foreach_remove_counters(void **state)
 	fx_reopen(f);
 	assert_int_equal(f->nrecovered, 4);
 	assert_int_equal(queue_count(f->q), 4);
-	assert_int_equal(queue_bytes(f->q), 4 * 16);
+	assert_int_equal(queue_bytes(f->q), fx_file_bytes(f));
 	o.n = 0;
 	queue_foreach(f->q, collect_order, &o);
 	assert_string_equal(o.ids[0], ids[0]);
@@ -1384,7 +1405,7 @@ test_many(void **state)
 	fx_wait(f, N);
 	assert_int_equal(f->nok, N);
 	assert_int_equal(queue_count(f->q), N);
-	assert_int_equal(queue_bytes(f->q), N * 10);
+	assert_int_equal(queue_bytes(f->q), fx_file_bytes(f));
 	for (int i = 0; i < N; i++)
 		if (queue_lookup(f->q, ids[i]) == NULL)
 			fail_msg("lookup %d (%s): got NULL", i, ids[i]);
@@ -1429,6 +1450,7 @@ test_recover_in_slices(void **state)
 	struct queue_recovery *r;
 	struct queue_msg *m, *fresh;
 	struct slice_order o = { .n = 0 };
+	int rc, steps = 0;
 
 	for (int i = 0; i < 4; i++) {
 		m = commit_msg(f, &env, (const unsigned char *)"body\r\n", 6, 6, "H: v\r\n", 6);
@@ -1439,22 +1461,23 @@ test_recover_in_slices(void **state)
 	fx_open(f);
 	r = queue_recover_start(f->q, NULL, NULL);
 	assert_non_null(r);
-	assert_int_equal(queue_recover_step(r, 2), 0);          /* old[0], old[1] */
-	assert_int_equal(queue_count(f->q), 2);
+	assert_int_equal(queue_recover_step(r, 1), 0);          /* one directory entry */
 	fresh = commit_msg(f, &env, (const unsigned char *)"new\r\n", 5, 5, "", 0);
 	assert_non_null(fresh);
 	assert_true(strcmp(fresh->id, old[3]) > 0);           /* above every file on disk */
-	assert_int_equal(queue_remove(f->q, queue_lookup(f->q, old[1])), 0);
-	assert_int_equal(queue_recover_step(r, 1), 0);          /* old[2] */
-	assert_int_equal(queue_recover_step(r, 100), 1);        /* old[3]: done */
+	while ((rc = queue_recover_step(r, 1)) == 0)
+		assert_true(++steps < 100);
+	assert_int_equal(rc, 1);
 	r = queue_recover_finish(r);
 	assert_null(r);
+	assert_int_equal(queue_count(f->q), 5);                /* each counted once */
+	assert_int_equal(queue_bytes(f->q), fx_file_bytes(f));
 	queue_foreach(f->q, slice_order_cb, &o);
-	assert_int_equal(o.n, 4);
-	assert_string_equal(o.ids[0], old[0]);
-	assert_string_equal(o.ids[1], old[2]);
-	assert_string_equal(o.ids[2], old[3]);
-	assert_string_equal(o.ids[3], fresh->id);
+	assert_int_equal(o.n, 5);
+	for (int i = 0; i < 4; i++)
+		assert_string_equal(o.ids[i], old[i]);         /* recovered in id order */
+	assert_string_equal(o.ids[4], fresh->id);              /* before the mail that came meanwhile */
+	assert_int_equal(queue_remove(f->q, queue_lookup(f->q, old[1])), 0);
 	assert_int_equal(queue_count(f->q), 4);
 	/* a new commit after the recovery goes last */
 	m = commit_msg(f, &env, (const unsigned char *)"last\r\n", 6, 6, "", 0);
@@ -1463,6 +1486,257 @@ test_recover_in_slices(void **state)
 	queue_foreach(f->q, slice_order_cb, &o);
 	assert_int_equal(o.n, 5);
 	assert_string_equal(o.ids[4], m->id);
+}
+
+/* ---------------------------------------------------------------- the window */
+
+#define WIN_MAX 64
+
+struct win {
+	struct fx *f;
+	char loaded[WIN_MAX][QUEUE_ID_SIZE];   /* every load the listener heard of */
+	int nloaded, nforced;
+	struct queue_msg *victims[WIN_MAX];    /* the evictor parks these, in order */
+	int nvictims, nevicted;
+};
+
+static void
+win_listener(void *arg, struct queue_msg *m)
+{
+	struct win *w = arg;
+
+	assert_true(w->nloaded < WIN_MAX);
+	(void)util_strlcpy(w->loaded[w->nloaded++], m->id, QUEUE_ID_SIZE);
+	w->nforced += m->forced;
+	m->forced = 0;
+}
+
+static int
+win_evict(void *arg)
+{
+	struct win *w = arg;
+
+	if (w->nevicted == w->nvictims)
+		return 0;
+	assert_int_equal(queue_park(w->f->q, w->victims[w->nevicted++]), 0);
+	return 1;
+}
+
+/* win_commit - n messages of two recipients each, committed; their ids in ids[] */
+static void
+win_commit(struct fx *f, int n, char (*ids)[QUEUE_ID_SIZE])
+{
+	static const char *const two[] = { "a@x.org", "b@y.org" };
+	struct queue_envelope env = { .sender = "s@x.org", .rcpts = two, .nrcpt = 2 };
+	int base = f->ncb;
+
+	for (int i = 0; i < n; i++) {
+		struct queue_file *qf = queue_file_create(f->q, &env);
+
+		assert_non_null(qf);
+		(void)util_strlcpy(ids[i], queue_file_id(qf), QUEUE_ID_SIZE);
+		assert_int_equal(queue_file_write(qf, "Subject: w\r\n\r\nbody\r\n", 21), 0);
+		queue_file_commit(qf, "", 0, on_commit, f);
+	}
+	fx_wait(f, base + n);
+}
+
+/* win_spin - run the loop's ready events (the refill scan) a bounded number of times */
+static void
+win_spin(struct fx *f)
+{
+	for (int i = 0; i < 50; i++)
+		event_base_loop(f->base, EVLOOP_NONBLOCK);
+}
+
+struct win_walk { struct queue_msg *m[WIN_MAX]; int n; };
+
+static int
+win_id_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+static void
+win_walk_cb(void *arg, struct queue_msg *m)
+{
+	struct win_walk *ww = arg;
+
+	assert_true(ww->n < WIN_MAX);
+	ww->m[ww->n++] = m;
+}
+
+/* Parked when full, loaded again as room comes, each message exactly once; counters exact. */
+static void
+test_window_park_refill(void **state)
+{
+	struct fx *f = *state;
+	struct win w = { .f = f };
+	char ids[30][QUEUE_ID_SIZE], done[30][QUEUE_ID_SIZE];
+	struct queue_parked_info pk;
+	int ndone = 0;
+
+	queue_set_listener(f->q, win_listener, &w);
+	queue_set_active_limit(f->q, 10);
+	win_commit(f, 30, ids);
+	assert_int_equal(f->nok, 30);
+	queue_parked(f->q, &pk);
+	assert_int_equal(queue_count(f->q), 30);
+	assert_int_equal(queue_bytes(f->q), fx_file_bytes(f));
+	assert_int_equal(pk.loaded, 10);
+	assert_int_equal(pk.messages, 20);
+	assert_int_equal(pk.rcpts, 40);                /* two pending recipients each, from the stamps */
+	assert_int_equal(pk.deferred + pk.held, 0);
+	assert_int_equal(w.nloaded, 10);               /* the listener heard only of loaded ones */
+	assert_null(queue_lookup(f->q, "0000000000000001"));
+
+	/* deliver what is loaded, let the scan refill, until the queue is empty */
+	for (int round = 0; round < 20 && queue_count(f->q) > 0; round++) {
+		struct win_walk ww = { .n = 0 };
+
+		queue_foreach(f->q, win_walk_cb, &ww);
+		assert_true(ww.n <= 10);
+		for (int i = 0; i < ww.n; i++) {
+			for (int k = 0; k < ndone; k++)
+				if (strcmp(done[k], ww.m[i]->id) == 0)
+					fail_msg("%s delivered twice", ww.m[i]->id);
+			(void)util_strlcpy(done[ndone++], ww.m[i]->id, QUEUE_ID_SIZE);
+			assert_int_equal(queue_remove(f->q, ww.m[i]), 0);
+		}
+		win_spin(f);
+		queue_parked(f->q, &pk);
+		assert_true(pk.loaded <= 10);
+		assert_int_equal(queue_count(f->q), pk.loaded + pk.messages);
+		assert_int_equal(queue_bytes(f->q), fx_file_bytes(f));
+		assert_int_equal(pk.rcpts, 2 * pk.messages);
+	}
+	assert_int_equal(ndone, 30);
+	assert_int_equal(queue_count(f->q), 0);
+	assert_int_equal(queue_bytes(f->q), 0);
+	assert_int_equal(w.nloaded, 30);
+	for (int i = 0; i < 30; i++) {
+		int found = 0;
+
+		for (int k = 0; k < ndone; k++)
+			found += strcmp(done[k], ids[i]) == 0;
+		assert_int_equal(found, 1);
+	}
+}
+
+/* New mail evicts waiting (deferred) messages; those stay parked until due or flushed. */
+static void
+test_window_evict_for_new_mail(void **state)
+{
+	struct fx *f = *state;
+	struct win w = { .f = f };
+	char ids[10][QUEUE_ID_SIZE], fresh[3][QUEUE_ID_SIZE];
+	struct queue_parked_info pk;
+	uint64_t later = util_now_us() + 3600ull * 1000000;
+
+	queue_set_listener(f->q, win_listener, &w);
+	queue_set_active_limit(f->q, 10);
+	queue_set_evictor(f->q, win_evict, &w);
+	win_commit(f, 10, ids);
+	for (int i = 0; i < 3; i++) {
+		struct queue_msg *m = queue_lookup(f->q, ids[i]);
+
+		assert_non_null(m);
+		for (size_t r = 0; r < m->nrcpt; r++)
+			assert_int_equal(queue_update_rcpt(f->q, m, r, QUEUE_RCPT_PENDING, later,
+			    "4.4.1", "connection refused"), 0);
+		w.victims[w.nvictims++] = m;
+	}
+	win_commit(f, 3, fresh);
+	assert_int_equal(w.nevicted, 3);
+	assert_int_equal(w.nloaded, 13);               /* the new mail got in */
+	assert_string_equal(w.loaded[12], fresh[2]);
+	queue_parked(f->q, &pk);
+	assert_int_equal(pk.loaded, 10);
+	assert_int_equal(pk.messages, 3);
+	assert_int_equal(pk.deferred, 3);
+	assert_int_equal(queue_count(f->q), 13);
+	assert_int_equal(queue_bytes(f->q), fx_file_bytes(f));
+
+	/* room, but nothing parked is due: nothing comes back */
+	for (int i = 3; i < 8; i++)
+		assert_int_equal(queue_remove(f->q, queue_lookup(f->q, ids[i])), 0);
+	win_spin(f);
+	queue_parked(f->q, &pk);
+	assert_int_equal(pk.messages, 3);
+	assert_int_equal(w.nloaded, 13);
+
+	/* a flush brings them back, marked forced, with their state */
+	queue_flush_parked(f->q);
+	win_spin(f);
+	queue_parked(f->q, &pk);
+	assert_int_equal(pk.messages, 0);
+	assert_int_equal(pk.deferred, 0);
+	assert_int_equal(w.nloaded, 16);
+	assert_int_equal(w.nforced, 3);
+	for (int i = 0; i < 3; i++) {
+		struct queue_msg *m = queue_lookup(f->q, ids[i]);
+
+		assert_non_null(m);
+		assert_int_equal(m->rcpt[0].attempts, 1);
+		assert_int_equal(m->rcpt[1].next_try_us, later);
+	}
+	assert_int_equal(queue_count(f->q), 8);
+	assert_int_equal(queue_bytes(f->q), fx_file_bytes(f));
+}
+
+/* A restart with a parked backlog: counted without reading, oldest loaded, states exact. */
+static void
+test_window_restart(void **state)
+{
+	struct fx *f = *state;
+	struct win w = { .f = f };
+	char ids[15][QUEUE_ID_SIZE];
+	struct queue_parked_info pk;
+	struct queue_recovery *r;
+	struct win_walk ww = { .n = 0 };
+	uint64_t later = util_now_us() + 3600ull * 1000000;
+	int held = 0, deferred = 0, rc;
+
+	queue_set_listener(f->q, win_listener, &w);
+	queue_set_active_limit(f->q, 10);
+	win_commit(f, 15, ids);
+	qsort(ids, 15, sizeof(ids[0]), win_id_cmp);    /* spares are not taken strictly in id order */
+	assert_int_equal(queue_update_rcpt(f->q, queue_lookup(f->q, ids[1]), 0,
+	    QUEUE_RCPT_PENDING, later, "4.4.1", "refused"), 0);
+	assert_int_equal(queue_update_rcpt(f->q, queue_lookup(f->q, ids[9]), 1,
+	    QUEUE_RCPT_PENDING, later, "4.4.1", "refused"), 0);
+	assert_int_equal(queue_set_held(f->q, queue_lookup(f->q, ids[8]), 1), 0);
+	/* a recipient done: one pending left */
+	assert_int_equal(queue_update_rcpt(f->q, queue_lookup(f->q, ids[7]), 0,
+	    QUEUE_RCPT_DELIVERED, 0, "2.0.0", "ok"), 0);
+	f->q = queue_close(f->q);               /* stamps what was loaded */
+
+	fx_open(f);
+	w.nloaded = 0;
+	queue_set_listener(f->q, win_listener, &w);
+	queue_set_active_limit(f->q, 10);
+	assert_non_null(r = queue_recover_start(f->q, win_listener, &w));
+	while ((rc = queue_recover_step(r, 4)) == 0)
+		;
+	assert_int_equal(rc, 1);
+	r = queue_recover_finish(r);
+	assert_int_equal(queue_count(f->q), 15);
+	assert_int_equal(queue_bytes(f->q), fx_file_bytes(f));
+	queue_parked(f->q, &pk);
+	assert_int_equal(pk.loaded, 8);                /* the window less the share of new mail */
+	assert_int_equal(pk.messages, 7);
+	queue_foreach(f->q, win_walk_cb, &ww);
+	assert_int_equal(ww.n, 8);
+	for (int i = 0; i < 8; i++)
+		assert_string_equal(ww.m[i]->id, ids[i]);       /* the oldest, in id order */
+	for (int i = 0; i < ww.n; i++) {
+		held += ww.m[i]->held;
+		deferred += !ww.m[i]->held && ww.m[i]->rcpt[0].attempts + ww.m[i]->rcpt[1].attempts > 0 &&
+		    ww.m[i]->rcpt[0].state == QUEUE_RCPT_PENDING;
+	}
+	assert_int_equal(held + (int)pk.held, 1);
+	assert_int_equal(deferred + (int)pk.deferred, 2);
+	assert_int_equal(pk.rcpts, 2 * 7);             /* ids[8..14]: two pending each */
 }
 
 /* ---------------------------------------------------------------- tool interface */
@@ -1902,6 +2176,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_recover_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recover_in_slices, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_window_park_refill, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_window_evict_for_new_mail, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_window_restart, setup, teardown),
 	};
 
 	log_init("test_queue", 0);
