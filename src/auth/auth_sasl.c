@@ -13,35 +13,18 @@
  * the command handler (src/smtpd/smtpd_auth.c).
  */
 #include "auth/auth.h"
+#include "lib/base64.h"
 
+#include <errno.h>
 #include <string.h>
 
-static int
-b64_val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 /*
- * auth_sasl_decode - see auth.h. Strict base64 (RFC 4648 §4): groups of
- * four, '=' padding only at the end, no blanks inside; "=" alone is the
- * empty response (RFC 4954 §4).
+ * auth_sasl_decode - see auth.h: strict base64 (lib/base64.c); "=" alone
+ * is the empty response and "*" the cancel (RFC 4954 §4).
  */
 enum auth_sasl_result
 auth_sasl_decode(const char *line, size_t len, char *out, size_t size, size_t *outlen)
 {
-	size_t o = 0;
-
 	*outlen = 0;
 	if (size == 0)
 		return AUTH_SASL_BAD_BASE64;
@@ -50,42 +33,11 @@ auth_sasl_decode(const char *line, size_t len, char *out, size_t size, size_t *o
 		return AUTH_SASL_CANCEL;
 	if (len == 1 && line[0] == '=')
 		return AUTH_SASL_OK;
-	if (len == 0 || len % 4 != 0)
+	if (len == 0)
 		return AUTH_SASL_BAD_BASE64;
-	for (size_t i = 0; i < len; i += 4) {
-		int v[4], pad = 0;
-		uint32_t n;
-
-		for (int k = 0; k < 4; k++) {
-			unsigned char c = (unsigned char)line[i + k];
-			if (c == '=' && i + 4 == len && k >= 2) {
-				v[k] = 0;
-				pad++;
-				continue;
-			}
-			if (pad > 0 || (v[k] = b64_val(c)) < 0) {
-				out[0] = '\0';      /* nothing half-decoded is left */
-				return AUTH_SASL_BAD_BASE64;
-			}
-		}
-		/* the bits after the last octet must be zero (RFC 4648 §3.5): one spelling per message */
-		if ((pad == 1 && (v[2] & 3) != 0) || (pad == 2 && (v[1] & 15) != 0)) {
-			out[0] = '\0';
-			return AUTH_SASL_BAD_BASE64;
-		}
-		n = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
-		if (o + (size_t)(3 - pad) >= size) {
-			out[0] = '\0';
-			return AUTH_SASL_BAD_MESSAGE;        /* longer than anything we accept */
-		}
-		out[o++] = (char)(n >> 16);
-		if (pad < 2)
-			out[o++] = (char)(n >> 8 & 0xff);
-		if (pad < 1)
-			out[o++] = (char)(n & 0xff);
-	}
-	out[o] = '\0';
-	*outlen = o;
+	if (base64_decode(line, len, out, size - 1, outlen) < 0)    /* writes nothing then */
+		return errno == EMSGSIZE ? AUTH_SASL_BAD_MESSAGE : AUTH_SASL_BAD_BASE64;
+	out[*outlen] = '\0';
 	return AUTH_SASL_OK;
 }
 

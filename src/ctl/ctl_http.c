@@ -13,6 +13,7 @@
  * a chunked body (not expected for an HTTP/1.0 request) is decoded.
  */
 #include "ctl/ctl_int.h"
+#include "lib/base64.h"
 #include "lib/util.h"
 #include "mail/config.h"
 
@@ -27,7 +28,6 @@
 #include <openssl/err.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
-#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <poll.h>
 
@@ -53,7 +53,7 @@ int
 ctl_http_init(struct ctl_http *h, const struct config *cfg)
 {
 	char cred[512];
-	unsigned char b64[sizeof(h->auth)];
+	char b64[sizeof(h->auth)];
 	int n;
 
 	memset(h, 0, sizeof(*h));
@@ -87,10 +87,9 @@ ctl_http_init(struct ctl_http *h, const struct config *cfg)
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	/* 4 * ceil(511 / 3) + 1 fits in b64 */
-	n = EVP_EncodeBlock(b64, (const unsigned char *)cred, (int)strlen(cred));
+	n = base64_encode(cred, strlen(cred), b64, sizeof(b64));
 	explicit_bzero(cred, sizeof(cred));
-	if (n < 0 || util_bsnprintf(h->auth, sizeof(h->auth), "Basic %s", (char *)b64) < 0) {
+	if (n < 0 || util_bsnprintf(h->auth, sizeof(h->auth), "Basic %s", b64) < 0) {
 		explicit_bzero(b64, sizeof(b64));
 		errno = ENAMETOOLONG;
 		return -1;

@@ -21,6 +21,7 @@
  */
 #include "ctl/ctl_int.h"
 #include "ctl/sendmail.h"
+#include "lib/base64.h"
 #include "lib/util.h"
 
 #include <errno.h>
@@ -462,8 +463,6 @@ sendmail_msg_atext_phrase(const char *s)
 int
 sendmail_msg_from_header(const char *name, const char *addr, char *out, size_t outlen)
 {
-	static const char b64[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	size_t o, nlen;
 	int ascii = 1;
 
@@ -493,6 +492,7 @@ sendmail_msg_from_header(const char *name, const char *addr, char *out, size_t o
 		out[o] = '\0';
 	} else {
 		size_t i = 0;
+		int n;
 
 		while (i < nlen) {
 			/* 45 input bytes -> 60 base64 chars: 12 + 60 + 2 <= 75 */
@@ -507,19 +507,9 @@ sendmail_msg_from_header(const char *name, const char *addr, char *out, size_t o
 				return -1;
 			memcpy(out + o, i > 0 ? " =?UTF-8?B?" : "=?UTF-8?B?", i > 0 ? 11 : 10);
 			o += i > 0 ? 11 : 10;
-			for (size_t k = 0; k < take; k += 3) {
-				unsigned v = (unsigned char)name[i + k] << 16;
-				size_t left = take - k;
-
-				if (left > 1)
-					v |= (unsigned char)name[i + k + 1] << 8;
-				if (left > 2)
-					v |= (unsigned char)name[i + k + 2];
-				out[o++] = b64[(v >> 18) & 63];
-				out[o++] = b64[(v >> 12) & 63];
-				out[o++] = left > 1 ? b64[(v >> 6) & 63] : '=';
-				out[o++] = left > 2 ? b64[v & 63] : '=';
-			}
+			if ((n = base64_encode(name + i, take, out + o, outlen - o)) < 0)
+				return -1;
+			o += (size_t)n;
 			out[o++] = '?';
 			out[o++] = '=';
 			i += take;

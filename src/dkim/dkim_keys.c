@@ -22,6 +22,7 @@
  * for verifiers that know only RSA).
  */
 #include "dkim/dkim_int.h"
+#include "lib/base64.h"
 #include "lib/util.h"
 #include "mail/tablefile.h"
 #include "tls/tls.h"
@@ -295,9 +296,7 @@ dkim_keys_public(const struct dkim_key *e, char *out, size_t size)
 			return -1;
 		rl = (size_t)n;
 	}
-	if (size < 4 * ((rl + 2) / 3) + 1)
-		return -1;
-	return EVP_EncodeBlock((unsigned char *)out, raw, (int)rl);
+	return base64_encode(raw, rl, out, size);
 }
 
 /* dkim_keys_record - see dkim.h */

@@ -29,6 +29,7 @@
  * up, and so does the hash input here.
  */
 #include "dkim/dkim_int.h"
+#include "lib/base64.h"
 #include "lib/util.h"
 
 #include <stdlib.h>
@@ -197,12 +198,6 @@ ob_word(struct obuf *o, const char *s, size_t n, const char *sep)
 		ob_str(o, sep);
 }
 
-static void
-b64(const unsigned char *in, size_t n, char *out)
-{
-	EVP_EncodeBlock((unsigned char *)out, in, (int)n);
-}
-
 /*
  * sig_field - the DKIM-Signature field for key e up to "b=" (no value, no
  * CRLF): the text both hashed (canonicalised) and, with the value appended,
@@ -332,7 +327,7 @@ dkim_sign_finish(struct dkim_sign *s, const char *extra, size_t extra_len, time_
 		*why = "hash failure";
 		return -1;
 	}
-	b64(bh, 32, bh64);
+	(void)base64_encode(bh, 32, bh64, sizeof(bh64));      /* 44 characters: fits */
 
 	/* the server's own fields above the content */
 	dkim_canon_hdrs_init(&x);
@@ -391,7 +386,7 @@ dkim_sign_finish(struct dkim_sign *s, const char *extra, size_t extra_len, time_
 		const struct dkim_key *e = s->use[i];
 		char field[DKIM_SIG_MAX];
 		size_t fl = sig_field(e, hlist, bh64, now, field, sizeof(field)), cl, slen = sizeof(sig);
-		char sig64[((sizeof(sig) + 2) / 3) * 4 + 1];
+		char sig64[BASE64_LEN(sizeof(sig)) + 1];
 		struct obuf o;
 
 		if (fl == 0 || (cl = dkim_canon_header(field, fl, data + dlen, DKIM_SIG_MAX, 0)) == 0) {
@@ -402,7 +397,7 @@ dkim_sign_finish(struct dkim_sign *s, const char *extra, size_t extra_len, time_
 			*why = "the signing operation failed";
 			goto done;
 		}
-		b64(sig, slen, sig64);
+		(void)base64_encode(sig, slen, sig64, sizeof(sig64));   /* sized for sig: fits */
 		o.p = out + off;
 		o.len = 0;
 		o.size = size - off;

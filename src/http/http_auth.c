@@ -18,6 +18,7 @@
  * about the length of the secret.
  */
 #include "http/http_int.h"
+#include "lib/base64.h"
 #include "lib/util.h"
 
 #include <arpa/inet.h>
@@ -54,8 +55,7 @@ http_auth_check(const char *header, const unsigned char want[HTTP_DIGEST_LEN])
 {
 	unsigned char dec[HTTP_MAX_AUTH_LEN], got[HTTP_DIGEST_LEN];
 	const char *p;
-	size_t len, pad = 0;
-	int n;
+	size_t len, n;
 	unsigned int dl = 0;
 
 	if (header == NULL)
@@ -70,26 +70,13 @@ http_auth_check(const char *header, const unsigned char want[HTTP_DIGEST_LEN])
 	len = strlen(p);
 	while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
 		len--;
-	/* EVP_DecodeBlock wants a multiple of 4 and writes 3 bytes per 4 in. */
-	if (len == 0 || len % 4 != 0 || len / 4 * 3 > sizeof(dec) - 1)
+	if (base64_decode(p, len, dec, sizeof(dec), &n) < 0)        /* strict; nothing written */
 		return HTTP_AUTH_MISSING;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)p[i];
-		if (c == '=') {
-			if (i + 2 < len)             /* padding only at the end */
-				return HTTP_AUTH_MISSING;
-			pad++;
-		} else if (pad > 0 || !(c == '+' || c == '/' || (c >= '0' && c <= '9') ||
-		    (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')))
-			return HTTP_AUTH_MISSING;
+	if (memchr(dec, ':', n) == NULL) {
+		OPENSSL_cleanse(dec, n);
+		return HTTP_AUTH_MISSING;
 	}
-	n = EVP_DecodeBlock(dec, (const unsigned char *)p, (int)len);
-	if (n < 0 || (size_t)n < pad)
-		return HTTP_AUTH_MISSING;
-	n -= (int)pad;
-	if (memchr(dec, ':', (size_t)n) == NULL)
-		return HTTP_AUTH_MISSING;
-	if (EVP_Digest(dec, (size_t)n, got, &dl, EVP_sha256(), NULL) != 1 ||
+	if (EVP_Digest(dec, n, got, &dl, EVP_sha256(), NULL) != 1 ||
 	    dl != HTTP_DIGEST_LEN) {
 		OPENSSL_cleanse(dec, sizeof(dec));
 		return HTTP_AUTH_BAD;

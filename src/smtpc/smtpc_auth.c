@@ -29,8 +29,8 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
+#include "lib/base64.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "mail/maillog.h"
@@ -74,11 +74,10 @@ sasl_b64(char *out, size_t size, const char *prefix, const unsigned char *in, si
 {
 	size_t plen = strlen(prefix);
 
-	if (inlen > SMTPC_AUTH_LINE_MAX || plen + 4 * ((inlen + 2) / 3) + 1 > size)
+	if (inlen > SMTPC_AUTH_LINE_MAX || plen >= size)
 		return -1;
 	memcpy(out, prefix, plen);
-	(void)EVP_EncodeBlock((unsigned char *)out + plen, in, (int)inlen);
-	return 0;
+	return base64_encode(in, inlen, out + plen, size - plen) < 0 ? -1 : 0;
 }
 
 /*
@@ -91,8 +90,7 @@ sasl_challenge(const struct smtpc_reply *r, char *buf, size_t size)
 {
 	unsigned char dec[SMTPC_REPLY_MAX];
 	const char *p = r->text;
-	size_t len = strlen(p), pad = 0;
-	int n;
+	size_t len = strlen(p), n;
 
 	buf[0] = '\0';
 	if (len < 4)
@@ -101,23 +99,9 @@ sasl_challenge(const struct smtpc_reply *r, char *buf, size_t size)
 	len -= 4;
 	while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\r'))
 		len--;
-	if (len == 0 || len % 4 != 0 || len / 4 * 3 > sizeof(dec))
+	if (len == 0 || base64_decode(p, len, dec, sizeof(dec), &n) < 0)
 		return;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)p[i];
-
-		if (ch == '=') {
-			if (i + 2 < len)
-				return;             /* padding only at the end */
-			pad++;
-		} else if (pad > 0 || !((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-		    (ch >= '0' && ch <= '9') || ch == '+' || ch == '/'))
-			return;
-	}
-	if ((n = EVP_DecodeBlock(dec, (const unsigned char *)p, (int)len)) < 0 ||
-	    (size_t)n < pad)
-		return;
-	(void)maillog_sanitize(buf, size, (const char *)dec, (size_t)n - pad);
+	(void)maillog_sanitize(buf, size, (const char *)dec, n);
 }
 
 /*

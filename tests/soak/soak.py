@@ -292,7 +292,9 @@ def phase_kill(args, tmp, Mtad):
                     cycle + 1, args.cycles, len(acked), sum(sink.deliveries().values()),
                     time.monotonic() - t0), flush=True)
         drain(m, acked, sink, "kill cycles")
-        return tally(acked, sink, m)
+        res = tally(acked, sink, m)
+        res["kills"] = args.cycles
+        return res
     finally:
         sink.stop()
 
@@ -378,12 +380,14 @@ def main():
                 print("%-12s skipped: %s" % (name, r["skipped"]))
                 continue
             print("%-12s acknowledged %d  found %d  lost %d  duplicates %d (%.3f %%: %d after "
-                  "mtad read the 250, %d before)  delivered-unacknowledged %d%s" % (
+                  "mtad read the 250, %d before)  delivered-unacknowledged %d%s%s" % (
                       name, r["acknowledged"], r["found"], r["lost"], r["duplicates"],
                       100.0 * r["duplicates"] / max(1, r["acknowledged"]),
                       r["duplicates_after_250_read"], r["duplicates_before_250_read"],
                       r["delivered_unacknowledged"],
-                      "  refused %d" % r["refused"] if "refused" in r else ""))
+                      "  refused %d" % r["refused"] if "refused" in r else "",
+                      "  %.2f duplicates per kill" % (r["duplicates"] / r["kills"])
+                      if r.get("kills") else ""))
             if r.get("lost_ids"):
                 print("             lost queue ids: %s" % " ".join(r["lost_ids"]))
         print("soak: %d s" % res["seconds"])
