@@ -262,6 +262,15 @@ struct queue_parked_info {
 	uint64_t oldest_arrival_us;  /* of the oldest parked message seen by the last scan; 0 */
 	uint64_t loaded;             /* messages in memory */
 };
+/*
+ * queue_parked_walk - parked messages read from their files, in directory
+ * order: skip parked files passed over unread, then up to max_read read
+ * and given to cb(arg, m) (m valid during the call; cb returns 1 to
+ * stop); *more = 1 when parked files were left unread. Blocking reads:
+ * the caller bounds max_read. 0, or -1 with errno.
+ */
+int queue_parked_walk(struct queue *q, size_t skip, size_t max_read,
+    int (*cb)(void *arg, const struct queue_msg *m), void *arg, int *more);
 /* queue_parked - what the parked messages add to the counters of the loaded ones */
 void queue_parked(const struct queue *q, struct queue_parked_info *out);
 
