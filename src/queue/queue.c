@@ -94,6 +94,27 @@ fail:
 }
 
 /*
+ * queue_mark_owned - at a clean stop, touch <data_dir>/queue.owned after the
+ * last change to queue/: while it stays newer than queue/, nothing entered
+ * queue/ since, and the next start does not look at each file for its
+ * owner (lib/priv.c, priv_dir_unchanged()).
+ */
+static void
+queue_mark_owned(struct queue *q)
+{
+	int dfd, fd = -1;
+
+	if (q->qdirfd < 0 || (dfd = open(q->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return;
+	if ((fd = openat(dfd, "queue.owned", O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+	    0600)) < 0 || futimens(fd, NULL) < 0)
+		log_trace(TRACE_QUEUE, "%s/queue.owned: cannot touch", q->data_dir);
+	if (fd >= 0)
+		close(fd);
+	close(dfd);
+}
+
+/*
  * queue_close - finish pending commits (callbacks run, the listener does not:
  * its owner is gone at exit), stop the threads, free every entry
  */
@@ -107,6 +128,7 @@ queue_close(struct queue *q)
 	q->closing = 1;
 	queue_sync_stop(q);
 	queue_window_free(q);
+	queue_mark_owned(q);
 	for (e = q->head; e != NULL; e = next) {
 		next = e->next;
 		queue_index_ent_free(e);
