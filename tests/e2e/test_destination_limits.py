@@ -26,8 +26,9 @@ class SinkHop(NextHop):
     connections and, while budget lasts, greets with a 421 any connection
     beyond max_conc open at once."""
 
-    def __init__(self, *a, max_conc=0, budget=0, **kw):
+    def __init__(self, *a, max_conc=0, budget=0, dataend_delay=0.0, **kw):
         super().__init__(*a, **kw)
+        self.dataend_delay = dataend_delay   # seconds before the reply to "."
         self.max_conc = max_conc
         self.budget = budget
         self.throttled = 0
@@ -52,6 +53,8 @@ class SinkHop(NextHop):
         super()._end_conn(sock)
 
     def _take_rule(self, at, rcpt, rcpts):
+        if at == "DATAEND" and self.dataend_delay:
+            self._stopping.wait(self.dataend_delay)
         if at == "CONNECT":
             with self._lock:
                 if self.max_conc and self._active > self.max_conc and self.budget > 0:
@@ -107,7 +110,8 @@ def relay_conf(w, hop, **extra):
 
 def test_throttle_halves_recovers_and_nothing_bounces(mtad_factory, world_factory):
     w = world_factory()
-    hop = start_hop("127.0.0.5", max_conc=2, budget=3)
+    # slow deliveries (0.2 s each) so that connections pile up however fast mtad is
+    hop = start_hop("127.0.0.5", max_conc=2, budget=3, dataend_delay=0.2)
     try:
         m = mtad_factory(relay_conf(w, hop, destination_concurrency="4"))
         n = 40
@@ -246,14 +250,14 @@ def test_rate_backlog_beyond_min_backoff_is_deferred(mtad_factory, world_factory
     w = world_factory()
     hop = start_hop("127.0.0.5")
     try:
-        m = mtad_factory(relay_conf(w, hop, destination_rate_limit="2/s",
+        m = mtad_factory(relay_conf(w, hop, destination_rate_limit="1/s",
                                     retry_min_backoff="1s", retry_max_backoff="2s"))
         for i in range(8):
             send(m, "alice@src.test", ["bob%d@far.test" % i], tag="t%d" % i)
         hop.wait_for(8, DEADLINE)
         deferred = log_lines(m, "status=deferred")
         assert deferred, "nothing deferred"
-        assert all("delivery deferred: destination rate limit 2/s reached" in l
+        assert all("delivery deferred: destination rate limit 1/s reached" in l
                    for l in deferred), deferred
         assert log_lines(m, "status=bounced") == []
     finally:
@@ -264,7 +268,7 @@ def test_metrics_and_api_show_active_destination(mtad_factory, world_factory):
     w = world_factory()
     hop = start_hop("127.0.0.5")
     try:
-        m = mtad_factory(relay_conf(w, hop, destination_rate_limit="2/s",
+        m = mtad_factory(relay_conf(w, hop, destination_rate_limit="1/s",
                                     destination_concurrency="7", retry_min_backoff="60s",
                                     retry_max_backoff="120s"))
         for i in range(6):
@@ -274,7 +278,7 @@ def test_metrics_and_api_show_active_destination(mtad_factory, world_factory):
             d = [x for x in dests(m)["destinations"] if x["destination"] == "127.0.0.5"]
             return d and d[0]["queued"] > 0 and d[0]
         d = wait_until(active, DEADLINE, what="queued jobs at the destination")
-        assert d["rate_limit"] == "2/s" and d["concurrency_max"] == 7, d
+        assert d["rate_limit"] == "1/s" and d["concurrency_max"] == 7, d
         assert d["kind"] == "relay" and d["port"] == hop.port and not d["throttled"], d
         out = api(m, "/metrics")
         assert 'mta_destination_concurrency_max{destination="127.0.0.5:%d"} 7' % hop.port in out
