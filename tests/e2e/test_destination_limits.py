@@ -171,6 +171,22 @@ def test_throttling_rcpt_reply_halves(mtad_factory, world_factory):
         hop.stop()
 
 
+def test_refused_connection_halves_and_defers(mtad_factory, world_factory):
+    """A refused connection is a throttling signal too; the mail is deferred, never bounced."""
+    from conftest import free_port
+    w = world_factory()
+    port = free_port("127.0.0.5")     # nothing listens there: connect() is refused
+    m = mtad_factory(w.conf(smart_relay="[127.0.0.5]:%d" % port, destination_concurrency="8",
+                            retry_min_backoff="60s", retry_max_backoff="120s"))
+    send(m, "alice@src.test", ["bob@far.test"], tag="c1")
+    wait_log(m, "status=deferred")
+    err = m.read_stderr()
+    assert "throttled by 127.0.0.5[127.0.0.5]:%d, concurrency 5 -> 1: connect to" % port in err, \
+        err[-2000:]
+    assert "Connection refused" in err
+    assert log_lines(m, "status=bounced") == []
+
+
 def test_dashboard_lists_throttled_destination(mtad_factory, world_factory):
     """The dashboard's card shows a throttled destination with its limits and reply."""
     from test_ui_browser import browser_ready, run_browser
