@@ -63,6 +63,7 @@ async function flow(page) {
   await page.waitForFunction((id) => document.getElementById("d-id").textContent === id, opt.qid, { timeout: STEP });
   out.detailSubject = await page.textContent("#d-subject");
   out.detailHeaders = await page.textContent("#d-headers");
+  out.detailHistory = await page.textContent("#d-hist");
   out.injected = await page.evaluate(() => ({
     xss: window.__xss === 1,
     scripts: document.querySelectorAll("script").length,
