@@ -33,7 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 from certs import CertAuthority          # noqa: E402
 from postfix_relay import PostfixRelay, available   # noqa: E402
-from private_postfix import PrivatePostfix, stop_master   # noqa: E402
+from private_postfix import PrivatePostfix, free_port, stop_master   # noqa: E402
 
 N = int(os.environ.get("N", "2000"))
 C = int(os.environ.get("C", "20"))
@@ -46,14 +46,6 @@ HZ = os.sysconf("SC_CLK_TCK")
 
 def log(*a):
     print("relay_bench:", *a, file=sys.stderr, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def wait_port(port, timeout=20):

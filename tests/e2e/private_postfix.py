@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 
-__all__ = ["PrivatePostfix", "SERVICES", "stop_master"]
+__all__ = ["PrivatePostfix", "SERVICES", "stop_master", "free_port"]
 
 # master.cf after the listeners: every service a relaying instance may use
 SERVICES = """\
@@ -84,7 +84,8 @@ biff = no
 """
 
 
-def _free_port():
+def free_port():
+    """A loopback TCP port nobody listens on now."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     p = s.getsockname()[1]
@@ -142,7 +143,7 @@ class PrivatePostfix:
         self.spool = os.path.join(self.dir, "spool")
         self.listeners = dict(listeners)
         self.params = list(params)
-        self.ports = {name: (ports or {}).get(name) or _free_port() for name in self.listeners}
+        self.ports = {name: (ports or {}).get(name) or free_port() for name in self.listeners}
         self.master_pid = None
 
     def main_cf(self):
