@@ -8,9 +8,13 @@
  *           keeps its ids (copies) until it is done.
  * Errors:   bad parameters 400, unknown id 404, a held message asked to
  *           retry 409, memory 503; every error body is {"error": "..."}.
- * Context:  event-loop thread. A listing walks the in-memory queue once
- *           (queue_foreach) and reads no file; only /api/queue/ID reads the
- *           message's header section, at most HTTP_MAX_DETAIL_HEAD bytes.
+ * Context:  event-loop thread. A listing walks the window (the messages
+ *           in memory, queue_foreach) once; parked messages (on disk only,
+ *           SPEC §11.5) follow it in directory order: an unfiltered page
+ *           reads only its own files, a filter at most HTTP_PARKED_READ
+ *           (then "partial": true). /api/queue/ID reads the message's
+ *           header section, at most HTTP_MAX_DETAIL_HEAD bytes; a parked
+ *           message asked for by id is loaded.
  *
  * The actions are Postfix's postqueue -f / -i ID (retry), postsuper -h
  * (hold), -H (release) and -d (delete), carried out through the scheduler
@@ -32,6 +36,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -270,7 +275,31 @@ http_msg_headers(struct http *h, const struct queue_msg *m, json_t *o)
 	return rc;
 }
 
-/* http_msg_full - the body of /api/queue/ID: queue_view_detail() and the headers */
+/*
+ * http_msg_history - "history": every recipient's attempts as the message
+ * file records them (the first and the last 20 each, src/queue/queue_hist.c);
+ * an empty array when the file cannot be read (it may just have gone)
+ */
+static int
+http_msg_history(struct http *h, const struct queue_msg *m, json_t *o)
+{
+	uint64_t omitted = 0;
+	json_t *arr = NULL;
+	int fd;
+
+	if ((fd = queue_hist_open(h->q, m->id)) >= 0) {
+		arr = queue_hist_json(fd, m, &omitted);
+		close(fd);
+	}
+	if (arr == NULL && (arr = json_array()) == NULL)
+		return -1;
+	if (jsonout_set(o, "history", arr) < 0 ||
+	    jsonout_set(o, "history_omitted", json_integer((json_int_t)omitted)) < 0)
+		return -1;
+	return 0;
+}
+
+/* http_msg_full - the body of /api/queue/ID: queue_view_detail(), the headers, the history */
 static json_t *
 http_msg_full(struct http *h, const struct queue_msg *m)
 {
@@ -278,7 +307,7 @@ http_msg_full(struct http *h, const struct queue_msg *m)
 
 	if (o == NULL)
 		return NULL;
-	if (http_msg_headers(h, m, o) < 0) {
+	if (http_msg_headers(h, m, o) < 0 || http_msg_history(h, m, o) < 0) {
 		json_decref(o);
 		return NULL;
 	}
@@ -457,6 +486,48 @@ http_walk_cb(void *arg, struct queue_msg *m)
 	w->v[w->n++] = m;
 }
 
+/* A listing's walk over parked messages: rows for positions [from, to). */
+struct http_parked {
+	const struct http_filter *f;
+	json_t *items;
+	uint64_t now;
+	size_t pos, from, to;          /* pos: the next match's position in the listing */
+	uint64_t counts[4];
+	int oom;
+	char (*ids)[QUEUE_ID_SIZE];    /* bulk actions: the matching ids */
+	size_t nids, capids;
+};
+
+/* http_parked_cb - queue_parked_walk callback: filter, then a row when in the page */
+static int
+http_parked_cb(void *arg, const struct queue_msg *m)
+{
+	struct http_parked *pw = arg;
+
+	pw->counts[queue_view_state(m)]++;
+	if (pw->f->any && !http_filter_match(pw->f, m))
+		return 0;
+	if (pw->items != NULL && pw->pos >= pw->from && pw->pos < pw->to &&
+	    json_array_append_new(pw->items, queue_view_summary(m, pw->now)) < 0)
+		pw->oom = 1;
+	if (pw->items == NULL) {
+		if (pw->nids == pw->capids) {
+			size_t ncap = pw->capids ? pw->capids * 2 : 64;
+			char (*nv)[QUEUE_ID_SIZE] = realloc(pw->ids, ncap * sizeof(*nv));
+
+			if (nv == NULL) {
+				pw->oom = 1;
+				return 1;
+			}
+			pw->ids = nv;
+			pw->capids = ncap;
+		}
+		util_strlcpy(pw->ids[pw->nids++], m->id, QUEUE_ID_SIZE);
+	}
+	pw->pos++;
+	return pw->oom;
+}
+
 /* http_query_filter - apply every filter key in the query; the others go to other */
 static int
 http_query_filter(struct evkeyvalq *query, struct http_filter *f,
@@ -509,13 +580,17 @@ http_api_queue(struct http *h, struct evhttp_request *req, const char *path,
 	char err[256];
 	long long page = 1, per = HTTP_DEF_PER_PAGE, off = -1, lim = -1;
 	const char *order = evhttp_find_header(query, "order");
-	int desc = 0, have_page;
+	int desc = 0, have_page, partial = 0;
 	uint64_t now = util_now_us();
 	json_t *o = NULL, *items, *counts;
+	struct queue_parked_info pk;
+	struct http_parked pw;
+	size_t total;
 
 	(void)path;
 	http_filter_init(&f, now);
 	memset(&w, 0, sizeof(w));
+	memset(&pw, 0, sizeof(pw));
 	w.f = &f;
 	if (http_query_filter(query, &f, known, err, sizeof(err)) < 0 ||
 	    (have_page = http_query_num(query, "page", 1, 1000000000, &page, err, sizeof(err))) < 0 ||
@@ -558,6 +633,44 @@ http_api_queue(struct http *h, struct evhttp_request *req, const char *path,
 		if (json_array_append_new(items, queue_view_summary(m, now)) < 0)
 			goto oom;
 	}
+	/*
+	 * Parked messages (on disk only) follow the window, in directory order:
+	 * without a filter the page's files alone are read; a filter reads at
+	 * most HTTP_PARKED_READ files and says when it stopped short.
+	 */
+	queue_parked(h->q, &pk);
+	pw.f = &f;
+	pw.items = items;
+	pw.now = now;
+	pw.pos = w.n;
+	pw.from = (size_t)off;
+	pw.to = (size_t)(off + per);
+	total = w.n;
+	if (pk.messages > 0 || queue_count(h->q) > pk.loaded) {
+		int more = 0, rc;
+
+		if (!f.any) {
+			size_t skip = (size_t)off > w.n ? (size_t)off - w.n : 0;
+			size_t want = (size_t)(off + per) > w.n + skip ?
+			    (size_t)(off + per) - (w.n + skip) : 0;
+
+			pw.pos = w.n + skip;
+			rc = want > 0 ? queue_parked_walk(h->q, skip, want, http_parked_cb, &pw, &more) : 0;
+			total = w.n + pk.messages;
+			for (int st = 1; st < 4; st++)
+				w.counts[st] += st == QUEUE_VIEW_HELD ? pk.held :
+				    st == QUEUE_VIEW_DEFERRED ? pk.deferred :
+				    pk.messages - pk.held - pk.deferred;
+		} else {
+			rc = queue_parked_walk(h->q, 0, HTTP_PARKED_READ, http_parked_cb, &pw, &more);
+			total = pw.pos;
+			partial = more;
+			for (int st = 1; st < 4; st++)
+				w.counts[st] += pw.counts[st];
+		}
+		if (rc < 0 || pw.oom)
+			goto oom;
+	}
 	if ((counts = json_pack("{s:I,s:I,s:I,s:I}",
 	    "all", (json_int_t)(w.counts[QUEUE_VIEW_ACTIVE] + w.counts[QUEUE_VIEW_DEFERRED] +
 	    w.counts[QUEUE_VIEW_HELD]),
@@ -565,14 +678,18 @@ http_api_queue(struct http *h, struct evhttp_request *req, const char *path,
 	    "deferred", (json_int_t)w.counts[QUEUE_VIEW_DEFERRED],
 	    "held", (json_int_t)w.counts[QUEUE_VIEW_HELD])) == NULL ||
 	    jsonout_set(o, "counts", counts) < 0 ||
-	    jsonout_set(o, "total", json_integer((json_int_t)w.n)) < 0 ||
+	    jsonout_set(o, "total", json_integer((json_int_t)total)) < 0 ||
 	    jsonout_set(o, "offset", json_integer(off)) < 0 ||
 	    jsonout_set(o, "limit", json_integer(per)) < 0 ||
 	    jsonout_set(o, "page", json_integer(page)) < 0 ||
 	    jsonout_set(o, "per_page", json_integer(per)) < 0 ||
-	    jsonout_set(o, "pages", json_integer((json_int_t)((w.n + (size_t)per - 1) / (size_t)per))) < 0 ||
+	    jsonout_set(o, "pages", json_integer((json_int_t)((total + (size_t)per - 1) / (size_t)per))) < 0 ||
 	    jsonout_set(o, "order", json_string(desc ? "desc" : "asc")) < 0 ||
 	    jsonout_set(o, "now", json_integer((json_int_t)(now / 1000000))) < 0)
+		goto oom;
+	if (partial && (jsonout_set(o, "partial", json_true()) < 0 ||
+	    jsonout_set(o, "note", json_sprintf("the search read %d of %llu messages kept on disk; "
+	    "narrow it to see the rest", HTTP_PARKED_READ, (unsigned long long)pk.messages)) < 0))
 		goto oom;
 	free(w.v);
 	http_reply_json(req, 200, o);
@@ -787,16 +904,35 @@ http_api_bulk(struct http *h, struct evhttp_request *req, const char *path,
 		http_reply_json(req, 200, json_pack("{s:s,s:b}", "action", "retry", "all", 1));
 		return;
 	} else {
+		struct http_parked pw;
+		int more = 0;
+
 		w.f = &f;
 		queue_foreach(h->q, http_walk_cb, &w);
 		if (w.oom)
 			goto oom;
-		if (w.n > 0 && (b->ids = calloc(w.n, sizeof(*b->ids))) == NULL)
+		/* parked messages too, as far as HTTP_PARKED_READ files go (they are loaded to act) */
+		memset(&pw, 0, sizeof(pw));
+		pw.f = &f;
+		if (queue_parked_walk(h->q, 0, HTTP_PARKED_READ, http_parked_cb, &pw, &more) < 0 ||
+		    pw.oom) {
+			free(pw.ids);
 			goto oom;
+		}
+		if (more)
+			log_warnx("web UI: %s: acting on the first %zu matching message(s) kept on "
+			    "disk only (%d read)", http_action_names[a], pw.nids, HTTP_PARKED_READ);
+		if (w.n + pw.nids > 0 && (b->ids = calloc(w.n + pw.nids, sizeof(*b->ids))) == NULL) {
+			free(pw.ids);
+			goto oom;
+		}
 		/* Copy the ids: messages may go away between slices. */
 		for (size_t i = 0; i < w.n; i++)
 			util_strlcpy(b->ids[i], w.v[i]->id, QUEUE_ID_SIZE);
-		b->n = w.n;
+		for (size_t i = 0; i < pw.nids; i++)
+			util_strlcpy(b->ids[w.n + i], pw.ids[i], QUEUE_ID_SIZE);
+		b->n = w.n + pw.nids;
+		free(pw.ids);
 		free(w.v);
 		w.v = NULL;
 	}

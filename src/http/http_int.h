@@ -49,6 +49,7 @@ struct queue_msg;
 #define HTTP_MAX_DETAIL_LINES  500     /* header fields returned */
 #define HTTP_MAX_PENDING       1024    /* delayed replies (bulk actions) at once */
 #define HTTP_BATCH             1000    /* messages per loop turn in bulk actions */
+#define HTTP_PARKED_READ       2000    /* parked files a filtered listing or bulk action reads */
 #define HTTP_WALK_CACHE_US     1000000 /* see struct http, walk */
 
 /* --- queue filter (http_filter.c) ---------------------------------------- */

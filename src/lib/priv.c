@@ -63,6 +63,28 @@ priv_chown_file(int dirfd, const char *name, const char *path, uid_t uid, gid_t 
 	return rc;
 }
 
+/*
+ * priv_dir_unchanged - the directory name (lstat st) was theirs already and
+ * nothing entered or left it since its owner last vouched for it: a regular
+ * file "<name>.owned" of theirs, beside it, newer than the directory. (mtad
+ * touches <data_dir>/queue.owned at a clean stop: the next start then does
+ * not look at every file of a big queue.)
+ */
+static int
+priv_dir_unchanged(int fd, const char *name, const struct stat *st, uid_t uid, gid_t gid)
+{
+	char marker[NAME_MAX + 8];
+	struct stat ms;
+
+	if (st->st_uid != uid || st->st_gid != gid ||
+	    util_bsnprintf(marker, sizeof(marker), "%s.owned", name) < 0 ||
+	    fstatat(fd, marker, &ms, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(ms.st_mode) ||
+	    ms.st_uid != uid)
+		return 0;
+	return ms.st_mtim.tv_sec > st->st_mtim.tv_sec ||
+	    (ms.st_mtim.tv_sec == st->st_mtim.tv_sec && ms.st_mtim.tv_nsec > st->st_mtim.tv_nsec);
+}
+
 /* priv_chown_dir - the entries of the open directory fd (on device dev), recursively */
 static int
 priv_chown_dir(int fd, dev_t dev, char *path, size_t pathsize, uid_t uid, gid_t gid, int depth)
@@ -118,6 +140,8 @@ priv_chown_dir(int fd, dev_t dev, char *path, size_t pathsize, uid_t uid, gid_t 
 			} else if (fchown(sub, uid, gid) < 0) {
 				log_warn("chown %s", path);
 				skipped++;
+			} else if (priv_dir_unchanged(fd, de->d_name, &st, uid, gid)) {
+				log_trace(TRACE_QUEUE, "%s: unchanged since its owner's stop; not walked", path);
 			} else {
 				skipped += priv_chown_dir(sub, dev, path, pathsize, uid, gid, depth + 1);
 			}

@@ -45,6 +45,7 @@
 #define ML_ADDR_MAX  64         /* IP address text */
 #define ML_MAIL_MAX  ADDR_MAX   /* envelope addresses */
 #define ML_REPLY_MAX 1000       /* SMTP replies and reasons */
+#define ML_DELAYS_MAX 192       /* "delay=D, delays=a/b/c/d": five delays of at most 31 */
 
 struct maillog {
 	int   fd;                   /* -1: disabled (path NULL) or not open */
@@ -533,6 +534,26 @@ maillog_reject(struct maillog *ml, const char *stage, const char *name,
 }
 
 /*
+ * ml_delays - "delay=D, delays=a/b/c/d" as log_adhoc() writes them in the
+ * delivery and cc_mta lines; delays NULL is 0/0/0/0
+ */
+static void
+ml_delays(char *buf, size_t size, double delay, const double delays[4])
+{
+	char d[5][32];
+
+	if (maillog_format_delay(d[0], sizeof(d[0]), delay) < 0)
+		util_strlcpy(d[0], "0", sizeof(d[0]));
+	for (int i = 0; i < 4; i++)
+		if (maillog_format_delay(d[i + 1], sizeof(d[i + 1]),
+		    delays != NULL ? delays[i] : 0) < 0)
+			util_strlcpy(d[i + 1], "0", sizeof(d[i + 1]));
+	if (util_bsnprintf(buf, size, "delay=%s, delays=%s/%s/%s/%s", d[0], d[1], d[2], d[3],
+	    d[4]) < 0)
+		util_strlcpy(buf, "delay=0, delays=0/0/0/0", size);
+}
+
+/*
  * maillog_delivery - smtp "QID: to=<rcpt>, relay=R, delay=D,
  * delays=a/b/c/d, dsn=X.Y.Z, status=S (reply)" as Postfix's log_adhoc()
  * writes it. relay NULL or "" is "none" (no connection was made); delays
@@ -544,26 +565,19 @@ maillog_delivery(struct maillog *ml, const char *qid, const char *rcpt,
     const char *relay, double delay, const double delays[4], const char *dsn,
     const char *status, const char *reply)
 {
-	char d[5][32];
+	char d[ML_DELAYS_MAX];
 	const char *st = ml_s(status, "deferred");
-	int i;
 
 	if (!ml_on(ml))
 		return;
-	if (maillog_format_delay(d[0], sizeof(d[0]), delay) < 0)
-		util_strlcpy(d[0], "0", sizeof(d[0]));
-	for (i = 0; i < 4; i++)
-		if (maillog_format_delay(d[i + 1], sizeof(d[i + 1]),
-		    delays != NULL ? delays[i] : 0) < 0)
-			util_strlcpy(d[i + 1], "0", sizeof(d[i + 1]));
+	ml_delays(d, sizeof(d), delay, delays);
 	if (dsn == NULL || dsn[0] == '\0')
 		dsn = strcmp(st, "sent") == 0 ? "2.0.0" :
 		    strcmp(st, "deferred") == 0 ? "4.0.0" : "5.0.0";
-	ml_log(ml, "smtp", "%.*s: to=<%.*s>, relay=%.*s, delay=%s, delays=%s/%s/%s/%s, "
-	    "dsn=%.*s, status=%.*s%s%.*s%s",
+	ml_log(ml, "smtp", "%.*s: to=<%.*s>, relay=%.*s, %s, dsn=%.*s, status=%.*s%s%.*s%s",
 	    ML_NAME_MAX, ml_s(qid, "NOQUEUE"), ML_MAIL_MAX, ml_s(rcpt, ""),
 	    ML_NAME_MAX + ML_ADDR_MAX + 8, relay != NULL && relay[0] != '\0' ? relay : "none",
-	    d[0], d[1], d[2], d[3], d[4], 16, dsn, 32, st,
+	    d, 16, dsn, 32, st,
 	    reply != NULL ? " (" : "", ML_REPLY_MAX, ml_s(reply, ""), reply != NULL ? ")" : "");
 }
 
@@ -612,22 +626,16 @@ maillog_cc_copy(struct maillog *ml, const char *qid, size_t nrcpt, const char *r
     double delay, const double delays[4], const char *dsn, const char *status,
     const char *reply, int dropped)
 {
-	char d[5][32];
-	int i;
+	char d[ML_DELAYS_MAX];
 
 	if (!ml_on(ml))
 		return;
-	if (maillog_format_delay(d[0], sizeof(d[0]), delay) < 0)
-		util_strlcpy(d[0], "0", sizeof(d[0]));
-	for (i = 0; i < 4; i++)
-		if (maillog_format_delay(d[i + 1], sizeof(d[i + 1]),
-		    delays != NULL ? delays[i] : 0) < 0)
-			util_strlcpy(d[i + 1], "0", sizeof(d[i + 1]));
-	ml_log(ml, "smtp", "%.*s: cc_mta copy, nrcpt=%zu, relay=%.*s, delay=%s, "
-	    "delays=%s/%s/%s/%s, dsn=%.*s, status=%.*s (%.*s)%s",
+	ml_delays(d, sizeof(d), delay, delays);
+	ml_log(ml, "smtp", "%.*s: cc_mta copy, nrcpt=%zu, relay=%.*s, %s, dsn=%.*s, "
+	    "status=%.*s (%.*s)%s",
 	    ML_NAME_MAX, ml_s(qid, "NOQUEUE"), nrcpt,
 	    ML_NAME_MAX + ML_ADDR_MAX + 8, relay != NULL && relay[0] != '\0' ? relay : "none",
-	    d[0], d[1], d[2], d[3], d[4], 16, ml_s(dsn, "4.0.0"), 32, ml_s(status, "deferred"),
+	    d, 16, ml_s(dsn, "4.0.0"), 32, ml_s(status, "deferred"),
 	    ML_REPLY_MAX, ml_s(reply, ""), dropped ? ", cc copy dropped" : "");
 }
 
@@ -686,12 +694,13 @@ maillog_non_smtp(struct maillog *ml, const char *addr)
 
 /* maillog_conn_limit - see maillog.h */
 void
-maillog_conn_limit(struct maillog *ml, unsigned n, const char *addr)
+maillog_conn_limit(struct maillog *ml, unsigned n, const char *addr, int proxy_wait)
 {
 	if (!ml_on(ml))
 		return;
 	ml_log(ml, "smtpd", "warning: Connection concurrency limit exceeded: %u from "
-	    "unknown[%.*s] for service smtp", n, ML_ADDR_MAX, ml_s(addr, "unknown"));
+	    "unknown[%.*s] for service smtp%s", n, ML_ADDR_MAX, ml_s(addr, "unknown"),
+	    proxy_wait ? " (waiting for PROXY headers)" : "");
 }
 
 /* maillog_too_many_sessions - see maillog.h */
@@ -706,12 +715,12 @@ maillog_too_many_sessions(struct maillog *ml, size_t n, const char *addr)
 
 /* maillog_proxy_bad - see maillog.h */
 void
-maillog_proxy_bad(struct maillog *ml, const char *addr)
+maillog_proxy_bad(struct maillog *ml, const char *what, const char *addr)
 {
 	if (!ml_on(ml))
 		return;
-	ml_log(ml, "smtpd", "warning: haproxy read: bad or unsupported PROXY header from [%.*s]",
-	    ML_ADDR_MAX, ml_s(addr, "unknown"));
+	ml_log(ml, "smtpd", "warning: haproxy read: %.*s PROXY header from [%.*s]", 32,
+	    ml_s(what, "bad or unsupported"), ML_ADDR_MAX, ml_s(addr, "unknown"));
 }
 
 /* maillog_tls_from - see maillog.h */

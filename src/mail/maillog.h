@@ -93,12 +93,15 @@ void maillog_timeout(struct maillog *ml, const char *after, const char *addr);
 void maillog_too_many_errors(struct maillog *ml, const char *after, const char *addr);
 /* "warning: non-SMTP command from unknown[ADDR]" */
 void maillog_non_smtp(struct maillog *ml, const char *addr);
-/* "warning: Connection concurrency limit exceeded: N from unknown[ADDR] for service smtp" */
-void maillog_conn_limit(struct maillog *ml, unsigned n, const char *addr);
+/*
+ * "warning: Connection concurrency limit exceeded: N from unknown[ADDR] for service smtp",
+ * and " (waiting for PROXY headers)" after it for a balancer's connection (proxy_wait)
+ */
+void maillog_conn_limit(struct maillog *ml, unsigned n, const char *addr, int proxy_wait);
 /* "warning: too many sessions (N): connection from unknown[ADDR] refused" */
 void maillog_too_many_sessions(struct maillog *ml, size_t n, const char *addr);
-/* "warning: haproxy read: bad or unsupported PROXY header from [ADDR]" */
-void maillog_proxy_bad(struct maillog *ml, const char *addr);
+/* "warning: haproxy read: WHAT PROXY header from [ADDR]", WHAT "bad or unsupported" or "no complete" */
+void maillog_proxy_bad(struct maillog *ml, const char *what, const char *addr);
 /* "Anonymous TLS connection established from unknown[ADDR]: TLSv1.3 with cipher ..." */
 void maillog_tls_from(struct maillog *ml, const char *addr, const char *tls);
 /* "SSL_accept error from unknown[ADDR]: WHY" */

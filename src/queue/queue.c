@@ -94,6 +94,27 @@ fail:
 }
 
 /*
+ * queue_mark_owned - at a clean stop, touch <data_dir>/queue.owned after the
+ * last change to queue/: while it stays newer than queue/, nothing entered
+ * queue/ since, and the next start does not look at each file for its
+ * owner (lib/priv.c, priv_dir_unchanged()).
+ */
+static void
+queue_mark_owned(struct queue *q)
+{
+	int dfd, fd = -1;
+
+	if (q->qdirfd < 0 || (dfd = open(q->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return;
+	if ((fd = openat(dfd, "queue.owned", O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+	    0600)) < 0 || futimens(fd, NULL) < 0)
+		log_trace(TRACE_QUEUE, "%s/queue.owned: cannot touch", q->data_dir);
+	if (fd >= 0)
+		close(fd);
+	close(dfd);
+}
+
+/*
  * queue_close - finish pending commits (callbacks run, the listener does not:
  * its owner is gone at exit), stop the threads, free every entry
  */
@@ -107,6 +128,7 @@ queue_close(struct queue *q)
 	q->closing = 1;
 	queue_sync_stop(q);
 	queue_window_free(q);
+	queue_mark_owned(q);
 	for (e = q->head; e != NULL; e = next) {
 		next = e->next;
 		queue_index_ent_free(e);
@@ -208,9 +230,21 @@ int
 queue_update_rcpt(struct queue *q, struct queue_msg *m, size_t idx,
     enum queue_rcpt_state state, uint64_t next_try_us, const char *dsn, const char *reply)
 {
-	unsigned char rec[QUEUE_REC_ST_MAXLEN];
+	return queue_update_rcpt_hist(q, m, idx, state, next_try_us, dsn, reply, NULL);
+}
+
+/*
+ * queue_update_rcpt_hist - the same, with the attempt's 'a' record (its
+ * history, queue_hist.c) written first in the same append: one write
+ */
+int
+queue_update_rcpt_hist(struct queue *q, struct queue_msg *m, size_t idx,
+    enum queue_rcpt_state state, uint64_t next_try_us, const char *dsn, const char *reply,
+    const struct queue_attempt *a)
+{
+	unsigned char rec[2 * QUEUE_REC_ST_MAXLEN];
 	struct queue_rcpt *r;
-	size_t len;
+	size_t len = 0;
 
 	if (idx >= m->nrcpt || (unsigned)state > QUEUE_RCPT_BOUNCED) {
 		errno = EINVAL;
@@ -235,7 +269,10 @@ queue_update_rcpt(struct queue *q, struct queue_msg *m, size_t idx,
 			r->last_reply[rl] = '\0';
 		}
 	}
-	len = queue_rec_state_rcpt(rec, (uint32_t)idx, (unsigned)state, r->attempts,
+	if (a != NULL && a->rcpt == idx &&
+	    (a->result != QUEUE_ATTEMPT_DEFERRED || a->attempt <= QUEUE_HIST_WRITE_MAX))
+		len = queue_rec_state_attempt(rec, a);
+	len += queue_rec_state_rcpt(rec + len, (uint32_t)idx, (unsigned)state, r->attempts,
 	    next_try_us, r->dsn, r->last_reply);
 	return queue_append_state(q, m, rec, len);
 }

@@ -763,3 +763,73 @@ queue_window_free(struct queue *q)
 	q->unlinking = map_free(q->unlinking);
 	pthread_mutex_unlock(&q->mu);
 }
+
+/*
+ * queue_parked_walk - parked messages read from their files, in directory
+ * order: the first `skip` parked files are passed over unread, then up to
+ * max_read are read and given to cb(arg, m) (m lives for the call only;
+ * cb returns 1 to stop). *more is set when parked files were left unread.
+ * Blocking reads on the loop: the caller bounds max_read. 0, or -1 with
+ * errno when queue/ cannot be listed or memory runs out.
+ */
+int
+queue_parked_walk(struct queue *q, size_t skip, size_t max_read,
+    int (*cb)(void *arg, const struct queue_msg *m), void *arg, int *more)
+{
+	struct dirent *de;
+	size_t seen = 0, read = 0;
+	int fd, rc = 0;
+	DIR *d;
+
+	*more = 0;
+	if (q->pk.n == 0 && !q->recovering)
+		return 0;
+	if ((fd = openat(q->qdirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -1;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		struct queue_parse_result res;
+		struct queue_msg m;
+		uint64_t key = queue_index_id_key(de->d_name);
+		int mfd, stop;
+
+		if (key == 0 || queue_window_busy(q, key))
+			continue;
+		if (seen++ < skip)
+			continue;
+		if (read == max_read) {
+			*more = 1;
+			break;
+		}
+		if ((mfd = queue_recover_open(q->qdirfd, de->d_name)) < 0)
+			continue;
+		read++;
+		if (queue_reader_parse_fd(mfd, &m, &res) < 0) {
+			close(mfd);
+			continue;
+		}
+		close(mfd);
+		if (res.status == QUEUE_PARSE_NOMEM) {
+			errno = ENOMEM;
+			rc = -1;
+			break;
+		}
+		if (res.status != QUEUE_PARSE_OK)
+			continue;
+		if (!queue_rec_msg_pending(&m)) {
+			queue_rec_msg_free_fields(&m);
+			continue;
+		}
+		memcpy(m.id, de->d_name, QUEUE_ID_SIZE);
+		m.file_size = res.length;
+		stop = cb(arg, &m);
+		queue_rec_msg_free_fields(&m);
+		if (stop)
+			break;
+	}
+	closedir(d);
+	return rc;
+}

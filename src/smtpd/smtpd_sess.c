@@ -461,7 +461,7 @@ sess_greet(struct smtpd_sess *s)
 	if (!smtpd_trusted(srv, &s->peer)) {
 		if (smtpd_ip_acquire(srv, s->addr) < 0) {
 			srv->m->rejected++;
-			maillog_conn_limit(srv->ml, cfg->smtpd_client_connection_limit + 1, s->addr);
+			maillog_conn_limit(srv->ml, cfg->smtpd_client_connection_limit + 1, s->addr, 0);
 			smtpd_sess_replyf(s, "421 4.7.0 %s Error: too many connections from %s\r\n",
 			    cfg->hostname, s->addr);
 			smtpd_sess_close(s);
@@ -496,8 +496,7 @@ static void
 proxy_refuse(struct smtpd_sess *s, const char *why)
 {
 	log_warnx("smtpd: %s: %s PROXY protocol header, closing", s->addr, why);
-	maillog_printf(s->srv->ml, "smtpd", "warning: haproxy read: %s PROXY header from [%s]",
-	    why, s->addr);
+	maillog_proxy_bad(s->srv->ml, why, s->addr);
 	smtpd_sess_kill(s);
 }
 
@@ -582,9 +581,8 @@ smtpd_sess_proxy_wait(struct smtpd_sess *s)
 	if (!smtpd_trusted(srv, &s->peer)) {
 		if (smtpd_ip_acquire(srv, s->addr) < 0) {
 			srv->m->rejected++;
-			maillog_printf(srv->ml, "smtpd", "warning: Connection concurrency limit "
-			    "exceeded: %u from unknown[%s] for service smtp (waiting for PROXY headers)",
-			    srv->cfg->smtpd_client_connection_limit + 1, s->addr);
+			maillog_conn_limit(srv->ml, srv->cfg->smtpd_client_connection_limit + 1,
+			    s->addr, 1);
 			smtpd_sess_replyf(s, "421 4.7.0 %s Error: too many connections from %s\r\n",
 			    srv->cfg->hostname, s->addr);
 			smtpd_sess_close(s);

@@ -13,7 +13,7 @@ PROPERTIES = [
     "smtps_listen", "ui_address", "relay_smtp_port", "dns_servers", "metrics_push",
     "message_size_limit", "smtpd_recipient_limit", "smtpd_client_connection_limit",
     "smtpd_max_sessions", "smtpd_timeout", "retry_min_backoff", "retry_max_backoff",
-    "queue_lifetime", "delay_warning_time", "destination_concurrency", "smtp_connect_timeout",
+    "queue_lifetime", "queue_active_limit", "delay_warning_time", "destination_concurrency", "smtp_connect_timeout",
     "maillog_stdout", "drain_relay", "drain_timeout",
     "smtpd_proxy_protocol", "smtpd_proxy_networks", "mail_owner", "smart_relay_tls",
     "ui_hosts", "ui_max_connections", "submission_listen", "smtpd_users_file",

@@ -12,6 +12,8 @@ import threading
 import time
 import urllib.request
 
+import pytest
+
 from conftest import wait_until
 from nexthop import NextHop, _Rule
 from test_delivery import DEADLINE, log_lines, send, wait_log, world_factory  # noqa: F401
@@ -165,6 +167,55 @@ def test_throttling_rcpt_reply_halves(mtad_factory, world_factory):
         assert "Rate limit exceeded" in m.read_stderr()
         assert log_lines(m, "status=deferred") == []   # waited at the destination instead
         assert len(log_lines(m, "status=sent")) == 1
+    finally:
+        hop.stop()
+
+
+def test_refused_connection_halves_and_defers(mtad_factory, world_factory):
+    """A refused connection is a throttling signal too; the mail is deferred, never bounced."""
+    from conftest import free_port
+    w = world_factory()
+    port = free_port("127.0.0.5")     # nothing listens there: connect() is refused
+    m = mtad_factory(w.conf(smart_relay="[127.0.0.5]:%d" % port, destination_concurrency="8",
+                            retry_min_backoff="60s", retry_max_backoff="120s"))
+    send(m, "alice@src.test", ["bob@far.test"], tag="c1")
+    wait_log(m, "status=deferred")
+    err = m.read_stderr()
+    assert "throttled by 127.0.0.5[127.0.0.5]:%d, concurrency 5 -> 1: connect to" % port in err, \
+        err[-2000:]
+    assert "Connection refused" in err
+    assert log_lines(m, "status=bounced") == []
+
+
+def test_dashboard_lists_throttled_destination(mtad_factory, world_factory):
+    """The dashboard's card shows a throttled destination with its limits and reply."""
+    from test_ui_browser import browser_ready, run_browser
+    why = browser_ready()
+    if why:
+        pytest.skip(why)
+    w = world_factory()
+    # a throttling reply halves the limit to 1; with 20 configured it takes 190
+    # successes to grow back, far more than the 60 messages the rate spreads over 15 s
+    hop = start_hop("127.0.0.5")
+    try:
+        hop.reply_at("MAIL", "451 4.7.1 Rate limit exceeded, slow down", times=1)
+        m = mtad_factory(relay_conf(w, hop, destination_concurrency="20",
+                                    destination_rate_limit="4/s", retry_min_backoff="60s",
+                                    retry_max_backoff="120s"))
+        for i in range(60):
+            send(m, "alice@src.test", ["bob%d@far.test" % i], tag="t%d" % i)
+        wait_until(lambda: any(d["throttled"] for d in dests(m)["destinations"]), DEADLINE,
+                   what="a throttled destination")
+        r = run_browser({"mode": "dests", "url": "http://127.0.0.1:%d/" % m.ui_port})
+        assert r["consoleErrors"] == [], r["consoleErrors"]
+        assert int(r["destsValue"]) >= 1, r
+        assert "warn" in r["destsClass"], r
+        item = r["dests"][0]
+        assert item["text"].startswith("127.0.0.5 "), item
+        assert "/20 · 4/s · " in item["text"] and "queued" in item["text"], item
+        assert "451 4.7.1 Rate limit exceeded" in item["title"], item
+        hop.wait_for(60, DEADLINE * 2)
+        assert log_lines(m, "status=bounced") == []
     finally:
         hop.stop()
 

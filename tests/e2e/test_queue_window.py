@@ -64,6 +64,20 @@ def test_window_parks_and_delivers_everything_once(mtad_factory, world_factory):
     files = m.queue_files()
     assert len(files) == N
 
+    # the listing pages through the window and then the parked messages
+    seen = []
+    for off in range(0, N, 50):
+        _, page = api(m, "/api/queue?offset=%d&limit=50" % off)
+        assert page["total"] == N, page["total"]
+        seen += [r["id"] for r in page["items"]]
+    assert sorted(seen) == files
+    assert page["counts"]["deferred"] == N
+    # a search reaches parked messages (one recipient address per message here: the sender)
+    _, found = api(m, "/api/queue?sender=alice@src.test&limit=500")
+    assert found["total"] == N and len(found["items"]) == N and "partial" not in found
+    _, none = api(m, "/api/queue?rcpt=nobody@dst.test")
+    assert none["total"] == 0 and none["items"] == []
+
     # a parked message (the oldest were evicted first) is shown and acted on
     qid = files[0]
     code, row = api(m, "/api/queue/%s" % qid)
@@ -94,7 +108,7 @@ def test_window_parks_and_delivers_everything_once(mtad_factory, world_factory):
     assert api(m, "/api/queue/flush", b"{}")[0] == 200
     w.hop(2).wait_for(N, DEADLINE * 3)
     wait_until(lambda: metric(m, "mta_queue_messages") == 1, DEADLINE, what="only the held one left")
-    assert m.queue_files() == [qid]
+    wait_until(lambda: m.queue_files() == [qid], DEADLINE, what="the held one's file alone")
     assert api(m, "/api/queue/%s/release" % qid, b"")[0] == 200
     assert api(m, "/api/queue/flush", b"{}")[0] == 200
     w.hop(2).wait_for(N + 1, DEADLINE)

@@ -281,7 +281,8 @@ enum call {
 	C_DSN_DEFAULT, C_NULLS,
 	C_CC_SENT, C_CC_DROPPED, C_DISCARDED, C_DISCARDED_DSN, C_LOST, C_LOST_TLS, C_TIMEOUT,
 	C_TIMEOUT_NOADDR, C_TOO_MANY_ERRORS, C_NON_SMTP, C_CONN_LIMIT, C_TOO_MANY_SESSIONS,
-	C_PROXY_BAD, C_TLS_FROM, C_TLS_ACCEPT_ERROR, C_DISK_1, C_DISK_5, C_DISK_OK, C_TLS_TO,
+	C_PROXY_BAD, C_PROXY_NONE, C_CONN_LIMIT_PROXY, C_TLS_FROM, C_TLS_ACCEPT_ERROR, C_DISK_1,
+	C_DISK_5, C_DISK_OK, C_TLS_TO,
 	C_TLS_TO_VERIFIED, C_TLS_REFUSED, C_TLS_REQUIRED, C_TLS_FALLBACK,
 };
 
@@ -339,6 +340,9 @@ static const struct {
 	{ C_TOO_MANY_SESSIONS, "smtpd", "warning: too many sessions (10000): connection from "
 	  "unknown[192.0.2.9] refused" },
 	{ C_PROXY_BAD, "smtpd", "warning: haproxy read: bad or unsupported PROXY header from [192.0.2.9]" },
+	{ C_PROXY_NONE, "smtpd", "warning: haproxy read: no complete PROXY header from [192.0.2.9]" },
+	{ C_CONN_LIMIT_PROXY, "smtpd", "warning: Connection concurrency limit exceeded: 4 from "
+	  "unknown[192.0.2.9] for service smtp (waiting for PROXY headers)" },
 	{ C_TLS_FROM, "smtpd", "Anonymous TLS connection established from unknown[192.0.2.9]: "
 	  "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)" },
 	{ C_TLS_ACCEPT_ERROR, "smtpd", "SSL_accept error from unknown[192.0.2.9]: error:0A00010B:"
@@ -432,9 +436,11 @@ do_call(struct maillog *ml, enum call c)
 	case C_TIMEOUT_NOADDR: maillog_timeout(ml, "CONNECT", ""); break;
 	case C_TOO_MANY_ERRORS: maillog_too_many_errors(ml, "RCPT", "192.0.2.9"); break;
 	case C_NON_SMTP: maillog_non_smtp(ml, "192.0.2.9"); break;
-	case C_CONN_LIMIT: maillog_conn_limit(ml, 51, "192.0.2.9"); break;
+	case C_CONN_LIMIT: maillog_conn_limit(ml, 51, "192.0.2.9", 0); break;
+	case C_CONN_LIMIT_PROXY: maillog_conn_limit(ml, 4, "192.0.2.9", 1); break;
 	case C_TOO_MANY_SESSIONS: maillog_too_many_sessions(ml, 10000, "192.0.2.9"); break;
-	case C_PROXY_BAD: maillog_proxy_bad(ml, "192.0.2.9"); break;
+	case C_PROXY_BAD: maillog_proxy_bad(ml, "bad or unsupported", "192.0.2.9"); break;
+	case C_PROXY_NONE: maillog_proxy_bad(ml, "no complete", "192.0.2.9"); break;
 	case C_TLS_FROM:
 		maillog_tls_from(ml, "192.0.2.9",
 		    "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)");

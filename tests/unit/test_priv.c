@@ -380,6 +380,48 @@ test_keep_read_only(void **state)
 		fail_msg("child: got exit status %d, want 0", WEXITSTATUS(status));
 }
 
+/* A directory of theirs with a newer "<name>.owned" beside it is not walked; once it changes, it is. */
+static void
+test_chown_skips_vouched_dir(void **state)
+{
+	char d[300], p[400], f[400], mk_[400];
+	struct stat st;
+	struct timespec ts[2] = { { 0, UTIME_OMIT }, { 0, 0 } };
+	int fd;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	snprintf(d, sizeof(d), "%s/vouch", top);
+	snprintf(p, sizeof(p), "%s/q", d);
+	snprintf(f, sizeof(f), "%s/q/F", d);
+	snprintf(mk_, sizeof(mk_), "%s/q.owned", d);
+	assert_int_equal(mkdir(d, 0700), 0);
+	assert_int_equal(mkdir(p, 0700), 0);
+	assert_true((fd = open(f, O_WRONLY | O_CREAT, 0600)) >= 0);
+	close(fd);
+	assert_int_equal(priv_chown_tree(d, 1000, 1000), 0);
+	assert_int_equal(lstat(f, &st), 0);
+	assert_int_equal(st.st_uid, 1000);
+	/* the owner vouches (a marker newer than q/), then a file's owner changes in place */
+	assert_true((fd = open(mk_, O_WRONLY | O_CREAT, 0600)) >= 0);
+	close(fd);
+	assert_int_equal(lstat(p, &st), 0);
+	ts[1].tv_sec = st.st_mtim.tv_sec + 10;
+	assert_int_equal(utimensat(AT_FDCWD, mk_, ts, 0), 0);
+	assert_int_equal(chown(mk_, 1000, 1000), 0);
+	assert_int_equal(chown(f, 0, 0), 0);
+	assert_int_equal(priv_chown_tree(d, 1000, 1000), 0);
+	assert_int_equal(lstat(f, &st), 0);
+	assert_int_equal(st.st_uid, 0);                 /* not walked */
+	/* something enters q/ after the marker: walked again */
+	ts[1].tv_sec = st.st_mtim.tv_sec - 100;
+	assert_int_equal(utimensat(AT_FDCWD, mk_, ts, 0), 0);
+	assert_int_equal(priv_chown_tree(d, 1000, 1000), 0);
+	assert_int_equal(lstat(f, &st), 0);
+	assert_int_equal(st.st_uid, 1000);
+}
+
 int
 main(void)
 {
@@ -390,6 +432,7 @@ main(void)
 		cmocka_unit_test(test_chown_path),
 		cmocka_unit_test(test_chown_limits),
 		cmocka_unit_test(test_keep_read_only),
+		cmocka_unit_test(test_chown_skips_vouched_dir),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
