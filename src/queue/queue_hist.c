@@ -79,20 +79,58 @@ queue_hist_state_len(unsigned type, uint32_t len)
 	}
 }
 
+/* A window on the state records: read in large chunks, not a record at a time. */
+#define QUEUE_HIST_BUF (64 * 1024)
+
+struct queue_hist_rd {
+	int fd;
+	unsigned char *buf;            /* QUEUE_HIST_BUF bytes */
+	size_t pos, len;               /* unread bytes: buf[pos..len) */
+	uint64_t off;                  /* file offset of buf[len] */
+	int eof;
+};
+
+/* queue_hist_fill - at least n unread bytes in the window: 1, 0 (the file ends first), -1 */
+static int
+queue_hist_fill(struct queue_hist_rd *r, size_t n)
+{
+	while (r->len - r->pos < n) {
+		ssize_t got;
+
+		if (r->eof)
+			return 0;
+		if (r->pos > 0) {
+			memmove(r->buf, r->buf + r->pos, r->len - r->pos);
+			r->len -= r->pos;
+			r->pos = 0;
+		}
+		got = pread(r->fd, r->buf + r->len, QUEUE_HIST_BUF - r->len, (off_t)r->off);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			return -1;
+		if (got == 0)
+			r->eof = 1;
+		r->len += (size_t)got;
+		r->off += (uint64_t)got;
+	}
+	return 1;
+}
+
 /*
  * queue_hist_read_fd - walk the records by their headers (the content is
- * skipped, not read) to the end record, then read each state record,
- * check its crc and hand the attempts to cb
+ * skipped, not read) to the end record, then read the state records in
+ * 64 KiB chunks, check each crc and hand the attempts to cb
  */
 int
 queue_hist_read_fd(int fd, int (*cb)(void *arg, const struct queue_attempt *a), void *arg)
 {
 	unsigned char fh[QUEUE_REC_FILEHDR], want[QUEUE_REC_FILEHDR], h[QUEUE_REC_HDR];
-	unsigned char body[QUEUE_REC_ST_RCPT_MAX];
+	struct queue_hist_rd r;
 	struct queue_attempt a;
 	uint64_t off = QUEUE_REC_FILEHDR;
 	size_t nstate = 0;
-	int rc, state = 0;
+	int rc;
 
 	queue_rec_filehdr(want);
 	if ((rc = queue_hist_pread(fd, fh, sizeof(fh), 0)) < 0)
@@ -103,47 +141,63 @@ queue_hist_read_fd(int fd, int (*cb)(void *arg, const struct queue_attempt *a), 
 	}
 	for (;;) {
 		unsigned type;
-		uint32_t len;
 
 		if ((rc = queue_hist_pread(fd, h, sizeof(h), off)) < 0)
 			return -1;
 		if (rc == 0) {
-			if (state)
-				return 0;          /* the end of the state records */
 			errno = EINVAL;        /* no end record: not committed */
 			return -1;
 		}
 		type = h[0];
-		len = queue_rec_get32(h + 1);
-		if (!state) {
-			switch (type) {
-			case QUEUE_REC_END:
-				state = 1;
-				break;
-			case QUEUE_REC_FLAGS: case QUEUE_REC_SENDER: case QUEUE_REC_RCPT:
-			case QUEUE_REC_CLIENT_ADDR: case QUEUE_REC_CLIENT_NAME: case QUEUE_REC_HELO:
-			case QUEUE_REC_DATA: case QUEUE_REC_PREPEND:
-				break;
-			default:
-				errno = EINVAL;
-				return -1;
-			}
-			off += QUEUE_REC_HDR + (uint64_t)len;
-			continue;
+		switch (type) {
+		case QUEUE_REC_END:
+		case QUEUE_REC_FLAGS: case QUEUE_REC_SENDER: case QUEUE_REC_RCPT:
+		case QUEUE_REC_CLIENT_ADDR: case QUEUE_REC_CLIENT_NAME: case QUEUE_REC_HELO:
+		case QUEUE_REC_DATA: case QUEUE_REC_PREPEND:
+			break;
+		default:
+			errno = EINVAL;
+			return -1;
 		}
-		/* a state record: one that is torn or fails its crc ends the state */
-		if (++nstate > QUEUE_HIST_READ_MAX || !queue_hist_state_len(type, len) ||
-		    queue_hist_pread(fd, body, len, off + QUEUE_REC_HDR) != 1 ||
-		    crc32c(crc32c(0, h, sizeof(h)), body, len - 4) != queue_rec_get32(body + len - 4))
-			return 0;
-		off += QUEUE_REC_HDR + (uint64_t)len;
+		off += QUEUE_REC_HDR + (uint64_t)queue_rec_get32(h + 1);
+		if (type == QUEUE_REC_END)
+			break;
+	}
+
+	/* the state records: one that is torn or fails its crc ends the state */
+	memset(&r, 0, sizeof(r));
+	r.fd = fd;
+	r.off = off;
+	if ((r.buf = malloc(QUEUE_HIST_BUF)) == NULL)
+		return -1;
+	for (;;) {
+		const unsigned char *rec, *body;
+		unsigned type;
+		uint32_t len;
+
+		if ((rc = queue_hist_fill(&r, QUEUE_REC_HDR)) <= 0)
+			break;
+		rec = r.buf + r.pos;
+		type = rec[0];
+		len = queue_rec_get32(rec + 1);
+		if (++nstate > QUEUE_HIST_READ_MAX || !queue_hist_state_len(type, len))
+			break;
+		if ((rc = queue_hist_fill(&r, QUEUE_REC_HDR + (size_t)len)) <= 0)
+			break;
+		rec = r.buf + r.pos;
+		body = rec + QUEUE_REC_HDR;
+		if (crc32c(0, rec, QUEUE_REC_HDR + len - 4) != queue_rec_get32(body + len - 4))
+			break;
+		r.pos += QUEUE_REC_HDR + (size_t)len;
 		if (type != QUEUE_REC_ST_ATTEMPT)
 			continue;
-		if (queue_rec_attempt_decode(body, len - 4, &a) < 0)
-			return 0;
-		if (cb(arg, &a) < 0)
-			return 0;
+		if (queue_rec_attempt_decode(body, len - 4, &a) < 0 || cb(arg, &a) < 0)
+			break;
 	}
+	free(r.buf);
+	if (rc < 0)
+		return -1;
+	return 0;
 }
 
 /* --- the "history" array ------------------------------------------------------- */
