@@ -134,7 +134,7 @@ chk_log_share(const char *dir, char *err, size_t errlen)
 static int
 chk_tls_files(const struct config *cfg, char *err, size_t errlen)
 {
-	const char *root = cfg->key_dir[0] != '\0' ? cfg->key_dir : cfg->fs_dir;
+	const char *root = config_key_store(cfg);
 
 	return tls_keys_check(root, cfg->ssl_key_file, cfg->ssl_cert_file, err, errlen);
 }
@@ -195,7 +195,7 @@ fail:
 static int
 chk_relay_files(const struct config *cfg, char *err, size_t errlen)
 {
-	const char *root = cfg->key_dir[0] != '\0' ? cfg->key_dir : cfg->fs_dir;
+	const char *root = config_key_store(cfg);
 	const char *what = "";                   /* the property, when why does not name it */
 	char why[512], secret[4097];
 
