@@ -9,9 +9,9 @@
 #
 # The load is Postfix's smtp-source (-s C -m N -l SIZE, one message per
 # connection, From: <bench@example.com>); every server relays to one
-# smtp-sink. Postfix runs as a private instance (own config and queue under
-# $WORK, never /etc/postfix or port 25), configured like tls_bench.sh without
-# TLS, with OpenDKIM as its smtpd milter on a loopback socket (relaxed/relaxed,
+# smtp-sink. Postfix runs as a private instance (tests/e2e/private_postfix.py:
+# own config and queue under $WORK, never /etc/postfix or port 25, stopped by
+# its master's PID), configured like tls_bench.sh without TLS, with OpenDKIM as its smtpd milter on a loopback socket (relaxed/relaxed,
 # From over-signed, like mtad). Each configuration is started fresh, runs the
 # same load, and is stopped. Server CPU is utime+stime of the daemon and its
 # children (Postfix: the master, its children and what it reaped, plus the
@@ -28,6 +28,7 @@ WORK=${WORK:-/var/tmp/mtad-dkimbench}
 MTAD=${MTAD:-$ROOT/build/mtad}
 CONFIGS=${CONFIGS:-"mtad-off mtad-rsa mtad-ed25519 postfix-opendkim"}
 HZ=$(getconf CLK_TCK)
+PF=$ROOT/tests/e2e/private_postfix.py     # the private Postfix starter
 
 [ "$(id -u)" = 0 ] || { echo "run as root (Postfix's master needs it)" >&2; exit 1; }
 [ -x "$MTAD" ] || { echo "no $MTAD: run make" >&2; exit 1; }
@@ -47,7 +48,7 @@ stop_mtad() {
 	fi
 }
 cleanup() {
-	postfix -c "$WORK/pf/etc" stop >/dev/null 2>&1 || true
+	python3 "$PF" stop "$WORK/pf" || true
 	stop_mtad
 	[ -n "$ODKIM_PID" ] && kill -TERM "$ODKIM_PID" 2>/dev/null || true
 	[ -n "$SINK_PID" ] && kill -TERM "$SINK_PID" 2>/dev/null || true
@@ -56,7 +57,7 @@ cleanup() {
 trap cleanup EXIT
 
 rm -rf "$WORK"
-mkdir -p "$WORK/keys/dkim" "$WORK/pf/etc" "$WORK/pf/spool" "$WORK/pf/data" "$WORK/odkim"
+mkdir -p "$WORK/keys/dkim" "$WORK/odkim"
 
 # --- keys: one RSA-2048 key for both, an Ed25519 key for mtad -------------------
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/keys/dkim/rsa.pem" 2>/dev/null
@@ -144,7 +145,6 @@ CF
 
 run_postfix() {
 	local d=$WORK/pf
-	chown postfix: "$d/data"
 	chown -R opendkim: "$WORK/odkim"
 	chmod 600 "$WORK/odkim/rsa.pem"
 	cat > "$WORK/odkim/opendkim.conf" <<CF
@@ -164,61 +164,19 @@ CF
 	opendkim -f -x "$WORK/odkim/opendkim.conf" > "$WORK/odkim/opendkim.out" 2>&1 &
 	ODKIM_PID=$!
 	wait_port "$MILTER_PORT"
-	cat > "$d/etc/main.cf" <<CF
-compatibility_level = 3.6
-queue_directory = $d/spool
-data_directory = $d/data
-mail_owner = postfix
-setgid_group = postdrop
+	local master i
+	master=$(python3 "$PF" start "$d" "$PF_PORT" <<CF
 myhostname = bench.localdomain
 mydomain = localdomain
-myorigin = \$myhostname
-mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 smtpd_relay_restrictions = permit_mynetworks, reject
 relayhost = [127.0.0.1]:$SINK_PORT
 default_process_limit = 200
-biff = no
 smtpd_milters = inet:127.0.0.1:$MILTER_PORT
 milter_default_action = tempfail
 transport_maps = inline:{probe.test=smtp:[127.0.0.1]:$PROBE_PORT}
 CF
-	cat > "$d/etc/master.cf" <<CF
-127.0.0.1:$PF_PORT inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-local     unix  -       n       n       -       -       local
-virtual   unix  -       n       n       -       -       virtual
-lmtp      unix  -       -       n       -       -       lmtp
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-CF
-	postfix -c "$d/etc" check
-	postfix -c "$d/etc" start >/dev/null 2>&1
-	wait_port "$PF_PORT"
-	local master i
-	master=$(tr -d ' ' < "$d/spool/pid/master.pid")
+	)
 	# one probe message to a dumping sink: OpenDKIM really signs
 	mkdir -p "$WORK/probe" && chown nobody "$WORK/probe"
 	smtp-sink -u nobody -D "$WORK/probe/dump" "127.0.0.1:$PROBE_PORT" 10 > /dev/null 2>&1 &
@@ -234,7 +192,7 @@ CF
 		{ log "postfix-opendkim: the probe message was not signed"; exit 1; }
 	log "postfix-opendkim: probe message signed by OpenDKIM"
 	load postfix-opendkim "$PF_PORT" "$master" "$ODKIM_PID"
-	postfix -c "$d/etc" stop >/dev/null 2>&1 || true
+	python3 "$PF" stop "$d"
 	kill -TERM "$ODKIM_PID" 2>/dev/null || true
 	wait "$ODKIM_PID" 2>/dev/null || true
 	ODKIM_PID=""

@@ -32,7 +32,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 from certs import CertAuthority          # noqa: E402
-from postfix_relay import PostfixRelay, MASTER_CF, available   # noqa: E402
+from postfix_relay import PostfixRelay, available   # noqa: E402
+from private_postfix import PrivatePostfix, free_port, stop_master   # noqa: E402
 
 N = int(os.environ.get("N", "2000"))
 C = int(os.environ.get("C", "20"))
@@ -45,14 +46,6 @@ HZ = os.sysconf("SC_CLK_TCK")
 
 def log(*a):
     print("relay_bench:", *a, file=sys.stderr, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def wait_port(port, timeout=20):
@@ -119,19 +112,9 @@ def run(name, port, cpu, relay):
     return rate, ms, got
 
 
+# the client instance's main.cf lines, after private_postfix.py's base ones
 CLIENT_MAIN = """\
-compatibility_level = 3.6
-queue_directory = {d}/spool
-data_directory = {d}/data
-mail_owner = postfix
-setgid_group = postdrop
 myhostname = client.test
-mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 smtpd_relay_restrictions = permit_mynetworks, reject
 relayhost = [127.0.0.1]:{relay}
@@ -144,41 +127,14 @@ smtp_tls_CAfile = {ca}
 smtp_tls_session_cache_database = btree:${{data_directory}}/smtp_scache
 default_destination_concurrency_limit = 20
 default_process_limit = 200
-maillog_file = {d}/postfix.log
-maillog_file_prefixes = {d}
-biff = no
 """
 
 
 def postfix_client(d, relay_port, ca):
-    for sub in ("etc", "spool", "data"):
-        os.makedirs(os.path.join(d, sub), exist_ok=True)
-    shutil.chown(os.path.join(d, "data"), "postfix")
-    port = free_port()
-    with open(os.path.join(d, "etc", "main.cf"), "w") as f:
-        f.write(CLIENT_MAIN.format(d=d, relay=relay_port, user=USER, pw=PASSWORD, ca=ca))
-    master = MASTER_CF.split("\n", 3)[3]          # the services, without the relay's listeners
-    with open(os.path.join(d, "etc", "master.cf"), "w") as f:
-        f.write("127.0.0.1:%d inet n - n - - smtpd\n" % port + master)
-    subprocess.run(["postfix", "-c", os.path.join(d, "etc"), "start"], check=True,
-                   capture_output=True, timeout=60)
-    wait_port(port)
-    with open(os.path.join(d, "spool", "pid", "master.pid")) as f:
-        return port, int(f.read().strip())
-
-
-def stop_master(pid):
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
+    """A private Postfix relaying to the relay with AUTH over TLS: (its port, its master's PID)"""
+    pf = PrivatePostfix(d, {"smtp": ""}, CLIENT_MAIN.format(
+        relay=relay_port, user=USER, pw=PASSWORD, ca=ca).splitlines()).start()
+    return pf.ports["smtp"], pf.master_pid
 
 
 def mtad_client(d, relay_port, ca, cache):

@@ -10,8 +10,8 @@
 # KEY=rsa: RSA 2048), TLS 1.2+ only, server cipher preference, session
 # resumption on (Postfix: tlsmgr with a session cache; mtad: its defaults),
 # and relay everything to one smtp-sink. Postfix runs as a private instance
-# (own config and queue directory under $WORK, never /etc/postfix or port
-# 25), configured like shared/bench/peers/postfix.sh plus TLS. The load client
+# (tests/e2e/private_postfix.py: own config and queue directory under $WORK,
+# never /etc/postfix or port 25, stopped by its master's PID), configured like shared/bench/peers/postfix.sh plus TLS. The load client
 # is bench/tls_load.c (smtp-source has no TLS): C sessions at once, each one
 # connection with EHLO, STARTTLS, EHLO, MAIL, RCPT, DATA (5 KB), QUIT.
 #
@@ -36,6 +36,7 @@ MTAD=${MTAD:-$ROOT/build/mtad}
 LOAD=${LOAD:-$ROOT/build/bench/tls_load}
 WORKLOADS=${WORKLOADS:-"mail mail+res hs hs+res"}
 HZ=$(getconf CLK_TCK)
+PF=$ROOT/tests/e2e/private_postfix.py     # the private Postfix starter
 
 [ "$(id -u)" = 0 ] || { echo "run as root (Postfix's master needs it)" >&2; exit 1; }
 [ -x "$MTAD" ] || { echo "no $MTAD: run make" >&2; exit 1; }
@@ -47,7 +48,7 @@ log() { echo "tls_bench: $*" >&2; }
 
 SINK_PID="" MTAD_PID=""
 cleanup() {
-	postfix -c "$WORK/pf/etc" stop >/dev/null 2>&1 || true
+	python3 "$PF" stop "$WORK/pf" || true
 	[ -n "$MTAD_PID" ] && kill -TERM "$MTAD_PID" 2>/dev/null || true
 	[ -n "$SINK_PID" ] && kill -TERM "$SINK_PID" 2>/dev/null || true
 	wait 2>/dev/null || true
@@ -55,7 +56,7 @@ cleanup() {
 trap cleanup EXIT
 
 rm -rf "$WORK"
-mkdir -p "$WORK/keys" "$WORK/pf/etc" "$WORK/pf/spool" "$WORK/pf/data" "$WORK/mtad/queue"
+mkdir -p "$WORK/keys" "$WORK/mtad/queue"
 
 # --- certificates (openssl) ----------------------------------------------------
 . "$ROOT/tests/tls/make_certs.sh"
@@ -69,28 +70,13 @@ smtp-sink -u nobody -c -m 2048 "127.0.0.1:$SINK_PORT" 1024 > "$WORK/sink.out" 2>
 SINK_PID=$!
 
 # --- Postfix, private instance with TLS ---------------------------------------------
-d=$WORK/pf
-chown postfix: "$d/data"
-cat > "$d/etc/main.cf" <<CF
-compatibility_level = 3.6
-queue_directory = $d/spool
-data_directory = $d/data
-mail_owner = postfix
-setgid_group = postdrop
+PF_MASTER=$(python3 "$PF" start "$WORK/pf" "$PF_PORT" <<CF
 myhostname = bench.localdomain
 mydomain = localdomain
-myorigin = \$myhostname
-mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 smtpd_relay_restrictions = permit_mynetworks, reject
 relayhost = [127.0.0.1]:$SINK_PORT
 default_process_limit = 200
-biff = no
 # TLS: the best-configured Postfix of the issue
 smtpd_tls_cert_file = $WORK/keys/server.pem
 smtpd_tls_key_file = $WORK/keys/server.key
@@ -104,36 +90,7 @@ smtpd_tls_session_cache_database = btree:\${data_directory}/smtpd_scache
 smtpd_tls_session_cache_timeout = 3600s
 smtpd_tls_loglevel = 0
 CF
-cat > "$d/etc/master.cf" <<CF
-127.0.0.1:$PF_PORT inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-local     unix  -       n       n       -       -       local
-virtual   unix  -       n       n       -       -       virtual
-lmtp      unix  -       -       n       -       -       lmtp
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-CF
-postfix -c "$d/etc" check
-postfix -c "$d/etc" start >/dev/null 2>&1
-PF_MASTER=$(tr -d ' ' < "$d/spool/pid/master.pid")
+)
 
 # --- mtad with TLS -----------------------------------------------------------------------
 cat > "$WORK/mtad/mtad.conf" <<CF
@@ -163,7 +120,6 @@ wait_port() {
 	echo "port $1 did not open" >&2
 	exit 1
 }
-wait_port "$PF_PORT"
 wait_port "$MTAD_PORT"
 
 # cpu_ticks PID... - utime+stime of the processes and their children, plus what

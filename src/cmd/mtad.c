@@ -301,13 +301,6 @@ on_stop(evutil_socket_t sig, short what, void *arg)
 	stop_now(d);
 }
 
-/* key_store - the TLS key store root of cfg ("" = none) */
-static const char *
-key_store(const struct config *cfg)
-{
-	return cfg->key_dir[0] != '\0' ? cfg->key_dir : cfg->fs_dir;
-}
-
 /* print_relay_map - -t --print: the sender_relay_map rules, as comments (checked already) */
 static void
 print_relay_map(const struct config *cfg)
@@ -316,7 +309,8 @@ print_relay_map(const struct config *cfg)
 	struct relay_map *m;
 
 	if (cfg->sender_relay_map[0] == '\0' ||
-	    (m = relay_map_load(key_store(cfg), cfg->sender_relay_map, err, sizeof(err))) == NULL)
+	    (m = relay_map_load(config_key_store(cfg), cfg->sender_relay_map, err,
+	    sizeof(err))) == NULL)
 		return;
 	relay_map_print(m, STDOUT_FILENO);
 	relay_map_free(m);
@@ -355,8 +349,8 @@ tls_reload(struct mtad *d, const struct config *ncfg)
 	}
 	if (d->tls == NULL)
 		return;
-	ctx = tls_server_new(key_store(ncfg), ncfg->ssl_key_file, ncfg->ssl_cert_file, d->tls,
-	    err, sizeof(err));
+	ctx = tls_server_new(config_key_store(ncfg), ncfg->ssl_key_file, ncfg->ssl_cert_file,
+	    d->tls, err, sizeof(err));
 	if (ctx == NULL) {
 		log_warnx("TLS: keeping the current key and certificate: %s", err);
 		return;
@@ -381,7 +375,8 @@ dkim_load(const struct config *cfg, struct dkim_keys **out, char *err, size_t er
 	*out = NULL;
 	if (cfg->dkim_key_table[0] == '\0')
 		return 0;
-	if ((*out = dkim_keys_load(key_store(cfg), cfg->dkim_key_table, why, sizeof(why))) == NULL) {
+	if ((*out = dkim_keys_load(config_key_store(cfg), cfg->dkim_key_table, why,
+	    sizeof(why))) == NULL) {
 		if (util_bsnprintf(err, errlen, "Error: failed to pre-configure MTA: %s", why) < 0)
 			util_strlcpy(err, "Error: failed to pre-configure MTA: dkim_key_table", errlen);
 		return -1;
@@ -416,7 +411,8 @@ users_load(const struct config *cfg, struct auth_users **out, char *err, size_t 
 	*out = NULL;
 	if (cfg->smtpd_users_file[0] == '\0')
 		return 0;
-	if ((*out = auth_users_load(key_store(cfg), cfg->smtpd_users_file, why, sizeof(why))) == NULL) {
+	if ((*out = auth_users_load(config_key_store(cfg), cfg->smtpd_users_file, why,
+	    sizeof(why))) == NULL) {
 		if (util_bsnprintf(err, errlen, "Error: failed to pre-configure MTA: %s", why) < 0)
 			util_strlcpy(err, "Error: failed to pre-configure MTA: smtpd_users_file", errlen);
 		return -1;
@@ -588,16 +584,16 @@ main(int argc, char **argv)
 	if (!d.cfg->ssl_disabled || d.cfg->dkim_key_table[0] != '\0' ||
 	    d.cfg->smart_relay_password_file[0] != '\0' || d.cfg->smart_relay_ca_file[0] != '\0' ||
 	    d.cfg->sender_relay_map[0] != '\0' ||
-	    (d.cfg->destination_policy_file[0] != '\0' && key_store(d.cfg)[0] != '\0') ||
+	    (d.cfg->destination_policy_file[0] != '\0' && config_key_store(d.cfg)[0] != '\0') ||
 	    d.cfg->smtpd_users_file[0] != '\0') {
-		if (tls_keys_helper_start(key_store(d.cfg), d.owner_uid, d.owner_gid,
+		if (tls_keys_helper_start(config_key_store(d.cfg), d.owner_uid, d.owner_gid,
 		    err, sizeof(err)) < 0)
 			startup_error(&d, "%s", err);
 	}
 	if (!d.cfg->ssl_disabled) {
 		char desc[512];
-		d.tls = tls_server_new(key_store(d.cfg), d.cfg->ssl_key_file, d.cfg->ssl_cert_file,
-		    NULL, err, sizeof(err));
+		d.tls = tls_server_new(config_key_store(d.cfg), d.cfg->ssl_key_file,
+		    d.cfg->ssl_cert_file, NULL, err, sizeof(err));
 		if (d.tls == NULL)
 			startup_error(&d, "%s", err);
 		tls_cert_describe(d.tls, desc, sizeof(desc));

@@ -741,6 +741,46 @@ ctl_file_headers(struct ctl *c, const char *id)
 	return arr;
 }
 
+/*
+ * ctl_show_history - the delivery attempts, oldest first: when, the
+ * recipient, the result, the host and the enhanced status, then the reply
+ */
+static void
+ctl_show_history(json_t *m)
+{
+	json_t *hist = json_object_get(m, "history"), *e;
+	json_int_t omitted = json_integer_value(json_object_get(m, "history_omitted"));
+	char when[64];
+	size_t i;
+
+	if (json_array_size(hist) == 0)
+		return;
+	printf("History:\n");
+	json_array_foreach(hist, i, e) {
+		const char *host = json_string_value(json_object_get(e, "host"));
+		const char *dsn = json_string_value(json_object_get(e, "dsn"));
+
+		if (i == 1 && omitted > 0)
+			printf("  [%lld attempt%s not shown]\n", (long long)omitted,
+			    omitted == 1 ? "" : "s");
+		ctl_time(json_object_get(e, "time"), when, sizeof(when), 0);
+		printf("  %s  #%lld <", when,
+		    (long long)json_integer_value(json_object_get(e, "attempt")));
+		ctl_print_clean(stdout, json_string_value(json_object_get(e, "recipient")));
+		printf(">  ");
+		ctl_print_clean(stdout, json_string_value(json_object_get(e, "result")));
+		printf("  %s", host != NULL ? "" : "(no host)");
+		ctl_print_clean(stdout, host);
+		if (dsn != NULL) {
+			printf("  dsn=");
+			ctl_print_clean(stdout, dsn);
+		}
+		printf("\n      ");
+		ctl_print_clean(stdout, json_string_value(json_object_get(e, "reply")));
+		printf("\n");
+	}
+}
+
 static void
 ctl_show_print(struct ctl *c, json_t *m)
 {
@@ -806,6 +846,7 @@ ctl_show_print(struct ctl *c, json_t *m)
 			printf("\n");
 		}
 	}
+	ctl_show_history(m);
 	if (c->body)
 		return;     /* the content follows, headers included */
 	if (json_is_array(h = json_object_get(m, "headers"))) {
@@ -870,7 +911,8 @@ ctl_cmd_show(struct ctl *c, const char *arg)
 		}
 		m = queue_view_detail(&qm, util_now_us());
 		ctl_queue_msg_free(&qm);
-		if (m == NULL || (!c->body && ctl_jset(m, "headers", ctl_file_headers(c, id)) < 0)) {
+		if (m == NULL || (!c->body && ctl_jset(m, "headers", ctl_file_headers(c, id)) < 0) ||
+		    ctl_queue_history(c->cfg->data_dir, id, m) < 0) {
 			json_decref(m);
 			ctl_err(c, "out of memory");
 			return CTL_EX_FAIL;

@@ -24,7 +24,7 @@
 int
 ctl_dkim_record(const struct config *cfg, const char *prog, const char *domain)
 {
-	const char *root = cfg->key_dir[0] != '\0' ? cfg->key_dir : cfg->fs_dir;
+	const char *root = config_key_store(cfg);
 	struct dkim_keys *k;
 	char err[1024], *out;
 	int n;

@@ -62,7 +62,7 @@ ctl_http_init(struct ctl_http *h, const struct config *cfg)
 	h->port = cfg->ui_port;
 	/* SPEC §11.1 finding: verify the UI's certificate when it is reached over a network. */
 	if (!ctl_http_is_loopback(h->host)) {
-		const char *store = cfg->key_dir[0] != '\0' ? cfg->key_dir : cfg->fs_dir;
+		const char *store = config_key_store(cfg);
 
 		h->verify = 1;
 		if (util_strlcpy(h->verify_name, cfg->hostname, sizeof(h->verify_name)) >=

@@ -98,6 +98,14 @@ int ctl_queue_load(const char *data_dir, const char *id, struct queue_msg *m,
 int ctl_queue_content(const char *data_dir, const char *id, int headers_only,
     int (*out)(void *arg, const void *p, size_t len), void *arg, char *err, size_t errlen);
 void ctl_queue_msg_free(struct queue_msg *m);
+/*
+ * ctl_queue_history - set "history" and "history_omitted" in o (the detail
+ * of message id, read from data_dir): its recipients' attempts as the file
+ * records them (queue_hist_json); an empty history when it cannot be read.
+ * -1 when out of memory.
+ */
+struct json_t;
+int ctl_queue_history(const char *data_dir, const char *id, struct json_t *o);
 /* ctl_queue_id_valid - looks like a queue id (letters and digits, 1..64) */
 int ctl_queue_id_valid(const char *id);
 

@@ -20,6 +20,7 @@
 #include "lib/util.h"
 #include "queue/queue.h"
 #include "queue/queue_tool.h"
+#include "queue/queue_view.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -339,4 +340,27 @@ done:
 	free(buf);
 	queue_reader_close(r);
 	return rc;
+}
+
+/* ctl_queue_history - the attempts recorded in the message's file (mtad stopped) */
+int
+ctl_queue_history(const char *data_dir, const char *id, json_t *o)
+{
+	struct queue_msg m;
+	char err[512];
+	uint64_t omitted = 0;
+	json_t *arr = NULL;
+	int fd = ctl_queue_open_msg(data_dir, id, &m, NULL, err, sizeof(err));
+
+	if (fd >= 0) {
+		arr = queue_hist_json(fd, &m, &omitted);
+		close(fd);
+		queue_rec_msg_free_fields(&m);
+	}
+	if (arr == NULL && (arr = json_array()) == NULL)
+		return -1;
+	if (json_object_set_new(o, "history", arr) < 0 ||
+	    json_object_set_new(o, "history_omitted", json_integer((json_int_t)omitted)) < 0)
+		return -1;
+	return 0;
 }

@@ -10,8 +10,9 @@
  *           to initialize UI backend: <reason>"; a request's errors are
  *           replies (400, 401, 403, 404, 405, 413, 421, 429, 431, 500, 503).
  * Context:  event-loop thread: every handler answers from memory (the queue's
- *           in-memory envelopes); the one file read is a message's headers
- *           for /api/queue/ID, bounded to 64 KiB.
+ *           in-memory envelopes); the one file read is /api/queue/ID's: the
+ *           message's headers (bounded to 64 KiB) and its delivery history
+ *           (the state records, bounded by QUEUE_HIST_READ_MAX).
  *
  * HTTP/1.0 and 1.1 with keep-alive are libevent's; it bounds the request line
  * plus headers (HTTP_MAX_HEADERS_SIZE: 431/400 past it) and the body

@@ -37,6 +37,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -275,7 +276,31 @@ http_msg_headers(struct http *h, const struct queue_msg *m, json_t *o)
 	return rc;
 }
 
-/* http_msg_full - the body of /api/queue/ID: queue_view_detail() and the headers */
+/*
+ * http_msg_history - "history": every recipient's attempts as the message
+ * file records them (the first and the last 20 each, src/queue/queue_hist.c);
+ * an empty array when the file cannot be read (it may just have gone)
+ */
+static int
+http_msg_history(struct http *h, const struct queue_msg *m, json_t *o)
+{
+	uint64_t omitted = 0;
+	json_t *arr = NULL;
+	int fd;
+
+	if ((fd = queue_hist_open(h->q, m->id)) >= 0) {
+		arr = queue_hist_json(fd, m, &omitted);
+		close(fd);
+	}
+	if (arr == NULL && (arr = json_array()) == NULL)
+		return -1;
+	if (jsonout_set(o, "history", arr) < 0 ||
+	    jsonout_set(o, "history_omitted", json_integer((json_int_t)omitted)) < 0)
+		return -1;
+	return 0;
+}
+
+/* http_msg_full - the body of /api/queue/ID: queue_view_detail(), the headers, the history */
 static json_t *
 http_msg_full(struct http *h, const struct queue_msg *m)
 {
@@ -283,7 +308,7 @@ http_msg_full(struct http *h, const struct queue_msg *m)
 
 	if (o == NULL)
 		return NULL;
-	if (http_msg_headers(h, m, o) < 0) {
+	if (http_msg_headers(h, m, o) < 0 || http_msg_history(h, m, o) < 0) {
 		json_decref(o);
 		return NULL;
 	}

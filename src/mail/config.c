@@ -852,6 +852,13 @@ config_load_default(const char *path, char *const *envp, char *err, size_t errle
 	return config_parse_buffer(CONFIG_ENV_ONLY, "", 0, envp, err, errlen);
 }
 
+/* config_key_store - see config.h */
+const char *
+config_key_store(const struct config *cfg)
+{
+	return cfg->key_dir[0] != '\0' ? cfg->key_dir : cfg->fs_dir;
+}
+
 /* config_free - release everything; takes NULL, returns NULL */
 struct config *
 config_free(struct config *cfg)

@@ -168,6 +168,12 @@ int config_check_ui_is_open(const struct config *cfg);
 /* config_print - the effective configuration, one "name = value" a line, passwords masked */
 void config_print(const struct config *cfg, int fd);
 
+/*
+ * config_key_store - the root every key-store relative file is read
+ * beneath: key_dir, else fs_dir ("" when neither is set)
+ */
+const char *config_key_store(const struct config *cfg);
+
 struct config *config_free(struct config *cfg);
 
 /* config_value_parse_duration - "300", "300s", "5m", "4h", "5d" -> seconds; -1 on error */

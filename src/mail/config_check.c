@@ -134,7 +134,7 @@ chk_log_share(const char *dir, char *err, size_t errlen)
 static int
 chk_tls_files(const struct config *cfg, char *err, size_t errlen)
 {
-	const char *root = cfg->key_dir[0] != '\0' ? cfg->key_dir : cfg->fs_dir;
+	const char *root = config_key_store(cfg);
 
 	return tls_keys_check(root, cfg->ssl_key_file, cfg->ssl_cert_file, err, errlen);
 }
@@ -195,7 +195,8 @@ fail:
 static int
 chk_relay_files(const struct config *cfg, char *err, size_t errlen)
 {
-	const char *root = cfg->key_dir[0] != '\0' ? cfg->key_dir : cfg->fs_dir;
+	const char *root = config_key_store(cfg);
+	const char *what = "";                   /* the property, when why does not name it */
 	char why[512], secret[4097];
 
 	if (cfg->smart_relay_password_file[0] != '\0') {
@@ -203,27 +204,26 @@ chk_relay_files(const struct config *cfg, char *err, size_t errlen)
 		    sizeof(secret), why, sizeof(why));
 
 		OPENSSL_cleanse(secret, sizeof(secret));
+		what = "smart_relay_password_file ";
 		if (r < 0)
-			goto fail_pw;
+			goto fail;
 	}
 	if (cfg->smart_relay_ca_file[0] != '\0') {
 		struct ssl_ctx_st *ctx = tls_client_new_ca(root, cfg->smart_relay_ca_file, why,
 		    sizeof(why));
 
-		if (ctx == NULL) {
-			if (util_bsnprintf(err, errlen, "Error: failed to pre-configure MTA: "
-			    "smart_relay_ca_file %s", why) < 0)
-				util_strlcpy(err, "Error: failed to pre-configure MTA: smart_relay_ca_file",
-				    errlen);
-			return -1;
-		}
+		what = "smart_relay_ca_file ";
+		if (ctx == NULL)
+			goto fail;
 		tls_ctx_free(ctx);
 	}
 	if (cfg->sender_relay_map[0] != '\0') {
 		struct relay_map *m;
 
+		what = "";                       /* "sender_relay_map FILE line N: ..." */
 		if ((m = relay_map_load(root, cfg->sender_relay_map, why, sizeof(why))) == NULL)
-			goto fail_map;
+			goto fail;
+		what = "sender_relay_map ";      /* a rule's password file: "FILE: why" */
 		for (size_t i = 0; i < m->n; i++) {
 			if (m->rules[i].password_file == NULL)
 				continue;
@@ -231,28 +231,16 @@ chk_relay_files(const struct config *cfg, char *err, size_t errlen)
 			    sizeof(secret), why, sizeof(why)) < 0) {
 				OPENSSL_cleanse(secret, sizeof(secret));
 				relay_map_free(m);
-				goto fail_map_pw;
+				goto fail;
 			}
 			OPENSSL_cleanse(secret, sizeof(secret));
 		}
 		relay_map_free(m);
 	}
 	return 0;
-fail_pw:
-	if (util_bsnprintf(err, errlen, "Error: failed to pre-configure MTA: "
-	    "smart_relay_password_file %s", why) < 0)
-		util_strlcpy(err, "Error: failed to pre-configure MTA: smart_relay_password_file",
-		    errlen);
-	return -1;
-fail_map:                                /* why names the map: "sender_relay_map FILE ..." */
-	if (util_bsnprintf(err, errlen, "Error: failed to pre-configure MTA: %s", why) < 0)
-		util_strlcpy(err, "Error: failed to pre-configure MTA: sender_relay_map", errlen);
-	return -1;
-fail_map_pw:                             /* why names a rule's password file */
-	if (util_bsnprintf(err, errlen, "Error: failed to pre-configure MTA: "
-	    "sender_relay_map %s", why) < 0)
-		util_strlcpy(err, "Error: failed to pre-configure MTA: sender_relay_map", errlen);
-	return -1;
+fail:
+	(void)util_bsnprintf(err, errlen, "Error: failed to pre-configure MTA: %s%s", what, why);
+	return -1;                               /* (cut short if need be, still a start) */
 }
 
 /* config_check_environment - see config.h; the order is in the file header */

@@ -743,6 +743,56 @@ maillog_tls_accept_error(struct maillog *ml, const char *addr, const char *why)
 	    ml_s(addr, "unknown"), ML_REPLY_MAX, ml_s(why, ""));
 }
 
+/* maillog_sasl_failed - see maillog.h; fail2ban's postfix-sasl filter reads this line */
+void
+maillog_sasl_failed(struct maillog *ml, const char *addr, const char *method)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "smtpd", "warning: unknown[%.*s]: SASL %.16s authentication failed: "
+	    "authentication failure", ML_ADDR_MAX, ml_s(addr, "unknown"), ml_s(method, "PLAIN"));
+}
+
+/* maillog_sasl_blocked - see maillog.h */
+void
+maillog_sasl_blocked(struct maillog *ml, const char *addr, int secs, unsigned failures)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "smtpd", "warning: unknown[%.*s]: SASL authentication blocked for %ds after "
+	    "%u failures", ML_ADDR_MAX, ml_s(addr, "unknown"), secs, failures);
+}
+
+/* maillog_sasl_refused - see maillog.h */
+void
+maillog_sasl_refused(struct maillog *ml, const char *addr)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "smtpd", "warning: unknown[%.*s]: SASL authentication refused: too many "
+	    "failures", ML_ADDR_MAX, ml_s(addr, "unknown"));
+}
+
+/* maillog_dkim_signed - see maillog.h */
+void
+maillog_dkim_signed(struct maillog *ml, const char *qid, const char *domain)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "dkim", "%.*s: DKIM-Signature field added (d=%.*s)", ML_NAME_MAX,
+	    ml_s(qid, "NOQUEUE"), ML_NAME_MAX, ml_s(domain, ""));
+}
+
+/* maillog_dkim_unsigned - see maillog.h */
+void
+maillog_dkim_unsigned(struct maillog *ml, const char *qid, const char *why)
+{
+	if (!ml_on(ml))
+		return;
+	ml_log(ml, "dkim", "%.*s: warning: message not signed: %.*s", ML_NAME_MAX,
+	    ml_s(qid, "NOQUEUE"), ML_REPLY_MAX, ml_s(why, ""));
+}
+
 /* maillog_fatal - see maillog.h */
 void
 maillog_fatal(struct maillog *ml, const char *text)

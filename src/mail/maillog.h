@@ -102,10 +102,21 @@ void maillog_conn_limit(struct maillog *ml, unsigned n, const char *addr, int pr
 void maillog_too_many_sessions(struct maillog *ml, size_t n, const char *addr);
 /* "warning: haproxy read: WHAT PROXY header from [ADDR]", WHAT "bad or unsupported" or "no complete" */
 void maillog_proxy_bad(struct maillog *ml, const char *what, const char *addr);
+/* "warning: unknown[ADDR]: SASL PLAIN authentication failed: authentication failure" */
+void maillog_sasl_failed(struct maillog *ml, const char *addr, const char *method);
+/* "warning: unknown[ADDR]: SASL authentication blocked for 600s after 10 failures" */
+void maillog_sasl_blocked(struct maillog *ml, const char *addr, int secs, unsigned failures);
+/* "warning: unknown[ADDR]: SASL authentication refused: too many failures" */
+void maillog_sasl_refused(struct maillog *ml, const char *addr);
 /* "Anonymous TLS connection established from unknown[ADDR]: TLSv1.3 with cipher ..." */
 void maillog_tls_from(struct maillog *ml, const char *addr, const char *tls);
 /* "SSL_accept error from unknown[ADDR]: WHY" */
 void maillog_tls_accept_error(struct maillog *ml, const char *addr, const char *why);
+
+/* DKIM signing (dkim): "QID: DKIM-Signature field added (d=DOMAIN)" */
+void maillog_dkim_signed(struct maillog *ml, const char *qid, const char *domain);
+/* "QID: warning: message not signed: WHY" (a matching key, but no signature) */
+void maillog_dkim_unsigned(struct maillog *ml, const char *qid, const char *why);
 
 /*
  * maillog_fatal - "fatal: TEXT" as mtad/master, Postfix's line for a

@@ -230,9 +230,21 @@ int
 queue_update_rcpt(struct queue *q, struct queue_msg *m, size_t idx,
     enum queue_rcpt_state state, uint64_t next_try_us, const char *dsn, const char *reply)
 {
-	unsigned char rec[QUEUE_REC_ST_MAXLEN];
+	return queue_update_rcpt_hist(q, m, idx, state, next_try_us, dsn, reply, NULL);
+}
+
+/*
+ * queue_update_rcpt_hist - the same, with the attempt's 'a' record (its
+ * history, queue_hist.c) written first in the same append: one write
+ */
+int
+queue_update_rcpt_hist(struct queue *q, struct queue_msg *m, size_t idx,
+    enum queue_rcpt_state state, uint64_t next_try_us, const char *dsn, const char *reply,
+    const struct queue_attempt *a)
+{
+	unsigned char rec[2 * QUEUE_REC_ST_MAXLEN];
 	struct queue_rcpt *r;
-	size_t len;
+	size_t len = 0;
 
 	if (idx >= m->nrcpt || (unsigned)state > QUEUE_RCPT_BOUNCED) {
 		errno = EINVAL;
@@ -257,7 +269,10 @@ queue_update_rcpt(struct queue *q, struct queue_msg *m, size_t idx,
 			r->last_reply[rl] = '\0';
 		}
 	}
-	len = queue_rec_state_rcpt(rec, (uint32_t)idx, (unsigned)state, r->attempts,
+	if (a != NULL && a->rcpt == idx &&
+	    (a->result != QUEUE_ATTEMPT_DEFERRED || a->attempt <= QUEUE_HIST_WRITE_MAX))
+		len = queue_rec_state_attempt(rec, a);
+	len += queue_rec_state_rcpt(rec + len, (uint32_t)idx, (unsigned)state, r->attempts,
 	    next_try_us, r->dsn, r->last_reply);
 	return queue_append_state(q, m, rec, len);
 }

@@ -50,6 +50,35 @@ enum queue_rcpt_state {
 	QUEUE_RCPT_BOUNCED,          /* failed for good; the DSN is queued */
 };
 
+/*
+ * One delivery attempt of one recipient, as its history keeps it (an 'a'
+ * record appended to the message file; read back on demand, never held
+ * in memory). At most QUEUE_HIST_WRITE_MAX are written per recipient
+ * (the last attempt, delivered or bounced, always is); readers show the
+ * first and the last QUEUE_HIST_SHOW_LAST.
+ */
+enum queue_attempt_result {
+	QUEUE_ATTEMPT_DEFERRED = 0,
+	QUEUE_ATTEMPT_DELIVERED,
+	QUEUE_ATTEMPT_BOUNCED,
+};
+
+#define QUEUE_ATTEMPT_HOST_MAX   300    /* "host[addr]:port" */
+#define QUEUE_ATTEMPT_REPLY_MAX  512    /* longer replies are cut */
+#define QUEUE_HIST_WRITE_MAX     200    /* deferrals recorded per recipient */
+#define QUEUE_HIST_SHOW_LAST     20     /* shown: the first attempt and the last 20 */
+
+struct queue_attempt {
+	uint32_t     rcpt;               /* recipient index */
+	enum queue_attempt_result result;
+	uint32_t     attempt;            /* 1 = the recipient's first attempt */
+	uint64_t     time_us;            /* wall clock at its end */
+	uint32_t     delays_ms[4];       /* before the queue manager, in it, connection set-up, transmission */
+	char         host[QUEUE_ATTEMPT_HOST_MAX + 1];   /* "" = no host reached */
+	char         dsn[12];
+	char         reply[QUEUE_ATTEMPT_REPLY_MAX + 1];
+};
+
 /* What the SMTP server (or sendmail, or the bounce builder) hands over. */
 struct queue_envelope {
 	const char  *sender;         /* "" = null sender <> */
@@ -179,6 +208,20 @@ struct queue_reader *queue_reader_close(struct queue_reader *r);
 int queue_update_rcpt(struct queue *q, struct queue_msg *m, size_t idx,
     enum queue_rcpt_state state, uint64_t next_try_us, const char *dsn, const char *reply);
 int queue_set_held(struct queue *q, struct queue_msg *m, int held);
+/*
+ * queue_update_rcpt_hist - queue_update_rcpt() and, in the same append,
+ * the attempt that led to it for the recipient's history (a may be NULL).
+ * A deferral past QUEUE_HIST_WRITE_MAX is left out of the history.
+ */
+int queue_update_rcpt_hist(struct queue *q, struct queue_msg *m, size_t idx,
+    enum queue_rcpt_state state, uint64_t next_try_us, const char *dsn, const char *reply,
+    const struct queue_attempt *a);
+/*
+ * queue_hist_open - the file of message id, opened read-only for
+ * queue_hist_read_fd() / queue_hist_json() (queue_tool.h, queue_view.h);
+ * the caller closes it. -1 with errno (ENOENT: no such message).
+ */
+int queue_hist_open(struct queue *q, const char *id);
 /* queue_update_flags - record new flags (e.g. QUEUE_F_CC cleared) */
 int queue_update_flags(struct queue *q, struct queue_msg *m, unsigned flags);
 /* queue_remove - unlink the file, free m, update counters */

@@ -117,6 +117,64 @@ queue_rec_state_flags(unsigned char *out, uint32_t flags)
 	return queue_rec_state_close(out, QUEUE_REC_ST_FLAGS, 4);
 }
 
+/* queue_rec_state_attempt - an 'a' record: one attempt of one recipient, for its history */
+size_t
+queue_rec_state_attempt(unsigned char *out, const struct queue_attempt *a)
+{
+	unsigned char *p = out + QUEUE_REC_HDR;
+	size_t hl = strnlen(a->host, QUEUE_ATTEMPT_HOST_MAX);
+	size_t dl = strnlen(a->dsn, QUEUE_REC_DSN_MAX);
+	size_t rl = strnlen(a->reply, QUEUE_ATTEMPT_REPLY_MAX);
+
+	queue_rec_put32(p, a->rcpt);
+	p[4] = (unsigned char)a->result;
+	queue_rec_put32(p + 5, a->attempt);
+	queue_rec_put64(p + 9, a->time_us);
+	for (int i = 0; i < 4; i++)
+		queue_rec_put32(p + 17 + 4 * i, a->delays_ms[i]);
+	p[33] = (unsigned char)(hl & 0xff);
+	p[34] = (unsigned char)(hl >> 8);
+	p[35] = (unsigned char)dl;
+	p += QUEUE_REC_HIST_FIXED;
+	memcpy(p, a->host, hl);
+	memcpy(p + hl, a->dsn, dl);
+	memcpy(p + hl + dl, a->reply, rl);
+	return queue_rec_state_close(out, QUEUE_REC_ST_ATTEMPT, QUEUE_REC_HIST_FIXED + hl + dl + rl);
+}
+
+/* queue_rec_attempt_decode - the payload of an 'a' record (crc excluded) into *a */
+int
+queue_rec_attempt_decode(const unsigned char *b, size_t len, struct queue_attempt *a)
+{
+	size_t hl, dl, rl;
+
+	if (len < QUEUE_REC_HIST_FIXED)
+		return -1;
+	hl = (size_t)b[33] | (size_t)b[34] << 8;
+	dl = b[35];
+	if (hl > QUEUE_ATTEMPT_HOST_MAX || dl > QUEUE_REC_DSN_MAX ||
+	    QUEUE_REC_HIST_FIXED + hl + dl > len)
+		return -1;
+	rl = len - QUEUE_REC_HIST_FIXED - hl - dl;
+	if (rl > QUEUE_ATTEMPT_REPLY_MAX || b[4] > QUEUE_ATTEMPT_BOUNCED ||
+	    memchr(b + QUEUE_REC_HIST_FIXED, '\0', hl + dl + rl) != NULL)
+		return -1;
+	a->rcpt = queue_rec_get32(b);
+	a->result = (enum queue_attempt_result)b[4];
+	a->attempt = queue_rec_get32(b + 5);
+	a->time_us = queue_rec_get64(b + 9);
+	for (int i = 0; i < 4; i++)
+		a->delays_ms[i] = queue_rec_get32(b + 17 + 4 * i);
+	b += QUEUE_REC_HIST_FIXED;
+	memcpy(a->host, b, hl);
+	a->host[hl] = '\0';
+	memcpy(a->dsn, b + hl, dl);
+	a->dsn[dl] = '\0';
+	memcpy(a->reply, b + hl + dl, rl);
+	a->reply[rl] = '\0';
+	return 0;
+}
+
 /* queue_rec_msg_free_fields - free what a queue_msg points to, leave it empty */
 void
 queue_rec_msg_free_fields(struct queue_msg *m)
@@ -329,6 +387,8 @@ queue_parse_state_start(struct queue_parse *p)
 		return p->len == 1 + 4;
 	case QUEUE_REC_ST_FLAGS:
 		return p->len == 4 + 4;
+	case QUEUE_REC_ST_ATTEMPT:
+		return p->len >= QUEUE_REC_HIST_MIN && p->len <= QUEUE_REC_HIST_MAX;
 	default:
 		return 0;
 	}
@@ -413,6 +473,16 @@ queue_parse_state(struct queue_parse *p)
 		if (fl & ~(uint32_t)QUEUE_KNOWN_FLAGS)
 			return queue_parse_bad(p, "unknown message flags");
 		m->flags = fl;
+		break;
+	}
+	case QUEUE_REC_ST_ATTEMPT: {
+		/* checked, not kept: the history is read from the file on demand */
+		struct queue_attempt a;
+
+		if (queue_rec_attempt_decode(b, body, &a) < 0)
+			return queue_parse_bad(p, "malformed attempt record");
+		if (a.rcpt >= m->nrcpt)
+			return queue_parse_bad(p, "attempt record for a recipient that does not exist");
 		break;
 	}
 	}

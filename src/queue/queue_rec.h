@@ -30,6 +30,12 @@
  *            dsn_len u8, dsn, reply (the rest; empty = none)
  *        'h' held u8 (0 or 1)
  *        'f' flags u32
+ *        'a' one delivery attempt of a recipient (its history, read on
+ *            demand, never kept in memory): idx u32, result u8 (0
+ *            deferred, 1 delivered, 2 bounced), attempt u32 (1 = first),
+ *            time_us u64 (when it ended), delays 4 x u32 ms (Postfix's
+ *            delays=a/b/c/d), host_len u16, dsn_len u8, host, dsn,
+ *            reply (the rest; at most QUEUE_REC_HIST_REPLY_MAX)
  *
  * A file that ends before a complete 'E' is uncommitted (a crash before
  * the sync; never acknowledged). A state record that is incomplete or
@@ -63,6 +69,7 @@
 #define QUEUE_REC_ST_RCPT      'r'
 #define QUEUE_REC_ST_HELD      'h'
 #define QUEUE_REC_ST_FLAGS     'f'
+#define QUEUE_REC_ST_ATTEMPT   'a'
 
 #define QUEUE_REC_END_LEN      20         /* arrival, data size, crc */
 #define QUEUE_REC_ADDR_MAX     1024       /* sender or one recipient */
@@ -76,7 +83,16 @@
 #define QUEUE_REC_ST_RCPT_MIN  (18 + 4)
 #define QUEUE_REC_ST_RCPT_MAX  (QUEUE_REC_ST_RCPT_MIN + QUEUE_REC_DSN_MAX + QUEUE_REC_REPLY_MAX)
 #define QUEUE_REC_ST_MAXLEN    (QUEUE_REC_HDR + QUEUE_REC_ST_RCPT_MAX)
+/* 'a' payload: 4+1+4+8+16+2+1 fixed, host, dsn, reply, crc */
+#define QUEUE_REC_HIST_FIXED   36
+#define QUEUE_REC_HIST_MIN     (QUEUE_REC_HIST_FIXED + 4)
+#define QUEUE_REC_HIST_MAX     (QUEUE_REC_HIST_MIN + QUEUE_ATTEMPT_HOST_MAX + QUEUE_REC_DSN_MAX + \
+                                QUEUE_ATTEMPT_REPLY_MAX)
 #define QUEUE_REC_COLLECT_MAX  4096       /* largest payload the parser keeps */
+
+_Static_assert(QUEUE_REC_HIST_MAX <= QUEUE_REC_COLLECT_MAX, "an 'a' record fits the parser's buffer");
+_Static_assert(QUEUE_REC_HDR + QUEUE_REC_HIST_MAX <= QUEUE_REC_ST_MAXLEN,
+    "an 'a' record fits a state record buffer");
 
 /* enum queue_parse_status and struct queue_loc are in queue_tool.h. */
 
@@ -133,5 +149,12 @@ size_t queue_rec_state_rcpt(unsigned char *out, uint32_t idx, unsigned state,
     uint32_t attempts, uint64_t next_try_us, const char *dsn, const char *reply);
 size_t queue_rec_state_held(unsigned char *out, int held);
 size_t queue_rec_state_flags(unsigned char *out, uint32_t flags);
+/* queue_rec_state_attempt - an 'a' record (host, dsn and reply cut at their maxima) */
+size_t queue_rec_state_attempt(unsigned char *out, const struct queue_attempt *a);
+/*
+ * queue_rec_attempt_decode - an 'a' record's payload without its crc
+ * (body, len) into *a: 0, or -1 when the lengths or the result make no sense
+ */
+int queue_rec_attempt_decode(const unsigned char *body, size_t len, struct queue_attempt *a);
 
 #endif

@@ -81,4 +81,16 @@ int queue_rec_msg_pending(const struct queue_msg *m);
  */
 struct queue_reader *queue_reader_fdopen(int fd, const struct queue_loc *loc);
 
+/*
+ * queue_hist_read_fd - the attempts recorded in an open queue file (fd
+ * borrowed, read with pread from offset 0), in file order, through cb
+ * (0 to go on, -1 to stop). The walk skips the content by record
+ * lengths and stops quietly at a torn or damaged state record, and after
+ * QUEUE_HIST_READ_MAX state records (a bound on the time one request may
+ * take). 0, or -1 with errno when a read fails or the file is not a
+ * committed queue file.
+ */
+#define QUEUE_HIST_READ_MAX 100000
+int queue_hist_read_fd(int fd, int (*cb)(void *arg, const struct queue_attempt *a), void *arg);
+
 #endif

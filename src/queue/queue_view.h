@@ -36,4 +36,15 @@ json_t *queue_view_summary(const struct queue_msg *m, uint64_t now_us);
 /* queue_view_detail - /api/queue/ID without "headers": client, flags, every recipient */
 json_t *queue_view_detail(const struct queue_msg *m, uint64_t now_us);
 
+#define QUEUE_HIST_JSON_MAX 2000      /* attempts in one "history" array at most */
+
+/*
+ * queue_hist_json - the "history" array of /api/queue/ID and mtactl show
+ * from the open file fd (borrowed) of m: per recipient its first attempt
+ * and the last QUEUE_HIST_SHOW_LAST, in time order, at most
+ * QUEUE_HIST_JSON_MAX; *omitted gets the number of attempts left out.
+ * NULL when out of memory or the file cannot be read.
+ */
+json_t *queue_hist_json(int fd, const struct queue_msg *m, uint64_t *omitted);
+
 #endif

@@ -344,10 +344,37 @@ attempt_delays(const struct sched_msg *sm, const struct sched_attempt *a, uint64
 /* sched_rcpt_write - record a recipient's state; a failed write is logged, the worst case a repeat */
 void
 sched_rcpt_write(struct sched *s, struct queue_msg *m, size_t i, enum queue_rcpt_state st,
-    uint64_t next, const char *dsn, const char *reply)
+    uint64_t next, const char *dsn, const char *reply, const struct queue_attempt *hist)
 {
-	if (s->be->update_rcpt(s->be_arg, m, i, st, next, dsn, reply) < 0)
+	if (s->be->update_rcpt(s->be_arg, m, i, st, next, dsn, reply, hist) < 0)
 		log_warn("%s: cannot record the state of <%s>", m->id, m->rcpt[i].addr);
+}
+
+/*
+ * attempt_fill - the attempt for the recipient's delivery history (an 'a'
+ * record written with its state, see src/queue/queue_hist.c): when it
+ * ended, the host it reached, the reply (with the command it answered),
+ * the enhanced status and the delays
+ */
+static void
+attempt_fill(struct queue_attempt *h, size_t i, enum queue_attempt_result res,
+    unsigned attempt, const struct sched_attempt *a, const double delays[4], uint64_t now,
+    const char *dsn, const struct smtpc_reply *rp, const char *stage)
+{
+	h->rcpt = (uint32_t)i;
+	h->result = res;
+	h->attempt = attempt;
+	h->time_us = now;
+	for (int k = 0; k < 4; k++) {
+		double ms = delays[k] * 1000.0;
+		h->delays_ms[k] = ms <= 0 ? 0 : ms >= 4e9 ? 4000000000u : (uint32_t)ms;
+	}
+	util_strlcpy(h->host, a->relay != NULL ? a->relay : "", sizeof(h->host));
+	util_strlcpy(h->dsn, dsn != NULL ? dsn : "", sizeof(h->dsn));
+	if (stage == NULL || rp->code == 0 ||
+	    util_bsnprintf(h->reply, sizeof(h->reply), "%s (in reply to %s command)", rp->text,
+	    stage) < 0)
+		util_strlcpy(h->reply, rp->text, sizeof(h->reply));
 }
 
 /*
@@ -370,6 +397,7 @@ rcpt_outcome(struct sched *s, struct sched_msg *sm, size_t i, enum sched_class c
 	const char *dsn = reply_dsn(rp, cls), *text;
 	char buf[SMTPC_REPLY_MAX + 400], dbuf[sizeof(rp->dsn)];
 	unsigned attempts = r->attempts + 1;
+	struct queue_attempt h;
 
 	total = attempt_delays(sm, a, now, delays);
 	text = log_text(rp, cls, a->relay, stage, buf, sizeof(buf));
@@ -380,9 +408,11 @@ rcpt_outcome(struct sched *s, struct sched_msg *sm, size_t i, enum sched_class c
 		maillog_delivery(s->ml, m->id, r->addr, a->relay, total, delays, dsn, "deferred",
 		    text);
 		s->mt->deferred++;
+		attempt_fill(&h, i, QUEUE_ATTEMPT_DEFERRED, attempts, a, delays, now, dsn, rp,
+		    stage);
 		next = now + (uint64_t)sched_policy_backoff(attempts, cfg->retry_min_backoff,
 		    cfg->retry_max_backoff) * US_PER_S;
-		sched_rcpt_write(s, m, i, QUEUE_RCPT_PENDING, next, dsn, rp->text);
+		sched_rcpt_write(s, m, i, QUEUE_RCPT_PENDING, next, dsn, rp->text, &h);
 		/* the file keeps the backoff for the next start; a temporary refusal
 		 * (a peer going away, a balancer's stale view) is tried again soon */
 		if (cls == SCHED_TEMP)
@@ -394,7 +424,12 @@ rcpt_outcome(struct sched *s, struct sched_msg *sm, size_t i, enum sched_class c
 		maillog_delivery(s->ml, m->id, r->addr, a->relay, total, delays, dsn, "sent", text);
 		s->mt->delivered++;
 		metrics_observe_latency(s->mt, total);
-		sched_rcpt_write(s, m, i, QUEUE_RCPT_DELIVERED, 0, dsn, rp->text);
+		/* the file of a message this completes goes: no history worth writing */
+		if (!sm->all_done)
+			attempt_fill(&h, i, QUEUE_ATTEMPT_DELIVERED, attempts, a, delays, now, dsn,
+			    rp, stage);
+		sched_rcpt_write(s, m, i, QUEUE_RCPT_DELIVERED, 0, dsn, rp->text,
+		    sm->all_done ? NULL : &h);
 		return;
 	case SCHED_TEMP:
 		maillog_delivery(s->ml, m->id, r->addr, a->relay, total, delays, dsn, "deferred",
@@ -402,7 +437,9 @@ rcpt_outcome(struct sched *s, struct sched_msg *sm, size_t i, enum sched_class c
 		s->mt->deferred++;
 		if (!sched_policy_defer(now, m->arrival_us, cfg->queue_lifetime, attempts,
 		    cfg->retry_min_backoff, cfg->retry_max_backoff, &next)) {
-			sched_rcpt_write(s, m, i, QUEUE_RCPT_PENDING, next, dsn, rp->text);
+			attempt_fill(&h, i, QUEUE_ATTEMPT_DEFERRED, attempts, a, delays, now, dsn,
+			    rp, stage);
+			sched_rcpt_write(s, m, i, QUEUE_RCPT_PENDING, next, dsn, rp->text, &h);
 			return;
 		}
 		sm->expired = 1;
@@ -412,10 +449,12 @@ rcpt_outcome(struct sched *s, struct sched_msg *sm, size_t i, enum sched_class c
 		    text);
 		break;
 	}
+	/* the last attempt: bounced, for good or because the queue lifetime is over */
+	attempt_fill(&h, i, QUEUE_ATTEMPT_BOUNCED, attempts, a, delays, now, dsn, rp, stage);
 	/* failed for good: keep the reason for the DSN, retry later should it not be queued */
 	next = now + (uint64_t)sched_policy_backoff(attempts, cfg->retry_min_backoff,
 	    cfg->retry_max_backoff) * US_PER_S;
-	sched_rcpt_write(s, m, i, QUEUE_RCPT_PENDING, next, dsn, rp->text);
+	sched_rcpt_write(s, m, i, QUEUE_RCPT_PENDING, next, dsn, rp->text, &h);
 	if (fail_add(sm, i) < 0)
 		log_warnx("%s: out of memory: <%s> will be tried again", m->id, r->addr);
 }

@@ -26,9 +26,9 @@ real_now_us(void *arg)
 
 static int
 real_update_rcpt(void *arg, struct queue_msg *m, size_t idx, enum queue_rcpt_state st,
-    uint64_t next, const char *dsn, const char *reply)
+    uint64_t next, const char *dsn, const char *reply, const struct queue_attempt *hist)
 {
-	return queue_update_rcpt(arg, m, idx, st, next, dsn, reply);
+	return queue_update_rcpt_hist(arg, m, idx, st, next, dsn, reply, hist);
 }
 
 static int

@@ -33,9 +33,10 @@ struct sched_backend {
 	/* clock: wall-clock microseconds */
 	uint64_t (*now_us)(void *arg);
 
-	/* queue: as queue_update_rcpt(), queue_update_flags(), queue_set_held() */
+	/* queue: as queue_update_rcpt_hist() (hist may be NULL), queue_update_flags(), queue_set_held() */
 	int (*update_rcpt)(void *arg, struct queue_msg *m, size_t idx,
-	    enum queue_rcpt_state st, uint64_t next_try_us, const char *dsn, const char *reply);
+	    enum queue_rcpt_state st, uint64_t next_try_us, const char *dsn, const char *reply,
+	    const struct queue_attempt *hist);
 	int (*update_flags)(void *arg, struct queue_msg *m, unsigned flags);
 	int (*set_held)(void *arg, struct queue_msg *m, int held);
 	/* remove - m leaves the queue: at once (now = 1, operator delete) or retired */

@@ -136,7 +136,7 @@ bounce_on_commit(void *arg, int ok, const char *id)
 			char *reply = r->last_reply != NULL ? strdup(r->last_reply) : NULL;
 
 			util_strlcpy(dsn, r->dsn, sizeof(dsn));
-			sched_rcpt_write(s, m, op->idx[i], QUEUE_RCPT_BOUNCED, 0, dsn, reply);
+			sched_rcpt_write(s, m, op->idx[i], QUEUE_RCPT_BOUNCED, 0, dsn, reply, NULL);
 			free(reply);
 			s->mt->bounced++;
 		}
@@ -171,7 +171,7 @@ sched_bounce_none(struct sched *s, struct sched_msg *sm)
 		char *reply = r->last_reply != NULL ? strdup(r->last_reply) : NULL;
 
 		util_strlcpy(dsn, r->dsn, sizeof(dsn));
-		sched_rcpt_write(s, m, sm->fail[i], QUEUE_RCPT_BOUNCED, 0, dsn, reply);
+		sched_rcpt_write(s, m, sm->fail[i], QUEUE_RCPT_BOUNCED, 0, dsn, reply, NULL);
 		free(reply);
 		s->mt->bounced++;
 	}

@@ -1,10 +1,13 @@
 /*
  * sched_dest.c - destinations and their outbound connections: MX and
- * address walk, connection limits, connection reuse, idle close
+ * address walk, connection limits (destination_policy_file, the rate
+ * limit's timer, the throttling feedback of sched_rate.c), connection
+ * reuse (also after a refused transaction), idle close
  *
  * Owns:     struct sched_dest (in s->dests) with its queued jobs and its
  *           struct sched_conn, each with an smtpc connection, a DNS wait,
- *           an idle timer and the queue reader of the job it sends.
+ *           an idle timer and the queue reader of the job it sends; the
+ *           rate timer of a destination whose rate held a job back.
  * Lifetime: a destination lives while it has jobs or connections; it is
  *           freed from its own kick event (dest_run), never from inside a
  *           call that still uses it. A connection is freed by conn_free()

@@ -228,7 +228,8 @@ void sched_msg_finish(struct sched *s, struct sched_msg *sm);
 void sched_rearm(struct sched *s);
 /* sched_rcpt_write - record a recipient's state; a failed write is logged */
 void sched_rcpt_write(struct sched *s, struct queue_msg *m, size_t i,
-    enum queue_rcpt_state st, uint64_t next, const char *dsn, const char *reply);
+    enum queue_rcpt_state st, uint64_t next, const char *dsn, const char *reply,
+    const struct queue_attempt *hist);
 
 /* sched.c: results come back here; each frees the job */
 void sched_job_result(struct sched *s, struct sched_job *job, const struct sched_attempt *a,

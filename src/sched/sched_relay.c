@@ -52,18 +52,11 @@ relays_free(struct sched_relays *r)
 	return NULL;
 }
 
-/* key_root - the key store root of cfg ("" = none) */
-static const char *
-key_root(const struct config *cfg)
-{
-	return cfg->key_dir[0] != '\0' ? cfg->key_dir : cfg->fs_dir;
-}
-
 /* sched_relay_read_map - see sched_int.h */
 struct relay_map *
 sched_relay_read_map(const struct config *cfg, char *err, size_t errlen)
 {
-	return relay_map_load(key_root(cfg), cfg->sender_relay_map, err, errlen);
+	return relay_map_load(config_key_store(cfg), cfg->sender_relay_map, err, errlen);
 }
 
 /* sched_relay_load - see sched_int.h */
@@ -80,7 +73,7 @@ sched_relay_load(struct sched *s, const struct config *cfg, char *err, size_t er
 	    (r->map = sched_relay_read_map(cfg, err, errlen)) == NULL)
 		goto fail;
 	if (strcmp(cfg->smart_relay_tls, "verify") == 0 &&
-	    (r->verify_ctx = tls_client_new_ca(key_root(cfg), cfg->smart_relay_ca_file, err,
+	    (r->verify_ctx = tls_client_new_ca(config_key_store(cfg), cfg->smart_relay_ca_file, err,
 	    errlen)) == NULL)
 		goto fail;
 	relays_free(s->relays);
@@ -187,7 +180,8 @@ sched_relay_params(struct sched *s, const struct sched_dest *d, const char *host
 	if (user == NULL)
 		return 0;
 	if (pwfile != NULL) {
-		if (tls_keys_read_line(key_root(cfg), pwfile, secret, size, err, sizeof(err)) < 0) {
+		if (tls_keys_read_line(config_key_store(cfg), pwfile, secret, size, err,
+		    sizeof(err)) < 0) {
 			util_bsnprintf(why, whylen, "SASL authentication not attempted: cannot read "
 			    "the password file %s", err);
 			return -1;

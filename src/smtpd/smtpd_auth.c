@@ -171,11 +171,9 @@ auth_failed(struct smtpd_sess *s)
 	unsigned n = auth_guard_fail(srv->auth_guard, key, kl, now_sec());
 
 	srv->m->auth_failures++;
-	maillog_printf(srv->ml, "smtpd", "warning: unknown[%s]: SASL %s authentication failed: "
-	    "authentication failure", s->addr, s->auth->method);
+	maillog_sasl_failed(srv->ml, s->addr, s->auth->method);
 	if (n == AUTH_FAIL_LIMIT)
-		maillog_printf(srv->ml, "smtpd", "warning: unknown[%s]: SASL authentication blocked "
-		    "for %ds after %u failures", s->addr, AUTH_BLOCK_TIME, n);
+		maillog_sasl_blocked(srv->ml, s->addr, AUTH_BLOCK_TIME, n);
 	SMTPD_REPLY(s, "535 5.7.8 Error: authentication failed\r\n");
 }
 
@@ -332,8 +330,7 @@ smtpd_auth_cmd(struct smtpd_sess *s, struct str arg)
 		return;
 	}
 	if (auth_guard_blocked(srv->auth_guard, key, guard_key(s, key), now_sec())) {
-		maillog_printf(srv->ml, "smtpd", "warning: unknown[%s]: SASL authentication refused: "
-		    "too many failures", s->addr);
+		maillog_sasl_refused(srv->ml, s->addr);
 		SMTPD_REPLY(s, "454 4.7.0 Error: too many failed authentications, try again later\r\n");
 		return;
 	}

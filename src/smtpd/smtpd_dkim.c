@@ -82,14 +82,12 @@ smtpd_dkim_prepend(struct smtpd_sess *s, const char *qid, char *buf, size_t len,
 	}
 	if (n < 0 || (size_t)n > size - len) {
 		log_warnx("%s: DKIM: not signed: %s", qid, n < 0 ? why : "no room for the signature");
-		maillog_printf(srv->ml, "dkim", "%s: warning: message not signed: %s", qid,
-		    n < 0 ? why : "no room for the signature");
+		maillog_dkim_unsigned(srv->ml, qid, n < 0 ? why : "no room for the signature");
 		return len;
 	}
 	memmove(buf + n, buf, len);
 	memcpy(buf, sig, (size_t)n);
 	srv->m->dkim_signed++;
-	maillog_printf(srv->ml, "dkim", "%s: DKIM-Signature field added (d=%s)", qid,
-	    dkim_sign_domain(t->dkim));
+	maillog_dkim_signed(srv->ml, qid, dkim_sign_domain(t->dkim));
 	return len + (size_t)n;
 }

@@ -7,6 +7,8 @@
 //   node dashboard.mjs '{"mode":"shot","url":...,"shot":"name.png"}'   (just a screenshot)
 //   node dashboard.mjs '{"mode":"live","url":"http://user:pass@127.0.0.1:PORT/"}'
 //        (the page works: live status, the queue listed, the graphs' y ticks, the banners)
+//   node dashboard.mjs '{"mode":"dests","url":...}'
+//        (the throttled-destinations card lists a destination)
 //
 // Prints one JSON line with what it saw; exits 1 (with {"error": ...}) when a step fails.
 import { chromium } from "playwright-core";
@@ -61,6 +63,7 @@ async function flow(page) {
   await page.waitForFunction((id) => document.getElementById("d-id").textContent === id, opt.qid, { timeout: STEP });
   out.detailSubject = await page.textContent("#d-subject");
   out.detailHeaders = await page.textContent("#d-headers");
+  out.detailHistory = await page.textContent("#d-hist");
   out.injected = await page.evaluate(() => ({
     xss: window.__xss === 1,
     scripts: document.querySelectorAll("script").length,
@@ -124,6 +127,15 @@ async function live(page) {
   await shot(page, opt.shot || "dashboard-live.png", false);
 }
 
+async function dests(page) {
+  await page.waitForSelector("#c-dests-list li", { timeout: STEP });
+  out.destsValue = await page.textContent("#c-dests");
+  out.dests = await page.evaluate(() => [...document.querySelectorAll("#c-dests-list li")]
+    .map((e) => ({ text: e.textContent, title: e.getAttribute("title") })));
+  out.destsClass = await page.evaluate(() => document.getElementById("c-dests").parentElement.className);
+  await shot(page, opt.shot || "dashboard-throttled.png", false);
+}
+
 async function banner(page) {
   await page.waitForSelector("#disk-banner", { timeout: STEP });
   out.banner = await page.textContent("#disk-banner");
@@ -155,6 +167,7 @@ try {
   out.csp = resp.headers()["content-security-policy"];
   if (opt.mode === "banner") await banner(page);
   else if (opt.mode === "live") await live(page);
+  else if (opt.mode === "dests") await dests(page);
   else if (opt.mode === "shot") await snapshot(page);
   else await flow(page);
   out.cspViolations = await page.evaluate(() => window.__csp || []);

@@ -6,9 +6,9 @@
     ex = EximPeer(tmp_path / "exim", relay_port=nh.port, ca=ca, ...).start()
     ex.port, ex.mainlog(), ex.stop()
 
-PostfixPeer is Debian's postfix run as `postfix -c DIR start` with its own
-config_directory, queue_directory and data_directory under DIR, listening on
-loopback ports only; it never touches /etc/postfix or port 25. It is stopped
+PostfixPeer is Debian's postfix started by private_postfix.py (`postfix -c
+DIR/etc start`) with its own config_directory, queue_directory and
+data_directory under DIR, listening on loopback ports only; it never touches /etc/postfix or port 25. It is stopped
 by SIGTERM to its master's PID (from its own pid file), never by name.
 
 EximPeer is Exim 4 (exim4-daemon-light) unpacked from the Debian packages,
@@ -27,9 +27,9 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 
 from conftest import ROOT, free_port, port_open, wait_until
+from private_postfix import PrivatePostfix
 
 __all__ = ["PostfixPeer", "EximPeer", "skip_reason", "exim_dir", "open_path"]
 
@@ -89,21 +89,6 @@ def skip_reason(peer):
     return None
 
 
-def _wait_gone(pid, timeout):
-    deadline = time.monotonic() + timeout
-    while os.path.exists("/proc/%d" % pid):
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                if f.read().split(")")[-1].split()[0] == "Z":
-                    return True     # a zombie of ours: gone but for the reaping
-        except OSError:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 class PostfixPeer:
     """A private Postfix instance.
 
@@ -125,38 +110,26 @@ class PostfixPeer:
         self.via = via or {}
         self.secure = secure or {}
         self.reject = list(reject)
-        self.ports = {"in": free_port(), "relay": free_port()}
-        self.etc = os.path.join(self.dir, "etc")
-        self.spool = os.path.join(self.dir, "spool")
-        self.data = os.path.join(self.dir, "data")
-        self.master_pid = None
+        self.pf = PrivatePostfix(self.dir, {
+            "in": "",
+            "relay": "-o content_filter=smtp:%s" % relayhost,
+        })
+        self.ports = self.pf.ports
+
+    @property
+    def master_pid(self):
+        return self.pf.master_pid
 
     def _main_cf(self):
         def inline(pairs):
             return "inline:{ %s }" % " ".join("{ %s = %s }" % kv for kv in pairs)
 
+        # after private_postfix.py's base lines (directories, postfix.test, no local delivery)
         lines = [
-            "compatibility_level = 3.6",
-            "queue_directory = %s" % self.spool,
-            "data_directory = %s" % self.data,
-            "mail_owner = postfix",
-            "setgid_group = postdrop",
-            "myhostname = postfix.test",
-            "mydomain = test",
-            "myorigin = $myhostname",
-            "mydestination =",
-            "local_recipient_maps =",
-            "alias_maps =",
-            "alias_database =",
-            "inet_interfaces = 127.0.0.1",
-            "inet_protocols = ipv4",
             "mynetworks = 127.0.0.0/8",
             "smtpd_relay_restrictions = permit_mynetworks, reject",
             "relayhost = %s" % self.relayhost,
             "smtputf8_enable = yes",
-            "biff = no",
-            "maillog_file = %s" % os.path.join(self.dir, "maillog"),
-            "maillog_file_prefixes = %s" % os.path.dirname(self.dir),
             "smtp_connect_timeout = 5s",
             "delay_warning_time = 0",
             "queue_run_delay = 5s",
@@ -184,84 +157,18 @@ class PostfixPeer:
             if self.secure:
                 lines.append("smtp_tls_policy_maps = %s" % inline(
                     (hop, "secure match=%s" % name) for hop, name in sorted(self.secure.items())))
-        return "\n".join(lines) + "\n"
-
-    def _master_cf(self):
-        svc = [
-            "127.0.0.1:%d inet n - n - - smtpd" % self.ports["in"],
-            "127.0.0.1:%d inet n - n - - smtpd -o content_filter=smtp:%s" % (
-                self.ports["relay"], self.relayhost),
-        ]
-        for line in ("pickup unix n - n 60 1 pickup", "cleanup unix n - n - 0 cleanup",
-                     "qmgr unix n - n 300 1 qmgr", "rewrite unix - - n - - trivial-rewrite",
-                     "bounce unix - - n - 0 bounce", "defer unix - - n - 0 bounce",
-                     "trace unix - - n - 0 bounce", "verify unix - - n - 1 verify",
-                     "flush unix n - n 1000? 0 flush", "proxymap unix - - n - - proxymap",
-                     "proxywrite unix - - n - 1 proxymap", "smtp unix - - n - - smtp",
-                     "relay unix - - n - - smtp", "showq unix n - n - - showq",
-                     "error unix - - n - - error", "retry unix - - n - - error",
-                     "discard unix - - n - - discard", "local unix - n n - - local",
-                     "virtual unix - n n - - virtual", "lmtp unix - - n - - lmtp",
-                     "anvil unix - - n - 1 anvil", "scache unix - - n - 1 scache",
-                     "postlog unix-dgram n - n - 1 postlogd",
-                     "tlsmgr unix - - n 1000? 1 tlsmgr"):
-            svc.append(line)
-        return "\n".join(svc) + "\n"
+        return lines
 
     def start(self):
-        os.makedirs(self.etc, exist_ok=True)
-        os.makedirs(self.spool, exist_ok=True)
-        os.makedirs(self.data, exist_ok=True)
-        shutil.chown(self.data, "postfix")
-        with open(os.path.join(self.etc, "main.cf"), "w") as f:
-            f.write(self._main_cf())
-        with open(os.path.join(self.etc, "master.cf"), "w") as f:
-            f.write(self._master_cf())
-        # Postfix waits until main.cf is a few seconds old ("to let it cool down").
-        past = time.time() - 10
-        for n in ("main.cf", "master.cf"):
-            os.utime(os.path.join(self.etc, n), (past, past))
-        open_path(self.dir)
-        # "postfix start" now and then fails without a word while other
-        # instances start on the machine (its checks log to syslog only):
-        # a second attempt, then the checks' own words in the failure.
-        for attempt in range(3):
-            p = subprocess.run(["postfix", "-c", self.etc, "start"], capture_output=True,
-                               text=True, timeout=60)
-            if p.returncode == 0:
-                break
-            time.sleep(0.5)
-        else:
-            c = subprocess.run(["postfix", "-v", "-c", self.etc, "check"], capture_output=True,
-                               text=True, timeout=60)
-            raise AssertionError("postfix start: rc %d %s%s; check: %s%s" % (
-                p.returncode, p.stdout, p.stderr, c.stdout, c.stderr[-2000:]))
-        pidfile = os.path.join(self.spool, "pid", "master.pid")
-        wait_until(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(), 20,
-                   what="postfix master.pid")
-        self.master_pid = int(open(pidfile).read().strip())
-        for port in self.ports.values():
-            wait_until(lambda: port_open("127.0.0.1", port), 20,
-                       what="postfix to listen on %d" % port)
+        self.pf.params = self._main_cf()
+        self.pf.start()
         return self
 
     def stop(self):
-        if self.master_pid is None:
-            return
-        try:
-            os.kill(self.master_pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        if not _wait_gone(self.master_pid, 20):
-            os.kill(self.master_pid, signal.SIGKILL)
-        self.master_pid = None
+        self.pf.stop()
 
     def maillog(self):
-        try:
-            with open(os.path.join(self.dir, "maillog"), errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        return self.pf.log()
 
 
 class EximPeer:

@@ -12,6 +12,8 @@ import threading
 import time
 import urllib.request
 
+import pytest
+
 from conftest import wait_until
 from nexthop import NextHop, _Rule
 from test_delivery import DEADLINE, log_lines, send, wait_log, world_factory  # noqa: F401
@@ -24,8 +26,9 @@ class SinkHop(NextHop):
     connections and, while budget lasts, greets with a 421 any connection
     beyond max_conc open at once."""
 
-    def __init__(self, *a, max_conc=0, budget=0, **kw):
+    def __init__(self, *a, max_conc=0, budget=0, dataend_delay=0.0, **kw):
         super().__init__(*a, **kw)
+        self.dataend_delay = dataend_delay   # seconds before the reply to "."
         self.max_conc = max_conc
         self.budget = budget
         self.throttled = 0
@@ -50,6 +53,8 @@ class SinkHop(NextHop):
         super()._end_conn(sock)
 
     def _take_rule(self, at, rcpt, rcpts):
+        if at == "DATAEND" and self.dataend_delay:
+            self._stopping.wait(self.dataend_delay)
         if at == "CONNECT":
             with self._lock:
                 if self.max_conc and self._active > self.max_conc and self.budget > 0:
@@ -105,7 +110,8 @@ def relay_conf(w, hop, **extra):
 
 def test_throttle_halves_recovers_and_nothing_bounces(mtad_factory, world_factory):
     w = world_factory()
-    hop = start_hop("127.0.0.5", max_conc=2, budget=3)
+    # slow deliveries (0.2 s each) so that connections pile up however fast mtad is
+    hop = start_hop("127.0.0.5", max_conc=2, budget=3, dataend_delay=0.2)
     try:
         m = mtad_factory(relay_conf(w, hop, destination_concurrency="4"))
         n = 40
@@ -169,6 +175,55 @@ def test_throttling_rcpt_reply_halves(mtad_factory, world_factory):
         hop.stop()
 
 
+def test_refused_connection_halves_and_defers(mtad_factory, world_factory):
+    """A refused connection is a throttling signal too; the mail is deferred, never bounced."""
+    from conftest import free_port
+    w = world_factory()
+    port = free_port("127.0.0.5")     # nothing listens there: connect() is refused
+    m = mtad_factory(w.conf(smart_relay="[127.0.0.5]:%d" % port, destination_concurrency="8",
+                            retry_min_backoff="60s", retry_max_backoff="120s"))
+    send(m, "alice@src.test", ["bob@far.test"], tag="c1")
+    wait_log(m, "status=deferred")
+    err = m.read_stderr()
+    assert "throttled by 127.0.0.5[127.0.0.5]:%d, concurrency 5 -> 1: connect to" % port in err, \
+        err[-2000:]
+    assert "Connection refused" in err
+    assert log_lines(m, "status=bounced") == []
+
+
+def test_dashboard_lists_throttled_destination(mtad_factory, world_factory):
+    """The dashboard's card shows a throttled destination with its limits and reply."""
+    from test_ui_browser import browser_ready, run_browser
+    why = browser_ready()
+    if why:
+        pytest.skip(why)
+    w = world_factory()
+    # a throttling reply halves the limit to 1; with 20 configured it takes 190
+    # successes to grow back, far more than the 60 messages the rate spreads over 15 s
+    hop = start_hop("127.0.0.5")
+    try:
+        hop.reply_at("MAIL", "451 4.7.1 Rate limit exceeded, slow down", times=1)
+        m = mtad_factory(relay_conf(w, hop, destination_concurrency="20",
+                                    destination_rate_limit="4/s", retry_min_backoff="60s",
+                                    retry_max_backoff="120s"))
+        for i in range(60):
+            send(m, "alice@src.test", ["bob%d@far.test" % i], tag="t%d" % i)
+        wait_until(lambda: any(d["throttled"] for d in dests(m)["destinations"]), DEADLINE,
+                   what="a throttled destination")
+        r = run_browser({"mode": "dests", "url": "http://127.0.0.1:%d/" % m.ui_port})
+        assert r["consoleErrors"] == [], r["consoleErrors"]
+        assert int(r["destsValue"]) >= 1, r
+        assert "warn" in r["destsClass"], r
+        item = r["dests"][0]
+        assert item["text"].startswith("127.0.0.5 "), item
+        assert "/20 · 4/s · " in item["text"] and "queued" in item["text"], item
+        assert "451 4.7.1 Rate limit exceeded" in item["title"], item
+        hop.wait_for(60, DEADLINE * 2)
+        assert log_lines(m, "status=bounced") == []
+    finally:
+        hop.stop()
+
+
 # --- rate limit -----------------------------------------------------------------
 
 def test_rate_limit_spreads_deliveries(mtad_factory, world_factory):
@@ -195,14 +250,14 @@ def test_rate_backlog_beyond_min_backoff_is_deferred(mtad_factory, world_factory
     w = world_factory()
     hop = start_hop("127.0.0.5")
     try:
-        m = mtad_factory(relay_conf(w, hop, destination_rate_limit="2/s",
+        m = mtad_factory(relay_conf(w, hop, destination_rate_limit="1/s",
                                     retry_min_backoff="1s", retry_max_backoff="2s"))
         for i in range(8):
             send(m, "alice@src.test", ["bob%d@far.test" % i], tag="t%d" % i)
         hop.wait_for(8, DEADLINE)
         deferred = log_lines(m, "status=deferred")
         assert deferred, "nothing deferred"
-        assert all("delivery deferred: destination rate limit 2/s reached" in l
+        assert all("delivery deferred: destination rate limit 1/s reached" in l
                    for l in deferred), deferred
         assert log_lines(m, "status=bounced") == []
     finally:
@@ -213,7 +268,7 @@ def test_metrics_and_api_show_active_destination(mtad_factory, world_factory):
     w = world_factory()
     hop = start_hop("127.0.0.5")
     try:
-        m = mtad_factory(relay_conf(w, hop, destination_rate_limit="2/s",
+        m = mtad_factory(relay_conf(w, hop, destination_rate_limit="1/s",
                                     destination_concurrency="7", retry_min_backoff="60s",
                                     retry_max_backoff="120s"))
         for i in range(6):
@@ -223,7 +278,7 @@ def test_metrics_and_api_show_active_destination(mtad_factory, world_factory):
             d = [x for x in dests(m)["destinations"] if x["destination"] == "127.0.0.5"]
             return d and d[0]["queued"] > 0 and d[0]
         d = wait_until(active, DEADLINE, what="queued jobs at the destination")
-        assert d["rate_limit"] == "2/s" and d["concurrency_max"] == 7, d
+        assert d["rate_limit"] == "1/s" and d["concurrency_max"] == 7, d
         assert d["kind"] == "relay" and d["port"] == hop.port and not d["throttled"], d
         out = api(m, "/metrics")
         assert 'mta_destination_concurrency_max{destination="127.0.0.5:%d"} 7' % hop.port in out

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, wait_until
 from http_helpers import QUEUED_CONF, Api, send_mail, wait_queue_total
 
 BROWSER_DIR = os.path.join(ROOT, "tests", "browser")
@@ -69,6 +69,9 @@ def test_dashboard_in_chromium(browser, mtad_factory):
               from_header=HOSTILE_FROM, subject=HOSTILE_SUBJECT)
     items = wait_queue_total(api, 2)["items"]
     qid = [x["id"] for x in items if x["sender"] == "evil@example.com"][0]
+    # its first (deferred) attempt is in the file's history before the page opens it
+    first = wait_until(lambda: (lambda h: h[0] if h else None)(
+        api.json("/api/queue/" + qid)["history"]), 20, what="a recorded attempt")
 
     r = run_browser({"mode": "flow", "url": "http://127.0.0.1:%d/" % m.ui_port,
                      "user": "operator", "password": "browser-pass", "qid": qid})
@@ -81,6 +84,10 @@ def test_dashboard_in_chromium(browser, mtad_factory):
     # The hostile text is shown literally and created no element.
     assert r["detailSubject"] == HOSTILE_SUBJECT
     assert "From: " + HOSTILE_FROM in r["detailHeaders"]
+    # The delivery history: the attempt, its result and the reply, as text.
+    assert "victim@example.org #1" in r["detailHistory"], r["detailHistory"]
+    assert "deferred" in r["detailHistory"] and first["reply"] in r["detailHistory"], \
+        (first, r["detailHistory"])
     assert r["injected"] == {"xss": False, "scripts": 2, "imgs": 0}
     # Confirmation: cancel kept the dialog, confirm deleted.
     assert qid in r["confirmText"] and r["stillOpenAfterCancel"] is True

@@ -283,7 +283,8 @@ enum call {
 	C_TIMEOUT_NOADDR, C_TOO_MANY_ERRORS, C_NON_SMTP, C_CONN_LIMIT, C_TOO_MANY_SESSIONS,
 	C_PROXY_BAD, C_PROXY_NONE, C_CONN_LIMIT_PROXY, C_TLS_FROM, C_TLS_ACCEPT_ERROR, C_DISK_1,
 	C_DISK_5, C_DISK_OK, C_TLS_TO,
-	C_TLS_TO_VERIFIED, C_TLS_REFUSED, C_TLS_REQUIRED, C_TLS_FALLBACK,
+	C_TLS_TO_VERIFIED, C_TLS_REFUSED, C_TLS_REQUIRED, C_TLS_FALLBACK, C_SASL_FAILED,
+	C_SASL_BLOCKED, C_SASL_REFUSED, C_DKIM_SIGNED, C_DKIM_UNSIGNED,
 };
 
 static const struct {
@@ -360,6 +361,15 @@ static const struct {
 	  "mx.example.net[198.51.100.2]:25: not delivering without it" },
 	{ C_TLS_FALLBACK, "smtp", "warning: Cannot start TLS: handshake failure; trying "
 	  "mx.example.net[198.51.100.2]:25 again without TLS (and for the next 60 minutes)" },
+	{ C_SASL_FAILED, "smtpd", "warning: unknown[192.0.2.9]: SASL PLAIN authentication failed: "
+	  "authentication failure" },
+	{ C_SASL_BLOCKED, "smtpd", "warning: unknown[192.0.2.9]: SASL authentication blocked for "
+	  "600s after 10 failures" },
+	{ C_SASL_REFUSED, "smtpd", "warning: unknown[192.0.2.9]: SASL authentication refused: too "
+	  "many failures" },
+	{ C_DKIM_SIGNED, "dkim", "0123456789ABCDEF: DKIM-Signature field added (d=example.com)" },
+	{ C_DKIM_UNSIGNED, "dkim", "0123456789ABCDEF: warning: message not signed: header field "
+	  "not canonicalisable" },
 };
 
 /* do_call - the maillog_* call of one row */
@@ -471,6 +481,13 @@ do_call(struct maillog *ml, enum call c)
 	case C_TLS_FALLBACK:
 		maillog_tls_fallback(ml, "Cannot start TLS: handshake failure",
 		    "mx.example.net[198.51.100.2]:25", 60);
+		break;
+	case C_SASL_FAILED: maillog_sasl_failed(ml, "192.0.2.9", "PLAIN"); break;
+	case C_SASL_BLOCKED: maillog_sasl_blocked(ml, "192.0.2.9", 600, 10); break;
+	case C_SASL_REFUSED: maillog_sasl_refused(ml, "192.0.2.9"); break;
+	case C_DKIM_SIGNED: maillog_dkim_signed(ml, qid, "example.com"); break;
+	case C_DKIM_UNSIGNED:
+		maillog_dkim_unsigned(ml, qid, "header field not canonicalisable");
 		break;
 	}
 }

@@ -37,8 +37,47 @@
 #include "queue/queue_int.h"
 #include "queue/queue_rec.h"
 #include "queue/queue_tool.h"
+#include "queue/queue_view.h"
 
 /* ---------------------------------------------------------------- fixture */
+
+/* hist_make - an attempt with the given fields */
+static struct queue_attempt
+hist_make(uint32_t rcpt, enum queue_attempt_result res, uint32_t attempt, uint64_t t,
+    const char *host, const char *dsn, const char *reply)
+{
+	struct queue_attempt a;
+
+	memset(&a, 0, sizeof(a));
+	a.rcpt = rcpt;
+	a.result = res;
+	a.attempt = attempt;
+	a.time_us = t;
+	a.delays_ms[0] = 1;
+	a.delays_ms[1] = 20;
+	a.delays_ms[2] = 300;
+	a.delays_ms[3] = 4000;
+	util_strlcpy(a.host, host, sizeof(a.host));
+	util_strlcpy(a.dsn, dsn, sizeof(a.dsn));
+	util_strlcpy(a.reply, reply, sizeof(a.reply));
+	return a;
+}
+
+struct hist_got {
+	struct queue_attempt a[300];
+	size_t n;
+};
+
+static int
+hist_collect(void *arg, const struct queue_attempt *a)
+{
+	struct hist_got *g = arg;
+
+	if (g->n < 300)
+		g->a[g->n] = *a;
+	g->n++;
+	return 0;
+}
 
 struct fx {
 	char dir[256];
@@ -1897,6 +1936,221 @@ test_tool_pending(void **state)
 	}
 }
 
+/* --- delivery history ('a' records) ------------------------------------------ */
+
+/* The record's encoder and decoder: fields round-trip, long texts are cut, bad lengths refused. */
+static void
+test_hist_record(void **state)
+{
+	unsigned char rec[QUEUE_REC_ST_MAXLEN];
+	char longtext[3000];
+	struct queue_attempt a, b;
+	size_t len;
+
+	(void)state;
+	memset(longtext, 'x', sizeof(longtext) - 1);
+	longtext[sizeof(longtext) - 1] = '\0';
+	a = hist_make(7, QUEUE_ATTEMPT_BOUNCED, 3, 1700000000123456ULL, "mx.example.org[192.0.2.1]:25",
+	    "5.1.1", "550 5.1.1 no such user (in reply to RCPT TO command)");
+	len = queue_rec_state_attempt(rec, &a);
+	assert_int_equal(rec[0], QUEUE_REC_ST_ATTEMPT);
+	assert_int_equal(queue_rec_get32(rec + 1), len - QUEUE_REC_HDR);
+	assert_int_equal(crc32c(0, rec, len - 4), queue_rec_get32(rec + len - 4));
+	memset(&b, 0xAA, sizeof(b));
+	assert_int_equal(queue_rec_attempt_decode(rec + QUEUE_REC_HDR, len - QUEUE_REC_HDR - 4, &b), 0);
+	assert_int_equal(b.rcpt, 7);
+	assert_int_equal(b.result, QUEUE_ATTEMPT_BOUNCED);
+	assert_int_equal(b.attempt, 3);
+	assert_int_equal(b.time_us, 1700000000123456ULL);
+	assert_memory_equal(b.delays_ms, a.delays_ms, sizeof(a.delays_ms));
+	assert_string_equal(b.host, a.host);
+	assert_string_equal(b.dsn, "5.1.1");
+	assert_string_equal(b.reply, a.reply);
+	/* cut at their maxima; the record fits a state record buffer */
+	util_strlcpy(a.host, longtext, sizeof(a.host));
+	util_strlcpy(a.reply, longtext, sizeof(a.reply));
+	len = queue_rec_state_attempt(rec, &a);
+	assert_true(len <= QUEUE_REC_HDR + QUEUE_REC_HIST_MAX);
+	assert_int_equal(queue_rec_attempt_decode(rec + QUEUE_REC_HDR, len - QUEUE_REC_HDR - 4, &b), 0);
+	assert_int_equal(strlen(b.host), QUEUE_ATTEMPT_HOST_MAX);
+	assert_int_equal(strlen(b.reply), QUEUE_ATTEMPT_REPLY_MAX);
+	/* host length past the payload, an unknown result, a NUL: refused */
+	a = hist_make(0, QUEUE_ATTEMPT_DEFERRED, 1, 1, "h", "4.0.0", "r");
+	len = queue_rec_state_attempt(rec, &a);
+	rec[QUEUE_REC_HDR + 33] = 200;
+	assert_int_equal(queue_rec_attempt_decode(rec + QUEUE_REC_HDR, len - QUEUE_REC_HDR - 4, &b), -1);
+	len = queue_rec_state_attempt(rec, &a);
+	rec[QUEUE_REC_HDR + 4] = 3;
+	assert_int_equal(queue_rec_attempt_decode(rec + QUEUE_REC_HDR, len - QUEUE_REC_HDR - 4, &b), -1);
+	len = queue_rec_state_attempt(rec, &a);
+	rec[QUEUE_REC_HDR + QUEUE_REC_HIST_FIXED] = '\0';
+	assert_int_equal(queue_rec_attempt_decode(rec + QUEUE_REC_HDR, len - QUEUE_REC_HDR - 4, &b), -1);
+	assert_int_equal(queue_rec_attempt_decode(rec + QUEUE_REC_HDR, 10, &b), -1);
+}
+
+/*
+ * Attempts go into the file with the state (not into memory), are read back
+ * in order, capped per recipient (deferrals past QUEUE_HIST_WRITE_MAX are not
+ * written, the final result is), shown as the first and the last 20; recovery
+ * accepts the records and a torn last one.
+ */
+static void
+test_hist_file(void **state)
+{
+	struct fx *f = *state;
+	struct queue_envelope env = { .sender = "s@x.org", .rcpts = rcpts3, .nrcpt = 3 };
+	static struct hist_got got;
+	struct queue_attempt a;
+	char id[QUEUE_ID_SIZE], path[400];
+	struct queue_msg *m;
+	uint64_t omitted;
+	json_t *j, *e;
+	size_t len;
+	unsigned char *raw;
+	int fd;
+
+	m = commit_msg(f, &env, (const unsigned char *)"body\r\n", 6, 6, "", 0);
+	assert_non_null(m);
+	memcpy(id, m->id, QUEUE_ID_SIZE);
+	/* recipient 0: 205 deferrals, then delivered; recipient 1: one deferral */
+	for (uint32_t n = 1; n <= 205; n++) {
+		char reply[64];
+
+		(void)snprintf(reply, sizeof(reply), "451 4.7.1 try %u", n);
+		a = hist_make(0, QUEUE_ATTEMPT_DEFERRED, n, 1000000ULL * n, "mx[192.0.2.1]:25",
+		    "4.7.1", reply);
+		assert_int_equal(queue_update_rcpt_hist(f->q, m, 0, QUEUE_RCPT_PENDING, 99, "4.7.1",
+		    reply, &a), 0);
+	}
+	a = hist_make(1, QUEUE_ATTEMPT_DEFERRED, 1, 5000000, "", "4.4.1", "connect: refused");
+	assert_int_equal(queue_update_rcpt_hist(f->q, m, 1, QUEUE_RCPT_PENDING, 99, "4.4.1",
+	    "connect: refused", &a), 0);
+	a = hist_make(0, QUEUE_ATTEMPT_DELIVERED, 206, 300000000, "mx[192.0.2.1]:25", "2.0.0",
+	    "250 ok");
+	assert_int_equal(queue_update_rcpt_hist(f->q, m, 0, QUEUE_RCPT_DELIVERED, 0, "2.0.0",
+	    "250 ok", &a), 0);
+	assert_int_equal(m->rcpt[0].attempts, 206);
+
+	assert_true((fd = queue_hist_open(f->q, id)) >= 0);
+	memset(&got, 0, sizeof(got));
+	assert_int_equal(queue_hist_read_fd(fd, hist_collect, &got), 0);
+	assert_int_equal(got.n, 200 + 1 + 1);
+	assert_int_equal(got.a[0].attempt, 1);
+	assert_string_equal(got.a[0].reply, "451 4.7.1 try 1");
+	assert_string_equal(got.a[0].host, "mx[192.0.2.1]:25");
+	assert_int_equal(got.a[199].attempt, 200);
+	assert_int_equal(got.a[200].rcpt, 1);
+	assert_string_equal(got.a[200].host, "");
+	assert_int_equal(got.a[201].result, QUEUE_ATTEMPT_DELIVERED);
+	assert_int_equal(got.a[201].attempt, 206);
+
+	/* the view: recipient 0's first and last 20, recipient 1's one */
+	j = queue_hist_json(fd, m, &omitted);
+	assert_non_null(j);
+	assert_int_equal(json_array_size(j), 1 + QUEUE_HIST_SHOW_LAST + 1);
+	assert_int_equal(omitted, 201 - 1 - QUEUE_HIST_SHOW_LAST);
+	e = json_array_get(j, 0);
+	assert_int_equal(json_integer_value(json_object_get(e, "attempt")), 1);
+	assert_string_equal(json_string_value(json_object_get(e, "recipient")), rcpts3[0]);
+	assert_string_equal(json_string_value(json_object_get(e, "result")), "deferred");
+	assert_string_equal(json_string_value(json_object_get(e, "dsn")), "4.7.1");
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(j, 1), "attempt")), 182);
+	e = json_array_get(j, json_array_size(j) - 1);
+	assert_string_equal(json_string_value(json_object_get(e, "result")), "delivered");
+	assert_int_equal(json_integer_value(json_object_get(e, "attempt")), 206);
+	assert_true(json_is_null(json_object_get(json_array_get(j, 20), "host")));
+	json_decref(j);
+	close(fd);
+
+	/* a torn last record: recovery keeps the message, the history stops before it */
+	fx_path(f, "queue", id, path, sizeof(path));
+	raw = read_file(path, &len);
+	assert_non_null(raw);
+	{
+		unsigned char rec[QUEUE_REC_ST_MAXLEN];
+		size_t rl;
+		FILE *fp = fopen(path, "ab");
+
+		a = hist_make(1, QUEUE_ATTEMPT_DEFERRED, 2, 6000000, "h", "4.0.0", "torn");
+		rl = queue_rec_state_attempt(rec, &a);
+		assert_non_null(fp);
+		assert_int_equal(fwrite(rec, 1, rl / 2, fp), rl / 2);
+		fclose(fp);
+	}
+	free(raw);
+	fx_reopen(f);
+	assert_int_equal(f->nrecovered, 1);
+	m = queue_lookup(f->q, id);
+	assert_non_null(m);
+	assert_int_equal(m->rcpt[0].state, QUEUE_RCPT_DELIVERED);
+	assert_int_equal(m->rcpt[1].attempts, 1);
+	assert_true((fd = queue_hist_open(f->q, id)) >= 0);
+	memset(&got, 0, sizeof(got));
+	assert_int_equal(queue_hist_read_fd(fd, hist_collect, &got), 0);
+	assert_int_equal(got.n, 202);
+	close(fd);
+	/* appending goes on after the recovery cut the torn tail */
+	a = hist_make(1, QUEUE_ATTEMPT_DEFERRED, 2, 7000000, "h2", "4.0.0", "again");
+	assert_int_equal(queue_update_rcpt_hist(f->q, m, 1, QUEUE_RCPT_PENDING, 99, "4.0.0",
+	    "again", &a), 0);
+	assert_true((fd = queue_hist_open(f->q, id)) >= 0);
+	memset(&got, 0, sizeof(got));
+	assert_int_equal(queue_hist_read_fd(fd, hist_collect, &got), 0);
+	assert_int_equal(got.n, 203);
+	assert_string_equal(got.a[202].reply, "again");
+	close(fd);
+	assert_int_equal(queue_hist_open(f->q, "0000000000000001"), -1);
+}
+
+/* The parser checks 'a' records: one for a recipient that does not exist is corrupt. */
+static void
+test_hist_parse(void **state)
+{
+	struct fx *f = *state;
+	struct queue_envelope env = { .sender = "s@x.org", .rcpts = rcpts3, .nrcpt = 3 };
+	struct queue_parse *p = malloc(sizeof(*p));
+	unsigned char rec[QUEUE_REC_ST_MAXLEN], *raw, *buf;
+	struct queue_attempt a;
+	char path[400];
+	size_t len, rl;
+	struct queue_msg *m;
+
+	assert_non_null(p);
+	m = commit_msg(f, &env, (const unsigned char *)"x", 1, 1, "", 0);
+	assert_non_null(m);
+	fx_path(f, "queue", m->id, path, sizeof(path));
+	raw = read_file(path, &len);
+	assert_non_null(raw);
+	assert_non_null(buf = malloc(len + QUEUE_REC_ST_MAXLEN));
+	memcpy(buf, raw, len);
+	/* a good one: OK, nothing of it kept */
+	a = hist_make(2, QUEUE_ATTEMPT_DEFERRED, 1, 1, "h", "4.0.0", "r");
+	rl = queue_rec_state_attempt(rec, &a);
+	memcpy(buf + len, rec, rl);
+	assert_int_equal(queue_rec_parse_buffer(p, buf, len + rl), QUEUE_PARSE_OK);
+	assert_int_equal(p->loc.good_len, len + rl);
+	assert_int_equal(p->loc.state_cut, 0);
+	queue_rec_parse_free(p);
+	/* a recipient out of range, crc right: corrupt */
+	a.rcpt = 3;
+	rl = queue_rec_state_attempt(rec, &a);
+	memcpy(buf + len, rec, rl);
+	assert_int_equal(queue_rec_parse_buffer(p, buf, len + rl), QUEUE_PARSE_CORRUPT);
+	queue_rec_parse_free(p);
+	/* a failing crc: the state ends there (cut), the message stays */
+	a.rcpt = 0;
+	rl = queue_rec_state_attempt(rec, &a);
+	rec[rl - 1] ^= 1;
+	memcpy(buf + len, rec, rl);
+	assert_int_equal(queue_rec_parse_buffer(p, buf, len + rl), QUEUE_PARSE_OK);
+	assert_int_equal(p->loc.state_cut, 1);
+	assert_int_equal(p->loc.good_len, len);
+	queue_rec_parse_free(p);
+	free(buf);
+	free(raw);
+	free(p);
+}
+
 int
 main(void)
 {
@@ -1907,6 +2161,7 @@ main(void)
 		cmocka_unit_test(test_parse_flipped),
 		cmocka_unit_test(test_parse_malformed),
 		cmocka_unit_test(test_parse_state),
+		cmocka_unit_test(test_hist_record),
 		cmocka_unit_test(test_tool_verdicts),
 		cmocka_unit_test(test_tool_pending),
 		cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
@@ -1916,6 +2171,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_close_finishes_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spares, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state_records, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hist_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hist_parse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recover_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recover_in_slices, setup, teardown),

@@ -64,6 +64,8 @@ struct fake {
 	int      pending_at_remove[FAKE_MAX];  /* recipients still PENDING in the "file" */
 	size_t   nremoved;
 	unsigned nextid;
+	struct queue_attempt hist[FAKE_MAX];  /* the history the "file" got */
+	size_t   nhist;
 	/* the real pieces around the scheduler */
 	struct event_base *base;
 	struct config *cfg;
@@ -82,11 +84,13 @@ fake_now(void *arg)
 
 static int
 fake_update_rcpt(void *arg, struct queue_msg *m, size_t idx, enum queue_rcpt_state st,
-    uint64_t next, const char *dsn, const char *reply)
+    uint64_t next, const char *dsn, const char *reply, const struct queue_attempt *hist)
 {
 	struct queue_rcpt *r = &m->rcpt[idx];
+	struct fake *f = arg;
 
-	(void)arg;
+	if (hist != NULL && f->nhist < FAKE_MAX)
+		f->hist[f->nhist++] = *hist;
 	r->state = st;
 	r->attempts++;
 	r->next_try_us = next;
@@ -483,6 +487,89 @@ test_retry_backoff(void **state)
 	fake_free(f);
 }
 
+/*
+ * Each attempt goes into the recipient's history with its state (one
+ * write): when, the host, the reply and the command it answered, the
+ * result; a delivery that completes the message writes none (its file goes).
+ */
+static void
+test_history_records(void **state)
+{
+	static const char *const two[] = { "a@example.org", "b@example.org" };
+	struct fake *f = fake_new(BASE_CONF);
+	struct queue_msg *m;
+
+	(void)state;
+	m = add(f, "s@example.com", 2, two);
+	pump(f);
+	answer(f, 0, 451);
+	assert_int_equal(f->nhist, 2);
+	assert_int_equal(f->hist[0].rcpt, 0);
+	assert_int_equal(f->hist[1].rcpt, 1);
+	assert_int_equal(f->hist[0].result, QUEUE_ATTEMPT_DEFERRED);
+	assert_int_equal(f->hist[0].attempt, 1);
+	assert_int_equal(f->hist[0].time_us, T0);
+	assert_string_equal(f->hist[0].host, "mx.test[192.0.2.1]:25");
+	assert_string_equal(f->hist[0].dsn, "4.0.0");
+	if (strstr(f->hist[0].reply, "451 4.0.0 test") == NULL ||
+	    strstr(f->hist[0].reply, "(in reply to MAIL FROM command)") == NULL)
+		fail_msg("reply: got '%s', want the reply and its command", f->hist[0].reply);
+	at(f, 300);
+	refuse(f, 0);               /* no host reached: no host, the error as the reply */
+	assert_int_equal(f->nhist, 4);
+	assert_string_equal(f->hist[2].host, "");
+	assert_int_equal(f->hist[2].attempt, 2);
+	assert_string_equal(f->hist[2].reply, "connect to mx.test: Connection refused");
+	at(f, 900);
+	answer(f, 0, 550);
+	assert_int_equal(f->nhist, 6);
+	assert_int_equal(f->hist[4].result, QUEUE_ATTEMPT_BOUNCED);
+	assert_int_equal(f->hist[4].attempt, 3);
+	assert_int_equal(f->hist[4].time_us, T0 + 900 * S_US);
+	assert_int_equal(m->rcpt[0].attempts, 3);
+	assert_int_equal(f->ndsn, 1);
+	commit_dsn(f, 0, 1);
+	assert_int_equal(f->nhist, 6);      /* the DSN's bounce records add no attempt */
+	fake_free(f);
+
+	/* one recipient delivered, the other deferred: the delivery is in the history */
+	f = fake_new(BASE_CONF);
+	m = add(f, "s@example.com", 2, two);
+	pump(f);
+	{
+		struct sched_job *job = take(f, 0);
+		struct smtpc_reply rr[2], why;
+		struct smtpc_result r;
+		struct sched_attempt a;
+
+		memset(&a, 0, sizeof(a));
+		a.relay = "mx.test[192.0.2.1]:25";
+		memset(&r, 0, sizeof(r));
+		r.mail = reply(250, "2.0.0", "250 ok");
+		rr[0] = reply(250, "2.1.5", "250 2.1.5 ok");
+		rr[1] = reply(451, "4.2.0", "451 4.2.0 later");
+		r.rcpt = rr;
+		r.nrcpt = 2;
+		r.data = reply(250, "2.0.0", "250 2.0.0 queued as X");
+		sched_job_result(f->s, job, &a, &r);
+		pump(f);
+		(void)why;
+	}
+	assert_int_equal(f->nhist, 2);
+	assert_int_equal(f->hist[0].result, QUEUE_ATTEMPT_DELIVERED);
+	assert_int_equal(f->hist[1].result, QUEUE_ATTEMPT_DEFERRED);
+	assert_int_equal(m->rcpt[0].state, QUEUE_RCPT_DELIVERED);
+	fake_free(f);
+
+	/* delivered at once, the message done: no history written */
+	f = fake_new(BASE_CONF);
+	(void)add(f, "s@example.com", 1, one_rcpt);
+	pump(f);
+	answer(f, 0, 250);
+	assert_int_equal(f->nhist, 0);
+	fake_free(f);
+}
+
 /* Past queue_lifetime a temporary failure bounces: DSN to the sender, then removal. */
 static void
 test_expiry_bounces(void **state)
@@ -718,6 +805,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_deliver_removes),
 		cmocka_unit_test(test_retry_backoff),
+		cmocka_unit_test(test_history_records),
 		cmocka_unit_test(test_expiry_bounces),
 		cmocka_unit_test(test_perm_dsn_commit_fails),
 		cmocka_unit_test(test_null_sender_no_dsn),

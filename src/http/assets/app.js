@@ -375,6 +375,16 @@
       el("td", { class: "num", text: String(r.attempts) }),
       el("td", { text: r.next_try ? fmtTime(r.next_try) : "–" }),
       el("td", { text: (r.dsn ? r.dsn + " " : "") + (r.last_reply || "") }))));
+    // Every attempt the message file records (the first and the last 20 per recipient).
+    const hist = m.history || [];
+    $("d-hist").replaceChildren(...(hist.length ? hist.map((a) => el("tr", null,
+      el("td", { text: fmtTime(a.time) }),
+      el("td", { class: "mono", text: a.recipient + (a.attempt ? " #" + a.attempt : "") }),
+      el("td", null, stateCell(a.result)),
+      el("td", { class: "mono", text: a.host || "–" }),
+      el("td", { class: "reply", title: a.reply || "", text: (a.dsn ? a.dsn + " " : "") + (a.reply || "") }))) :
+      [el("tr", null, el("td", { colspan: "5", class: "muted", text: "No delivery attempt yet." }))]));
+    $("d-hist-note").textContent = m.history_omitted ? "(" + fmtNum(m.history_omitted) + " older attempts not shown)" : "";
     const lines = (m.headers || []).map((h) => h.name + ": " + h.value);
     $("d-headers").textContent = m.headers_error ? m.headers_error : lines.join("\n");
     $("d-trunc").textContent = m.headers_truncated ? "(truncated)" : "";
