@@ -505,6 +505,11 @@ ctl_cmd_qshape(struct ctl *c)
 		name[k] = '\0';
 		ctl_qshape_row(name, v);
 	}
+	if (json_is_true(json_object_get(s, "partial"))) {
+		const char *n = json_string_value(json_object_get(s, "note"));
+
+		printf("partial: %s\n", n != NULL ? n : "not every queued message was counted");
+	}
 	json_decref(s);
 	return CTL_EX_OK;
 }

@@ -5,7 +5,8 @@
  * Owns:     the per-domain counters of one request (freed before it returns).
  * Lifetime: one request.
  * Errors:   out of memory answers 500; a bad "limit" 400.
- * Context:  event-loop thread: one walk over the queue in memory, no file access.
+ * Context:  event-loop thread: one walk over the window in memory, then at
+ *           most HTTP_PARKED_READ parked files read (blocking reads, bounded).
  *
  * Every pending recipient counts once, under its domain (lower-cased) and
  * in one age bucket of its message: up to 5, 10, 20, 40, 80, 160, 320, 640,
@@ -16,7 +17,10 @@
  *    "ages": [...]}, ...], "ndomains": D}
  *
  * "domains" holds the `limit` (default 20, at most 1000) largest, biggest
- * first; "total" counts every domain.
+ * first; "total" counts every domain. Messages parked on disk (outside the
+ * window) are read from their files, at most HTTP_PARKED_READ of them; when
+ * more are parked the reply adds "partial": true and a "note" saying how
+ * many were read, as a filtered /api/queue listing does.
  */
 #include "http/http_int.h"
 #include "lib/jsonout.h"
@@ -50,6 +54,8 @@ struct qshape {
 	size_t   n, cap;
 	uint64_t total, ages[QSHAPE_NBUCKET];
 	uint64_t now_us;
+	uint64_t parked_read;           /* parked messages read from their files */
+	int      partial;               /* parked messages were left unread */
 	int      nomem;
 };
 
@@ -78,10 +84,10 @@ qshape_dom_of(const char *addr, char *buf, size_t size)
 	buf[i] = '\0';
 }
 
+/* qshape_add - count the pending recipients of one message */
 static void
-qshape_walk(void *arg, struct queue_msg *m)
+qshape_add(struct qshape *qs, const struct queue_msg *m)
 {
-	struct qshape *qs = arg;
 	int b = qshape_bucket(qs->now_us, m->arrival_us);
 	char dom[256];
 
@@ -110,6 +116,24 @@ qshape_walk(void *arg, struct queue_msg *m)
 		qs->total++;
 		qs->ages[b]++;
 	}
+}
+
+/* qshape_walk - queue_foreach: a message in the window */
+static void
+qshape_walk(void *arg, struct queue_msg *m)
+{
+	qshape_add(arg, m);
+}
+
+/* qshape_parked - queue_parked_walk: a message read from its file; stop when out of memory */
+static int
+qshape_parked(void *arg, const struct queue_msg *m)
+{
+	struct qshape *qs = arg;
+
+	qs->parked_read++;
+	qshape_add(qs, m);
+	return qs->nomem;
 }
 
 /* qshape_collect - map_sweep: move every domain into the array (all removed) */
@@ -168,6 +192,11 @@ qshape_json(struct qshape *qs, size_t limit)
 	for (int i = 0; i < QSHAPE_NBUCKET - 1; i++)
 		if (json_array_append_new(buckets, json_integer(qshape_minutes[i])) < 0)
 			goto fail;
+	if (qs->partial && (jsonout_set(o, "partial", json_true()) < 0 ||
+	    jsonout_set(o, "note", json_sprintf("read %llu of the messages kept on disk "
+	    "(at most %d): the counts leave the rest out", (unsigned long long)qs->parked_read,
+	    HTTP_PARKED_READ)) < 0))
+		goto fail;
 	if (json_array_append_new(buckets, json_null()) < 0 ||
 	    jsonout_set(total, "count", json_integer((json_int_t)qs->total)) < 0 ||
 	    jsonout_set(total, "ages", qshape_ages(qs->ages)) < 0)
@@ -209,6 +238,13 @@ http_api_qshape(struct http *h, struct evhttp_request *req, const char *path,
 		return;
 	}
 	queue_foreach(h->q, qshape_walk, &qs);
+	if (!qs.nomem) {
+		int more = 0;
+
+		if (queue_parked_walk(h->q, 0, HTTP_PARKED_READ, qshape_parked, &qs, &more, NULL) < 0 ||
+		    more)
+			qs.partial = 1;
+	}
 	qs.cap = map_count(qs.doms);
 	if (qs.cap > 0 && (qs.v = calloc(qs.cap, sizeof(*qs.v))) == NULL)
 		qs.nomem = 1;

@@ -94,7 +94,14 @@ def test_window_parks_and_delivers_everything_once(mtad_factory, world_factory):
     _, none = api(m, "/api/queue?rcpt=nobody@dst.test")
     assert none["total"] == 0 and none["items"] == []
 
-    # a parked message (the oldest were evicted first) is shown and acted on
+    # qshape counts the parked messages too (read from their files), per domain
+    _, shape = api(m, "/api/qshape")
+    assert shape["total"]["count"] == N and "partial" not in shape, shape
+    assert [(d["domain"], d["count"]) for d in shape["domains"]] == [("dst.test", N)], shape
+    p = ctl(m, "qshape")
+    assert p.returncode == 0 and re.search(r"^\s*TOTAL\s+%d\b" % N, p.stdout, re.M), p.stdout
+    assert "partial" not in p.stdout
+
     qid = files[0]
     code, row = api(m, "/api/queue/%s" % qid)
     assert code == 200
