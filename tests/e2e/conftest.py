@@ -56,6 +56,19 @@ def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+def queue_file_names(qdir):
+    """Message files under qdir (a queue/ directory), sorted; empty spare files are not messages."""
+    out = []
+    for dirpath, _dirs, files in os.walk(qdir):
+        for f in files:
+            try:
+                if os.path.getsize(os.path.join(dirpath, f)) > 0:
+                    out.append(f)
+            except FileNotFoundError:
+                pass    # removed meanwhile (files of delivered mail are unlinked in the background)
+    return sorted(out)
+
+
 def port_open(host, port):
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
@@ -187,16 +200,7 @@ class Mtad:
 
     def queue_files(self):
         """Message files in the queue, by queue id (the queue's empty spare files are not messages)."""
-        qdir = os.path.join(self.data_dir, "queue")
-        out = []
-        for dirpath, _dirs, files in os.walk(qdir):
-            for f in files:
-                try:
-                    if os.path.getsize(os.path.join(dirpath, f)) > 0:
-                        out.append(f)
-                except FileNotFoundError:
-                    pass    # removed meanwhile (files of delivered mail are unlinked in the background)
-        return sorted(out)
+        return queue_file_names(os.path.join(self.data_dir, "queue"))
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from conftest import free_port, port_open, wait_until
+from conftest import free_port, port_open, queue_file_names, wait_until
 from nexthop import NextHop
 
 IMAGE = os.environ.get("MTAD_IMAGE", "localhost/mtad:latest")
@@ -111,11 +111,7 @@ class Box:
         return int(podman("inspect", "-f", "{{.State.ExitCode}}", self.name).stdout.strip())
 
     def queue_files(self):
-        q = os.path.join(self.vols["data"], "queue")
-        out = []
-        for dp, _d, files in os.walk(q):
-            out += [f for f in files if os.path.getsize(os.path.join(dp, f)) > 0]
-        return out
+        return queue_file_names(os.path.join(self.vols["data"], "queue"))
 
     def cleanup(self):
         for n in self.names:
