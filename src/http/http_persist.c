@@ -88,72 +88,48 @@ struct http_pbuf {
 	size_t len, cap;
 };
 
+/* http_put, http_get - n bytes (4 or 8), little-endian */
 static void
-http_put32(unsigned char *p, uint32_t v)
+http_put(unsigned char *p, uint64_t v, int n)
 {
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < n; i++)
 		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void
-http_put64(unsigned char *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t
-http_get32(const unsigned char *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 3; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
 }
 
 static uint64_t
-http_get64(const unsigned char *p)
+http_get(const unsigned char *p, int n)
 {
 	uint64_t v = 0;
 
-	for (int i = 7; i >= 0; i--)
+	for (int i = n - 1; i >= 0; i--)
 		v = (v << 8) | p[i];
 	return v;
 }
 
-/* http_pb_u32, http_pb_u64 - append to a buffer sized in advance (never grows) */
+/* http_pb_put - append n bytes to a buffer sized in advance (never grows) */
 static void
-http_pb_u32(struct http_pbuf *b, uint32_t v)
+http_pb_put(struct http_pbuf *b, uint64_t v, int n)
 {
-	if (b->len + 4 <= b->cap)
-		http_put32(b->p + b->len, v);
-	b->len += 4;
-}
-
-static void
-http_pb_u64(struct http_pbuf *b, uint64_t v)
-{
-	if (b->len + 8 <= b->cap)
-		http_put64(b->p + b->len, v);
-	b->len += 8;
+	if (b->len + (size_t)n <= b->cap)
+		http_put(b->p + b->len, v, n);
+	b->len += (size_t)n;
 }
 
 /* http_pb_sample - t and the nfields values */
 static void
 http_pb_sample(struct http_pbuf *b, const struct http_sample *s)
 {
-	http_pb_u64(b, s->t);
+	http_pb_put(b, s->t, 8);
 	for (int k = 0; k < HTTP_H_FIELDS; k++)
-		http_pb_u64(b, s->v[k]);
+		http_pb_put(b, s->v[k], 8);
 }
 
 /* http_pb_ring - interval, length, samples oldest first */
 static void
 http_pb_ring(struct http_pbuf *b, const struct http_ring *r)
 {
-	http_pb_u32(b, r->interval);
-	http_pb_u32(b, (uint32_t)r->len);
+	http_pb_put(b, r->interval, 4);
+	http_pb_put(b, (uint32_t)r->len, 4);
 	for (size_t i = 0; i < r->len; i++)
 		http_pb_sample(b, http_history_ring_get(r, i));
 }
@@ -177,25 +153,25 @@ http_persist_encode(const struct metrics *m, const struct http_history *hi, uint
 		return NULL;
 	b.cap = HTTP_PERSIST_HDR + payload;
 	b.len = HTTP_PERSIST_HDR;
-	http_pb_u64(&b, now);
-	http_pb_u32(&b, (uint32_t)HTTP_PERSIST_NCOUNTERS);
+	http_pb_put(&b, now, 8);
+	http_pb_put(&b, (uint32_t)HTTP_PERSIST_NCOUNTERS, 4);
 	for (size_t i = 0; i < HTTP_PERSIST_NCOUNTERS; i++) {
 		uint64_t v;
 		memcpy(&v, (const char *)m + http_persist_counters[i], sizeof(v));
-		http_pb_u64(&b, v);
+		http_pb_put(&b, v, 8);
 	}
-	http_pb_u32(&b, METRICS_LATENCY_BUCKETS);
+	http_pb_put(&b, METRICS_LATENCY_BUCKETS, 4);
 	for (int i = 0; i < METRICS_LATENCY_BUCKETS; i++)
-		http_pb_u64(&b, m->latency_bucket[i]);
+		http_pb_put(&b, m->latency_bucket[i], 8);
 	memcpy(&sum, &m->latency_sum, sizeof(sum));
-	http_pb_u64(&b, sum);
-	http_pb_u32(&b, HTTP_H_FIELDS);
-	http_pb_u32(&b, (uint32_t)hi->have_last);
+	http_pb_put(&b, sum, 8);
+	http_pb_put(&b, HTTP_H_FIELDS, 4);
+	http_pb_put(&b, (uint32_t)hi->have_last, 4);
 	for (int k = 0; k < HTTP_H_FIELDS; k++)
-		http_pb_u64(&b, k < HTTP_H_COUNTERS ? hi->last[k] : 0);
+		http_pb_put(&b, k < HTTP_H_COUNTERS ? hi->last[k] : 0, 8);
 	http_pb_ring(&b, &hi->fine);
 	http_pb_ring(&b, &hi->coarse);
-	http_pb_u32(&b, hi->acc_n);
+	http_pb_put(&b, hi->acc_n, 4);
 	http_pb_sample(&b, &hi->acc);
 	if (b.len != b.cap) {
 		/* the size computed above and what was written disagree: our bug */
@@ -205,9 +181,9 @@ http_persist_encode(const struct metrics *m, const struct http_history *hi, uint
 		return NULL;
 	}
 	memcpy(b.p, HTTP_PERSIST_MAGIC, 4);
-	http_put32(b.p + 4, HTTP_PERSIST_VERSION);
-	http_put32(b.p + 8, (uint32_t)payload);
-	http_put32(b.p + 12, crc32c(0, b.p + HTTP_PERSIST_HDR, payload));
+	http_put(b.p + 4, HTTP_PERSIST_VERSION, 4);
+	http_put(b.p + 8, (uint32_t)payload, 4);
+	http_put(b.p + 12, crc32c(0, b.p + HTTP_PERSIST_HDR, payload), 4);
 	*lenp = b.len;
 	return b.p;
 }
@@ -221,33 +197,19 @@ struct http_pcur {
 	int bad;
 };
 
-static uint32_t
-http_pc_u32(struct http_pcur *c)
-{
-	uint32_t v;
-
-	if (c->bad || c->left < 4) {
-		c->bad = 1;
-		return 0;
-	}
-	v = http_get32(c->p);
-	c->p += 4;
-	c->left -= 4;
-	return v;
-}
-
+/* http_pc_get - the next n bytes; past the end marks the cursor bad (0) */
 static uint64_t
-http_pc_u64(struct http_pcur *c)
+http_pc_get(struct http_pcur *c, int n)
 {
 	uint64_t v;
 
-	if (c->bad || c->left < 8) {
+	if (c->bad || c->left < (size_t)n) {
 		c->bad = 1;
 		return 0;
 	}
-	v = http_get64(c->p);
-	c->p += 8;
-	c->left -= 8;
+	v = http_get(c->p, n);
+	c->p += n;
+	c->left -= (size_t)n;
 	return v;
 }
 
@@ -256,9 +218,9 @@ static void
 http_pc_sample(struct http_pcur *c, uint32_t nfields, struct http_sample *s)
 {
 	memset(s, 0, sizeof(*s));
-	s->t = http_pc_u64(c);
+	s->t = http_pc_get(c, 8);
 	for (uint32_t k = 0; k < nfields; k++) {
-		uint64_t v = http_pc_u64(c);
+		uint64_t v = http_pc_get(c, 8);
 		if (k < HTTP_H_FIELDS)
 			s->v[k] = v;
 	}
@@ -272,7 +234,7 @@ http_pc_sample(struct http_pcur *c, uint32_t nfields, struct http_sample *s)
 static void
 http_pc_ring(struct http_pcur *c, uint32_t nfields, uint64_t now, struct http_ring *r)
 {
-	uint32_t interval = http_pc_u32(c), len = http_pc_u32(c);
+	uint32_t interval = (uint32_t)http_pc_get(c, 4), len = (uint32_t)http_pc_get(c, 4);
 	uint64_t span = (uint64_t)r->cap * r->interval;
 	struct http_sample s;
 
@@ -319,46 +281,46 @@ http_persist_decode(const unsigned char *buf, size_t len, uint64_t now, struct m
 		why = "not a statistics file (bad magic)";
 		goto bad;
 	}
-	if (http_get32(buf + 4) != HTTP_PERSIST_VERSION) {
+	if (http_get(buf + 4, 4) != HTTP_PERSIST_VERSION) {
 		why = "unsupported format version";
 		goto bad;
 	}
-	plen = http_get32(buf + 8);
+	plen = http_get(buf + 8, 4);
 	if (plen > HTTP_PERSIST_MAX || plen != len - HTTP_PERSIST_HDR) {
 		why = "truncated or wrong length";
 		goto bad;
 	}
-	if (crc32c(0, buf + HTTP_PERSIST_HDR, plen) != http_get32(buf + 12)) {
+	if (crc32c(0, buf + HTTP_PERSIST_HDR, plen) != http_get(buf + 12, 4)) {
 		why = "checksum mismatch";
 		goto bad;
 	}
 	c.p = buf + HTTP_PERSIST_HDR;
 	c.left = plen;
 	c.bad = 0;
-	(void)http_pc_u64(&c);                           /* saved_at: for people */
-	n = http_pc_u32(&c);
+	(void)http_pc_get(&c, 8);                        /* saved_at: for people */
+	n = (uint32_t)http_pc_get(&c, 4);
 	if (n > HTTP_PERSIST_MAX_LIST) {
 		why = "too many counters";
 		goto bad;
 	}
 	for (uint32_t i = 0; i < n; i++) {
-		uint64_t v = http_pc_u64(&c);
+		uint64_t v = http_pc_get(&c, 8);
 		if (i < HTTP_PERSIST_NCOUNTERS)
 			counters[i] = v;
 	}
-	nbuckets = http_pc_u32(&c);
+	nbuckets = (uint32_t)http_pc_get(&c, 4);
 	if (nbuckets > HTTP_PERSIST_MAX_LIST) {
 		why = "too many latency buckets";
 		goto bad;
 	}
 	for (uint32_t i = 0; i < nbuckets; i++) {
-		uint64_t v = http_pc_u64(&c);
+		uint64_t v = http_pc_get(&c, 8);
 		if (i < METRICS_LATENCY_BUCKETS)
 			buckets[i] = v;
 	}
-	sumbits = http_pc_u64(&c);
+	sumbits = http_pc_get(&c, 8);
 	have_buckets = nbuckets == METRICS_LATENCY_BUCKETS;
-	nfields = http_pc_u32(&c);
+	nfields = (uint32_t)http_pc_get(&c, 4);
 	if (nfields > HTTP_PERSIST_MAX_FIELDS) {
 		why = "too many fields per sample";
 		goto bad;
@@ -372,9 +334,9 @@ http_persist_decode(const unsigned char *buf, size_t len, uint64_t now, struct m
 		goto bad;
 	}
 	have_hist = 1;
-	nh.have_last = http_pc_u32(&c) != 0;
+	nh.have_last = (uint32_t)http_pc_get(&c, 4) != 0;
 	for (uint32_t k = 0; k < nfields; k++) {
-		uint64_t v = http_pc_u64(&c);
+		uint64_t v = http_pc_get(&c, 8);
 		if (k < HTTP_H_COUNTERS)
 			nh.last[k] = v;
 	}
@@ -382,7 +344,7 @@ http_persist_decode(const unsigned char *buf, size_t len, uint64_t now, struct m
 		nh.have_last = 0;
 	http_pc_ring(&c, nfields, now, &nh.fine);
 	http_pc_ring(&c, nfields, now, &nh.coarse);
-	nh.acc_n = http_pc_u32(&c);
+	nh.acc_n = (uint32_t)http_pc_get(&c, 4);
 	http_pc_sample(&c, nfields, &nh.acc);
 	if (nh.acc_n >= HTTP_COARSE_SECS / HTTP_FINE_SECS) {
 		why = "partial coarse sample out of range";
