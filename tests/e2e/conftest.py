@@ -5,10 +5,12 @@ binary is $MTAD_BIN (default build/mtad); `make test-e2e` runs the suite
 against the release build and the ASan+UBSan build.
 """
 import os
+import re
 import signal
 import socket
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -54,6 +56,15 @@ def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for " + what)
         time.sleep(interval)
+
+
+def metric(m, name):
+    """The integer value of counter/gauge name on mtad m's /metrics page."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % m.ui_port, timeout=10) as r:
+        text = r.read().decode()
+    found = re.search(r"^%s (\d+)" % re.escape(name), text, re.M)
+    assert found, "%s not in /metrics" % name
+    return int(found.group(1))
 
 
 def queue_file_names(qdir):

@@ -5,23 +5,14 @@ The queue is made by copying one real queue file (written by mtad itself)
 under many older ids: a queue file does not hold its own id.
 """
 import os
-import re
 import shutil
 import smtplib
 import urllib.request
 
-from conftest import wait_until
+from conftest import metric, wait_until
 from test_delivery import DEADLINE, send, wait_log, world_factory  # noqa: F401  (fixture)
 
 N = 20000
-
-
-def metric(m, name):
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % m.ui_port, timeout=10) as r:
-        text = r.read().decode()
-    found = re.search(r"^%s (\d+)" % re.escape(name), text, re.M)
-    assert found, "%s not in /metrics" % name
-    return int(found.group(1))
 
 
 def test_accepts_mail_while_a_big_queue_is_recovered(mtad_factory, world_factory):

@@ -11,20 +11,12 @@ import smtplib
 import time
 import urllib.request
 
-from conftest import wait_until
+from conftest import metric, wait_until
 from test_mtactl import ctl
 from test_delivery import DEADLINE, dns_with, message, queue_empty, tag_of, world_factory  # noqa: F401
 
 N = 200
 LIMIT = 20
-
-
-def metric(m, name):
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % m.ui_port, timeout=10) as r:
-        text = r.read().decode()
-    found = re.search(r"^%s (\d+)" % re.escape(name), text, re.M)
-    assert found, "%s not in /metrics" % name
-    return int(found.group(1))
 
 
 def api(m, path, data=None):

@@ -130,13 +130,4 @@ def queue_file(m, qid):
 
 def committed(m):
     """Queue ids of messages in the queue (the queue also keeps empty spare files)."""
-    qdir = os.path.join(m.data_dir, "queue")
-    out = []
-    for dirpath, _dirs, files in os.walk(qdir):
-        for f in files:
-            try:
-                if os.path.getsize(os.path.join(dirpath, f)) > 0:
-                    out.append(f)
-            except OSError:
-                pass
-    return sorted(out)
+    return m.queue_files()
