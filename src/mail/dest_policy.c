@@ -291,11 +291,12 @@ dest_policy_parse(const char *text, size_t len, const char *file, char *err, siz
 struct dest_policy *
 dest_policy_read(const struct config *cfg, char *err, size_t errlen)
 {
-	const char *root = cfg->key_dir[0] != '\0' ? cfg->key_dir :
-	    cfg->fs_dir[0] != '\0' ? cfg->fs_dir : cfg->data_dir;
+	const char *root = config_key_store(cfg);
 	struct tablefile t;
 	struct dest_policy *p;
 
+	if (root[0] == '\0')
+		root = cfg->data_dir;
 	if (tablefile_open(&t, &dest_policy_format, root, cfg->destination_policy_file, err,
 	    errlen) < 0)
 		return NULL;

@@ -42,25 +42,6 @@ queue_hist_open(struct queue *q, const char *id)
 	return openat(q->qdirfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 }
 
-/* queue_hist_pread - exactly len bytes at off: 1, 0 at a short file, -1 on error */
-static int
-queue_hist_pread(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		ssize_t n = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		if (n == 0)
-			return 0;
-		got += (size_t)n;
-	}
-	return 1;
-}
-
 /* queue_hist_state_len - a state record's plausible payload length (queue_rec.c's rules); 0: not */
 static int
 queue_hist_state_len(unsigned type, uint32_t len)
@@ -133,7 +114,7 @@ queue_hist_read_fd(int fd, int (*cb)(void *arg, const struct queue_attempt *a), 
 	int rc;
 
 	queue_rec_filehdr(want);
-	if ((rc = queue_hist_pread(fd, fh, sizeof(fh), 0)) < 0)
+	if ((rc = queue_pread_exact(fd, fh, sizeof(fh), 0)) < 0)
 		return -1;
 	if (rc == 0 || memcmp(fh, want, sizeof(fh)) != 0) {
 		errno = EINVAL;
@@ -142,7 +123,7 @@ queue_hist_read_fd(int fd, int (*cb)(void *arg, const struct queue_attempt *a), 
 	for (;;) {
 		unsigned type;
 
-		if ((rc = queue_hist_pread(fd, h, sizeof(h), off)) < 0)
+		if ((rc = queue_pread_exact(fd, h, sizeof(h), off)) < 0)
 			return -1;
 		if (rc == 0) {
 			errno = EINVAL;        /* no end record: not committed */

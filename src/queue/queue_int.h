@@ -192,4 +192,7 @@ void queue_sync_submit(struct queue *q, struct queue_file *qf);
 /* queue_sync_unlink_later - hand queue/ID to the spare thread for unlinking; -1: do it yourself */
 int queue_sync_unlink_later(struct queue *q, const char *id);
 
+/* queue_pread_exact - exactly len bytes at off: 1, 0 at a short file, -1 with errno (queue_reader.c) */
+int queue_pread_exact(int fd, void *buf, size_t len, uint64_t off);
+
 #endif

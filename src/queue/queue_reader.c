@@ -84,27 +84,35 @@ queue_reader_fdopen(int fd, const struct queue_loc *loc)
 	return r;
 }
 
+/* queue_pread_exact - exactly len bytes at off: 1, 0 at a short file, -1 with errno */
+int
+queue_pread_exact(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			return 0;
+		got += (size_t)n;
+	}
+	return 1;
+}
+
 /* queue_pread_full - pread exactly len bytes; a short file is EIO */
 static int
 queue_pread_full(int fd, void *buf, size_t len, uint64_t off)
 {
-	char *p = buf;
+	int rc = queue_pread_exact(fd, buf, len, off);
 
-	while (len > 0) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			if (n == 0)
-				errno = EIO;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
+	if (rc == 0)
+		errno = EIO;
+	return rc > 0 ? 0 : -1;
 }
 
 /*

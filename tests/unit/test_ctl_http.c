@@ -103,21 +103,30 @@ server_main(void *arg)
 	}
 }
 
+/* loopback_socket - a TCP socket bound to 127.0.0.1 on a port the kernel picks (*port) */
 static int
-setup(void **state)
+loopback_socket(int *port)
 {
 	struct sockaddr_in sin;
 	socklen_t slen = sizeof(sin);
+	int fd;
 
-	(void)state;
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_true((srv.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
-	assert_int_equal(bind(srv.lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_true((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &slen), 0);
+	*port = ntohs(sin.sin_port);
+	return fd;
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	srv.lfd = loopback_socket(&srv.port);
 	assert_int_equal(listen(srv.lfd, 8), 0);
-	assert_int_equal(getsockname(srv.lfd, (struct sockaddr *)&sin, &slen), 0);
-	srv.port = ntohs(sin.sin_port);
 	assert_int_equal(pthread_create(&srv.thread, NULL, server_main, NULL), 0);
 	return 0;
 }
@@ -307,20 +316,11 @@ test_failures(void **state)
 	struct ctl_http h;
 	char err[256], want[128];
 	unsigned hellos;
-	int fd, port;
-	struct sockaddr_in sin;
-	socklen_t slen = sizeof(sin);
+	int port;
 
 	(void)state;
 	/* a port nobody listens on: a closed socket's */
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_true((fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &slen), 0);
-	port = ntohs(sin.sin_port);
-	close(fd);
+	close(loopback_socket(&port));
 	plain_client(&h);
 	h.port = port;
 	assert_int_equal(ctl_http_request(&h, "GET", "/", NULL, 0, &r, err, sizeof(err)),
