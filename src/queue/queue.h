@@ -273,6 +273,42 @@ struct queue_parked_info {
  */
 int queue_parked_walk(struct queue *q, size_t skip, size_t max_read,
     int (*cb)(void *arg, const struct queue_msg *m), void *arg, int *more, long *pos);
+/*
+ * The index of parked messages (queue_pidx.c; docs/queue.md, "The index"):
+ * <data_dir>/queue.idx holds, for every message that has been parked, its
+ * id, arrival, size, sender and recipients. It is written when a message is
+ * first parked (never for mail delivered from the window) and at a clean
+ * stop, so a filtered view of a big queue reads that one file instead of one
+ * file per message. After a crash it is rebuilt from queue/ off the event
+ * loop; until that is done queue_pidx_ready() is 0 and views fall back to
+ * queue_parked_walk().
+ */
+int queue_pidx_ready(const struct queue *q);
+struct queue_pidx_scan;
+/* queue_pidx_scan_open - a pass over every message parked now; NULL with errno */
+struct queue_pidx_scan *queue_pidx_scan_open(struct queue *q);
+/*
+ * queue_pidx_scan_step - the next (at most) max records of the pass. For each
+ * message still parked (loaded ones and files gone are passed over; each
+ * message once per pass) cb(arg, m) gets its envelope from the index and
+ * its file's stamp: id, sender, recipients, arrival, size, held; every
+ * recipient pending, with attempts 1 when the message is deferred. When the
+ * stamp says fewer recipients are pending than the message has, the file is
+ * read and m is the whole message. m lives for the call; cb returns 1 to
+ * stop. 0 more to do, 1 the pass is over (or was stopped), -1 with errno.
+ * Blocking reads on the calling thread: the caller bounds max.
+ */
+int queue_pidx_scan_step(struct queue_pidx_scan *s, size_t max,
+    int (*cb)(void *arg, const struct queue_msg *m), void *arg);
+/* queue_pidx_scan_close - end a pass; returns NULL */
+struct queue_pidx_scan *queue_pidx_scan_close(struct queue_pidx_scan *s);
+/*
+ * queue_parked_read - parked message id read whole from its file, given to
+ * cb(arg, m) once (m lives for the call), without loading it. 0, or -1
+ * with errno (ENOENT: no such parked message).
+ */
+int queue_parked_read(struct queue *q, const char *id,
+    int (*cb)(void *arg, const struct queue_msg *m), void *arg);
 /* queue_parked - what the parked messages add to the counters of the loaded ones */
 void queue_parked(const struct queue *q, struct queue_parked_info *out);
 
