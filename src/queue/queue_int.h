@@ -204,6 +204,12 @@ int queue_sync_unlink_later(struct queue *q, const char *id);
  * (checked on its thread) or rebuild it there from queue/
  */
 void queue_pidx_start(struct queue *q);
+/*
+ * queue_pidx_go - at recovery's first step: the check or the rebuild
+ * prepared by queue_pidx_start() starts on its thread (queue/ is readable
+ * now: after a crash, mtad-chown may have been giving it to mail_owner)
+ */
+void queue_pidx_go(struct queue *q);
 /* queue_pidx_add - e is parked: its record is appended unless it has one (e->indexed) */
 void queue_pidx_add(struct queue *q, struct queue_ent *e);
 /*

@@ -90,6 +90,7 @@ struct queue_pidx {
 	/* the thread */
 	pthread_t thread;
 	int running;                 /* started, not joined (loop) */
+	int pending;                 /* prepared, not started yet (queue_pidx_go()) */
 	pthread_mutex_t mu;
 	/* under mu */
 	enum pidx_job job;           /* a check that fails becomes a rebuild */
@@ -841,12 +842,13 @@ pidx_write(struct queue_pidx *p, const unsigned char *rec, size_t len)
 	return 0;
 }
 
-/* pidx_start_job - the thread on job; -1 when it cannot start */
-static int
-pidx_start_job(struct queue_pidx *p, enum pidx_job job)
+/*
+ * pidx_prepare_job - the state of a new job: from now on the loop's
+ * records also go to the tail (pending: the thread is not started yet)
+ */
+static void
+pidx_prepare_job(struct queue_pidx *p, enum pidx_job job)
 {
-	int rc;
-
 	pthread_mutex_lock(&p->mu);
 	p->job = job;
 	p->announced = job == PIDX_REBUILD;
@@ -862,10 +864,32 @@ pidx_start_job(struct queue_pidx *p, enum pidx_job job)
 	p->len0 = p->len;
 	p->old_short = 0;
 	pthread_mutex_unlock(&p->mu);
+	p->pending = 1;
+}
+
+/* pidx_launch - the thread on the prepared job; -1 when it cannot start (the job is dropped) */
+static int
+pidx_launch(struct queue_pidx *p)
+{
+	enum pidx_job job;
+	int rc;
+
+	if (!p->pending)
+		return 0;
+	p->pending = 0;
+	pthread_mutex_lock(&p->mu);
+	job = p->job;
+	pthread_mutex_unlock(&p->mu);
 	p->t0_us = util_mono_us();
 	if ((rc = pthread_create(&p->thread, NULL, pidx_main, p)) != 0) {
 		log_warnx("%s/" PIDX_FILE ": cannot start its thread: %s", p->q->data_dir,
 		    strerror(rc));
+		if (job != PIDX_COMPACT) {
+			if (p->fd >= 0)
+				close(p->fd);
+			p->fd = -1;
+			p->ready = p->complete = 0;
+		}
 		return -1;
 	}
 	p->running = 1;
@@ -1035,10 +1059,11 @@ pidx_on_event(evutil_socket_t fd, short what, void *arg)
 static void
 pidx_maybe_compact(struct queue_pidx *p)
 {
-	if (p->running || !p->ready || p->fd < 0 || p->q->recovering ||
+	if (p->running || p->pending || !p->ready || p->fd < 0 || p->q->recovering ||
 	    p->nrec <= 2 * p->q->count + p->slack)
 		return;
-	(void)pidx_start_job(p, PIDX_COMPACT);
+	pidx_prepare_job(p, PIDX_COMPACT);
+	(void)pidx_launch(p);
 }
 
 /* pidx_read_marker - the marker's length and records; -1 when missing or malformed */
@@ -1139,13 +1164,17 @@ queue_pidx_start(struct queue *q)
 	if (trusted) {
 		p->len = mlen;
 		p->expect_nrec = mrec;
-		if (pidx_start_job(p, PIDX_CHECK) < 0) {
-			close(p->fd);
-			p->fd = -1;
-		}
-		return;
-	}
-	(void)pidx_start_job(p, PIDX_REBUILD);
+		pidx_prepare_job(p, PIDX_CHECK);
+	} else
+		pidx_prepare_job(p, PIDX_REBUILD);
+}
+
+/* queue_pidx_go - see queue_int.h: the job prepared at start runs */
+void
+queue_pidx_go(struct queue *q)
+{
+	if (q->pidx != NULL && q->pidx->pending)
+		(void)pidx_launch(q->pidx);
 }
 
 /* queue_pidx_add - see queue_int.h: e's record, if it has none yet */
@@ -1160,7 +1189,7 @@ queue_pidx_add(struct queue *q, struct queue_ent *e)
 		return;
 	e->indexed = 1;
 	pidx_poll(p);
-	if (!p->running && (p->fd < 0 || !p->complete))
+	if (!p->running && !p->pending && (p->fd < 0 || !p->complete))
 		return;         /* given up: rebuilt at the next start */
 	n = queue_pidx_encoded_len(&e->m);
 	if (n > sizeof(small) && (rec = malloc(n)) == NULL) {
@@ -1169,7 +1198,7 @@ queue_pidx_add(struct queue *q, struct queue_ent *e)
 	}
 	if ((n = queue_pidx_encode(rec, n, e->key, &e->m)) == 0)
 		goto out;
-	if (p->running) {
+	if (p->running || p->pending) {
 		int queued = 0, write_old;
 
 		pthread_mutex_lock(&p->mu);
@@ -1216,6 +1245,8 @@ queue_pidx_close(struct queue *q)
 
 	if (p == NULL)
 		return;
+	if (p->pending && p->job == PIDX_CHECK)
+		(void)pidx_launch(p);       /* never begun (a stop during start-up): run it now */
 	if (p->running) {
 		/* a check is let finish (a sequential read); a rewrite stops */
 		pthread_mutex_lock(&p->mu);

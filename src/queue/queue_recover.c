@@ -323,6 +323,7 @@ queue_recover_step(struct queue_recovery *r, size_t max)
 
 	if (r->done)
 		return 1;
+	queue_pidx_go(r->q);
 	rc = queue_scan_step(r->q, max);
 	if (rc == 2)
 		rc = 0;
