@@ -8,6 +8,7 @@ The messages go to a smart relay that refuses connections, so after their first
 attempt every one waits an hour: the queue holds still while it is looked at.
 """
 import json
+import os
 import re
 import smtplib
 import threading
@@ -141,6 +142,15 @@ def test_filtered_views_of_a_big_queue(mtad_factory):
     assert metric(m, "mta_queue_held_messages") == 0
     assert api(m, "/api/queue?state=deferred&domain=other.test")["total"] == N_OTHER
 
+    # retry by filter: every match is tried again now, through a window of 20
+    deferred0 = metric(m, "mta_recipients_deferred_total")
+    r = api(m, "/api/queue/retry", {"domain": "other.test"}, timeout=DEADLINE)
+    assert (r["matched"], r["changed"], r["failed"]) == (N_OTHER, N_OTHER, 0), r
+    wait_until(lambda: metric(m, "mta_recipients_deferred_total") >= deferred0 + N_OTHER and
+               metric(m, "mta_queue_deferred_messages") == N, DEADLINE,
+               what="the %d retried messages deferred again" % N_OTHER)
+    assert metric(m, "mta_queue_messages") == N
+
     # delete by filter: every match is gone, the rest stays
     r = api(m, "/api/queue/delete", {"sender": "carol@far.test"})
     assert (r["matched"], r["changed"], r["failed"]) == (N_OTHER, N_OTHER, 0), r
@@ -152,3 +162,47 @@ def test_filtered_views_of_a_big_queue(mtad_factory):
     s = api(m, "/api/qshape")
     assert s["total"]["count"] == N_DST and len(s["domains"]) == 1, s
     assert m.maillog().count("removed") >= N_OTHER
+
+
+def test_views_say_partial_while_the_index_is_rebuilt(mtad_factory):
+    """After a kill -9 the index of parked messages is rebuilt from queue/ on its own
+    thread; until it is ready, filtered views read at most 2,000 parked files and say
+    "partial". A rebuild that cannot write its new file (here: a directory in the
+    way of <data_dir>/queue.idx.new) leaves it not ready until the next start, which
+    makes that state last long enough to look at."""
+    m = big_queue(mtad_factory)
+    assert m.kill9() != 0
+    blocker = os.path.join(m.data_dir, "queue.idx.new")
+    os.mkdir(blocker)
+    m.start()
+    wait_until(lambda: "cannot rebuild" in m.read_stderr(), DEADLINE,
+               what="the index rebuild to fail")
+    wait_until(lambda: metric(m, "mta_queue_messages") == N, DEADLINE, what="%d counted" % N)
+
+    j = api(m, "/api/queue?domain=dst.test&limit=1")
+    assert j.get("partial") is True and "being rebuilt" in j["note"], j
+    assert j["total"] < N_DST, j["total"]
+    s = api(m, "/api/qshape")
+    assert s.get("partial") is True and "being rebuilt" in s["note"], s
+    assert s["total"]["count"] < N
+    p = ctl(m, "qshape")
+    assert p.returncode == 0 and re.search(r"^partial: .*being rebuilt", p.stdout, re.M), p.stdout
+    r = api(m, "/api/queue/hold", {"domain": "other.test"})
+    assert r.get("partial") is True and r["matched"] == r["changed"] < N_OTHER, r
+    p = ctl(m, "hold", "ALL")
+    assert p.returncode == 0 and re.search(r"^partial: ", p.stdout, re.M), p.stdout
+    p = ctl(m, "release", "ALL")
+    assert p.returncode == 0, p.stderr
+
+    # the next start rebuilds it: exact again, no note
+    assert m.stop() == 0
+    os.rmdir(blocker)
+    m.start()
+    wait_until(lambda: "partial" not in api(m, "/api/queue?domain=dst.test&limit=1"),
+               DEADLINE, what="the index to be rebuilt")
+    j = api(m, "/api/queue?domain=dst.test&limit=1")
+    assert j["total"] == N_DST, j
+    s = api(m, "/api/qshape")
+    no_partial(s)
+    assert s["total"]["count"] == N, s["total"]
+    assert api(m, "/api/queue?state=held")["total"] == 0
