@@ -61,6 +61,7 @@ struct mtad {
 	struct event *ev_term, *ev_int, *ev_hup, *ev_pipe;
 	struct queue_recovery *recovery; /* the queue is still being read (in slices) */
 	struct event *ev_recover;
+	int chown_fd;                    /* priv_chown_sub_start(): EOF when queue/ is theirs; -1 */
 	int stopping;
 	int draining;                  /* SIGTERM with drain_relay, or mtactl drain */
 	int exit_status;               /* 0, or MTAD_EX_LEFT after a drain that left mail */
@@ -183,11 +184,25 @@ drop_privileges(struct mtad *d)
 
 	if (!d->owner_found)
 		return;
-	if ((n = priv_chown_tree(d->cfg->data_dir, d->owner_uid, d->owner_gid)) < 0)
+	/*
+	 * queue/ may hold millions of files: its walk runs in a process of its
+	 * own while mtad serves (SPEC §11.5), and recovery reads queue/ once it
+	 * is over (on_chown_done).
+	 */
+	if ((n = priv_chown_tree(d->cfg->data_dir, d->owner_uid, d->owner_gid, "queue")) < 0)
 		log_warn("cannot hand %s to %s", d->cfg->data_dir, d->cfg->mail_owner);
 	else if (n > 0)
 		log_warnx("%s: %d entr%s left to its owner (see above)", d->cfg->data_dir, n,
 		    n == 1 ? "y" : "ies");
+	if ((d->chown_fd = priv_chown_sub_start(d->cfg->data_dir, "queue", d->owner_uid,
+	    d->owner_gid)) == -1) {
+		log_warn("cannot hand %s/queue to %s in the background; doing it now",
+		    d->cfg->data_dir, d->cfg->mail_owner);
+		if (priv_chown_tree(d->cfg->data_dir, d->owner_uid, d->owner_gid, NULL) < 0)
+			log_warn("cannot hand %s to %s", d->cfg->data_dir, d->cfg->mail_owner);
+	} else if (d->chown_fd >= 0)
+		log_info("%s/queue: checking its files' owner in the background",
+		    d->cfg->data_dir);
 	/* The mail log file and the directories mtad made for it, so that a
 	 * reopen after rotation (SIGHUP) can create the file again. */
 	maillog_path(d->cfg, path, sizeof(path));
@@ -507,8 +522,8 @@ on_recover_slice(evutil_socket_t fd, short what, void *arg)
 	 * the first slice on, while the rest of the queue is still being read.
 	 */
 	metrics_set_unready(&d->metrics, METRICS_UNREADY_RECOVERING, 0);
-	if (d->recovery == NULL || d->stopping)
-		return;
+	if (d->recovery == NULL || d->stopping || d->chown_fd >= 0)
+		return;         /* (queue/ is not all mail_owner's yet: on_chown_done goes on) */
 	while (rc == 0 && util_mono_us() - t0 < RECOVER_SLICE_US)
 		rc = queue_recover_step(d->recovery, RECOVER_SLICE_FILES / 8);
 	if (rc == 0) {
@@ -525,6 +540,19 @@ on_recover_slice(evutil_socket_t fd, short what, void *arg)
 	metrics_set_unready(&d->metrics, METRICS_UNREADY_RECOVERING, 0);
 }
 
+/* on_chown_done - the walk of queue/ is over: recovery reads it now */
+static void
+on_chown_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct mtad *d = arg;
+
+	(void)what;
+	close(fd);
+	d->chown_fd = -1;
+	if (d->ev_recover != NULL)
+		event_active(d->ev_recover, EV_TIMEOUT, 0);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -534,6 +562,7 @@ main(int argc, char **argv)
 	char err[2048], path[4096];
 
 	memset(&d, 0, sizeof(d));
+	d.chown_fd = -1;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
 			conf = argv[++i];
@@ -667,6 +696,9 @@ main(int argc, char **argv)
 		fatalx("cannot create the recovery event");
 	/* the first slice once the loop runs: the listeners take mail meanwhile */
 	event_active(d.ev_recover, EV_TIMEOUT, 0);
+	if (d.chown_fd >= 0 && event_base_once(d.base, d.chown_fd, EV_READ, on_chown_done, &d,
+	    NULL) < 0)
+		fatalx("cannot wait for the walk of %s/queue", d.cfg->data_dir);
 	log_info("mtad %s started: the queue is recovered in the background (a window of %u "
 	    "message(s) in memory)", MTAD_VERSION, d.cfg->queue_active_limit);
 	event_base_dispatch(d.base);

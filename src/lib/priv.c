@@ -7,7 +7,8 @@
  * Lifetime: stateless.
  * Errors:   -1 with errno (priv_keep_read_only: a reason in why); entries
  *           left alone by priv_chown_tree() are logged with log_warnx().
- * Context:  start-up, as root, before threads exist.
+ * Context:  start-up, as root, before threads exist; the walk of
+ *           priv_chown_sub_start() in a child process of its own.
  *
  * Every change goes through a descriptor obtained without following a
  * link (O_NOFOLLOW directories, O_PATH files checked with fstat), never
@@ -25,8 +26,10 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <linux/capability.h>
@@ -87,7 +90,8 @@ priv_dir_unchanged(int fd, const char *name, const struct stat *st, uid_t uid, g
 
 /* priv_chown_dir - the entries of the open directory fd (on device dev), recursively */
 static int
-priv_chown_dir(int fd, dev_t dev, char *path, size_t pathsize, uid_t uid, gid_t gid, int depth)
+priv_chown_dir(int fd, dev_t dev, char *path, size_t pathsize, uid_t uid, gid_t gid, int depth,
+    const char *later)
 {
 	size_t plen = strlen(path);
 	struct dirent *de;
@@ -142,8 +146,11 @@ priv_chown_dir(int fd, dev_t dev, char *path, size_t pathsize, uid_t uid, gid_t 
 				skipped++;
 			} else if (priv_dir_unchanged(fd, de->d_name, &st, uid, gid)) {
 				log_trace(TRACE_QUEUE, "%s: unchanged since its owner's stop; not walked", path);
+			} else if (depth == 0 && later != NULL && strcmp(de->d_name, later) == 0) {
+				log_trace(TRACE_QUEUE, "%s: walked later (priv_chown_sub_start)", path);
 			} else {
-				skipped += priv_chown_dir(sub, dev, path, pathsize, uid, gid, depth + 1);
+				skipped += priv_chown_dir(sub, dev, path, pathsize, uid, gid, depth + 1,
+				    NULL);
 			}
 			close(sub);
 		}
@@ -153,9 +160,27 @@ priv_chown_dir(int fd, dev_t dev, char *path, size_t pathsize, uid_t uid, gid_t 
 	return skipped;
 }
 
+/* priv_chown_open - dir opened as named, given to uid:gid; -1 with errno */
+static int
+priv_chown_open(const char *dir, uid_t uid, gid_t gid, struct stat *st)
+{
+	int fd;
+
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -1;
+	if (fstat(fd, st) < 0 || fchown(fd, uid, gid) < 0) {
+		int saved = errno;
+
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
 /* priv_chown_tree - see priv.h */
 int
-priv_chown_tree(const char *dir, uid_t uid, gid_t gid)
+priv_chown_tree(const char *dir, uid_t uid, gid_t gid, const char *later)
 {
 	char path[PATH_MAX];
 	struct stat st;
@@ -165,18 +190,119 @@ priv_chown_tree(const char *dir, uid_t uid, gid_t gid)
 		errno = ENAMETOOLONG;
 		return -1;
 	}
+	if ((fd = priv_chown_open(dir, uid, gid, &st)) < 0)
+		return -1;
+	n = priv_chown_dir(fd, st.st_dev, path, sizeof(path), uid, gid, 0, later);
+	close(fd);
+	return n;
+}
+
+/*
+ * priv_chown_sub_walk - the walk of dir/name (a directory of dir, opened
+ * without following a link, on dir's file system); the entries left alone
+ * or -1 with errno
+ */
+static int
+priv_chown_sub_walk(const char *dir, const char *name, uid_t uid, gid_t gid)
+{
+	char path[PATH_MAX];
+	struct stat st, sst;
+	int fd, sub, n;
+
+	if (util_bsnprintf(path, sizeof(path), "%s/%s", dir, name) < 0) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
 	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return -1;
-	if (fstat(fd, &st) < 0 || fchown(fd, uid, gid) < 0) {
+	if (fstat(fd, &st) < 0 || (sub = openat(fd, name, PRIV_DIR_FLAGS)) < 0) {
 		int saved = errno;
 
 		close(fd);
 		errno = saved;
 		return -1;
 	}
-	n = priv_chown_dir(fd, st.st_dev, path, sizeof(path), uid, gid, 0);
 	close(fd);
+	if (fstat(sub, &sst) < 0 || sst.st_dev != st.st_dev) {
+		close(sub);
+		errno = EXDEV;
+		return -1;
+	}
+	n = priv_chown_dir(sub, st.st_dev, path, sizeof(path), uid, gid, 1, NULL);
+	close(sub);
 	return n;
+}
+
+/* priv_chown_sub_start - see priv.h */
+int
+priv_chown_sub_start(const char *dir, const char *name, uid_t uid, gid_t gid)
+{
+	struct stat st;
+	int pfd[2], status, fd;
+	pid_t pid;
+
+	/* vouched for by its owner at a clean stop: nothing to walk */
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+		int same = fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) &&
+		    priv_dir_unchanged(fd, name, &st, uid, gid);
+
+		close(fd);
+		if (same)
+			return -2;
+	}
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return -1;
+	if ((pid = fork()) < 0) {
+		int saved = errno;
+
+		close(pfd[0]);
+		close(pfd[1]);
+		errno = saved;
+		return -1;
+	}
+	if (pid == 0) {
+		/*
+		 * The intermediate child: the walker is its child, adopted by
+		 * init when this one exits at once (no zombie for the daemon to
+		 * reap, no SIGCHLD handler in it).
+		 */
+		if ((pid = fork()) != 0)
+			util_cov_exit(pid < 0);
+		/* the walker: nothing but stderr and the pipe's write end */
+		signal(SIGHUP, SIG_IGN);
+		signal(SIGINT, SIG_IGN);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGPIPE, SIG_IGN);
+		(void)prctl(PR_SET_NAME, "mtad-chown");
+		if (pfd[1] != 3 && dup2(pfd[1], 3) < 0)
+			util_cov_exit(1);
+		if ((fd = open("/dev/null", O_RDWR)) >= 0) {
+			(void)dup2(fd, STDIN_FILENO);
+			(void)dup2(fd, STDOUT_FILENO);
+		}
+		if (close_range(4, ~0U, 0) < 0)
+			util_cov_exit(1);
+		{
+			uint64_t t0 = util_mono_us();
+			int n = priv_chown_sub_walk(dir, name, uid, gid);
+
+			if (n < 0)
+				log_warn("%s/%s: cannot hand to its owner", dir, name);
+			else
+				log_info("%s/%s: owners checked in %.1f s (%d entr%s left alone)", dir,
+				    name, (double)(util_mono_us() - t0) / 1e6, n, n == 1 ? "y" : "ies");
+		}
+		util_cov_exit(0);
+	}
+	close(pfd[1]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		close(pfd[0]);
+		errno = ECHILD;
+		return -1;
+	}
+	return pfd[0];
 }
 
 /*

@@ -31,9 +31,22 @@
  * and only directories and regular files with one link are changed: a
  * link, FIFO, device or hard-linked file is left alone and logged. Returns
  * the number of entries left alone, or -1 with errno when dir cannot be
- * opened or changed.
+ * opened or changed. A directory of dir named later (NULL: none) is
+ * given to uid:gid but not walked into: priv_chown_sub_start() does that.
  */
-int priv_chown_tree(const char *dir, uid_t uid, gid_t gid);
+int priv_chown_tree(const char *dir, uid_t uid, gid_t gid, const char *later);
+
+/*
+ * priv_chown_sub_start - walk dir/name (a directory; opened without
+ * following a link, on dir's file system) as priv_chown_tree() does, in a
+ * process of its own that goes on while the caller drops its privileges
+ * and serves: a queue of millions of files costs the start-up nothing.
+ * Returns the read end of a pipe that reaches end-of-file when the walk is
+ * over (the caller closes it), -2 when there is nothing to walk (the
+ * owner vouched for the directory: a newer "<name>.owned" of theirs), or
+ * -1 with errno. The walker logs what it did; the caller reaps nothing.
+ */
+int priv_chown_sub_start(const char *dir, const char *name, uid_t uid, gid_t gid);
 
 /*
  * priv_chown_path - give root (opened as named: the configuration's), each

@@ -50,3 +50,48 @@ def test_accepts_mail_while_a_big_queue_is_recovered(mtad_factory, world_factory
     # every message counted once: the recovered ones and the new one
     wait_until(lambda: metric(m, "mta_queue_messages") == N + 2, DEADLINE,
                what="mta_queue_messages == %d" % (N + 2))
+
+
+def test_root_owned_queue_files_are_handed_over_in_the_background(mtad_factory, world_factory):
+    """After a restore as root (or a crash: no fresh queue.owned), the files of
+    queue/ are given to mail_owner by a process of their own: the listeners do
+    not wait for the walk, and recovery reads queue/ once it is over."""
+    if os.geteuid() != 0:
+        import pytest
+        pytest.skip("needs root")
+    import pwd
+    nobody = pwd.getpwnam("nobody").pw_uid
+    w = world_factory({"dst.test": {"MX": [(10, "mx.dst.test")]},
+                       "mx.dst.test": {"A": ["127.0.0.2"]}})
+    w.hop(2).tempfail("RCPT", reply="451 4.3.0 Not now")
+    m = mtad_factory(w.conf(retry_min_backoff="1h", retry_max_backoff="2h"))
+    send(m, "alice@src.test", ["bob@dst.test"], tag="seed")
+    wait_log(m, "status=deferred")
+    assert m.stop() == 0
+    qdir = os.path.join(m.data_dir, "queue")
+    (orig,) = os.listdir(qdir)
+    assert os.stat(os.path.join(qdir, orig)).st_uid == nobody
+    key = int(orig, 16)
+    n = 5000
+    for i in range(1, n + 1):
+        shutil.copyfile(os.path.join(qdir, orig), os.path.join(qdir, "%016X" % (key - i)))
+    os.chown(os.path.join(qdir, orig), 0, 0)        # root's now: copied in by root
+
+    m.start()
+    with smtplib.SMTP("127.0.0.1", m.smtp_port, timeout=10) as s:
+        assert s.sendmail("carol@src.test", ["dave@dst.test"], b"Subject: new\r\n\r\nhi\r\n") == {}
+    wait_until(lambda: "owners checked in" in m.read_stderr(), DEADLINE,
+               what="the walk of queue/ to end")
+    err = m.read_stderr()
+    assert "checking its files' owner in the background" in err, err
+    assert "0 entries left alone" in err, err
+    wait_until(lambda: "queue recovered: " in m.read_stderr(), DEADLINE * 4,
+               what="the recovery to finish")
+    wait_until(lambda: metric(m, "mta_queue_messages") == n + 2, DEADLINE,
+               what="mta_queue_messages == %d" % (n + 2))
+    owners = {os.stat(os.path.join(qdir, f)).st_uid for f in os.listdir(qdir)}
+    assert owners == {nobody}, owners
+    # and each is readable by mtad: the oldest one's detail comes from its file
+    with urllib.request.urlopen("http://127.0.0.1:%d/api/queue/%016X" % (m.ui_port, key - n),
+                                timeout=10) as r:
+        assert r.status == 200

@@ -231,7 +231,7 @@ test_chown_tree(void **state)
 		skip();
 	mk("store/hard", "hard", "outside.pem");
 	snprintf(store, sizeof(store), "%s/store", top);
-	n = priv_chown_tree(store, 1000, 1000);
+	n = priv_chown_tree(store, 1000, 1000, NULL);
 	for (size_t i = 0; i < sizeof(tree_rows) / sizeof(tree_rows[0]); i++) {
 		uid_t got = owner(tree_rows[i].rel);
 		if (got != tree_rows[i].want)
@@ -292,7 +292,7 @@ test_chown_limits(void **state)
 	strncat(rel, "/f", sizeof(rel) - strlen(rel) - 1);
 	mk(rel, "file", NULL);
 	snprintf(p, sizeof(p), "%s/deep", top);
-	n = priv_chown_tree(p, 1000, 1000);
+	n = priv_chown_tree(p, 1000, 1000, NULL);
 	if (n != 1)
 		fail_msg("deep tree: got %d entries left alone, want 1", n);
 	*strrchr(rel, '/') = '\0';                      /* deep/d1/.../d17 */
@@ -300,18 +300,18 @@ test_chown_limits(void **state)
 	*strrchr(rel, '/') = '\0';                      /* deep/d1/.../d16 */
 	assert_int_equal(owner(rel), 1000);
 	/* a second walk: all but the too deep left as they are, same count */
-	assert_int_equal(priv_chown_tree(p, 1000, 1000), 1);
+	assert_int_equal(priv_chown_tree(p, 1000, 1000, NULL), 1);
 	/* the root itself: missing, not a directory, a name too long */
 	snprintf(p, sizeof(p), "%s/missing", top);
 	errno = 0;
-	assert_int_equal(priv_chown_tree(p, 1000, 1000), -1);
+	assert_int_equal(priv_chown_tree(p, 1000, 1000, NULL), -1);
 	assert_int_equal(errno, ENOENT);
 	snprintf(p, sizeof(p), "%s/outside.pem", top);
-	assert_int_equal(priv_chown_tree(p, 1000, 1000), -1);
+	assert_int_equal(priv_chown_tree(p, 1000, 1000, NULL), -1);
 	assert_int_equal(errno, ENOTDIR);
 	memset(longname, 'a', sizeof(longname) - 1);
 	longname[sizeof(longname) - 1] = '\0';
-	assert_int_equal(priv_chown_tree(longname, 1000, 1000), -1);
+	assert_int_equal(priv_chown_tree(longname, 1000, 1000, NULL), -1);
 	assert_int_equal(errno, ENAMETOOLONG);
 	/* priv_chown_path: names that are no path beneath root, a FIFO, a missing root */
 	static const struct {
@@ -400,7 +400,7 @@ test_chown_skips_vouched_dir(void **state)
 	assert_int_equal(mkdir(p, 0700), 0);
 	assert_true((fd = open(f, O_WRONLY | O_CREAT, 0600)) >= 0);
 	close(fd);
-	assert_int_equal(priv_chown_tree(d, 1000, 1000), 0);
+	assert_int_equal(priv_chown_tree(d, 1000, 1000, NULL), 0);
 	assert_int_equal(lstat(f, &st), 0);
 	assert_int_equal(st.st_uid, 1000);
 	/* the owner vouches (a marker newer than q/), then a file's owner changes in place */
@@ -411,15 +411,79 @@ test_chown_skips_vouched_dir(void **state)
 	assert_int_equal(utimensat(AT_FDCWD, mk_, ts, 0), 0);
 	assert_int_equal(chown(mk_, 1000, 1000), 0);
 	assert_int_equal(chown(f, 0, 0), 0);
-	assert_int_equal(priv_chown_tree(d, 1000, 1000), 0);
+	assert_int_equal(priv_chown_tree(d, 1000, 1000, NULL), 0);
 	assert_int_equal(lstat(f, &st), 0);
 	assert_int_equal(st.st_uid, 0);                 /* not walked */
 	/* something enters q/ after the marker: walked again */
 	ts[1].tv_sec = st.st_mtim.tv_sec - 100;
 	assert_int_equal(utimensat(AT_FDCWD, mk_, ts, 0), 0);
-	assert_int_equal(priv_chown_tree(d, 1000, 1000), 0);
+	assert_int_equal(priv_chown_tree(d, 1000, 1000, NULL), 0);
 	assert_int_equal(lstat(f, &st), 0);
 	assert_int_equal(st.st_uid, 1000);
+}
+
+/* A directory named "later" is given away but not walked; priv_chown_sub_start() walks it in a child. */
+static void
+test_chown_later_in_the_background(void **state)
+{
+	char d[300], q[400], f[400], x[400], g[400], mk_[400], out[400], of[400], ln[400];
+	struct timespec ts[2] = { { 0, UTIME_OMIT }, { 0, 0 } };
+	struct stat st;
+	char c;
+	int fd;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	snprintf(d, sizeof(d), "%s/later", top);
+	snprintf(q, sizeof(q), "%s/q", d);
+	snprintf(f, sizeof(f), "%s/q/F", d);
+	snprintf(x, sizeof(x), "%s/x", d);
+	snprintf(g, sizeof(g), "%s/x/G", d);
+	snprintf(mk_, sizeof(mk_), "%s/q.owned", d);
+	assert_int_equal(mkdir(d, 0700), 0);
+	assert_int_equal(mkdir(q, 0700), 0);
+	assert_int_equal(mkdir(x, 0700), 0);
+	assert_true((fd = open(f, O_WRONLY | O_CREAT, 0600)) >= 0);
+	close(fd);
+	assert_true((fd = open(g, O_WRONLY | O_CREAT, 0600)) >= 0);
+	close(fd);
+	assert_int_equal(priv_chown_tree(d, 1000, 1000, "q"), 0);
+	assert_int_equal(lstat(g, &st), 0);
+	assert_int_equal(st.st_uid, 1000);             /* other directories: walked */
+	assert_int_equal(lstat(q, &st), 0);
+	assert_int_equal(st.st_uid, 1000);             /* q itself: given */
+	assert_int_equal(lstat(f, &st), 0);
+	assert_int_equal(st.st_uid, 0);                /* its files: not yet */
+	/* the walk of q/ in its own process: the pipe ends when it is over */
+	assert_true((fd = priv_chown_sub_start(d, "q", 1000, 1000)) >= 0);
+	assert_int_equal(read(fd, &c, 1), 0);
+	close(fd);
+	assert_int_equal(lstat(f, &st), 0);
+	assert_int_equal(st.st_uid, 1000);
+	/* vouched for by a newer q.owned of theirs: nothing to walk */
+	assert_true((fd = open(mk_, O_WRONLY | O_CREAT, 0600)) >= 0);
+	close(fd);
+	assert_int_equal(lstat(q, &st), 0);
+	ts[1].tv_sec = st.st_mtim.tv_sec + 10;
+	assert_int_equal(utimensat(AT_FDCWD, mk_, ts, 0), 0);
+	assert_int_equal(chown(mk_, 1000, 1000), 0);
+	assert_int_equal(priv_chown_sub_start(d, "q", 1000, 1000), -2);
+	/* q replaced by a link out of d: the walker does not follow it */
+	snprintf(out, sizeof(out), "%s/later-out", top);
+	snprintf(of, sizeof(of), "%s/later-out/H", top);
+	snprintf(ln, sizeof(ln), "%s/q2", d);
+	assert_int_equal(mkdir(out, 0700), 0);
+	assert_true((fd = open(of, O_WRONLY | O_CREAT, 0600)) >= 0);
+	close(fd);
+	assert_int_equal(symlink(out, ln), 0);
+	assert_true((fd = priv_chown_sub_start(d, "q2", 1000, 1000)) >= 0);
+	assert_int_equal(read(fd, &c, 1), 0);
+	close(fd);
+	assert_int_equal(lstat(of, &st), 0);
+	assert_int_equal(st.st_uid, 0);
+	assert_int_equal(lstat(out, &st), 0);
+	assert_int_equal(st.st_uid, 0);
 }
 
 int
@@ -433,6 +497,7 @@ main(void)
 		cmocka_unit_test(test_chown_limits),
 		cmocka_unit_test(test_keep_read_only),
 		cmocka_unit_test(test_chown_skips_vouched_dir),
+		cmocka_unit_test(test_chown_later_in_the_background),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
