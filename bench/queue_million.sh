@@ -121,9 +121,10 @@ view() {    # view NAME METHOD PATH [BODY]: time, HTTP code and the answer's cou
 		"$(tail -1 <<<"$out" | cut -d' ' -f2)" \
 		"$(head -n -1 <<<"$out" | "$PYTHON" -c 'import json, sys
 j = json.load(sys.stdin)
+if isinstance(j.get("total"), dict):
+    j["total"] = j["total"]["count"]      # qshape: pending recipients
 keys = ("total", "matched", "changed", "failed", "ndomains", "partial")
-print(" ".join("%s=%s" % (k, j[k]) for k in keys if k in j) +
-      (" total.count=%s" % j["total"]["count"] if isinstance(j.get("total"), dict) else ""))')"
+print(" ".join("%s=%s" % (k, j[k]) for k in keys if k in j))')"
 }
 view "qshape (GET /api/qshape)" GET /api/qshape
 view "search (GET /api/queue?domain=d7.example&limit=50)" GET "/api/queue?domain=d7.example&limit=50"
