@@ -212,9 +212,15 @@ bench-tls: build/mtad build/bench/tls_load
 
 # --- queue ----------------------------------------------------------------------
 # make bench-queue  commit throughput (N=20000 messages of 5 KB, 50 in flight) into a
-#                   temporary data_dir; bench/queue_million.sh: mtad over a big queue.
+#                   temporary data_dir; bench/queue_million.sh: mtad over a big queue;
+#                   build/bench/queue_pidx_bench DATA_DIR: the index of parked messages
+#                   over a filled queue (rebuild, scan, check).
 .PHONY: bench-queue
 build/bench/queue_bench: bench/queue_bench.c $(B)/libmtad.a
+	@mkdir -p build/bench
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(B)/libmtad.a $(LDLIBS)
+
+build/bench/queue_pidx_bench: bench/queue_pidx_bench.c $(B)/libmtad.a
 	@mkdir -p build/bench
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(B)/libmtad.a $(LDLIBS)
 

@@ -128,6 +128,7 @@ queue_close(struct queue *q)
 	q->closing = 1;
 	queue_sync_stop(q);
 	queue_window_free(q);
+	queue_pidx_close(q);
 	queue_mark_owned(q);
 	for (e = q->head; e != NULL; e = next) {
 		next = e->next;

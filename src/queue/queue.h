@@ -42,6 +42,7 @@ enum {
 	QUEUE_F_BOUNCE   = 1u << 2,  /* a DSN we generated: never bounce it */
 	QUEUE_F_CC       = 1u << 3,  /* the cc_mta copy is still owed */
 	QUEUE_F_WIRE     = 1u << 4,  /* content goes on the wire inside DATA as stored */
+	QUEUE_F_WARNED   = 1u << 5,  /* the delay warning (delay_warning_time) was sent */
 };
 
 enum queue_rcpt_state {

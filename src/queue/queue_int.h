@@ -19,6 +19,7 @@
 
 struct event;
 struct map;
+struct queue_pidx;
 struct queue_scan;
 
 /* What the parked messages (on disk only) add to the counters. */
@@ -35,6 +36,7 @@ struct queue_ent {
 	uint64_t data_off;           /* first content record */
 	uint64_t prepend_off;        /* the prepend record header */
 	uint32_t prepend_len;
+	unsigned indexed : 1;        /* queue.idx has its record (queue_pidx.c): loaded from its file, or parked */
 };
 
 #define QUEUE_ENT(mp) ((struct queue_ent *)(void *)(mp))
@@ -124,6 +126,9 @@ struct queue {
 	void (*synced)(struct queue *, struct queue_file *, int);  /* loop end of a commit */
 	struct event *ev_done;
 	int closing;
+
+	struct queue_pidx *pidx;     /* the index of parked messages (queue_pidx.c); NULL before recovery */
+	int pidx_hold;               /* tests: queue_pidx_tune() */
 };
 
 /* queue_index.c: ids, entries, the index and its counters */
@@ -191,6 +196,32 @@ int queue_sync_take_file(struct queue *q, char *id, uint64_t *keyp);
 void queue_sync_submit(struct queue *q, struct queue_file *qf);
 /* queue_sync_unlink_later - hand queue/ID to the spare thread for unlinking; -1: do it yourself */
 int queue_sync_unlink_later(struct queue *q, const char *id);
+
+/* queue_pidx.c: the index of parked messages, <data_dir>/queue.idx */
+/*
+ * queue_pidx_start - at queue_recover_start() (the id counter raised above
+ * every file, nothing created yet): trust the index left by a clean stop
+ * (checked on its thread) or rebuild it there from queue/
+ */
+void queue_pidx_start(struct queue *q);
+/*
+ * queue_pidx_go - at recovery's first step: the check or the rebuild
+ * prepared by queue_pidx_start() starts on its thread (queue/ is readable
+ * now: after a crash, mtad-chown may have been giving it to mail_owner)
+ */
+void queue_pidx_go(struct queue *q);
+/* queue_pidx_add - e is parked: its record is appended unless it has one (e->indexed) */
+void queue_pidx_add(struct queue *q, struct queue_ent *e);
+/*
+ * queue_pidx_tune - tests: hold (1) a rewrite of the index before its swap
+ * (also one started later by queue_pidx_start()), or let it go (0); the
+ * records beyond twice the queue that start a compaction (default 4096)
+ */
+void queue_pidx_tune(struct queue *q, int hold, uint64_t slack);
+/* queue_pidx_records - records in the index file (tests) */
+uint64_t queue_pidx_records(const struct queue *q);
+/* queue_pidx_close - at queue_close(): the loaded messages' missing records, fsync, the marker */
+void queue_pidx_close(struct queue *q);
 
 /* queue_pread_exact - exactly len bytes at off: 1, 0 at a short file, -1 with errno (queue_reader.c) */
 int queue_pread_exact(int fd, void *buf, size_t len, uint64_t off);

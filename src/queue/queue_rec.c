@@ -21,7 +21,7 @@ enum { PH_FILEHDR, PH_RECHDR, PH_PAYLOAD, PH_CUT, PH_STOP };
 enum { STG_ENV, STG_DATA, STG_END, STG_STATE };
 
 #define QUEUE_KNOWN_FLAGS (QUEUE_F_8BITMIME | QUEUE_F_SMTPUTF8 | QUEUE_F_BOUNCE | QUEUE_F_CC | \
-    QUEUE_F_WIRE)
+    QUEUE_F_WIRE | QUEUE_F_WARNED)
 
 void
 queue_rec_put32(unsigned char *p, uint32_t v)

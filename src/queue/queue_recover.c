@@ -188,6 +188,7 @@ queue_window_load_key(struct queue *q, uint64_t key, const struct stat *st, int 
 	e->m = m;
 	memcpy(e->m.id, id, QUEUE_ID_SIZE);
 	e->key = key;
+	e->indexed = 1;         /* a file in queue/ has its record in queue.idx (queue_pidx.c) */
 	e->data_off = res.loc.data_off;
 	e->prepend_off = res.loc.prepend_off;
 	e->prepend_len = res.loc.prepend_len;
@@ -302,6 +303,7 @@ queue_recover_start(struct queue *q, void (*cb)(void *arg, struct queue_msg *m),
 			q->last_id = top;
 		pthread_mutex_unlock(&q->mu);
 	}
+	queue_pidx_start(q);
 	q->recovering = 1;
 	q->recover_anchor = NULL;
 	return r;
@@ -321,6 +323,7 @@ queue_recover_step(struct queue_recovery *r, size_t max)
 
 	if (r->done)
 		return 1;
+	queue_pidx_go(r->q);
 	rc = queue_scan_step(r->q, max);
 	if (rc == 2)
 		rc = 0;

@@ -248,6 +248,7 @@ queue_park(struct queue *q, struct queue_msg *m)
 	if (m->sched != NULL || queue_window_stamp(q, e, &st) < 0)
 		return -1;
 	log_trace(TRACE_QUEUE, "%s: parked", m->id);
+	queue_pidx_add(q, e);
 	queue_window_pk(q, e->key, &st, 1);
 	due = queue_stat_due(&st);
 	if (due < q->scan_next_us)
@@ -282,6 +283,7 @@ queue_window_park_new(struct queue *q, struct queue_ent *e)
 		memset(&st, 0, sizeof(st));
 		st.st_mode = S_IFREG | QUEUE_MODE_BASE;
 	}
+	queue_pidx_add(q, e);
 	queue_window_pk(q, e->key, &st, 1);
 	q->scan_next_us = 0;
 	queue_window_arm(q);

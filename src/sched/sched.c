@@ -950,6 +950,7 @@ sched_add(struct sched *s, struct queue_msg *m)
 		sm->force = 1;  /* loaded by a flush */
 		m->forced = 0;
 	}
+	sm->warned = (m->flags & QUEUE_F_WARNED) != 0;
 	if (msg_cc_wanted(s, m) && !(m->flags & QUEUE_F_CC) && msg_is_new(s, m) &&
 	    s->be->update_flags(s->be_arg, m, m->flags | QUEUE_F_CC) < 0)
 		log_warn("%s: cannot record the cc copy; sending it anyway", m->id);

@@ -144,9 +144,12 @@ bounce_on_commit(void *arg, int ok, const char *id)
 			maillog_expired(s->ml, m->id, m->sender);
 		maillog_bounce_notice(s->ml, m->id, op->bid);
 	}
-	if (op->kind == BOUNCE_DELAYED)
+	if (op->kind == BOUNCE_DELAYED) {
+		/* in the file too: a message loaded again (restart, window) is not warned twice */
 		sm->warned = 1;
-	else {
+		if (ok && s->be->update_flags(s->be_arg, m, m->flags | QUEUE_F_WARNED) < 0)
+			log_warn("%s: cannot record its delay warning", m->id);
+	} else {
 		sm->nfail = 0;
 		sm->expired = 0;
 	}

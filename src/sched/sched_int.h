@@ -71,7 +71,7 @@ struct sched_msg {
 	int      force;                 /* flush: everything pending is due now */
 	int      deleted;               /* operator delete: remove once njobs is 0 */
 	int      all_done;              /* the last job delivered every recipient left */
-	int      warned;                /* delay warning sent (in memory only) */
+	int      warned;                /* delay warning sent (QUEUE_F_WARNED in the file) */
 	int      cc_owed;               /* QUEUE_F_CC: the cc_mta copy is still to go */
 	unsigned cc_attempts;
 	uint64_t cc_next_us;

@@ -8,6 +8,7 @@ are fast (retry_min_backoff = 1s) so every test ends well inside 30 s.
 import email
 import email.policy
 import os
+import re
 import smtplib
 import socket
 import time
@@ -736,6 +737,30 @@ def test_delay_warning(mtad_factory, world_factory):
     w.hop(2).accept()
     w.hop(2).wait_for(1, DEADLINE)
     queue_empty(m)
+
+
+def test_delay_warning_once_across_a_restart(mtad_factory, world_factory):
+    """The delay warning is recorded in the queue file (flag WARNED): a message
+    loaded again from its file - after a restart, or when it was parked outside
+    the window (queue_active_limit) and comes back, the same path - is not
+    warned about twice."""
+    w = world_factory(dns_with({
+        "dst.test": {"MX": [(10, "mx.dst.test")]},
+        "mx.dst.test": {"A": ["127.0.0.2"]},
+    }))
+    w.hop(2).tempfail("RCPT", reply="452 4.2.2 Mailbox full")
+    m = mtad_factory(w.conf(delay_warning_time="1s", queue_lifetime="1h"))
+    send(m, "alice@src.test", ["bob@dst.test"], tag="dw1")
+    wait_dsn(w)
+    wait_log(m, "sender delay notification")
+    n = len(log_lines(m, "status=deferred"))
+    assert m.stop() == 0
+    m.start()
+    wait_log(m, "status=deferred", n + 3)
+    notes = log_lines(m, "sender delay notification")
+    assert len(notes) == 1, notes
+    w.hop(2).accept()
+    w.hop(2).wait_for(1, DEADLINE)
 
 
 def test_ipv6_next_hops(mtad_factory, world_factory):
