@@ -632,6 +632,73 @@ test_pidx_appends_during_rebuild(void **state)
 	}
 }
 
+/*
+ * Mail parked between the start of recovery and its first step (mtad waits
+ * there for mtad-chown) is in the rebuilt index; files the rebuild cannot
+ * read (corrupt, never committed) get no record and do no harm.
+ */
+static void
+test_pidx_before_first_step(void **state)
+{
+	struct fx *f = *state;
+	char ids[5][QUEUE_ID_SIZE], early[3][QUEUE_ID_SIZE], path[400];
+	uint64_t keys[FX_MAX];
+	struct queue_recovery *r;
+	struct scan_got g = { .n = 0 };
+	char err[256];
+	int rc;
+
+	fx_commit(f, 5, 1, ids);
+	f->q = queue_close(f->q);
+	idx_path(f, "queue.idx.ok", path, sizeof(path));
+	assert_int_equal(unlink(path), 0);
+	/* a corrupt file and an empty one (never committed) under queue ids */
+	assert_false(util_bsnprintf(path, sizeof(path), "%s/queue/0000000000001000", f->data_dir) < 0);
+	{
+		int fd = open(path, O_WRONLY | O_CREAT, 0600);
+
+		assert_true(fd >= 0);
+		assert_int_equal(write(fd, "garbage, not a queue file", 25), 25);
+		close(fd);
+	}
+	assert_false(util_bsnprintf(path, sizeof(path), "%s/queue/0000000000002000", f->data_dir) < 0);
+	assert_true((rc = open(path, O_WRONLY | O_CREAT, 0600)) >= 0);
+	close(rc);
+
+	f->q = queue_open(f->base, f->data_dir, err, sizeof(err));
+	assert_non_null(f->q);
+	queue_set_active_limit(f->q, 1);
+	queue_set_evictor(f->q, fx_evict, f);
+	f->nvictims = f->nevicted = 0;
+	assert_non_null(r = queue_recover_start(f->q, NULL, NULL));
+	/* no step yet: the first new message takes the window, the next two are parked */
+	fx_commit(f, 3, 1, early);
+	assert_true(queue_window_busy(f->q, queue_index_id_key(early[0])));
+	assert_false(queue_pidx_ready(f->q));
+	while ((rc = queue_recover_step(r, 2)) == 0)
+		;
+	assert_int_equal(rc, 1);
+	r = queue_recover_finish(r);
+	fx_wait_ready(f);
+	/* the 5 older files and the 2 parked, nothing for the two bad files */
+	assert_int_equal(idx_keys(f, keys, FX_MAX), 7);
+	for (int i = 0; i < 7; i++) {
+		int found = 0;
+
+		for (int k = 0; k < 5; k++)
+			found += keys[i] == queue_index_id_key(ids[k]);
+		for (int k = 1; k < 3; k++)
+			found += keys[i] == queue_index_id_key(early[k]);
+		if (found != 1)
+			fail_msg("record %d: key %016llX: got %d matches, want 1", i,
+			    (unsigned long long)keys[i], found);
+	}
+	fx_scan(f, &g);
+	for (int i = 0; i < 3; i++)
+		assert_true((got_find(&g, early[i]) != NULL) !=
+		    queue_window_busy(f->q, queue_index_id_key(early[i])));
+}
+
 /* Records of delivered mail are dropped by a compaction; exactly the live ones stay. */
 static void
 test_pidx_compact(void **state)
@@ -720,6 +787,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_pidx_clean_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pidx_rebuild, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pidx_appends_during_rebuild, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pidx_before_first_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pidx_compact, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pidx_damage_in_scan, setup, teardown),
 	};
