@@ -462,7 +462,9 @@ ctl_cmd_qshape(struct ctl *c)
 	int rc, status;
 	size_t i;
 
+	c->http.timeout_ms = CTL_HTTP_VIEW_TIMEOUT_MS;    /* a pass over every parked message */
 	rc = ctl_api(c, "GET", "/api/qshape?limit=50", NULL, &s, &status);
+	c->http.timeout_ms = CTL_HTTP_TIMEOUT_MS;
 	if (rc == CTL_EX_NODAEMON) {
 		ctl_err(c, "mtad is not running: qshape asks the running daemon");
 		return rc;
@@ -981,7 +983,10 @@ ctl_act_all(struct ctl *c, const struct ctl_action *a)
 		return CTL_EX_FAIL;
 	if ((body = json_pack("{s:b}", "all", 1)) == NULL)
 		return CTL_EX_FAIL;
+	/* every parked message too: the answer comes when all are done */
+	c->http.timeout_ms = CTL_HTTP_VIEW_TIMEOUT_MS;
 	rc = ctl_api(c, "POST", path, body, &res, &status);
+	c->http.timeout_ms = CTL_HTTP_TIMEOUT_MS;
 	json_decref(body);
 	if (rc == CTL_EX_NODAEMON) {
 		ctl_no_daemon(c);
@@ -1002,6 +1007,12 @@ ctl_act_all(struct ctl *c, const struct ctl_action *a)
 
 		printf("%s: %s: %lld message%s\n", c->prog, a->bulk, (long long)changed,
 		    changed == 1 ? "" : "s");
+		if (json_is_true(json_object_get(res, "partial"))) {
+			const char *n = json_string_value(json_object_get(res, "note"));
+
+			/* the index of parked messages is being rebuilt: not every one was reached */
+			printf("partial: %s\n", n != NULL ? n : "not every queued message was reached");
+		}
 		if (failed > 0) {
 			ctl_err(c, "%s: %lld message%s could not be changed (see mtad's log)",
 			    a->cmd, (long long)failed, failed == 1 ? "" : "s");

@@ -36,6 +36,7 @@ int ctl_net_wait(int fd, short events, uint64_t deadline_us);
 
 #define CTL_HTTP_BODY_MAX   (256u * 1024 * 1024)  /* largest response accepted */
 #define CTL_HTTP_TIMEOUT_MS 30000
+#define CTL_HTTP_VIEW_TIMEOUT_MS 600000  /* qshape, bulk ALL: a pass over a big queue */
 
 struct ctl_http {
 	char host[64];               /* numeric, no brackets */

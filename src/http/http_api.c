@@ -2,24 +2,34 @@
  * http_api.c - the JSON API: /api/stats, /api/history, /api/queue,
  * /api/queue/ID and the queue actions, and /metrics
  *
- * Owns:     nothing beyond one request: the JSON it builds, the list of
- *           matching messages, the ids of a bulk action being carried out.
- * Lifetime: per request; a bulk action over more than HTTP_BATCH messages
- *           keeps its ids (copies) until it is done.
+ * Owns:     nothing beyond one request: the JSON it builds, the window's
+ *           matching messages, the ids of a bulk action being carried
+ *           out, a filtered view's pass over the index of parked messages.
+ * Lifetime: per request; a filtered listing or a bulk action that runs
+ *           over several loop turns keeps its state (copies of the filter
+ *           and of ids, at most a page or a step of them) until it answers.
  * Errors:   bad parameters 400, unknown id 404, a held message asked to
- *           retry 409, memory 503; every error body is {"error": "..."}.
+ *           retry 409, memory or too many passes at once 503; every error
+ *           body is {"error": "..."}.
  * Context:  event-loop thread. A listing walks the window (the messages
  *           in memory, queue_foreach) once; parked messages (on disk only,
- *           SPEC §11.5) follow it in directory order: an unfiltered page
- *           reads only its own files, a filter at most HTTP_PARKED_READ
- *           (then "partial": true). /api/queue/ID reads the message's
- *           header section, at most HTTP_MAX_DETAIL_HEAD bytes; a parked
- *           message asked for by id is loaded.
+ *           SPEC §11.5) follow it: an unfiltered page reads only its own
+ *           files, in directory order; a filter passes over the index of
+ *           parked messages (queue_pidx_*, http_pass.c) in slices, one per
+ *           loop turn, keeping counters and the page's ids only, then reads
+ *           the page's files. While the index is being rebuilt after an
+ *           unclean stop, a filter reads at most HTTP_PARKED_READ files
+ *           instead and says "partial": true. /api/queue/ID reads the
+ *           message's header section, at most HTTP_MAX_DETAIL_HEAD bytes; a
+ *           parked message asked for by id is loaded.
  *
  * The actions are Postfix's postqueue -f / -i ID (retry), postsuper -h
  * (hold), -H (release) and -d (delete), carried out through the scheduler
  * (sched_ops_retry, sched_ops_hold, sched_ops_delete), which knows whether a delivery
- * is running for the message.
+ * is running for the message. A bulk action's parked matches must not fill
+ * the window: hold and release stamp their files without keeping them
+ * loaded (queue_parked_set_held()), a delete frees what it loads at once,
+ * and a retry loads one only when the window has room (queue_parked_room()).
  */
 #include "http/http.h"
 #include "http/http_int.h"
@@ -32,6 +42,7 @@
 #include "sched/sched.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -462,7 +473,7 @@ struct http_walk {
 	struct queue_msg **v;
 	size_t n, cap;
 	int oom;
-	uint64_t counts[4];            /* by enum queue_view_state, over the whole queue */
+	uint64_t counts[4];            /* by enum queue_view_state, over the window */
 };
 
 /* http_walk_cb - queue_foreach callback of a listing: count by state, keep the matches */
@@ -487,13 +498,28 @@ http_walk_cb(void *arg, struct queue_msg *m)
 	w->v[w->n++] = m;
 }
 
-/* A listing's walk over parked messages: rows for positions [from, to). */
+/* http_walk_ids - the ids of the window's matches, sorted; -1 out of memory */
+static int
+http_walk_ids(const struct http_walk *w, struct http_idset *s)
+{
+	for (size_t i = 0; i < w->n; i++)
+		if (http_idset_add(s, w->v[i]->id) < 0)
+			return -1;
+	http_idset_sort(s);
+	return 0;
+}
+
+/*
+ * A walk over parked files read one by one (queue_parked_walk()): the
+ * pages of an unfiltered listing, and filtered views while the index is
+ * being rebuilt. Rows for positions [from, to).
+ */
 struct http_parked {
 	const struct http_filter *f;
 	json_t *items;
 	uint64_t now;
 	size_t pos, from, to;          /* pos: the next match's position in the listing */
-	uint64_t counts[4];
+	size_t read;                   /* parked files read */
 	int oom;
 	char (*ids)[QUEUE_ID_SIZE];    /* bulk actions: the matching ids */
 	size_t nids, capids;
@@ -505,7 +531,7 @@ http_parked_cb(void *arg, const struct queue_msg *m)
 {
 	struct http_parked *pw = arg;
 
-	pw->counts[queue_view_state(m)]++;
+	pw->read++;
 	if (pw->f->any && !http_filter_match(pw->f, m))
 		return 0;
 	if (pw->items != NULL && pw->pos >= pw->from && pw->pos < pw->to &&
@@ -527,6 +553,15 @@ http_parked_cb(void *arg, const struct queue_msg *m)
 	}
 	pw->pos++;
 	return pw->oom;
+}
+
+/* http_rebuild_note - the "note" of a filtered view while the index is rebuilt */
+static json_t *
+http_rebuild_note(size_t read, uint64_t parked)
+{
+	return json_sprintf("the index of the messages kept on disk is being rebuilt (after an "
+	    "unclean stop): this read %zu of %llu of them; ask again when it is done, or narrow "
+	    "the search", read, (unsigned long long)parked);
 }
 
 /* http_query_filter - apply every filter key in the query; the others go to other */
@@ -568,7 +603,204 @@ http_query_num(struct evkeyvalq *query, const char *key, long long min, long lon
 	return 1;
 }
 
-/* http_api_queue - GET /api/queue: one walk, the filter, one page of rows */
+/* What a listing's answer says besides its rows. */
+struct http_page {
+	long long off, per, page;
+	int desc;
+	uint64_t now;
+	uint64_t counts[4];            /* the whole queue by state: window plus parked stamps */
+	size_t total;                  /* the matches */
+};
+
+/* http_page_answer - the counters and the paging, added to o; -1 out of memory */
+static int
+http_page_answer(json_t *o, const struct http_page *pg)
+{
+	const uint64_t *c = pg->counts;
+	json_t *counts;
+	size_t per = (size_t)pg->per;
+
+	if ((counts = json_pack("{s:I,s:I,s:I,s:I}",
+	    "all", (json_int_t)(c[QUEUE_VIEW_ACTIVE] + c[QUEUE_VIEW_DEFERRED] + c[QUEUE_VIEW_HELD]),
+	    "active", (json_int_t)c[QUEUE_VIEW_ACTIVE],
+	    "deferred", (json_int_t)c[QUEUE_VIEW_DEFERRED],
+	    "held", (json_int_t)c[QUEUE_VIEW_HELD])) == NULL ||
+	    jsonout_set(o, "counts", counts) < 0 ||
+	    jsonout_set(o, "total", json_integer((json_int_t)pg->total)) < 0 ||
+	    jsonout_set(o, "offset", json_integer(pg->off)) < 0 ||
+	    jsonout_set(o, "limit", json_integer(pg->per)) < 0 ||
+	    jsonout_set(o, "page", json_integer(pg->page)) < 0 ||
+	    jsonout_set(o, "per_page", json_integer(pg->per)) < 0 ||
+	    jsonout_set(o, "pages", json_integer((json_int_t)((pg->total + per - 1) / per))) < 0 ||
+	    jsonout_set(o, "order", json_string(pg->desc ? "desc" : "asc")) < 0 ||
+	    jsonout_set(o, "now", json_integer((json_int_t)(pg->now / 1000000))) < 0)
+		return -1;
+	return 0;
+}
+
+/*
+ * A filtered listing waiting on its pass over the index of parked
+ * messages: the window's rows are in the reply already; the pass counts
+ * the parked matches and keeps the ids of those on the page (at most
+ * per_page), whose files are read when it is over.
+ */
+struct http_list {
+	struct http *h;
+	struct http_filter f;
+	char *fstore;                  /* f's strings */
+	struct queue_pidx_scan *scan;
+	struct http_idset window;      /* the window's matches: never counted twice */
+	struct http_idset rows;        /* the page's parked rows, in order */
+	json_t *o, *items;
+	struct http_page pg;
+	size_t pos, from, to;          /* pos: the next parked match's position */
+	int oom;
+};
+
+/* http_list_free - a listing's state (NULL is fine) */
+static void
+http_list_free(struct http_list *l)
+{
+	if (l == NULL)
+		return;
+	l->scan = http_pass_close(l->h, l->scan);
+	http_idset_free(&l->window);
+	http_idset_free(&l->rows);
+	json_decref(l->o);
+	free(l->fstore);
+	free(l);
+}
+
+/* http_list_drop - struct http_pending's drop */
+static void
+http_list_drop(struct http_pending *p)
+{
+	http_list_free(p->job);
+	p->job = NULL;
+}
+
+/* http_list_cb - a parked message of the pass: counted when it matches, its id kept when on the page */
+static int
+http_list_cb(void *arg, const struct queue_msg *m)
+{
+	struct http_list *l = arg;
+
+	if (!http_filter_match(&l->f, m) || http_idset_has(&l->window, m->id))
+		return 0;
+	if (l->pos >= l->from && l->pos < l->to && http_idset_add(&l->rows, m->id) < 0) {
+		l->oom = 1;
+		return 1;
+	}
+	l->pos++;
+	return 0;
+}
+
+/* http_list_row - queue_parked_read callback: the row of one parked message */
+static int
+http_list_row(void *arg, const struct queue_msg *m)
+{
+	struct http_list *l = arg;
+
+	if (json_array_append_new(l->items, queue_view_summary(m, l->pg.now)) < 0)
+		l->oom = 1;
+	return 0;
+}
+
+/*
+ * http_list_rows - the page's parked rows, each read whole from its file; one
+ * loaded meanwhile is shown from memory, one gone meanwhile is left out
+ */
+static void
+http_list_rows(struct http_list *l)
+{
+	struct queue *q = l->h->q;
+
+	for (size_t i = 0; i < l->rows.n && !l->oom; i++) {
+		struct queue_msg *m;
+
+		if (queue_parked_read(q, l->rows.v[i], http_list_row, l) == 0 || errno != ENOENT)
+			continue;
+		if ((m = queue_lookup(q, l->rows.v[i])) != NULL)
+			(void)http_list_row(l, m);
+	}
+}
+
+/* http_list_run - the next slice of a filtered listing's pass; answer when it is over */
+static void
+http_list_run(struct http_pending *p)
+{
+	struct http_list *l = p->job;
+	struct evhttp_request *req = p->req;
+	json_t *o;
+	int rc;
+
+	rc = http_pass_slice(l->scan, http_list_cb, l);
+	if (rc == 0 && !l->oom) {
+		if (http_pending_again(p, 0) == 0)
+			return;
+		rc = -1;
+	}
+	l->scan = http_pass_close(l->h, l->scan);
+	if (rc >= 0 && !l->oom) {
+		l->pg.total = l->pos;
+		http_list_rows(l);
+	}
+	if (rc < 0 || l->oom || http_page_answer(l->o, &l->pg) < 0) {
+		http_pending_done(p);
+		http_error(req, 503, "out of memory, or the index of parked messages cannot be read");
+		return;
+	}
+	o = l->o;
+	l->o = NULL;
+	http_pending_done(p);
+	http_reply_json(req, 200, o);
+}
+
+/*
+ * http_list_start - a filtered listing goes on with a pass over the index
+ * (takes o); the reply comes from http_list_run(). -1: o freed, answered.
+ */
+static int
+http_list_start(struct http *h, struct evhttp_request *req, const struct http_filter *f,
+    const struct http_walk *w, json_t *o, json_t *items, const struct http_page *pg)
+{
+	struct http_list *l;
+
+	if ((l = calloc(1, sizeof(*l))) == NULL) {
+		json_decref(o);
+		goto oom;
+	}
+	l->h = h;
+	l->o = o;
+	l->items = items;
+	l->f = *f;
+	l->pg = *pg;
+	l->pos = w->n;
+	l->from = (size_t)pg->off;
+	l->to = (size_t)(pg->off + pg->per);
+	if (http_filter_own(&l->f, &l->fstore) < 0 || http_walk_ids(w, &l->window) < 0)
+		goto oom_free;
+	if ((l->scan = http_pass_open(h)) == NULL) {
+		int e = errno;
+
+		http_list_free(l);
+		http_pass_refused(req, e);
+		return -1;
+	}
+	if (http_pending_new(h, req, 0, http_list_run, http_list_drop, l) == NULL)
+		goto oom_free;
+	return 0;
+oom_free:
+	http_list_free(l);
+oom:
+	http_error(req, 503, "out of memory or too many requests in progress");
+	return -1;
+}
+
+/*
+ * http_api_queue - GET /api/queue: one walk over the window, the filter,
+ * one page of rows; parked messages after the window's (see the top)
+ */
 void
 http_api_queue(struct http *h, struct evhttp_request *req, const char *path,
     struct evkeyvalq *query)
@@ -578,21 +810,22 @@ http_api_queue(struct http *h, struct evhttp_request *req, const char *path,
 	};
 	struct http_filter f;
 	struct http_walk w;
+	struct http_page pg;
 	char err[256];
 	long long page = 1, per = HTTP_DEF_PER_PAGE, off = -1, lim = -1, cursor = 0;
 	long pos = 0;
 	const char *order = evhttp_find_header(query, "order");
 	int desc = 0, have_page, partial = 0;
 	uint64_t now = util_now_us();
-	json_t *o = NULL, *items, *counts;
+	json_t *o = NULL, *items;
 	struct queue_parked_info pk;
 	struct http_parked pw;
-	size_t total;
 
 	(void)path;
 	http_filter_init(&f, now);
 	memset(&w, 0, sizeof(w));
 	memset(&pw, 0, sizeof(pw));
+	memset(&pg, 0, sizeof(pg));
 	w.f = &f;
 	if (http_query_filter(query, &f, known, err, sizeof(err)) < 0 ||
 	    (have_page = http_query_num(query, "page", 1, 1000000000, &page, err, sizeof(err))) < 0 ||
@@ -616,8 +849,9 @@ http_api_queue(struct http *h, struct evhttp_request *req, const char *path,
 	else
 		page = off / per + 1;
 
-	/* One block for every message: no regrowth during the walk. */
-	w.cap = (size_t)queue_count(h->q) + 1;
+	/* One block for the window: no regrowth during the walk. */
+	queue_parked(h->q, &pk);
+	w.cap = (size_t)pk.loaded + 1;
 	if ((w.v = malloc(w.cap * sizeof(*w.v))) == NULL) {
 		http_error(req, 503, "out of memory");
 		return;
@@ -636,19 +870,29 @@ http_api_queue(struct http *h, struct evhttp_request *req, const char *path,
 		if (json_array_append_new(items, queue_view_summary(m, now)) < 0)
 			goto oom;
 	}
+	pg.off = off;
+	pg.per = per;
+	pg.page = page;
+	pg.desc = desc;
+	pg.now = now;
+	pg.total = w.n;
+	memcpy(pg.counts, w.counts, sizeof(pg.counts));
+	/* the parked messages, as their stamps count them */
+	pg.counts[QUEUE_VIEW_HELD] += pk.held;
+	pg.counts[QUEUE_VIEW_DEFERRED] += pk.deferred;
+	pg.counts[QUEUE_VIEW_ACTIVE] += pk.messages - pk.held - pk.deferred;
 	/*
-	 * Parked messages (on disk only) follow the window, in directory order:
-	 * without a filter the page's files alone are read; a filter reads at
-	 * most HTTP_PARKED_READ files and says when it stopped short.
+	 * Parked messages (on disk only) follow the window: without a filter,
+	 * in directory order, the page's files alone are read; with one, a
+	 * pass over the index in slices finds every match (while the index is
+	 * rebuilt, at most HTTP_PARKED_READ files are read instead).
 	 */
-	queue_parked(h->q, &pk);
 	pw.f = &f;
 	pw.items = items;
 	pw.now = now;
 	pw.pos = w.n;
 	pw.from = (size_t)off;
 	pw.to = (size_t)(off + per);
-	total = w.n;
 	if (pk.messages > 0 || queue_count(h->q) > pk.loaded) {
 		int more = 0, rc;
 
@@ -671,43 +915,27 @@ http_api_queue(struct http *h, struct evhttp_request *req, const char *path,
 			    &pos) : 0;
 			if (!more)
 				pos = 0;
-			total = w.n + pk.messages;
-			for (int st = 1; st < 4; st++)
-				w.counts[st] += st == QUEUE_VIEW_HELD ? pk.held :
-				    st == QUEUE_VIEW_DEFERRED ? pk.deferred :
-				    pk.messages - pk.held - pk.deferred;
+			pg.total = w.n + pk.messages;
+		} else if (queue_pidx_ready(h->q)) {
+			/* answered when the pass is over (or already, on failure) */
+			(void)http_list_start(h, req, &f, &w, o, items, &pg);
+			free(w.v);
+			return;
 		} else {
 			rc = queue_parked_walk(h->q, 0, HTTP_PARKED_READ, http_parked_cb, &pw, &more,
 			    NULL);
-			total = pw.pos;
+			pg.total = pw.pos;
 			partial = more;
-			for (int st = 1; st < 4; st++)
-				w.counts[st] += pw.counts[st];
 		}
 		if (rc < 0 || pw.oom)
 			goto oom;
 	}
-	if ((counts = json_pack("{s:I,s:I,s:I,s:I}",
-	    "all", (json_int_t)(w.counts[QUEUE_VIEW_ACTIVE] + w.counts[QUEUE_VIEW_DEFERRED] +
-	    w.counts[QUEUE_VIEW_HELD]),
-	    "active", (json_int_t)w.counts[QUEUE_VIEW_ACTIVE],
-	    "deferred", (json_int_t)w.counts[QUEUE_VIEW_DEFERRED],
-	    "held", (json_int_t)w.counts[QUEUE_VIEW_HELD])) == NULL ||
-	    jsonout_set(o, "counts", counts) < 0 ||
-	    jsonout_set(o, "total", json_integer((json_int_t)total)) < 0 ||
-	    jsonout_set(o, "offset", json_integer(off)) < 0 ||
-	    jsonout_set(o, "limit", json_integer(per)) < 0 ||
-	    jsonout_set(o, "page", json_integer(page)) < 0 ||
-	    jsonout_set(o, "per_page", json_integer(per)) < 0 ||
-	    jsonout_set(o, "pages", json_integer((json_int_t)((total + (size_t)per - 1) / (size_t)per))) < 0 ||
-	    jsonout_set(o, "order", json_string(desc ? "desc" : "asc")) < 0 ||
-	    jsonout_set(o, "now", json_integer((json_int_t)(now / 1000000))) < 0)
+	if (http_page_answer(o, &pg) < 0)
 		goto oom;
 	if (pos > 0 && jsonout_set(o, "cursor", json_integer((json_int_t)pos)) < 0)
 		goto oom;
 	if (partial && (jsonout_set(o, "partial", json_true()) < 0 ||
-	    jsonout_set(o, "note", json_sprintf("the search read %d of %llu messages kept on disk; "
-	    "narrow it to see the rest", HTTP_PARKED_READ, (unsigned long long)pk.messages)) < 0))
+	    jsonout_set(o, "note", http_rebuild_note(pw.read, pk.messages)) < 0))
 		goto oom;
 	free(w.v);
 	http_reply_json(req, 200, o);
@@ -720,47 +948,177 @@ oom:
 
 /* --- bulk actions: POST /api/queue/{retry,flush,hold,release,delete} ---------- */
 
+/* A parked match of a bulk action's pass: its id and whether its stamp says held. */
+struct http_bulk_one {
+	char id[QUEUE_ID_SIZE];
+	int held;
+};
+
+/*
+ * A bulk action: the ids asked for, or the window's matches (sorted: the
+ * pass passes over them), then, with a filter (or all=1) and the index
+ * ready, every parked match, a step of the pass (at most HTTP_PASS_STEP
+ * records, so as many matches) at a time.
+ */
 struct http_bulk {
+	struct http *h;
 	enum http_action a;
-	char (*ids)[QUEUE_ID_SIZE];
-	size_t n, i, changed, failed;
+	struct http_idset ids;
+	size_t i, matched, changed, failed;
 	char peer[64];
+	struct http_filter f;
+	char *fstore;
+	struct queue_pidx_scan *scan;
+	struct http_bulk_one *pv;      /* this step's parked matches */
+	size_t pn, pi;
+	int pass_failed;
+	int partial;                   /* the index was being rebuilt: parked files left unread */
+	size_t parked_read;
+	uint64_t parked;
 };
 
 /* http_bulk_result - the answer of a bulk action */
 static json_t *
 http_bulk_result(const struct http_bulk *b)
 {
-	return json_pack("{s:s,s:I,s:I,s:I}", "action", http_action_names[b->a],
-	    "matched", (json_int_t)b->n, "changed", (json_int_t)b->changed,
+	json_t *o = json_pack("{s:s,s:I,s:I,s:I}", "action", http_action_names[b->a],
+	    "matched", (json_int_t)b->matched, "changed", (json_int_t)b->changed,
 	    "failed", (json_int_t)b->failed);
+
+	if (o != NULL && b->partial && (jsonout_set(o, "partial", json_true()) < 0 ||
+	    jsonout_set(o, "note", http_rebuild_note(b->parked_read, b->parked)) < 0)) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
 }
 
-/* http_bulk_step - up to HTTP_BATCH messages; 1 when all are done */
+/* http_bulk_cb - a parked message of the pass: kept for this step when it matches */
+static int
+http_bulk_cb(void *arg, const struct queue_msg *m)
+{
+	struct http_bulk *b = arg;
+
+	if (!http_filter_match(&b->f, m) || http_idset_has(&b->ids, m->id) ||
+	    b->pn >= HTTP_PASS_STEP)
+		return 0;
+	util_strlcpy(b->pv[b->pn].id, m->id, QUEUE_ID_SIZE);
+	b->pv[b->pn++].held = m->held;
+	b->matched++;
+	return 0;
+}
+
+/* http_bulk_count - the result of one message's action */
+static void
+http_bulk_count(struct http_bulk *b, int rc)
+{
+	if (rc < 0)
+		b->failed++;
+	else
+		b->changed += (size_t)rc;
+}
+
+/*
+ * http_bulk_parked - the action on one parked match without filling the
+ * window: hold and release stamp the file (queue_parked_set_held()), a
+ * delete frees what it loads, a retry loads it only when the window has
+ * room. 1 done, 0 wait for room.
+ */
+static int
+http_bulk_parked(struct http *h, struct http_bulk *b, const struct http_bulk_one *x)
+{
+	struct queue_msg *m;
+	int rc, hold = b->a == HTTP_ACT_HOLD;
+
+	switch (b->a) {
+	case HTTP_ACT_HOLD:
+	case HTTP_ACT_RELEASE:
+		if (x->held == hold)
+			return 1;
+		if ((rc = queue_parked_set_held(h->q, x->id, hold)) >= 0) {
+			h->action_gen++;
+			if (rc > 0)
+				log_info("%s: %s (web UI/API, %s)", x->id,
+				    hold ? "placed on hold" : "released from hold", b->peer);
+			http_bulk_count(b, rc);
+			return 1;
+		}
+		if (errno != ENOENT) {
+			b->failed++;
+			return 1;
+		}
+		break;                       /* loaded meanwhile, or gone */
+	case HTTP_ACT_RETRY:
+		if (x->held)
+			return 1;
+		if (!queue_parked_room(h->q))
+			return 0;
+		break;
+	case HTTP_ACT_DELETE:
+		break;                       /* loaded, then removed and freed at once */
+	}
+	if ((m = queue_lookup(h->q, x->id)) != NULL)
+		http_bulk_count(b, http_act(h, m, b->a, b->peer));
+	return 1;
+}
+
+/*
+ * http_bulk_step - one loop turn of a bulk action: up to HTTP_BATCH
+ * messages, within HTTP_PASS_SLICE_US. 1 when all are done, 0 more to
+ * do, 2 waiting for room in the window.
+ */
 static int
 http_bulk_step(struct http *h, struct http_bulk *b)
 {
-	size_t stop = b->i + HTTP_BATCH;
+	uint64_t t0 = util_mono_us();
+	size_t done = 0;
 
-	for (; b->i < b->n && b->i < stop; b->i++) {
-		struct queue_msg *m = queue_lookup(h->q, b->ids[b->i]);
-		int rc;
-		if (m == NULL)
-			continue;                /* gone meanwhile: delivered or removed */
-		if ((rc = http_act(h, m, b->a, b->peer)) < 0)
-			b->failed++;
-		else
-			b->changed += (size_t)rc;
+	for (; b->i < b->ids.n && done < HTTP_BATCH; b->i++, done++) {
+		struct queue_msg *m = queue_lookup(h->q, b->ids.v[b->i]);
+
+		if (m != NULL)               /* else gone meanwhile: delivered or removed */
+			http_bulk_count(b, http_act(h, m, b->a, b->peer));
 	}
-	return b->i >= b->n;
+	if (b->i < b->ids.n)
+		return 0;
+	while (b->pi < b->pn || b->scan != NULL) {
+		if (done >= HTTP_BATCH || util_mono_us() - t0 >= HTTP_PASS_SLICE_US)
+			return 0;
+		if (b->pi < b->pn) {
+			if (!http_bulk_parked(h, b, &b->pv[b->pi]))
+				return 2;
+			b->pi++;
+			done++;
+			continue;
+		}
+		b->pn = b->pi = 0;
+		switch (queue_pidx_scan_step(b->scan, HTTP_PASS_STEP, http_bulk_cb, b)) {
+		case 0:
+			break;
+		case 1:
+			b->scan = http_pass_close(h, b->scan);
+			break;
+		default:
+			log_warn("web UI: %s: cannot read the index of parked messages",
+			    http_action_names[b->a]);
+			b->pass_failed = 1;
+			b->scan = http_pass_close(h, b->scan);
+			break;
+		}
+	}
+	return 1;
 }
 
 /* http_bulk_free - free a bulk action's state (NULL is fine) */
 static void
 http_bulk_free(struct http_bulk *b)
 {
-	if (b != NULL)
-		free(b->ids);
+	if (b == NULL)
+		return;
+	b->scan = http_pass_close(b->h, b->scan);
+	http_idset_free(&b->ids);
+	free(b->pv);
+	free(b->fstore);
 	free(b);
 }
 
@@ -772,6 +1130,19 @@ http_bulk_drop(struct http_pending *p)
 	p->job = NULL;
 }
 
+/* http_bulk_answer - log and answer a bulk action that is over (or cannot go on) */
+static void
+http_bulk_answer(struct http_bulk *b, struct evhttp_request *req)
+{
+	log_info("web UI (%s): %s: %zu matched, %zu changed", b->peer,
+	    http_action_names[b->a], b->matched, b->changed);
+	if (b->pass_failed) {
+		http_error(req, 500, "the index of parked messages could not be read (see the log)");
+		return;
+	}
+	http_reply_json(req, 200, http_bulk_result(b));
+}
+
 /* http_bulk_run - the next slice of a bulk action; answer when all are done */
 static void
 http_bulk_run(struct http_pending *p)
@@ -779,17 +1150,19 @@ http_bulk_run(struct http_pending *p)
 	struct http *h = p->h;
 	struct http_bulk *b = p->job;
 	struct evhttp_request *req = p->req;
+	int rc = http_bulk_step(h, b);
 
-	if (!http_bulk_step(h, b)) {
-		if (http_pending_again(p, 0) == 0)
+	if (rc != 1) {
+		if (http_pending_again(p, rc == 2 ? 50 : 0) == 0)
 			return;
-		b->failed += b->n - b->i;    /* cannot continue: report the rest */
+		/* cannot continue: report what is left of the ids, stop the pass */
+		b->failed += b->ids.n - b->i + (b->pn - b->pi);
+		b->pass_failed = b->scan != NULL;
 	}
-	log_info("web UI (%s): %s: %zu matched, %zu changed", b->peer,
-	    http_action_names[b->a], b->n, b->changed);
-	json_t *res = http_bulk_result(b);
+	p->job = NULL;
 	http_pending_done(p);
-	http_reply_json(req, 200, res);
+	http_bulk_answer(b, req);
+	http_bulk_free(b);
 }
 
 /*
@@ -863,7 +1236,12 @@ http_body_params(struct evhttp_request *req, struct evkeyvalq *query, json_t **d
 	return 0;
 }
 
-/* http_api_bulk - POST /api/queue/{retry,flush,hold,release,delete} over a filter, ids or all */
+
+/*
+ * http_api_bulk - POST /api/queue/{retry,flush,hold,release,delete} over a
+ * filter, ids or all: the ids, or the window's matches then (the index
+ * ready) every parked match from a pass over the index, in slices
+ */
 void
 http_api_bulk(struct http *h, struct evhttp_request *req, const char *path,
     struct evkeyvalq *query)
@@ -900,17 +1278,20 @@ http_api_bulk(struct http *h, struct evhttp_request *req, const char *path,
 	}
 	if ((b = calloc(1, sizeof(*b))) == NULL)
 		goto oom;
+	b->h = h;
 	b->a = a;
 	http_peer(req, b->peer, sizeof(b->peer), "?");
 	if (ids != NULL) {
 		size_t n = json_array_size(ids);
-		if (n > 0 && (b->ids = calloc(n, sizeof(*b->ids))) == NULL)
-			goto oom;
+
 		for (size_t i = 0; i < n; i++) {
 			const char *s = json_string_value(json_array_get(ids, i));
-			if (s == NULL || http_id_norm(s, strlen(s), b->ids[b->n]) < 0)
+			char id[QUEUE_ID_SIZE];
+
+			if (s == NULL || http_id_norm(s, strlen(s), id) < 0)
 				continue;            /* not an id: it matches nothing */
-			b->n++;
+			if (http_idset_add(&b->ids, id) < 0)
+				goto oom;
 		}
 	} else if (a == HTTP_ACT_RETRY && !f.any) {
 		/* postqueue -f: everything deferred, now. */
@@ -922,45 +1303,62 @@ http_api_bulk(struct http *h, struct evhttp_request *req, const char *path,
 		http_reply_json(req, 200, json_pack("{s:s,s:b}", "action", "retry", "all", 1));
 		return;
 	} else {
-		struct http_parked pw;
-		int more = 0;
+		struct queue_parked_info pk;
 
 		w.f = &f;
 		queue_foreach(h->q, http_walk_cb, &w);
-		if (w.oom)
+		if (w.oom || http_walk_ids(&w, &b->ids) < 0)
 			goto oom;
-		/* parked messages too, as far as HTTP_PARKED_READ files go (they are loaded to act) */
-		memset(&pw, 0, sizeof(pw));
-		pw.f = &f;
-		if (queue_parked_walk(h->q, 0, HTTP_PARKED_READ, http_parked_cb, &pw, &more, NULL) < 0 ||
-		    pw.oom) {
-			free(pw.ids);
-			goto oom;
-		}
-		if (more)
-			log_warnx("web UI: %s: acting on the first %zu matching message(s) kept on "
-			    "disk only (%d read)", http_action_names[a], pw.nids, HTTP_PARKED_READ);
-		if (w.n + pw.nids > 0 && (b->ids = calloc(w.n + pw.nids, sizeof(*b->ids))) == NULL) {
-			free(pw.ids);
-			goto oom;
-		}
-		/* Copy the ids: messages may go away between slices. */
-		for (size_t i = 0; i < w.n; i++)
-			util_strlcpy(b->ids[i], w.v[i]->id, QUEUE_ID_SIZE);
-		for (size_t i = 0; i < pw.nids; i++)
-			util_strlcpy(b->ids[w.n + i], pw.ids[i], QUEUE_ID_SIZE);
-		b->n = w.n + pw.nids;
-		free(pw.ids);
 		free(w.v);
 		w.v = NULL;
+		queue_parked(h->q, &pk);
+		b->parked = pk.messages;
+		if ((pk.messages > 0 || queue_count(h->q) > pk.loaded) && queue_pidx_ready(h->q)) {
+			/* every parked match, from a pass over the index */
+			b->f = f;
+			if (http_filter_own(&b->f, &b->fstore) < 0 ||
+			    (b->pv = calloc(HTTP_PASS_STEP, sizeof(*b->pv))) == NULL)
+				goto oom;
+			if ((b->scan = http_pass_open(h)) == NULL) {
+				int e = errno;
+
+				http_bulk_free(b);
+				json_decref(doc);
+				http_pass_refused(req, e);
+				return;
+			}
+		} else if (pk.messages > 0 || queue_count(h->q) > pk.loaded) {
+			/* the index is being rebuilt: the first HTTP_PARKED_READ parked files */
+			struct http_parked pw;
+			int more = 0;
+
+			memset(&pw, 0, sizeof(pw));
+			pw.f = &f;
+			if (queue_parked_walk(h->q, 0, HTTP_PARKED_READ, http_parked_cb, &pw, &more,
+			    NULL) < 0 || pw.oom) {
+				free(pw.ids);
+				goto oom;
+			}
+			for (size_t i = 0; i < pw.nids; i++)
+				if (http_idset_add(&b->ids, pw.ids[i]) < 0) {
+					free(pw.ids);
+					goto oom;
+				}
+			free(pw.ids);
+			b->partial = more;
+			b->parked_read = pw.read;
+			if (more)
+				log_warnx("web UI: %s: the index of parked messages is being rebuilt: "
+				    "acting on the matches among the first %zu parked file(s)",
+				    http_action_names[a], pw.read);
+		}
 	}
+	b->matched = b->ids.n;
 	json_decref(doc);
 	doc = NULL;
-	if (b->n <= HTTP_BATCH) {
-		http_bulk_step(h, b);
-		log_info("web UI (%s): %s: %zu matched, %zu changed", b->peer,
-		    http_action_names[b->a], b->n, b->changed);
-		http_reply_json(req, 200, http_bulk_result(b));
+	if (b->scan == NULL && b->ids.n <= HTTP_BATCH) {
+		(void)http_bulk_step(h, b);
+		http_bulk_answer(b, req);
 		http_bulk_free(b);
 		return;
 	}

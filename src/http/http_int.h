@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "lib/jsonout.h"
+#include "queue/queue.h"
 #include "queue/queue_view.h"
 
 struct evbuffer;
@@ -49,7 +50,10 @@ struct queue_msg;
 #define HTTP_MAX_DETAIL_LINES  500     /* header fields returned */
 #define HTTP_MAX_PENDING       1024    /* delayed replies (bulk actions) at once */
 #define HTTP_BATCH             1000    /* messages per loop turn in bulk actions */
-#define HTTP_PARKED_READ       2000    /* parked files a filtered listing or bulk action reads */
+#define HTTP_PARKED_READ       2000    /* parked files read while the index is rebuilt */
+#define HTTP_PASS_STEP         2048    /* index records per step of a view's pass */
+#define HTTP_PASS_SLICE_US     20000   /* a view's pass runs this long per loop turn, at most */
+#define HTTP_MAX_PASSES        8       /* passes over the index open at once */
 #define HTTP_WALK_CACHE_US     1000000 /* see struct http, walk */
 
 /* --- queue filter (http_filter.c) ---------------------------------------- */
@@ -81,6 +85,32 @@ int http_filter_set(struct http_filter *f, const char *key, const char *value,
 int http_filter_match(const struct http_filter *f, const struct queue_msg *m);
 /* http_filter_parse_age - "90", "90s", "15m", "2h", "3d" -> seconds; -1 on error */
 int64_t http_filter_parse_age(const char *s);
+
+/* --- passes over the index of parked messages (http_pass.c) -------------- */
+
+struct http;
+struct queue_pidx_scan;
+
+/* A set of queue ids (copies), sorted for look-ups. */
+struct http_idset {
+	char (*v)[QUEUE_ID_SIZE];
+	size_t n, cap;
+};
+
+int http_idset_add(struct http_idset *s, const char *id);
+void http_idset_sort(struct http_idset *s);
+int http_idset_has(const struct http_idset *s, const char *id);
+void http_idset_free(struct http_idset *s);
+/* http_filter_own - copy f's strings into *store (the caller frees it); -1 out of memory */
+int http_filter_own(struct http_filter *f, char **store);
+/* http_pass_open - a pass over the index (at most HTTP_MAX_PASSES); NULL with errno */
+struct queue_pidx_scan *http_pass_open(struct http *h);
+struct queue_pidx_scan *http_pass_close(struct http *h, struct queue_pidx_scan *s);
+/* http_pass_refused - answer 503 for http_pass_open()'s errno e (EBUSY, EAGAIN, ...) */
+void http_pass_refused(struct evhttp_request *req, int e);
+/* http_pass_slice - one loop turn of a pass: 0 more, 1 over, -1 with errno */
+int http_pass_slice(struct queue_pidx_scan *s, int (*cb)(void *arg, const struct queue_msg *m),
+    void *arg);
 
 /* --- JSON (http_json.c) --------------------------------------------------- */
 
@@ -392,6 +422,7 @@ struct http {
 	unsigned action_gen;               /* bumped by every action on the queue */
 	struct http_pending *pending;      /* replies waiting on a timer or a job */
 	size_t npending;
+	size_t npasses;                    /* passes over the index open (http_pass.c) */
 	unsigned ticks;
 };
 

@@ -2,11 +2,16 @@
  * http_qshape.c - GET /api/qshape: the queue by recipient domain and age,
  *                 as Postfix's qshape shows it
  *
- * Owns:     the per-domain counters of one request (freed before it returns).
- * Lifetime: one request.
- * Errors:   out of memory answers 500; a bad "limit" 400.
- * Context:  event-loop thread: one walk over the window in memory, then at
- *           most HTTP_PARKED_READ parked files read (blocking reads, bounded).
+ * Owns:     the per-domain counters of one request, and its pass over the
+ *           index of parked messages (freed when it answers).
+ * Lifetime: one request; with parked messages it answers after its pass,
+ *           run a slice per loop turn (http_pass.c).
+ * Errors:   out of memory answers 500; a bad "limit" 400; too many passes
+ *           at once 503.
+ * Context:  event-loop thread: one walk over the window in memory, then a
+ *           pass over the index of parked messages in slices (while the
+ *           index is being rebuilt: at most HTTP_PARKED_READ parked files,
+ *           read with blocking reads, bounded).
  *
  * Every pending recipient counts once, under its domain (lower-cased) and
  * in one age bucket of its message: up to 5, 10, 20, 40, 80, 160, 320, 640,
@@ -17,10 +22,13 @@
  *    "ages": [...]}, ...], "ndomains": D}
  *
  * "domains" holds the `limit` (default 20, at most 1000) largest, biggest
- * first; "total" counts every domain. Messages parked on disk (outside the
- * window) are read from their files, at most HTTP_PARKED_READ of them; when
- * more are parked the reply adds "partial": true and a "note" saying how
- * many were read, as a filtered /api/queue listing does.
+ * first; "total" counts every domain. At most QSHAPE_MAX_DOMAINS domains
+ * are told apart; the recipients of further ones count in "total" and in
+ * "other" ({"count", "ages"}, only when there are such). Messages parked
+ * on disk (outside the window) count from the index; while it is being
+ * rebuilt after an unclean stop, at most HTTP_PARKED_READ of their files
+ * are read, and when more are parked the reply adds "partial": true and a
+ * "note" saying so, as a filtered /api/queue listing does.
  */
 #include "http/http_int.h"
 #include "lib/jsonout.h"
@@ -29,6 +37,7 @@
 #include "queue/queue.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +46,7 @@
 #define QSHAPE_NBUCKET   10
 #define QSHAPE_DEF_LIMIT 20
 #define QSHAPE_MAX_LIMIT 1000
+#define QSHAPE_MAX_DOMAINS 100000   /* domains told apart; the rest count as "other" */
 
 static const unsigned qshape_minutes[QSHAPE_NBUCKET - 1] = {
 	5, 10, 20, 40, 80, 160, 320, 640, 1280
@@ -49,14 +59,20 @@ struct qshape_dom {
 };
 
 struct qshape {
+	struct http *h;
 	struct map *doms;
+	size_t   ndoms;
 	struct qshape_dom **v;          /* collected for sorting */
-	size_t   n, cap;
+	size_t   n, cap, limit;
 	uint64_t total, ages[QSHAPE_NBUCKET];
+	uint64_t other, other_ages[QSHAPE_NBUCKET];  /* beyond QSHAPE_MAX_DOMAINS */
 	uint64_t now_us;
 	uint64_t parked_read;           /* parked messages read from their files */
+	uint64_t parked;                /* parked messages when the request came */
 	int      partial;               /* parked messages were left unread */
 	int      nomem;
+	struct queue_pidx_scan *scan;   /* the pass over the index */
+	struct http_idset window;       /* the window's ids: never counted twice */
 };
 
 /* qshape_bucket - the age column of a message that arrived at arrival_us */
@@ -97,7 +113,14 @@ qshape_add(struct qshape *qs, const struct queue_msg *m)
 		if (m->rcpt[i].state != QUEUE_RCPT_PENDING)
 			continue;
 		qshape_dom_of(m->rcpt[i].addr, dom, sizeof(dom));
-		if ((d = map_get(qs->doms, dom)) == NULL) {
+		if ((d = map_get(qs->doms, dom)) == NULL && qs->ndoms >= QSHAPE_MAX_DOMAINS) {
+			qs->other++;
+			qs->other_ages[b]++;
+			qs->total++;
+			qs->ages[b]++;
+			continue;
+		}
+		if (d == NULL) {
 			size_t len = strlen(dom) + 1;
 
 			if ((d = calloc(1, sizeof(*d) + len)) == NULL) {
@@ -110,6 +133,7 @@ qshape_add(struct qshape *qs, const struct queue_msg *m)
 				qs->nomem = 1;
 				return;
 			}
+			qs->ndoms++;
 		}
 		d->count++;
 		d->ages[b]++;
@@ -122,7 +146,22 @@ qshape_add(struct qshape *qs, const struct queue_msg *m)
 static void
 qshape_walk(void *arg, struct queue_msg *m)
 {
-	qshape_add(arg, m);
+	struct qshape *qs = arg;
+
+	qshape_add(qs, m);
+	if (!qs->nomem && http_idset_add(&qs->window, m->id) < 0)
+		qs->nomem = 1;
+}
+
+/* qshape_pass - a parked message of the pass over the index; stop when out of memory */
+static int
+qshape_pass(void *arg, const struct queue_msg *m)
+{
+	struct qshape *qs = arg;
+
+	if (!http_idset_has(&qs->window, m->id))
+		qshape_add(qs, m);
+	return qs->nomem;
 }
 
 /* qshape_parked - queue_parked_walk: a message read from its file; stop when out of memory */
@@ -193,10 +232,19 @@ qshape_json(struct qshape *qs, size_t limit)
 		if (json_array_append_new(buckets, json_integer(qshape_minutes[i])) < 0)
 			goto fail;
 	if (qs->partial && (jsonout_set(o, "partial", json_true()) < 0 ||
-	    jsonout_set(o, "note", json_sprintf("read %llu of the messages kept on disk "
-	    "(at most %d): the counts leave the rest out", (unsigned long long)qs->parked_read,
-	    HTTP_PARKED_READ)) < 0))
+	    jsonout_set(o, "note", json_sprintf("the index of the messages kept on disk is being "
+	    "rebuilt (after an unclean stop): read %llu of %llu of them, the counts leave the rest "
+	    "out; ask again when it is done", (unsigned long long)qs->parked_read,
+	    (unsigned long long)qs->parked)) < 0))
 		goto fail;
+	if (qs->other > 0) {
+		json_t *ot;
+
+		if (jsonout_set(o, "other", ot = json_object()) < 0 ||
+		    jsonout_set(ot, "count", json_integer((json_int_t)qs->other)) < 0 ||
+		    jsonout_set(ot, "ages", qshape_ages(qs->other_ages)) < 0)
+			goto fail;
+	}
 	if (json_array_append_new(buckets, json_null()) < 0 ||
 	    jsonout_set(total, "count", json_integer((json_int_t)qs->total)) < 0 ||
 	    jsonout_set(total, "ages", qshape_ages(qs->ages)) < 0)
@@ -216,46 +264,120 @@ fail:
 	return NULL;
 }
 
+/* qshape_free - a request's state (NULL is fine) */
+static void
+qshape_free(struct qshape *qs)
+{
+	if (qs == NULL)
+		return;
+	qs->scan = http_pass_close(qs->h, qs->scan);
+	qs->doms = map_free_all(qs->doms, free);  /* the domains not collected yet */
+	for (size_t i = 0; i < qs->n; i++)
+		free(qs->v[i]);
+	free(qs->v);
+	http_idset_free(&qs->window);
+	free(qs);
+}
+
+/* qshape_answer - sort the domains and answer */
+static void
+qshape_answer(struct qshape *qs, struct evhttp_request *req)
+{
+	json_t *j = NULL;
+
+	qs->cap = map_count(qs->doms);
+	if (qs->cap > 0 && (qs->v = calloc(qs->cap, sizeof(*qs->v))) == NULL)
+		qs->nomem = 1;
+	map_sweep(qs->doms, qshape_collect, qs);
+	qs->doms = map_free(qs->doms);
+	if (!qs->nomem) {
+		qsort(qs->v, qs->n, sizeof(*qs->v), qshape_cmp);
+		j = qshape_json(qs, qs->limit);
+	}
+	http_reply_json(req, 200, j);
+}
+
+/* qshape_drop - struct http_pending's drop */
+static void
+qshape_drop(struct http_pending *p)
+{
+	qshape_free(p->job);
+	p->job = NULL;
+}
+
+/* qshape_run - the next slice of the pass over the index; answer when it is over */
+static void
+qshape_run(struct http_pending *p)
+{
+	struct qshape *qs = p->job;
+	struct evhttp_request *req = p->req;
+	int rc = http_pass_slice(qs->scan, qshape_pass, qs);
+
+	if (rc == 0 && !qs->nomem) {
+		if (http_pending_again(p, 0) == 0)
+			return;
+		rc = -1;
+	}
+	p->job = NULL;
+	http_pending_done(p);
+	if (rc < 0 && !qs->nomem) {
+		qshape_free(qs);
+		http_error(req, 500, "the index of parked messages could not be read (see the log)");
+		return;
+	}
+	qshape_answer(qs, req);
+	qshape_free(qs);
+}
+
 /* http_api_qshape - GET /api/qshape[?limit=N] */
 void
 http_api_qshape(struct http *h, struct evhttp_request *req, const char *path,
     struct evkeyvalq *query)
 {
-	struct qshape qs;
+	struct qshape *qs;
+	struct queue_parked_info pk;
 	const char *ls = evhttp_find_header(query, "limit");
 	long long limit = QSHAPE_DEF_LIMIT;
-	json_t *j = NULL;
 
 	(void)path;
 	if (ls != NULL && util_strtonum(ls, 1, QSHAPE_MAX_LIMIT, &limit) < 0) {
 		http_error(req, 400, "limit: want 1 to 1000");
 		return;
 	}
-	memset(&qs, 0, sizeof(qs));
-	qs.now_us = util_now_us();
-	if ((qs.doms = map_new()) == NULL) {
+	if ((qs = calloc(1, sizeof(*qs))) == NULL || (qs->doms = map_new()) == NULL) {
+		qshape_free(qs);
 		http_reply_json(req, 500, NULL);
 		return;
 	}
-	queue_foreach(h->q, qshape_walk, &qs);
-	if (!qs.nomem) {
-		int more = 0;
+	qs->h = h;
+	qs->limit = (size_t)limit;
+	qs->now_us = util_now_us();
+	queue_foreach(h->q, qshape_walk, qs);
+	queue_parked(h->q, &pk);
+	qs->parked = pk.messages;
+	if (!qs->nomem && (pk.messages > 0 || queue_count(h->q) > pk.loaded)) {
+		if (queue_pidx_ready(h->q)) {
+			http_idset_sort(&qs->window);
+			if ((qs->scan = http_pass_open(h)) == NULL) {
+				int e = errno;
 
-		if (queue_parked_walk(h->q, 0, HTTP_PARKED_READ, qshape_parked, &qs, &more, NULL) < 0 ||
-		    more)
-			qs.partial = 1;
+				qshape_free(qs);
+				http_pass_refused(req, e);
+				return;
+			}
+			if (http_pending_new(h, req, 0, qshape_run, qshape_drop, qs) == NULL) {
+				qshape_free(qs);
+				http_error(req, 503, "too many requests in progress");
+			}
+			return;
+		} else {
+			int more = 0;
+
+			if (queue_parked_walk(h->q, 0, HTTP_PARKED_READ, qshape_parked, qs, &more,
+			    NULL) < 0 || more)
+				qs->partial = 1;
+		}
 	}
-	qs.cap = map_count(qs.doms);
-	if (qs.cap > 0 && (qs.v = calloc(qs.cap, sizeof(*qs.v))) == NULL)
-		qs.nomem = 1;
-	map_sweep(qs.doms, qshape_collect, &qs);
-	qs.doms = map_free(qs.doms);
-	if (!qs.nomem) {
-		qsort(qs.v, qs.n, sizeof(*qs.v), qshape_cmp);
-		j = qshape_json(&qs, (size_t)limit);
-	}
-	for (size_t i = 0; i < qs.n; i++)
-		free(qs.v[i]);
-	free(qs.v);
-	http_reply_json(req, 200, j);
+	qshape_answer(qs, req);
+	qshape_free(qs);
 }

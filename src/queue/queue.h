@@ -257,6 +257,19 @@ void queue_set_evictor(struct queue *q, int (*fn)(void *arg), void *arg);
 int queue_park(struct queue *q, struct queue_msg *m);
 /* queue_flush_parked - every parked message (not held) is due now, loaded as forced */
 void queue_flush_parked(struct queue *q);
+/*
+ * queue_parked_set_held - hold (1) or release (0) parked message id
+ * without keeping it in memory: read, its held record appended, parked
+ * again (queue_parked.c). 1 changed, 0 it already was, -1 with errno
+ * (ENOENT: not parked now: loaded, being committed, or gone).
+ */
+int queue_parked_set_held(struct queue *q, const char *id, int held);
+/*
+ * queue_parked_room - before loading a parked message on purpose (a
+ * retry): waiting messages are parked until the window has room for
+ * one. 1 room, 0 none (every loaded message is busy).
+ */
+int queue_parked_room(struct queue *q);
 
 struct queue_parked_info {
 	uint64_t messages, held, deferred, rcpts;  /* parked: by state, pending recipients */

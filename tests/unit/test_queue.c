@@ -1739,6 +1739,91 @@ test_window_restart(void **state)
 	assert_int_equal(pk.rcpts, 2 * 7);             /* ids[8..14]: two pending each */
 }
 
+/* win_was_loaded - did the listener hear of id? */
+static int
+win_was_loaded(const struct win *w, const char *id)
+{
+	for (int i = 0; i < w->nloaded; i++)
+		if (strcmp(w->loaded[i], id) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Hold and release of parked messages leave them parked (the window and the
+ * listener never see them), stamped as held or not; loaded ones are refused
+ * (ENOENT); queue_parked_room() parks a waiting message when the window is full.
+ */
+static void
+test_parked_set_held(void **state)
+{
+	struct fx *f = *state;
+	struct win w = { .f = f };
+	char ids[15][QUEUE_ID_SIZE], parked[15][QUEUE_ID_SIZE], loaded[QUEUE_ID_SIZE] = "";
+	struct queue_parked_info pk;
+	static const struct { int held, rc, pk_held; } steps[] = {
+		{ 1, 1, 5 },       /* held: every parked one changes */
+		{ 1, 0, 5 },       /* again: nothing to do */
+		{ 0, 1, 0 },       /* released */
+		{ 0, 0, 0 },
+	};
+	int np = 0, nl0;
+
+	queue_set_listener(f->q, win_listener, &w);
+	queue_set_active_limit(f->q, 10);
+	queue_set_evictor(f->q, win_evict, &w);
+	win_commit(f, 15, ids);
+	for (int i = 0; i < 15; i++) {
+		if (!win_was_loaded(&w, ids[i]))
+			(void)util_strlcpy(parked[np++], ids[i], QUEUE_ID_SIZE);
+		else if (loaded[0] == '\0')
+			(void)util_strlcpy(loaded, ids[i], QUEUE_ID_SIZE);
+	}
+	assert_int_equal(np, 5);
+	nl0 = w.nloaded;
+	for (size_t s = 0; s < sizeof(steps) / sizeof(steps[0]); s++) {
+		for (int i = 0; i < np; i++) {
+			int rc = queue_parked_set_held(f->q, parked[i], steps[s].held);
+
+			if (rc != steps[s].rc)
+				fail_msg("step %zu, %s: got %d, want %d", s, parked[i], rc, steps[s].rc);
+		}
+		queue_parked(f->q, &pk);
+		if (pk.held != (uint64_t)steps[s].pk_held)
+			fail_msg("step %zu: parked held: got %llu, want %d", s,
+			    (unsigned long long)pk.held, steps[s].pk_held);
+		assert_int_equal(pk.messages, 5);
+		assert_int_equal(pk.loaded, 10);
+		assert_int_equal(w.nloaded, nl0);      /* nobody was handed a message */
+		assert_int_equal(queue_count(f->q), 15);
+		assert_int_equal(queue_bytes(f->q), fx_file_bytes(f));
+	}
+	/* the held state is in the file: a look-up loads it as the last step left it */
+	assert_int_equal(queue_parked_set_held(f->q, parked[0], 1), 1);
+	{
+		struct queue_msg *m = queue_lookup(f->q, parked[0]);
+
+		assert_non_null(m);
+		assert_int_equal(m->held, 1);
+	}
+	/* a loaded message is not parked */
+	errno = 0;
+	assert_int_equal(queue_parked_set_held(f->q, loaded, 1), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(queue_parked_set_held(f->q, "00000000000000FF", 1), -1);
+	assert_int_equal(errno, ENOENT);
+
+	/* room: 11 loaded now; nothing waits, then one does */
+	assert_int_equal(queue_parked_room(f->q), 0);
+	w.victims[w.nvictims++] = queue_lookup(f->q, loaded);
+	w.victims[w.nvictims++] = queue_lookup(f->q, parked[0]);
+	assert_int_equal(queue_parked_room(f->q), 1);
+	queue_parked(f->q, &pk);
+	assert_int_equal(pk.loaded, 9);
+	assert_int_equal(queue_count(f->q), 15);
+	assert_int_equal(queue_bytes(f->q), fx_file_bytes(f));
+}
+
 /* ---------------------------------------------------------------- tool interface */
 
 /* tool_read_all - a file's content through queue_reader_fdopen(), in reads of `chunk` */
@@ -2179,6 +2264,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_window_park_refill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_window_evict_for_new_mail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_window_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_parked_set_held, setup, teardown),
 	};
 
 	log_init("test_queue", 0);

@@ -279,15 +279,27 @@
     return tr;
   }
 
+  // A search of a big queue passes over the index of parked messages: one at a time.
+  let queueBusy = false, queueAgain = false;
   async function refreshQueue() {
+    if (queueBusy) { queueAgain = true; return; }
+    queueBusy = true;
+    try { await loadQueue(); } finally { queueBusy = false; }
+    if (queueAgain) { queueAgain = false; refreshQueue(); }
+  }
+
+  async function loadQueue() {
     const p = filterParams();
     p.set("page", qstate.page);
     p.set("per_page", qstate.per_page);
     p.set("order", "desc");
     let j;
     try { j = await api("/api/queue?" + p.toString()); } catch (e) { toast("Queue: " + e.message, true); return; }
-    if (j.pages > 0 && qstate.page > j.pages) { qstate.page = j.pages; return refreshQueue(); }
+    if (j.pages > 0 && qstate.page > j.pages) { qstate.page = j.pages; return loadQueue(); }
     lastQueue = j;
+    // "partial": only while the index of parked messages is rebuilt after an unclean stop
+    $("q-note").hidden = !j.partial;
+    $("q-note").textContent = j.partial ? (j.note || "Not every queued message was searched.") : "";
     $("q-body").replaceChildren(...j.items.map(queueRow));
     $("q-empty").hidden = j.items.length > 0;
     $("q-empty").textContent = j.counts.all === 0 ? "The queue is empty." : "No message matches.";
@@ -437,7 +449,8 @@
       if (!filtered && a !== "retry") body.all = true;
       try {
         const r = await api("/api/queue/" + a, { method: "POST", body });
-        toast(VERB[a] + ": " + (r.changed != null ? r.changed + " of " + r.matched + " message(s) changed" : "done"));
+        toast(VERB[a] + ": " + (r.changed != null ? r.changed + " of " + r.matched + " message(s) changed" : "done") +
+          (r.partial ? " (" + (r.note || "not every queued message was searched") + ")" : ""));
       } catch (e) { toast(VERB[a] + ": " + e.message, true); }
       refreshQueue();
       refreshStats();
