@@ -415,7 +415,8 @@ test_pidx_park_scan(void **state)
 	/* new mail evicting waiting mail: the victim gets its record */
 	m = queue_lookup(f->q, ids[3]);
 	assert_int_equal(queue_update_rcpt(f->q, m, 0, QUEUE_RCPT_PENDING, later, "4.4.1", "no"), 0);
-	f->victims[f->nvictims++] = m;
+	assert_int_equal(queue_update_rcpt(f->q, m, 1, QUEUE_RCPT_PENDING, later, "4.4.1", "no"), 0);
+	f->victims[f->nvictims++] = m;      /* (not due: the refill leaves it parked) */
 	queue_set_active_limit(f->q, 1);    /* ids[3] alone fills the window */
 	fx_commit(f, 1, 1, more);
 	assert_int_equal(f->nevicted, 1);
@@ -747,6 +748,89 @@ test_pidx_compact(void **state)
 	assert_int_equal(queue_pidx_records(f->q), 3 + 4);     /* + the loaded ones at the stop */
 }
 
+/* Mail parked while a compaction runs: in the old file for scans meanwhile, and in the result. */
+static void
+test_pidx_appends_during_compaction(void **state)
+{
+	struct fx *f = *state;
+	char ids[20][QUEUE_ID_SIZE], more[3][QUEUE_ID_SIZE];
+	uint64_t keys[FX_MAX];
+	struct scan_got g = { .n = 0 };
+	ino_t ino;
+
+	fx_commit(f, 20, 1, ids);           /* 16 parked, the window (4) full */
+	for (int i = 4; i < 18; i++)
+		assert_int_equal(queue_remove(f->q, queue_lookup(f->q, ids[i])), 0);
+	ino = idx_inode(f);
+	queue_pidx_tune(f->q, 1, 0);        /* compactions wait before their swap */
+	fx_commit(f, 3, 1, more);           /* parked; the first starts one: 17 > 2 x 7 */
+	for (int i = 0; i < 20; i++)
+		event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(idx_inode(f), ino);
+	assert_true(queue_pidx_ready(f->q));        /* the old file serves meanwhile */
+	fx_scan(f, &g);
+	assert_int_equal(g.n, 5);
+	for (int i = 0; i < 3; i++)
+		assert_non_null(got_find(&g, more[i]));
+	queue_pidx_tune(f->q, 0, 0);
+	for (int i = 0; i < 1000 && idx_inode(f) == ino; i++) {
+		struct timeval tv = { 0, 10000 };
+
+		event_base_loopexit(f->base, &tv);
+		event_base_loop(f->base, EVLOOP_ONCE);
+	}
+	assert_true(idx_inode(f) != ino);
+	/* renamed by the thread; the loop takes the new file when it hears of it */
+	for (int i = 0; i < 1000 && queue_pidx_records(f->q) != 5; i++) {
+		struct timeval tv = { 0, 10000 };
+
+		event_base_loopexit(f->base, &tv);
+		event_base_loop(f->base, EVLOOP_ONCE);
+	}
+	assert_int_equal(idx_keys(f, keys, FX_MAX), 5);        /* ids[18], ids[19], more[] */
+	assert_int_equal(queue_pidx_records(f->q), 5);
+	fx_scan(f, &g);
+	assert_int_equal(g.n, 5);
+}
+
+/* A stop while a rebuild runs: no marker, rebuilt again; a stop before the check began: checked then. */
+static void
+test_pidx_stop_during_jobs(void **state)
+{
+	struct fx *f = *state;
+	char ids[6][QUEUE_ID_SIZE], path[400], err[256];
+	uint64_t keys[FX_MAX];
+	struct queue_recovery *r;
+	ino_t ino;
+
+	fx_commit(f, 6, 1, ids);
+	f->q = queue_close(f->q);
+	idx_path(f, "queue.idx.ok", path, sizeof(path));
+	assert_int_equal(unlink(path), 0);
+	assert_non_null(f->q = queue_open(f->base, f->data_dir, err, sizeof(err)));
+	queue_pidx_tune(f->q, 1, 4096);
+	assert_int_equal(queue_recover(f->q, NULL, NULL), 0);
+	f->q = queue_close(f->q);           /* the held rebuild is stopped */
+	assert_false(marker_exists(f));
+	fx_open(f, 4, 1);                   /* so: rebuilt */
+	assert_int_equal(idx_keys(f, keys, FX_MAX), 6);
+	f->q = queue_close(f->q);
+	assert_true(marker_exists(f));
+	ino = idx_inode(f);
+
+	/* started, stopped before recovery's first step (mtad waiting for mtad-chown) */
+	assert_non_null(f->q = queue_open(f->base, f->data_dir, err, sizeof(err)));
+	assert_non_null(r = queue_recover_start(f->q, NULL, NULL));
+	assert_false(marker_exists(f));
+	r = queue_recover_finish(r);
+	f->q = queue_close(f->q);
+	assert_true(marker_exists(f));      /* the check ran at the stop */
+	assert_int_equal(idx_inode(f), ino);
+	fx_open(f, 4, 1);
+	assert_int_equal(idx_inode(f), ino);
+	assert_int_equal(queue_pidx_records(f->q), 6);
+}
+
 /* A damaged record found by a scan: the index is given up (never trusted), rebuilt at the next start. */
 static void
 test_pidx_damage_in_scan(void **state)
@@ -789,6 +873,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_pidx_appends_during_rebuild, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pidx_before_first_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pidx_compact, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pidx_appends_during_compaction, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pidx_stop_during_jobs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pidx_damage_in_scan, setup, teardown),
 	};
 
