@@ -1,7 +1,7 @@
 /*
  * fuzz_queue_pidx.c - libFuzzer harness for the decoder of the index of
  *                     parked messages (src/queue/queue_pidx.c:
- *                     queue_pidx_decode)
+ *                     queue_pidx_rec_decode)
  *
  * Owns:     a copy of each input, fed in chunks.
  * Lifetime: one input at a time.
@@ -59,7 +59,7 @@ fuzz_reencode(const struct queue_pidx_rec *r, const unsigned char *raw, size_t l
 	m.nrcpt = r->nrcpt;
 	m.arrival_us = r->arrival_us;
 	m.size = r->size;
-	if (queue_pidx_encode(out, len, r->key, &m) != len || memcmp(out, raw, len) != 0)
+	if (queue_pidx_rec_encode(out, len, r->key, &m) != len || memcmp(out, raw, len) != 0)
 		abort();
 	free(out);
 	free(rc);
@@ -83,8 +83,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (;;) {
 		struct queue_pidx_rec r, w;
 		size_t used = 0, wused = 0;
-		int rc = queue_pidx_decode(buf + off, have - off, &r, &used);
-		int wrc = queue_pidx_decode(buf + off_whole, size - off_whole, &w, &wused);
+		int rc = queue_pidx_rec_decode(buf + off, have - off, &r, &used);
+		int wrc = queue_pidx_rec_decode(buf + off_whole, size - off_whole, &w, &wused);
 
 		if (rc == 1) {
 			if (used < QUEUE_PIDX_REC_MIN || used > QUEUE_PIDX_REC_MAX || used > have - off ||

@@ -44,7 +44,6 @@
 #include "queue/queue_pidx.h"
 #include "queue/queue_rec.h"
 #include "queue/queue_tool.h"
-#include "lib/crc32c.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -63,10 +62,10 @@
 #define PIDX_NEW        "queue.idx.new"
 #define PIDX_MARKER     "queue.idx.ok"
 #define PIDX_MARKER_MAX 64
-#define PIDX_RBUF       (256 * 1024)    /* read buffer of scans, checks, compactions */
 #define PIDX_WBUF       (256 * 1024)    /* write buffer of the thread */
 #define PIDX_TAIL_DRAIN (64 * 1024)     /* the thread takes the tail at this size */
 #define PIDX_BAD_MAX    65536           /* files the rebuild could not read, reported */
+#define PIDX_BAD_READ   4096            /* of those, read again on the loop at the swap */
 #define PIDX_COMPACT_SLACK 4096         /* records beyond 2 x queue_count before a compaction */
 
 enum pidx_job { PIDX_NONE, PIDX_CHECK, PIDX_REBUILD, PIDX_COMPACT };
@@ -111,278 +110,9 @@ struct queue_pidx {
 	uint64_t files;              /* files read (rebuild) */
 	uint64_t *bad;               /* keys of files the rebuild could not parse */
 	size_t nbad, capbad;
+	uint64_t nbad_total;         /* reported or not (over PIDX_BAD_MAX) */
 	uint64_t len0;               /* the old file's length when the job began (check, compaction) */
 };
-
-/* --------------------------------------------------------------- records */
-
-static void
-put32(unsigned char *p, uint32_t v)
-{
-	p[0] = (unsigned char)v;
-	p[1] = (unsigned char)(v >> 8);
-	p[2] = (unsigned char)(v >> 16);
-	p[3] = (unsigned char)(v >> 24);
-}
-
-static void
-put64(unsigned char *p, uint64_t v)
-{
-	put32(p, (uint32_t)v);
-	put32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint32_t
-get32(const unsigned char *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t
-get64(const unsigned char *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
-/* pidx_strs_len - bytes of m's addresses in a record (SIZE_MAX: more than a record holds) */
-static size_t
-pidx_strs_len(const struct queue_msg *m)
-{
-	size_t n = strnlen(m->sender != NULL ? m->sender : "", QUEUE_PIDX_REC_MAX) + 1;
-
-	for (size_t i = 0; i < m->nrcpt; i++) {
-		n += strnlen(m->rcpt[i].addr != NULL ? m->rcpt[i].addr : "", QUEUE_PIDX_REC_MAX) + 1;
-		if (n > QUEUE_PIDX_REC_MAX)
-			return SIZE_MAX;
-	}
-	if (n + QUEUE_PIDX_REC_MIN > QUEUE_PIDX_REC_MAX)
-		return SIZE_MAX;
-	return n;
-}
-
-/* queue_pidx_encoded_len - see queue_pidx.h */
-size_t
-queue_pidx_encoded_len(const struct queue_msg *m)
-{
-	size_t n = pidx_strs_len(m);
-
-	return QUEUE_PIDX_REC_MIN + (n == SIZE_MAX ? 0 : n);
-}
-
-/* queue_pidx_encode - see queue_pidx.h */
-size_t
-queue_pidx_encode(unsigned char *out, size_t cap, uint64_t key, const struct queue_msg *m)
-{
-	size_t sl = pidx_strs_len(m), total, off = QUEUE_PIDX_REC_FIXED;
-	uint32_t flags = 0;
-	uint64_t nrcpt = m->nrcpt;
-
-	if (sl == SIZE_MAX) {
-		flags |= QUEUE_PIDX_F_NOADDR;
-		sl = 0;
-	}
-	if (nrcpt == 0 || nrcpt > QUEUE_REC_RCPT_MAX)
-		return 0;       /* not a queue message: a parse never gives one */
-	total = QUEUE_PIDX_REC_MIN + sl;
-	if (total > cap)
-		return 0;
-	put32(out, (uint32_t)(total - 4));
-	put64(out + 4, key);
-	put64(out + 12, m->arrival_us);
-	put64(out + 20, m->size);
-	put32(out + 28, (uint32_t)nrcpt);
-	put32(out + 32, flags);
-	if (!(flags & QUEUE_PIDX_F_NOADDR)) {
-		const char *s = m->sender != NULL ? m->sender : "";
-		size_t l = strlen(s);
-
-		memcpy(out + off, s, l + 1);
-		off += l + 1;
-		for (size_t i = 0; i < m->nrcpt; i++) {
-			s = m->rcpt[i].addr != NULL ? m->rcpt[i].addr : "";
-			l = strlen(s);
-			memcpy(out + off, s, l + 1);
-			off += l + 1;
-		}
-	}
-	put32(out + off, crc32c(0, out, off));
-	return total;
-}
-
-/* queue_pidx_decode - see queue_pidx.h */
-int
-queue_pidx_decode(const unsigned char *buf, size_t avail, struct queue_pidx_rec *r,
-    size_t *used)
-{
-	size_t total, sl, nul = 0;
-	uint32_t len;
-
-	if (avail < 4) {
-		*used = 4;
-		return 0;
-	}
-	len = get32(buf);
-	if (len < QUEUE_PIDX_REC_MIN - 4 || len > QUEUE_PIDX_REC_MAX - 4)
-		return -1;
-	total = (size_t)len + 4;
-	if (avail < total) {
-		*used = total;
-		return 0;
-	}
-	if (crc32c(0, buf, total - 4) != get32(buf + total - 4))
-		return -1;
-	r->key = get64(buf + 4);
-	r->arrival_us = get64(buf + 12);
-	r->size = get64(buf + 20);
-	r->nrcpt = get32(buf + 28);
-	r->flags = get32(buf + 32);
-	sl = total - QUEUE_PIDX_REC_MIN;
-	if (r->key == 0 || r->nrcpt == 0 || r->nrcpt > QUEUE_REC_RCPT_MAX ||
-	    (r->flags & ~QUEUE_PIDX_F_NOADDR) != 0)
-		return -1;
-	if (r->flags & QUEUE_PIDX_F_NOADDR) {
-		if (sl != 0)
-			return -1;
-		r->strs = NULL;
-		r->strs_len = 0;
-		*used = total;
-		return 1;
-	}
-	r->strs = (const char *)buf + QUEUE_PIDX_REC_FIXED;
-	r->strs_len = sl;
-	/* sender NUL, then nrcpt non-empty recipients, each NUL-ended: nothing more */
-	if (sl == 0 || r->strs[sl - 1] != '\0')
-		return -1;
-	for (size_t i = 0, start = 0; i < sl; i++) {
-		if (r->strs[i] != '\0')
-			continue;
-		if (nul > 0 && i == start)
-			return -1;      /* an empty recipient */
-		if (i - start > QUEUE_REC_ADDR_MAX)
-			return -1;
-		nul++;
-		start = i + 1;
-	}
-	if (nul != (size_t)r->nrcpt + 1)
-		return -1;
-	*used = total;
-	return 1;
-}
-
-/* ------------------------------------------------------- sequential reads */
-
-/* A buffered reader over [off, end) of an index file. */
-struct pidx_rd {
-	int fd;
-	uint64_t off, end;           /* the next byte to read; where the pass stops */
-	unsigned char *buf;
-	size_t cap, pos, have;       /* bytes at buf[pos..have) are read, not decoded */
-};
-
-static int
-pidx_rd_init(struct pidx_rd *rd, int fd, uint64_t end)
-{
-	memset(rd, 0, sizeof(*rd));
-	rd->fd = fd;
-	rd->off = QUEUE_PIDX_MAGIC_LEN;
-	rd->end = end;
-	rd->cap = PIDX_RBUF;
-	if ((rd->buf = malloc(rd->cap)) == NULL)
-		return -1;
-	return 0;
-}
-
-static void
-pidx_rd_free(struct pidx_rd *rd)
-{
-	free(rd->buf);
-	rd->buf = NULL;
-}
-
-/*
- * pidx_rd_next - the next record: 1 (*r points into the buffer until the
- * next call; *raw, *rawlen its bytes), 0 at the end, -1 with errno (EIO:
- * damaged or cut short, ENOMEM, or a read error).
- */
-static int
-pidx_rd_next(struct pidx_rd *rd, struct queue_pidx_rec *r, const unsigned char **raw,
-    size_t *rawlen)
-{
-	for (;;) {
-		size_t used = 0;
-		ssize_t n;
-		int rc;
-
-		if (rd->have > rd->pos) {
-			rc = queue_pidx_decode(rd->buf + rd->pos, rd->have - rd->pos, r, &used);
-			if (rc < 0) {
-				errno = EIO;
-				return -1;
-			}
-			if (rc == 1) {
-				*raw = rd->buf + rd->pos;
-				*rawlen = used;
-				rd->pos += used;
-				return 1;
-			}
-		} else
-			used = 4;
-		if (rd->off >= rd->end) {
-			if (rd->have > rd->pos) {
-				errno = EIO;        /* a record cut short */
-				return -1;
-			}
-			return 0;
-		}
-		/* room for the record that is needed (at most QUEUE_PIDX_REC_MAX) */
-		if (rd->pos > 0) {
-			memmove(rd->buf, rd->buf + rd->pos, rd->have - rd->pos);
-			rd->have -= rd->pos;
-			rd->pos = 0;
-		}
-		if (used > rd->cap) {
-			unsigned char *nb = realloc(rd->buf, used);
-
-			if (nb == NULL) {
-				errno = ENOMEM;
-				return -1;
-			}
-			rd->buf = nb;
-			rd->cap = used;
-		}
-		{
-			size_t want = rd->cap - rd->have;
-
-			if ((uint64_t)want > rd->end - rd->off)
-				want = (size_t)(rd->end - rd->off);
-			do
-				n = pread(rd->fd, rd->buf + rd->have, want, (off_t)rd->off);
-			while (n < 0 && errno == EINTR);
-		}
-		if (n < 0)
-			return -1;
-		if (n == 0) {
-			errno = EIO;        /* shorter than it was */
-			return -1;
-		}
-		rd->have += (size_t)n;
-		rd->off += (uint64_t)n;
-	}
-}
-
-/* pidx_check_magic - 0 when fd starts with the header */
-static int
-pidx_check_magic(int fd)
-{
-	unsigned char h[QUEUE_PIDX_MAGIC_LEN];
-
-	if (queue_pread_exact(fd, h, sizeof(h), 0) != 1 ||
-	    memcmp(h, QUEUE_PIDX_MAGIC, QUEUE_PIDX_MAGIC_LEN) != 0) {
-		errno = EIO;
-		return -1;
-	}
-	return 0;
-}
 
 /* ------------------------------------------------------ the thread's output */
 
@@ -476,7 +206,7 @@ pidx_out_discard(struct queue_pidx *p, struct pidx_out *o)
 	o->buf = NULL;
 }
 
-/* pidx_take_tail - the thread takes the records the loop appended so far (under mu) */
+/* pidx_drain_tail_locked - the thread takes the records the loop appended so far (under mu) */
 static void
 pidx_drain_tail_locked(struct queue_pidx *p, struct pidx_out *o)
 {
@@ -574,6 +304,7 @@ pidx_bad(struct queue_pidx *p, uint64_t key)
 	}
 	if (p->nbad < p->capbad)
 		p->bad[p->nbad++] = key;
+	p->nbad_total++;
 	pthread_mutex_unlock(&p->mu);
 }
 
@@ -632,7 +363,7 @@ pidx_rebuild(struct queue_pidx *p)
 			continue;
 		}
 		if (queue_rec_msg_pending(&m)) {
-			n = queue_pidx_encoded_len(&m);
+			n = queue_pidx_rec_encoded_len(&m);
 			if (n > reccap) {
 				unsigned char *nr = realloc(rec, n);
 
@@ -644,7 +375,7 @@ pidx_rebuild(struct queue_pidx *p)
 				rec = nr;
 				reccap = n;
 			}
-			if ((n = queue_pidx_encode(rec, reccap, key, &m)) > 0)
+			if ((n = queue_pidx_rec_encode(rec, reccap, key, &m)) > 0)
 				pidx_out_put(&o, rec, n, 1);
 		}
 		queue_rec_msg_free_fields(&m);
@@ -679,7 +410,7 @@ pidx_compact(struct queue_pidx *p)
 {
 	struct queue *q = p->q;
 	struct pidx_out o;
-	struct pidx_rd rd;
+	struct queue_pidx_rd rd;
 	struct queue_pidx_rec r;
 	const unsigned char *raw;
 	size_t rawlen;
@@ -692,11 +423,11 @@ pidx_compact(struct queue_pidx *p)
 		o.err = errno;
 		goto fail;
 	}
-	if (pidx_rd_init(&rd, p->fd, p->len0) < 0) {
+	if (queue_pidx_rec_rd_init(&rd, p->fd, p->len0) < 0) {
 		o.err = ENOMEM;
 		goto fail;
 	}
-	while (o.err == 0 && (rc = pidx_rd_next(&rd, &r, &raw, &rawlen)) == 1) {
+	while (o.err == 0 && (rc = queue_pidx_rec_rd_next(&rd, &r, &raw, &rawlen)) == 1) {
 		char id[QUEUE_ID_SIZE];
 		struct stat st;
 
@@ -711,13 +442,13 @@ pidx_compact(struct queue_pidx *p)
 	}
 	if (o.err == 0 && rc < 0)
 		o.err = errno;
-	pidx_rd_free(&rd);
+	queue_pidx_rec_rd_free(&rd);
 	if (o.err != 0)
 		goto fail;
 	pidx_swap(p, &o);
 	return;
 fail:
-	pidx_rd_free(&rd);
+	queue_pidx_rec_rd_free(&rd);
 	pthread_mutex_lock(&p->mu);
 	p->res = p->stop ? PIDX_ABORTED : PIDX_FAILED;
 	p->new_len = (uint64_t)o.err;
@@ -731,19 +462,19 @@ fail:
 static int
 pidx_check(struct queue_pidx *p, uint64_t *nrec)
 {
-	struct pidx_rd rd;
+	struct queue_pidx_rd rd;
 	struct queue_pidx_rec r;
 	const unsigned char *raw;
 	size_t rawlen;
 	int rc;
 
 	*nrec = 0;
-	if (pidx_check_magic(p->fd) < 0 || pidx_rd_init(&rd, p->fd, p->len0) < 0)
+	if (queue_pidx_rec_magic_ok(p->fd) < 0 || queue_pidx_rec_rd_init(&rd, p->fd, p->len0) < 0)
 		return 0;
-	while ((rc = pidx_rd_next(&rd, &r, &raw, &rawlen)) == 1)
+	while ((rc = queue_pidx_rec_rd_next(&rd, &r, &raw, &rawlen)) == 1)
 		if ((++*nrec & 4095) == 0 && pidx_stopping(p))
 			break;
-	pidx_rd_free(&rd);
+	queue_pidx_rec_rd_free(&rd);
 	return rc == 0 && *nrec == p->expect_nrec;
 }
 
@@ -861,6 +592,7 @@ pidx_prepare_job(struct queue_pidx *p, enum pidx_job job)
 	p->newfd = -1;
 	p->new_len = p->new_nrec = p->files = 0;
 	p->nbad = 0;
+	p->nbad_total = 0;
 	p->len0 = p->len;
 	p->old_short = 0;
 	pthread_mutex_unlock(&p->mu);
@@ -907,12 +639,12 @@ static int
 pidx_append_read(void *arg, const struct queue_msg *m)
 {
 	struct queue_pidx *p = arg;
-	size_t n = queue_pidx_encoded_len(m);
+	size_t n = queue_pidx_rec_encoded_len(m);
 	unsigned char *rec = malloc(n);
 
 	if (rec == NULL)
 		return 0;
-	if ((n = queue_pidx_encode(rec, n, queue_index_id_key(m->id), m)) > 0 &&
+	if ((n = queue_pidx_rec_encode(rec, n, queue_index_id_key(m->id), m)) > 0 &&
 	    pidx_write(p, rec, n) == 0)
 		p->nrec++;
 	free(rec);
@@ -920,8 +652,11 @@ pidx_append_read(void *arg, const struct queue_msg *m)
 }
 
 static void
-pidx_bad_keys(struct queue_pidx *p, const uint64_t *keys, size_t n)
+pidx_bad_keys(struct queue_pidx *p, const uint64_t *keys, size_t n, uint64_t total)
 {
+	uint64_t before = p->nrec;
+	size_t reread = 0;
+
 	for (size_t i = 0; i < n && p->fd >= 0; i++) {
 		struct queue_ent *e = queue_index_find(p->q, keys[i]);
 		char id[QUEUE_ID_SIZE];
@@ -930,9 +665,17 @@ pidx_bad_keys(struct queue_pidx *p, const uint64_t *keys, size_t n)
 			e->indexed = 0;
 			continue;
 		}
+		if (reread == PIDX_BAD_READ)
+			continue;       /* a bound on the loop's work: damaged files, mostly */
+		reread++;
 		queue_index_id_format(keys[i], id);
 		(void)pidx_read_key(p->q, keys[i], id, pidx_append_read, p);
 	}
+	if (total > 0)
+		log_info("%s/" PIDX_FILE ": %llu file(s) of queue/ could not be read while rebuilding "
+		    "(damaged, unfinished or unreadable: see the warnings when they are loaded); "
+		    "%zu read again, %llu recorded", p->q->data_dir, (unsigned long long)total,
+		    reread, (unsigned long long)(p->nrec - before));
 }
 
 /*
@@ -944,7 +687,7 @@ pidx_finish(struct queue_pidx *p)
 {
 	enum pidx_res res;
 	enum pidx_job job;
-	uint64_t *bad;
+	uint64_t *bad, nbad_total;
 	size_t nbad;
 	double secs;
 
@@ -957,6 +700,7 @@ pidx_finish(struct queue_pidx *p)
 	job = p->job;
 	bad = p->bad;
 	nbad = p->nbad;
+	nbad_total = p->nbad_total;
 	p->bad = NULL;
 	p->nbad = p->capbad = 0;
 	p->tail_len = p->tail_nrec = 0;
@@ -990,7 +734,7 @@ pidx_finish(struct queue_pidx *p)
 				log_info("%s/" PIDX_FILE ": rebuilt: %llu file(s) read, %llu record(s) "
 				    "(%.1f s)", p->q->data_dir, (unsigned long long)p->files,
 				    (unsigned long long)p->nrec, secs);
-				pidx_bad_keys(p, bad, nbad);
+				pidx_bad_keys(p, bad, nbad, nbad_total);
 			} else
 				log_trace(TRACE_QUEUE, "%s/" PIDX_FILE ": compacted to %llu record(s) "
 				    "(%.1f s)", p->q->data_dir, (unsigned long long)p->nrec, secs);
@@ -1191,12 +935,12 @@ queue_pidx_add(struct queue *q, struct queue_ent *e)
 	pidx_poll(p);
 	if (!p->running && !p->pending && (p->fd < 0 || !p->complete))
 		return;         /* given up: rebuilt at the next start */
-	n = queue_pidx_encoded_len(&e->m);
+	n = queue_pidx_rec_encoded_len(&e->m);
 	if (n > sizeof(small) && (rec = malloc(n)) == NULL) {
 		pidx_give_up(p, "out of memory");
 		return;
 	}
-	if ((n = queue_pidx_encode(rec, n, e->key, &e->m)) == 0)
+	if ((n = queue_pidx_rec_encode(rec, n, e->key, &e->m)) == 0)
 		goto out;
 	if (p->running || p->pending) {
 		int queued = 0, write_old;
@@ -1267,12 +1011,12 @@ queue_pidx_close(struct queue *q)
 
 			if (e->indexed)
 				continue;
-			n = queue_pidx_encoded_len(&e->m);
+			n = queue_pidx_rec_encoded_len(&e->m);
 			if (n > sizeof(small) && (rec = malloc(n)) == NULL) {
 				ok = 0;
 				break;
 			}
-			if ((n = queue_pidx_encode(rec, n, e->key, &e->m)) > 0) {
+			if ((n = queue_pidx_rec_encode(rec, n, e->key, &e->m)) > 0) {
 				ok = pidx_write(p, rec, n) == 0;
 				p->nrec++;
 			}
@@ -1420,7 +1164,7 @@ queue_parked_read(struct queue *q, const char *id,
 /* An open pass over the index. */
 struct queue_pidx_scan {
 	struct queue *q;
-	struct pidx_rd rd;
+	struct queue_pidx_rd rd;
 	int fd;                      /* our own: the index may be swapped meanwhile */
 	struct queue_rcpt *rcpt;     /* the skeleton's recipients */
 	size_t caprcpt;
@@ -1449,7 +1193,7 @@ queue_pidx_scan_open(struct queue *q)
 		free(s);
 		return NULL;
 	}
-	if (pidx_rd_init(&s->rd, s->fd, p->len) < 0) {
+	if (queue_pidx_rec_rd_init(&s->rd, s->fd, p->len) < 0) {
 		close(s->fd);
 		free(s);
 		errno = ENOMEM;
@@ -1533,7 +1277,7 @@ queue_pidx_scan_step(struct queue_pidx_scan *s, size_t max,
 		struct queue_pidx_rec r;
 		const unsigned char *raw;
 		size_t rawlen;
-		int rc = pidx_rd_next(&s->rd, &r, &raw, &rawlen);
+		int rc = queue_pidx_rec_rd_next(&s->rd, &r, &raw, &rawlen);
 
 		if (rc == 0) {
 			s->over = 1;
@@ -1558,7 +1302,7 @@ queue_pidx_scan_close(struct queue_pidx_scan *s)
 {
 	if (s == NULL)
 		return NULL;
-	pidx_rd_free(&s->rd);
+	queue_pidx_rec_rd_free(&s->rd);
 	if (s->fd >= 0)
 		close(s->fd);
 	free(s->rcpt);

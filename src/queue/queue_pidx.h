@@ -3,7 +3,7 @@
  *                (<data_dir>/queue.idx; private to src/queue/ and its
  *                tests and fuzz harness)
  *
- * Owns:     nothing: an encoder and a strict decoder over the caller's buffers.
+ * Owns:     nothing: queue_pidx_rec.c encodes, decodes and reads records.
  * Lifetime: a decoded record points into the buffer it was decoded from.
  * Errors:   the decoder says "bad" (-1) for anything that is not a whole,
  *           checksummed, well-formed record; it never reads past avail.
@@ -49,19 +49,43 @@ struct queue_pidx_rec {
 };
 
 /*
- * queue_pidx_encode - m's record under key into out (cap bytes); its
+ * queue_pidx_rec_encode - m's record under key into out (cap bytes); its
  * length, or 0 when it does not fit in cap. A message whose addresses do
  * not fit in QUEUE_PIDX_REC_MAX gets QUEUE_PIDX_F_NOADDR.
  */
-size_t queue_pidx_encode(unsigned char *out, size_t cap, uint64_t key, const struct queue_msg *m);
-/* queue_pidx_encoded_len - the length queue_pidx_encode() needs for m */
-size_t queue_pidx_encoded_len(const struct queue_msg *m);
+size_t queue_pidx_rec_encode(unsigned char *out, size_t cap, uint64_t key, const struct queue_msg *m);
+/* queue_pidx_rec_encoded_len - the length queue_pidx_rec_encode() needs for m */
+size_t queue_pidx_rec_encoded_len(const struct queue_msg *m);
 /*
- * queue_pidx_decode - the record at buf (avail bytes there): 1 with *r and
+ * queue_pidx_rec_decode - the record at buf (avail bytes there): 1 with *r and
  * *used (its whole length), 0 when more bytes are needed (*used: at least
  * how many in all), -1 when buf does not start a valid record.
  */
-int queue_pidx_decode(const unsigned char *buf, size_t avail, struct queue_pidx_rec *r,
+int queue_pidx_rec_decode(const unsigned char *buf, size_t avail, struct queue_pidx_rec *r,
     size_t *used);
+
+/*
+ * A buffered reader of the records in [QUEUE_PIDX_MAGIC_LEN, end) of an
+ * index file (pread: the file offset is not used, fd is borrowed).
+ */
+struct queue_pidx_rd {
+	int fd;
+	uint64_t off, end;           /* the next byte to read; where the pass stops */
+	unsigned char *buf;
+	size_t cap, pos, have;       /* bytes at buf[pos..have) are read, not decoded */
+};
+
+/* queue_pidx_rec_rd_init - a reader of fd up to end; -1 out of memory */
+int queue_pidx_rec_rd_init(struct queue_pidx_rd *rd, int fd, uint64_t end);
+void queue_pidx_rec_rd_free(struct queue_pidx_rd *rd);
+/*
+ * queue_pidx_rec_rd_next - the next record: 1 (*r points into the buffer
+ * until the next call; *raw, *rawlen its bytes), 0 at the end, -1 with
+ * errno (EIO: damaged or cut short; ENOMEM; a read error)
+ */
+int queue_pidx_rec_rd_next(struct queue_pidx_rd *rd, struct queue_pidx_rec *r,
+    const unsigned char **raw, size_t *rawlen);
+/* queue_pidx_rec_magic_ok - 0 when fd starts with QUEUE_PIDX_MAGIC; -1 (EIO) if not */
+int queue_pidx_rec_magic_ok(int fd);
 
 #endif

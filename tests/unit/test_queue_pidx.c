@@ -254,7 +254,7 @@ idx_keys(struct fx *f, uint64_t *keys, size_t max)
 		struct queue_pidx_rec r;
 		size_t used;
 
-		if (queue_pidx_decode(b + off, len - off, &r, &used) != 1)
+		if (queue_pidx_rec_decode(b + off, len - off, &r, &used) != 1)
 			fail_msg("queue.idx: no valid record at offset %zu of %zu", off, len);
 		if (n < max)
 			keys[n] = r.key;
@@ -299,10 +299,10 @@ test_pidx_record(void **state)
 	size_t n, used;
 
 	(void)state;
-	n = queue_pidx_encode(buf, sizeof(buf), 0xABCDEFull, &m);
-	assert_int_equal(n, queue_pidx_encoded_len(&m));
+	n = queue_pidx_rec_encode(buf, sizeof(buf), 0xABCDEFull, &m);
+	assert_int_equal(n, queue_pidx_rec_encoded_len(&m));
 	assert_int_equal(n, QUEUE_PIDX_REC_MIN + 8 + 8 + 9);
-	assert_int_equal(queue_pidx_decode(buf, n, &r, &used), 1);
+	assert_int_equal(queue_pidx_rec_decode(buf, n, &r, &used), 1);
 	assert_int_equal(used, n);
 	assert_int_equal(r.key, 0xABCDEFull);
 	assert_int_equal(r.arrival_us, 77);
@@ -311,9 +311,9 @@ test_pidx_record(void **state)
 	assert_string_equal(r.strs, "s@x.org");
 	assert_string_equal(r.strs + 8, "a@x.org");
 	assert_string_equal(r.strs + 16, "bb@y.org");
-	assert_int_equal(queue_pidx_encode(buf, n - 1, 1, &m), 0);     /* does not fit */
+	assert_int_equal(queue_pidx_rec_encode(buf, n - 1, 1, &m), 0);     /* does not fit */
 	for (size_t cut = 0; cut < n; cut++)
-		if (queue_pidx_decode(buf, cut, &r, &used) != 0)
+		if (queue_pidx_rec_decode(buf, cut, &r, &used) != 0)
 			fail_msg("cut at %zu: got a verdict, want 'more'", cut);
 	for (size_t i = 0; i < n; i++)
 		for (int bit = 0; bit < 8; bit++) {
@@ -321,18 +321,18 @@ test_pidx_record(void **state)
 
 			memcpy(bad, buf, n);
 			bad[i] ^= (unsigned char)(1u << bit);
-			rc2 = queue_pidx_decode(bad, n, &r, &used);
+			rc2 = queue_pidx_rec_decode(bad, n, &r, &used);
 			if (rc2 == 1)
 				fail_msg("byte %zu bit %d flipped: got a record, want none", i, bit);
 		}
 	/* a length over the cap is refused at once, not waited for */
 	memcpy(bad, buf, n);
 	bad[3] = 0x7f;
-	assert_int_equal(queue_pidx_decode(bad, n, &r, &used), -1);
+	assert_int_equal(queue_pidx_rec_decode(bad, n, &r, &used), -1);
 	/* a checksummed record with an empty recipient is refused */
 	rc[1].addr = "";
-	n = queue_pidx_encode(buf, sizeof(buf), 5, &m);
-	assert_int_equal(queue_pidx_decode(buf, n, &r, &used), -1);
+	n = queue_pidx_rec_encode(buf, sizeof(buf), 5, &m);
+	assert_int_equal(queue_pidx_rec_decode(buf, n, &r, &used), -1);
 }
 
 /* ---------------------------------------------------------------- scans */
