@@ -13,6 +13,8 @@
 #                 pass over the index (its total: N / DOMAINS)
 #   bulk          POST /api/queue/hold, then /release, {"domain": "d7.example"}: every
 #                 match acted on (matched, changed)
+#   smtp          new mail (one connection, one message at a time) while a qshape
+#                 pass runs: the 250s' median and max delay
 #   mtactl queue  mtactl queue | wc -l, against the running mtad
 #
 #   bench/queue_million.sh                 # N=1000000, 1 KB messages, 100 domains
@@ -141,6 +143,38 @@ view "bulk hold (POST /api/queue/hold {domain: d7.example})" POST /api/queue/hol
 view "held (GET /api/queue?state=held&limit=1)" GET "/api/queue?state=held&limit=1"
 view "bulk release (POST /api/queue/release {domain: d7.example})" POST /api/queue/release \
 	'{"domain": "d7.example"}'
+# new mail while a pass runs (slices of at most 5 ms): 250s during a qshape of the
+# queue, against the same for 3 s with no pass (probe WHAT PID: while PID runs, or 3 s)
+probe() {
+	"$PYTHON" - "$SMTP_PORT" "$1" "$2" <<'EOF'
+import smtplib, sys, time
+port, what, cpid = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+
+def running():
+    try:
+        with open("/proc/%d/stat" % cpid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+lat = []
+t0 = time.monotonic()
+with smtplib.SMTP("127.0.0.1", port, timeout=60) as s:
+    while (running() if cpid else time.monotonic() - t0 < 3) and time.monotonic() - t0 < 300:
+        t = time.monotonic()
+        s.sendmail("probe@bench.example", ["probe@d0.example"], b"Subject: probe\r\n\r\nprobe\r\n")
+        lat.append(time.monotonic() - t)
+lat.sort()
+if lat:
+    print("smtp %s: %d message(s), 250 after %.1f ms median, %.1f ms max"
+          % (what, len(lat), lat[len(lat) // 2] * 1000, lat[-1] * 1000))
+EOF
+}
+probe "with no pass" 0
+curl -s -o /dev/null "http://127.0.0.1:$UI_PORT/api/qshape" &
+CPID=$!
+probe "during a qshape pass" $CPID
+wait $CPID || true
 t1=$(now)
 lines=$(build/mtactl -c "$WORK/mtad.conf" queue | wc -l)
 echo "mtactl queue: $lines lines in $(secs "$t1" "$(now)") s"

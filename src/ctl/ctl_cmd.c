@@ -507,6 +507,8 @@ ctl_cmd_qshape(struct ctl *c)
 		name[k] = '\0';
 		ctl_qshape_row(name, v);
 	}
+	if (json_is_object(json_object_get(s, "other")))
+		ctl_qshape_row("(other domains)", json_object_get(s, "other"));
 	if (json_is_true(json_object_get(s, "partial"))) {
 		const char *n = json_string_value(json_object_get(s, "note"));
 

@@ -972,6 +972,7 @@ struct http_bulk {
 	struct http_bulk_one *pv;      /* this step's parked matches */
 	size_t pn, pi;
 	int pass_failed;
+	size_t unreachable;            /* parked matches that could not be loaded (counted failed) */
 	int partial;                   /* the index was being rebuilt: parked files left unread */
 	size_t parked_read;
 	uint64_t parked;
@@ -1027,8 +1028,9 @@ http_bulk_count(struct http_bulk *b, int rc)
 static int
 http_bulk_parked(struct http *h, struct http_bulk *b, const struct http_bulk_one *x)
 {
+	struct queue_parked_info pk;
 	struct queue_msg *m;
-	int rc, hold = b->a == HTTP_ACT_HOLD;
+	int rc, fd, hold = b->a == HTTP_ACT_HOLD;
 
 	switch (b->a) {
 	case HTTP_ACT_HOLD:
@@ -1057,9 +1059,18 @@ http_bulk_parked(struct http *h, struct http_bulk *b, const struct http_bulk_one
 	case HTTP_ACT_DELETE:
 		break;                       /* loaded, then removed and freed at once */
 	}
-	if ((m = queue_lookup(h->q, x->id)) != NULL)
+	if ((m = queue_lookup(h->q, x->id)) != NULL) {
 		http_bulk_count(b, http_act(h, m, b->a, b->peer));
-	return 1;
+		return 1;
+	}
+	queue_parked(h->q, &pk);
+	if (pk.recovering && (fd = queue_hist_open(h->q, x->id)) >= 0) {
+		/* still queued but out of reach until recovery has counted every file */
+		close(fd);
+		b->failed++;
+		b->unreachable++;
+	}
+	return 1;                        /* else gone meanwhile: delivered or removed */
 }
 
 /*
@@ -1136,6 +1147,10 @@ http_bulk_answer(struct http_bulk *b, struct evhttp_request *req)
 {
 	log_info("web UI (%s): %s: %zu matched, %zu changed", b->peer,
 	    http_action_names[b->a], b->matched, b->changed);
+	if (b->unreachable > 0)
+		log_warnx("web UI (%s): %s: %zu parked message(s) could not be loaded (the queue "
+		    "is still being recovered): try again when it is", b->peer,
+		    http_action_names[b->a], b->unreachable);
 	if (b->pass_failed) {
 		http_error(req, 500, "the index of parked messages could not be read (see the log)");
 		return;

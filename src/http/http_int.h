@@ -51,8 +51,8 @@ struct queue_msg;
 #define HTTP_MAX_PENDING       1024    /* delayed replies (bulk actions) at once */
 #define HTTP_BATCH             1000    /* messages per loop turn in bulk actions */
 #define HTTP_PARKED_READ       2000    /* parked files read while the index is rebuilt */
-#define HTTP_PASS_STEP         2048    /* index records per step of a view's pass */
-#define HTTP_PASS_SLICE_US     20000   /* a view's pass runs this long per loop turn, at most */
+#define HTTP_PASS_STEP         256     /* index records per step of a view's pass */
+#define HTTP_PASS_SLICE_US     5000    /* a view's pass runs this long per loop turn, at most */
 #define HTTP_MAX_PASSES        8       /* passes over the index open at once */
 #define HTTP_WALK_CACHE_US     1000000 /* see struct http, walk */
 

@@ -96,6 +96,7 @@ http_idset_add(struct http_idset *s, const char *id)
 	return 0;
 }
 
+/* http_idset_cmp - ids are fixed-length upper-case hex: strcmp() is their numeric order */
 static int
 http_idset_cmp(const void *a, const void *b)
 {

@@ -275,6 +275,7 @@ struct queue_parked_info {
 	uint64_t messages, held, deferred, rcpts;  /* parked: by state, pending recipients */
 	uint64_t oldest_arrival_us;  /* of the oldest parked message seen by the last scan; 0 */
 	uint64_t loaded;             /* messages in memory */
+	int      recovering;         /* recovery still reads queue/: parked ones cannot be loaded */
 };
 /*
  * queue_parked_walk - parked messages read from their files, in directory

@@ -705,6 +705,7 @@ queue_parked(const struct queue *q, struct queue_parked_info *out)
 	out->rcpts = q->pk.rcpts;
 	out->oldest_arrival_us = q->pk.oldest_key >> 12;
 	out->loaded = q->nloaded;
+	out->recovering = q->recovering;
 }
 
 /*

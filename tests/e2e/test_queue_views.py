@@ -151,6 +151,15 @@ def test_filtered_views_of_a_big_queue(mtad_factory):
                what="the %d retried messages deferred again" % N_OTHER)
     assert metric(m, "mta_queue_messages") == N
 
+    # mtactl's ALL reaches every message too, parked or not, and says nothing of "partial"
+    p = ctl(m, "hold", "ALL", timeout=DEADLINE)
+    assert p.returncode == 0 and "Placed on hold: %d messages" % N in p.stdout, p.stdout
+    assert "partial" not in p.stdout
+    assert metric(m, "mta_queue_held_messages") == N
+    p = ctl(m, "release", "ALL", timeout=DEADLINE)
+    assert p.returncode == 0 and "Released from hold: %d messages" % N in p.stdout, p.stdout
+    assert metric(m, "mta_queue_held_messages") == 0
+
     # delete by filter: every match is gone, the rest stays
     r = api(m, "/api/queue/delete", {"sender": "carol@far.test"})
     assert (r["matched"], r["changed"], r["failed"]) == (N_OTHER, N_OTHER, 0), r

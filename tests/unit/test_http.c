@@ -153,6 +153,62 @@ test_filter_bad(void **state)
 	}
 }
 
+/* A view that answers later owns its filter's strings; an id set answers look-ups. */
+static void
+test_filter_own_idset(void **state)
+{
+	static const struct {
+		const char *key, *value;
+	} rows[] = {
+		{ "q", "needle" }, { "sender", "alice@" }, { "rcpt", "bob" },
+		{ "domain", "@example.org" }, { "id", "0123456789ABCDEF" },
+	};
+	static const char *const ids[] = {
+		"00000000000000FF", "0000000000000001", "661603ED65EAE000", "0000000000000100",
+	};
+	static const struct {
+		const char *id;
+		int want;
+	} look[] = {
+		{ "0000000000000001", 1 }, { "00000000000000FF", 1 }, { "0000000000000100", 1 },
+		{ "661603ED65EAE000", 1 }, { "0000000000000002", 0 }, { "FFFFFFFFFFFFFFFF", 0 },
+	};
+	struct http_filter f, g;
+	struct http_idset set;
+	char buf[5][64], err[128], *store = NULL;
+
+	(void)state;
+	http_filter_init(&f, NOW_US);
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		(void)util_strlcpy(buf[i], rows[i].value, sizeof(buf[i]));
+		assert_int_equal(http_filter_set(&f, rows[i].key, buf[i], err, sizeof(err)), 0);
+	}
+	g = f;
+	assert_int_equal(http_filter_own(&g, &store), 0);
+	assert_non_null(store);
+	memset(buf, 'x', sizeof(buf));              /* the request's strings are gone */
+	assert_string_equal(g.q, "needle");
+	assert_string_equal(g.sender, "alice@");
+	assert_string_equal(g.rcpt, "bob");
+	assert_string_equal(g.domain, "example.org");
+	assert_string_equal(g.id, "0123456789ABCDEF");
+	free(store);
+	http_filter_init(&f, NOW_US);                /* no strings: nothing to copy */
+	assert_int_equal(http_filter_own(&f, &store), 0);
+	assert_null(store);
+
+	memset(&set, 0, sizeof(set));
+	assert_int_equal(http_idset_has(&set, ids[0]), 0);
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+		assert_int_equal(http_idset_add(&set, ids[i]), 0);
+	http_idset_sort(&set);
+	for (size_t i = 0; i < sizeof(look) / sizeof(look[0]); i++)
+		if (http_idset_has(&set, look[i].id) != look[i].want)
+			fail_msg("%s: got %d, want %d", look[i].id, !look[i].want, look[i].want);
+	http_idset_free(&set);
+	assert_int_equal(set.n, 0);
+}
+
 static void
 test_parse_age(void **state)
 {
@@ -1124,6 +1180,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_filter),
 		cmocka_unit_test(test_filter_bad),
+		cmocka_unit_test(test_filter_own_idset),
 		cmocka_unit_test(test_parse_age),
 		cmocka_unit_test(test_msg_state),
 		cmocka_unit_test(test_json_utf8),

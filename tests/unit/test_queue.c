@@ -1716,10 +1716,16 @@ test_window_restart(void **state)
 	queue_set_listener(f->q, win_listener, &w);
 	queue_set_active_limit(f->q, 10);
 	assert_non_null(r = queue_recover_start(f->q, win_listener, &w));
+	queue_parked(f->q, &pk);
+	assert_int_equal(pk.recovering, 1);     /* parked files cannot be loaded yet */
+	assert_int_equal(queue_parked_set_held(f->q, ids[14], 1), -1);
+	assert_int_equal(errno, ENOENT);
 	while ((rc = queue_recover_step(r, 4)) == 0)
 		;
 	assert_int_equal(rc, 1);
 	r = queue_recover_finish(r);
+	queue_parked(f->q, &pk);
+	assert_int_equal(pk.recovering, 0);
 	assert_int_equal(queue_count(f->q), 15);
 	assert_int_equal(queue_bytes(f->q), fx_file_bytes(f));
 	queue_parked(f->q, &pk);
