@@ -28,12 +28,13 @@
  * - Records of delivered messages stay until a compaction drops them;
  *   readers check that the message file still exists.
  * - Clean stop: the missing records, fsync, then the marker queue.idx.ok
- *   ("<length> <records>\n"). At start the marker is removed (and data_dir
- *   synced) before anything is appended; an index whose length matches
- *   its marker is checked record by record on the thread, anything else
- *   (first start, crash, damage) is rebuilt there from queue/: every file
- *   whose id is below the first id this process can hand out. Newer mail
- *   follows the first rule.
+ *   ("<length> <records> <queue/'s mtime in ns>\n"). At start the marker
+ *   is removed (and data_dir synced) before anything is appended; an index
+ *   whose length matches its marker, with queue/ unchanged since, is
+ *   checked record by record on the thread; anything else (first start,
+ *   crash, damage, files restored into queue/) is rebuilt there from
+ *   queue/: every file whose id is below the first id this process can
+ *   hand out. Newer mail follows the first rule.
  * - While the thread writes a new file (rebuild, compaction), the loop's
  *   records also go to a tail in memory that the thread adds to the new
  *   file (now and then, and at the swap, a rename under the mutex).
@@ -810,11 +811,26 @@ pidx_maybe_compact(struct queue_pidx *p)
 	(void)pidx_launch(p);
 }
 
-/* pidx_read_marker - the marker's length and records; -1 when missing or malformed */
+/* pidx_qdir_stamp - queue/'s mtime in nanoseconds (0 when it cannot be read) */
+static uint64_t
+pidx_qdir_stamp(const struct queue *q)
+{
+	struct stat st;
+
+	if (fstat(q->qdirfd, &st) < 0 || st.st_mtim.tv_sec < 0)
+		return 0;
+	return (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
+}
+
+/*
+ * pidx_read_marker - the marker's numbers: the index's length, its
+ * records, queue/'s mtime at the stop; -1 when missing or malformed
+ */
 static int
-pidx_read_marker(struct queue_pidx *p, uint64_t *len, uint64_t *nrec)
+pidx_read_marker(struct queue_pidx *p, uint64_t v[3])
 {
 	char buf[PIDX_MARKER_MAX + 1], *end;
+	const char *s = buf;
 	ssize_t n;
 	int fd;
 
@@ -825,19 +841,16 @@ pidx_read_marker(struct queue_pidx *p, uint64_t *len, uint64_t *nrec)
 	if (n <= 0)
 		return -1;
 	buf[n] = '\0';
-	errno = 0;
-	*len = strtoull(buf, &end, 10);
-	if (errno != 0 || end == buf || *end != ' ')
-		return -1;
-	{
-		const char *s = end + 1;
-
-		errno = 0;
-		*nrec = strtoull(s, &end, 10);
-		if (errno != 0 || end == s || strcmp(end, "\n") != 0)
+	for (int i = 0; i < 3; i++) {
+		if (*s < '0' || *s > '9')
 			return -1;
+		errno = 0;
+		v[i] = strtoull(s, &end, 10);
+		if (errno != 0 || *end != (i < 2 ? ' ' : '\n'))
+			return -1;
+		s = end + 1;
 	}
-	return 0;
+	return *s == '\0' ? 0 : -1;
 }
 
 /*
@@ -849,7 +862,7 @@ void
 queue_pidx_start(struct queue *q)
 {
 	struct queue_pidx *p;
-	uint64_t mlen = 0, mrec = 0;
+	uint64_t mark[3] = { 0, 0, 0 };
 	int trusted;
 	struct stat st;
 
@@ -882,7 +895,8 @@ queue_pidx_start(struct queue *q)
 		log_warn("%s: cannot open; no index of parked messages", q->data_dir);
 		return;
 	}
-	trusted = pidx_read_marker(p, &mlen, &mrec) == 0;
+	/* a marker of this index, and nothing entered or left queue/ since (a restore) */
+	trusted = pidx_read_marker(p, mark) == 0 && mark[2] != 0 && mark[2] == pidx_qdir_stamp(q);
 	if (unlinkat(p->dfd, PIDX_MARKER, 0) == 0) {
 		if (fsync(p->dfd) < 0) {
 			log_warn("%s: cannot sync", q->data_dir);
@@ -899,15 +913,15 @@ queue_pidx_start(struct queue *q)
 	if (trusted) {
 		p->fd = openat(p->dfd, PIDX_FILE, O_RDWR | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
 		trusted = p->fd >= 0 && fstat(p->fd, &st) == 0 && S_ISREG(st.st_mode) &&
-		    (uint64_t)st.st_size == mlen && mlen >= QUEUE_PIDX_MAGIC_LEN;
+		    (uint64_t)st.st_size == mark[0] && mark[0] >= QUEUE_PIDX_MAGIC_LEN;
 		if (!trusted && p->fd >= 0) {
 			close(p->fd);
 			p->fd = -1;
 		}
 	}
 	if (trusted) {
-		p->len = mlen;
-		p->expect_nrec = mrec;
+		p->len = mark[0];
+		p->expect_nrec = mark[1];
 		pidx_prepare_job(p, PIDX_CHECK);
 	} else
 		pidx_prepare_job(p, PIDX_REBUILD);
@@ -1028,8 +1042,9 @@ queue_pidx_close(struct queue *q)
 			log_warn("%s/" PIDX_FILE ": cannot sync", q->data_dir);
 			ok = 0;
 		}
-		if (ok && util_bsnprintf(marker, sizeof(marker), "%llu %llu\n",
-		    (unsigned long long)p->len, (unsigned long long)p->nrec) >= 0) {
+		if (ok && util_bsnprintf(marker, sizeof(marker), "%llu %llu %llu\n",
+		    (unsigned long long)p->len, (unsigned long long)p->nrec,
+		    (unsigned long long)pidx_qdir_stamp(q)) >= 0) {
 			size_t ml = strlen(marker);
 
 			fd = openat(p->dfd, PIDX_MARKER, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |

@@ -569,10 +569,15 @@ test_pidx_rebuild(void **state)
 
 	/* 4. a marker promising other counts: rebuilt */
 	{
-		char m[64];
+		char m[96], qdir[400];
+		struct stat qst;
 
 		assert_int_equal(stat(path, &st), 0);
-		assert_false(util_bsnprintf(m, sizeof(m), "%lld 3\n", (long long)st.st_size) < 0);
+		idx_path(f, "queue", qdir, sizeof(qdir));
+		assert_int_equal(stat(qdir, &qst), 0);
+		assert_false(util_bsnprintf(m, sizeof(m), "%lld 3 %llu\n", (long long)st.st_size,
+		    (unsigned long long)qst.st_mtim.tv_sec * 1000000000u +
+		    (unsigned long long)qst.st_mtim.tv_nsec) < 0);
 		idx_path(f, "queue.idx.ok", path, sizeof(path));
 		assert_true((fd = open(path, O_WRONLY | O_TRUNC)) >= 0);
 		assert_int_equal(write(fd, m, strlen(m)), (ssize_t)strlen(m));
@@ -582,6 +587,44 @@ test_pidx_rebuild(void **state)
 	fx_open(f, 2, 1);
 	assert_true(idx_inode(f) != ino);
 	assert_int_equal(queue_pidx_records(f->q), 9);
+}
+
+/* A file put into queue/ while mtad was stopped (a restore): the index is rebuilt, not trusted. */
+static void
+test_pidx_restore_rebuilds(void **state)
+{
+	struct fx *f = *state;
+	char ids[5][QUEUE_ID_SIZE], from[400], to[400];
+	uint64_t keys[FX_MAX];
+	struct scan_got g = { .n = 0 };
+	unsigned char *b;
+	size_t len;
+	ino_t ino;
+	int fd;
+
+	fx_commit(f, 5, 1, ids);
+	f->q = queue_close(f->q);
+	assert_true(marker_exists(f));
+	ino = idx_inode(f);
+	/* a copy of ids[4] under an older id, as a restore from a backup would put it */
+	assert_false(util_bsnprintf(from, sizeof(from), "%s/queue/%s", f->data_dir, ids[4]) < 0);
+	assert_false(util_bsnprintf(to, sizeof(to), "%s/queue/0000000000003000", f->data_dir) < 0);
+	assert_true((fd = open(from, O_RDONLY)) >= 0);
+	len = (size_t)lseek(fd, 0, SEEK_END);
+	assert_non_null(b = malloc(len));
+	assert_int_equal(pread(fd, b, len, 0), (ssize_t)len);
+	close(fd);
+	assert_true((fd = open(to, O_WRONLY | O_CREAT | O_EXCL, 0600)) >= 0);
+	assert_int_equal(write(fd, b, len), (ssize_t)len);
+	close(fd);
+	free(b);
+	fx_open(f, 100, 1);
+	assert_true(idx_inode(f) != ino);
+	assert_int_equal(idx_keys(f, keys, FX_MAX), 6);
+	f->q = queue_close(f->q);
+	fx_open(f, 1, 1);
+	fx_scan(f, &g);
+	assert_int_equal(g.n, 5);
 }
 
 /* Mail parked while a rebuild runs is in its result (the tail), once. */
@@ -870,6 +913,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_pidx_parked_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pidx_clean_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pidx_rebuild, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pidx_restore_rebuilds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pidx_appends_during_rebuild, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pidx_before_first_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pidx_compact, setup, teardown),
