@@ -4,10 +4,12 @@ so the next start rebuilds the index from queue/ off the event loop (and
 logs it); a clean stop leaves the marker, and the next start only checks
 the file. The views that read the index are tested with the API.
 """
+import json
 import os
 import re
 import smtplib
 import struct
+import urllib.request
 
 from conftest import metric, wait_until
 from test_delivery import DEADLINE, dns_with, message, world_factory  # noqa: F401
@@ -57,6 +59,16 @@ def index_records(m):
     return out
 
 
+def search_total(m):
+    """A filtered listing over every queued message: its total, from the index (never partial)."""
+    req = urllib.request.Request("http://127.0.0.1:%d/api/queue?domain=dst.test&limit=1" % m.ui_port,
+                                 headers={"X-Requested-With": "mtad-test"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        j = json.loads(r.read())
+    assert "partial" not in j, j
+    return j["total"]
+
+
 def send_many(m, n, prefix):
     with smtplib.SMTP("127.0.0.1", m.smtp_port, timeout=30) as s:
         for i in range(n):
@@ -100,6 +112,7 @@ def test_index_rebuilt_after_kill9_and_trusted_after_clean_stop(mtad_factory, wo
     recs = index_records(m)
     assert sorted(r[0] for r in recs) == files
     wait_until(lambda: metric(m, "mta_queue_messages") == N, DEADLINE, what="all counted")
+    assert search_total(m) == N             # the views read the rebuilt index
 
     # new mail after the rebuild: recorded when parked, or at the stop
     send_many(m, 5, "n")
@@ -117,5 +130,7 @@ def test_index_rebuilt_after_kill9_and_trusted_after_clean_stop(mtad_factory, wo
     wait_until(lambda: "queue.idx: the index of parked messages is complete: %d record(s) checked"
                % (N + 5) in m.read_stderr()[before:], DEADLINE, what="the index checked")
     assert "rebuilding" not in m.read_stderr()[before:]
+    wait_until(lambda: metric(m, "mta_queue_messages") == N + 5, DEADLINE, what="all counted")
+    assert search_total(m) == N + 5
     assert os.stat(os.path.join(m.data_dir, "queue.idx")).st_ino == ino
     assert not os.path.exists(os.path.join(m.data_dir, "queue.idx.ok"))
