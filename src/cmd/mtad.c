@@ -187,22 +187,26 @@ drop_privileges(struct mtad *d)
 	/*
 	 * queue/ may hold millions of files: its walk runs in a process of its
 	 * own while mtad serves (SPEC §11.5), and recovery reads queue/ once it
-	 * is over (on_chown_done).
+	 * is over (on_chown_done). It starts first: whether mail_owner vouched
+	 * for queue/ is told by the owners of queue/ and queue.owned, before the
+	 * walk of data_dir gives both to mail_owner.
 	 */
-	if ((n = priv_chown_tree(d->cfg->data_dir, d->owner_uid, d->owner_gid, "queue")) < 0)
-		log_warn("cannot hand %s to %s", d->cfg->data_dir, d->cfg->mail_owner);
-	else if (n > 0)
-		log_warnx("%s: %d entr%s left to its owner (see above)", d->cfg->data_dir, n,
-		    n == 1 ? "y" : "ies");
 	if ((d->chown_fd = priv_chown_sub_start(d->cfg->data_dir, "queue", d->owner_uid,
 	    d->owner_gid)) == -1) {
 		log_warn("cannot hand %s/queue to %s in the background; doing it now",
 		    d->cfg->data_dir, d->cfg->mail_owner);
-		if (priv_chown_tree(d->cfg->data_dir, d->owner_uid, d->owner_gid, NULL) < 0)
-			log_warn("cannot hand %s to %s", d->cfg->data_dir, d->cfg->mail_owner);
-	} else if (d->chown_fd >= 0)
-		log_info("%s/queue: checking its files' owner in the background",
-		    d->cfg->data_dir);
+		n = priv_chown_tree(d->cfg->data_dir, d->owner_uid, d->owner_gid, NULL);
+	} else {
+		if (d->chown_fd >= 0)
+			log_info("%s/queue: checking its files' owner in the background",
+			    d->cfg->data_dir);
+		n = priv_chown_tree(d->cfg->data_dir, d->owner_uid, d->owner_gid, "queue");
+	}
+	if (n < 0)
+		log_warn("cannot hand %s to %s", d->cfg->data_dir, d->cfg->mail_owner);
+	else if (n > 0)
+		log_warnx("%s: %d entr%s left to its owner (see above)", d->cfg->data_dir, n,
+		    n == 1 ? "y" : "ies");
 	/* The mail log file and the directories mtad made for it, so that a
 	 * reopen after rotation (SIGHUP) can create the file again. */
 	maillog_path(d->cfg, path, sizeof(path));

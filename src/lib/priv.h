@@ -45,6 +45,8 @@ int priv_chown_tree(const char *dir, uid_t uid, gid_t gid, const char *later);
  * over (the caller closes it), -2 when there is nothing to walk (the
  * owner vouched for the directory: a newer "<name>.owned" of theirs), or
  * -1 with errno. The walker logs what it did; the caller reaps nothing.
+ * Call it before priv_chown_tree() gives dir/name and its marker away:
+ * whether the owner vouched for it is told by who owns them.
  */
 int priv_chown_sub_start(const char *dir, const char *name, uid_t uid, gid_t gid);
 
