@@ -329,6 +329,34 @@ test_pidx_record(void **state)
 	memcpy(bad, buf, n);
 	bad[3] = 0x7f;
 	assert_int_equal(queue_pidx_rec_decode(bad, n, &r, &used), -1);
+	/* addresses over a record's bound: left out (the reader reads the message file) */
+	{
+		enum { NBIG = 3000 };
+		struct queue_rcpt *big = calloc(NBIG, sizeof(*big));
+		char *addr = malloc(401);
+		struct queue_msg mb = m;
+		unsigned char *out;
+
+		assert_non_null(big);
+		assert_non_null(addr);
+		memset(addr, 'x', 400);
+		addr[0] = 'a';
+		addr[400] = '\0';
+		for (int i = 0; i < NBIG; i++)
+			big[i].addr = addr;
+		mb.rcpt = big;
+		mb.nrcpt = NBIG;
+		assert_int_equal(queue_pidx_rec_encoded_len(&mb), QUEUE_PIDX_REC_MIN);
+		assert_non_null(out = malloc(QUEUE_PIDX_REC_MIN));
+		assert_int_equal(queue_pidx_rec_encode(out, QUEUE_PIDX_REC_MIN, 9, &mb), QUEUE_PIDX_REC_MIN);
+		assert_int_equal(queue_pidx_rec_decode(out, QUEUE_PIDX_REC_MIN, &r, &used), 1);
+		assert_int_equal(r.flags, QUEUE_PIDX_F_NOADDR);
+		assert_int_equal(r.nrcpt, NBIG);
+		assert_null(r.strs);
+		free(out);
+		free(addr);
+		free(big);
+	}
 	/* a checksummed record with an empty recipient is refused */
 	rc[1].addr = "";
 	n = queue_pidx_rec_encode(buf, sizeof(buf), 5, &m);
