@@ -1,6 +1,7 @@
 /*
- * ctl_cmd.c - mtactl's commands: queue (mailq), show, flush, delete, hold,
- *             release, stats, check-config
+ * ctl_cmd.c - mtactl's commands: queue (mailq, search), show, flush,
+ *             delete, hold, release, stats, qshape, check-config, health,
+ *             drain, dkim-record
  *
  * Owns:     one command's configuration, API replies and JSON documents,
  *           all released before ctl_cmd_main() returns.
@@ -20,6 +21,10 @@
  * [{"address", "state", "attempts", "next_try", "last_reply", "dsn"}], ...}),
  * and everything is printed from that: a message read from data_dir goes
  * through the API's own encoder, queue_view_detail() (src/queue/queue_view.h).
+ *
+ * The filters (--domain, --state, ...; ctl_filter.c) go to the API as its
+ * query parameters; offline, the listing applies the API's own filter
+ * (http_filter_match()) to each message read.
  */
 #include "ctl/ctl.h"
 #include "ctl/ctl_int.h"
@@ -53,6 +58,7 @@ struct ctl {
 	struct ctl_http http;
 	int json, body;
 	int direct;                    /* reading data_dir: mtad is not running */
+	struct ctl_filter filter;      /* --domain, --state, ...: the API's parameters */
 };
 
 /* What a mailq listing adds up. */
@@ -74,28 +80,42 @@ ctl_cmd_config_path(const char *opt)
 	return CTL_DEFAULT_CONFIG;
 }
 
+static const char ctl_filter_usage[] =
+    "filters (all given must match):\n"
+    "  --domain D              a recipient's domain is D or a subdomain of it\n"
+    "  --sender S              the sender contains S (also --from)\n"
+    "  --rcpt R                a recipient contains R (also --recipient, --to)\n"
+    "  --state STATE           active, deferred or held\n"
+    "  --min-age AGE           queued at least AGE: seconds, or 30m, 2h, 3d\n"
+    "  --max-age AGE           queued at most AGE\n"
+    "  --search TEXT           the id, sender or a recipient contains TEXT\n";
+
+/* ctl_usage - the command summary on stderr (mtactl --help) */
 static void
 ctl_usage(const char *prog)
 {
 	if (strcmp(prog, "mailq") == 0) {
-		fprintf(stderr, "usage: mailq [-c FILE] [--json]\n");
+		fprintf(stderr, "usage: mailq [-c FILE] [--json] [FILTER ...]\n%s", ctl_filter_usage);
 		return;
 	}
 	fprintf(stderr,
 	    "usage: mtactl [-c FILE] COMMAND [ARGS]\n"
 	    "commands:\n"
-	    "  queue [--json]          list the queue (also: mailq)\n"
+	    "  queue [--json] [FILTER ...]  list the queue, or its matches (also: mailq)\n"
+	    "  search TEXT [--json] [FILTER ...]  the messages whose id, sender or a\n"
+	    "                          recipient contains TEXT (queue --search TEXT)\n"
 	    "  show ID [--body] [--json]  one message: envelope, recipients, headers\n"
-	    "  flush [ID ...]          retry deferred messages now\n"
-	    "  delete ID ... | ALL     remove messages from the queue\n"
-	    "  hold ID ... | ALL       put messages on hold\n"
-	    "  release ID ... | ALL    release held messages\n"
+	    "  flush [ID ... | FILTER ...]  retry deferred messages now\n"
+	    "  delete ID ... | ALL | FILTER ...  remove messages from the queue\n"
+	    "  hold ID ... | ALL | FILTER ...    put messages on hold\n"
+	    "  release ID ... | ALL | FILTER ... release held messages\n"
 	    "  stats [--json]          counters and queue totals\n"
 	    "  qshape [--json]         pending recipients by domain and age (as Postfix's qshape)\n"
 	    "  check-config            check the configuration like mtad -t\n"
 	    "  health                  ask the running mtad's /healthz (exit 0 = healthy)\n"
 	    "  drain                   stop accepting, deliver, hand the rest to drain_relay, exit\n"
-	    "  dkim-record DOMAIN      the DNS TXT records of DOMAIN's DKIM keys\n");
+	    "  dkim-record DOMAIN      the DNS TXT records of DOMAIN's DKIM keys\n"
+	    "%s", ctl_filter_usage);
 }
 
 static void __attribute__((format(printf, 2, 3)))
@@ -524,9 +544,11 @@ static void
 ctl_direct_cb(void *arg, struct queue_msg *m)
 {
 	struct ctl_mailq *q = arg;
-	json_t *j = queue_view_detail(m, util_now_us());
+	json_t *j;
 
-	if (j == NULL) {
+	if (q->c->filter.hf.any && !http_filter_match(&q->c->filter.hf, m))
+		return;
+	if ((j = queue_view_detail(m, util_now_us())) == NULL) {
 		ctl_err(q->c, "out of memory");
 		return;
 	}
@@ -560,12 +582,132 @@ ctl_queue_direct(struct ctl *c, struct ctl_mailq *q)
 }
 
 /*
+ * ctl_queue_rows - print the rows of one page of /api/queue; a row that
+ * does not tell every pending recipient and its reply is completed from
+ * /api/queue/ID. A CTL_EX_* status.
+ */
+static int
+ctl_queue_rows(struct ctl *c, struct ctl_mailq *q, json_t *items)
+{
+	json_t *row;
+	size_t i;
+	int rc, status;
+
+	json_array_foreach(items, i, row) {
+		const char *id = json_string_value(json_object_get(row, "id"));
+		json_t *m = NULL;
+
+		if (id == NULL)
+			continue;
+		if (ctl_row_exact(row)) {
+			m = ctl_row_detail(row);
+		} else if (ctl_queue_id_valid(id)) {
+			char dpath[128];
+
+			if (util_bsnprintf(dpath, sizeof(dpath), "/api/queue/%s", id) < 0)
+				continue;
+			rc = ctl_api(c, "GET", dpath, NULL, &m, &status);
+			if (rc != CTL_EX_OK)
+				return rc;
+			if (status == 404) {
+				json_decref(m);
+				continue;           /* delivered meanwhile */
+			}
+			if (status != 200) {
+				json_decref(m);
+				m = ctl_row_detail(row);
+			}
+		}
+		if (m == NULL) {
+			ctl_err(c, "out of memory");
+			return CTL_EX_FAIL;
+		}
+		ctl_mailq_emit(q, m);
+		json_decref(m);
+	}
+	return CTL_EX_OK;
+}
+
+/* ctl_partial - the "partial:" line of a reply that says so (the index being rebuilt) */
+static void
+ctl_partial(const struct ctl *c, json_t *res, const char *fallback)
+{
+	const char *n;
+
+	if (!json_is_true(json_object_get(res, "partial")))
+		return;
+	n = json_string_value(json_object_get(res, "note"));
+	/* --json output is one message per line: the note goes to stderr */
+	fprintf(c->json ? stderr : stdout, "partial: %s\n", n != NULL ? n : fallback);
+}
+
+/*
+ * ctl_queue_filtered - the matches of the filter, through the API: a page
+ * of CTL_PAGE at a time (each a pass over the index of parked messages)
+ * until the reply's "total" is reached. Offline, data_dir's messages
+ * through the same filter.
+ */
+static int
+ctl_queue_filtered(struct ctl *c, struct ctl_mailq *q)
+{
+	char qs[CTL_FILTER_QUERY_MAX], path[CTL_FILTER_QUERY_MAX + 128];
+	long long off = 0, total;
+	json_t *page = NULL, *items;
+	int rc, status;
+
+	if (ctl_filter_query(&c->filter, qs, sizeof(qs)) < 0) {
+		ctl_err(c, "the filters are too long");
+		return CTL_EX_USAGE;
+	}
+	c->http.timeout_ms = CTL_HTTP_VIEW_TIMEOUT_MS;
+	for (;;) {
+		size_t n;
+
+		if (util_bsnprintf(path, sizeof(path), "/api/queue?offset=%lld&limit=%d&order=asc%s",
+		    off, CTL_PAGE, qs) < 0) {
+			rc = CTL_EX_FAIL;
+			goto done;
+		}
+		rc = ctl_api(c, "GET", path, NULL, &page, &status);
+		if (rc == CTL_EX_NODAEMON && off == 0) {
+			rc = ctl_queue_direct(c, q);
+			goto done;
+		}
+		if (rc != CTL_EX_OK)
+			goto done;
+		if (status != 200 || !json_is_array(items = json_object_get(page, "items"))) {
+			ctl_err(c, "GET /api/queue: HTTP %d: %s", status,
+			    ctl_api_error(page, "bad reply"));
+			rc = status == 400 ? CTL_EX_USAGE : CTL_EX_FAIL;
+			goto done;
+		}
+		n = json_array_size(items);
+		if ((rc = ctl_queue_rows(c, q, items)) != CTL_EX_OK)
+			goto done;
+		total = json_integer_value(json_object_get(page, "total"));
+		off += (long long)n;
+		if (n == 0 || off >= total) {
+			ctl_mailq_end(q);
+			ctl_partial(c, page, "not every queued message was searched");
+			break;
+		}
+		json_decref(page);
+		page = NULL;
+	}
+	rc = CTL_EX_OK;
+done:
+	json_decref(page);
+	c->http.timeout_ms = CTL_HTTP_TIMEOUT_MS;
+	fflush(stdout);
+	return rc;
+}
+
+/*
  * ctl_cmd_queue - mailq through the API, a page of CTL_PAGE rows at a time
- * in arrival (commit) order; a row that does not tell every pending
- * recipient and its reply is completed from /api/queue/ID. New messages
- * join the end of that order, so paging never shows one twice; a message
- * that leaves meanwhile moves the later ones up, and one of them may be
- * missed, as with a Postfix mailq taken while the queue changes.
+ * in arrival (commit) order. New messages join the end of that order, so
+ * paging never shows one twice; a message that leaves meanwhile moves the
+ * later ones up, and one of them may be missed, as with a Postfix mailq
+ * taken while the queue changes. With a filter: ctl_queue_filtered().
  */
 static int
 ctl_cmd_queue(struct ctl *c)
@@ -577,9 +719,11 @@ ctl_cmd_queue(struct ctl *c)
 
 	memset(&q, 0, sizeof(q));
 	q.c = c;
+	if (c->filter.hf.any)
+		return ctl_queue_filtered(c, &q);
 	for (;;) {
-		json_t *page, *items, *row;
-		size_t i, n;
+		json_t *page, *items;
+		size_t n;
 
 		if (cursor > 0 ? util_bsnprintf(path, sizeof(path), "/api/queue?cursor=%lld&limit=%d",
 		    cursor, CTL_PAGE) < 0 :
@@ -597,40 +741,9 @@ ctl_cmd_queue(struct ctl *c)
 			return CTL_EX_FAIL;
 		}
 		n = json_array_size(items);
-		json_array_foreach(items, i, row) {
-			const char *id = json_string_value(json_object_get(row, "id"));
-			json_t *m = NULL;
-
-			if (id == NULL)
-				continue;
-			if (ctl_row_exact(row)) {
-				m = ctl_row_detail(row);
-			} else if (ctl_queue_id_valid(id)) {
-				char dpath[128];
-
-				if (util_bsnprintf(dpath, sizeof(dpath), "/api/queue/%s", id) < 0)
-					continue;
-				rc = ctl_api(c, "GET", dpath, NULL, &m, &status);
-				if (rc != CTL_EX_OK) {
-					json_decref(page);
-					return rc;
-				}
-				if (status == 404) {
-					json_decref(m);
-					continue;           /* delivered meanwhile */
-				}
-				if (status != 200) {
-					json_decref(m);
-					m = ctl_row_detail(row);
-				}
-			}
-			if (m == NULL) {
-				ctl_err(c, "out of memory");
-				json_decref(page);
-				return CTL_EX_FAIL;
-			}
-			ctl_mailq_emit(&q, m);
-			json_decref(m);
+		if ((rc = ctl_queue_rows(c, &q, items)) != CTL_EX_OK) {
+			json_decref(page);
+			return rc;
 		}
 		/* messages parked on disk come after the window, by the API's cursor */
 		next = json_integer_value(json_object_get(page, "cursor"));
@@ -973,17 +1086,26 @@ static const struct ctl_action ctl_actions[] = {
 	{ "flush",   "retry",   "scheduled for delivery now", "not deferred", "Scheduled" },
 };
 
-/* ctl_act_all - one bulk request for every message */
+/*
+ * ctl_act_all - one bulk request for every message, or with a filter for
+ * its matches (the filter as the query string, as GET /api/queue takes it)
+ */
 static int
 ctl_act_all(struct ctl *c, const struct ctl_action *a)
 {
-	char path[64];
-	json_t *body, *res = NULL;
-	int rc, status;
+	char qs[CTL_FILTER_QUERY_MAX], path[CTL_FILTER_QUERY_MAX + 64];
+	json_t *body = NULL, *res = NULL;
+	int rc, status, filtered = c->filter.hf.any;
 
-	if (util_bsnprintf(path, sizeof(path), "/api/queue/%s", a->api) < 0)
+	if (filtered && ctl_filter_query(&c->filter, qs, sizeof(qs)) < 0) {
+		ctl_err(c, "the filters are too long");
+		return CTL_EX_USAGE;
+	}
+	/* the query string starts with '&': its first one becomes '?' */
+	if (util_bsnprintf(path, sizeof(path), "/api/queue/%s%s%s", a->api,
+	    filtered ? "?" : "", filtered ? qs + 1 : "") < 0)
 		return CTL_EX_FAIL;
-	if ((body = json_pack("{s:b}", "all", 1)) == NULL)
+	if (!filtered && (body = json_pack("{s:b}", "all", 1)) == NULL)
 		return CTL_EX_FAIL;
 	/* every parked message too: the answer comes when all are done */
 	c->http.timeout_ms = CTL_HTTP_VIEW_TIMEOUT_MS;
@@ -999,9 +1121,24 @@ ctl_act_all(struct ctl *c, const struct ctl_action *a)
 	if (status != 200) {
 		ctl_err(c, "%s: HTTP %d: %s", a->cmd, status, ctl_api_error(res, "failed"));
 		json_decref(res);
-		return CTL_EX_FAIL;
+		return status == 400 ? CTL_EX_USAGE : CTL_EX_FAIL;
 	}
-	if (strcmp(a->cmd, "flush") == 0) {
+	if (filtered) {
+		json_int_t matched = json_integer_value(json_object_get(res, "matched"));
+		json_int_t changed = json_integer_value(json_object_get(res, "changed"));
+		json_int_t failed = json_integer_value(json_object_get(res, "failed"));
+
+		printf("%s: %s: %lld message%s (%lld matched, %lld failed)\n", c->prog, a->bulk,
+		    (long long)changed, changed == 1 ? "" : "s", (long long)matched,
+		    (long long)failed);
+		ctl_partial(c, res, "not every queued message was reached");
+		if (failed > 0) {
+			ctl_err(c, "%s: %lld message%s could not be changed (see mtad's log)",
+			    a->cmd, (long long)failed, failed == 1 ? "" : "s");
+			json_decref(res);
+			return CTL_EX_FAIL;
+		}
+	} else if (strcmp(a->cmd, "flush") == 0) {
 		printf("%s: every deferred message is being retried now\n", c->prog);
 	} else {
 		json_int_t changed = json_integer_value(json_object_get(res, "changed"));
@@ -1009,12 +1146,8 @@ ctl_act_all(struct ctl *c, const struct ctl_action *a)
 
 		printf("%s: %s: %lld message%s\n", c->prog, a->bulk, (long long)changed,
 		    changed == 1 ? "" : "s");
-		if (json_is_true(json_object_get(res, "partial"))) {
-			const char *n = json_string_value(json_object_get(res, "note"));
-
-			/* the index of parked messages is being rebuilt: not every one was reached */
-			printf("partial: %s\n", n != NULL ? n : "not every queued message was reached");
-		}
+		/* the index of parked messages is being rebuilt: not every one was reached */
+		ctl_partial(c, res, "not every queued message was reached");
 		if (failed > 0) {
 			ctl_err(c, "%s: %lld message%s could not be changed (see mtad's log)",
 			    a->cmd, (long long)failed, failed == 1 ? "" : "s");
@@ -1061,9 +1194,9 @@ ctl_act_one(struct ctl *c, const struct ctl_action *a, const char *id)
 }
 
 /*
- * ctl_cmd_action - delete/hold/release/flush over ids or ALL. Every id is
- * tried; the status is the worst: permission and no daemon stop at once,
- * an unknown id (2) is reported after the others are done.
+ * ctl_cmd_action - delete/hold/release/flush over ids, ALL or the filter's
+ * matches. Every id is tried; the status is the worst: permission and no
+ * daemon stop at once, an unknown id (2) is reported after the others.
  */
 static int
 ctl_cmd_action(struct ctl *c, const struct ctl_action *a, int argc, char **argv)
@@ -1077,8 +1210,12 @@ ctl_cmd_action(struct ctl *c, const struct ctl_action *a, int argc, char **argv)
 		ctl_err(c, "%s: ALL stands alone", a->cmd);
 		return CTL_EX_USAGE;
 	}
-	if (argc == 0 && strcmp(a->cmd, "flush") != 0) {
-		ctl_err(c, "%s: give queue IDs or ALL", a->cmd);
+	if (c->filter.hf.any && argc > 0) {
+		ctl_err(c, "%s: give queue IDs, ALL or filters, not both", a->cmd);
+		return CTL_EX_USAGE;
+	}
+	if (argc == 0 && !c->filter.hf.any && strcmp(a->cmd, "flush") != 0) {
+		ctl_err(c, "%s: give queue IDs, ALL or a filter (--domain, --state, ...)", a->cmd);
 		return CTL_EX_USAGE;
 	}
 	if (all || argc == 0)
@@ -1327,10 +1464,11 @@ ctl_cmd_main(int argc, char **argv)
 	struct ctl c;
 	const char *base = strrchr(argv[0], '/') != NULL ? strrchr(argv[0], '/') + 1 : argv[0];
 	const char *conf = NULL, *cmd = NULL;
-	char **args;
+	char **args, ferr[512];
 	int nargs = 0, rc;
 
 	memset(&c, 0, sizeof(c));
+	ctl_filter_init(&c.filter, util_now_us());
 	c.prog = strcmp(base, "mailq") == 0 ? "mailq" : "mtactl";
 	if ((args = calloc((size_t)argc + 1, sizeof(*args))) == NULL) {
 		fprintf(stderr, "%s: out of memory\n", c.prog);
@@ -1351,6 +1489,12 @@ ctl_cmd_main(int argc, char **argv)
 			ctl_usage(c.prog);
 			free(args);
 			return CTL_EX_OK;
+		} else if ((rc = ctl_filter_opt(&c.filter, argc, argv, &i, ferr, sizeof(ferr))) != 0) {
+			if (rc < 0) {
+				fprintf(stderr, "%s: %s\n", c.prog, ferr);
+				free(args);
+				return CTL_EX_USAGE;
+			}
 		} else if (a[0] == '-' && a[1] != '\0') {
 			fprintf(stderr, "%s: unknown option %s\n", c.prog, a);
 			ctl_usage(c.prog);
@@ -1373,6 +1517,28 @@ ctl_cmd_main(int argc, char **argv)
 		goto done;
 	if (strcmp(cmd, "mailq") == 0 || strcmp(cmd, "list") == 0)
 		cmd = "queue";
+	if (strcmp(cmd, "search") == 0 && nargs == 1) {
+		/* search TEXT: queue --search TEXT */
+		if (ctl_filter_add(&c.filter, "q", args[0], ferr, sizeof(ferr)) < 0) {
+			fprintf(stderr, "%s: search: %s\n", c.prog, ferr);
+			rc = CTL_EX_USAGE;
+			goto done;
+		}
+		cmd = "queue";
+		nargs = 0;
+	} else if (strcmp(cmd, "search") == 0) {
+		fprintf(stderr, "%s: search: give one TEXT\n", c.prog);
+		ctl_usage(c.prog);
+		rc = CTL_EX_USAGE;
+		goto done;
+	}
+	if (c.filter.n > 0 && strcmp(cmd, "queue") != 0 && strcmp(cmd, "flush") != 0 &&
+	    strcmp(cmd, "delete") != 0 && strcmp(cmd, "hold") != 0 &&
+	    strcmp(cmd, "release") != 0) {
+		fprintf(stderr, "%s: %s: takes no filter (--domain, --state, ...)\n", c.prog, cmd);
+		rc = CTL_EX_USAGE;
+		goto done;
+	}
 	if (((strcmp(cmd, "queue") == 0 || strcmp(cmd, "stats") == 0 ||
 	    strcmp(cmd, "qshape") == 0 ||
 	    strcmp(cmd, "check-config") == 0 || strcmp(cmd, "health") == 0 ||

@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "http/http.h"
+
 struct config;
 struct queue_msg;
 
@@ -109,6 +111,34 @@ struct json_t;
 int ctl_queue_history(const char *data_dir, const char *id, struct json_t *o);
 /* ctl_queue_id_valid - looks like a queue id (letters and digits, 1..64) */
 int ctl_queue_id_valid(const char *id);
+
+/* --- ctl_filter.c: --domain, --sender, ... (the API's queue filter) --- */
+
+#define CTL_FILTER_MAX       8       /* distinct filter parameters */
+#define CTL_FILTER_QUERY_MAX 8192    /* their query string, encoded */
+
+struct ctl_filter {
+	struct {
+		const char *key;             /* the API's parameter: "domain", "q", ... */
+		const char *value;           /* borrowed from argv */
+	} kv[CTL_FILTER_MAX];
+	size_t n;
+	struct http_filter hf;           /* the same criteria; hf.any: some were given */
+};
+
+/* ctl_filter_init - no criteria; ages measured from now_us (wall clock) */
+void ctl_filter_init(struct ctl_filter *f, uint64_t now_us);
+/* ctl_filter_add - one API parameter (key) = value; -1 a bad value (reason in err) */
+int ctl_filter_add(struct ctl_filter *f, const char *key, const char *value,
+    char *err, size_t errlen);
+/*
+ * ctl_filter_opt - argv[*i] as a filter option ("--domain D", "--domain=D"):
+ * 1 taken (*i now at its value), 0 not one, -1 bad or missing value (err)
+ */
+int ctl_filter_opt(struct ctl_filter *f, int argc, char **argv, int *i, char *err,
+    size_t errlen);
+/* ctl_filter_query - "&key=value..." percent-encoded into buf; -1 if it does not fit */
+int ctl_filter_query(const struct ctl_filter *f, char *buf, size_t size);
 
 /* ctl_dkim.c: `dkim-record DOMAIN` prints the TXT records; an exit status */
 struct config;

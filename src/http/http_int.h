@@ -22,6 +22,7 @@
 
 #include <jansson.h>
 
+#include "http/http.h"
 #include "lib/jsonout.h"
 #include "queue/queue.h"
 #include "queue/queue_view.h"
@@ -56,35 +57,7 @@ struct queue_msg;
 #define HTTP_MAX_PASSES        8       /* passes over the index open at once */
 #define HTTP_WALK_CACHE_US     1000000 /* see struct http, walk */
 
-/* --- queue filter (http_filter.c) ---------------------------------------- */
-
-/*
- * A filter over the in-memory queue. Strings are borrowed from the request
- * (its parsed query) and must outlive the filter.
- */
-struct http_filter {
-	const char *q;          /* free text: id, sender or recipient contains */
-	const char *sender;     /* sender contains (case-insensitive) */
-	const char *rcpt;       /* some recipient contains */
-	const char *domain;     /* some recipient's domain is or ends in .domain */
-	const char *id;         /* exact queue id */
-	enum queue_view_state state;
-	int64_t min_age;        /* seconds; -1 = none */
-	int64_t max_age;
-	uint64_t now_us;        /* wall clock the ages are measured against */
-	int any;                /* some criterion was given */
-};
-
-void http_filter_init(struct http_filter *f, uint64_t now_us);
-/*
- * http_filter_set - apply one query parameter: 0 used, 1 not a filter key
- * (the caller may know it), -1 bad value (reason in err).
- */
-int http_filter_set(struct http_filter *f, const char *key, const char *value,
-    char *err, size_t errlen);
-int http_filter_match(const struct http_filter *f, const struct queue_msg *m);
-/* http_filter_parse_age - "90", "90s", "15m", "2h", "3d" -> seconds; -1 on error */
-int64_t http_filter_parse_age(const char *s);
+/* --- queue filter (http_filter.c): declared in http.h, mtactl uses it too --- */
 
 /* --- passes over the index of parked messages (http_pass.c) -------------- */
 

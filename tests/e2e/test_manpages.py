@@ -109,7 +109,9 @@ def test_mtad_conf_documents_startup_errors():
 def test_mtactl_documents_commands_and_statuses():
     flat = " ".join(rendered("man/mtactl.1").split())
     for cmd in ("queue", "show", "flush", "delete", "hold", "release", "stats", "check-config",
-                "mailq", "--json", "--body", "ALL"):
+                "mailq", "--json", "--body", "ALL", "search", "qshape", "health", "drain",
+                "dkim-record", "--domain", "--sender", "--rcpt", "--state", "--min-age",
+                "--max-age", "--search", "FILTERS"):
         assert cmd in flat, cmd
     for status in ("0 Done.", "2 An unknown queue ID", "3 mtad is not running",
                    "4 Permission denied"):

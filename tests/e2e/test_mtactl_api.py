@@ -23,7 +23,8 @@ QID = "0123456789ABCDEF"
 
 
 class FakeApi:
-    """replies[(method, path-without-query)] = (status, body bytes or str or JSON-able)."""
+    """replies[(method, path-without-query)] = (status, body bytes or str or JSON-able),
+    or a function of the whole path (query included) that returns that pair."""
 
     def __init__(self, port):
         self.replies = {}
@@ -42,7 +43,8 @@ class FakeApi:
                 n = int(self.headers.get("Content-Length") or 0)
                 if n:
                     self.rfile.read(n)
-                status, body = api.replies.get((self.command, path), (404, {"error": "no"}))
+                reply = api.replies.get((self.command, path), (404, {"error": "no"}))
+                status, body = reply(self.path) if callable(reply) else reply
                 if not isinstance(body, (bytes, str)):
                     body = json.dumps(body)
                 if isinstance(body, str):
@@ -111,7 +113,8 @@ ROWS = [
     (["flush"], {("POST", "/api/queue/retry"): (200, {})}, 0,
      r"^mtactl: every deferred message is being retried now$", r"^$"),
     (["hold", QID, "ALL"], {}, 1, None, r"^mtactl: hold: ALL stands alone$"),
-    (["delete"], {}, 1, None, r"^mtactl: delete: give queue IDs or ALL$"),
+    (["delete"], {}, 1, None,
+     r"^mtactl: delete: give queue IDs, ALL or a filter \(--domain, --state, \.\.\.\)$"),
     (["health"], {("GET", "/healthz"): (503, {"status": "disk full"})}, 5, None,
      r"^mtactl: GET /healthz: HTTP 503$"),
     (["health"], {("GET", "/healthz"): (200, {"status": "ok"})}, 0, r"^ok$", r"^$"),
