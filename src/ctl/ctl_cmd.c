@@ -1123,29 +1123,20 @@ ctl_act_all(struct ctl *c, const struct ctl_action *a)
 		json_decref(res);
 		return status == 400 ? CTL_EX_USAGE : CTL_EX_FAIL;
 	}
-	if (filtered) {
+	if (!filtered && strcmp(a->cmd, "flush") == 0) {
+		printf("%s: every deferred message is being retried now\n", c->prog);
+	} else {
 		json_int_t matched = json_integer_value(json_object_get(res, "matched"));
 		json_int_t changed = json_integer_value(json_object_get(res, "changed"));
 		json_int_t failed = json_integer_value(json_object_get(res, "failed"));
 
-		printf("%s: %s: %lld message%s (%lld matched, %lld failed)\n", c->prog, a->bulk,
-		    (long long)changed, changed == 1 ? "" : "s", (long long)matched,
-		    (long long)failed);
-		ctl_partial(c, res, "not every queued message was reached");
-		if (failed > 0) {
-			ctl_err(c, "%s: %lld message%s could not be changed (see mtad's log)",
-			    a->cmd, (long long)failed, failed == 1 ? "" : "s");
-			json_decref(res);
-			return CTL_EX_FAIL;
-		}
-	} else if (strcmp(a->cmd, "flush") == 0) {
-		printf("%s: every deferred message is being retried now\n", c->prog);
-	} else {
-		json_int_t changed = json_integer_value(json_object_get(res, "changed"));
-		json_int_t failed = json_integer_value(json_object_get(res, "failed"));
-
-		printf("%s: %s: %lld message%s\n", c->prog, a->bulk, (long long)changed,
-		    changed == 1 ? "" : "s");
+		if (filtered)
+			printf("%s: %s: %lld message%s (%lld matched, %lld failed)\n", c->prog,
+			    a->bulk, (long long)changed, changed == 1 ? "" : "s", (long long)matched,
+			    (long long)failed);
+		else
+			printf("%s: %s: %lld message%s\n", c->prog, a->bulk, (long long)changed,
+			    changed == 1 ? "" : "s");
 		/* the index of parked messages is being rebuilt: not every one was reached */
 		ctl_partial(c, res, "not every queued message was reached");
 		if (failed > 0) {
