@@ -233,6 +233,26 @@ priv_chown_sub_walk(const char *dir, const char *name, uid_t uid, gid_t gid)
 	return n;
 }
 
+/* priv_child_setup - see priv.h */
+int
+priv_child_setup(int fd, const char *name)
+{
+	int nul;
+
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGPIPE, SIG_IGN);
+	(void)prctl(PR_SET_NAME, name);
+	if (fd != 3 && dup2(fd, 3) < 0)
+		return -1;
+	if ((nul = open("/dev/null", O_RDWR)) >= 0) {
+		(void)dup2(nul, STDIN_FILENO);
+		(void)dup2(nul, STDOUT_FILENO);
+	}
+	return close_range(4, ~0U, 0);
+}
+
 /* priv_chown_sub_start - see priv.h */
 int
 priv_chown_sub_start(const char *dir, const char *name, uid_t uid, gid_t gid)
@@ -269,18 +289,7 @@ priv_chown_sub_start(const char *dir, const char *name, uid_t uid, gid_t gid)
 		if ((pid = fork()) != 0)
 			util_cov_exit(pid < 0);
 		/* the walker: nothing but stderr and the pipe's write end */
-		signal(SIGHUP, SIG_IGN);
-		signal(SIGINT, SIG_IGN);
-		signal(SIGTERM, SIG_DFL);
-		signal(SIGPIPE, SIG_IGN);
-		(void)prctl(PR_SET_NAME, "mtad-chown");
-		if (pfd[1] != 3 && dup2(pfd[1], 3) < 0)
-			util_cov_exit(1);
-		if ((fd = open("/dev/null", O_RDWR)) >= 0) {
-			(void)dup2(fd, STDIN_FILENO);
-			(void)dup2(fd, STDOUT_FILENO);
-		}
-		if (close_range(4, ~0U, 0) < 0)
+		if (priv_child_setup(pfd[1], "mtad-chown") < 0)
 			util_cov_exit(1);
 		{
 			uint64_t t0 = util_mono_us();

@@ -37,6 +37,14 @@
 int priv_chown_tree(const char *dir, uid_t uid, gid_t gid, const char *later);
 
 /*
+ * priv_child_setup - in a forked helper process: SIGHUP, SIGINT and
+ * SIGPIPE ignored, SIGTERM default, its name (prctl), fd moved to
+ * descriptor 3, stdin and stdout on /dev/null, every descriptor above 3
+ * closed (stderr stays for the log). 0, or -1 with errno.
+ */
+int priv_child_setup(int fd, const char *name);
+
+/*
  * priv_chown_sub_start - walk dir/name (a directory; opened without
  * following a link, on dir's file system) as priv_chown_tree() does, in a
  * process of its own that goes on while the caller drops its privileges

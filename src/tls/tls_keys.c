@@ -283,23 +283,11 @@ tls_keys_helper_start(const char *root, uid_t uid, gid_t gid, char *err, size_t 
 	if (pid == 0) {
 		/* the reader: nothing but its socket and stderr, and of root's
 		 * powers only reading (CAP_DAC_READ_SEARCH) as mail_owner */
-		int fd = sv[1];
-		signal(SIGHUP, SIG_IGN);
-		signal(SIGINT, SIG_IGN);
-		signal(SIGTERM, SIG_DFL);
-		signal(SIGPIPE, SIG_IGN);
 #ifndef MTAD_COVERAGE
 		/* (a coverage build relies on the EOF alone: a SIGTERM would lose the counts) */
 		(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
 #endif
-		(void)prctl(PR_SET_NAME, "mtad-keys");
-		if (fd != 3 && dup2(fd, 3) < 0)
-			util_cov_exit(1);
-		if ((fd = open("/dev/null", O_RDWR)) >= 0) {
-			(void)dup2(fd, STDIN_FILENO);
-			(void)dup2(fd, STDOUT_FILENO);
-		}
-		if (close_range(4, ~0U, 0) < 0)
+		if (priv_child_setup(sv[1], "mtad-keys") < 0)
 			util_cov_exit(1);
 		if (priv_keep_read_only(uid, gid, why, sizeof(why)) < 0) {
 			(void)keys_helper_reply(3, 1, why, strlen(why));

@@ -7,36 +7,17 @@ the file. The views that read the index are tested with the API.
 import json
 import os
 import re
-import smtplib
 import struct
 import urllib.request
 
 from conftest import metric, wait_until
-from test_delivery import DEADLINE, dns_with, message, world_factory  # noqa: F401
+from test_delivery import DEADLINE, dns_with, world_factory  # noqa: F401
+from test_durability import crc32c
+from test_queue_window import send_many
 
 N = 120
 LIMIT = 20
 MAGIC = b"mtaidx1\n"
-
-
-def _crc32c_table():
-    t = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        t.append(c)
-    return t
-
-
-CRC_T = _crc32c_table()
-
-
-def crc32c(b):
-    c = 0xFFFFFFFF
-    for x in b:
-        c = CRC_T[(c ^ x) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
 
 
 def index_records(m):
@@ -67,13 +48,6 @@ def search_total(m):
         j = json.loads(r.read())
     assert "partial" not in j, j
     return j["total"]
-
-
-def send_many(m, n, prefix):
-    with smtplib.SMTP("127.0.0.1", m.smtp_port, timeout=30) as s:
-        for i in range(n):
-            s.sendmail("alice@src.test", ["bob@dst.test"],
-                       message("alice@src.test", ["bob@dst.test"], "%s%d" % (prefix, i)))
 
 
 def test_index_rebuilt_after_kill9_and_trusted_after_clean_stop(mtad_factory, world_factory):

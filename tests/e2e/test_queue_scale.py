@@ -15,7 +15,8 @@ from test_delivery import DEADLINE, send, wait_log, world_factory  # noqa: F401 
 N = 20000
 
 
-def test_accepts_mail_while_a_big_queue_is_recovered(mtad_factory, world_factory):
+def stopped_with_one_deferred(mtad_factory, world_factory):
+    """mtad stopped with one deferred message in queue/: (m, qdir, its file name)."""
     w = world_factory({"dst.test": {"MX": [(10, "mx.dst.test")]},
                        "mx.dst.test": {"A": ["127.0.0.2"]}})
     w.hop(2).tempfail("RCPT", reply="451 4.3.0 Not now")
@@ -25,6 +26,11 @@ def test_accepts_mail_while_a_big_queue_is_recovered(mtad_factory, world_factory
     assert m.stop() == 0
     qdir = os.path.join(m.data_dir, "queue")
     (orig,) = os.listdir(qdir)
+    return m, qdir, orig
+
+
+def test_accepts_mail_while_a_big_queue_is_recovered(mtad_factory, world_factory):
+    m, qdir, orig = stopped_with_one_deferred(mtad_factory, world_factory)
     key = int(orig, 16)
     for i in range(1, N + 1):
         shutil.copyfile(os.path.join(qdir, orig), os.path.join(qdir, "%016X" % (key - i)))
@@ -61,15 +67,7 @@ def test_root_owned_queue_files_are_handed_over_in_the_background(mtad_factory, 
         pytest.skip("needs root")
     import pwd
     nobody = pwd.getpwnam("nobody").pw_uid
-    w = world_factory({"dst.test": {"MX": [(10, "mx.dst.test")]},
-                       "mx.dst.test": {"A": ["127.0.0.2"]}})
-    w.hop(2).tempfail("RCPT", reply="451 4.3.0 Not now")
-    m = mtad_factory(w.conf(retry_min_backoff="1h", retry_max_backoff="2h"))
-    send(m, "alice@src.test", ["bob@dst.test"], tag="seed")
-    wait_log(m, "status=deferred")
-    assert m.stop() == 0
-    qdir = os.path.join(m.data_dir, "queue")
-    (orig,) = os.listdir(qdir)
+    m, qdir, orig = stopped_with_one_deferred(mtad_factory, world_factory)
     assert os.stat(os.path.join(qdir, orig)).st_uid == nobody
     key = int(orig, 16)
     n = 5000
