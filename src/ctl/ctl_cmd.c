@@ -1,7 +1,8 @@
 /*
- * ctl_cmd.c - mtactl's commands: queue (mailq, search), show, flush,
- *             delete, hold, release, stats, qshape, check-config, health,
- *             drain, dkim-record
+ * ctl_cmd.c - mtactl's commands: queue (mailq, search), flush, delete,
+ *             hold, release, stats, qshape, check-config, health, drain,
+ *             dkim-record (show is in ctl_show.c), and what they share:
+ *             the API client, the common message shape, printing
  *
  * Owns:     one command's configuration, API replies and JSON documents,
  *           all released before ctl_cmd_main() returns.
@@ -48,18 +49,7 @@ extern char **environ;
 
 #define CTL_PAGE        500        /* the API's largest page (HTTP_MAX_PER_PAGE) */
 #define CTL_LIST_RCPTS  3          /* recipients in an /api/queue row */
-#define CTL_HEAD_MAX    65536      /* header bytes shown from a file */
 
-struct ctl {
-	const char *prog;              /* "mtactl" or "mailq" */
-	const char *conf_path;
-	int conf_implicit;             /* neither -c nor MTAD_CONFIG: the default path */
-	struct config *cfg;
-	struct ctl_http http;
-	int json, body;
-	int direct;                    /* reading data_dir: mtad is not running */
-	struct ctl_filter filter;      /* --domain, --state, ...: the API's parameters */
-};
 
 /* What a mailq listing adds up. */
 struct ctl_mailq {
@@ -118,8 +108,8 @@ ctl_usage(const char *prog)
 	    "%s", ctl_filter_usage);
 }
 
-static void __attribute__((format(printf, 2, 3)))
-ctl_err(const struct ctl *c, const char *fmt, ...)
+void __attribute__((format(printf, 2, 3)))
+ctl_cmd_err(const struct ctl *c, const char *fmt, ...)
 {
 	va_list ap;
 	char buf[4096];
@@ -146,17 +136,17 @@ ctl_load_config(struct ctl *c)
 		if (e == ENOENT && c->conf_implicit)
 			c->conf_path = CONFIG_ENV_ONLY;
 		else {
-			ctl_err(c, "%s: %s", c->conf_path, strerror(e));
+			ctl_cmd_err(c, "%s: %s", c->conf_path, strerror(e));
 			return e == EACCES || e == EPERM ? CTL_EX_PERM : CTL_EX_USAGE;
 		}
 	} else
 		close(fd);
 	if ((c->cfg = config_load_default(c->conf_path, environ, err, sizeof(err))) == NULL) {
-		ctl_err(c, "%s", err);
+		ctl_cmd_err(c, "%s", err);
 		return CTL_EX_USAGE;
 	}
 	if (ctl_http_init(&c->http, c->cfg) < 0) {
-		ctl_err(c, "%s: cannot use ui_address/credentials: %s", c->conf_path,
+		ctl_cmd_err(c, "%s: cannot use ui_address/credentials: %s", c->conf_path,
 		    strerror(errno));
 		return CTL_EX_USAGE;
 	}
@@ -168,12 +158,12 @@ ctl_load_config(struct ctl *c)
 /* --- talking to the API -------------------------------------------------- */
 
 /*
- * ctl_api - one request; on success *out holds the parsed JSON reply (or
+ * ctl_cmd_api - one request; on success *out holds the parsed JSON reply (or
  * NULL for a non-JSON body) and *status the HTTP status. Returns CTL_EX_OK,
  * CTL_EX_NODAEMON (nothing listens), CTL_EX_PERM (401/403) or CTL_EX_FAIL.
  */
-static int
-ctl_api(struct ctl *c, const char *method, const char *path, json_t *body,
+int
+ctl_cmd_api(struct ctl *c, const char *method, const char *path, json_t *body,
     json_t **out, int *status)
 {
 	struct ctl_http_resp r;
@@ -184,7 +174,7 @@ ctl_api(struct ctl *c, const char *method, const char *path, json_t *body,
 	*out = NULL;
 	*status = 0;
 	if (body != NULL && (text = json_dumps(body, JSON_COMPACT)) == NULL) {
-		ctl_err(c, "out of memory");
+		ctl_cmd_err(c, "out of memory");
 		return CTL_EX_FAIL;
 	}
 	rc = ctl_http_request(&c->http, method, path, text, text ? strlen(text) : 0,
@@ -195,7 +185,7 @@ ctl_api(struct ctl *c, const char *method, const char *path, json_t *body,
 		return CTL_EX_NODAEMON;
 	}
 	if (rc != CTL_HTTP_OK) {
-		ctl_err(c, "mtad API at %s port %d: %s", c->http.host, c->http.port, err);
+		ctl_cmd_err(c, "mtad API at %s port %d: %s", c->http.host, c->http.port, err);
 		return CTL_EX_FAIL;
 	}
 	*status = r.status;
@@ -205,7 +195,7 @@ ctl_api(struct ctl *c, const char *method, const char *path, json_t *body,
 	if (*status == 401 || *status == 403) {
 		const char *e = json_string_value(json_object_get(*out, "error"));
 
-		ctl_err(c, "mtad refused the request (%d%s%s): check username and password in %s",
+		ctl_cmd_err(c, "mtad refused the request (%d%s%s): check username and password in %s",
 		    *status, e ? ": " : "", e ? e : "", c->conf_path);
 		json_decref(*out);
 		*out = NULL;
@@ -214,9 +204,9 @@ ctl_api(struct ctl *c, const char *method, const char *path, json_t *body,
 	return CTL_EX_OK;
 }
 
-/* ctl_api_error - the {"error": ...} text of a reply, or a fallback */
-static const char *
-ctl_api_error(json_t *j, const char *fallback)
+/* ctl_cmd_api_error - the {"error": ...} text of a reply, or a fallback */
+const char *
+ctl_cmd_api_error(json_t *j, const char *fallback)
 {
 	const char *e = json_string_value(json_object_get(j, "error"));
 
@@ -226,13 +216,13 @@ ctl_api_error(json_t *j, const char *fallback)
 static void
 ctl_no_daemon(const struct ctl *c)
 {
-	ctl_err(c, "mtad is not running (nothing answers on %s port %d)", c->http.host,
+	ctl_cmd_err(c, "mtad is not running (nothing answers on %s port %d)", c->http.host,
 	    c->http.port);
 }
 
-/* ctl_id_norm - a queue id from the command line, upper-cased; -1 if it cannot be one */
-static int
-ctl_id_norm(const char *in, char *out, size_t size)
+/* ctl_cmd_id_norm - a queue id from the command line, upper-cased; -1 if it cannot be one */
+int
+ctl_cmd_id_norm(const char *in, char *out, size_t size)
 {
 	size_t i;
 
@@ -246,9 +236,9 @@ ctl_id_norm(const char *in, char *out, size_t size)
 
 /* --- the common message shape ---------------------------------------------- */
 
-/* ctl_jset - set key to a new value; -1 when val is NULL or the set fails */
-static int
-ctl_jset(json_t *o, const char *key, json_t *val)
+/* ctl_cmd_jset - set key to a new value; -1 when val is NULL or the set fails */
+int
+ctl_cmd_jset(json_t *o, const char *key, json_t *val)
 {
 	if (val == NULL)
 		return -1;
@@ -280,7 +270,7 @@ ctl_row_detail(json_t *row)
 
 		if (x == NULL || json_array_append_new(out, x) < 0 ||
 		    json_object_set(x, "address", v) < 0 ||
-		    ctl_jset(x, "state", json_string(state != NULL && strcmp(state, "deferred") == 0 ?
+		    ctl_cmd_jset(x, "state", json_string(state != NULL && strcmp(state, "deferred") == 0 ?
 		    "deferred" : "pending")) < 0 ||
 		    json_object_set(x, "last_reply", reply != NULL ? reply : json_null()) < 0)
 			goto fail;
@@ -308,9 +298,9 @@ ctl_row_exact(json_t *row)
 
 /* --- printing -------------------------------------------------------------- */
 
-/* ctl_time - "Mon Jan  1 12:00:00" (local time), like mailq */
-static void
-ctl_time(json_t *t, char *buf, size_t size, int with_year)
+/* ctl_cmd_time - "Mon Jan  1 12:00:00" (local time), like mailq */
+void
+ctl_cmd_time(json_t *t, char *buf, size_t size, int with_year)
 {
 	struct tm tm;
 	time_t secs;
@@ -326,9 +316,9 @@ ctl_time(json_t *t, char *buf, size_t size, int with_year)
 		util_strlcpy(buf, "?", size);
 }
 
-/* ctl_print_clean - a string from a peer or a file, without control characters */
-static void
-ctl_print_clean(FILE *f, const char *s)
+/* ctl_cmd_print_clean - a string from a peer or a file, without control characters */
+void
+ctl_cmd_print_clean(FILE *f, const char *s)
 {
 	for (; s != NULL && *s != '\0'; s++) {
 		unsigned char ch = (unsigned char)*s;
@@ -361,12 +351,12 @@ ctl_mailq_one(struct ctl_mailq *q, json_t *m)
 	}
 	q->count++;
 	q->bytes += size > 0 ? (uint64_t)size : 0;
-	ctl_time(json_object_get(m, "arrival"), when, sizeof(when), 0);
+	ctl_cmd_time(json_object_get(m, "arrival"), when, sizeof(when), 0);
 	indent = printf("%-10s%c %8lld %s  ", id != NULL ? id : "?", held ? '!' : ' ',
 	    (long long)size, when);
 	if (indent < 0)
 		indent = 0;
-	ctl_print_clean(stdout, sender == NULL || sender[0] == '\0' ? "MAILER-DAEMON" : sender);
+	ctl_cmd_print_clean(stdout, sender == NULL || sender[0] == '\0' ? "MAILER-DAEMON" : sender);
 	putchar('\n');
 	json_array_foreach(rcpts, i, r) {
 		const char *st = json_string_value(json_object_get(r, "state"));
@@ -376,12 +366,12 @@ ctl_mailq_one(struct ctl_mailq *q, json_t *m)
 			continue;       /* delivered or bounced: no longer queued for it */
 		if (reply != NULL && reply[0] != '\0' && (last == NULL || strcmp(last, reply) != 0)) {
 			printf("%*s(", indent > 8 ? indent - 8 : 0, "");
-			ctl_print_clean(stdout, reply);
+			ctl_cmd_print_clean(stdout, reply);
 			printf(")\n");
 			last = reply;
 		}
 		printf("%*s", indent, "");
-		ctl_print_clean(stdout, json_string_value(json_object_get(r, "address")));
+		ctl_cmd_print_clean(stdout, json_string_value(json_object_get(r, "address")));
 		putchar('\n');
 	}
 	putchar('\n');
@@ -404,7 +394,7 @@ ctl_postqueue_json(json_t *m)
 	    "message_size", json_object_get(m, "size") ? json_object_get(m, "size") : json_null(),
 	    "forced_expire", 0,
 	    "sender", json_object_get(m, "sender") ? json_object_get(m, "sender") : json_null());
-	if (o == NULL || (rc = json_array()) == NULL || ctl_jset(o, "recipients", rc) < 0) {
+	if (o == NULL || (rc = json_array()) == NULL || ctl_cmd_jset(o, "recipients", rc) < 0) {
 		json_decref(o);
 		return -1;
 	}
@@ -436,7 +426,7 @@ ctl_mailq_emit(struct ctl_mailq *q, json_t *m)
 {
 	if (q->c->json) {
 		if (ctl_postqueue_json(m) < 0)
-			ctl_err(q->c, "out of memory");
+			ctl_cmd_err(q->c, "out of memory");
 		q->count++;
 		return;
 	}
@@ -483,16 +473,16 @@ ctl_cmd_qshape(struct ctl *c)
 	size_t i;
 
 	c->http.timeout_ms = CTL_HTTP_VIEW_TIMEOUT_MS;    /* a pass over every parked message */
-	rc = ctl_api(c, "GET", "/api/qshape?limit=50", NULL, &s, &status);
+	rc = ctl_cmd_api(c, "GET", "/api/qshape?limit=50", NULL, &s, &status);
 	c->http.timeout_ms = CTL_HTTP_TIMEOUT_MS;
 	if (rc == CTL_EX_NODAEMON) {
-		ctl_err(c, "mtad is not running: qshape asks the running daemon");
+		ctl_cmd_err(c, "mtad is not running: qshape asks the running daemon");
 		return rc;
 	}
 	if (rc != CTL_EX_OK)
 		return rc;
 	if (status != 200 || !json_is_object(s)) {
-		ctl_err(c, "GET /api/qshape: HTTP %d: %s", status, ctl_api_error(s, "bad reply"));
+		ctl_cmd_err(c, "GET /api/qshape: HTTP %d: %s", status, ctl_cmd_api_error(s, "bad reply"));
 		json_decref(s);
 		return CTL_EX_FAIL;
 	}
@@ -549,23 +539,23 @@ ctl_direct_cb(void *arg, struct queue_msg *m)
 	if (q->c->filter.hf.any && !http_filter_match(&q->c->filter.hf, m))
 		return;
 	if ((j = queue_view_detail(m, util_now_us())) == NULL) {
-		ctl_err(q->c, "out of memory");
+		ctl_cmd_err(q->c, "out of memory");
 		return;
 	}
 	ctl_mailq_emit(q, j);
 	json_decref(j);
 }
 
-/* ctl_direct_error - data_dir could not be read */
-static int
-ctl_direct_error(struct ctl *c, int e, const char *err)
+/* ctl_cmd_direct_error - data_dir could not be read */
+int
+ctl_cmd_direct_error(struct ctl *c, int e, const char *err)
 {
 	if (e == EACCES || e == EPERM) {
-		ctl_err(c, "mtad is not running and %s (reading the queue directly needs "
+		ctl_cmd_err(c, "mtad is not running and %s (reading the queue directly needs "
 		    "root or the mail_owner user)", err);
 		return CTL_EX_PERM;
 	}
-	ctl_err(c, "mtad is not running and %s", err);
+	ctl_cmd_err(c, "mtad is not running and %s", err);
 	return CTL_EX_FAIL;
 }
 
@@ -576,7 +566,7 @@ ctl_queue_direct(struct ctl *c, struct ctl_mailq *q)
 	char err[1024];
 
 	if (ctl_queue_scan(c->cfg->data_dir, ctl_direct_cb, q, err, sizeof(err)) < 0)
-		return ctl_direct_error(c, errno, err);
+		return ctl_cmd_direct_error(c, errno, err);
 	ctl_mailq_end(q);
 	return CTL_EX_OK;
 }
@@ -606,7 +596,7 @@ ctl_queue_rows(struct ctl *c, struct ctl_mailq *q, json_t *items)
 
 			if (util_bsnprintf(dpath, sizeof(dpath), "/api/queue/%s", id) < 0)
 				continue;
-			rc = ctl_api(c, "GET", dpath, NULL, &m, &status);
+			rc = ctl_cmd_api(c, "GET", dpath, NULL, &m, &status);
 			if (rc != CTL_EX_OK)
 				return rc;
 			if (status == 404) {
@@ -619,7 +609,7 @@ ctl_queue_rows(struct ctl *c, struct ctl_mailq *q, json_t *items)
 			}
 		}
 		if (m == NULL) {
-			ctl_err(c, "out of memory");
+			ctl_cmd_err(c, "out of memory");
 			return CTL_EX_FAIL;
 		}
 		ctl_mailq_emit(q, m);
@@ -656,7 +646,7 @@ ctl_queue_filtered(struct ctl *c, struct ctl_mailq *q)
 	int rc, status;
 
 	if (ctl_filter_query(&c->filter, qs, sizeof(qs)) < 0) {
-		ctl_err(c, "the filters are too long");
+		ctl_cmd_err(c, "the filters are too long");
 		return CTL_EX_USAGE;
 	}
 	c->http.timeout_ms = CTL_HTTP_VIEW_TIMEOUT_MS;
@@ -668,7 +658,7 @@ ctl_queue_filtered(struct ctl *c, struct ctl_mailq *q)
 			rc = CTL_EX_FAIL;
 			goto done;
 		}
-		rc = ctl_api(c, "GET", path, NULL, &page, &status);
+		rc = ctl_cmd_api(c, "GET", path, NULL, &page, &status);
 		if (rc == CTL_EX_NODAEMON && off == 0) {
 			rc = ctl_queue_direct(c, q);
 			goto done;
@@ -676,8 +666,8 @@ ctl_queue_filtered(struct ctl *c, struct ctl_mailq *q)
 		if (rc != CTL_EX_OK)
 			goto done;
 		if (status != 200 || !json_is_array(items = json_object_get(page, "items"))) {
-			ctl_err(c, "GET /api/queue: HTTP %d: %s", status,
-			    ctl_api_error(page, "bad reply"));
+			ctl_cmd_err(c, "GET /api/queue: HTTP %d: %s", status,
+			    ctl_cmd_api_error(page, "bad reply"));
 			rc = status == 400 ? CTL_EX_USAGE : CTL_EX_FAIL;
 			goto done;
 		}
@@ -730,13 +720,13 @@ ctl_cmd_queue(struct ctl *c)
 		    util_bsnprintf(path, sizeof(path), "/api/queue?offset=%lld&limit=%d&order=asc",
 		    off, CTL_PAGE) < 0)
 			return CTL_EX_FAIL;
-		rc = ctl_api(c, "GET", path, NULL, &page, &status);
+		rc = ctl_cmd_api(c, "GET", path, NULL, &page, &status);
 		if (rc == CTL_EX_NODAEMON && off == 0)
 			return ctl_queue_direct(c, &q);
 		if (rc != CTL_EX_OK)
 			return rc;
 		if (status != 200 || !json_is_array(items = json_object_get(page, "items"))) {
-			ctl_err(c, "GET %s: HTTP %d: %s", path, status, ctl_api_error(page, "bad reply"));
+			ctl_cmd_err(c, "GET %s: HTTP %d: %s", path, status, ctl_cmd_api_error(page, "bad reply"));
 			json_decref(page);
 			return CTL_EX_FAIL;
 		}
@@ -758,314 +748,6 @@ ctl_cmd_queue(struct ctl *c)
 	}
 	ctl_mailq_end(&q);
 	fflush(stdout);
-	return CTL_EX_OK;
-}
-
-/* --- show ------------------------------------------------------------------- */
-
-/* ctl_headers_parse - a raw header section into [{"name","value"}] (unfolded) */
-static json_t *
-ctl_headers_parse(const char *buf, size_t len)
-{
-	json_t *arr = json_array(), *cur = NULL;
-	size_t i = 0;
-
-	if (arr == NULL)
-		return NULL;
-	while (i < len) {
-		size_t j = i, ll;
-
-		while (j < len && buf[j] != '\n')
-			j++;
-		ll = j - i;
-		if (ll > 0 && buf[i + ll - 1] == '\r')
-			ll--;
-		if (ll == 0)
-			break;
-		if ((buf[i] == ' ' || buf[i] == '\t') && cur != NULL) {
-			json_t *v = json_object_get(cur, "value");
-			size_t pl = json_string_length(v), k = i;
-			char *cat;
-
-			while (k < i + ll && (buf[k] == ' ' || buf[k] == '\t'))
-				k++;
-			if ((cat = malloc(pl + 1 + (i + ll - k))) == NULL)
-				goto fail;
-			memcpy(cat, json_string_value(v), pl);
-			cat[pl] = ' ';
-			memcpy(cat + pl + 1, buf + k, i + ll - k);
-			if (ctl_jset(cur, "value", json_stringn_nocheck(cat, pl + 1 + (i + ll - k))) < 0) {
-				free(cat);
-				goto fail;
-			}
-			free(cat);
-		} else {
-			const char *colon = memchr(buf + i, ':', ll);
-			size_t nl = colon != NULL ? (size_t)(colon - (buf + i)) : ll;
-			size_t vs = colon != NULL ? nl + 1 : ll;
-
-			while (vs < ll && (buf[i + vs] == ' ' || buf[i + vs] == '\t'))
-				vs++;
-			if ((cur = json_object()) == NULL || json_array_append_new(arr, cur) < 0 ||
-			    ctl_jset(cur, "name", json_stringn_nocheck(buf + i, nl)) < 0 ||
-			    ctl_jset(cur, "value", json_stringn_nocheck(buf + i + vs, ll - vs)) < 0)
-				goto fail;
-		}
-		i = j + 1;
-	}
-	return arr;
-fail:
-	json_decref(arr);
-	return NULL;
-}
-
-/* A bounded in-memory sink for ctl_queue_content(). */
-struct ctl_sink {
-	char  *buf;
-	size_t len, cap;
-};
-
-static int
-ctl_sink_write(void *arg, const void *p, size_t n)
-{
-	struct ctl_sink *k = arg;
-
-	if (n > k->cap - k->len)
-		n = k->cap - k->len;        /* past CTL_HEAD_MAX: cut, like the API */
-	memcpy(k->buf + k->len, p, n);
-	k->len += n;
-	return 0;
-}
-
-static int
-ctl_fd_write(void *arg, const void *p, size_t n)
-{
-	return ctl_net_write_all(*(int *)arg, p, n, 60000);
-}
-
-/* ctl_file_headers - the header section of a queued message, read from data_dir */
-static json_t *
-ctl_file_headers(struct ctl *c, const char *id)
-{
-	struct ctl_sink k;
-	char err[512];
-	json_t *arr = NULL;
-
-	k.len = 0;
-	k.cap = CTL_HEAD_MAX;
-	if ((k.buf = malloc(k.cap)) == NULL)
-		return NULL;
-	if (ctl_queue_content(c->cfg->data_dir, id, 1, ctl_sink_write, &k, err, sizeof(err)) == 0)
-		arr = ctl_headers_parse(k.buf, k.len);
-	else
-		arr = json_array();
-	free(k.buf);
-	return arr;
-}
-
-/*
- * ctl_show_history - the delivery attempts, oldest first: when, the
- * recipient, the result, the host and the enhanced status, then the reply
- */
-static void
-ctl_show_history(json_t *m)
-{
-	json_t *hist = json_object_get(m, "history"), *e;
-	json_int_t omitted = json_integer_value(json_object_get(m, "history_omitted"));
-	char when[64];
-	size_t i;
-
-	if (json_array_size(hist) == 0)
-		return;
-	printf("History:\n");
-	json_array_foreach(hist, i, e) {
-		const char *host = json_string_value(json_object_get(e, "host"));
-		const char *dsn = json_string_value(json_object_get(e, "dsn"));
-
-		if (i == 1 && omitted > 0)
-			printf("  [%lld attempt%s not shown]\n", (long long)omitted,
-			    omitted == 1 ? "" : "s");
-		ctl_time(json_object_get(e, "time"), when, sizeof(when), 0);
-		printf("  %s  #%lld <", when,
-		    (long long)json_integer_value(json_object_get(e, "attempt")));
-		ctl_print_clean(stdout, json_string_value(json_object_get(e, "recipient")));
-		printf(">  ");
-		ctl_print_clean(stdout, json_string_value(json_object_get(e, "result")));
-		printf("  %s", host != NULL ? "" : "(no host)");
-		ctl_print_clean(stdout, host);
-		if (dsn != NULL) {
-			printf("  dsn=");
-			ctl_print_clean(stdout, dsn);
-		}
-		printf("\n      ");
-		ctl_print_clean(stdout, json_string_value(json_object_get(e, "reply")));
-		printf("\n");
-	}
-}
-
-static void
-ctl_show_print(struct ctl *c, json_t *m)
-{
-	json_t *client = json_object_get(m, "client"), *flags = json_object_get(m, "flags");
-	json_t *r, *h;
-	const char *sender = json_string_value(json_object_get(m, "sender"));
-	char when[64];
-	size_t i;
-
-	(void)c;
-	ctl_time(json_object_get(m, "arrival"), when, sizeof(when), 1);
-	printf("Queue ID:   ");
-	ctl_print_clean(stdout, json_string_value(json_object_get(m, "id")));
-	printf("\nState:      ");
-	ctl_print_clean(stdout, json_string_value(json_object_get(m, "state")));
-	printf("\nArrival:    %s\nSize:       %lld bytes\nSender:     <", when,
-	    (long long)json_integer_value(json_object_get(m, "size")));
-	ctl_print_clean(stdout, sender);
-	printf(">\n");
-	if (json_is_object(client) && json_is_string(json_object_get(client, "addr"))) {
-		printf("Client:     ");
-		ctl_print_clean(stdout, json_string_value(json_object_get(client, "name")));
-		printf("[");
-		ctl_print_clean(stdout, json_string_value(json_object_get(client, "addr")));
-		printf("]");
-		if (json_is_string(json_object_get(client, "helo"))) {
-			printf(" helo=");
-			ctl_print_clean(stdout, json_string_value(json_object_get(client, "helo")));
-		}
-		printf("\n");
-	}
-	if (json_array_size(flags) > 0) {
-		printf("Flags:     ");
-		json_array_foreach(flags, i, r) {
-			putchar(' ');
-			ctl_print_clean(stdout, json_string_value(r));
-		}
-		printf("\n");
-	}
-	printf("Recipients:\n");
-	json_array_foreach(json_object_get(m, "recipients"), i, r) {
-		json_int_t att = json_integer_value(json_object_get(r, "attempts"));
-		const char *dsn = json_string_value(json_object_get(r, "dsn"));
-		const char *reply = json_string_value(json_object_get(r, "last_reply"));
-
-		printf("  <");
-		ctl_print_clean(stdout, json_string_value(json_object_get(r, "address")));
-		printf(">  ");
-		ctl_print_clean(stdout, json_string_value(json_object_get(r, "state")));
-		printf(", %lld attempt%s", (long long)att, att == 1 ? "" : "s");
-		if (json_is_integer(json_object_get(r, "next_try"))) {
-			ctl_time(json_object_get(r, "next_try"), when, sizeof(when), 0);
-			printf(", next try %s", when);
-		}
-		if (dsn != NULL) {
-			printf(", dsn=");
-			ctl_print_clean(stdout, dsn);
-		}
-		printf("\n");
-		if (reply != NULL) {
-			printf("      last reply: ");
-			ctl_print_clean(stdout, reply);
-			printf("\n");
-		}
-	}
-	ctl_show_history(m);
-	if (c->body)
-		return;     /* the content follows, headers included */
-	if (json_is_array(h = json_object_get(m, "headers"))) {
-		printf("Headers:\n");
-		json_array_foreach(h, i, r) {
-			printf("  ");
-			ctl_print_clean(stdout, json_string_value(json_object_get(r, "name")));
-			printf(": ");
-			ctl_print_clean(stdout, json_string_value(json_object_get(r, "value")));
-			printf("\n");
-		}
-		if (json_is_true(json_object_get(m, "headers_truncated")))
-			printf("  [...]\n");
-	}
-}
-
-/* ctl_show_body - the content as delivered, raw (CRLF), from data_dir */
-static int
-ctl_show_body(struct ctl *c, const char *id)
-{
-	char err[1024];
-	int out = STDOUT_FILENO;
-
-	fflush(stdout);
-	if (ctl_queue_content(c->cfg->data_dir, id, 0, ctl_fd_write, &out, err, sizeof(err)) < 0) {
-		int e = errno;
-
-		if (e == EACCES || e == EPERM) {
-			ctl_err(c, "%s (the message content is read from data_dir: run as root "
-			    "or the mail_owner user)", err);
-			return CTL_EX_PERM;
-		}
-		ctl_err(c, "%s", err);
-		return e == ENOENT ? CTL_EX_NOTFOUND : CTL_EX_FAIL;
-	}
-	return CTL_EX_OK;
-}
-
-static int
-ctl_cmd_show(struct ctl *c, const char *arg)
-{
-	char path[128], err[1024], id[72];
-	json_t *m = NULL;
-	int rc, status;
-
-	if (ctl_id_norm(arg, id, sizeof(id)) < 0) {
-		ctl_err(c, "%s: no such message", arg);
-		return CTL_EX_NOTFOUND;
-	}
-	if (util_bsnprintf(path, sizeof(path), "/api/queue/%s", id) < 0)
-		return CTL_EX_FAIL;
-	rc = ctl_api(c, "GET", path, NULL, &m, &status);
-	if (rc == CTL_EX_NODAEMON) {
-		struct queue_msg qm;
-
-		if (ctl_queue_load(c->cfg->data_dir, id, &qm, err, sizeof(err)) < 0) {
-			if (errno == ENOENT) {
-				ctl_err(c, "%s: no such message", id);
-				return CTL_EX_NOTFOUND;
-			}
-			return ctl_direct_error(c, errno, err);
-		}
-		m = queue_view_detail(&qm, util_now_us());
-		ctl_queue_msg_free(&qm);
-		if (m == NULL || (!c->body && ctl_jset(m, "headers", ctl_file_headers(c, id)) < 0) ||
-		    ctl_queue_history(c->cfg->data_dir, id, m) < 0) {
-			json_decref(m);
-			ctl_err(c, "out of memory");
-			return CTL_EX_FAIL;
-		}
-	} else if (rc != CTL_EX_OK) {
-		return rc;
-	} else if (status == 404) {
-		json_decref(m);
-		ctl_err(c, "%s: no such message", id);
-		return CTL_EX_NOTFOUND;
-	} else if (status != 200 || !json_is_object(m)) {
-		ctl_err(c, "GET %s: HTTP %d: %s", path, status, ctl_api_error(m, "bad reply"));
-		json_decref(m);
-		return CTL_EX_FAIL;
-	}
-	if (c->json) {
-		char *s = json_dumps(m, JSON_INDENT(2) | JSON_ENSURE_ASCII);
-
-		json_decref(m);
-		if (s == NULL)
-			return CTL_EX_FAIL;
-		puts(s);
-		free(s);
-		return CTL_EX_OK;
-	}
-	ctl_show_print(c, m);
-	json_decref(m);
-	if (c->body) {
-		printf("\n");
-		return ctl_show_body(c, id);
-	}
 	return CTL_EX_OK;
 }
 
@@ -1098,7 +780,7 @@ ctl_act_all(struct ctl *c, const struct ctl_action *a)
 	int rc, status, filtered = c->filter.hf.any;
 
 	if (filtered && ctl_filter_query(&c->filter, qs, sizeof(qs)) < 0) {
-		ctl_err(c, "the filters are too long");
+		ctl_cmd_err(c, "the filters are too long");
 		return CTL_EX_USAGE;
 	}
 	/* the query string starts with '&': its first one becomes '?' */
@@ -1109,17 +791,17 @@ ctl_act_all(struct ctl *c, const struct ctl_action *a)
 		return CTL_EX_FAIL;
 	/* every parked message too: the answer comes when all are done */
 	c->http.timeout_ms = CTL_HTTP_VIEW_TIMEOUT_MS;
-	rc = ctl_api(c, "POST", path, body, &res, &status);
+	rc = ctl_cmd_api(c, "POST", path, body, &res, &status);
 	c->http.timeout_ms = CTL_HTTP_TIMEOUT_MS;
 	json_decref(body);
 	if (rc == CTL_EX_NODAEMON) {
 		ctl_no_daemon(c);
-		ctl_err(c, "%s needs the running daemon: nothing was changed", a->cmd);
+		ctl_cmd_err(c, "%s needs the running daemon: nothing was changed", a->cmd);
 	}
 	if (rc != CTL_EX_OK)
 		return rc;
 	if (status != 200) {
-		ctl_err(c, "%s: HTTP %d: %s", a->cmd, status, ctl_api_error(res, "failed"));
+		ctl_cmd_err(c, "%s: HTTP %d: %s", a->cmd, status, ctl_cmd_api_error(res, "failed"));
 		json_decref(res);
 		return status == 400 ? CTL_EX_USAGE : CTL_EX_FAIL;
 	}
@@ -1140,7 +822,7 @@ ctl_act_all(struct ctl *c, const struct ctl_action *a)
 		/* the index of parked messages is being rebuilt: not every one was reached */
 		ctl_partial(c, res, "not every queued message was reached");
 		if (failed > 0) {
-			ctl_err(c, "%s: %lld message%s could not be changed (see mtad's log)",
+			ctl_cmd_err(c, "%s: %lld message%s could not be changed (see mtad's log)",
 			    a->cmd, (long long)failed, failed == 1 ? "" : "s");
 			json_decref(res);
 			return CTL_EX_FAIL;
@@ -1158,23 +840,23 @@ ctl_act_one(struct ctl *c, const struct ctl_action *a, const char *id)
 	json_t *res = NULL;
 	int rc, status;
 
-	if (ctl_id_norm(id, uid, sizeof(uid)) < 0) {
-		ctl_err(c, "%s: no such message", id);
+	if (ctl_cmd_id_norm(id, uid, sizeof(uid)) < 0) {
+		ctl_cmd_err(c, "%s: no such message", id);
 		return CTL_EX_NOTFOUND;
 	}
 	if (util_bsnprintf(path, sizeof(path), "/api/queue/%s/%s", uid, a->api) < 0)
 		return CTL_EX_FAIL;
-	rc = ctl_api(c, "POST", path, NULL, &res, &status);
+	rc = ctl_cmd_api(c, "POST", path, NULL, &res, &status);
 	if (rc != CTL_EX_OK)
 		return rc;
 	if (status == 404) {
-		ctl_err(c, "%s: no such message", id);
+		ctl_cmd_err(c, "%s: no such message", id);
 		rc = CTL_EX_NOTFOUND;
 	} else if (status == 409) {
-		ctl_err(c, "%s: %s", uid, ctl_api_error(res, "conflict"));
+		ctl_cmd_err(c, "%s: %s", uid, ctl_cmd_api_error(res, "conflict"));
 		rc = CTL_EX_FAIL;
 	} else if (status != 200) {
-		ctl_err(c, "%s: %s: HTTP %d: %s", uid, a->cmd, status, ctl_api_error(res, "failed"));
+		ctl_cmd_err(c, "%s: %s: HTTP %d: %s", uid, a->cmd, status, ctl_cmd_api_error(res, "failed"));
 		rc = CTL_EX_FAIL;
 	} else {
 		printf("%s: %s\n", uid, json_is_false(json_object_get(res, "changed")) ?
@@ -1198,15 +880,15 @@ ctl_cmd_action(struct ctl *c, const struct ctl_action *a, int argc, char **argv)
 		if (strcmp(argv[i], "ALL") == 0)
 			all = 1;
 	if (all && argc != 1) {
-		ctl_err(c, "%s: ALL stands alone", a->cmd);
+		ctl_cmd_err(c, "%s: ALL stands alone", a->cmd);
 		return CTL_EX_USAGE;
 	}
 	if (c->filter.hf.any && argc > 0) {
-		ctl_err(c, "%s: give queue IDs, ALL or filters, not both", a->cmd);
+		ctl_cmd_err(c, "%s: give queue IDs, ALL or filters, not both", a->cmd);
 		return CTL_EX_USAGE;
 	}
 	if (argc == 0 && !c->filter.hf.any && strcmp(a->cmd, "flush") != 0) {
-		ctl_err(c, "%s: give queue IDs, ALL or a filter (--domain, --state, ...)", a->cmd);
+		ctl_cmd_err(c, "%s: give queue IDs, ALL or a filter (--domain, --state, ...)", a->cmd);
 		return CTL_EX_USAGE;
 	}
 	if (all || argc == 0)
@@ -1216,7 +898,7 @@ ctl_cmd_action(struct ctl *c, const struct ctl_action *a, int argc, char **argv)
 
 		if (rc == CTL_EX_NODAEMON) {
 			ctl_no_daemon(c);
-			ctl_err(c, "%s needs the running daemon: nothing was changed", a->cmd);
+			ctl_cmd_err(c, "%s needs the running daemon: nothing was changed", a->cmd);
 			return rc;
 		}
 		if (rc == CTL_EX_PERM)
@@ -1270,7 +952,7 @@ ctl_stats_direct(struct ctl *c)
 
 	memset(&n, 0, sizeof(n));
 	if (ctl_queue_scan(c->cfg->data_dir, ctl_count_cb, &n, err, sizeof(err)) < 0)
-		return ctl_direct_error(c, errno, err);
+		return ctl_cmd_direct_error(c, errno, err);
 	if (n.oldest_us != 0 && now > n.oldest_us)
 		oldest = (now - n.oldest_us) / 1000000;
 	o = json_pack("{s:b,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}}", "running", 0, "queue",
@@ -1313,13 +995,13 @@ ctl_cmd_stats(struct ctl *c)
 	json_t *s = NULL;
 	int rc, status;
 
-	rc = ctl_api(c, "GET", "/api/stats", NULL, &s, &status);
+	rc = ctl_cmd_api(c, "GET", "/api/stats", NULL, &s, &status);
 	if (rc == CTL_EX_NODAEMON)
 		return ctl_stats_direct(c);
 	if (rc != CTL_EX_OK)
 		return rc;
 	if (status != 200 || !json_is_object(s)) {
-		ctl_err(c, "GET /api/stats: HTTP %d: %s", status, ctl_api_error(s, "bad reply"));
+		ctl_cmd_err(c, "GET /api/stats: HTTP %d: %s", status, ctl_cmd_api_error(s, "bad reply"));
 		json_decref(s);
 		return CTL_EX_FAIL;
 	}
@@ -1336,7 +1018,7 @@ ctl_cmd_stats(struct ctl *c)
 		json_t *started = json_object_get(s, "started"), *now = json_object_get(s, "now");
 
 		printf("mtad:                 running on ");
-		ctl_print_clean(stdout, json_string_value(json_object_get(s, "hostname")));
+		ctl_cmd_print_clean(stdout, json_string_value(json_object_get(s, "hostname")));
 		if (json_is_integer(started) && json_is_integer(now))
 			printf(", up %llds", (long long)(json_integer_value(now) -
 			    json_integer_value(started)));
@@ -1391,7 +1073,7 @@ ctl_cmd_health(struct ctl *c)
 	json_t *j = NULL;
 	int rc, status;
 
-	rc = ctl_api(c, "GET", "/healthz", NULL, &j, &status);
+	rc = ctl_cmd_api(c, "GET", "/healthz", NULL, &j, &status);
 	json_decref(j);
 	if (rc == CTL_EX_NODAEMON) {
 		ctl_no_daemon(c);
@@ -1400,7 +1082,7 @@ ctl_cmd_health(struct ctl *c)
 	if (rc != CTL_EX_OK)
 		return rc;
 	if (status != 200) {
-		ctl_err(c, "GET /healthz: HTTP %d", status);
+		ctl_cmd_err(c, "GET /healthz: HTTP %d", status);
 		return CTL_EX_FAIL;
 	}
 	printf("ok\n");
@@ -1418,7 +1100,7 @@ ctl_cmd_drain(struct ctl *c)
 	int rc, status;
 	char relay[300];
 
-	rc = ctl_api(c, "POST", "/api/drain", NULL, &j, &status);
+	rc = ctl_cmd_api(c, "POST", "/api/drain", NULL, &j, &status);
 	if (rc == CTL_EX_NODAEMON) {
 		ctl_no_daemon(c);
 		return CTL_EX_NODAEMON;
@@ -1426,7 +1108,7 @@ ctl_cmd_drain(struct ctl *c)
 	if (rc != CTL_EX_OK)
 		return rc;
 	if (status != 202) {
-		ctl_err(c, "POST /api/drain: HTTP %d: %s", status, ctl_api_error(j, "bad reply"));
+		ctl_cmd_err(c, "POST /api/drain: HTTP %d: %s", status, ctl_cmd_api_error(j, "bad reply"));
 		json_decref(j);
 		return CTL_EX_FAIL;
 	}
@@ -1438,7 +1120,7 @@ ctl_cmd_drain(struct ctl *c)
 			util_strlcpy(relay, "drain_relay", sizeof(relay));
 		printf("mtad is draining: delivering for up to %us, then handing the rest "
 		    "over to ", c->cfg->drain_timeout);
-		ctl_print_clean(stdout, relay);
+		ctl_cmd_print_clean(stdout, relay);
 		printf("; it exits when done\n");
 	}
 	else
@@ -1541,7 +1223,7 @@ ctl_cmd_main(int argc, char **argv)
 	} else if (strcmp(cmd, "queue") == 0) {
 		rc = ctl_cmd_queue(&c);
 	} else if (strcmp(cmd, "show") == 0) {
-		rc = ctl_cmd_show(&c, args[0]);
+		rc = ctl_show_cmd(&c, args[0]);
 	} else if (strcmp(cmd, "stats") == 0) {
 		rc = ctl_cmd_stats(&c);
 	} else if (strcmp(cmd, "qshape") == 0) {

@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "http/http.h"
@@ -139,6 +140,47 @@ int ctl_filter_opt(struct ctl_filter *f, int argc, char **argv, int *i, char *er
     size_t errlen);
 /* ctl_filter_query - "&key=value..." percent-encoded into buf; -1 if it does not fit */
 int ctl_filter_query(const struct ctl_filter *f, char *buf, size_t size);
+
+/* --- ctl_cmd.c: one command's state and what the command files share --- */
+
+#define CTL_HEAD_MAX    65536        /* header bytes shown from a file */
+
+struct ctl {
+	const char *prog;              /* "mtactl" or "mailq" */
+	const char *conf_path;
+	int conf_implicit;             /* neither -c nor MTAD_CONFIG: the default path */
+	struct config *cfg;
+	struct ctl_http http;
+	int json, body;
+	int direct;                    /* reading data_dir: mtad is not running */
+	struct ctl_filter filter;      /* --domain, --state, ...: the API's parameters */
+};
+
+/* ctl_cmd_err - "prog: message" on stderr (cut at 4 KiB) */
+void ctl_cmd_err(const struct ctl *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/*
+ * ctl_cmd_api - one request; on success *out holds the parsed JSON reply (or
+ * NULL for a non-JSON body) and *status the HTTP status. Returns CTL_EX_OK,
+ * CTL_EX_NODAEMON (nothing listens), CTL_EX_PERM (401/403) or CTL_EX_FAIL.
+ */
+int ctl_cmd_api(struct ctl *c, const char *method, const char *path, struct json_t *body,
+    struct json_t **out, int *status);
+/* ctl_cmd_api_error - the {"error": ...} text of a reply, or a fallback */
+const char *ctl_cmd_api_error(struct json_t *j, const char *fallback);
+/* ctl_cmd_direct_error - data_dir could not be read (errno e): a message and a status */
+int ctl_cmd_direct_error(struct ctl *c, int e, const char *err);
+/* ctl_cmd_id_norm - a queue id from the command line, upper-cased; -1 if it cannot be one */
+int ctl_cmd_id_norm(const char *in, char *out, size_t size);
+/* ctl_cmd_jset - set key to a new value; -1 when val is NULL or the set fails */
+int ctl_cmd_jset(struct json_t *o, const char *key, struct json_t *val);
+/* ctl_cmd_time - a Unix time in local time as mailq shows it, with the year or not */
+void ctl_cmd_time(struct json_t *t, char *buf, size_t size, int with_year);
+/* ctl_cmd_print_clean - a string from a peer or a file, control characters as '?' */
+void ctl_cmd_print_clean(FILE *f, const char *s);
+
+/* ctl_show.c: mtactl show ID [--body] [--json]; an exit status */
+int ctl_show_cmd(struct ctl *c, const char *arg);
 
 /* ctl_dkim.c: `dkim-record DOMAIN` prints the TXT records; an exit status */
 struct config;
