@@ -39,7 +39,7 @@
 int
 queue_hist_open(struct queue *q, const char *id)
 {
-	return openat(q->qdirfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	return queue_open_read(q->qdirfd, id, O_CLOEXEC | O_NOFOLLOW);
 }
 
 /* queue_hist_state_len - a state record's plausible payload length (queue_rec.c's rules); 0: not */

@@ -15,6 +15,7 @@
  *           runs, and tools (queue_tool.h).
  */
 #include "queue/queue_int.h"
+#include "queue/queue_tool.h"
 #include "queue/queue_rec.h"
 
 #include <errno.h>
@@ -63,7 +64,7 @@ queue_reader_open(struct queue *q, const struct queue_msg *m)
 	struct queue_reader *r;
 	int fd;
 
-	if ((fd = openat(q->qdirfd, m->id, O_RDONLY | O_CLOEXEC)) < 0)
+	if ((fd = queue_open_read(q->qdirfd, m->id, O_CLOEXEC)) < 0)
 		return NULL;
 	if ((r = queue_reader_new(fd, e->data_off, e->prepend_off, e->prepend_len)) == NULL) {
 		close(fd);

@@ -38,13 +38,24 @@ enum { RECOVER_KEPT, RECOVER_DONE, RECOVER_SKIPPED, RECOVER_NOMEM };
  * held back SIGTERM), O_NOFOLLOW against links, then fstat() for the type.
  * The flag is cleared again on the regular file. See queue_tool.h.
  */
+/* queue_open_read - see queue_tool.h */
+int
+queue_open_read(int dirfd, const char *name, int flags)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_NOATIME | flags);
+
+	if (fd < 0 && errno == EPERM)
+		fd = openat(dirfd, name, O_RDONLY | flags);
+	return fd;
+}
+
 int
 queue_recover_open(int dirfd, const char *name)
 {
 	struct stat st;
 	int fd, fl;
 
-	fd = openat(dirfd, name, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+	fd = queue_open_read(dirfd, name, O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
 	if (fstat(fd, &st) < 0)

@@ -51,6 +51,15 @@ struct queue_parse_result {
 };
 
 /*
+ * queue_open_read - openat(dirfd, name, O_RDONLY | flags) without updating
+ * the file's access time (O_NOATIME: a queue file's atime is never used,
+ * and an update dirties its inode, which the next group sync then writes:
+ * after a restart, for every file read). Falls back to a plain open when
+ * the file is not the caller's (EPERM). A descriptor, or -1 with errno.
+ */
+int queue_open_read(int dirfd, const char *name, int flags);
+
+/*
  * queue_recover_open - open dirfd/name (a queue file) for queue_reader_parse_fd():
  * never blocks and never follows a link. -1 with errno when it cannot be
  * opened; ELOOP (a symbolic link) or EINVAL (a FIFO, device, directory...)

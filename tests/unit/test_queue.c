@@ -2242,6 +2242,46 @@ test_hist_parse(void **state)
 	free(p);
 }
 
+/* Reading a queue file (delivery, recovery, history) leaves its atime alone: no dirty inode to sync. */
+static void
+test_reads_keep_atime(void **state)
+{
+	struct fx *f = *state;
+	struct queue_envelope env = { .sender = "s@example.org", .rcpts = rcpts3, .nrcpt = 1 };
+	unsigned char *data = make_content(3000, 7), *back, buf[64];
+	struct timespec ts[2] = { { 1000, 0 }, { 0, UTIME_OMIT } };
+	struct queue_msg *m = commit_msg(f, &env, data, 3000, 3000, NULL, 0);
+	struct stat st;
+	char path[600];
+	size_t len;
+	int fd;
+
+	assert_non_null(m);
+	fx_path(f, "queue", m->id, path, sizeof(path));
+	/* an atime older than the mtime: relatime would update it on a read */
+	assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+	back = read_all(f->q, m, 512, &len);
+	assert_int_equal(len, 3000);
+	assert_true((fd = queue_hist_open(f->q, m->id)) >= 0);
+	assert_true(read(fd, buf, sizeof(buf)) > 0);
+	close(fd);
+	{
+		char qd[400];
+		int dfd;
+
+		assert_int_equal(util_bsnprintf(qd, sizeof(qd), "%s/queue", f->data_dir) < 0, 0);
+		assert_true((dfd = open(qd, O_RDONLY | O_DIRECTORY)) >= 0);
+		assert_true((fd = queue_recover_open(dfd, m->id)) >= 0);
+		assert_true(read(fd, buf, sizeof(buf)) > 0);
+		close(fd);
+		close(dfd);
+	}
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_atim.tv_sec, 1000);
+	free(back);
+	free(data);
+}
+
 int
 main(void)
 {
@@ -2256,6 +2296,7 @@ main(void)
 		cmocka_unit_test(test_tool_verdicts),
 		cmocka_unit_test(test_tool_pending),
 		cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reads_keep_atime, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tool_committed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreach_remove_counters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort_and_failures, setup, teardown),
