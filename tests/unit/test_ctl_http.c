@@ -69,6 +69,22 @@ serve_one(int fd)
 		if (strstr(buf, "\r\n\r\n") != NULL)
 			break;
 	}
+	/*
+	 * The body too, before answering: closing with unread bytes makes the
+	 * kernel reset the connection, and the client could lose the reply.
+	 */
+	{
+		const char *end = strstr(buf, "\r\n\r\n"), *cl = strcasestr(buf, "\r\nContent-Length:");
+		size_t want = 0;
+
+		if (end != NULL && cl != NULL && cl < end)
+			want = (size_t)(end + 4 - buf) + strtoul(cl + 17, NULL, 10);
+		while (n < want && n < sizeof(buf) - 1 &&
+		    (r = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0) {
+			n += (size_t)r;
+			buf[n] = '\0';
+		}
+	}
 	pthread_mutex_lock(&srv.mu);
 	util_strlcpy(srv.req, buf, sizeof(srv.req));
 	reply = srv.reply;
