@@ -25,34 +25,6 @@
 
 #define PIDX_RBUF (256 * 1024)          /* a reader's buffer (grown for a bigger record) */
 
-static void
-put32(unsigned char *p, uint32_t v)
-{
-	p[0] = (unsigned char)v;
-	p[1] = (unsigned char)(v >> 8);
-	p[2] = (unsigned char)(v >> 16);
-	p[3] = (unsigned char)(v >> 24);
-}
-
-static void
-put64(unsigned char *p, uint64_t v)
-{
-	put32(p, (uint32_t)v);
-	put32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint32_t
-get32(const unsigned char *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t
-get64(const unsigned char *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
 /* pidx_strs_len - bytes of m's addresses in a record (SIZE_MAX: more than a record holds) */
 static size_t
 pidx_strs_len(const struct queue_msg *m)
@@ -95,12 +67,12 @@ queue_pidx_rec_encode(unsigned char *out, size_t cap, uint64_t key, const struct
 	total = QUEUE_PIDX_REC_MIN + sl;
 	if (total > cap)
 		return 0;
-	put32(out, (uint32_t)(total - 4));
-	put64(out + 4, key);
-	put64(out + 12, m->arrival_us);
-	put64(out + 20, m->size);
-	put32(out + 28, (uint32_t)nrcpt);
-	put32(out + 32, flags);
+	queue_rec_put32(out, (uint32_t)(total - 4));
+	queue_rec_put64(out + 4, key);
+	queue_rec_put64(out + 12, m->arrival_us);
+	queue_rec_put64(out + 20, m->size);
+	queue_rec_put32(out + 28, (uint32_t)nrcpt);
+	queue_rec_put32(out + 32, flags);
 	if (!(flags & QUEUE_PIDX_F_NOADDR)) {
 		const char *s = m->sender != NULL ? m->sender : "";
 		size_t l = strlen(s);
@@ -114,7 +86,7 @@ queue_pidx_rec_encode(unsigned char *out, size_t cap, uint64_t key, const struct
 			off += l + 1;
 		}
 	}
-	put32(out + off, crc32c(0, out, off));
+	queue_rec_put32(out + off, crc32c(0, out, off));
 	return total;
 }
 
@@ -130,7 +102,7 @@ queue_pidx_rec_decode(const unsigned char *buf, size_t avail, struct queue_pidx_
 		*used = 4;
 		return 0;
 	}
-	len = get32(buf);
+	len = queue_rec_get32(buf);
 	if (len < QUEUE_PIDX_REC_MIN - 4 || len > QUEUE_PIDX_REC_MAX - 4)
 		return -1;
 	total = (size_t)len + 4;
@@ -138,13 +110,13 @@ queue_pidx_rec_decode(const unsigned char *buf, size_t avail, struct queue_pidx_
 		*used = total;
 		return 0;
 	}
-	if (crc32c(0, buf, total - 4) != get32(buf + total - 4))
+	if (crc32c(0, buf, total - 4) != queue_rec_get32(buf + total - 4))
 		return -1;
-	r->key = get64(buf + 4);
-	r->arrival_us = get64(buf + 12);
-	r->size = get64(buf + 20);
-	r->nrcpt = get32(buf + 28);
-	r->flags = get32(buf + 32);
+	r->key = queue_rec_get64(buf + 4);
+	r->arrival_us = queue_rec_get64(buf + 12);
+	r->size = queue_rec_get64(buf + 20);
+	r->nrcpt = queue_rec_get32(buf + 28);
+	r->flags = queue_rec_get32(buf + 32);
 	sl = total - QUEUE_PIDX_REC_MIN;
 	if (r->key == 0 || r->nrcpt == 0 || r->nrcpt > QUEUE_REC_RCPT_MAX ||
 	    (r->flags & ~QUEUE_PIDX_F_NOADDR) != 0)
