@@ -61,7 +61,6 @@ struct qshape_dom {
 struct qshape {
 	struct http *h;
 	struct map *doms;
-	size_t   ndoms;
 	struct qshape_dom **v;          /* collected for sorting */
 	size_t   n, cap, limit;
 	uint64_t total, ages[QSHAPE_NBUCKET];
@@ -113,7 +112,7 @@ qshape_add(struct qshape *qs, const struct queue_msg *m)
 		if (m->rcpt[i].state != QUEUE_RCPT_PENDING)
 			continue;
 		qshape_dom_of(m->rcpt[i].addr, dom, sizeof(dom));
-		if ((d = map_get(qs->doms, dom)) == NULL && qs->ndoms >= QSHAPE_MAX_DOMAINS) {
+		if ((d = map_get(qs->doms, dom)) == NULL && map_count(qs->doms) >= QSHAPE_MAX_DOMAINS) {
 			qs->other++;
 			qs->other_ages[b]++;
 			qs->total++;
@@ -133,7 +132,6 @@ qshape_add(struct qshape *qs, const struct queue_msg *m)
 				qs->nomem = 1;
 				return;
 			}
-			qs->ndoms++;
 		}
 		d->count++;
 		d->ages[b]++;
