@@ -18,7 +18,10 @@
 #include "ctl/ctl_int.h"
 #include "lib/util.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+#include <event2/http.h>
 
 /* The options, each with its API parameter (docs/web-ui.md, "Views over the index"). */
 static const struct {
@@ -110,35 +113,12 @@ ctl_filter_opt(struct ctl_filter *f, int argc, char **argv, int *i, char *err, s
 	return 0;
 }
 
-/* ctl_filter_enc - value percent-encoded (RFC 3986 unreserved kept) at buf[*pos] */
-static int
-ctl_filter_enc(char *buf, size_t size, size_t *pos, const char *value)
-{
-	static const char hex[] = "0123456789ABCDEF";
-
-	for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++) {
-		int plain = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-		    (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' || *p == '~';
-
-		if (*pos + (plain ? 1 : 3) >= size)
-			return -1;
-		if (plain) {
-			buf[(*pos)++] = (char)*p;
-		} else {
-			buf[(*pos)++] = '%';
-			buf[(*pos)++] = hex[*p >> 4];
-			buf[(*pos)++] = hex[*p & 15];
-		}
-	}
-	buf[*pos] = '\0';
-	return 0;
-}
-
 /* ctl_filter_query - "&key=value..." (values percent-encoded) in buf; -1 if it does not fit */
 int
 ctl_filter_query(const struct ctl_filter *f, char *buf, size_t size)
 {
-	size_t pos = 0;
+	size_t pos = 0, vl;
+	char *enc;
 
 	if (size == 0)
 		return -1;
@@ -153,8 +133,17 @@ ctl_filter_query(const struct ctl_filter *f, char *buf, size_t size)
 		pos += kl;
 		buf[pos++] = '=';
 		buf[pos] = '\0';
-		if (ctl_filter_enc(buf, size, &pos, f->kv[i].value) < 0)
+		/* percent-encoded by libevent (RFC 3986 unreserved characters kept) */
+		if ((enc = evhttp_uriencode(f->kv[i].value, -1, 0)) == NULL)
 			return -1;
+		vl = strlen(enc);
+		if (pos + vl >= size) {
+			free(enc);
+			return -1;
+		}
+		memcpy(buf + pos, enc, vl + 1);
+		pos += vl;
+		free(enc);
 	}
 	return 0;
 }
